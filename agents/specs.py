@@ -1,0 +1,85 @@
+"""Agent specs on the command line: ``kind[:arg][:key=value,key=value]``.
+
+Examples: ``random``, ``expert:seed=3``, ``tiny``, ``smollm2:temperature=0.7,max_new_tokens=16``,
+``hf:/path/to/model:temperature=0.5``. Model kinds load lazily, so scripted play never imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.base import Agent
+from agents.scripted import ExpertAgent, RandomAgent
+
+SCRIPTED: dict[str, Callable[..., Agent]] = {"random": RandomAgent, "expert": ExpertAgent}
+MODEL_KINDS = ("smollm2", "tiny", "hf")
+
+
+@dataclass
+class AgentSpec:
+    """A parsed agent spec."""
+
+    kind: str
+    arg: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
+
+
+def _value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def parse_spec(text: str) -> AgentSpec:
+    """Parse ``kind[:arg][:key=value,...]``; raise ValueError naming the bad part."""
+    if not text or not text.strip():
+        raise ValueError("empty agent spec: expected e.g. 'random', 'expert', 'smollm2:temperature=0.7'")
+    kind, *rest = text.split(":")
+    if kind not in SCRIPTED and kind not in MODEL_KINDS:
+        raise ValueError(f"unknown agent kind {kind!r} in spec {text!r}: expected one of "
+                         f"{', '.join([*SCRIPTED, *MODEL_KINDS])}")
+    args, options = [], {}
+    for part in rest:
+        if "=" not in part:
+            args.append(part)
+            continue
+        for item in part.split(","):
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise ValueError(f"malformed option {item!r} in agent spec {text!r}: expected key=value")
+            options[key.strip()] = _value(value.strip())
+    arg = ":".join(args) or None
+    if kind == "hf" and not arg:
+        raise ValueError(f"agent spec {text!r} needs a model path: hf:PATH")
+    if kind != "hf" and arg:
+        raise ValueError(f"agent spec {text!r}: kind {kind!r} takes no argument {arg!r} (options go as key=value)")
+    return AgentSpec(kind, arg, options, text)
+
+
+def build_agent(spec: str | AgentSpec, seed: int = 0, name: str | None = None) -> Agent:
+    """Create the agent a spec describes; ``name`` defaults to the spec text."""
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    name = name or spec.text or spec.kind
+    if spec.kind in SCRIPTED:
+        unknown = set(spec.options) - {"seed"}
+        if unknown:
+            raise ValueError(f"agent {spec.kind!r} takes only the option 'seed', got {sorted(unknown)}")
+        return SCRIPTED[spec.kind](seed=int(spec.options.get("seed", seed)), name=name)
+    from agents.llm import build_llm_agent  # torch and transformers load only when a model plays
+
+    return build_llm_agent(spec, seed=seed, name=name)
+
+
+def build_agents(specs: list[str], seed: int = 0) -> dict[str, Agent]:
+    """Agents for a list of specs, named by spec; repeated specs get ``#2``, ``#3`` suffixes."""
+    agents: dict[str, Agent] = {}
+    for i, text in enumerate(specs):
+        name = text if text not in agents else f"{text}#{sum(n.split('#')[0] == text for n in agents) + 1}"
+        agents[name] = build_agent(text, seed=seed + 1000 * i, name=name)
+    return agents

@@ -1,0 +1,148 @@
+"""The ``selfplay`` command: list, check and play games, show records; train and tournament delegate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from agents.specs import _value, build_agents
+from arena.play import paired_matches, play
+from arena.records import open_store
+from arena.stats import format_table, summarize
+from games.conformance import check_game
+from games.registry import game_class, registered_games
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    options = {}
+    for pair in pairs or []:
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise ValueError(f"malformed game option {pair!r}: expected key=value")
+        options[key] = _value(value)
+    return options
+
+
+def cmd_games(args: argparse.Namespace) -> int:
+    for name, cls in registered_games().items():
+        print(f"{name:<14} roles: {', '.join(cls.roles):<22} {cls.description}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    report = check_game(args.game, range(args.seed, args.seed + args.seeds), _options(args.option))
+    print(report)
+    return 0 if report.ok else 1
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    cls = game_class(args.game)
+    options = _options(args.option)
+    cls(**options)  # fail fast on bad options
+    agents = build_agents(args.agents, seed=args.seed)
+    out = Path(args.out or f"runs/play-{cls.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    store = open_store(out)
+    matches = paired_matches(cls.roles, list(agents), args.games, seed=args.seed)
+    start = time.perf_counter()
+    episodes = play(lambda: cls(**options), matches, agents, store=store, concurrency=args.concurrency)
+    seconds = time.perf_counter() - start
+    print(format_table(summarize(episodes)))
+    errors = sum(ep.status == "error" for ep in episodes)
+    print(f"\n{len(episodes)} games in {seconds:.1f}s ({len(episodes) / seconds:.1f} games/s)"
+          + (f", {errors} ended in errors (see `selfplay show {out}`)" if errors else ""))
+    print(f"episodes recorded in {store.path}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    path = Path(args.run)
+    if not path.exists():
+        raise ValueError(f"run {args.run!r} does not exist: expected a run directory or an episodes.sqlite file")
+    store = open_store(path)
+    if args.episode:
+        print(transcript(store.episode(args.episode)))
+        return 0
+    episodes = list(store.episodes(with_steps=False))
+    print(f"{len(episodes)} episodes in {store.path}")
+    for ep in episodes[: args.limit]:
+        agents = ", ".join(f"{r}={a}" for r, a in ep.agents.items())
+        rewards = ", ".join(f"{r}={v:+g}" for r, v in ep.rewards.items())
+        print(f"{ep.id[:12]}  {ep.game:<12} seed={ep.seed:<6} {ep.status:<9} {agents}  [{rewards}]")
+    if len(episodes) > args.limit:
+        print(f"... {len(episodes) - args.limit} more (--limit N shows more; --episode ID shows one)")
+    return 0
+
+
+def transcript(ep) -> str:
+    """A readable transcript of one episode."""
+    lines = [f"episode {ep.id}  game={ep.game} seed={ep.seed} status={ep.status}",
+             "agents: " + ", ".join(f"{r}={a}" for r, a in ep.agents.items())]
+    for s in ep.steps:
+        tag = f"turn {s.turn} {s.role}" + (f" sample {s.sample}" if s.sample else "") + (f" retry {s.attempt}" if s.attempt else "")
+        lines.append(f"\n--- {tag} ({s.agent})")
+        lines.append("  sees: " + s.messages[-1]["content"].replace("\n", "\n        "))
+        lines.append(f"  says: {s.text!r}")
+        if s.failure:
+            lines.append(f"  -> {s.failure}: {s.error}" + (f" [fallback: {s.fallback}]" if s.fallback else ""))
+        if s.action is not None and s.action != s.text:
+            lines.append(f"  -> action {s.action}")
+    lines.append(f"\nrewards: {ep.rewards}" + (f"\nerror:\n{ep.error}" if ep.error else ""))
+    return "\n".join(lines)
+
+
+def _delegate(module: str):
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return importlib.import_module(module).main(args.rest)
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selfplay", description="Multi-agent self-play for language models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("games", help="list the registered games")
+    p.set_defaults(fn=cmd_games)
+    p = sub.add_parser("check-game", help="run the conformance checks on a game")
+    p.add_argument("game", help="a registered name, module:Class or path/to/file.py:Class")
+    p.add_argument("--seeds", type=int, default=200, help="number of random playouts (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="game constructor option")
+    p.set_defaults(fn=cmd_check)
+    p = sub.add_parser("play", help="play games between agents and record them")
+    p.add_argument("game", help="a registered name, module:Class or path/to/file.py:Class")
+    p.add_argument("--agents", nargs="+", required=True, metavar="SPEC", help="one agent spec per role, e.g. expert random")
+    p.add_argument("--games", type=int, default=100, help="games to play; seeds are paired with seats swapped (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    p.add_argument("--out", help="run directory for episodes.sqlite (default runs/play-GAME-TIME)")
+    p.add_argument("--concurrency", type=int, default=256, help="games live at once (default 256)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="game constructor option, e.g. dice=3")
+    p.set_defaults(fn=cmd_play)
+    p = sub.add_parser("show", help="list a run's episodes or print one transcript")
+    p.add_argument("run", help="run directory or episodes.sqlite")
+    p.add_argument("--episode", help="episode id (a unique prefix is enough)")
+    p.add_argument("--limit", type=int, default=20, help="episodes to list (default 20)")
+    p.set_defaults(fn=cmd_show)
+    for name, module, text in (("train", "training.train", "train by self-play (see configs/)"),
+                               ("tournament", "arena.tournament", "rate agents and write a report")):
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(fn=_delegate(module))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``selfplay`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:
+        print(f"selfplay {args.command}: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Playing many games at once.
+
+Each scheduling round collects the pending decisions of every live game, groups them by agent, and calls
+each agent once with its whole batch; an LLM agent turns that batch into one generation call. A turn with
+``samples=K`` is one request for K completions. Invalid answers go through the game's invalid-action
+policy (re-prompt with the error, then forfeit / penalty / random move), every attempt recorded. An
+exception inside one game ends that episode with status ``error``; the other games go on.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import permutations
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from agents.base import Agent, Completion, Request
+from arena.records import Episode, RecordStore, Step
+from games.core import Failure, Game, InvalidAction, Message
+
+
+@dataclass
+class Match:
+    """One game to play: its seed, which agent (by name) plays each role, and free-form metadata."""
+
+    seed: int
+    agents: dict[str, str]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def paired_matches(roles: Sequence[str], agent_names: Sequence[str], games: int, seed: int = 0,
+                   meta: dict[str, Any] | None = None) -> list[Match]:
+    """``games`` matches in which each seed is played once per seating of the agents (paired seeds).
+
+    With two roles, games 2i and 2i+1 share seed ``seed + i`` with the seats swapped.
+    """
+    if len(agent_names) != len(roles):
+        raise ValueError(f"{len(agent_names)} agents for {len(roles)} roles {tuple(roles)}: name one agent per role")
+    seatings = list(dict.fromkeys(permutations(agent_names)))
+    return [Match(seed + i // len(seatings), dict(zip(roles, seatings[i % len(seatings)])),
+                  {**(meta or {}), "seating": i % len(seatings)}) for i in range(games)]
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One sample of the current turn, through its attempts."""
+
+    messages: list[Message]
+    attempts: int = 0
+    action: Any = None
+    done: bool = False
+
+
+class _LiveGame:
+    """One episode in flight: its game instance, the current turn's slots and the growing record."""
+
+    def __init__(self, game: Game, match: Match, options: dict[str, Any]):
+        self.game = game
+        self.episode = Episode(game=game.name, seed=match.seed, agents=dict(match.agents), options=options,
+                               meta=dict(match.meta))
+        self.fallback_rng = random.Random(match.seed ^ 0x5EED)
+        self.penalties = {r: 0.0 for r in game.roles}
+        self.turn = None
+        self.slots: list[_Slot] = []
+        self.turn_steps: list[list[Step]] = []
+        self.clock = time.perf_counter()
+        self._guard(lambda: (game.reset(match.seed), self._begin_turn()))
+
+    @property
+    def finished(self) -> bool:
+        return self.episode.status != "running"
+
+    def requests(self) -> list[tuple[Request, list[_Slot]]]:
+        """Pending requests of this game: fresh samples share one request, each retry is its own."""
+        fresh = [s for s in self.slots if not s.done and s.attempts == 0]
+        retries = [s for s in self.slots if not s.done and s.attempts > 0]
+        legal = self.game.legal_actions(self.turn.role)
+        out = [(Request(self.game, self.turn.role, s.messages, 1, legal), [s]) for s in retries]
+        if fresh:
+            out.insert(0, (Request(self.game, self.turn.role, fresh[0].messages, len(fresh), legal), fresh))
+        return out
+
+    def receive(self, slot: _Slot, completion: Completion, failure: tuple[Failure, str] | None, seconds: float) -> None:
+        """Record one completion for ``slot``: parse it, and re-prompt or fall back when it is invalid."""
+        role, policy = self.turn.role, self.game.invalid_policy
+        step = Step(turn=self.episode.num_turns, role=role, sample=self.slots.index(slot), attempt=slot.attempts,
+                    agent=self.episode.agents[role], messages=slot.messages, text=completion.text,
+                    prompt_ids=completion.prompt_ids, completion_ids=completion.completion_ids,
+                    logprobs=completion.logprobs, seconds=seconds)
+        self.turn_steps[step.sample].append(step)
+        slot.attempts += 1
+        if failure is None:
+            try:
+                slot.action, slot.done, step.action = self.game.parse(role, completion.text), True, completion.text
+                return
+            except InvalidAction as exc:
+                failure = (exc.code, exc.message)
+        step.failure, step.error = failure[0].value, failure[1]
+        step.reward = policy.penalty
+        if slot.attempts <= policy.retries:
+            slot.messages = [*slot.messages, {"role": "assistant", "content": completion.text},
+                             {"role": "user", "content": f"Invalid answer ({failure[0].value}): {failure[1]}. "
+                                                         f"Answer again with {self.game.action_format}."}]
+            return
+        step.fallback = policy.fallback
+        slot.done = True
+        if policy.fallback == "forfeit":
+            if len(self.slots) == 1:
+                self._finish("forfeit", self.game.forfeit_rewards(role))
+            return  # in a samples turn the sample just stays invalid: step() receives None for it
+        if policy.fallback == "penalty":
+            self.penalties[role] += policy.penalty
+        step.action = self.game.random_action(role, self.fallback_rng)
+        slot.action = self.game.parse(role, step.action)
+
+    def advance(self) -> None:
+        """Apply the turn once all its samples are settled, and set up the next one."""
+        if self.finished or not all(s.done for s in self.slots):
+            return
+        self._guard(self._apply_turn)
+
+    def _apply_turn(self) -> None:
+        sample_rewards = self.game.step(self.turn.role, [s.action for s in self.slots])
+        if sample_rewards is not None:
+            if len(sample_rewards) != len(self.slots):
+                raise ValueError(f"{self.game.name}.step returned {len(sample_rewards)} sample rewards for {len(self.slots)} samples")
+            for steps, reward in zip(self.turn_steps, sample_rewards):
+                if steps[-1].failure is None:
+                    steps[-1].reward = float(reward)
+        self.episode.steps.extend(s for steps in self.turn_steps for s in steps)
+        self.turn_steps = []
+        self.episode.num_turns += 1
+        self._begin_turn()
+
+    def _begin_turn(self) -> None:
+        self.turn = self.game.turn()
+        if self.turn is None:
+            self._finish("done", self.game.rewards())
+            return
+        if self.episode.num_turns >= self.game.max_turns:
+            self._finish("truncated", self.game.truncation_rewards())
+            return
+        messages = self.game.observe(self.turn.role)
+        self.slots = [_Slot(messages) for _ in range(self.turn.samples)]
+        self.turn_steps = [[] for _ in range(self.turn.samples)]
+
+    def _finish(self, status: str, rewards: dict[str, float]) -> None:
+        ep = self.episode
+        if status == "forfeit":  # the forfeiting turn never reached step(): keep its attempts
+            ep.steps.extend(s for steps in self.turn_steps for s in steps)
+            ep.num_turns += 1
+        ep.rewards = {r: float(rewards[r]) + self.penalties[r] for r in self.game.roles}
+        for s in ep.steps:  # samples without their own reward get their role's final reward
+            if s.reward is None and s.failure is None:
+                s.reward = ep.rewards[s.role]
+        ep.status, ep.seconds = status, time.perf_counter() - self.clock
+
+    def _guard(self, fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - one broken game must not stop the others
+            self.episode.steps.extend(s for steps in self.turn_steps for s in steps)
+            self.episode.status, self.episode.error = "error", traceback.format_exc(limit=8)
+            self.episode.seconds = time.perf_counter() - self.clock
+
+
+def _call_agent(agent: Agent, requests: list[Request]) -> tuple[list[list[Completion]] | None, str | None, float]:
+    start = time.perf_counter()
+    try:
+        results = agent.act(requests)
+        if len(results) != len(requests) or any(len(c) != r.samples for c, r in zip(results, requests)):
+            raise ValueError(f"agent {agent.name!r} returned a batch of the wrong shape")
+        return results, None, time.perf_counter() - start
+    except Exception as exc:  # noqa: BLE001 - a crashing agent becomes AGENT_ERROR attempts
+        return None, f"agent {agent.name!r} raised {type(exc).__name__}: {exc}", time.perf_counter() - start
+
+
+def play(make_game: Callable[[], Game], matches: Sequence[Match], agents: dict[str, Agent],
+         store: RecordStore | None = None, concurrency: int = 256, progress: bool | str = True,
+         options: dict[str, Any] | None = None) -> list[Episode]:
+    """Play ``matches`` with up to ``concurrency`` games live at once; write each finished episode to ``store``.
+
+    Returns the episodes in match order.
+    """
+    missing = {name for m in matches for name in m.agents.values()} - set(agents)
+    if missing:
+        raise ValueError(f"matches name unknown agent(s) {sorted(missing)}: known {sorted(agents)}")
+    queue = list(enumerate(matches))[::-1]
+    live: dict[int, _LiveGame] = {}
+    done: dict[int, Episode] = {}
+    bar = tqdm(total=len(matches), desc=progress if isinstance(progress, str) else "games", unit="game",
+               disable=not progress, dynamic_ncols=True, leave=False)
+    while queue or live:
+        while queue and len(live) < concurrency:
+            index, match = queue.pop()
+            live[index] = _LiveGame(make_game(), match, options or {})
+        _round(live, agents)
+        finished = [i for i, g in live.items() if g.finished]
+        if store is not None and finished:
+            store.add([live[i].episode for i in finished])
+        for i in finished:
+            done[i] = live.pop(i).episode
+        bar.update(len(finished))
+    bar.close()
+    return [done[i] for i in range(len(matches))]
+
+
+def _round(live: dict[int, _LiveGame], agents: dict[str, Agent]) -> None:
+    """One scheduling round: every agent answers all of its pending requests in one call."""
+    by_agent: dict[str, list[tuple[_LiveGame, Request, list[_Slot]]]] = {}
+    for g in live.values():
+        if not g.finished:
+            for request, slots in g.requests():
+                by_agent.setdefault(g.episode.agents[request.role], []).append((g, request, slots))
+    for name, pending in by_agent.items():
+        results, error, seconds = _call_agent(agents[name], [req for _, req, _ in pending])
+        per_item = seconds / max(1, len(pending))
+        for i, (g, request, slots) in enumerate(pending):
+            for j, slot in enumerate(slots):
+                if g.finished:
+                    break
+                completion = Completion("") if results is None else results[i][j]
+                failure = (Failure.AGENT_ERROR, error) if results is None else None
+                g._guard(lambda: g.receive(slot, completion, failure, per_item))
+    for g in live.values():
+        g.advance()

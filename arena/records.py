@@ -1,0 +1,163 @@
+"""Episode records and the embedded store they live in (SQLite in WAL mode, one file per run).
+
+Each finished episode is written in one transaction with all its steps, so a process killed at any moment
+leaves every earlier episode complete and no partial one: SQLite's journal rolls back an unfinished write.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from games.core import Message
+
+
+@dataclass
+class Step:
+    """One attempt at one sample of one turn: what the role saw, what it wrote, what came of it."""
+
+    turn: int
+    role: str
+    sample: int
+    attempt: int
+    agent: str
+    messages: list[Message]
+    text: str
+    action: str | None = None  # the action text applied (the agent's, or the fallback's); None if none
+    failure: str | None = None  # Failure code when the text was not a usable action
+    error: str | None = None  # the message shown on a re-prompt
+    fallback: str | None = None  # "random" / "penalty" / "forfeit" when the invalid policy stepped in
+    reward: float | None = None  # this sample's reward (for training); invalid attempts get the penalty
+    prompt_ids: list[int] | None = None
+    completion_ids: list[int] | None = None
+    logprobs: list[float] | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Episode:
+    """One finished game: who played which role, every step, the rewards and how it ended."""
+
+    game: str
+    seed: int
+    agents: dict[str, str]  # role -> agent name
+    steps: list[Step] = field(default_factory=list)
+    rewards: dict[str, float] = field(default_factory=dict)
+    status: str = "running"  # done | forfeit | truncated | error
+    error: str | None = None
+    num_turns: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: float = field(default_factory=time.time)
+    seconds: float = 0.0
+
+    def outcome(self, role: str) -> str:
+        """'win', 'draw' or 'loss' for ``role``: a win is the strictly highest reward, a draw a shared top."""
+        if not self.rewards:
+            return "error"
+        top = max(self.rewards.values())
+        if self.rewards[role] < top:
+            return "loss"
+        return "draw" if list(self.rewards.values()).count(top) > 1 else "win"
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS episodes (
+    id TEXT PRIMARY KEY, game TEXT NOT NULL, seed INTEGER NOT NULL, agents TEXT NOT NULL,
+    rewards TEXT NOT NULL, status TEXT NOT NULL, error TEXT, num_turns INTEGER NOT NULL,
+    num_steps INTEGER NOT NULL, options TEXT NOT NULL, meta TEXT NOT NULL, started REAL, seconds REAL
+);
+CREATE TABLE IF NOT EXISTS steps (
+    episode_id TEXT NOT NULL REFERENCES episodes(id), idx INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (episode_id, idx)
+);
+CREATE INDEX IF NOT EXISTS episodes_game ON episodes(game);
+"""
+_EPISODE_COLUMNS = ("id", "game", "seed", "agents", "rewards", "status", "error", "num_turns",
+                    "options", "meta", "started", "seconds")
+_JSON_COLUMNS = {"agents", "rewards", "options", "meta"}
+
+
+class RecordStore:
+    """The run's episode database: ``add`` writes whole episodes atomically, the readers yield them back."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
+        self.db.executescript(_SCHEMA)
+
+    def add(self, episodes: Episode | list[Episode]) -> None:
+        """Write finished episodes, each with all its steps, in one transaction."""
+        episodes = [episodes] if isinstance(episodes, Episode) else episodes
+        with self.db:
+            for ep in episodes:
+                row = [json.dumps(getattr(ep, c)) if c in _JSON_COLUMNS else getattr(ep, c) for c in _EPISODE_COLUMNS]
+                self.db.execute(
+                    f"INSERT INTO episodes ({', '.join(_EPISODE_COLUMNS)}, num_steps) VALUES ({', '.join('?' * len(row))}, ?)",
+                    [*row, len(ep.steps)])
+                self.db.executemany("INSERT INTO steps (episode_id, idx, data) VALUES (?, ?, ?)",
+                                    [(ep.id, i, json.dumps(asdict(s))) for i, s in enumerate(ep.steps)])
+
+    def count(self, **where: Any) -> int:
+        """Number of stored episodes matching the column filters."""
+        clause, args = _where(where)
+        return self.db.execute(f"SELECT COUNT(*) FROM episodes{clause}", args).fetchone()[0]
+
+    def episodes(self, with_steps: bool = True, **where: Any) -> Iterator[Episode]:
+        """Stored episodes in insertion order, filtered by column values (e.g. ``game="tictactoe"``)."""
+        clause, args = _where(where)
+        cursor = self.db.execute(f"SELECT {', '.join(_EPISODE_COLUMNS)} FROM episodes{clause} ORDER BY rowid", args)
+        for row in cursor.fetchall():
+            values = {c: json.loads(v) if c in _JSON_COLUMNS else v for c, v in zip(_EPISODE_COLUMNS, row)}
+            episode = Episode(**values)
+            if with_steps:
+                episode.steps = self._steps(episode.id)
+            yield episode
+
+    def episode(self, episode_id: str) -> Episode:
+        """One episode by id (a unique prefix is enough)."""
+        ids = [r[0] for r in self.db.execute("SELECT id FROM episodes WHERE id LIKE ?", (episode_id + "%",))]
+        if len(ids) != 1:
+            raise KeyError(f"episode {episode_id!r} {'is ambiguous' if ids else 'not found'} in {self.path}")
+        return next(self.episodes(id=ids[0]))
+
+    def integrity(self) -> list[str]:
+        """Episodes whose stored step count differs from the steps present (always empty unless corrupted)."""
+        rows = self.db.execute("SELECT e.id FROM episodes e LEFT JOIN steps s ON s.episode_id = e.id "
+                               "GROUP BY e.id HAVING COUNT(s.idx) != e.num_steps")
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.db.close()
+
+    def _steps(self, episode_id: str) -> list[Step]:
+        rows = self.db.execute("SELECT data FROM steps WHERE episode_id = ? ORDER BY idx", (episode_id,))
+        return [Step(**json.loads(r[0])) for r in rows]
+
+
+def _where(filters: dict[str, Any]) -> tuple[str, list[Any]]:
+    for key in filters:
+        if key not in _EPISODE_COLUMNS:
+            raise ValueError(f"cannot filter episodes by {key!r}: expected one of {', '.join(_EPISODE_COLUMNS)}")
+    if not filters:
+        return "", []
+    return " WHERE " + " AND ".join(f"{k} = ?" for k in filters), list(filters.values())
+
+
+def open_store(run_dir: str | Path) -> RecordStore:
+    """The store of a run directory (``RUN/episodes.sqlite``), or a path to the file itself."""
+    path = Path(run_dir)
+    if path.is_dir() or not path.suffix:
+        path = path / "episodes.sqlite"
+    return RecordStore(path)

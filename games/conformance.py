@@ -1,0 +1,153 @@
+"""The conformance checker: random playouts that every game must survive.
+
+Run it as ``selfplay check-game GAME`` or call ``check_game``; the test suite runs it over every registered
+game. From many seeds it checks that the same seed gives identical prompts, actions and outcome; that the
+recorded action log replays to the same outcome; that the game ends within ``max_turns``; that rewards lie
+in ``reward_range`` (and sum to zero when ``zero_sum``); that no role's observation contains another role's
+declared secret; and that ``parse`` rejects garbage with ``InvalidAction`` rather than crashing. Each
+failure names the seed that reproduces it.
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from games.core import Game, InvalidAction
+from games.registry import game_class
+
+GARBAGE = "%%% this is not an action %%%"
+
+
+@dataclass
+class CheckFailure:
+    """One failed check, with the seed that reproduces it."""
+
+    check: str
+    seed: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.check}] seed={self.seed}: {self.message}"
+
+
+@dataclass
+class Report:
+    """The outcome of ``check_game``: playouts run and failures found."""
+
+    game: str
+    seeds: int
+    failures: list[CheckFailure] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"{self.game}: OK ({self.seeds} seeds, every check passed)"
+        shown = "\n".join(f"  {f}" for f in self.failures[:20])
+        more = f"\n  ... and {len(self.failures) - 20} more" if len(self.failures) > 20 else ""
+        return f"{self.game}: FAILED {len(self.failures)} check(s) over {self.seeds} seeds\n{shown}{more}"
+
+
+@dataclass
+class _Playout:
+    transcript: list[tuple[str, list, list[str]]]  # (role, every role's view, action texts) per turn
+    rewards: dict[str, float]
+    turns: int
+    terminated: bool
+
+
+def _playout(game: Game, seed: int, actions: list[list[str]] | None = None) -> _Playout:
+    """Play to the end with random actions (or replay ``actions``), recording every role's view each turn."""
+    rng = random.Random(seed + 1)
+    game.reset(seed)
+    transcript = []
+    for turn_index in range(game.max_turns + 1):
+        turn = game.turn()
+        if turn is None:
+            return _Playout(transcript, game.rewards(), turn_index, True)
+        if turn_index == game.max_turns:
+            break
+        views = [game.observe(role) for role in game.roles]
+        texts = actions[turn_index] if actions is not None else [game.random_action(turn.role, rng) for _ in range(turn.samples)]
+        parsed = [game.parse(turn.role, t) for t in texts]
+        sample_rewards = game.step(turn.role, parsed)
+        if sample_rewards is not None and len(sample_rewards) != turn.samples:
+            raise AssertionError(f"step returned {len(sample_rewards)} sample rewards for {turn.samples} samples")
+        transcript.append((turn.role, views, texts))
+    return _Playout(transcript, {}, game.max_turns, False)
+
+
+def _check_one(make: Callable[[], Game], seed: int) -> list[CheckFailure]:
+    fail = lambda check, msg: CheckFailure(check, seed, msg)  # noqa: E731
+    game = make()
+    first = _playout(game, seed)
+    if not first.terminated:
+        return [fail("termination", f"still running after max_turns={game.max_turns} turns")]
+    failures = []
+    low, high = game.reward_range
+    if set(first.rewards) != set(game.roles):
+        failures.append(fail("rewards", f"rewards() has roles {sorted(first.rewards)}, expected {sorted(game.roles)}"))
+    elif any(not low - 1e-9 <= v <= high + 1e-9 for v in first.rewards.values()):
+        failures.append(fail("reward-range", f"rewards {first.rewards} outside reward_range {game.reward_range}"))
+    elif game.zero_sum and abs(sum(first.rewards.values())) > 1e-6:
+        failures.append(fail("zero-sum", f"rewards {first.rewards} sum to {sum(first.rewards.values()):g}, not 0"))
+    second = _playout(make(), seed)
+    if (second.transcript, second.rewards) != (first.transcript, first.rewards):
+        where = next((i for i, (a, b) in enumerate(zip(first.transcript, second.transcript)) if a != b), len(first.transcript))
+        failures.append(fail("determinism", f"two playouts from the same seed differ (first at turn {where})"))
+    replay = _playout(make(), seed, [texts for _, _, texts in first.transcript])
+    if replay.rewards != first.rewards:
+        failures.append(fail("replay", f"replaying the action log gave {replay.rewards}, the original {first.rewards}"))
+    failures += _check_secrets(make(), seed, first)
+    failures += _check_garbage(make(), seed)
+    return failures
+
+
+def _check_secrets(game: Game, seed: int, playout: _Playout) -> list[CheckFailure]:
+    game.reset(seed)
+    for turn_index, (_, views, texts) in enumerate(playout.transcript):
+        for owner in game.roles:
+            for secret in game.secrets(owner):
+                for role, view in zip(game.roles, views):
+                    if role != owner and secret and any(secret in m["content"] for m in view):
+                        return [CheckFailure("secrets", seed, f"turn {turn_index}: {role}'s observation contains "
+                                                            f"{owner}'s secret {secret!r}")]
+        turn = game.turn()
+        game.step(turn.role, [game.parse(turn.role, t) for t in texts])
+    return []
+
+
+def _check_garbage(game: Game, seed: int) -> list[CheckFailure]:
+    game.reset(seed)
+    turn = game.turn()
+    if turn is None:
+        return []
+    try:
+        action = game.parse(turn.role, GARBAGE)
+    except InvalidAction:
+        return []
+    except Exception as exc:  # noqa: BLE001
+        return [CheckFailure("parse", seed, f"parse raised {type(exc).__name__} on garbage text instead of InvalidAction")]
+    return [CheckFailure("parse", seed, f"parse accepted garbage text {GARBAGE!r} as {action!r}")]
+
+
+def check_game(game: str | type[Game], seeds: Iterable[int] = range(200), options: dict[str, Any] | None = None) -> Report:
+    """Run every conformance check from each seed; a crash in the game is reported as a failure too."""
+    cls = game_class(game) if isinstance(game, str) else game
+    make = lambda: cls(**(options or {}))  # noqa: E731
+    seeds = list(seeds)
+    report = Report(cls.name, len(seeds))
+    for seed in seeds:
+        try:
+            report.failures += _check_one(make, seed)
+        except Exception as exc:  # noqa: BLE001
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            report.failures.append(CheckFailure("crash", seed, f"{type(exc).__name__}: {exc} "
+                                                f"(at {where.filename}:{where.lineno} in {where.name})"))
+    return report

@@ -1,0 +1,188 @@
+"""The game API: what every game implements and what the arena and agents rely on.
+
+A game is one class in one file. One instance plays one episode: ``reset(seed)`` starts it,
+``turn()`` says which role acts next (and how many samples it wants), ``observe(role)`` renders what
+that role sees as chat messages, ``parse`` turns raw text into an action or raises ``InvalidAction``,
+``step`` applies the actions, and ``rewards()`` gives the terminal rewards per role.
+
+Everything here is pure Python: games never import torch, agents, the arena or training.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, ClassVar
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": str}
+
+
+class Failure(str, Enum):
+    """Why an attempt did not yield a usable action."""
+
+    PARSE_ERROR = "PARSE_ERROR"  # the text does not match the action format
+    ILLEGAL = "ILLEGAL"  # well-formed, but not allowed in this state
+    TIMEOUT = "TIMEOUT"  # the agent or a checker ran out of time
+    AGENT_ERROR = "AGENT_ERROR"  # the agent raised instead of answering
+
+
+class InvalidAction(Exception):
+    """Raised by ``Game.parse``/``Game.step`` for text that is not a usable action."""
+
+    def __init__(self, code: Failure | str, message: str):
+        super().__init__(message)
+        self.code = Failure(code)
+        self.message = message
+
+
+FALLBACKS = ("forfeit", "penalty", "random")
+
+
+@dataclass(frozen=True)
+class InvalidPolicy:
+    """What happens after an invalid action: re-prompt ``retries`` times showing the error, then fallback.
+
+    fallback: ``forfeit`` ends the game with ``Game.forfeit_rewards``; ``penalty`` adds ``penalty`` to the
+    offender's final reward and plays a random legal move; ``random`` plays a random legal move only.
+    In a ``samples=K`` turn each sample is handled alone; a sample that ends invalid reaches ``step`` as None.
+    """
+
+    retries: int = 0
+    fallback: str = "forfeit"
+    penalty: float = -1.0
+
+    def __post_init__(self) -> None:
+        if self.fallback not in FALLBACKS:
+            raise ValueError(f"invalid-action fallback {self.fallback!r}: expected one of {', '.join(FALLBACKS)}")
+        if self.retries < 0:
+            raise ValueError(f"invalid-action retries must be >= 0, got {self.retries}")
+
+
+@dataclass(frozen=True)
+class Turn:
+    """The next decision: which role acts and how many samples of it the game wants on one observation."""
+
+    role: str
+    samples: int = 1
+
+
+class Game:
+    """Base class with the defaults; subclasses set the class attributes and the required methods.
+
+    Required: ``reset``, ``turn``, ``observe``, ``parse``, ``step``, ``rewards``.
+    Optional: ``legal_actions``, ``random_action``, ``expert_action``, ``secrets``, ``forfeit_rewards``,
+    ``truncation_rewards``, ``sample_rewards``.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    roles: ClassVar[tuple[str, ...]] = ()
+    zero_sum: ClassVar[bool] = True
+    reward_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
+    max_turns: ClassVar[int] = 100
+    action_format: ClassVar[str] = ""  # one line shown to players, e.g. "a cell number in brackets, like [5]"
+    invalid_policy: ClassVar[InvalidPolicy] = InvalidPolicy()  # an instance attribute may override it
+
+    # -- required ---------------------------------------------------------------------------------
+    def reset(self, seed: int) -> None:
+        """Start a new episode; every chance event afterwards must come from ``self.rng``."""
+        raise NotImplementedError
+
+    def turn(self) -> Turn | None:
+        """The next decision, or None when the game is over."""
+        raise NotImplementedError
+
+    def observe(self, role: str) -> list[Message]:
+        """What ``role`` sees now, as chat messages (system + user); never another role's secrets."""
+        raise NotImplementedError
+
+    def parse(self, role: str, text: str) -> Any:
+        """Turn raw model text into an action, or raise ``InvalidAction``."""
+        raise NotImplementedError
+
+    def step(self, role: str, actions: list[Any]) -> list[float] | None:
+        """Apply the turn's actions (one per sample; None for a sample that stayed invalid).
+
+        May return one reward per sample (e.g. a solver's correctness); otherwise every sample gets
+        the role's terminal reward.
+        """
+        raise NotImplementedError
+
+    def rewards(self) -> dict[str, float]:
+        """Terminal rewards per role (called once ``turn()`` is None)."""
+        raise NotImplementedError
+
+    # -- optional ---------------------------------------------------------------------------------
+    def legal_actions(self, role: str) -> list[str] | None:
+        """Canonical texts of the legal actions, or None when the action space is open text."""
+        return None
+
+    def random_action(self, role: str, rng: random.Random) -> str:
+        """A uniformly random action text (used by the random agent, the checker and the fallback)."""
+        legal = self.legal_actions(role)
+        if not legal:
+            raise NotImplementedError(f"{type(self).__name__} has no legal_actions(); it must define random_action()")
+        return rng.choice(legal)
+
+    def expert_action(self, role: str, rng: random.Random) -> str:
+        """A strong scripted move from ``role``'s information only (the game's expert agent)."""
+        raise NotImplementedError(f"{type(self).__name__} ships no expert agent")
+
+    def secrets(self, role: str) -> list[str]:
+        """Strings that only ``role`` may see; the conformance checker looks for them in other roles' views."""
+        return []
+
+    def forfeit_rewards(self, offender: str) -> dict[str, float]:
+        """Rewards when ``offender`` forfeits: the lowest reward for it, the highest for everyone else."""
+        low, high = self.reward_range
+        others = [r for r in self.roles if r != offender]
+        if self.zero_sum and len(self.roles) == 2:
+            return {offender: -abs(high), **{r: abs(high) for r in others}}
+        return {offender: low, **{r: high for r in others}}
+
+    def truncation_rewards(self) -> dict[str, float]:
+        """Rewards when the turn limit is hit: a draw by default."""
+        return {r: 0.0 for r in self.roles}
+
+    @property
+    def rng(self) -> random.Random:
+        """The episode's seeded RNG (created by ``seed_rng`` in ``reset``)."""
+        return self._rng
+
+    def seed_rng(self, seed: int) -> None:
+        """Create the episode RNG; call first in ``reset``."""
+        self._rng = random.Random(seed)
+
+
+REQUIRED_METHODS = ("reset", "turn", "observe", "parse", "step", "rewards")
+REQUIRED_ATTRIBUTES = ("name", "roles")
+
+
+def validate_game_class(cls: type) -> None:
+    """Raise TypeError naming what a game class lacks (methods, name, roles, a sane reward range)."""
+    label = getattr(cls, "__name__", repr(cls))
+    missing = [m for m in REQUIRED_METHODS if not callable(getattr(cls, m, None)) or getattr(cls, m) is getattr(Game, m)]
+    if missing:
+        raise TypeError(f"game class {label} is missing required method(s): {', '.join(missing)}")
+    for attr in REQUIRED_ATTRIBUTES:
+        if not getattr(cls, attr, None):
+            raise TypeError(f"game class {label} must set the class attribute {attr!r}")
+    roles = cls.roles
+    if len(set(roles)) != len(roles):
+        raise TypeError(f"game class {label} has duplicate roles: {roles}")
+    low, high = cls.reward_range
+    if not low <= high:
+        raise TypeError(f"game class {label} has reward_range {cls.reward_range}: expected (low, high) with low <= high")
+    if cls.max_turns < 1:
+        raise TypeError(f"game class {label} has max_turns={cls.max_turns}: expected >= 1")
+
+
+def system(content: str) -> Message:
+    """A system chat message."""
+    return {"role": "system", "content": content}
+
+
+def user(content: str) -> Message:
+    """A user chat message."""
+    return {"role": "user", "content": content}

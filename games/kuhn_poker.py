@@ -1,0 +1,117 @@
+"""Kuhn Poker (Kuhn 1950, "A simplified two-person poker"), the imperfect-information game of SPIRAL.
+
+Three cards (Jack < Queen < King), one dealt to each player by the seeded RNG; each antes 1 chip.
+player_0 acts first: check or bet 1; facing a bet a player calls or folds; check-check and bet-call go to
+showdown, the higher card taking the pot. Rewards are the chips won: +-1 or +-2.
+
+The expert plays a Nash equilibrium, the one-parameter family of Kuhn (1950) as tabulated in
+https://en.wikipedia.org/wiki/Kuhn_poker (player_0 bets a Jack with probability alpha in [0, 1/3], bets a
+King with 3*alpha, calls a bet with a Queen with alpha + 1/3; player_1 bets a checked King always and a
+checked Jack with 1/3, calls with a Queen with 1/3). Under it player_0 wins -1/18 per hand on average.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from games.core import Failure, Game, InvalidAction, Turn, system, user
+from games.registry import register
+
+CARDS = ("Jack", "Queen", "King")
+ACTIONS = ("check", "bet", "call", "fold")
+TERMINAL = {"cc", "bc", "bf", "cbc", "cbf"}  # histories as first letters: c(heck) b(et) c(all) f(old)
+ALPHA = 1 / 6
+
+
+def legal(history: str) -> list[str]:
+    """Legal actions after ``history`` (a string of action initials)."""
+    return ["call", "fold"] if history.endswith("b") else ["check", "bet"]
+
+
+def nash_probabilities(card: int, history: str, alpha: float = ALPHA) -> dict[str, float]:
+    """Action probabilities of the Kuhn equilibrium for the player holding ``card`` (0=J, 1=Q, 2=K)."""
+    if history == "":  # player_0 opens
+        p_bet = (alpha, 0.0, 3 * alpha)[card]
+        return {"bet": p_bet, "check": 1 - p_bet}
+    if history == "c":  # player_1 after a check
+        p_bet = (1 / 3, 0.0, 1.0)[card]
+        return {"bet": p_bet, "check": 1 - p_bet}
+    if history == "b":  # player_1 facing a bet
+        p_call = (0.0, 1 / 3, 1.0)[card]
+        return {"call": p_call, "fold": 1 - p_call}
+    if history == "cb":  # player_0 facing a bet after checking
+        p_call = (0.0, alpha + 1 / 3, 1.0)[card]
+        return {"call": p_call, "fold": 1 - p_call}
+    raise ValueError(f"no decision after history {history!r}")
+
+
+@register
+@dataclass
+class KuhnPoker(Game):
+    name = "kuhn_poker"
+    description = "Kuhn Poker: 3 cards, hidden hands, check/bet/call/fold; chips won, +-1 or +-2."
+    roles = ("player_0", "player_1")
+    reward_range = (-2.0, 2.0)
+    max_turns = 3
+    action_format = "one word in square brackets: [check], [bet], [call] or [fold]"
+
+    def reset(self, seed: int) -> None:
+        self.seed_rng(seed)
+        self.cards = self.rng.sample(range(3), 2)  # chance event: the deal
+        self.history = ""
+        self.actions: list[str] = []
+
+    def turn(self) -> Turn | None:
+        if self.history in TERMINAL:
+            return None
+        return Turn(self.roles[len(self.history) % 2])
+
+    def observe(self, role: str) -> list:
+        seat = self.roles.index(role)
+        story = ", ".join(f"{self.roles[i % 2]} chose {a}" for i, a in enumerate(self.actions)) or "no actions yet"
+        return [
+            system("You are playing Kuhn Poker. The deck is Jack < Queen < King; each player antes 1 chip and "
+                   "holds one card. Check or bet 1 chip; facing a bet, call or fold. At showdown the higher "
+                   f"card wins the pot. Answer with {self.action_format}."),
+            user(f"You are {role}. {self._card_phrase(seat)}. History: {story}. "
+                 f"Legal actions: {', '.join(f'[{a}]' for a in legal(self.history))}."),
+        ]
+
+    def parse(self, role: str, text: str) -> str:
+        lowered = text.lower()
+        found = [a for a in ACTIONS if f"[{a}]" in lowered] or [a for a in ACTIONS if lowered.strip(" .!") == a]
+        if len(found) != 1:
+            raise InvalidAction(Failure.PARSE_ERROR, f"expected {self.action_format}, got {text[:60]!r}")
+        if found[0] not in legal(self.history):
+            raise InvalidAction(Failure.ILLEGAL, f"{found[0]!r} is not legal now; legal: {', '.join(legal(self.history))}")
+        return found[0]
+
+    def step(self, role: str, actions: list) -> None:
+        self.actions.append(actions[0])
+        self.history += {"check": "c", "call": "c", "bet": "b", "fold": "f"}[actions[0]]
+
+    def rewards(self) -> dict[str, float]:
+        h = self.history
+        if h.endswith("f"):  # the folder loses the ante plus any chips it already put in
+            folder = len(h) - 1
+            pot_share = 1.0
+            winner = 1 - folder % 2
+        else:
+            pot_share = 2.0 if "b" in h else 1.0
+            winner = 0 if self.cards[0] > self.cards[1] else 1
+        return {r: pot_share if i == winner else -pot_share for i, r in enumerate(self.roles)}
+
+    def legal_actions(self, role: str) -> list[str]:
+        return [f"[{a}]" for a in legal(self.history)]
+
+    def expert_action(self, role: str, rng: random.Random) -> str:
+        probs = nash_probabilities(self.cards[self.roles.index(role)], self.history)
+        actions = list(probs)
+        return f"[{rng.choices(actions, weights=[probs[a] for a in actions])[0]}]"
+
+    def secrets(self, role: str) -> list[str]:
+        return [self._card_phrase(self.roles.index(role))]
+
+    def _card_phrase(self, seat: int) -> str:
+        return f"Your card is the {CARDS[self.cards[seat]]}"

@@ -1,0 +1,90 @@
+from agents.scripted import RandomAgent
+from arena.play import Match, paired_matches, play
+from games.core import InvalidPolicy
+from games.tictactoe import TicTacToe
+from tests.fakes import CrashingAgent, ExplodingTTT, GuessGame, RetryTTT, ScriptAgent
+
+
+def test_paired_matches_swap_seats_on_the_same_seed():
+    matches = paired_matches(("player_0", "player_1"), ["a", "b"], 4, seed=10)
+    assert [(m.seed, m.agents["player_0"]) for m in matches] == [(10, "a"), (10, "b"), (11, "a"), (11, "b")]
+
+
+class CountingRandom(RandomAgent):
+    def __init__(self, name):
+        super().__init__(0, name)
+        self.calls = []
+
+    def act(self, requests):
+        self.calls.append(len(requests))
+        return super().act(requests)
+
+
+def test_each_agent_is_called_once_per_round_with_every_pending_turn():
+    a, b = CountingRandom("a"), CountingRandom("b")
+    play(TicTacToe, paired_matches(TicTacToe.roles, ["a", "b"], 64), {"a": a, "b": b}, progress=False)
+    # round 1: "a" is X in the 32 even games, "b" in the 32 odd ones; all 64 games are live at once
+    assert a.calls[0] == 32 and b.calls[0] == 32
+    assert len(a.calls) <= 9 and len(b.calls) <= 9
+
+
+def test_concurrency_limit_refills_the_window():
+    a, b = CountingRandom("a"), CountingRandom("b")
+    episodes = play(TicTacToe, paired_matches(TicTacToe.roles, ["a", "b"], 50), {"a": a, "b": b},
+                    concurrency=8, progress=False)
+    assert len(episodes) == 50 and max(a.calls) <= 8
+    assert all(ep.status == "done" for ep in episodes)
+
+
+def test_retry_shows_the_error_then_forfeits():
+    bad = ScriptAgent(["[12]", "hello"], name="bad")
+    episodes = play(RetryTTT, [Match(0, {"player_0": "bad", "player_1": "r"})], {"bad": bad, "r": RandomAgent()},
+                    progress=False)
+    ep = episodes[0]
+    assert ep.status == "forfeit" and ep.rewards == {"player_0": -1.0, "player_1": 1.0}
+    first, second = ep.steps
+    assert (first.failure, second.failure) == ("ILLEGAL", "PARSE_ERROR")
+    assert second.attempt == 1 and "cell 12 is not free" in second.messages[-1]["content"]
+    assert second.fallback == "forfeit" and first.reward == -1.0
+
+
+def test_random_and_penalty_fallbacks_keep_the_game_going():
+    for fallback, expected_penalty in (("random", 0.0), ("penalty", -0.5)):
+        class Lenient(TicTacToe):
+            invalid_policy = InvalidPolicy(retries=0, fallback=fallback, penalty=-0.5)
+
+        bad = ScriptAgent([], name="bad")  # always answers "nonsense"
+        ep = play(Lenient, [Match(1, {"player_0": "bad", "player_1": "bad"})], {"bad": bad}, progress=False)[0]
+        assert ep.status == "done" and all(s.failure == "PARSE_ERROR" and s.action for s in ep.steps)
+        raw = TicTacToe()
+        raw.reset(1)
+        for s in ep.steps:
+            raw.step(s.role, [raw.parse(s.role, s.action)])
+        moves = {r: sum(s.role == r for s in ep.steps) for r in raw.roles}  # every move was a fallback
+        assert ep.rewards == {r: v + expected_penalty * moves[r] for r, v in raw.rewards().items()}
+
+
+def test_samples_turn_is_one_request_and_each_sample_has_its_reward():
+    setter = ScriptAgent(["2"], name="setter")
+    guesser = ScriptAgent(["2", "0", "2", "zzz"], name="guesser")
+    # GuessGame forfeits invalid samples: the 4th sample reaches step() as None
+    ep = play(GuessGame, [Match(0, {"setter": "setter", "guesser": "guesser"})],
+              {"setter": setter, "guesser": guesser}, progress=False)[0]
+    assert [len(b) for b in guesser.batches] == [1] and guesser.batches[0][0].samples == 4
+    guesses = [s for s in ep.steps if s.role == "guesser"]
+    assert [s.reward for s in guesses] == [1.0, 0.0, 1.0, -1.0]
+    assert ep.rewards == {"setter": 0.5, "guesser": 0.5}
+
+
+def test_an_exception_in_one_game_is_recorded_and_the_others_go_on():
+    agents = {"a": RandomAgent(1, "a"), "b": RandomAgent(2, "b")}
+    episodes = play(ExplodingTTT, [Match(s, {"player_0": "a", "player_1": "b"}) for s in range(6)], agents, progress=False)
+    assert [ep.status for ep in episodes] == ["done"] * 3 + ["error"] + ["done"] * 2
+    assert "boom in step" in episodes[3].error
+
+
+def test_a_crashing_agent_forfeits_and_the_error_is_recorded():
+    agents = {"c": CrashingAgent(), "r": RandomAgent()}
+    ep = play(TicTacToe, [Match(0, {"player_0": "c", "player_1": "r"})], agents, progress=False)[0]
+    assert ep.status == "forfeit" and ep.rewards["player_0"] == -1.0
+    assert ep.steps[0].failure == "AGENT_ERROR" and "model server went away" in ep.steps[0].error

@@ -1,0 +1,42 @@
+import pytest
+
+from games.conformance import check_game
+from games.core import Game, validate_game_class
+from games.registry import registered_games
+from tests.fakes import EndlessTTT, GenerousTTT, GuessGame, GullibleTTT, LeakyTTT, NondeterministicTTT
+
+
+@pytest.mark.parametrize("name", sorted(registered_games()))
+def test_every_registered_game_conforms(name):
+    report = check_game(name, range(300))
+    assert report.ok, str(report)
+
+
+def test_samples_game_conforms():
+    assert check_game(GuessGame, range(50)).ok
+
+
+@pytest.mark.parametrize("cls, check, words", [
+    (NondeterministicTTT, "determinism", "same seed differ"),
+    (LeakyTTT, "secrets", "observation contains player_0's secret"),
+    (EndlessTTT, "termination", "max_turns=20"),
+    (GenerousTTT, "reward-range", "outside reward_range"),
+    (GullibleTTT, "parse", "accepted garbage"),
+])
+def test_broken_games_fail_with_the_reproducing_seed(cls, check, words):
+    report = check_game(cls, range(30))
+    assert not report.ok
+    failure = next(f for f in report.failures if f.check == check)
+    assert words in failure.message
+    assert f"seed={failure.seed}" in str(report) and 0 <= failure.seed < 30
+
+
+def test_a_class_missing_a_method_is_named():
+    class Half(Game):
+        name, roles = "half", ("a", "b")
+
+        def reset(self, seed):
+            pass
+
+    with pytest.raises(TypeError, match="missing required method.*turn.*observe.*parse.*step.*rewards"):
+        validate_game_class(Half)

@@ -1,0 +1,103 @@
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from arena.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+USER_GAME = textwrap.dedent('''
+    from dataclasses import dataclass
+    from games import Failure, Game, InvalidAction, Turn, system, user
+
+
+    @dataclass
+    class Nim(Game):
+        """Take 1 or 2 stones from a pile of 7; whoever takes the last stone wins."""
+        name = "nim_user"
+        description = "Nim from a file outside the project"
+        roles = ("first", "second")
+        max_turns = 7
+
+        def reset(self, seed):
+            self.seed_rng(seed)
+            self.pile, self.moves = 7, 0
+
+        def turn(self):
+            return None if self.pile == 0 else Turn(self.roles[self.moves % 2])
+
+        def observe(self, role):
+            return [system("Nim: take 1 or 2 stones."), user(f"{self.pile} stones left.")]
+
+        def parse(self, role, text):
+            if text.strip() not in ("1", "2") or int(text) > self.pile:
+                raise InvalidAction(Failure.PARSE_ERROR, f"expected 1 or 2, got {text!r}")
+            return int(text)
+
+        def step(self, role, actions):
+            self.pile -= actions[0]
+            self.moves += 1
+
+        def rewards(self):
+            last = self.roles[(self.moves - 1) % 2]
+            return {r: 1.0 if r == last else -1.0 for r in self.roles}
+
+        def legal_actions(self, role):
+            return [str(n) for n in (1, 2) if n <= self.pile]
+''')
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "arena.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_games_lists_builtins_with_roles():
+    out = run_cli("games").stdout
+    for name in ("tictactoe", "kuhn_poker", "liars_dice"):
+        assert name in out
+    assert "player_0, player_1" in out
+
+
+def test_user_game_in_a_file_is_checked_and_played(tmp_path):
+    path = tmp_path / "nim.py"
+    path.write_text(USER_GAME)
+    check = run_cli("check-game", f"{path}:Nim", "--seeds", "50")
+    assert check.returncode == 0 and "OK (50 seeds" in check.stdout
+    played = run_cli("play", f"{path}:Nim", "--agents", "random", "random", "--games", "40", "--out", str(tmp_path / "run"))
+    assert played.returncode == 0, played.stderr
+    assert "random#2" in played.stdout and "40 games" in played.stdout
+    shown = run_cli("show", str(tmp_path / "run"))
+    assert "40 episodes" in shown.stdout
+    episode_id = shown.stdout.splitlines()[1].split()[0]
+    transcript = run_cli("show", str(tmp_path / "run"), "--episode", episode_id).stdout
+    assert "stones left" in transcript and "rewards:" in transcript
+
+
+def test_check_game_exits_nonzero_on_a_broken_game():
+    result = run_cli("check-game", "tests.fakes:LeakyTTT", "--seeds", "5")
+    assert result.returncode == 1 and "FAILED" in result.stdout and "seed=0" in result.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["play", "chess", "--agents", "random", "random"], "unknown game 'chess'"),
+    (["play", "tictactoe", "--agents", "random", "wizard"], "unknown agent kind 'wizard'"),
+    (["play", "tictactoe", "--agents", "random", "expert:seed"], "kind 'expert' takes no argument 'seed'"),
+    (["play", "tictactoe", "--agents", "random", "expert:seed=1,x"], "malformed option 'x'"),
+    (["play", "tictactoe", "--agents", "random"], "1 agents for 2 roles"),
+    (["play", "liars_dice", "--agents", "random", "random", "--option", "dice=9"], "dice=9"),
+    (["check-game", "tests.fakes:Nope"], "has no class 'Nope'"),
+    (["check-game", "nowhere/game.py:G"], "does not exist"),
+])
+def test_bad_input_gets_a_clear_error(args, words, capsys):
+    assert main(args) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_a_game_class_missing_a_method_is_rejected(tmp_path, capsys):
+    path = tmp_path / "half.py"
+    path.write_text("from games import Game\nclass Half(Game):\n    name = 'half'\n    roles = ('a', 'b')\n")
+    assert main(["check-game", f"{path}:Half"]) == 2
+    assert "missing required method(s): reset, turn, observe, parse, step, rewards" in capsys.readouterr().err
