@@ -1,0 +1,160 @@
+"""LLM agents: a causal LM (optionally one LoRA adapter of it) answering batches of chat observations.
+
+All pending requests of one agent go into one left-padded ``generate`` call (a ``samples=K`` request is K
+rows). For every completion the agent returns the prompt ids, the completion ids and the per-token
+sampling log-probabilities ``log softmax(logits / temperature)`` at the sampled token -- the same quantity
+``token_logprobs`` recomputes in a teacher-forced pass, so training needs no guesswork. Top-p truncation is
+not folded into the log-probabilities (as in TRL and vLLM).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+
+from agents.base import Completion, Request
+from agents.models import load_model
+
+
+@dataclass
+class SamplingConfig:
+    """How an LLM agent samples; every field can be set in an agent spec (``smollm2:temperature=0.7``)."""
+
+    temperature: float = 1.0  # 0 means greedy
+    top_p: float = 1.0
+    max_new_tokens: int = 24
+    stop: list[str] = field(default_factory=list)  # stop strings ("|" separated in a spec)
+    batch_size: int = 256  # most rows per generate call; larger batches are split
+    seed: int = 0
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> SamplingConfig:
+        """Build from spec options, rejecting unknown keys by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(options) - known
+        if unknown:
+            raise ValueError(f"unknown sampling option(s) {sorted(unknown)}: expected {', '.join(sorted(known))}")
+        opts = dict(options)
+        if isinstance(opts.get("stop"), str):
+            opts["stop"] = [s for s in opts["stop"].split("|") if s]
+        config = cls(**opts)
+        if config.temperature < 0 or not 0 < config.top_p <= 1 or config.max_new_tokens < 1:
+            raise ValueError(f"bad sampling options {options}: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1")
+        return config
+
+
+def render_prompt(tokenizer, messages: list[dict]) -> list[int]:
+    """Token ids of a chat observation with the generation prompt appended."""
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+
+def left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids and attention mask."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+        mask[i, width - len(r):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def token_logprobs(model: torch.nn.Module, prompts: list[list[int]], completions: list[list[int]], pad_id: int,
+                   temperature: float = 1.0) -> list[torch.Tensor]:
+    """Teacher-forced ``log softmax(logits / T)`` of each completion token given its prompt (differentiable).
+
+    Rows are left-padded prompt + right-padded completion; positions count only real tokens.
+    """
+    device = next(model.parameters()).device
+    plen = max(len(p) for p in prompts)
+    clen = max(1, max(len(c) for c in completions))
+    ids = torch.full((len(prompts), plen + clen), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        ids[i, plen - len(p):plen + len(c)] = torch.tensor(p + c, dtype=torch.long)
+        mask[i, plen - len(p):plen + len(c)] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, plen - 1:-1].float()
+    logp = torch.log_softmax(logits / (temperature or 1.0), dim=-1)
+    picked = logp.gather(-1, ids[:, plen:].unsqueeze(-1)).squeeze(-1)
+    return [picked[i, :len(c)] for i, c in enumerate(completions)]
+
+
+class LLMAgent:
+    """A causal LM playing from chat observations; ``adapter`` selects one LoRA adapter of a PEFT model."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, sampling: SamplingConfig | None = None,
+                 name: str = "llm", adapter: str | None = None):
+        self.name, self.model, self.tokenizer, self.adapter = name, model, tokenizer, adapter
+        self.sampling = sampling or SamplingConfig()
+        self.calls = 0
+        self.stop_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+
+    def act(self, requests: list[Request]) -> list[list[Completion]]:
+        prompts = [render_prompt(self.tokenizer, r.messages) for r in requests]
+        rows = [p for p, r in zip(prompts, requests) for _ in range(r.samples)]
+        flat: list[Completion] = []
+        for start in range(0, len(rows), self.sampling.batch_size):
+            flat += self.generate(rows[start:start + self.sampling.batch_size])
+        out, i = [], 0
+        for r in requests:
+            out.append(flat[i:i + r.samples])
+            i += r.samples
+        return out
+
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]]) -> list[Completion]:
+        """Sample one completion per prompt in one batched call."""
+        s, tok = self.sampling, self.tokenizer
+        device = next(self.model.parameters()).device
+        ids, mask = left_pad(prompts, tok.pad_token_id, device)
+        torch.manual_seed(s.seed + self.calls)  # reproducible, yet every call samples afresh
+        self.calls += 1
+        with self._adapter():
+            out = self.model.generate(
+                input_ids=ids, attention_mask=mask, do_sample=s.temperature > 0, max_new_tokens=s.max_new_tokens,
+                temperature=s.temperature if s.temperature > 0 else None, top_p=s.top_p if s.temperature > 0 else None,
+                top_k=None, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                stop_strings=s.stop or None, tokenizer=tok if s.stop else None,
+                output_logits=True, return_dict_in_generate=True)
+        new = out.sequences[:, ids.shape[1]:]
+        temp = s.temperature if s.temperature > 0 else 1.0
+        steps = [torch.log_softmax(l.float() / temp, dim=-1).gather(-1, new[:, t:t + 1]).squeeze(-1)
+                 for t, l in enumerate(out.logits)]
+        logprobs = torch.stack(steps, dim=1).cpu() if steps else torch.zeros(len(prompts), 0)
+        new = new.cpu()
+        completions = []
+        for i, prompt in enumerate(prompts):
+            tokens = new[i].tolist()
+            end = next((j + 1 for j, t in enumerate(tokens) if t in self.stop_ids), len(tokens))
+            tokens = tokens[:end]
+            completions.append(Completion(tok.decode(tokens, skip_special_tokens=True), prompt_ids=list(prompt),
+                                          completion_ids=tokens, logprobs=logprobs[i, :end].tolist()))
+        return completions
+
+    def _adapter(self):
+        if self.adapter is None:
+            return nullcontext()
+        self.model.set_adapter(self.adapter)  # one adapter per call: a batch never mixes adapters
+        return nullcontext()
+
+
+_MODELS: dict[tuple, tuple[torch.nn.Module, object]] = {}
+
+
+def build_llm_agent(spec, seed: int = 0, name: str | None = None) -> LLMAgent:
+    """An LLM agent from a parsed spec; agents with the same model options share one loaded model."""
+    options = dict(spec.options)
+    load = {k: options.pop(k) for k in ("device", "dtype") if k in options}
+    options.setdefault("seed", seed)
+    sampling = SamplingConfig.from_options(options)
+    key = (spec.kind, spec.arg, load.get("device"), load.get("dtype"))
+    if key not in _MODELS:
+        _MODELS[key] = load_model(spec.kind, spec.arg, seed=seed, **load)
+    model, tokenizer = _MODELS[key]
+    return LLMAgent(model, tokenizer, sampling, name=name or spec.text)

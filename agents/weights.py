@@ -1,0 +1,59 @@
+"""How roles hold weights: one shared model, one LoRA adapter per role on a frozen base, or full clones;
+and frozen snapshots of any of them for the opponent pool."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+WEIGHT_MODES = ("shared", "lora", "clone")
+
+
+def lora_config(r: int = 8, alpha: int = 16, dropout: float = 0.0, target_modules: Sequence[str] | None = None) -> LoraConfig:
+    """A causal-LM LoRA config on the attention and MLP projections."""
+    targets = list(target_modules or ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
+
+
+def add_adapters(model: torch.nn.Module, names: Sequence[str], config: LoraConfig | None = None,
+                 seed: int = 0) -> PeftModel:
+    """Wrap ``model`` (frozen) with one LoRA adapter per name; each adapter is initialised from its own seed."""
+    if not names:
+        raise ValueError("add_adapters needs at least one adapter name")
+    config = config or lora_config()
+    torch.manual_seed(seed)
+    peft_model = model if isinstance(model, PeftModel) else get_peft_model(model, copy.deepcopy(config), adapter_name=names[0])
+    for i, name in enumerate(names):
+        if name not in peft_model.peft_config:
+            torch.manual_seed(seed + i)
+            peft_model.add_adapter(name, copy.deepcopy(config))
+    return peft_model
+
+
+def adapter_parameters(model: PeftModel, adapter: str) -> list[torch.nn.Parameter]:
+    """The parameters of one adapter (what an optimizer for that role updates)."""
+    found = [p for n, p in model.named_parameters() if f".{adapter}." in n and "lora_" in n]
+    if not found:
+        raise KeyError(f"no adapter {adapter!r}: the model has {sorted(model.peft_config)}")
+    return found
+
+
+def snapshot_adapter(model: PeftModel, source: str, name: str) -> str:
+    """Copy adapter ``source`` into a new frozen adapter ``name`` on the same base (cheap opponent snapshot)."""
+    model.add_adapter(name, copy.deepcopy(model.peft_config[source]))
+    state = get_peft_model_state_dict(model, adapter_name=source)
+    set_peft_model_state_dict(model, {k: v.clone() for k, v in state.items()}, adapter_name=name)
+    for p in adapter_parameters(model, name):
+        p.requires_grad_(False)
+    return name
+
+
+def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """An independent copy that no later training changes (a clone for a role, or a full snapshot)."""
+    clone = copy.deepcopy(model).eval()
+    for p in clone.parameters():
+        p.requires_grad_(False)
+    return clone

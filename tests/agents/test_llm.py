@@ -1,0 +1,91 @@
+import torch
+
+from agents.base import Request
+from agents.llm import LLMAgent, SamplingConfig, token_logprobs
+from agents.models import tiny_model
+from agents.specs import build_agent
+from agents.weights import add_adapters, adapter_parameters, frozen_copy, snapshot_adapter
+from arena.play import Match, play
+from games.tictactoe import TicTacToe
+
+
+def _requests(game_messages):
+    game = TicTacToe()
+    return [Request(game, "player_0", m, samples=s) for m, s in game_messages]
+
+
+def test_sampling_logprobs_equal_a_teacher_forced_pass_with_padding():
+    model, tok = tiny_model(seed=3)
+    agent = LLMAgent(model, tok, SamplingConfig(temperature=0.8, max_new_tokens=12, seed=1))
+    short = [{"role": "user", "content": "hi"}]
+    long = [{"role": "system", "content": "You play a long game with many rules."}, {"role": "user", "content": "go " * 9}]
+    out = agent.act(_requests([(short, 2), (long, 1)]))
+    flat = [c for cs in out for c in cs]
+    assert [len(cs) for cs in out] == [2, 1]
+    assert len({len(c.prompt_ids) for c in flat}) == 2  # prompts of different lengths were left-padded together
+    ref = token_logprobs(model, [c.prompt_ids for c in flat], [c.completion_ids for c in flat], tok.pad_token_id, 0.8)
+    for c, r in zip(flat, ref):
+        assert len(c.logprobs) == len(c.completion_ids) > 0
+        assert torch.allclose(torch.tensor(c.logprobs), r, atol=1e-4)
+    for c in flat:  # and each row alone, without any padding
+        alone = token_logprobs(model, [c.prompt_ids], [c.completion_ids], tok.pad_token_id, 0.8)[0]
+        assert torch.allclose(torch.tensor(c.logprobs), alone, atol=1e-4)
+
+
+def test_two_lora_adapters_stay_apart():
+    base, tok = tiny_model(seed=0)
+    model = add_adapters(base, ["creator", "solver"], seed=1)
+    for name in ("creator", "solver"):  # make both adapters non-trivial (LoRA B starts at zero)
+        for p in adapter_parameters(model, name):
+            torch.nn.init.normal_(p, std=0.05)
+    ids = torch.tensor([[1, 50, 60, 70, 80]])
+    base_before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+
+    def logits(adapter):
+        model.set_adapter(adapter)
+        with torch.no_grad():
+            return model(input_ids=ids).logits.clone()
+
+    solver_before, creator_before = logits("solver"), logits("creator")
+    assert not torch.equal(solver_before, creator_before)
+    opt = torch.optim.SGD(adapter_parameters(model, "creator"), lr=0.1)
+    model.set_adapter("creator")
+    model(input_ids=ids).logits.sum().backward()
+    opt.step()
+    assert not torch.equal(logits("creator"), creator_before)
+    assert torch.equal(logits("solver"), solver_before)
+    assert all(torch.equal(p, base_before[n]) for n, p in model.named_parameters() if "lora_" not in n)
+
+
+def test_snapshots_are_frozen():
+    base, _ = tiny_model(seed=0)
+    model = add_adapters(base, ["player"], seed=1)
+    for p in adapter_parameters(model, "player"):
+        torch.nn.init.normal_(p, std=0.05)
+    snapshot_adapter(model, "player", "player_step0")
+    frozen = frozen_copy(base)
+    ids = torch.tensor([[1, 5, 9]])
+    model.set_adapter("player_step0")
+    before = model(input_ids=ids).logits.detach().clone()
+    for p in adapter_parameters(model, "player"):
+        p.data += 1.0
+    model.set_adapter("player_step0")
+    assert torch.equal(model(input_ids=ids).logits, before)
+    assert not any(p.requires_grad for p in frozen.parameters())
+
+
+def test_llm_agent_plays_through_the_arena_and_records_tokens():
+    agent = build_agent("tiny:max_new_tokens=6,temperature=1.0", name="tiny")
+    ep = play(TicTacToe, [Match(0, {"player_0": "tiny", "player_1": "tiny"})], {"tiny": agent}, progress=False)[0]
+    first = ep.steps[0]
+    assert first.completion_ids and len(first.logprobs) == len(first.completion_ids)
+    assert first.failure in (None, "PARSE_ERROR", "ILLEGAL")
+
+
+def test_sampling_options_are_checked():
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown sampling option.*'temprature'"):
+        build_agent("tiny:temprature=0.5")
+    with pytest.raises(ValueError, match="top_p"):
+        build_agent("tiny:top_p=0")
