@@ -17,6 +17,7 @@ import torch
 
 from agents.base import Completion, Request
 from agents.models import load_model
+from agents.weights import activate_adapter
 
 
 @dataclass
@@ -29,6 +30,7 @@ class SamplingConfig:
     stop: list[str] = field(default_factory=list)  # stop strings ("|" separated in a spec)
     batch_size: int = 256  # most rows per generate call; larger batches are split
     seed: int = 0
+    constrained: bool = False  # decode only prefixes of the game's legal actions (when it lists them)
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> SamplingConfig:
@@ -63,13 +65,8 @@ def left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[
     return ids.to(device), mask.to(device)
 
 
-def token_logprobs(model: torch.nn.Module, prompts: list[list[int]], completions: list[list[int]], pad_id: int,
-                   temperature: float = 1.0) -> list[torch.Tensor]:
-    """Teacher-forced ``log softmax(logits / T)`` of each completion token given its prompt (differentiable).
-
-    Rows are left-padded prompt + right-padded completion; positions count only real tokens.
-    """
-    device = next(model.parameters()).device
+def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Rows of left-padded prompt + right-padded completion, with mask, positions and the completion mask."""
     plen = max(len(p) for p in prompts)
     clen = max(1, max(len(c) for c in completions))
     ids = torch.full((len(prompts), plen + clen), pad_id, dtype=torch.long)
@@ -77,11 +74,26 @@ def token_logprobs(model: torch.nn.Module, prompts: list[list[int]], completions
     for i, (p, c) in enumerate(zip(prompts, completions)):
         ids[i, plen - len(p):plen + len(c)] = torch.tensor(p + c, dtype=torch.long)
         mask[i, plen - len(p):plen + len(c)] = 1
-    ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, plen - 1:-1].float()
-    logp = torch.log_softmax(logits / (temperature or 1.0), dim=-1)
-    picked = logp.gather(-1, ids[:, plen:].unsqueeze(-1)).squeeze(-1)
+    return {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+            "completion_mask": mask[:, plen:], "prompt_width": torch.tensor(plen)}
+
+
+def completion_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, prompt_width: int,
+                        temperature: float = 1.0) -> torch.Tensor:
+    """(rows, completion tokens) ``log softmax(logits / T)`` at the completion tokens."""
+    shifted = logits[:, prompt_width - 1:-1].float() / (temperature or 1.0)
+    targets = input_ids[:, prompt_width:].unsqueeze(-1)
+    return shifted.gather(-1, targets).squeeze(-1) - torch.logsumexp(shifted, dim=-1)
+
+
+def token_logprobs(model: torch.nn.Module, prompts: list[list[int]], completions: list[list[int]], pad_id: int,
+                   temperature: float = 1.0) -> list[torch.Tensor]:
+    """Teacher-forced ``log softmax(logits / T)`` of each completion token given its prompt (differentiable)."""
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in pack(prompts, completions, pad_id).items()}
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   position_ids=batch["position_ids"]).logits
+    picked = completion_logprobs(logits, batch["input_ids"], int(batch["prompt_width"]), temperature)
     return [picked[i, :len(c)] for i, c in enumerate(completions)]
 
 
@@ -98,9 +110,11 @@ class LLMAgent:
     def act(self, requests: list[Request]) -> list[list[Completion]]:
         prompts = [render_prompt(self.tokenizer, r.messages) for r in requests]
         rows = [p for p, r in zip(prompts, requests) for _ in range(r.samples)]
+        legal = [r.legal_actions for r in requests for _ in range(r.samples)]
         flat: list[Completion] = []
-        for start in range(0, len(rows), self.sampling.batch_size):
-            flat += self.generate(rows[start:start + self.sampling.batch_size])
+        size = self.sampling.batch_size
+        for start in range(0, len(rows), size):
+            flat += self.generate(rows[start:start + size], legal[start:start + size] if self.sampling.constrained else None)
         out, i = [], 0
         for r in requests:
             out.append(flat[i:i + r.samples])
@@ -108,11 +122,12 @@ class LLMAgent:
         return out
 
     @torch.no_grad()
-    def generate(self, prompts: list[list[int]]) -> list[Completion]:
-        """Sample one completion per prompt in one batched call."""
+    def generate(self, prompts: list[list[int]], legal: list[list[str] | None] | None = None) -> list[Completion]:
+        """Sample one completion per prompt in one batched call (optionally constrained to legal actions)."""
         s, tok = self.sampling, self.tokenizer
         device = next(self.model.parameters()).device
         ids, mask = left_pad(prompts, tok.pad_token_id, device)
+        allowed = self._constraint(legal, ids.shape[1]) if legal else None
         torch.manual_seed(s.seed + self.calls)  # reproducible, yet every call samples afresh
         self.calls += 1
         with self._adapter():
@@ -120,7 +135,7 @@ class LLMAgent:
                 input_ids=ids, attention_mask=mask, do_sample=s.temperature > 0, max_new_tokens=s.max_new_tokens,
                 temperature=s.temperature if s.temperature > 0 else None, top_p=s.top_p if s.temperature > 0 else None,
                 top_k=None, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                stop_strings=s.stop or None, tokenizer=tok if s.stop else None,
+                stop_strings=s.stop or None, tokenizer=tok if s.stop else None, prefix_allowed_tokens_fn=allowed,
                 output_logits=True, return_dict_in_generate=True)
         new = out.sequences[:, ids.shape[1]:]
         temp = s.temperature if s.temperature > 0 else 1.0
@@ -137,10 +152,32 @@ class LLMAgent:
                                           completion_ids=tokens, logprobs=logprobs[i, :end].tolist()))
         return completions
 
+    def _constraint(self, legal: list[list[str] | None], width: int):
+        """``prefix_allowed_tokens_fn`` that lets row b spell only one of its legal actions, then stop.
+
+        The reported log-probabilities stay those of the unconstrained model (what training recomputes).
+        """
+        vocab = list(range(len(self.tokenizer)))
+        eos = self.tokenizer.eos_token_id
+        spelled = [None if options is None else [self.tokenizer.encode(t, add_special_tokens=False) for t in options]
+                   for options in legal]
+
+        def allowed(batch_id: int, sent: torch.Tensor) -> list[int]:
+            options = spelled[batch_id]
+            if options is None:
+                return vocab
+            prefix = sent[width:].tolist()
+            n = len(prefix)
+            nxt = {o[n] for o in options if len(o) > n and o[:n] == prefix}
+            if any(o == prefix for o in options) or not nxt:
+                nxt.add(eos)
+            return sorted(nxt)
+
+        return allowed
+
     def _adapter(self):
-        if self.adapter is None:
-            return nullcontext()
-        self.model.set_adapter(self.adapter)  # one adapter per call: a batch never mixes adapters
+        if self.adapter is not None:
+            activate_adapter(self.model, self.adapter)  # one adapter per call: a batch never mixes adapters
         return nullcontext()
 
 

@@ -30,7 +30,26 @@ def add_adapters(model: torch.nn.Module, names: Sequence[str], config: LoraConfi
         if name not in peft_model.peft_config:
             torch.manual_seed(seed + i)
             peft_model.add_adapter(name, copy.deepcopy(config))
+    for name in names:  # every role's adapter trains, whichever is routed at the moment
+        for p in adapter_parameters(peft_model, name):
+            p.requires_grad_(True)
     return peft_model
+
+
+def activate_adapter(model: PeftModel, name: str) -> None:
+    """Route the forward pass through adapter ``name`` without touching any ``requires_grad`` flag.
+
+    PEFT's ``set_adapter`` also freezes every other adapter, which would stop the other roles' adapters from
+    training (and upsets ZeRO, which registers gradient hooks once); this sets only the routing.
+    """
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    if name not in model.peft_config:
+        raise KeyError(f"no adapter {name!r}: the model has {sorted(model.peft_config)}")
+    model.base_model.active_adapter = name
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            module._active_adapter = [name]
 
 
 def adapter_parameters(model: PeftModel, adapter: str) -> list[torch.nn.Parameter]:

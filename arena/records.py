@@ -131,6 +131,15 @@ class RecordStore:
             raise KeyError(f"episode {episode_id!r} {'is ambiguous' if ids else 'not found'} in {self.path}")
         return next(self.episodes(id=ids[0]))
 
+    def delete_after_step(self, step: int) -> int:
+        """Remove episodes whose ``meta.step`` is beyond ``step`` (rollouts a resumed run plays again)."""
+        with self.db:
+            ids = [r[0] for r in self.db.execute(
+                "SELECT id FROM episodes WHERE CAST(json_extract(meta, '$.step') AS INTEGER) > ?", (step,))]
+            self.db.executemany("DELETE FROM steps WHERE episode_id = ?", [(i,) for i in ids])
+            self.db.executemany("DELETE FROM episodes WHERE id = ?", [(i,) for i in ids])
+        return len(ids)
+
     def integrity(self) -> list[str]:
         """Episodes whose stored step count differs from the steps present (always empty unless corrupted)."""
         rows = self.db.execute("SELECT e.id FROM episodes e LEFT JOIN steps s ON s.episode_id = e.id "

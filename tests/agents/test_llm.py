@@ -4,7 +4,7 @@ from agents.base import Request
 from agents.llm import LLMAgent, SamplingConfig, token_logprobs
 from agents.models import tiny_model
 from agents.specs import build_agent
-from agents.weights import add_adapters, adapter_parameters, frozen_copy, snapshot_adapter
+from agents.weights import activate_adapter, add_adapters, adapter_parameters, frozen_copy, snapshot_adapter
 from arena.play import Match, play
 from games.tictactoe import TicTacToe
 
@@ -42,14 +42,14 @@ def test_two_lora_adapters_stay_apart():
     base_before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
 
     def logits(adapter):
-        model.set_adapter(adapter)
+        activate_adapter(model, adapter)
         with torch.no_grad():
             return model(input_ids=ids).logits.clone()
 
     solver_before, creator_before = logits("solver"), logits("creator")
     assert not torch.equal(solver_before, creator_before)
     opt = torch.optim.SGD(adapter_parameters(model, "creator"), lr=0.1)
-    model.set_adapter("creator")
+    activate_adapter(model, "creator")
     model(input_ids=ids).logits.sum().backward()
     opt.step()
     assert not torch.equal(logits("creator"), creator_before)
@@ -65,11 +65,11 @@ def test_snapshots_are_frozen():
     snapshot_adapter(model, "player", "player_step0")
     frozen = frozen_copy(base)
     ids = torch.tensor([[1, 5, 9]])
-    model.set_adapter("player_step0")
+    activate_adapter(model, "player_step0")
     before = model(input_ids=ids).logits.detach().clone()
     for p in adapter_parameters(model, "player"):
         p.data += 1.0
-    model.set_adapter("player_step0")
+    activate_adapter(model, "player_step0")
     assert torch.equal(model(input_ids=ids).logits, before)
     assert not any(p.requires_grad for p in frozen.parameters())
 

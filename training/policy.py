@@ -1,0 +1,86 @@
+"""The trainable weights of a run, as one module, whatever the weight mode.
+
+``shared``: one model plays every role. ``lora``: one frozen base with one adapter per role. ``clone``: one
+full copy per role. Wrapping them in a single module gives DeepSpeed and DDP one engine and one optimizer,
+while each role's samples only reach the weights of that role (its adapter, its clone, or the shared model).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from agents.llm import completion_logprobs
+from agents.weights import activate_adapter, add_adapters, lora_config
+
+
+class Policy(nn.Module):
+    """Every role's weights; ``forward`` scores completions with each row's own role weights."""
+
+    def __init__(self, base: nn.Module, roles: Sequence[str], mode: str, lora_r: int = 8, lora_alpha: int = 16,
+                 seed: int = 0):
+        super().__init__()
+        self.roles, self.mode = tuple(roles), mode
+        if mode == "shared":
+            self.model = base
+        elif mode == "lora":
+            self.model = add_adapters(base, self.roles, lora_config(lora_r, lora_alpha), seed=seed)
+        elif mode == "clone":
+            self.clones = nn.ModuleDict({role: copy.deepcopy(base) for role in self.roles})
+        else:
+            raise ValueError(f"unknown weight mode {mode!r}: expected shared, lora or clone")
+
+    def group(self, role: str) -> str:
+        """The name of the weights that ``role`` plays and trains ("policy" when shared)."""
+        return "policy" if self.mode == "shared" else role
+
+    @property
+    def groups(self) -> list[str]:
+        return list(dict.fromkeys(self.group(r) for r in self.roles))
+
+    def generator(self, group: str) -> tuple[nn.Module, str | None]:
+        """The module and adapter name that generate for ``group``."""
+        if self.mode == "shared":
+            return self.model, None
+        if self.mode == "lora":
+            return self.model, group
+        return self.clones[group], None
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                groups: list[str], prompt_width: int, temperature: float = 1.0) -> torch.Tensor:
+        """Completion-token log-probs (rows, tokens); rows of each group go through that group's weights."""
+        out = torch.zeros(input_ids.shape[0], input_ids.shape[1] - prompt_width, device=input_ids.device)
+        for group in dict.fromkeys(groups):
+            rows = torch.tensor([i for i, g in enumerate(groups) if g == group], device=input_ids.device)
+            module, adapter = self.generator(group)
+            if adapter is not None:
+                activate_adapter(module, adapter)
+            logits = module(input_ids=input_ids[rows], attention_mask=attention_mask[rows],
+                            position_ids=position_ids[rows]).logits
+            out = out.index_put((rows,), completion_logprobs(logits, input_ids[rows], prompt_width, temperature))
+        return out
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """CPU copies of the weights that training changes (adapters only in lora mode): a pool snapshot."""
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.named_parameters() if v.requires_grad}
+
+    def save_pretrained(self, path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """Save loadable by plain transformers / peft: the model, the adapters, or one directory per clone.
+
+        ``state_dict`` (this module's keys) is the gathered state under ZeRO-3, where the local one is sharded.
+        """
+        state_dict = state_dict if state_dict is not None else self.state_dict()
+
+        def part(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+        if self.mode == "clone":
+            for role, module in self.clones.items():
+                module.save_pretrained(f"{path}/{role}", state_dict=part(f"clones.{role}."))
+        elif self.mode == "lora":
+            self.model.save_pretrained(path, selected_adapters=list(self.roles))  # one subfolder per role
+        else:
+            self.model.save_pretrained(path, state_dict=part("model."))

@@ -1,0 +1,81 @@
+"""Rollout helpers: who plays whom this step, and which recorded steps become training samples."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from arena.play import Match
+from arena.records import Episode
+
+LEARNER, POOL, SCRIPTED = "learner", "pool", "scripted"
+
+
+def agent_name(kind: str, group: str) -> str:
+    """Agent name of a group's learner or pool copy ("learner" when shared, "learner/<role>" otherwise)."""
+    return kind if group == "policy" else f"{kind}/{group}"
+
+
+def plan_matches(roles: Sequence[str], group_of, step: int, seed: int, first: int, count: int,
+                 pool_prob: float, scripted_prob: float, pool_ready: bool) -> list[Match]:
+    """Matches ``first .. first+count-1`` of this step's global list (each rank plays its own slice).
+
+    Game j is decided by its own RNG, so the global list is the same however it is split across ranks:
+    mirror self-play (every role a learner), or the learner in seat ``j % len(roles)`` against a pool
+    snapshot or the scripted opponent.
+    """
+    matches = []
+    for j in range(first, first + count):
+        rng = random.Random(f"{seed}/{step}/{j}")
+        game_seed = rng.randrange(2**31)
+        u = rng.random()
+        kind = POOL if pool_ready and u < pool_prob else SCRIPTED if u < pool_prob + scripted_prob else LEARNER
+        seat = roles[j % len(roles)]
+        agents = {r: agent_name(LEARNER if kind == LEARNER or r == seat else kind, group_of(r))
+                  for r in roles}
+        if kind == SCRIPTED:
+            agents = {r: a if r == seat else SCRIPTED for r, a in agents.items()}
+        # meta step counts from 1: the training step this rollout feeds (as checkpoints count steps done)
+        matches.append(Match(game_seed, agents, {"step": step + 1, "index": j, "opponent": kind}))
+    return matches
+
+
+@dataclass
+class Sample:
+    """One learner completion with what training needs."""
+
+    group: str
+    key: tuple[str, str]  # (game, role): the baseline it is measured against
+    turn_group: tuple[str, int]  # (episode, turn): the GRPO group of a samples=K turn
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    logprobs: list[float]
+    reward: float
+    advantage: float = 0.0
+
+
+def collect_samples(episodes: Sequence[Episode], group_of) -> list[Sample]:
+    """Every learner attempt that produced tokens, with its reward (invalid ones carry the game's penalty)."""
+    samples = []
+    for ep in episodes:
+        if ep.status == "error":
+            continue
+        for s in ep.steps:
+            if s.agent.startswith(LEARNER) and s.completion_ids and s.reward is not None:
+                samples.append(Sample(group_of(s.role), (ep.game, s.role), (ep.id, s.turn), s.prompt_ids,
+                                      s.completion_ids, s.logprobs, s.reward))
+    return samples
+
+
+def learner_results(episodes: Sequence[Episode], opponent: str) -> tuple[int, float]:
+    """Games against ``opponent`` and the learner's wins in them (draws count half)."""
+    games, wins = 0, 0.0
+    for ep in episodes:
+        if ep.meta.get("opponent") != opponent or ep.status == "error":
+            continue
+        for role, name in ep.agents.items():
+            if name.startswith(LEARNER):
+                games += 1
+                wins += {"win": 1.0, "draw": 0.5}.get(ep.outcome(role), 0.0)
+    return games, wins

@@ -1,0 +1,424 @@
+"""Self-play RL training: play a batch of games, compute per-role advantages, update, snapshot, evaluate.
+
+Run on one process:      selfplay train configs/tictactoe.yaml steps=100 lr=1e-4
+Run on several / DeepSpeed: accelerate launch --config_file configs/accelerate/zero2.yaml \
+                            -m training.train configs/tictactoe.yaml key=value ...
+
+The loop (SPIRAL, Liu et al. 2025, "SPIRAL: Self-Play on Zero-Sum Games Incentivizes Reasoning"): every rank
+plays its own slice of the step's games in the arena (mirror self-play, a frozen snapshot from the pool, or
+a scripted opponent); each learner completion gets its sample's reward; advantages are role-conditioned
+(one moving-average baseline per (game, role), from before the update) or GRPO-normalised within
+``samples=K`` turns; the clipped policy-gradient loss updates each role's weights with that role's samples.
+Departures from SPIRAL: invalid attempts are trained on with the game's penalty (SPIRAL drops the
+episode); the baseline is per (game, role), not per game only; rewards are the final outcome (no
+per-turn shaping).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
+from tqdm.auto import tqdm
+
+from agents.llm import LLMAgent, SamplingConfig, pack
+from agents.models import load_model
+from agents.specs import build_agent, parse_spec
+from agents.weights import frozen_copy
+from arena.play import Match, play
+from arena.records import open_store
+from games.registry import game_class
+from training import checkpoint as ckpt
+from training.config import TrainConfig, describe, load_config
+from training.losses import grpo_advantages, policy_loss, rae_advantages
+from training.policy import Policy
+from training.pool import OpponentPool
+from training.rollout import LEARNER, POOL, SCRIPTED, agent_name, collect_samples, learner_results, plan_matches
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``selfplay train [CONFIG.yaml] [key=value ...]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print("usage: selfplay train [CONFIG.yaml] [key=value ...]\n\nkeys:\n" + describe())
+        return 0
+    path = argv.pop(0) if argv and "=" not in argv[0] else None
+    try:
+        config = load_config(path, argv)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"selfplay train: error: {exc}", file=sys.stderr)
+        return 2
+    summary = train(config)
+    return 0 if summary is not None else 1
+
+
+# -- setup helpers ------------------------------------------------------------------------------------------
+def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    """Accelerator for the launch config in use; DeepSpeed gets the batch sizes it cannot infer (no dataloader)."""
+    mixed = "bf16" if torch.cuda.is_available() and cfg.dtype in ("auto", "bfloat16") else "no"
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=cfg.weights != "shared")]
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.micro_batches, mixed_precision=mixed,
+                              kwargs_handlers=handlers)
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is not None:
+        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 1
+        plugin.deepspeed_config["gradient_accumulation_steps"] = cfg.micro_batches
+        plugin.deepspeed_config["gradient_clipping"] = cfg.max_grad_norm
+    return accelerator
+
+
+def zero_stage(accelerator: Accelerator) -> int:
+    plugin = accelerator.state.deepspeed_plugin
+    return int(plugin.zero_stage) if plugin is not None else 0
+
+
+@contextmanager
+def full_parameters(accelerator: Accelerator, model: torch.nn.Module):
+    """Under ZeRO-3, gather the parameters once for a whole rollout phase (not once per decoded token)."""
+    if zero_stage(accelerator) == 3:
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters(list(model.parameters())):
+            yield
+    else:
+        yield
+
+
+def rank_slice(total: int, world: int, rank: int) -> tuple[int, int]:
+    """(first, count) of this rank's share of ``total`` items."""
+    per, extra = divmod(total, world)
+    first = rank * per + min(rank, extra)
+    return first, per + (1 if rank < extra else 0)
+
+
+def reduce_sums(accelerator: Accelerator, values: dict[str, float]) -> dict[str, float]:
+    """Sum scalar statistics over ranks (same keys on every rank)."""
+    keys = sorted(values)
+    tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=accelerator.device)
+    if accelerator.num_processes > 1:
+        tensor = accelerator.reduce(tensor, reduction="sum")
+    return dict(zip(keys, tensor.tolist()))
+
+
+# -- the loop -----------------------------------------------------------------------------------------------
+def train(cfg: TrainConfig) -> dict[str, Any] | None:
+    """Run (or resume) a training run; return its final evaluation summary."""
+    accelerator = make_accelerator(cfg)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    set_seed(cfg.seed)
+    run_dir = Path(cfg.out)
+    game_cls = game_class(cfg.game)
+    make_game = lambda: game_cls(**cfg.game_options)  # noqa: E731
+    make_game()  # bad game options fail here, before any model loads
+    roles = game_cls.roles
+
+    # -- models, optimizer, scheduler ---------------------------------------------------------------------
+    spec = parse_spec(cfg.model)
+    dtype = None if cfg.dtype == "auto" else cfg.dtype
+    base, tokenizer = load_model(spec.kind, spec.arg, device=str(accelerator.device), dtype=dtype or "float32", seed=cfg.seed)
+    policy = Policy(base, roles, cfg.weights, cfg.lora_r, cfg.lora_alpha, seed=cfg.seed)
+    if cfg.gradient_checkpointing:
+        for module in {id(m): m for m in (policy.generator(g)[0] for g in policy.groups)}.values():
+            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            module.config.use_cache = False
+    reference = frozen_copy(policy) if cfg.kl_coef else None
+    opponent = frozen_copy(policy) if cfg.pool_prob else None
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+    model, optimizer, scheduler = accelerator.prepare(policy, optimizer, scheduler)
+    policy = accelerator.unwrap_model(model)
+
+    # -- records, pool, state, resume ---------------------------------------------------------------------
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(run_dir)
+    pool = OpponentPool(run_dir / "pool", cfg.pool_size, cfg.pool_sampling)
+    state: dict[str, Any] = {"step": 0, "baselines": {}, "history": []}
+    resume_from = _resume_point(cfg, run_dir)
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from / "state"))
+        state = ckpt.read_trainer_state(resume_from)
+        pool.load_state_dict(state.pop("pool"))
+        accelerator.print(f"resumed from {resume_from} at step {state['step']}")
+    if accelerator.is_main_process:
+        dropped = store.delete_after_step(state["step"])  # rollouts of steps the checkpoint does not include
+        if dropped:
+            accelerator.print(f"dropped {dropped} episodes recorded after step {state['step']} (replayed now)")
+        (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    accelerator.wait_for_everyone()
+    writer = _tensorboard(run_dir) if accelerator.is_main_process else None
+    baselines = {tuple(k.split("|")): v for k, v in state["baselines"].items()}
+
+    sampling = dict(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                    constrained=cfg.constrained)
+    learners = {agent_name(LEARNER, g): _llm_agent(policy, g, tokenizer, LEARNER, SamplingConfig(**sampling))
+                for g in policy.groups}
+    bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", unit="step",
+               disable=not (cfg.progress and accelerator.is_main_process), dynamic_ncols=True)
+    for step in range(state["step"], cfg.steps):
+        # -- rollout: this rank's slice of the step's games ------------------------------------------------
+        t_start = time.perf_counter()
+        agents: dict[str, Any] = dict(learners)
+        for i, agent in enumerate(learners.values()):
+            agent.sampling.seed, agent.calls = hash((cfg.seed, step, rank, i)) % 2**31, 0
+        snapshot = pool.choose(random.Random(f"{cfg.seed}/{step}/pool")) if cfg.pool_prob else None
+        if snapshot is not None:
+            opponent.load_state_dict(torch.load(snapshot.path, map_location=accelerator.device), strict=False)
+            agents.update({agent_name(POOL, g): _llm_agent(opponent, g, tokenizer, POOL, SamplingConfig(**sampling, seed=step))
+                           for g in policy.groups})
+        if cfg.scripted_prob:
+            agents[SCRIPTED] = build_agent(cfg.scripted_opponent, seed=hash((cfg.seed, step, rank)) % 2**31, name=SCRIPTED)
+        first, count = rank_slice(cfg.games_per_step * world, world, rank)
+        matches = plan_matches(roles, policy.group, step, cfg.seed, first, count, cfg.pool_prob,
+                               cfg.scripted_prob, snapshot is not None)
+        model.eval()
+        with torch.no_grad(), full_parameters(accelerator, model):
+            episodes = play(make_game, matches, agents, store=store, concurrency=cfg.concurrency, progress=False,
+                            options=dict(cfg.game_options))
+        t_rollout = time.perf_counter() - t_start
+
+        # -- advantages: baselines from before the update, measured over every rank's samples --------------
+        samples = collect_samples(episodes, policy.group)
+        every = [(s.key, s.reward) for s in gather_object([(s.key, s.reward) for s in samples])] if world > 1 \
+            else [(s.key, s.reward) for s in samples]
+        _, new_baselines = rae_advantages([r for _, r in every], [k for k, _ in every], baselines, cfg.baseline_decay)
+        rae = [s.reward - baselines.get(s.key, 0.0) for s in samples]
+        advantages = grpo_advantages([s.reward for s in samples], [s.turn_group for s in samples], rae) \
+            if cfg.advantage == "grpo" else rae
+        for s, a in zip(samples, advantages):
+            s.advantage = a
+        baselines = new_baselines
+
+        # -- update ----------------------------------------------------------------------------------------
+        t_update = time.perf_counter()
+        model.train()
+        update_stats = _update(cfg, accelerator, model, reference, optimizer, scheduler, samples, tokenizer.pad_token_id)
+        t_update = time.perf_counter() - t_update
+
+        # -- statistics, snapshot, evaluation, checkpoint, log ----------------------------------------------
+        local = _rollout_stats(episodes, samples, roles)
+        if snapshot is not None:
+            games, wins = learner_results(episodes, POOL)
+            local[f"pool|{snapshot.step}|games"], local[f"pool|{snapshot.step}|wins"] = games, wins
+        totals = reduce_sums(accelerator, {**local, **update_stats})
+        for key in [k for k in totals if k.startswith("pool|") and k.endswith("|games")]:
+            pool.record(int(key.split("|")[1]), int(totals[key]), totals[key.replace("|games", "|wins")])
+        metrics = _metrics(totals, roles, t_rollout, t_update, world)
+        done = step + 1
+        if cfg.pool_prob and done % cfg.snapshot_every == 0:
+            pool.add(done, _snapshot_state(accelerator, model, policy), write=accelerator.is_main_process)
+        if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps:
+            evaluation = evaluate(cfg, accelerator, model, policy, learners, make_game, roles, store, done)
+            metrics.update({f"winrate/vs_{k}": v["win_or_draw"] for k, v in evaluation.items()})
+            state["history"].append({"step": done, "evaluation": evaluation})
+        state.update(step=done, baselines={"|".join(k): v for k, v in baselines.items()})
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            save_checkpoint(accelerator, model, policy, run_dir, done, {**state, "pool": pool.state_dict()}, cfg)
+        if accelerator.is_main_process:
+            for name, value in metrics.items():
+                writer.add_scalar(name, value, done)
+            writer.flush()
+            bar.write(_console_line(done, cfg.steps, metrics))
+        bar.update(1)
+    bar.close()
+    summary = state["history"][-1]["evaluation"] if state["history"] else {}
+    if accelerator.is_main_process:
+        _final_summary(run_dir, state, summary)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return summary
+
+
+def _llm_agent(policy: Policy, group: str, tokenizer, kind: str, sampling: SamplingConfig) -> LLMAgent:
+    module, adapter = policy.generator(group)
+    return LLMAgent(module, tokenizer, sampling, name=agent_name(kind, group), adapter=adapter)
+
+
+def _snapshot_state(accelerator: Accelerator, model, policy: Policy) -> dict[str, torch.Tensor]:
+    """The trainable weights on CPU (gathered from all ranks under ZeRO-3)."""
+    if zero_stage(accelerator) != 3:
+        return policy.trainable_state()
+    trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
+    return {k: v.detach().cpu() for k, v in accelerator.get_state_dict(model).items() if k in trainable}
+
+
+def _resume_point(cfg: TrainConfig, run_dir: Path) -> Path | None:
+    if cfg.resume == "never":
+        return None
+    if cfg.resume == "auto":
+        return ckpt.latest_checkpoint(run_dir)
+    path = Path(cfg.resume)
+    if not (path / ckpt.MARKER).exists():
+        raise FileNotFoundError(f"resume={cfg.resume!r} is not a complete checkpoint directory")
+    return path
+
+
+def _update(cfg: TrainConfig, accelerator: Accelerator, model, reference, optimizer, scheduler, samples,
+            pad_id: int) -> dict[str, float]:
+    """``ppo_epochs`` optimizer steps, each over ``micro_batches`` micro-batches (the same count on every rank).
+
+    Loss = sum of token losses * world * micro_batches / tokens over all ranks, so after accelerate's mean over
+    ranks and micro-batches every token weighs the same, however the batch is split.
+    """
+    world = accelerator.num_processes
+    tokens_local = sum(len(s.completion_ids) for s in samples)
+    tokens_global = reduce_sums(accelerator, {"t": tokens_local})["t"]
+    chunks = [samples[i::cfg.micro_batches] for i in range(cfg.micro_batches)]
+    stats = {"loss_sum": 0.0, "clip_sum": 0.0, "kl_sum": 0.0, "logp_sum": 0.0, "tokens": float(tokens_local),
+             "grad_norm": 0.0}
+    for _ in range(cfg.ppo_epochs):
+        for chunk in chunks:
+            with accelerator.accumulate(model):
+                loss, parts = _chunk_loss(cfg, accelerator, model, reference, chunk, pad_id, tokens_global)
+                accelerator.backward(loss * world * cfg.micro_batches)
+                if accelerator.sync_gradients:
+                    norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    stats["grad_norm"] = float(norm) if norm is not None else 0.0
+                optimizer.step()
+                scheduler.step() if accelerator.sync_gradients else None
+                optimizer.zero_grad()
+            for k, v in parts.items():
+                stats[k] += v / cfg.ppo_epochs
+    return stats
+
+
+def _chunk_loss(cfg, accelerator, model, reference, chunk, pad_id, tokens_global):
+    if not chunk:  # a rank with nothing to learn still joins the collective backward, with a zero loss
+        ids = torch.tensor([[pad_id, pad_id]], device=accelerator.device)
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.zeros_like(ids),
+                    groups=[model_groups(model)[0]], prompt_width=1)
+        return out.sum() * 0.0, {}
+    batch = {k: v.to(accelerator.device) for k, v in pack([s.prompt_ids for s in chunk],
+                                                           [s.completion_ids for s in chunk], pad_id).items()}
+    groups = [s.group for s in chunk]
+    width = int(batch["prompt_width"])
+    logp = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 position_ids=batch["position_ids"], groups=groups, prompt_width=width, temperature=cfg.temperature)
+    mask = batch["completion_mask"]
+    old = torch.zeros_like(logp)
+    for i, s in enumerate(chunk):
+        old[i, :len(s.logprobs)] = torch.tensor(s.logprobs, device=logp.device)
+    ref = None
+    if reference is not None:
+        with torch.no_grad():
+            ref = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                            position_ids=batch["position_ids"], groups=groups, prompt_width=width,
+                            temperature=cfg.temperature)
+    adv = torch.tensor([s.advantage for s in chunk], device=logp.device, dtype=logp.dtype)
+    loss, extra = policy_loss(logp, old.detach(), adv, mask, cfg.clip, tokens_global, ref, cfg.kl_coef)
+    n = float(mask.sum())
+    return loss, {"loss_sum": float(loss.detach()) * tokens_global, "clip_sum": extra["clip_frac"] * n,
+                  "kl_sum": extra.get("kl", 0.0) * n, "logp_sum": float((logp.detach() * mask).sum())}
+
+
+def model_groups(model) -> list[str]:
+    unwrapped = model.module if hasattr(model, "module") else model
+    return unwrapped.groups
+
+
+def _rollout_stats(episodes, samples, roles) -> dict[str, float]:
+    out: dict[str, float] = {"gen_tokens": float(sum(len(s.completion_ids) for s in samples)),
+                             "episodes": float(len(episodes))}
+    for role in roles:
+        mine = [(ep, s) for ep in episodes for s in ep.steps if s.role == role and s.agent.startswith(LEARNER)]
+        out[f"attempts|{role}"] = float(len(mine))
+        out[f"invalid|{role}"] = float(sum(s.failure is not None for _, s in mine))
+        learner_eps = [ep for ep in episodes if ep.rewards and ep.agents[role].startswith(LEARNER)]
+        out[f"games|{role}"] = float(len(learner_eps))
+        out[f"reward|{role}"] = float(sum(ep.rewards[role] for ep in learner_eps))
+    return out
+
+
+def _metrics(totals: dict[str, float], roles, t_rollout: float, t_update: float, world: int) -> dict[str, float]:
+    tokens = max(totals["tokens"], 1.0)
+    metrics = {"loss/policy": totals["loss_sum"] / tokens, "clip_frac": totals["clip_sum"] / tokens,
+               "kl": totals["kl_sum"] / tokens, "entropy": -totals["logp_sum"] / tokens,
+               "grad_norm": totals["grad_norm"] / world,
+               "tokens_per_s": totals["gen_tokens"] / max(t_rollout, 1e-9),
+               "time/rollout": t_rollout, "time/update": t_update}
+    for role in roles:
+        metrics[f"reward/{role}"] = totals[f"reward|{role}"] / max(1.0, totals[f"games|{role}"])
+        metrics[f"invalid_rate/{role}"] = totals[f"invalid|{role}"] / max(1.0, totals[f"attempts|{role}"])
+    return metrics
+
+
+def evaluate(cfg: TrainConfig, accelerator: Accelerator, model, policy: Policy, learners, make_game, roles, store,
+             step: int) -> dict[str, dict[str, float]]:
+    """The learner against each scripted baseline, in every seat: win / draw / loss and invalid rates."""
+    rank, world = accelerator.process_index, accelerator.num_processes
+    results = {}
+    model.eval()
+    for k, opponent in enumerate(cfg.eval_opponents):
+        agents = {**learners, "baseline": build_agent(opponent, seed=10_000 + step + rank, name="baseline")}
+        first, count = rank_slice(cfg.eval_games, world, rank)
+        matches = []
+        for j in range(first, first + count):
+            seat = roles[j % len(roles)]
+            matches.append(Match(10_000_000 + j // len(roles), {r: agent_name(LEARNER, policy.group(r)) if r == seat
+                                                                 else "baseline" for r in roles},
+                                 {"step": step, "eval": opponent}))
+        with torch.no_grad(), full_parameters(accelerator, model):
+            episodes = play(make_game, matches, agents, store=store, concurrency=cfg.concurrency, progress=False)
+        counts = {"win": 0.0, "draw": 0.0, "loss": 0.0, "error": 0.0, "attempts": 0.0, "invalid": 0.0}
+        for ep in episodes:
+            seat = next(r for r, a in ep.agents.items() if a.startswith(LEARNER))
+            counts[ep.outcome(seat)] += 1
+            mine = [s for s in ep.steps if s.role == seat]
+            counts["attempts"] += len(mine)
+            counts["invalid"] += sum(s.failure is not None for s in mine)
+        counts = reduce_sums(accelerator, counts)
+        n = max(1.0, counts["win"] + counts["draw"] + counts["loss"])
+        results[opponent] = {"games": n, "win": counts["win"] / n, "draw": counts["draw"] / n,
+                             "loss": counts["loss"] / n, "win_or_draw": (counts["win"] + counts["draw"]) / n,
+                             "invalid_rate": counts["invalid"] / max(1.0, counts["attempts"])}
+    return results
+
+
+def save_checkpoint(accelerator: Accelerator, model, policy: Policy, run_dir: Path, step: int, trainer_state: dict,
+                    cfg: TrainConfig) -> None:
+    """Write the checkpoint into a staging directory on every rank, then publish it atomically."""
+    stage = ckpt.staging_dir(run_dir, step)
+    accelerator.save_state(str(stage / "state"))
+    full = accelerator.get_state_dict(model) if zero_stage(accelerator) == 3 else None
+    if accelerator.is_main_process:
+        policy.save_pretrained(stage / "policy", state_dict=full)
+        ckpt.finish(run_dir, step, trainer_state, cfg.keep_checkpoints)
+    accelerator.wait_for_everyone()
+
+
+def _tensorboard(run_dir: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def _console_line(step: int, steps: int, m: dict[str, float]) -> str:
+    rewards = " ".join(f"{k.split('/')[1]}={v:+.2f}" for k, v in m.items() if k.startswith("reward/"))
+    invalid = max((v for k, v in m.items() if k.startswith("invalid_rate/")), default=0.0)
+    evals = " ".join(f"{k.split('/')[1]}={v:.2f}" for k, v in m.items() if k.startswith("winrate/"))
+    return (f"step {step}/{steps} | reward {rewards} | invalid {invalid:.1%} | loss {m['loss/policy']:+.4f} "
+            f"| {m['tokens_per_s']:.0f} tok/s | rollout {m['time/rollout']:.1f}s update {m['time/update']:.1f}s"
+            + (f" | eval {evals}" if evals else ""))
+
+
+def _final_summary(run_dir: Path, state: dict, summary: dict) -> None:
+    (run_dir / "summary.json").write_text(json.dumps({"step": state["step"], "evaluation": summary,
+                                                      "history": state["history"]}, indent=1))
+    print(f"\nevaluation after {state['step']} steps:")
+    print(f"  {'opponent':<10} {'games':>6} {'win':>6} {'draw':>6} {'loss':>6} {'invalid':>8}")
+    for name, r in summary.items():
+        print(f"  {name:<10} {int(r['games']):>6} {r['win']:>6.1%} {r['draw']:>6.1%} {r['loss']:>6.1%} {r['invalid_rate']:>8.1%}")
+    print(f"outputs in {run_dir}/ (episodes.sqlite, checkpoints/, tensorboard/, summary.json)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
