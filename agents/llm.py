@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from agents.base import Completion, Request
-from agents.models import load_model
+from agents.models import MODEL_OPTIONS, load_model
 from agents.weights import activate_adapter
 
 
@@ -187,10 +187,10 @@ _MODELS: dict[tuple, tuple[torch.nn.Module, object]] = {}
 def build_llm_agent(spec, seed: int = 0, name: str | None = None) -> LLMAgent:
     """An LLM agent from a parsed spec; agents with the same model options share one loaded model."""
     options = dict(spec.options)
-    load = {k: options.pop(k) for k in ("device", "dtype") if k in options}
+    load = {k: options.pop(k) for k in MODEL_OPTIONS if k in options}
     options.setdefault("seed", seed)
     sampling = SamplingConfig.from_options(options)
-    key = (spec.kind, spec.arg, load.get("device"), load.get("dtype"))
+    key = (spec.kind, spec.arg, *sorted(load.items()))
     if key not in _MODELS:
         _MODELS[key] = load_model(spec.kind, spec.arg, seed=seed, **load)
     model, tokenizer = _MODELS[key]

@@ -92,12 +92,18 @@ def tiny_model(seed: int = 0, **sizes: int) -> tuple[LlamaForCausalLM, PreTraine
     return LlamaForCausalLM(config), tokenizer
 
 
+MODEL_OPTIONS = ("device", "dtype", *TINY_SIZES)  # spec options that shape the model, not the sampling
+
+
 def load_model(kind: str, path: str | None = None, device: str | None = None, dtype: str | None = None,
-               seed: int = 0) -> tuple[torch.nn.Module, object]:
-    """Load ``smollm2``, ``tiny`` or ``hf`` (a local directory or an already-cached hub id) on a device."""
+               seed: int = 0, **sizes: int) -> tuple[torch.nn.Module, object]:
+    """Load ``smollm2``, ``tiny`` (``sizes`` override TINY_SIZES) or ``hf`` (a local directory or an
+    already-cached hub id) on a device."""
     dev, torch_dtype = auto_device_dtype(device, dtype)
+    if sizes and kind != "tiny":
+        raise ValueError(f"model size options {sorted(sizes)} apply only to the tiny model, not {kind!r}")
     if kind == "tiny":
-        model, tokenizer = tiny_model(seed)
+        model, tokenizer = tiny_model(seed, **sizes)
     elif kind in ("smollm2", "hf"):
         source = smollm2_path() if kind == "smollm2" else path
         try:

@@ -73,6 +73,8 @@ class TicTacToe(Game):
     roles = ("player_0", "player_1")
     max_turns = 9
     action_format = "the number of an empty cell in square brackets, e.g. [5]"
+    compact: bool = False  # a short prompt (board only), for tiny models whose context is costly
+
 
     def reset(self, seed: int) -> None:
         self.seed_rng(seed)
@@ -86,6 +88,8 @@ class TicTacToe(Game):
 
     def observe(self, role: str) -> list:
         mark = MARKS[self.roles.index(role)]
+        if self.compact:
+            return [user(f"{mark}{self.board}")]
         return [
             system(f"You are playing TicTacToe as {mark}. Get three {mark} in a row to win. "
                    f"Answer with {self.action_format}."),

@@ -63,12 +63,14 @@ class TrainConfig:
     eval_every: int = 10  # steps between evaluations (0: only at the end)
     eval_games: int = 32  # games per evaluation opponent (both seats)
     eval_opponents: list[str] = field(default_factory=lambda: ["random", "expert"])  # scripted baselines
+    eval_temperature: float | None = None  # sampling temperature in evaluation (None: as in training; 0: greedy)
     checkpoint_every: int = 10  # steps between checkpoints
     keep_checkpoints: int = 2  # most recent checkpoints kept
     resume: str = "auto"  # auto (latest complete checkpoint, if any) | never | path to a checkpoint
     out: str = "runs/train"  # run directory: episodes, checkpoints, TensorBoard logs, report
     seed: int = 0  # base seed (every rank and step derives its own)
     progress: bool = True  # progress bars
+    check_sync: bool = False  # after every update, hash the weights on each rank and record them (debugging)
 
 
 def _one_line(exc: OmegaConfBaseException) -> str:

@@ -30,7 +30,10 @@ def plan_matches(roles: Sequence[str], group_of, step: int, seed: int, first: in
         rng = random.Random(f"{seed}/{step}/{j}")
         game_seed = rng.randrange(2**31)
         u = rng.random()
-        kind = POOL if pool_ready and u < pool_prob else SCRIPTED if u < pool_prob + scripted_prob else LEARNER
+        if u < pool_prob:
+            kind = POOL if pool_ready else LEARNER  # until the first snapshot, pool games are mirror games
+        else:
+            kind = SCRIPTED if u < pool_prob + scripted_prob else LEARNER
         seat = roles[j % len(roles)]
         agents = {r: agent_name(LEARNER if kind == LEARNER or r == seat else kind, group_of(r))
                   for r in roles}

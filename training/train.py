@@ -17,17 +17,18 @@ per-turn shaping).
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs, gather_object, set_seed
 from tqdm.auto import tqdm
 
 from agents.llm import LLMAgent, SamplingConfig, pack
@@ -66,11 +67,14 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
     """Accelerator for the launch config in use; DeepSpeed gets the batch sizes it cannot infer (no dataloader)."""
     mixed = "bf16" if torch.cuda.is_available() and cfg.dtype in ("auto", "bfloat16") else "no"
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=cfg.weights != "shared")]
+    if not torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))  # DeepSpeed on CPU: accelerate needs the backend named
     accelerator = Accelerator(gradient_accumulation_steps=cfg.micro_batches, mixed_precision=mixed,
                               kwargs_handlers=handlers)
     plugin = accelerator.state.deepspeed_plugin
     if plugin is not None:
         plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 1
+        plugin.deepspeed_config["train_batch_size"] = cfg.micro_batches * accelerator.num_processes
         plugin.deepspeed_config["gradient_accumulation_steps"] = cfg.micro_batches
         plugin.deepspeed_config["gradient_clipping"] = cfg.max_grad_norm
     return accelerator
@@ -124,7 +128,9 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
     # -- models, optimizer, scheduler ---------------------------------------------------------------------
     spec = parse_spec(cfg.model)
     dtype = None if cfg.dtype == "auto" else cfg.dtype
-    base, tokenizer = load_model(spec.kind, spec.arg, device=str(accelerator.device), dtype=dtype or "float32", seed=cfg.seed)
+    sizes = {k: v for k, v in spec.options.items() if k != "dtype"}
+    base, tokenizer = load_model(spec.kind, spec.arg, device=str(accelerator.device), dtype=dtype or "float32",
+                                 seed=cfg.seed, **sizes)
     policy = Policy(base, roles, cfg.weights, cfg.lora_r, cfg.lora_alpha, seed=cfg.seed)
     if cfg.gradient_checkpointing:
         for module in {id(m): m for m in (policy.generator(g)[0] for g in policy.groups)}.values():
@@ -188,8 +194,8 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
 
         # -- advantages: baselines from before the update, measured over every rank's samples --------------
         samples = collect_samples(episodes, policy.group)
-        every = [(s.key, s.reward) for s in gather_object([(s.key, s.reward) for s in samples])] if world > 1 \
-            else [(s.key, s.reward) for s in samples]
+        mine = [(s.key, s.reward) for s in samples]
+        every = [(tuple(k), r) for k, r in gather_object(mine)] if world > 1 else mine
         _, new_baselines = rae_advantages([r for _, r in every], [k for k, _ in every], baselines, cfg.baseline_decay)
         rae = [s.reward - baselines.get(s.key, 0.0) for s in samples]
         advantages = grpo_advantages([s.reward for s in samples], [s.turn_group for s in samples], rae) \
@@ -203,6 +209,9 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
         model.train()
         update_stats = _update(cfg, accelerator, model, reference, optimizer, scheduler, samples, tokenizer.pad_token_id)
         t_update = time.perf_counter() - t_update
+
+        if cfg.check_sync:
+            _record_weight_hashes(accelerator, model, run_dir, step + 1)
 
         # -- statistics, snapshot, evaluation, checkpoint, log ----------------------------------------------
         local = _rollout_stats(episodes, samples, roles)
@@ -357,7 +366,10 @@ def evaluate(cfg: TrainConfig, accelerator: Accelerator, model, policy: Policy, 
     rank, world = accelerator.process_index, accelerator.num_processes
     results = {}
     model.eval()
-    for k, opponent in enumerate(cfg.eval_opponents):
+    temperature = cfg.temperature if cfg.eval_temperature is None else cfg.eval_temperature
+    learners = {name: LLMAgent(a.model, a.tokenizer, replace(a.sampling, temperature=temperature), name, a.adapter)
+                for name, a in learners.items()}
+    for opponent in cfg.eval_opponents:
         agents = {**learners, "baseline": build_agent(opponent, seed=10_000 + step + rank, name="baseline")}
         first, count = rank_slice(cfg.eval_games, world, rank)
         matches = []
@@ -393,6 +405,21 @@ def save_checkpoint(accelerator: Accelerator, model, policy: Policy, run_dir: Pa
         policy.save_pretrained(stage / "policy", state_dict=full)
         ckpt.finish(run_dir, step, trainer_state, cfg.keep_checkpoints)
     accelerator.wait_for_everyone()
+
+
+def _record_weight_hashes(accelerator: Accelerator, model, run_dir: Path, step: int) -> None:
+    """Append every rank's hash of its full weights to ``RUN/weight_hashes.jsonl`` (equal when ranks agree)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with full_parameters(accelerator, model):
+        for name, p in sorted(accelerator.unwrap_model(model).named_parameters()):
+            digest.update(name.encode())
+            digest.update(p.detach().float().cpu().numpy().tobytes())
+    hashes = gather_object([digest.hexdigest()])
+    if accelerator.is_main_process:
+        with open(run_dir / "weight_hashes.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, "hashes": hashes}) + "\n")
 
 
 def _tensorboard(run_dir: Path):

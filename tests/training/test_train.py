@@ -1,0 +1,114 @@
+"""End-to-end training runs with a tiny model: single process, two-process DeepSpeed ZeRO-2, kill and resume."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["model=tiny", "constrained=true", "game_options.compact=true", "eval_games=8", "progress=false",
+        "max_new_tokens=4", "lr=0.01"]
+
+
+def run(args, out, *, launcher=None, check=True, timeout=600):
+    cmd = launcher or [sys.executable, "-m", "training.train"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([*cmd, str(ROOT / "configs/quickstart.yaml"), *TINY, f"out={out}", *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=timeout, env=env)
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def accelerate(config):
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "configs/accelerate" / config),
+            "-m", "training.train"]
+
+
+def weights(run_dir, step):
+    return load_file(Path(run_dir) / "checkpoints" / f"step_{step:06d}" / "policy" / "model.safetensors")
+
+
+def test_single_process_run_trains_and_saves_plain_hf_weights(tmp_path):
+    out = tmp_path / "run"
+    result = run(["steps=2", "checkpoint_every=1", "keep_checkpoints=5", "games_per_step=8"], out)
+    assert "evaluation after 2 steps" in result.stdout and str(out) in result.stdout
+    first, second = weights(out, 1), weights(out, 2)
+    assert any(not torch.equal(first[k], second[k]) for k in first)  # the update changed the weights
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(out / "checkpoints/step_000002/policy")
+    assert torch.equal(model.model.embed_tokens.weight, second["model.embed_tokens.weight"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["evaluation"]) == {"random", "expert"}
+    assert any((out / "tensorboard").iterdir())
+
+
+def test_lora_run_saves_one_adapter_per_role(tmp_path):
+    out = tmp_path / "run"
+    run(["steps=1", "weights=lora", "games_per_step=4", "pool_prob=0.5", "scripted_prob=0.0", "snapshot_every=1"], out)
+    policy = out / "checkpoints/step_000001/policy"
+    assert (policy / "player_0" / "adapter_model.safetensors").exists() or (policy / "adapter_model.safetensors").exists()
+    assert (policy / "player_1" / "adapter_model.safetensors").exists()
+    assert (out / "pool/step_000001.pt").exists()
+
+
+def test_zero2_on_two_processes_keeps_ranks_identical_and_matches_one_process(tmp_path):
+    common = ["steps=2", "checkpoint_every=1", "keep_checkpoints=5", "temperature=0", "scripted_prob=0",
+              "check_sync=true", "eval_every=0"]
+    two = tmp_path / "two"
+    run([*common, "games_per_step=4"], two, launcher=accelerate("cpu_zero2.yaml"))
+    hashes = [json.loads(line) for line in (two / "weight_hashes.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in hashes] == [1, 2]
+    assert all(len(h["hashes"]) == 2 and h["hashes"][0] == h["hashes"][1] for h in hashes)
+    one = tmp_path / "one"
+    run([*common, "games_per_step=8"], one)
+    for step in (1, 2):
+        a, b = weights(one, step), weights(two, step)
+        assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
+    initial_changed = weights(one, 2)
+    assert any(not torch.equal(weights(one, 1)[k], initial_changed[k]) for k in initial_changed)
+
+
+def _episode_steps(run_dir):
+    db = sqlite3.connect(Path(run_dir) / "episodes.sqlite")
+    return db.execute("SELECT json_extract(meta, '$.step'), json_extract(meta, '$.index'), "
+                      "json_extract(meta, '$.eval') FROM episodes").fetchall()
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    args = ["steps=8", "checkpoint_every=4", "keep_checkpoints=5", "games_per_step=6", "eval_every=4",
+            "pool_prob=0.3", "snapshot_every=2", "scripted_prob=0.3"]
+    straight = tmp_path / "straight"
+    run(args, straight)
+    killed = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "training.train", str(ROOT / "configs/quickstart.yaml"), *TINY,
+                             f"out={killed}", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (killed / "checkpoints/step_000004/COMPLETE").exists() and any(s == 6 for s, _, _ in _episode_steps(killed)):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "checkpoints/step_000008").exists()
+    resumed = run(args, killed)
+    assert "resumed from" in resumed.stdout and "step 4" in resumed.stdout
+    a, b = weights(straight, 8), weights(killed, 8)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    for run_dir in (straight, killed):
+        rows = _episode_steps(run_dir)
+        rollouts = [(s, i) for s, i, e in rows if e is None]
+        assert len(rollouts) == len(set(rollouts)) == 8 * 6  # none lost, none duplicated
+        assert sorted(s for s, _, e in rows if e) == sorted([4] * 16 + [8] * 16)
