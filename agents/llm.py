@@ -31,6 +31,7 @@ class SamplingConfig:
     batch_size: int = 256  # most rows per generate call; larger batches are split
     seed: int = 0
     constrained: bool = False  # decode only prefixes of the game's legal actions (when it lists them)
+    cache: str = "dynamic"  # dynamic | static (static KV cache, compiled decoding; shapes are bucketed)
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> SamplingConfig:
@@ -43,6 +44,8 @@ class SamplingConfig:
         if isinstance(opts.get("stop"), str):
             opts["stop"] = [s for s in opts["stop"].split("|") if s]
         config = cls(**opts)
+        if config.cache not in ("dynamic", "static"):
+            raise ValueError(f"unknown cache {config.cache!r}: expected dynamic or static")
         if config.temperature < 0 or not 0 < config.top_p <= 1 or config.max_new_tokens < 1:
             raise ValueError(f"bad sampling options {options}: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1")
         return config
@@ -54,9 +57,9 @@ def render_prompt(tokenizer, messages: list[dict]) -> list[int]:
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
 
-def left_pad(rows: list[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded ids and attention mask."""
-    width = max(len(r) for r in rows)
+def left_pad(rows: list[list[int]], pad_id: int, device: torch.device, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids and attention mask (width rounded up to ``multiple``)."""
+    width = -(-max(len(r) for r in rows) // multiple) * multiple
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
@@ -126,7 +129,13 @@ class LLMAgent:
         """Sample one completion per prompt in one batched call (optionally constrained to legal actions)."""
         s, tok = self.sampling, self.tokenizer
         device = next(self.model.parameters()).device
-        ids, mask = left_pad(prompts, tok.pad_token_id, device)
+        real = len(prompts)
+        extra = {}
+        if s.cache == "static":  # bucket (batch, width) so compiled graphs are reused across calls
+            prompts = prompts + [prompts[0]] * ((1 << (real - 1).bit_length()) - real)
+            legal = legal + [legal[0]] * (len(prompts) - real) if legal else legal
+            extra = {"cache_implementation": "static"}
+        ids, mask = left_pad(prompts, tok.pad_token_id, device, multiple=64 if s.cache == "static" else 1)
         allowed = self._constraint(legal, ids.shape[1]) if legal else None
         torch.manual_seed(s.seed + self.calls)  # reproducible, yet every call samples afresh
         self.calls += 1
@@ -136,7 +145,7 @@ class LLMAgent:
                 temperature=s.temperature if s.temperature > 0 else None, top_p=s.top_p if s.temperature > 0 else None,
                 top_k=None, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                 stop_strings=s.stop or None, tokenizer=tok if s.stop else None, prefix_allowed_tokens_fn=allowed,
-                output_logits=True, return_dict_in_generate=True)
+                output_logits=True, return_dict_in_generate=True, **extra)
         new = out.sequences[:, ids.shape[1]:]
         temp = s.temperature if s.temperature > 0 else 1.0
         steps = [torch.log_softmax(l.float() / temp, dim=-1).gather(-1, new[:, t:t + 1]).squeeze(-1)
@@ -144,7 +153,7 @@ class LLMAgent:
         logprobs = torch.stack(steps, dim=1).cpu() if steps else torch.zeros(len(prompts), 0)
         new = new.cpu()
         completions = []
-        for i, prompt in enumerate(prompts):
+        for i, prompt in enumerate(prompts[:real]):
             tokens = new[i].tolist()
             end = next((j + 1 for j, t in enumerate(tokens) if t in self.stop_ids), len(tokens))
             tokens = tokens[:end]

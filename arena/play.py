@@ -211,14 +211,18 @@ def play(make_game: Callable[[], Game], matches: Sequence[Match], agents: dict[s
 
 
 def _round(live: dict[int, _LiveGame], agents: dict[str, Agent]) -> None:
-    """One scheduling round: every agent answers all of its pending requests in one call."""
-    by_agent: dict[str, list[tuple[_LiveGame, Request, list[_Slot]]]] = {}
+    """One scheduling round: every agent answers all of its pending requests in one call.
+
+    Requests are grouped by agent object, so names that share one agent (mirror self-play) share the call.
+    """
+    by_agent: dict[int, list[tuple[_LiveGame, Request, list[_Slot]]]] = {}
     for g in live.values():
         if not g.finished:
             for request, slots in g.requests():
-                by_agent.setdefault(g.episode.agents[request.role], []).append((g, request, slots))
-    for name, pending in by_agent.items():
-        results, error, seconds = _call_agent(agents[name], [req for _, req, _ in pending])
+                by_agent.setdefault(id(agents[g.episode.agents[request.role]]), []).append((g, request, slots))
+    objects = {id(a): a for a in agents.values()}
+    for key, pending in by_agent.items():
+        results, error, seconds = _call_agent(objects[key], [req for _, req, _ in pending])
         per_item = seconds / max(1, len(pending))
         for i, (g, request, slots) in enumerate(pending):
             for j, slot in enumerate(slots):

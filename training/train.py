@@ -354,6 +354,8 @@ def _metrics(totals: dict[str, float], roles, t_rollout: float, t_update: float,
                "grad_norm": totals["grad_norm"] / world,
                "tokens_per_s": totals["gen_tokens"] / max(t_rollout, 1e-9),
                "time/rollout": t_rollout, "time/update": t_update}
+    if torch.cuda.is_available():
+        metrics["memory/peak_gb"] = torch.cuda.max_memory_allocated() / 2**30
     for role in roles:
         metrics[f"reward/{role}"] = totals[f"reward|{role}"] / max(1.0, totals[f"games|{role}"])
         metrics[f"invalid_rate/{role}"] = totals[f"invalid|{role}"] / max(1.0, totals[f"attempts|{role}"])
@@ -434,6 +436,7 @@ def _console_line(step: int, steps: int, m: dict[str, float]) -> str:
     evals = " ".join(f"{k.split('/')[1]}={v:.2f}" for k, v in m.items() if k.startswith("winrate/"))
     return (f"step {step}/{steps} | reward {rewards} | invalid {invalid:.1%} | loss {m['loss/policy']:+.4f} "
             f"| {m['tokens_per_s']:.0f} tok/s | rollout {m['time/rollout']:.1f}s update {m['time/update']:.1f}s"
+            + (f" | peak {m['memory/peak_gb']:.1f} GiB" if "memory/peak_gb" in m else "")
             + (f" | eval {evals}" if evals else ""))
 
 
