@@ -31,6 +31,7 @@ class Completion:
     prompt_ids: list[int] | None = None
     completion_ids: list[int] | None = None
     logprobs: list[float] | None = None
+    allowed: list[list[int] | None] | None = None  # constrained decoding: the token ids allowed at each step
     meta: dict[str, Any] = field(default_factory=dict)
 
 

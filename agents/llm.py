@@ -81,22 +81,43 @@ def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int) ->
             "completion_mask": mask[:, plen:], "prompt_width": torch.tensor(plen)}
 
 
+def allowed_mask(allowed: list[list[list[int] | None] | None], vocab: int, device) -> torch.Tensor:
+    """Additive (rows, tokens, vocab) mask: 0 where a token was allowed, -inf elsewhere; None allows all."""
+    width = max([len(a) for a in allowed if a] or [1])
+    mask = torch.zeros(len(allowed), width, vocab, device=device)
+    for i, row in enumerate(allowed):
+        for t, ids in enumerate(row or []):
+            if ids is not None:
+                mask[i, t] = float("-inf")
+                mask[i, t, ids] = 0.0
+    return mask
+
+
 def completion_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, prompt_width: int,
-                        temperature: float = 1.0) -> torch.Tensor:
-    """(rows, completion tokens) ``log softmax(logits / T)`` at the completion tokens."""
-    shifted = logits[:, prompt_width - 1:-1].float() / (temperature or 1.0)
+                        temperature: float = 1.0, allowed: list | None = None) -> torch.Tensor:
+    """(rows, completion tokens) ``log softmax(logits / T)`` at the completion tokens.
+
+    ``logits`` may cover only the last positions (``logits_to_keep``), as long as it starts by the last prompt
+    token. ``allowed`` (per row, per token: the allowed ids or None) renormalises over constrained choices.
+    """
+    skipped = input_ids.shape[1] - logits.shape[1]
+    shifted = logits[:, prompt_width - 1 - skipped:-1].float() / (temperature or 1.0)
+    if allowed is not None and any(allowed):
+        mask = allowed_mask(allowed, shifted.shape[-1], shifted.device)
+        pad = shifted.shape[1] - mask.shape[1]
+        shifted = shifted + torch.nn.functional.pad(mask, (0, 0, 0, max(pad, 0)))[:, :shifted.shape[1]]
     targets = input_ids[:, prompt_width:].unsqueeze(-1)
     return shifted.gather(-1, targets).squeeze(-1) - torch.logsumexp(shifted, dim=-1)
 
 
 def token_logprobs(model: torch.nn.Module, prompts: list[list[int]], completions: list[list[int]], pad_id: int,
-                   temperature: float = 1.0) -> list[torch.Tensor]:
+                   temperature: float = 1.0, allowed: list | None = None) -> list[torch.Tensor]:
     """Teacher-forced ``log softmax(logits / T)`` of each completion token given its prompt (differentiable)."""
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in pack(prompts, completions, pad_id).items()}
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                    position_ids=batch["position_ids"]).logits
-    picked = completion_logprobs(logits, batch["input_ids"], int(batch["prompt_width"]), temperature)
+    picked = completion_logprobs(logits, batch["input_ids"], int(batch["prompt_width"]), temperature, allowed)
     return [picked[i, :len(c)] for i, c in enumerate(completions)]
 
 
@@ -136,7 +157,7 @@ class LLMAgent:
             legal = legal + [legal[0]] * (len(prompts) - real) if legal else legal
             extra = {"cache_implementation": "static"}
         ids, mask = left_pad(prompts, tok.pad_token_id, device, multiple=64 if s.cache == "static" else 1)
-        allowed = self._constraint(legal, ids.shape[1]) if legal else None
+        allowed, allowed_log = self._constraint(legal, ids.shape[1]) if legal else (None, {})
         torch.manual_seed(s.seed + self.calls)  # reproducible, yet every call samples afresh
         self.calls += 1
         with self._adapter():
@@ -148,8 +169,13 @@ class LLMAgent:
                 output_logits=True, return_dict_in_generate=True, **extra)
         new = out.sequences[:, ids.shape[1]:]
         temp = s.temperature if s.temperature > 0 else 1.0
-        steps = [torch.log_softmax(l.float() / temp, dim=-1).gather(-1, new[:, t:t + 1]).squeeze(-1)
-                 for t, l in enumerate(out.logits)]
+        steps = []
+        for t, logits in enumerate(out.logits):
+            logits = logits.float() / temp
+            if allowed_log:  # the constrained policy: renormalise over the tokens that were allowed
+                logits = logits + allowed_mask([[allowed_log.get(i, {}).get(t)] for i in range(len(prompts))],
+                                               len(self.tokenizer), logits.device)[:, 0, :logits.shape[-1]]
+            steps.append(torch.log_softmax(logits, dim=-1).gather(-1, new[:, t:t + 1]).squeeze(-1))
         logprobs = torch.stack(steps, dim=1).cpu() if steps else torch.zeros(len(prompts), 0)
         new = new.cpu()
         completions = []
@@ -157,19 +183,21 @@ class LLMAgent:
             tokens = new[i].tolist()
             end = next((j + 1 for j, t in enumerate(tokens) if t in self.stop_ids), len(tokens))
             tokens = tokens[:end]
+            choices = [allowed_log[i].get(t) for t in range(end)] if allowed_log else None
             completions.append(Completion(tok.decode(tokens, skip_special_tokens=True), prompt_ids=list(prompt),
-                                          completion_ids=tokens, logprobs=logprobs[i, :end].tolist()))
+                                          completion_ids=tokens, logprobs=logprobs[i, :end].tolist(), allowed=choices))
         return completions
 
     def _constraint(self, legal: list[list[str] | None], width: int):
-        """``prefix_allowed_tokens_fn`` that lets row b spell only one of its legal actions, then stop.
-
-        The reported log-probabilities stay those of the unconstrained model (what training recomputes).
+        """``prefix_allowed_tokens_fn`` that lets row b spell only one of its legal actions, then stop; and the
+        log of what was allowed (row -> step -> token ids), so that log-probabilities and training use the
+        constrained policy: a forced token has probability 1 and so no gradient.
         """
         vocab = list(range(len(self.tokenizer)))
         eos = self.tokenizer.eos_token_id
         spelled = [None if options is None else [self.tokenizer.encode(t, add_special_tokens=False) for t in options]
                    for options in legal]
+        log: dict[int, dict[int, list[int]]] = {i: {} for i, options in enumerate(spelled) if options is not None}
 
         def allowed(batch_id: int, sent: torch.Tensor) -> list[int]:
             options = spelled[batch_id]
@@ -180,9 +208,10 @@ class LLMAgent:
             nxt = {o[n] for o in options if len(o) > n and o[:n] == prefix}
             if any(o == prefix for o in options) or not nxt:
                 nxt.add(eos)
-            return sorted(nxt)
+            log[batch_id][n] = sorted(nxt)
+            return log[batch_id][n]
 
-        return allowed
+        return allowed, log
 
     def _adapter(self):
         if self.adapter is not None:

@@ -91,7 +91,7 @@ class _LiveGame:
         step = Step(turn=self.episode.num_turns, role=role, sample=self.slots.index(slot), attempt=slot.attempts,
                     agent=self.episode.agents[role], messages=slot.messages, text=completion.text,
                     prompt_ids=completion.prompt_ids, completion_ids=completion.completion_ids,
-                    logprobs=completion.logprobs, seconds=seconds)
+                    logprobs=completion.logprobs, allowed=completion.allowed, seconds=seconds)
         self.turn_steps[step.sample].append(step)
         slot.attempts += 1
         if failure is None:

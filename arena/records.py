@@ -37,6 +37,7 @@ class Step:
     prompt_ids: list[int] | None = None
     completion_ids: list[int] | None = None
     logprobs: list[float] | None = None
+    allowed: list[list[int] | None] | None = None  # token ids allowed at each completion step (constrained)
     seconds: float = 0.0
 
 

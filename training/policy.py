@@ -50,7 +50,8 @@ class Policy(nn.Module):
         return self.clones[group], None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                groups: list[str], prompt_width: int, temperature: float = 1.0) -> torch.Tensor:
+                groups: list[str], prompt_width: int, temperature: float = 1.0,
+                allowed: list | None = None) -> torch.Tensor:
         """Completion-token log-probs (rows, tokens); rows of each group go through that group's weights."""
         out = torch.zeros(input_ids.shape[0], input_ids.shape[1] - prompt_width, device=input_ids.device)
         for group in dict.fromkeys(groups):
@@ -59,8 +60,10 @@ class Policy(nn.Module):
             if adapter is not None:
                 activate_adapter(module, adapter)
             logits = module(input_ids=input_ids[rows], attention_mask=attention_mask[rows],
-                            position_ids=position_ids[rows]).logits
-            out = out.index_put((rows,), completion_logprobs(logits, input_ids[rows], prompt_width, temperature))
+                            position_ids=position_ids[rows],  # only the logits that score completion tokens
+                            logits_to_keep=input_ids.shape[1] - prompt_width + 1).logits
+            mine = [allowed[i] for i in rows.tolist()] if allowed is not None else None
+            out = out.index_put((rows,), completion_logprobs(logits, input_ids[rows], prompt_width, temperature, mine))
         return out
 
     def trainable_state(self) -> dict[str, torch.Tensor]:

@@ -55,6 +55,7 @@ class Sample:
     completion_ids: list[int]
     logprobs: list[float]
     reward: float
+    allowed: list[list[int] | None] | None = None
     advantage: float = 0.0
 
 
@@ -67,7 +68,7 @@ def collect_samples(episodes: Sequence[Episode], group_of) -> list[Sample]:
         for s in ep.steps:
             if s.agent.startswith(LEARNER) and s.completion_ids and s.reward is not None:
                 samples.append(Sample(group_of(s.role), (ep.game, s.role), (ep.id, s.turn), s.prompt_ids,
-                                      s.completion_ids, s.logprobs, s.reward))
+                                      s.completion_ids, s.logprobs, s.reward, s.allowed))
     return samples
 
 

@@ -87,14 +87,27 @@ def zero_stage(accelerator: Accelerator) -> int:
 
 @contextmanager
 def full_parameters(accelerator: Accelerator, model: torch.nn.Module):
-    """Under ZeRO-3, gather the parameters once for a whole rollout phase (not once per decoded token)."""
-    if zero_stage(accelerator) == 3:
-        import deepspeed
+    """Under ZeRO-3, gather the parameters once for a whole rollout phase (not once per decoded token).
 
-        with deepspeed.zero.GatheredParameters(list(model.parameters())):
-            yield
-    else:
+    ZeRO-3's per-module fetch hooks are taken off while gathered (as TRL does for generation): generation then
+    runs no collective at all, so ranks whose games end at different lengths never wait on each other.
+    """
+    if zero_stage(accelerator) != 3:
         yield
+        return
+    import deepspeed
+
+    offload = model.optimizer.parameter_offload
+    with deepspeed.zero.GatheredParameters(list(model.parameters())):
+        for p in offload.module.parameters():
+            p.ds_active_sub_modules.clear()
+        for hook in offload.forward_hooks + offload.backward_hooks:
+            hook.remove()
+        offload.forward_hooks, offload.backward_hooks = [], []
+        try:
+            yield
+        finally:
+            offload._register_deepspeed_module(offload.module)
 
 
 def rank_slice(total: int, world: int, rank: int) -> tuple[int, int]:
@@ -310,8 +323,10 @@ def _chunk_loss(cfg, accelerator, model, reference, chunk, pad_id, tokens_global
                                                            [s.completion_ids for s in chunk], pad_id).items()}
     groups = [s.group for s in chunk]
     width = int(batch["prompt_width"])
+    allowed = [s.allowed for s in chunk] if any(s.allowed for s in chunk) else None
     logp = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                 position_ids=batch["position_ids"], groups=groups, prompt_width=width, temperature=cfg.temperature)
+                 position_ids=batch["position_ids"], groups=groups, prompt_width=width, temperature=cfg.temperature,
+                 allowed=allowed)
     mask = batch["completion_mask"]
     old = torch.zeros_like(logp)
     for i, s in enumerate(chunk):
@@ -321,7 +336,7 @@ def _chunk_loss(cfg, accelerator, model, reference, chunk, pad_id, tokens_global
         with torch.no_grad():
             ref = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                             position_ids=batch["position_ids"], groups=groups, prompt_width=width,
-                            temperature=cfg.temperature)
+                            temperature=cfg.temperature, allowed=allowed)
     adv = torch.tensor([s.advantage for s in chunk], device=logp.device, dtype=logp.dtype)
     loss, extra = policy_loss(logp, old.detach(), adv, mask, cfg.clip, tokens_global, ref, cfg.kl_coef)
     n = float(mask.sum())

@@ -89,3 +89,22 @@ def test_sampling_options_are_checked():
         build_agent("tiny:temprature=0.5")
     with pytest.raises(ValueError, match="top_p"):
         build_agent("tiny:top_p=0")
+
+
+def test_constrained_decoding_plays_legal_moves_and_reports_the_constrained_policy():
+    model, tok = tiny_model(seed=4)
+    agent = LLMAgent(model, tok, SamplingConfig(temperature=1.0, max_new_tokens=6, constrained=True, seed=2))
+    game = TicTacToe()
+    game.reset(0)
+    game.step("player_0", [4])
+    request = Request(game, "player_1", game.observe("player_1"), samples=6, legal_actions=game.legal_actions("player_1"))
+    out = agent.act([request])[0]
+    assert all(c.text in request.legal_actions for c in out)
+    for c in out:
+        digit = [len(a) for a in c.allowed]
+        assert digit == [1, 8, 1, 1]  # "[" forced, one of 8 free cells, "]" and end forced
+        assert c.logprobs[0] == 0.0 and c.logprobs[2] == 0.0 and c.logprobs[1] < 0  # forced tokens: probability 1
+    ref = token_logprobs(model, [c.prompt_ids for c in out], [c.completion_ids for c in out], tok.pad_token_id, 1.0,
+                         [c.allowed for c in out])
+    for c, r in zip(out, ref):
+        assert torch.allclose(torch.tensor(c.logprobs), r, atol=1e-4)
