@@ -36,6 +36,17 @@ def _value(text: str) -> Any:
     return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
+def parse_key_values(pairs: list[str] | None) -> dict[str, Any]:
+    """``["key=value", ...]`` (numbers and booleans typed) as a dict; ValueError names a malformed pair."""
+    options = {}
+    for pair in pairs or []:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise ValueError(f"malformed option {pair!r}: expected key=value")
+        options[key] = _value(value)
+    return options
+
+
 def parse_spec(text: str) -> AgentSpec:
     """Parse ``kind[:arg][:key=value,...]``; raise ValueError naming the bad part."""
     if not text or not text.strip():

@@ -6,24 +6,13 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from agents.specs import _value, build_agents
+from agents.specs import build_agents, parse_key_values
 from arena.play import paired_matches, play
 from arena.records import open_store
-from arena.stats import format_table, summarize
+from arena.stats import format_table, summarize, transcript
 from games.conformance import check_game
 from games.registry import game_class, registered_games
-
-
-def _options(pairs: list[str]) -> dict[str, Any]:
-    options = {}
-    for pair in pairs or []:
-        key, eq, value = pair.partition("=")
-        if not eq:
-            raise ValueError(f"malformed game option {pair!r}: expected key=value")
-        options[key] = _value(value)
-    return options
 
 
 def cmd_games(args: argparse.Namespace) -> int:
@@ -33,14 +22,14 @@ def cmd_games(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    report = check_game(args.game, range(args.seed, args.seed + args.seeds), _options(args.option))
+    report = check_game(args.game, range(args.seed, args.seed + args.seeds), parse_key_values(args.option))
     print(report)
     return 0 if report.ok else 1
 
 
 def cmd_play(args: argparse.Namespace) -> int:
     cls = game_class(args.game)
-    options = _options(args.option)
+    options = parse_key_values(args.option)
     cls(**options)  # fail fast on bad options
     agents = build_agents(args.agents, seed=args.seed)
     out = Path(args.out or f"runs/play-{cls.name}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -74,23 +63,6 @@ def cmd_show(args: argparse.Namespace) -> int:
     if len(episodes) > args.limit:
         print(f"... {len(episodes) - args.limit} more (--limit N shows more; --episode ID shows one)")
     return 0
-
-
-def transcript(ep) -> str:
-    """A readable transcript of one episode."""
-    lines = [f"episode {ep.id}  game={ep.game} seed={ep.seed} status={ep.status}",
-             "agents: " + ", ".join(f"{r}={a}" for r, a in ep.agents.items())]
-    for s in ep.steps:
-        tag = f"turn {s.turn} {s.role}" + (f" sample {s.sample}" if s.sample else "") + (f" retry {s.attempt}" if s.attempt else "")
-        lines.append(f"\n--- {tag} ({s.agent})")
-        lines.append("  sees: " + s.messages[-1]["content"].replace("\n", "\n        "))
-        lines.append(f"  says: {s.text!r}")
-        if s.failure:
-            lines.append(f"  -> {s.failure}: {s.error}" + (f" [fallback: {s.fallback}]" if s.fallback else ""))
-        if s.action is not None and s.action != s.text:
-            lines.append(f"  -> action {s.action}")
-    lines.append(f"\nrewards: {ep.rewards}" + (f"\nerror:\n{ep.error}" if ep.error else ""))
-    return "\n".join(lines)
 
 
 def _delegate(module: str):

@@ -74,3 +74,20 @@ def format_table(rows: list[Row]) -> str:
                      f"{r.losses / n:>6.1%} {r.mean_reward:>+8.3f} {r.invalid_rate:>8.1%} {r.mean_turns:>6.2f}"
                      + (f"  ({r.errors} errors)" if r.errors else ""))
     return "\n".join(lines)
+
+
+def transcript(ep: Episode) -> str:
+    """A readable transcript of one episode."""
+    lines = [f"episode {ep.id}  game={ep.game} seed={ep.seed} status={ep.status}",
+             "agents: " + ", ".join(f"{r}={a}" for r, a in ep.agents.items())]
+    for s in ep.steps:
+        tag = f"turn {s.turn} {s.role}" + (f" sample {s.sample}" if s.sample else "") + (f" retry {s.attempt}" if s.attempt else "")
+        lines.append(f"\n--- {tag} ({s.agent})")
+        lines.append("  sees: " + s.messages[-1]["content"].replace("\n", "\n        "))
+        lines.append(f"  says: {s.text!r}")
+        if s.failure:
+            lines.append(f"  -> {s.failure}: {s.error}" + (f" [fallback: {s.fallback}]" if s.fallback else ""))
+        if s.action is not None and s.action != s.text:
+            lines.append(f"  -> action {s.action}")
+    lines.append(f"\nrewards: {ep.rewards}" + (f"\nerror:\n{ep.error}" if ep.error else ""))
+    return "\n".join(lines)

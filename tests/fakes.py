@@ -156,3 +156,15 @@ class ExplodingTTT(TicTacToe):
     def reset(self, seed: int) -> None:
         super().reset(seed)
         self._seed = seed
+
+
+@dataclass
+class ExpertCrashTTT(TicTacToe):
+    """The expert agent raises once the board has four marks (an agent crashing mid-game)."""
+
+    name = "expert_crash"
+
+    def expert_action(self, role: str, rng: random.Random) -> str:
+        if self.moves >= 4:
+            raise RuntimeError("expert lost its marbles")
+        return super().expert_action(role, rng)

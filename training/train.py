@@ -36,7 +36,9 @@ from agents.models import load_model
 from agents.specs import build_agent, parse_spec
 from agents.weights import frozen_copy
 from arena.play import Match, play
+from arena.ratings import Result, bootstrap, bradley_terry
 from arena.records import open_store
+from arena.report import write_training_report
 from games.registry import game_class
 from training import checkpoint as ckpt
 from training.config import TrainConfig, describe, load_config
@@ -244,7 +246,7 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
             state["history"].append({"step": done, "evaluation": evaluation})
         state.update(step=done, baselines={"|".join(k): v for k, v in baselines.items()})
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            save_checkpoint(accelerator, model, policy, run_dir, done, {**state, "pool": pool.state_dict()}, cfg)
+            save_checkpoint(accelerator, model, policy, tokenizer, run_dir, done, {**state, "pool": pool.state_dict()}, cfg)
         if accelerator.is_main_process:
             for name, value in metrics.items():
                 writer.add_scalar(name, value, done)
@@ -255,6 +257,8 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
     summary = state["history"][-1]["evaluation"] if state["history"] else {}
     if accelerator.is_main_process:
         _final_summary(run_dir, state, summary)
+        if state["history"]:
+            write_training_report(run_dir, state["history"])
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
@@ -409,17 +413,38 @@ def evaluate(cfg: TrainConfig, accelerator: Accelerator, model, policy: Policy, 
         results[opponent] = {"games": n, "win": counts["win"] / n, "draw": counts["draw"] / n,
                              "loss": counts["loss"] / n, "win_or_draw": (counts["win"] + counts["draw"]) / n,
                              "invalid_rate": counts["invalid"] / max(1.0, counts["attempts"])}
+    elo = gauntlet_elo(results)
+    for opponent in results:
+        results[opponent]["learner_elo"] = elo
     return results
 
 
-def save_checkpoint(accelerator: Accelerator, model, policy: Policy, run_dir: Path, step: int, trainer_state: dict,
-                    cfg: TrainConfig) -> None:
+def gauntlet_elo(results: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The learner's Bradley-Terry Elo from its evaluation games (random = 0 when it is an opponent), with a
+    95% interval from a bootstrap over games: the rating history a run accumulates."""
+    games = []
+    for opponent, r in results.items():
+        n = int(round(r["games"]))
+        wins, draws = int(round(r["win"] * n)), int(round(r["draw"] * n))
+        games += [Result("learner", opponent, score, (opponent, i)) for i, score in
+                  enumerate([1.0] * wins + [0.5] * draws + [0.0] * (n - wins - draws))]
+    anchor = "random" if "random" in results else None
+    fit = bradley_terry(games, anchor)
+    low, high = bootstrap(games, anchor, rounds=100)["learner"]
+    return {"elo": fit["learner"], "low": low, "high": high, "anchor": anchor or "mean of the opponents"}
+
+
+def save_checkpoint(accelerator: Accelerator, model, policy: Policy, tokenizer, run_dir: Path, step: int,
+                    trainer_state: dict, cfg: TrainConfig) -> None:
     """Write the checkpoint into a staging directory on every rank, then publish it atomically."""
     stage = ckpt.staging_dir(run_dir, step)
     accelerator.save_state(str(stage / "state"))
     full = accelerator.get_state_dict(model) if zero_stage(accelerator) == 3 else None
     if accelerator.is_main_process:
         policy.save_pretrained(stage / "policy", state_dict=full)
+        for folder in [stage / "policy", *(stage / "policy" / r for r in policy.roles if policy.mode != "shared")]:
+            if folder.is_dir():  # each saved model or adapter loads on its own, tokenizer included
+                tokenizer.save_pretrained(folder)
         ckpt.finish(run_dir, step, trainer_state, cfg.keep_checkpoints)
     accelerator.wait_for_everyone()
 
@@ -462,7 +487,10 @@ def _final_summary(run_dir: Path, state: dict, summary: dict) -> None:
     print(f"  {'opponent':<10} {'games':>6} {'win':>6} {'draw':>6} {'loss':>6} {'invalid':>8}")
     for name, r in summary.items():
         print(f"  {name:<10} {int(r['games']):>6} {r['win']:>6.1%} {r['draw']:>6.1%} {r['loss']:>6.1%} {r['invalid_rate']:>8.1%}")
-    print(f"outputs in {run_dir}/ (episodes.sqlite, checkpoints/, tensorboard/, summary.json)")
+    elo = next(iter(summary.values()), {}).get("learner_elo")
+    if elo:
+        print(f"  learner Elo {elo['elo']:+.0f} [{elo['low']:+.0f}, {elo['high']:+.0f}] (anchor: {elo['anchor']})")
+    print(f"outputs in {run_dir}/ (report.md, progress.png, summary.json, episodes.sqlite, checkpoints/, tensorboard/)")
 
 
 if __name__ == "__main__":

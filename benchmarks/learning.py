@@ -1,0 +1,74 @@
+"""Does self-play training learn? Two measured curves, on CPU.
+
+    python benchmarks/learning.py            # tiny model, TicTacToe self-play + random opponents: win+draw vs random
+    python benchmarks/learning.py --smollm2  # SmolLM2-135M-Instruct, short run: invalid-move rate per step
+
+The tiny run decodes only legal moves (``constrained=true``; the constrained policy is what is trained) on the
+compact board prompt, so what it must learn is strategy; the SmolLM2 run decodes freely, so what it first
+learns is the answer format. Prints the curve and the wall time; the run directory keeps the episodes,
+checkpoints, TensorBoard logs and report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from training.config import load_config
+from training.train import train
+
+TINY = ["model=tiny", "constrained=true", "game_options.compact=true", "games_per_step=128", "scripted_prob=0.5",
+        "lr=3e-3", "eval_every=20", "eval_games=200", "eval_temperature=0", "checkpoint_every=100", "keep_checkpoints=5",
+        "progress=false"]
+SMOLLM2 = ["model=smollm2", "games_per_step=16", "scripted_prob=0.5", "lr=5e-5", "max_new_tokens=6", "eval_every=100",
+           "eval_games=32", "eval_opponents=[random]", "checkpoint_every=100", "progress=false"]
+
+
+def invalid_curve(run_dir: Path) -> list[tuple[int, float, int]]:
+    """(step, learner invalid-attempt rate, attempts) from the recorded rollouts."""
+    db = sqlite3.connect(run_dir / "episodes.sqlite")
+    rows = db.execute("SELECT json_extract(e.meta, '$.step'), json_extract(s.data, '$.failure') IS NOT NULL "
+                      "FROM episodes e JOIN steps s ON s.episode_id = e.id WHERE json_extract(e.meta, '$.eval') IS NULL "
+                      "AND json_extract(s.data, '$.agent') LIKE 'learner%'").fetchall()
+    steps: dict[int, list[int]] = {}
+    for step, bad in rows:
+        steps.setdefault(step, []).append(bad)
+    return [(s, sum(v) / len(v), len(v)) for s, v in sorted(steps.items())]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smollm2", action="store_true", help="the SmolLM2 invalid-move run instead of the tiny one")
+    parser.add_argument("--steps", type=int, help="training steps (default 300 tiny, 12 smollm2)")
+    parser.add_argument("--out", help="run directory (default runs/learning-tiny or runs/learning-smollm2)")
+    parser.add_argument("overrides", nargs="*", help="more key=value overrides")
+    args = parser.parse_args()
+    name = "smollm2" if args.smollm2 else "tiny"
+    steps = args.steps or (12 if args.smollm2 else 300)
+    out = Path(args.out or f"runs/learning-{name}")
+    config = load_config(Path(__file__).parents[1] / "configs/quickstart.yaml",
+                         [*(SMOLLM2 if args.smollm2 else TINY), f"steps={steps}", f"out={out}", "resume=never",
+                          *args.overrides])
+    start = time.perf_counter()
+    train(config)
+    wall = time.perf_counter() - start
+    history = json.loads((out / "summary.json").read_text())["history"]
+    print(f"\n{name} on {config.game}: {steps} steps, {config.games_per_step} games per step, wall time {wall:.0f}s")
+    if args.smollm2:
+        print(f"{'step':>5} {'invalid':>8} {'attempts':>9}")
+        for step, rate, n in invalid_curve(out):
+            print(f"{step:>5} {rate:>8.1%} {n:>9}")
+    print(f"{'step':>5} {'win+draw vs random':>19} {'vs expert':>10} {'Elo [95%]':>22}")
+    for h in history:
+        ev = h["evaluation"]
+        elo = next(iter(ev.values()))["learner_elo"]
+        print(f"{h['step']:>5} {ev['random']['win_or_draw']:>19.3f} "
+              f"{ev['expert']['win_or_draw'] if 'expert' in ev else float('nan'):>10.3f} "
+              f"{elo['elo']:>+8.0f} [{elo['low']:+.0f}, {elo['high']:+.0f}]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from agents.models import tiny_model
+from arena.records import open_store
+from arena.tournament import Participant, checkpoint_participants, main, run_tournament
+
+
+def fake_run(root: Path, steps=(2, 4)) -> Path:
+    """A run directory with complete checkpoints whose policy/ holds a plain tiny model and tokenizer."""
+    for step in steps:
+        model, tok = tiny_model(seed=step)
+        policy = root / "checkpoints" / f"step_{step:06d}" / "policy"
+        model.save_pretrained(policy)
+        tok.save_pretrained(policy)
+        (policy.parent / "COMPLETE").write_text("ok\n")
+    (root / "checkpoints" / ".step_000006.tmp").mkdir()  # an unfinished save is not a participant
+    return root
+
+
+def test_tournament_with_checkpoints_writes_the_report_and_resumes(tmp_path, capsys):
+    run = fake_run(tmp_path / "run")
+    out = tmp_path / "tour"
+    args = ["tictactoe", "--agents", "random", "expert", "--run", str(run), "--games", "4", "--out", str(out),
+            "--bootstrap", "30"]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    names = {r["agent"] for r in summary["ratings"]}
+    assert names == {"random", "expert", "step_2", "step_4"}
+    assert summary["anchor"] == "random"
+    expert = next(r for r in summary["ratings"] if r["agent"] == "expert")
+    assert expert["rank_ub"] == 1 and expert["elo"] > 0 and expert["low"] < expert["elo"] < expert["high"]
+    for name in ("report.md", "report.html", "matches.csv", "ratings.png", "winrate.png", "progress.png"):
+        assert (out / name).exists(), name
+    assert "data:image/png;base64" in (out / "report.html").read_text()
+    assert len(list((out / "transcripts").glob("*.md"))) == 6
+    assert open_store(out).count() == 6 * 4
+    capsys.readouterr()
+    assert main(args) == 0  # a re-run plays nothing new
+    assert "playing" not in capsys.readouterr().out and open_store(out).count() == 24
+    assert main([*args[:-4], "--games", "6", "--out", str(out), "--bootstrap", "30"]) == 0
+    assert open_store(out).count() == 6 * 6  # only the missing games were played
+
+
+def test_a_crashing_agent_forfeits_and_the_tournament_completes(tmp_path):
+    summary = run_tournament("tests.fakes:ExpertCrashTTT", [Participant("expert", "expert"), Participant("random", "random")],
+                             games=10, out=tmp_path, bootstrap_rounds=20, progress=False)
+    expert = next(r for r in summary["ratings"] if r["agent"] == "expert")
+    assert expert["invalid_rate"] > 0
+    errors = [s for ep in open_store(tmp_path).episodes() for s in ep.steps if s.failure == "AGENT_ERROR"]
+    assert errors and "expert lost its marbles" in errors[0].error
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--agents", "random", "wizard"], "unknown agent kind 'wizard'"),
+    (["--agents", "random", "--run", "nowhere"], "run directory 'nowhere' does not exist"),
+    (["--agents", "random"], "at least two participants"),
+    (["--agents", "random", "expert", "--games", "3"], "--games 3"),
+    (["--agents", "random", "expert", "--schedule", "gauntlet", "--candidates", "ghost"], "unknown: ['ghost']"),
+])
+def test_bad_input_gets_a_clear_error(tmp_path, capsys, args, words):
+    assert main(["tictactoe", *args, "--out", str(tmp_path)]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_a_run_without_checkpoints_is_named(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        checkpoint_participants(tmp_path)
