@@ -7,23 +7,26 @@ import random
 from agents.base import Completion, Request
 
 
-class RandomAgent:
-    """Plays ``game.random_action`` (uniform over legal actions) with its own seeded RNG."""
+class ScriptedAgent:
+    """Answers every request by calling the game's ``method(role, rng)`` with the agent's own seeded RNG."""
 
-    def __init__(self, seed: int = 0, name: str = "random"):
-        self.name = name
+    method = ""
+
+    def __init__(self, seed: int = 0, name: str | None = None):
+        self.name = name or self.method.removesuffix("_action")
         self.rng = random.Random(seed)
 
     def act(self, requests: list[Request]) -> list[list[Completion]]:
-        return [[Completion(r.game.random_action(r.role, self.rng)) for _ in range(r.samples)] for r in requests]
+        return [[Completion(getattr(r.game, self.method)(r.role, self.rng)) for _ in range(r.samples)] for r in requests]
 
 
-class ExpertAgent:
+class RandomAgent(ScriptedAgent):
+    """Plays ``game.random_action`` (uniform over legal actions)."""
+
+    method = "random_action"
+
+
+class ExpertAgent(ScriptedAgent):
     """Plays ``game.expert_action``: minimax, a Nash strategy or a heuristic, as the game defines it."""
 
-    def __init__(self, seed: int = 0, name: str = "expert"):
-        self.name = name
-        self.rng = random.Random(seed)
-
-    def act(self, requests: list[Request]) -> list[list[Completion]]:
-        return [[Completion(r.game.expert_action(r.role, self.rng)) for _ in range(r.samples)] for r in requests]
+    method = "expert_action"

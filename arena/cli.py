@@ -65,12 +65,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _delegate(module: str):
-    def run(args: argparse.Namespace) -> int:
-        import importlib
-
-        return importlib.import_module(module).main(args.rest)
-    return run
+DELEGATED = {"train": "training.train", "tournament": "arena.tournament"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,16 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episode", help="episode id (a unique prefix is enough)")
     p.add_argument("--limit", type=int, default=20, help="episodes to list (default 20)")
     p.set_defaults(fn=cmd_show)
-    for name, module, text in (("train", "training.train", "train by self-play (see configs/)"),
-                               ("tournament", "arena.tournament", "rate agents and write a report")):
-        p = sub.add_parser(name, help=text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(fn=_delegate(module))
+    sub.add_parser("train", help="train by self-play: selfplay train CONFIG.yaml [key=value ...] (--help lists keys)")
+    sub.add_parser("tournament", help="rate agents and checkpoints and write a report (see --help)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``selfplay`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:  # their own parsers take every argument, --help included
+        import importlib
+
+        return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)

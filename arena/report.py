@@ -109,7 +109,10 @@ def write_report(out: Path, game_cls, episodes: list[Episode], results: list[Res
         raise ValueError("no completed games between two participants: nothing to rate")
     anchor = anchor if anchor in played else None
     ratings = bradley_terry(results, anchor)
-    intervals = bootstrap(results, anchor, rounds, seed)
+    # intervals from mean-centred refits, shifted onto the anchor's scale: the anchor keeps its own uncertainty
+    # (pinning it in every refit would give it a zero-width interval and distort the rank bounds)
+    shift = bradley_terry(results)[anchor] if anchor else 0.0
+    intervals = {k: (low - shift, high - shift) for k, (low, high) in bootstrap(results, None, rounds, seed).items()}
     ranks = rank_upper_bounds(intervals)
     skill = openskill_ratings(results)
     scores = pair_scores(results)
@@ -173,7 +176,8 @@ def _write_transcripts(out: Path, episodes: list[Episode], per_pairing: int = 2)
 def _markdown(game_cls, rows, order, scores, loops, warning, plots, links, anchor, rounds) -> str:
     md = [f"# Tournament report: {game_cls.name}", "",
           f"Bradley-Terry ratings on the Elo scale (anchor: {anchor or 'mean = 0'}), 95% intervals from {rounds} "
-          "bootstrap rounds over paired games (each seed played with seats swapped). Rank is the upper bound: 1 + "
+          "bootstrap rounds over paired games (each seed played with seats swapped; refits centred on the mean, "
+          "then shifted so the anchor's estimate is 0). Rank is the upper bound: 1 + "
           "the number of agents statistically better.", "",
           "| rank | agent | Elo | 95% interval | games | OpenSkill μ±σ | invalid | " +
           " | ".join(f"Elo as {r}" for r in game_cls.roles) + " |",
@@ -220,7 +224,8 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f
 .warn{{padding:.6em;background:#fff4d6;border:1px solid #e8c66a}}</style></head><body>
 <h1>Tournament report: {esc(game_cls.name)}</h1>
 <p>Bradley-Terry ratings on the Elo scale (anchor: {esc(anchor or 'mean = 0')}), 95% intervals from {rounds} bootstrap
-rounds over paired games. Rank is the upper bound: 1 + the number of agents statistically better.</p>
+rounds over paired games (refits centred on the mean, then shifted so the anchor's estimate is 0). Rank is the upper
+bound: 1 + the number of agents statistically better.</p>
 <table><tr><th>rank</th><th>agent</th><th>Elo</th><th>95% interval</th><th>games</th><th>OpenSkill μ±σ</th><th>invalid</th>{head}</tr>{body}</table>
 <p class="warn">{esc(warning)}</p>{img('ratings.png')}
 <h2>Score matrix</h2><p>Score of the row agent against the column agent (draws count half), games in parentheses.</p>

@@ -50,6 +50,7 @@ def test_single_process_run_trains_and_saves_plain_hf_weights(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["evaluation"]) == {"random", "expert"}
     assert any((out / "tensorboard").iterdir())
+    assert "| 2 |" in (out / "report.md").read_text() and (out / "progress.png").exists()
 
 
 def test_lora_run_saves_one_adapter_per_role(tmp_path):
