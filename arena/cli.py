@@ -22,7 +22,8 @@ def cmd_games(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    report = check_game(args.game, range(args.seed, args.seed + args.seeds), parse_key_values(args.option))
+    count = args.seeds if args.seeds is not None else game_class(args.game).check_seeds
+    report = check_game(args.game, range(args.seed, args.seed + count), parse_key_values(args.option))
     print(report)
     return 0 if report.ok else 1
 
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_games)
     p = sub.add_parser("check-game", help="run the conformance checks on a game")
     p.add_argument("game", help="a registered name, module:Class or path/to/file.py:Class")
-    p.add_argument("--seeds", type=int, default=200, help="number of random playouts (default 200)")
+    p.add_argument("--seeds", type=int, help="number of random playouts (default: the game's check_seeds, 200 for most)")
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="game constructor option")
     p.set_defaults(fn=cmd_check)

@@ -159,6 +159,9 @@ class _LiveGame:
             if s.reward is None and s.failure is None:
                 s.reward = ep.rewards[s.role]
         ep.status, ep.seconds = status, time.perf_counter() - self.clock
+        info = self.game.info()
+        if info:
+            ep.meta["info"] = info
 
     def _guard(self, fn: Callable[[], Any]) -> None:
         try:

@@ -137,11 +137,12 @@ def _check_garbage(game: Game, seed: int) -> list[CheckFailure]:
     return [CheckFailure("parse", seed, f"parse accepted garbage text {GARBAGE!r} as {action!r}")]
 
 
-def check_game(game: str | type[Game], seeds: Iterable[int] = range(200), options: dict[str, Any] | None = None) -> Report:
-    """Run every conformance check from each seed; a crash in the game is reported as a failure too."""
+def check_game(game: str | type[Game], seeds: Iterable[int] | None = None, options: dict[str, Any] | None = None) -> Report:
+    """Run every conformance check from each seed (default: the game's ``check_seeds``); a crash in the game is
+    reported as a failure too."""
     cls = game_class(game) if isinstance(game, str) else game
     make = lambda: cls(**(options or {}))  # noqa: E731
-    seeds = list(seeds)
+    seeds = list(range(cls.check_seeds) if seeds is None else seeds)
     report = Report(cls.name, len(seeds))
     for seed in seeds:
         try:

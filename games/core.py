@@ -81,6 +81,7 @@ class Game:
     zero_sum: ClassVar[bool] = True
     reward_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
     max_turns: ClassVar[int] = 100
+    check_seeds: ClassVar[int] = 200  # random playouts the conformance checker runs by default (fewer for slow games)
     action_format: ClassVar[str] = ""  # one line shown to players, e.g. "a cell number in brackets, like [5]"
     invalid_policy: ClassVar[InvalidPolicy] = InvalidPolicy()  # an instance attribute may override it
 
@@ -140,6 +141,10 @@ class Game:
         if self.zero_sum and len(self.roles) == 2:
             return {offender: -abs(high), **{r: abs(high) for r in others}}
         return {offender: low, **{r: high for r in others}}
+
+    def info(self) -> dict[str, Any]:
+        """Facts about the finished episode worth recording (e.g. the task, a pseudo-label); JSON values."""
+        return {}
 
     def truncation_rewards(self) -> dict[str, float]:
         """Rewards when the turn limit is hit: a draw by default."""

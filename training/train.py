@@ -40,6 +40,7 @@ from arena.ratings import Result, bootstrap, bradley_terry
 from arena.records import open_store
 from arena.report import write_training_report
 from games.registry import game_class
+from games.registry import make_game as registry_make_game
 from training import checkpoint as ckpt
 from training.config import TrainConfig, describe, load_config
 from training.losses import grpo_advantages, policy_loss, rae_advantages
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     path = argv.pop(0) if argv and "=" not in argv[0] else None
     try:
         config = load_config(path, argv)
-    except (ValueError, FileNotFoundError) as exc:
+        registry_make_game(config.game, **config.game_options)
+    except (ValueError, FileNotFoundError, TypeError) as exc:
         print(f"selfplay train: error: {exc}", file=sys.stderr)
         return 2
     summary = train(config)
@@ -137,7 +139,7 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
     run_dir = Path(cfg.out)
     game_cls = game_class(cfg.game)
     make_game = lambda: game_cls(**cfg.game_options)  # noqa: E731
-    make_game()  # bad game options fail here, before any model loads
+    registry_make_game(cfg.game, **cfg.game_options)  # bad game options fail here, naming them, before any model loads
     roles = game_cls.roles
 
     # -- models, optimizer, scheduler ---------------------------------------------------------------------

@@ -18,10 +18,10 @@ TINY = ["model=tiny", "constrained=true", "game_options.compact=true", "eval_gam
         "max_new_tokens=4", "lr=0.01"]
 
 
-def run(args, out, *, launcher=None, check=True, timeout=600):
+def run(args, out, *, launcher=None, check=True, timeout=600, base=TINY):
     cmd = launcher or [sys.executable, "-m", "training.train"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([*cmd, str(ROOT / "configs/quickstart.yaml"), *TINY, f"out={out}", *args], cwd=ROOT,
+    result = subprocess.run([*cmd, str(ROOT / "configs/quickstart.yaml"), *base, f"out={out}", *args], cwd=ROOT,
                             capture_output=True, text=True, timeout=timeout, env=env)
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -1,0 +1,50 @@
+"""Each asymmetric role family trains end to end (two steps, tiny model, through the arena), and the recorded
+rewards follow the game's rules when checked by hand from the recorded steps."""
+
+import pytest
+
+from arena.records import open_store
+from games.creator_solver import learnability
+from tests.training.test_train import TINY, run
+
+BASE = [o for o in TINY if not o.startswith("game_options")]
+
+
+@pytest.mark.parametrize("weights", ["lora", "clone"])
+def test_creator_solver_two_steps(tmp_path, weights):
+    out = tmp_path / "run"
+    run(["game=creator_solver", "game_options={task: output, samples: 3}", f"weights={weights}", "steps=2",
+         "games_per_step=6", "scripted_prob=0.5", "scripted_opponent=expert", "advantage=grpo", "max_new_tokens=12",
+         "eval_every=0", "eval_games=2", "eval_opponents=[expert]", "checkpoint_every=2"], out, base=BASE)
+    episodes = [ep for ep in open_store(out).episodes() if "eval" not in ep.meta]
+    assert len(episodes) == 12 and {ep.meta["step"] for ep in episodes} == {1, 2}
+    checked = 0
+    for ep in episodes:
+        creator = [s for s in ep.steps if s.role == "creator"]
+        solver = [s for s in ep.steps if s.role == "solver"]
+        if ep.status == "forfeit" or ep.meta["info"]["malformed"] is not None:
+            assert ep.rewards["creator"] == -1.0 and ep.rewards["solver"] == 0.0 and not solver
+            continue
+        outcomes = [s.reward if s.failure is None else 0.0 for s in solver]
+        assert all(s.reward == -1.0 for s in solver if s.failure)  # invalid answers carry the penalty
+        assert ep.rewards["solver"] == pytest.approx(sum(outcomes) / 3)
+        assert ep.rewards["creator"] == pytest.approx(learnability(sum(outcomes) / 3))
+        assert creator[0].failure is None
+        checked += 1
+    assert checked > 0  # the expert creator's games reach the solver
+
+
+def test_sneaky_critic_two_steps(tmp_path):
+    out = tmp_path / "run"
+    run(["game=sneaky_critic", "weights=clone", "steps=2", "games_per_step=8", "scripted_prob=0.5",
+         "scripted_opponent=expert", "max_new_tokens=8", "eval_every=0", "eval_games=4", "eval_opponents=[expert]",
+         "checkpoint_every=2"], out, base=BASE)
+    for ep in open_store(out).episodes():
+        assert sum(ep.rewards.values()) == 0 and set(ep.rewards.values()) <= {-1.0, 1.0}
+        info = ep.meta.get("info")
+        if ep.status == "done":
+            caught = info["caught"] or info["sneaky_step_was_correct"]
+            assert ep.rewards["critic"] == (1.0 if caught else -1.0)
+        elif ep.status == "forfeit":  # an unparsable answer loses
+            loser = next(s.role for s in ep.steps if s.fallback == "forfeit")
+            assert ep.rewards[loser] == -1.0
