@@ -201,7 +201,8 @@ def play(make_game: Callable[[], Game], matches: Sequence[Match], agents: dict[s
     while queue or live:
         while queue and len(live) < concurrency:
             index, match = queue.pop()
-            live[index] = _LiveGame(make_game(), match, options or {})
+            extra = match.meta.get("game_options") or {}  # per-match options (e.g. a curriculum's category)
+            live[index] = _LiveGame(make_game(**extra) if extra else make_game(), match, {**(options or {}), **extra})
         _round(live, agents)
         finished = [i for i, g in live.items() if g.finished]
         if store is not None and finished:

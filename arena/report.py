@@ -234,8 +234,9 @@ bound: 1 + the number of agents statistically better.</p>
 """
 
 
-def write_training_report(run_dir: Path, history: list[dict]) -> None:
-    """``RUN/progress.png`` and ``RUN/report.md``: the learner's evaluation and Elo at each evaluation step."""
+def write_training_report(run_dir: Path, history: list[dict], curriculum: list[dict] | None = None) -> None:
+    """``RUN/progress.png`` and ``RUN/report.md``: the learner's evaluation and Elo at each evaluation step; with
+    a curriculum, ``RUN/curriculum.png``: each arm's sampling probability and mean |advantage| over steps."""
     run_dir = Path(run_dir)
     steps = [h["step"] for h in history]
     opponents = list(history[-1]["evaluation"])
@@ -264,4 +265,19 @@ def write_training_report(run_dir: Path, history: list[dict]) -> None:
                  if o in h["evaluation"] else "–" for o in opponents]
         rating = f"{e['elo']:+.0f} [{e['low']:+.0f}, {e['high']:+.0f}]" if e else "–"
         lines.append(f"| {h['step']} | " + " | ".join(cells) + f" | {rating} |")
+    if curriculum:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+        xs = [c["step"] for c in curriculum]
+        for arm in curriculum[-1]["p"]:
+            left.plot(xs, [c["p"][arm] for c in curriculum], label=arm)
+            right.plot(xs, [c["absadv"].get(arm) if c["absadv"].get(arm) is not None else float("nan")
+                            for c in curriculum], "o", ms=3, label=arm)
+        left.set_ylabel("sampling probability")
+        right.set_ylabel("mean |advantage|")
+        for ax in (left, right):
+            ax.set_xlabel("training step")
+            ax.grid(alpha=0.3)
+            ax.legend(title="arm")
+        (run_dir / "curriculum.png").write_bytes(_png(fig))
+        lines += ["", "## Curriculum", "", "![curriculum](curriculum.png)"]
     (run_dir / "report.md").write_text("\n".join(lines) + "\n")

@@ -46,6 +46,13 @@ class TrainConfig:
     snapshot_every: int = 10  # steps between snapshots into the pool
     scripted_prob: float = 0.0  # share of games against a scripted opponent
     scripted_opponent: str = "random"  # the scripted opponent's spec (random | expert)
+    # -- curriculum -------------------------------------------------------------------------------------
+    curriculum: str = "none"  # none | uniform | sec | dump | adarft: how each game's category is chosen
+    curriculum_option: str = ""  # the game option whose values are the arms (e.g. task, steps, dice)
+    curriculum_arms: list[Any] = field(default_factory=list)  # the values of that option
+    curriculum_params: dict[str, Any] = field(default_factory=dict)  # policy options, e.g. {alpha: 0.5, tau: 1.0}
+    filter_low: float = 0.0  # online difficulty filtering: drop samples=K groups with accuracy below this
+    filter_high: float = 1.0  # ... or above this (0 and 1: keep everything)
     # -- the update ------------------------------------------------------------------------------------
     advantage: str = "rae"  # rae (per-role moving-average baseline, SPIRAL) | grpo (normalise within samples=K groups)
     baseline_decay: float = 0.95  # decay of the per-(game, role) baseline (rae)
@@ -99,6 +106,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for key, allowed in CHOICES.items():
         if allowed and getattr(config, key) not in allowed:
             raise ValueError(f"config key {key!r}: {getattr(config, key)!r} is not one of {', '.join(allowed)}")
+    if config.curriculum != "none" and (not config.curriculum_option or not config.curriculum_arms):
+        raise ValueError(f"config key 'curriculum': {config.curriculum!r} needs curriculum_option and curriculum_arms")
+    if config.curriculum not in ("none", "uniform", "sec", "dump", "adarft"):
+        raise ValueError(f"config key 'curriculum': {config.curriculum!r} is not one of none, uniform, sec, dump, adarft")
+    if not 0 <= config.filter_low <= config.filter_high <= 1:
+        raise ValueError(f"config keys 'filter_low'/'filter_high': need 0 <= low <= high <= 1, got "
+                         f"{config.filter_low}, {config.filter_high}")
     for key in ("pool_prob", "scripted_prob"):
         if not 0 <= getattr(config, key) <= 1:
             raise ValueError(f"config key {key!r}: {getattr(config, key)} is not a probability in [0, 1]")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from arena.play import Match
 from arena.records import Episode
@@ -18,7 +19,8 @@ def agent_name(kind: str, group: str) -> str:
 
 
 def plan_matches(roles: Sequence[str], group_of, step: int, seed: int, first: int, count: int,
-                 pool_prob: float, scripted_prob: float, pool_ready: bool) -> list[Match]:
+                 pool_prob: float, scripted_prob: float, pool_ready: bool,
+                 arms: Sequence[tuple[str, Any]] | None = None) -> list[Match]:
     """Matches ``first .. first+count-1`` of this step's global list (each rank plays its own slice).
 
     Game j is decided by its own RNG, so the global list is the same however it is split across ranks:
@@ -40,7 +42,11 @@ def plan_matches(roles: Sequence[str], group_of, step: int, seed: int, first: in
         if kind == SCRIPTED:
             agents = {r: a if r == seat else SCRIPTED for r, a in agents.items()}
         # meta step counts from 1: the training step this rollout feeds (as checkpoints count steps done)
-        matches.append(Match(game_seed, agents, {"step": step + 1, "index": j, "opponent": kind}))
+        meta = {"step": step + 1, "index": j, "opponent": kind}
+        if arms:  # the curriculum's category for game j: (option, value)
+            option, value = arms[j]
+            meta.update(arm=str(value), game_options={option: value})
+        matches.append(Match(game_seed, agents, meta))
     return matches
 
 
@@ -56,6 +62,7 @@ class Sample:
     logprobs: list[float]
     reward: float
     allowed: list[list[int] | None] | None = None
+    arm: str | None = None  # the curriculum category of its episode
     advantage: float = 0.0
 
 
@@ -68,7 +75,7 @@ def collect_samples(episodes: Sequence[Episode], group_of) -> list[Sample]:
         for s in ep.steps:
             if s.agent.startswith(LEARNER) and s.completion_ids and s.reward is not None:
                 samples.append(Sample(group_of(s.role), (ep.game, s.role), (ep.id, s.turn), s.prompt_ids,
-                                      s.completion_ids, s.logprobs, s.reward, s.allowed))
+                                      s.completion_ids, s.logprobs, s.reward, s.allowed, ep.meta.get("arm")))
     return samples
 
 
@@ -83,3 +90,20 @@ def learner_results(episodes: Sequence[Episode], opponent: str) -> tuple[int, fl
                 games += 1
                 wins += {"win": 1.0, "draw": 0.5}.get(ep.outcome(role), 0.0)
     return games, wins
+
+
+def filter_groups(samples: list[Sample], low: float, high: float) -> list[Sample]:
+    """Online difficulty filtering (Bae et al. 2025): drop the samples=K groups whose accuracy (share of samples
+    with a positive reward) lies outside [low, high]; samples outside such groups are kept."""
+    from training.curriculum import difficulty_filter
+
+    groups: dict[tuple[str, int], list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.turn_group, []).append(s)
+    drop = set()
+    for key, members in groups.items():
+        if len(members) > 1:
+            accuracy = sum(m.reward > 0 for m in members) / len(members)
+            if not difficulty_filter([accuracy], low, high)[0]:
+                drop.add(key)
+    return [s for s in samples if s.turn_group not in drop]

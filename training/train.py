@@ -46,7 +46,9 @@ from training.config import TrainConfig, describe, load_config
 from training.losses import grpo_advantages, policy_loss, rae_advantages
 from training.policy import Policy
 from training.pool import OpponentPool
-from training.rollout import LEARNER, POOL, SCRIPTED, agent_name, collect_samples, learner_results, plan_matches
+from training.curriculum import make_curriculum
+from training.rollout import (LEARNER, POOL, SCRIPTED, agent_name, collect_samples, filter_groups, learner_results,
+                              plan_matches)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,8 +140,12 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
     set_seed(cfg.seed)
     run_dir = Path(cfg.out)
     game_cls = game_class(cfg.game)
-    make_game = lambda: game_cls(**cfg.game_options)  # noqa: E731
-    registry_make_game(cfg.game, **cfg.game_options)  # bad game options fail here, naming them, before any model loads
+    make_game = lambda **extra: game_cls(**{**cfg.game_options, **extra})  # noqa: E731 - extra: a curriculum arm
+    for value in cfg.curriculum_arms or [None]:  # bad game options fail here, naming them, before any model loads
+        registry_make_game(cfg.game, **{**cfg.game_options, **({cfg.curriculum_option: value} if value is not None else {})})
+    curriculum = make_curriculum(cfg.curriculum, [str(v) for v in cfg.curriculum_arms], **cfg.curriculum_params) \
+        if cfg.curriculum != "none" else None
+    arm_values = {str(v): v for v in cfg.curriculum_arms}
     roles = game_cls.roles
 
     # -- models, optimizer, scheduler ---------------------------------------------------------------------
@@ -165,12 +171,14 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
     run_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(run_dir)
     pool = OpponentPool(run_dir / "pool", cfg.pool_size, cfg.pool_sampling)
-    state: dict[str, Any] = {"step": 0, "baselines": {}, "history": []}
+    state: dict[str, Any] = {"step": 0, "baselines": {}, "history": [], "curriculum": None, "curriculum_history": []}
     resume_from = _resume_point(cfg, run_dir)
     if resume_from is not None:
         accelerator.load_state(str(resume_from / "state"))
         state = ckpt.read_trainer_state(resume_from)
         pool.load_state_dict(state.pop("pool"))
+        if curriculum is not None and state.get("curriculum") is not None:
+            curriculum.load_state_dict(state["curriculum"])
         accelerator.print(f"resumed from {resume_from} at step {state['step']}")
     if accelerator.is_main_process:
         dropped = store.delete_after_step(state["step"])  # rollouts of steps the checkpoint does not include
@@ -201,8 +209,12 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
         if cfg.scripted_prob:
             agents[SCRIPTED] = build_agent(cfg.scripted_opponent, seed=hash((cfg.seed, step, rank)) % 2**31, name=SCRIPTED)
         first, count = rank_slice(cfg.games_per_step * world, world, rank)
+        arms = None
+        if curriculum is not None:  # the same global list of categories on every rank
+            chosen = curriculum.choose(random.Random(f"{cfg.seed}/{step}/curriculum"), cfg.games_per_step * world)
+            arms = [(cfg.curriculum_option, arm_values[a]) for a in chosen]
         matches = plan_matches(roles, policy.group, step, cfg.seed, first, count, cfg.pool_prob,
-                               cfg.scripted_prob, snapshot is not None)
+                               cfg.scripted_prob, snapshot is not None, arms)
         model.eval()
         with torch.no_grad(), full_parameters(accelerator, model):
             episodes = play(make_game, matches, agents, store=store, concurrency=cfg.concurrency, progress=False,
@@ -220,6 +232,15 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
         for s, a in zip(samples, advantages):
             s.advantage = a
         baselines = new_baselines
+        arm_stats = {f"arm|{a}|{k}": 0.0 for a in arm_values for k in ("absadv", "reward", "n")}
+        for s in samples:
+            if s.arm is not None:
+                arm_stats[f"arm|{s.arm}|absadv"] += abs(s.advantage)
+                arm_stats[f"arm|{s.arm}|reward"] += s.reward
+                arm_stats[f"arm|{s.arm}|n"] += 1
+        kept = filter_groups(samples, cfg.filter_low, cfg.filter_high) if (cfg.filter_low, cfg.filter_high) != (0.0, 1.0) \
+            else samples
+        filtered, samples = len(samples) - len(kept), kept
 
         # -- update ----------------------------------------------------------------------------------------
         t_update = time.perf_counter()
@@ -235,10 +256,25 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
         if snapshot is not None:
             games, wins = learner_results(episodes, POOL)
             local[f"pool|{snapshot.step}|games"], local[f"pool|{snapshot.step}|wins"] = games, wins
-        totals = reduce_sums(accelerator, {**local, **update_stats})
+        totals = reduce_sums(accelerator, {**local, **update_stats, **arm_stats, "filtered": float(filtered)})
+        if curriculum is not None:
+            measured = {a: totals[f"arm|{a}|n"] for a in arm_values}
+            key = "reward" if cfg.curriculum == "adarft" else "absadv"
+            probabilities = curriculum.probabilities()
+            curriculum.update({a: totals[f"arm|{a}|{key}"] / n for a, n in measured.items() if n})
+            state["curriculum_history"].append({
+                "step": step + 1, "p": probabilities,
+                "absadv": {a: totals[f"arm|{a}|absadv"] / n if n else None for a, n in measured.items()},
+                "reward": {a: totals[f"arm|{a}|reward"] / n if n else None for a, n in measured.items()}})
         for key in [k for k in totals if k.startswith("pool|") and k.endswith("|games")]:
             pool.record(int(key.split("|")[1]), int(totals[key]), totals[key.replace("|games", "|wins")])
         metrics = _metrics(totals, roles, t_rollout, t_update, world)
+        metrics["filtered_samples"] = totals["filtered"]
+        if curriculum is not None:
+            last = state["curriculum_history"][-1]
+            metrics.update({f"curriculum/p/{a}": p for a, p in last["p"].items()})
+            metrics.update({f"curriculum/absadv/{a}": v for a, v in last["absadv"].items() if v is not None})
+            metrics.update({f"curriculum/reward/{a}": v for a, v in last["reward"].items() if v is not None})
         done = step + 1
         if cfg.pool_prob and done % cfg.snapshot_every == 0:
             pool.add(done, _snapshot_state(accelerator, model, policy), write=accelerator.is_main_process)
@@ -246,7 +282,8 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
             evaluation = evaluate(cfg, accelerator, model, policy, learners, make_game, roles, store, done)
             metrics.update({f"winrate/vs_{k}": v["win_or_draw"] for k, v in evaluation.items()})
             state["history"].append({"step": done, "evaluation": evaluation})
-        state.update(step=done, baselines={"|".join(k): v for k, v in baselines.items()})
+        state.update(step=done, baselines={"|".join(k): v for k, v in baselines.items()},
+                     curriculum=curriculum.state_dict() if curriculum is not None else None)
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             save_checkpoint(accelerator, model, policy, tokenizer, run_dir, done, {**state, "pool": pool.state_dict()}, cfg)
         if accelerator.is_main_process:
@@ -260,7 +297,7 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
     if accelerator.is_main_process:
         _final_summary(run_dir, state, summary)
         if state["history"]:
-            write_training_report(run_dir, state["history"])
+            write_training_report(run_dir, state["history"], state.get("curriculum_history"))
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary

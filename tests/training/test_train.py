@@ -87,7 +87,8 @@ def _episode_steps(run_dir):
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     args = ["steps=8", "checkpoint_every=4", "keep_checkpoints=5", "games_per_step=6", "eval_every=4",
-            "pool_prob=0.3", "snapshot_every=2", "scripted_prob=0.3"]
+            "pool_prob=0.3", "snapshot_every=2", "scripted_prob=0.3",
+            "curriculum=sec", "curriculum_option=compact", "curriculum_arms=[true,false]"]
     straight = tmp_path / "straight"
     run(args, straight)
     killed = tmp_path / "killed"
@@ -108,6 +109,9 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert "resumed from" in resumed.stdout and "step 4" in resumed.stdout
     a, b = weights(straight, 8), weights(killed, 8)
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+    states = [json.loads((d / "checkpoints/step_000008/trainer.json").read_text()) for d in (straight, killed)]
+    assert states[0]["curriculum"] == states[1]["curriculum"]  # the curriculum state resumed exactly
+    assert states[0]["curriculum_history"] == states[1]["curriculum_history"]
     for run_dir in (straight, killed):
         rows = _episode_steps(run_dir)
         rollouts = [(s, i) for s, i, e in rows if e is None]
