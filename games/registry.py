@@ -58,7 +58,11 @@ def _load_from_spec(spec: str) -> type[Game]:
             loader_spec = importlib.util.spec_from_file_location(module_name, path)
             module = importlib.util.module_from_spec(loader_spec)
             sys.modules[module_name] = module  # dataclasses look their module up while the file executes
-            loader_spec.loader.exec_module(module)
+            try:
+                loader_spec.loader.exec_module(module)
+            except Exception as exc:
+                del sys.modules[module_name]
+                raise ValueError(f"cannot load game file {target!r}: {type(exc).__name__}: {exc}") from exc
     else:
         try:
             module = importlib.import_module(target)

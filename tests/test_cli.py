@@ -101,3 +101,10 @@ def test_a_game_class_missing_a_method_is_rejected(tmp_path, capsys):
     path.write_text("from games import Game\nclass Half(Game):\n    name = 'half'\n    roles = ('a', 'b')\n")
     assert main(["check-game", f"{path}:Half"]) == 2
     assert "missing required method(s): reset, turn, observe, parse, step, rewards" in capsys.readouterr().err
+
+
+def test_a_game_file_that_does_not_import_is_named(tmp_path, capsys):
+    path = tmp_path / "broken.py"
+    path.write_text("def broken(:\n")
+    assert main(["check-game", f"{path}:Game"]) == 2
+    assert f"cannot load game file '{path}': SyntaxError" in capsys.readouterr().err
