@@ -60,9 +60,12 @@ class Episode:
     seconds: float = 0.0
 
     def outcome(self, role: str) -> str:
-        """'win', 'draw' or 'loss' for ``role``: a win is the strictly highest reward, a draw a shared top."""
+        """'win', 'draw' or 'loss' for ``role``: a win is the strictly highest reward, a draw a shared top; in a
+        one-role game (a quiz) a positive reward is a win."""
         if not self.rewards:
             return "error"
+        if len(self.rewards) == 1:
+            return "win" if self.rewards[role] > 0 else "loss"
         top = max(self.rewards.values())
         if self.rewards[role] < top:
             return "loss"

@@ -48,3 +48,19 @@ def test_sneaky_critic_two_steps(tmp_path):
         elif ep.status == "forfeit":  # an unparsable answer loses
             loser = next(s.role for s in ep.steps if s.fallback == "forfeit")
             assert ep.rewards[loser] == -1.0
+
+
+def test_curriculum_over_digits_with_difficulty_filtering(tmp_path):
+    out = tmp_path / "run"
+    run(["game=arithmetic", "game_options={samples: 4}", "curriculum=dump", "curriculum_option=digits",
+         "curriculum_arms=[1,2,3]", "filter_low=0.2", "filter_high=0.8", "steps=2", "games_per_step=8",
+         "scripted_prob=0", "max_new_tokens=6", "eval_every=0", "eval_games=2", "eval_opponents=[random]",
+         "checkpoint_every=2"], out, base=BASE)
+    episodes = [ep for ep in open_store(out).episodes() if "eval" not in ep.meta]
+    assert all(ep.options["digits"] == int(ep.meta["arm"]) == ep.meta["info"]["digits"] for ep in episodes)
+    import json
+
+    state = json.loads((out / "checkpoints/step_000002/trainer.json").read_text())
+    assert sum(state["curriculum"]["counts"].values()) >= 2  # DUMP saw its arms measured
+    assert [h["step"] for h in state["curriculum_history"]] == [1, 2]
+    assert (out / "curriculum.png").exists()

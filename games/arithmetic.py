@@ -1,0 +1,93 @@
+"""Arithmetic with graded difficulty: a task source (skill x digits) and a one-turn quiz game built on it.
+
+Skills: ``add`` (carries), ``sub`` (borrows; never negative), ``mul`` (by a one-digit number), ``paren``
+((a + b) * c). ``digits`` sets the size of the numbers. The quiz asks the solver K times (a ``samples=K`` turn,
+the group GRPO and difficulty filtering need); each answer scores 1 when exactly right. Curricula choose the
+category through the game options (``curriculum_option=digits``, or ``skill``); a teacher/student game can draw
+its held-out problems from ``make_task``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+from games.core import Failure, Game, InvalidAction, Turn, system, user
+from games.registry import register
+
+SKILLS = ("add", "sub", "mul", "paren")
+_ANSWER = re.compile(r"ANSWER:\s*(-?\d+)")
+
+
+def make_task(skill: str, digits: int, rng: random.Random) -> tuple[str, int]:
+    """(question, answer) of one problem of ``skill`` with ``digits``-digit numbers."""
+    low, high = 10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1
+    a, b = rng.randint(low, high), rng.randint(low, high)
+    if skill == "add":
+        return f"{a} + {b}", a + b
+    if skill == "sub":
+        a, b = max(a, b), min(a, b)
+        return f"{a} - {b}", a - b
+    if skill == "mul":
+        c = rng.randint(2, 9)
+        return f"{a} * {c}", a * c
+    if skill == "paren":
+        c = rng.randint(2, 9)
+        return f"({a} + {b}) * {c}", (a + b) * c
+    raise ValueError(f"unknown skill {skill!r}: expected one of {', '.join(SKILLS)}")
+
+
+@register
+@dataclass
+class Arithmetic(Game):
+    name = "arithmetic"
+    description = "One-turn arithmetic quiz by skill and digits, K answers per question; 1 per exact answer."
+    roles = ("solver",)
+    zero_sum = False
+    reward_range = (0.0, 1.0)
+    max_turns = 1
+    action_format: ClassVar[str] = "one line 'ANSWER: <integer>'"
+    skill: str = "add"
+    digits: int = 1
+    samples: int = 4
+
+    def __post_init__(self) -> None:
+        if self.skill not in SKILLS:
+            raise ValueError(f"arithmetic skill={self.skill!r}: expected one of {', '.join(SKILLS)}")
+        if not 1 <= self.digits <= 9 or self.samples < 1:
+            raise ValueError(f"arithmetic digits={self.digits}, samples={self.samples}: expected 1-9 digits, samples >= 1")
+
+    def reset(self, seed: int) -> None:
+        self.seed_rng(seed)
+        self.question, self.answer = make_task(self.skill, self.digits, self.rng)
+        self.scores: list[float] | None = None
+
+    def turn(self) -> Turn | None:
+        return Turn("solver", samples=self.samples) if self.scores is None else None
+
+    def observe(self, role: str) -> list:
+        return [system(f"Solve the problem. Answer with {self.action_format}."), user(f"Compute {self.question}.")]
+
+    def parse(self, role: str, text: str) -> int:
+        match = _ANSWER.search(text)
+        if not match:
+            raise InvalidAction(Failure.PARSE_ERROR, f"expected {self.action_format}")
+        return int(match.group(1))
+
+    def step(self, role: str, actions: list) -> list[float]:
+        self.scores = [float(a is not None and a == self.answer) for a in actions]
+        return self.scores
+
+    def rewards(self) -> dict[str, float]:
+        return {"solver": sum(self.scores) / len(self.scores)}
+
+    def random_action(self, role: str, rng: random.Random) -> str:
+        return f"ANSWER: {self.answer + rng.choice([-10, -1, 0, 0, 1, 10])}"
+
+    def expert_action(self, role: str, rng: random.Random) -> str:
+        return f"ANSWER: {self.answer}"
+
+    def info(self) -> dict:
+        return {"skill": self.skill, "digits": self.digits, "question": self.question, "answer": self.answer}
