@@ -14,7 +14,7 @@ from games.core import Game, validate_game_class
 ENTRY_POINT_GROUP = "selfplay.games"
 _REGISTRY: dict[str, type[Game]] = {}
 _BUILTINS = ("games.tictactoe", "games.kuhn_poker", "games.liars_dice", "games.creator_solver", "games.sneaky_critic",
-             "games.arithmetic")
+             "games.arithmetic", "games.teacher_student")
 _loaded = False
 
 

@@ -140,7 +140,8 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
     set_seed(cfg.seed)
     run_dir = Path(cfg.out)
     game_cls = game_class(cfg.game)
-    make_game = lambda **extra: game_cls(**{**cfg.game_options, **extra})  # noqa: E731 - extra: a curriculum arm
+    context: dict[str, Any] = {}  # options a game derives from the last step's episodes (``context_options``)
+    make_game = lambda **extra: game_cls(**{**cfg.game_options, **context, **extra})  # noqa: E731 - extra: an arm
     for value in cfg.curriculum_arms or [None]:  # bad game options fail here, naming them, before any model loads
         registry_make_game(cfg.game, **{**cfg.game_options, **({cfg.curriculum_option: value} if value is not None else {})})
     curriculum = make_curriculum(cfg.curriculum, [str(v) for v in cfg.curriculum_arms], **cfg.curriculum_params) \
@@ -179,6 +180,7 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
         pool.load_state_dict(state.pop("pool"))
         if curriculum is not None and state.get("curriculum") is not None:
             curriculum.load_state_dict(state["curriculum"])
+        context.update(state.get("context") or {})
         accelerator.print(f"resumed from {resume_from} at step {state['step']}")
     if accelerator.is_main_process:
         dropped = store.delete_after_step(state["step"])  # rollouts of steps the checkpoint does not include
@@ -218,7 +220,7 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
         model.eval()
         with torch.no_grad(), full_parameters(accelerator, model):
             episodes = play(make_game, matches, agents, store=store, concurrency=cfg.concurrency, progress=False,
-                            options=dict(cfg.game_options))
+                            options={**cfg.game_options, **context})
         t_rollout = time.perf_counter() - t_start
 
         # -- advantages: baselines from before the update, measured over every rank's samples --------------
@@ -256,7 +258,13 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
         if snapshot is not None:
             games, wins = learner_results(episodes, POOL)
             local[f"pool|{snapshot.step}|games"], local[f"pool|{snapshot.step}|wins"] = games, wins
-        totals = reduce_sums(accelerator, {**local, **update_stats, **arm_stats, "filtered": float(filtered)})
+        game_stats = game_cls.context_stats(episodes) if hasattr(game_cls, "context_stats") else {}
+        totals = reduce_sums(accelerator, {**local, **update_stats, **arm_stats, **{f"game|{k}": v for k, v in
+                                                                                   game_stats.items()},
+                                           "filtered": float(filtered)})
+        if game_stats:  # e.g. the student's results per skill, which the next step's teachers see
+            context.clear()
+            context.update(game_cls.context_options({k[5:]: v for k, v in totals.items() if k.startswith("game|")}))
         if curriculum is not None:
             measured = {a: totals[f"arm|{a}|n"] for a in arm_values}
             key = "reward" if cfg.curriculum == "adarft" else "absadv"
@@ -283,7 +291,7 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
             metrics.update({f"winrate/vs_{k}": v["win_or_draw"] for k, v in evaluation.items()})
             state["history"].append({"step": done, "evaluation": evaluation})
         state.update(step=done, baselines={"|".join(k): v for k, v in baselines.items()},
-                     curriculum=curriculum.state_dict() if curriculum is not None else None)
+                     curriculum=curriculum.state_dict() if curriculum is not None else None, context=dict(context))
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             save_checkpoint(accelerator, model, policy, tokenizer, run_dir, done, {**state, "pool": pool.state_dict()}, cfg)
         if accelerator.is_main_process:

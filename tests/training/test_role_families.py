@@ -64,3 +64,23 @@ def test_curriculum_over_digits_with_difficulty_filtering(tmp_path):
     assert sum(state["curriculum"]["counts"].values()) >= 2  # DUMP saw its arms measured
     assert [h["step"] for h in state["curriculum_history"]] == [1, 2]
     assert (out / "curriculum.png").exists()
+
+
+def test_teacher_student_two_steps_passes_the_student_results_on(tmp_path):
+    out = tmp_path / "run"
+    run(["game=teacher_student", "weights=lora", "steps=2", "games_per_step=8", "scripted_prob=1.0",
+         "scripted_opponent=expert", "max_new_tokens=8", "eval_every=0", "eval_games=2", "eval_opponents=[expert]",
+         "checkpoint_every=2"], out, base=BASE)
+    episodes = [ep for ep in open_store(out).episodes() if "eval" not in ep.meta]
+    first = [ep for ep in episodes if ep.meta["step"] == 1]
+    second = [ep for ep in episodes if ep.meta["step"] == 2]
+    assert all("student_results" not in ep.options for ep in first)
+    from games.teacher_student import TeacherStudent
+
+    expected = TeacherStudent.context_options(TeacherStudent.context_stats(first))["student_results"]
+    assert expected and all(ep.options.get("student_results") == expected for ep in second)
+    for ep in episodes:  # the proxy reward, re-derived from the recorded student answers
+        info = ep.meta.get("info", {})
+        if ep.status == "done" and info.get("malformed") is None:
+            p = info["solved"] / info["tried"]
+            assert ep.rewards == {"teacher": pytest.approx(1 - 2 * abs(p - 0.5)), "student": pytest.approx(p)}

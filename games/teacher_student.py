@@ -1,0 +1,171 @@
+"""Teacher / student (in the spirit of DataEnvGym, Khan et al. 2024, and tutoring curricula): the teacher sees the
+student's recent results per arithmetic skill and writes an exercise with its answer; the student answers K times.
+
+The exercise must be plain integer arithmetic (+ - * and parentheses) whose stated ANSWER is right, else the
+teacher scores ``malformed_penalty``. The student scores 1 per exact answer. The teacher's reward here is the
+cheaper proxy of the issue: exercises the student solves about half the time, 1 - 2|p - 1/2| with p the student's
+success over its K answers. The student's recent results come from the trainer: after each step it calls
+``context_stats`` on the step's episodes, sums them over ranks, and passes ``context_options`` of the sums to the
+next step's games (``student_results``), and keeps them in checkpoints.
+
+Departure: the teacher's learning-progress reward (the student's held-out improvement on the skill after its
+update) is not implemented yet; only the proxy is.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from games.arithmetic import SKILLS, make_task
+from games.core import Failure, Game, InvalidAction, Turn, system, user
+from games.registry import register
+
+_FIELD = re.compile(r"^(SKILL|QUESTION|ANSWER):\s*(.+?)\s*$", re.MULTILINE)
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
+
+
+def evaluate(expression: str) -> int:
+    """The value of an integer + - * expression with parentheses; ValueError for anything else."""
+    def value(node: ast.AST) -> int:
+        if isinstance(node, ast.Constant) and type(node.value) is int and abs(node.value) < 10**9:
+            return node.value
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](value(node.left), value(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -value(node.operand)
+        raise ValueError(f"only integers, + - * and parentheses are allowed, found {type(node).__name__}")
+    try:
+        return value(ast.parse(expression, mode="eval").body)
+    except SyntaxError as exc:
+        raise ValueError(f"not an expression: {expression[:40]!r}") from exc
+
+
+@register
+@dataclass
+class TeacherStudent(Game):
+    name = "teacher_student"
+    description = "Teacher writes an arithmetic exercise for the student's weak skill; student answers K times."
+    roles = ("teacher", "student")
+    zero_sum = False
+    reward_range = (-1.0, 1.0)
+    max_turns = 2
+    action_format: ClassVar[str] = ("teacher: lines 'SKILL: <skill>', 'QUESTION: <expression>', 'ANSWER: <integer>'; "
+                                    "student: 'ANSWER: <integer>'")
+    samples: int = 4
+    malformed_penalty: float = -1.0
+    student_results: dict[str, list[float]] = field(default_factory=dict)  # skill -> [solved, tried], from the trainer
+
+    def reset(self, seed: int) -> None:
+        self.seed_rng(seed)
+        self.exercise: tuple[str, str, int] | None = None  # skill, question, answer
+        self.malformed: str | None = None
+        self.scores: list[float] | None = None
+
+    def turn(self) -> Turn | None:
+        if self.exercise is None and self.malformed is None:
+            return Turn("teacher")
+        if self.scores is None and self.malformed is None:
+            return Turn("student", samples=self.samples)
+        return None
+
+    def observe(self, role: str) -> list:
+        if role == "teacher":
+            return [system("You are a teacher. Write one exercise that helps the student most: aim at a weak skill "
+                           f"and at a level the student solves about half the time. Answer with {self.action_format}."),
+                    user(f"Skills: {', '.join(SKILLS)}.\nThe student's recent results: {self._results_text()}.")]
+        task = f"Compute {self.exercise[1]}." if self.exercise else "No exercise yet."
+        return [system("Solve the exercise. Answer with one line 'ANSWER: <integer>'."), user(task)]
+
+    def parse(self, role: str, text: str) -> Any:
+        fields = dict(_FIELD.findall(text))
+        if role == "student":
+            if not re.fullmatch(r"-?\d+", fields.get("ANSWER", "")):
+                raise InvalidAction(Failure.PARSE_ERROR, "expected a line 'ANSWER: <integer>'")
+            return int(fields["ANSWER"])
+        if not {"SKILL", "QUESTION", "ANSWER"} <= set(fields):
+            raise InvalidAction(Failure.PARSE_ERROR, f"expected {self.action_format}")
+        return fields["SKILL"].lower(), fields["QUESTION"], fields["ANSWER"]
+
+    def step(self, role: str, actions: list) -> list[float] | None:
+        if role == "teacher":
+            self._check_exercise(actions[0])
+            return None
+        self.scores = [float(a is not None and a == self.exercise[2]) for a in actions]
+        return self.scores
+
+    def rewards(self) -> dict[str, float]:
+        if self.malformed is not None:
+            return {"teacher": self.malformed_penalty, "student": 0.0}
+        p = sum(self.scores) / len(self.scores)
+        return {"teacher": 1.0 - 2.0 * abs(p - 0.5), "student": p}
+
+    def forfeit_rewards(self, offender: str) -> dict[str, float]:
+        return {"teacher": self.malformed_penalty if offender == "teacher" else 0.0, "student": 0.0}
+
+    def info(self) -> dict:
+        skill, question, answer = self.exercise or (None, None, None)
+        return {"skill": skill, "question": question, "answer": answer, "malformed": self.malformed,
+                "solved": sum(self.scores) if self.scores else None, "tried": len(self.scores) if self.scores else None}
+
+    # -- scripted agents ----------------------------------------------------------------------------------
+    def random_action(self, role: str, rng: random.Random) -> str:
+        if role == "student":
+            return f"ANSWER: {self.exercise[2] + rng.choice([-1, 0, 0, 1, 10])}"
+        skill = rng.choice(SKILLS)
+        question, answer = make_task(skill, rng.randint(1, 3), rng)
+        return f"SKILL: {skill}\nQUESTION: {question}\nANSWER: {answer + (1 if rng.random() < 0.1 else 0)}"
+
+    def expert_action(self, role: str, rng: random.Random) -> str:
+        if role == "student":
+            return f"ANSWER: {self.exercise[2]}"
+        untried = [s for s in SKILLS if s not in self.student_results or not self.student_results[s][1]]
+        skill = untried[0] if untried else min(SKILLS, key=lambda s: self.student_results[s][0] / self.student_results[s][1])
+        question, answer = make_task(skill, 2, rng)
+        return f"SKILL: {skill}\nQUESTION: {question}\nANSWER: {answer}"
+
+    # -- the trainer's context hook: the student's results per skill, summed over a step's episodes ----------
+    @classmethod
+    def context_stats(cls, episodes) -> dict[str, float]:
+        """Per skill: the student's solved and tried answers in these episodes (the same keys on every rank)."""
+        stats = {f"{k}|{s}": 0.0 for s in SKILLS for k in ("solved", "tried")}
+        for ep in episodes:
+            info = ep.meta.get("info") or {}
+            if info.get("skill") in SKILLS and info.get("tried"):
+                stats[f"solved|{info['skill']}"] += info["solved"]
+                stats[f"tried|{info['skill']}"] += info["tried"]
+        return stats
+
+    @classmethod
+    def context_options(cls, totals: dict[str, float]) -> dict[str, Any]:
+        """Game options for the next step: ``student_results`` from summed ``context_stats``."""
+        return {"student_results": {s: [totals[f"solved|{s}"], totals[f"tried|{s}"]] for s in SKILLS
+                                    if totals.get(f"tried|{s}")}}
+
+    # -- checks -------------------------------------------------------------------------------------------
+    def _check_exercise(self, exercise: tuple[str, str, str] | None) -> None:
+        if exercise is None:
+            self.malformed = "no exercise"
+            return
+        skill, question, answer = exercise
+        if skill not in SKILLS:
+            self.malformed = f"unknown skill {skill!r}"
+            return
+        try:
+            value = evaluate(question)
+        except ValueError as exc:
+            self.malformed = str(exc)
+            return
+        if not re.fullmatch(r"-?\d+", answer) or int(answer) != value:
+            self.malformed = f"the stated answer {answer!r} is wrong ({question} = {value})"
+            return
+        self.exercise = (skill, question, value)
+
+    def _results_text(self) -> str:
+        if not self.student_results:
+            return "none yet"
+        return ", ".join(f"{s} {int(solved)}/{int(tried)} solved" for s, (solved, tried) in sorted(self.student_results.items()))
