@@ -1,6 +1,5 @@
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -9,45 +8,7 @@ from arena.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
-USER_GAME = textwrap.dedent('''
-    from dataclasses import dataclass
-    from games import Failure, Game, InvalidAction, Turn, system, user
-
-
-    @dataclass
-    class Nim(Game):
-        """Take 1 or 2 stones from a pile of 7; whoever takes the last stone wins."""
-        name = "nim_user"
-        description = "Nim from a file outside the project"
-        roles = ("first", "second")
-        max_turns = 7
-
-        def reset(self, seed):
-            self.seed_rng(seed)
-            self.pile, self.moves = 7, 0
-
-        def turn(self):
-            return None if self.pile == 0 else Turn(self.roles[self.moves % 2])
-
-        def observe(self, role):
-            return [system("Nim: take 1 or 2 stones."), user(f"{self.pile} stones left.")]
-
-        def parse(self, role, text):
-            if text.strip() not in ("1", "2") or int(text) > self.pile:
-                raise InvalidAction(Failure.PARSE_ERROR, f"expected 1 or 2, got {text!r}")
-            return int(text)
-
-        def step(self, role, actions):
-            self.pile -= actions[0]
-            self.moves += 1
-
-        def rewards(self):
-            last = self.roles[(self.moves - 1) % 2]
-            return {r: 1.0 if r == last else -1.0 for r in self.roles}
-
-        def legal_actions(self, role):
-            return [str(n) for n in (1, 2) if n <= self.pile]
-''')
+USER_GAME = (ROOT / "docs/examples/my_game.py").read_text()  # written to a temporary folder outside the project
 
 
 def run_cli(*args):
