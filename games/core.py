@@ -160,6 +160,40 @@ class Game:
         self._rng = random.Random(seed)
 
 
+class WriterAnswerer(Game):
+    """The two-turn shape of creator/solver and teacher/student: ``roles[0]`` writes a task, which may be malformed
+    (``self.malformed`` set: the game ends), then ``roles[1]`` answers it ``self.samples`` times; ``self.outcomes``
+    holds the answers' scores. Subclasses set ``task_ready`` and score the rest."""
+
+    malformed_penalty: float = -1.0
+
+    def start_task(self) -> None:
+        """Reset the shared state; call from ``reset``."""
+        self.malformed: str | None = None
+        self.outcomes: list[float] | None = None
+
+    @property
+    def task_ready(self) -> bool:
+        raise NotImplementedError
+
+    def turn(self) -> Turn | None:
+        writer, answerer = self.roles
+        if self.malformed is not None:
+            return None
+        if not self.task_ready:
+            return Turn(writer)
+        return Turn(answerer, samples=self.samples) if self.outcomes is None else None
+
+    def forfeit_rewards(self, offender: str) -> dict[str, float]:
+        """A writer that produces no usable task scores ``malformed_penalty``; the answerer gets nothing either way."""
+        writer, answerer = self.roles
+        return {writer: self.malformed_penalty if offender == writer else 0.0, answerer: 0.0}
+
+    def success_rate(self) -> float:
+        """The answerer's mean score."""
+        return sum(self.outcomes) / len(self.outcomes)
+
+
 REQUIRED_METHODS = ("reset", "turn", "observe", "parse", "step", "rewards")
 REQUIRED_ATTRIBUTES = ("name", "roles")
 

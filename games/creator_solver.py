@@ -27,7 +27,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from games.core import Failure, Game, InvalidAction, InvalidPolicy, Turn, system, user
+from games.core import Failure, InvalidAction, InvalidPolicy, WriterAnswerer, system, user
 from games.registry import register
 from games.sandbox import Limits, run_code, run_many
 
@@ -65,7 +65,7 @@ def literal(text: str) -> Any:
 
 @register
 @dataclass
-class CreatorSolver(Game):
+class CreatorSolver(WriterAnswerer):
     name = "creator_solver"
     description = "Creator writes a verifiable Python task (puzzle / AZR triple), solver answers K times; sandboxed."
     roles = ("creator", "solver")
@@ -103,19 +103,15 @@ class CreatorSolver(Game):
     # -- flow ----------------------------------------------------------------------------------------------
     def reset(self, seed: int) -> None:
         self.seed_rng(seed)
+        self.start_task()
         self.code: str | None = None
         self.given: Any = None  # the creator's SOLUTION or INPUT
         self.reference: Any = None  # f(INPUT), the expected output
-        self.malformed: str | None = None
-        self.outcomes: list[float] | None = None
         self.label_source = "execution"
 
-    def turn(self) -> Turn | None:
-        if self.code is None and self.malformed is None:
-            return Turn("creator")
-        if self.outcomes is None and self.malformed is None:
-            return Turn("solver", samples=self.samples)
-        return None
+    @property
+    def task_ready(self) -> bool:
+        return self.code is not None
 
     def observe(self, role: str) -> list:
         if role == "creator":
@@ -156,8 +152,8 @@ class CreatorSolver(Game):
 
     def rewards(self) -> dict[str, float]:
         if self.malformed is not None:
-            return {"creator": self.malformed_penalty, "solver": 0.0}
-        p = sum(self.outcomes) / len(self.outcomes)
+            return self.forfeit_rewards("creator")
+        p = self.success_rate()
         creator = learnability(p, self.creator_reward) - (self.repeat_penalty if self._repeated else 0.0)
         return {"creator": max(self.reward_range[0], creator), "solver": p}
 
@@ -184,10 +180,6 @@ class CreatorSolver(Game):
                   "found = next((c for c in cands if ok(c)), 0)")
         result = run_code(f"{self.code}\n{search}", "found", LIMITS)
         return f"ANSWER: {result.value!r}" if result.ok else "ANSWER: 0"
-
-    def forfeit_rewards(self, offender: str) -> dict[str, float]:
-        """A creator that writes no task scores the malformed penalty; the solver gets nothing either way."""
-        return {"creator": self.malformed_penalty if offender == "creator" else 0.0, "solver": 0.0}
 
     def _task_text(self, code: str, given: str) -> str:
         return f"```python\n{code}\n```\n{'SOLUTION' if self.task == 'puzzle' else 'INPUT'}: {given}"

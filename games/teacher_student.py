@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from games.arithmetic import SKILLS, make_task
-from games.core import Failure, Game, InvalidAction, Turn, system, user
+from games.creator_solver import learnability
+from games.core import Failure, InvalidAction, WriterAnswerer, system, user
 from games.registry import register
 
 _FIELD = re.compile(r"^(SKILL|QUESTION|ANSWER):\s*(.+?)\s*$", re.MULTILINE)
@@ -47,7 +48,7 @@ def evaluate(expression: str) -> int:
 
 @register
 @dataclass
-class TeacherStudent(Game):
+class TeacherStudent(WriterAnswerer):
     name = "teacher_student"
     description = "Teacher writes an arithmetic exercise for the student's weak skill; student answers K times."
     roles = ("teacher", "student")
@@ -62,16 +63,12 @@ class TeacherStudent(Game):
 
     def reset(self, seed: int) -> None:
         self.seed_rng(seed)
+        self.start_task()
         self.exercise: tuple[str, str, int] | None = None  # skill, question, answer
-        self.malformed: str | None = None
-        self.scores: list[float] | None = None
 
-    def turn(self) -> Turn | None:
-        if self.exercise is None and self.malformed is None:
-            return Turn("teacher")
-        if self.scores is None and self.malformed is None:
-            return Turn("student", samples=self.samples)
-        return None
+    @property
+    def task_ready(self) -> bool:
+        return self.exercise is not None
 
     def observe(self, role: str) -> list:
         if role == "teacher":
@@ -95,22 +92,20 @@ class TeacherStudent(Game):
         if role == "teacher":
             self._check_exercise(actions[0])
             return None
-        self.scores = [float(a is not None and a == self.exercise[2]) for a in actions]
-        return self.scores
+        self.outcomes = [float(a is not None and a == self.exercise[2]) for a in actions]
+        return self.outcomes
 
     def rewards(self) -> dict[str, float]:
         if self.malformed is not None:
-            return {"teacher": self.malformed_penalty, "student": 0.0}
-        p = sum(self.scores) / len(self.scores)
-        return {"teacher": 1.0 - 2.0 * abs(p - 0.5), "student": p}
-
-    def forfeit_rewards(self, offender: str) -> dict[str, float]:
-        return {"teacher": self.malformed_penalty if offender == "teacher" else 0.0, "student": 0.0}
+            return self.forfeit_rewards("teacher")
+        p = self.success_rate()
+        return {"teacher": learnability(p, "rzero"), "student": p}
 
     def info(self) -> dict:
         skill, question, answer = self.exercise or (None, None, None)
         return {"skill": skill, "question": question, "answer": answer, "malformed": self.malformed,
-                "solved": sum(self.scores) if self.scores else None, "tried": len(self.scores) if self.scores else None}
+                "solved": sum(self.outcomes) if self.outcomes else None,
+                "tried": len(self.outcomes) if self.outcomes else None}
 
     # -- scripted agents ----------------------------------------------------------------------------------
     def random_action(self, role: str, rng: random.Random) -> str:

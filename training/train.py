@@ -60,12 +60,18 @@ def main(argv: list[str] | None = None) -> int:
     path = argv.pop(0) if argv and "=" not in argv[0] else None
     try:
         config = load_config(path, argv)
-        registry_make_game(config.game, **config.game_options)
+        check_game_options(config)
     except (ValueError, FileNotFoundError, TypeError) as exc:
         print(f"selfplay train: error: {exc}", file=sys.stderr)
         return 2
     summary = train(config)
     return 0 if summary is not None else 1
+
+
+def check_game_options(cfg: TrainConfig) -> None:
+    """Build the game once with its options and each curriculum arm; ValueError names what is wrong."""
+    for value in cfg.curriculum_arms or [None]:
+        registry_make_game(cfg.game, **{**cfg.game_options, **({cfg.curriculum_option: value} if value is not None else {})})
 
 
 # -- setup helpers ------------------------------------------------------------------------------------------
@@ -142,8 +148,7 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
     game_cls = game_class(cfg.game)
     context: dict[str, Any] = {}  # options a game derives from the last step's episodes (``context_options``)
     make_game = lambda **extra: game_cls(**{**cfg.game_options, **context, **extra})  # noqa: E731 - extra: an arm
-    for value in cfg.curriculum_arms or [None]:  # bad game options fail here, naming them, before any model loads
-        registry_make_game(cfg.game, **{**cfg.game_options, **({cfg.curriculum_option: value} if value is not None else {})})
+    check_game_options(cfg)  # bad game options fail here, naming them, before any model loads
     curriculum = make_curriculum(cfg.curriculum, [str(v) for v in cfg.curriculum_arms], **cfg.curriculum_params) \
         if cfg.curriculum != "none" else None
     arm_values = {str(v): v for v in cfg.curriculum_arms}
