@@ -39,6 +39,14 @@ def make_task(skill: str, digits: int, rng: random.Random) -> tuple[str, int]:
     raise ValueError(f"unknown skill {skill!r}: expected one of {', '.join(SKILLS)}")
 
 
+def distractors(answer: int, choices: int, rng: random.Random) -> list[int]:
+    """``choices`` shuffled candidates: the answer and near misses (off by 1, 2 or 10, as slips are), never negative."""
+    near = [answer + d for d in (-1, 1, -2, 2, -10, 10, -11, 11, 20) if answer + d >= 0]
+    candidates = [answer, *rng.sample(near, choices - 1)]
+    rng.shuffle(candidates)
+    return candidates
+
+
 @register
 @dataclass
 class Arithmetic(Game):
@@ -52,23 +60,31 @@ class Arithmetic(Game):
     skill: str = "add"
     digits: int = 1
     samples: int = 4
+    choices: int = 0  # > 0: multiple choice among this many candidates (legal actions, for constrained decoding)
 
     def __post_init__(self) -> None:
         if self.skill not in SKILLS:
             raise ValueError(f"arithmetic skill={self.skill!r}: expected one of {', '.join(SKILLS)}")
         if not 1 <= self.digits <= 9 or self.samples < 1:
             raise ValueError(f"arithmetic digits={self.digits}, samples={self.samples}: expected 1-9 digits, samples >= 1")
+        if not 0 <= self.choices <= 6 or self.choices == 1:
+            raise ValueError(f"arithmetic choices={self.choices}: expected 0 (free answer) or 2-6 candidates")
 
     def reset(self, seed: int) -> None:
         self.seed_rng(seed)
         self.question, self.answer = make_task(self.skill, self.digits, self.rng)
+        self.candidates = distractors(self.answer, self.choices, self.rng) if self.choices else []
         self.scores: list[float] | None = None
 
     def turn(self) -> Turn | None:
         return Turn("solver", samples=self.samples) if self.scores is None else None
 
     def observe(self, role: str) -> list:
-        return [system(f"Solve the problem. Answer with {self.action_format}."), user(f"Compute {self.question}.")]
+        listed = f" Choices: {', '.join(map(str, self.candidates))}." if self.candidates else ""
+        return [system(f"Solve the problem. Answer with {self.action_format}."), user(f"Compute {self.question}.{listed}")]
+
+    def legal_actions(self, role: str) -> list[str] | None:
+        return [f"ANSWER: {c}" for c in self.candidates] or None
 
     def parse(self, role: str, text: str) -> int:
         match = _ANSWER.search(text)
@@ -84,6 +100,8 @@ class Arithmetic(Game):
         return {"solver": sum(self.scores) / len(self.scores)}
 
     def random_action(self, role: str, rng: random.Random) -> str:
+        if self.candidates:
+            return f"ANSWER: {rng.choice(self.candidates)}"
         return f"ANSWER: {self.answer + rng.choice([-10, -1, 0, 0, 1, 10])}"
 
     def expert_action(self, role: str, rng: random.Random) -> str:

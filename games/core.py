@@ -11,6 +11,7 @@ Everything here is pure Python: games never import torch, agents, the arena or t
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar
@@ -192,6 +193,22 @@ class WriterAnswerer(Game):
     def success_rate(self) -> float:
         """The answerer's mean score."""
         return sum(self.outcomes) / len(self.outcomes)
+
+
+@dataclass(frozen=True)
+class LearningProgress:
+    """A role rewarded by another role's measured learning progress (a game's ``learning_progress(options)``).
+
+    The trainer updates on every other role's samples first, measures ``probe_role``'s mean reward on the fixed
+    ``probes`` before and after that update, and gives each of ``role``'s samples the gain of its episode's key
+    (``key(info)``; None keeps the recorded reward, e.g. a malformed task's penalty), then updates ``role``.
+    """
+
+    role: str
+    probe_role: str
+    probe_game: Callable[..., Game]  # factory of the probe game; its one role is played by probe_role's weights
+    probes: dict[str, list[tuple[dict[str, Any], int]]]  # key -> [(probe game options, seed)]
+    key: Callable[[dict], str | None]
 
 
 REQUIRED_METHODS = ("reset", "turn", "observe", "parse", "step", "rewards")

@@ -4,12 +4,14 @@ student's recent results per arithmetic skill and writes an exercise with its an
 The exercise must be plain integer arithmetic (+ - * and parentheses) whose stated ANSWER is right, else the
 teacher scores ``malformed_penalty``. The student scores 1 per exact answer. The teacher's reward here is the
 cheaper proxy of the issue: exercises the student solves about half the time, 1 - 2|p - 1/2| with p the student's
-success over its K answers. The student's recent results come from the trainer: after each step it calls
-``context_stats`` on the step's episodes, sums them over ranks, and passes ``context_options`` of the sums to the
-next step's games (``student_results``), and keeps them in checkpoints.
-
-Departure: the teacher's learning-progress reward (the student's held-out improvement on the skill after its
-update) is not implemented yet; only the proxy is.
+success over its K answers (``teacher_reward=proxy``, the default). With ``teacher_reward=progress`` the teacher
+is rewarded by learning progress, as the issue asks: the trainer updates the student first, measures its accuracy
+on ``probe_size`` fixed held-out problems per skill (the arithmetic quiz, greedy) before and after that update, and
+gives each exercise the gain on its skill (a ``LearningProgress`` spec, see ``learning_progress``); the episode
+records 0 for the teacher in that mode, the trainer logs the gains as ``progress/<skill>``.
+The student's recent results come from the trainer: after each step it calls ``context_stats`` on the step's
+episodes, sums them over ranks, and passes ``context_options`` of the sums to the next step's games
+(``student_results``), and keeps them in checkpoints.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import Any, ClassVar
 
 from games.arithmetic import SKILLS, make_task
 from games.creator_solver import learnability
-from games.core import Failure, InvalidAction, WriterAnswerer, system, user
+from games.arithmetic import Arithmetic
+from games.core import Failure, InvalidAction, LearningProgress, WriterAnswerer, system, user
 from games.registry import register
 
 _FIELD = re.compile(r"^(SKILL|QUESTION|ANSWER):\s*(.+?)\s*$", re.MULTILINE)
@@ -60,6 +63,27 @@ class TeacherStudent(WriterAnswerer):
     samples: int = 4
     malformed_penalty: float = -1.0
     student_results: dict[str, list[float]] = field(default_factory=dict)  # skill -> [solved, tried], from the trainer
+    teacher_reward: str = "proxy"  # proxy (1 - 2|p - 1/2|) | progress (the student's held-out gain, measured by the trainer)
+    probe_size: int = 16  # held-out problems per skill for the progress reward
+    probe_digits: int = 2  # their size
+
+    def __post_init__(self) -> None:
+        if self.teacher_reward not in ("proxy", "progress"):
+            raise ValueError(f"teacher_student teacher_reward={self.teacher_reward!r}: expected proxy or progress")
+        if self.probe_size < 1 or not 1 <= self.probe_digits <= 9:
+            raise ValueError(f"teacher_student probe_size={self.probe_size}, probe_digits={self.probe_digits}: "
+                             "expected probe_size >= 1 and 1-9 digits")
+
+    @classmethod
+    def learning_progress(cls, options: dict[str, Any]) -> LearningProgress | None:
+        """With ``teacher_reward=progress``: the teacher is paid the student's held-out gain on the exercise's skill."""
+        game = cls(**options)
+        if game.teacher_reward != "progress":
+            return None
+        probes = {skill: [({"skill": skill, "digits": game.probe_digits}, 30_000_000 + i) for i in range(game.probe_size)]
+                  for skill in SKILLS}
+        return LearningProgress("teacher", "student", lambda **o: Arithmetic(samples=1, **o), probes,
+                                lambda info: info.get("skill") if info.get("malformed") is None else None)
 
     def reset(self, seed: int) -> None:
         self.seed_rng(seed)
@@ -76,7 +100,7 @@ class TeacherStudent(WriterAnswerer):
                            f"and at a level the student solves about half the time. Answer with {self.action_format}."),
                     user(f"Skills: {', '.join(SKILLS)}.\nThe student's recent results: {self._results_text()}.")]
         task = f"Compute {self.exercise[1]}." if self.exercise else "No exercise yet."
-        return [system("Solve the exercise. Answer with one line 'ANSWER: <integer>'."), user(task)]
+        return [system(f"Solve the problem. Answer with {Arithmetic.action_format}."), user(task)]  # as the probes
 
     def parse(self, role: str, text: str) -> Any:
         fields = dict(_FIELD.findall(text))
@@ -99,7 +123,7 @@ class TeacherStudent(WriterAnswerer):
         if self.malformed is not None:
             return self.forfeit_rewards("teacher")
         p = self.success_rate()
-        return {"teacher": learnability(p, "rzero"), "student": p}
+        return {"teacher": learnability(p, "rzero") if self.teacher_reward == "proxy" else 0.0, "student": p}
 
     def info(self) -> dict:
         skill, question, answer = self.exercise or (None, None, None)

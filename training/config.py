@@ -48,11 +48,12 @@ class TrainConfig:
     scripted_opponent: str = "random"  # the scripted opponent's spec (random | expert)
     # -- curriculum -------------------------------------------------------------------------------------
     curriculum: str = "none"  # none | uniform | sec | dump | adarft: how each game's category is chosen
-    curriculum_option: str = ""  # the game option whose values are the arms (e.g. task, steps, dice)
+    curriculum_option: str = ""  # the game option whose values are the arms (e.g. digits, skill), or opponent (arms: mirror, pool, agent specs)
     curriculum_arms: list[Any] = field(default_factory=list)  # the values of that option
     curriculum_params: dict[str, Any] = field(default_factory=dict)  # policy options, e.g. {alpha: 0.5, tau: 1.0}
     filter_low: float = 0.0  # online difficulty filtering: drop samples=K groups with accuracy below this
     filter_high: float = 1.0  # ... or above this (0 and 1: keep everything)
+    filter_refill: int = 2  # extra rounds of games per step while filtering left fewer groups than games_per_step
     # -- the update ------------------------------------------------------------------------------------
     advantage: str = "rae"  # rae (per-role moving-average baseline, SPIRAL) | grpo (normalise within samples=K groups)
     baseline_decay: float = 0.95  # decay of the per-(game, role) baseline (rae)
@@ -70,6 +71,8 @@ class TrainConfig:
     eval_every: int = 10  # steps between evaluations (0: only at the end)
     eval_games: int = 32  # games per evaluation opponent (both seats)
     eval_opponents: list[str] = field(default_factory=lambda: ["random", "expert"])  # scripted baselines
+    eval_before: bool = False  # also evaluate at step 0, before the first update (the curves' starting point)
+    eval_heldout: bool = False  # also play eval_games fixed held-out seeds per curriculum arm, the learner in every role
     eval_temperature: float | None = None  # sampling temperature in evaluation (None: as in training; 0: greedy)
     checkpoint_every: int = 10  # steps between checkpoints
     keep_checkpoints: int = 2  # most recent checkpoints kept

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +11,12 @@ from arena.play import Match
 from arena.records import Episode
 
 LEARNER, POOL, SCRIPTED = "learner", "pool", "scripted"
+OPPONENT = "opponent"  # the curriculum option whose arms are opponents: mirror, pool or a scripted agent spec
+
+
+def scripted_name(spec: str) -> str:
+    """Agent name of a scripted opponent that is a curriculum arm."""
+    return f"{SCRIPTED}/{spec}"
 
 
 def agent_name(kind: str, group: str) -> str:
@@ -20,12 +26,13 @@ def agent_name(kind: str, group: str) -> str:
 
 def plan_matches(roles: Sequence[str], group_of, step: int, seed: int, first: int, count: int,
                  pool_prob: float, scripted_prob: float, pool_ready: bool,
-                 arms: Sequence[tuple[str, Any]] | None = None) -> list[Match]:
+                 arms: Mapping[int, tuple[str, Any]] | Sequence[tuple[str, Any]] | None = None) -> list[Match]:
     """Matches ``first .. first+count-1`` of this step's global list (each rank plays its own slice).
 
     Game j is decided by its own RNG, so the global list is the same however it is split across ranks:
     mirror self-play (every role a learner), or the learner in seat ``j % len(roles)`` against a pool
-    snapshot or the scripted opponent.
+    snapshot or the scripted opponent. ``arms[j]`` is the curriculum's (option, value) for game j: a game
+    option, or with option ``opponent`` the opponent itself (``mirror``, ``pool`` or a scripted agent spec).
     """
     matches = []
     for j in range(first, first + count):
@@ -36,16 +43,21 @@ def plan_matches(roles: Sequence[str], group_of, step: int, seed: int, first: in
             kind = POOL if pool_ready else LEARNER  # until the first snapshot, pool games are mirror games
         else:
             kind = SCRIPTED if u < pool_prob + scripted_prob else LEARNER
+        scripted = SCRIPTED
+        if arms and arms[j][0] == OPPONENT:
+            value = str(arms[j][1])
+            kind = LEARNER if value == "mirror" else (POOL if pool_ready else LEARNER) if value == POOL else SCRIPTED
+            scripted = scripted_name(value)
         seat = roles[j % len(roles)]
         agents = {r: agent_name(LEARNER if kind == LEARNER or r == seat else kind, group_of(r))
                   for r in roles}
         if kind == SCRIPTED:
-            agents = {r: a if r == seat else SCRIPTED for r, a in agents.items()}
+            agents = {r: a if r == seat else scripted for r, a in agents.items()}
         # meta step counts from 1: the training step this rollout feeds (as checkpoints count steps done)
         meta = {"step": step + 1, "index": j, "opponent": kind}
         if arms:  # the curriculum's category for game j: (option, value)
             option, value = arms[j]
-            meta.update(arm=str(value), game_options={option: value})
+            meta.update(arm=str(value), **({"game_options": {option: value}} if option != OPPONENT else {}))
         matches.append(Match(game_seed, agents, meta))
     return matches
 
@@ -107,3 +119,12 @@ def filter_groups(samples: list[Sample], low: float, high: float) -> list[Sample
             if not difficulty_filter([accuracy], low, high)[0]:
                 drop.add(key)
     return [s for s in samples if s.turn_group not in drop]
+
+
+def credit_progress(samples: Sequence[Sample], infos: Mapping[Any, dict], gains: Mapping[str, float], key) -> None:
+    """Learning-progress credit: each sample's reward becomes the measured gain of its episode's key
+    (``key(info)``); a sample whose key is None or unmeasured keeps its recorded reward (e.g. a malformed task)."""
+    for s in samples:
+        k = key(infos[s.turn_group[0]])
+        if k in gains:
+            s.reward = gains[k]

@@ -47,7 +47,7 @@ from training.losses import grpo_advantages, policy_loss, rae_advantages
 from training.policy import Policy
 from training.pool import OpponentPool
 from training.curriculum import make_curriculum
-from training.rollout import (LEARNER, POOL, SCRIPTED, agent_name, collect_samples, filter_groups, learner_results,
+from training.rollout import (LEARNER, OPPONENT, POOL, SCRIPTED, agent_name, credit_progress, scripted_name, collect_samples, filter_groups, learner_results,
                               plan_matches)
 
 
@@ -69,8 +69,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_game_options(cfg: TrainConfig) -> None:
-    """Build the game once with its options and each curriculum arm; ValueError names what is wrong."""
-    for value in cfg.curriculum_arms or [None]:
+    """Build the game once with its options and each curriculum arm (each opponent arm's agent); ValueError names
+    what is wrong."""
+    if cfg.curriculum_option == OPPONENT:
+        for value in cfg.curriculum_arms:
+            if str(value) not in ("mirror", POOL):
+                build_agent(str(value))
+    for value in (cfg.curriculum_arms if cfg.curriculum_option != OPPONENT else []) or [None]:
         registry_make_game(cfg.game, **{**cfg.game_options, **({cfg.curriculum_option: value} if value is not None else {})})
 
 
@@ -153,6 +158,7 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
         if cfg.curriculum != "none" else None
     arm_values = {str(v): v for v in cfg.curriculum_arms}
     roles = game_cls.roles
+    progress = game_cls.learning_progress(dict(cfg.game_options)) if hasattr(game_cls, "learning_progress") else None
 
     # -- models, optimizer, scheduler ---------------------------------------------------------------------
     spec = parse_spec(cfg.model)
@@ -166,7 +172,8 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
             module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             module.config.use_cache = False
     reference = frozen_copy(policy) if cfg.kl_coef else None
-    opponent = frozen_copy(policy) if cfg.pool_prob else None
+    pool_arm = cfg.curriculum_option == OPPONENT and POOL in map(str, cfg.curriculum_arms)
+    opponent = frozen_copy(policy) if cfg.pool_prob or pool_arm else None
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
@@ -202,34 +209,54 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
                 for g in policy.groups}
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", unit="step",
                disable=not (cfg.progress and accelerator.is_main_process), dynamic_ncols=True)
+    if cfg.eval_before and not state["history"]:  # the starting point of the curves: step 0, before any update
+        state["history"].append(_evaluation_entry(cfg, accelerator, model, policy, learners, make_game, roles, store, 0,
+                                                  state.get("seconds", 0.0), {}))
     for step in range(state["step"], cfg.steps):
         # -- rollout: this rank's slice of the step's games ------------------------------------------------
         t_start = time.perf_counter()
         agents: dict[str, Any] = dict(learners)
         for i, agent in enumerate(learners.values()):
             agent.sampling.seed, agent.calls = hash((cfg.seed, step, rank, i)) % 2**31, 0
-        snapshot = pool.choose(random.Random(f"{cfg.seed}/{step}/pool")) if cfg.pool_prob else None
+        snapshot = pool.choose(random.Random(f"{cfg.seed}/{step}/pool")) if opponent is not None else None
         if snapshot is not None:
             opponent.load_state_dict(torch.load(snapshot.path, map_location=accelerator.device), strict=False)
             agents.update({agent_name(POOL, g): _llm_agent(opponent, g, tokenizer, POOL, SamplingConfig(**sampling, seed=step))
                            for g in policy.groups})
         if cfg.scripted_prob:
             agents[SCRIPTED] = build_agent(cfg.scripted_opponent, seed=hash((cfg.seed, step, rank)) % 2**31, name=SCRIPTED)
-        first, count = rank_slice(cfg.games_per_step * world, world, rank)
-        arms = None
-        if curriculum is not None:  # the same global list of categories on every rank
-            chosen = curriculum.choose(random.Random(f"{cfg.seed}/{step}/curriculum"), cfg.games_per_step * world)
-            arms = [(cfg.curriculum_option, arm_values[a]) for a in chosen]
-        matches = plan_matches(roles, policy.group, step, cfg.seed, first, count, cfg.pool_prob,
-                               cfg.scripted_prob, snapshot is not None, arms)
+        if cfg.curriculum_option == OPPONENT:
+            agents.update({scripted_name(v): build_agent(v, seed=hash((cfg.seed, step, rank, v)) % 2**31, name=scripted_name(v))
+                           for v in arm_values if v not in ("mirror", POOL)})
+        episodes, samples, kept_groups, rounds = [], [], set(), 0
+        filtering = (cfg.filter_low, cfg.filter_high) != (0.0, 1.0)
         model.eval()
-        with torch.no_grad(), full_parameters(accelerator, model):
-            episodes = play(make_game, matches, agents, store=store, concurrency=cfg.concurrency, progress=False,
-                            options={**cfg.game_options, **context})
+        while True:  # one round, plus refill rounds while difficulty filtering left the batch short
+            total = cfg.games_per_step * world
+            first, count = rank_slice(total, world, rank)
+            offset = rounds * total  # refill games continue the step's global list, so their seeds are new
+            arms = None
+            if curriculum is not None:  # the same global list of categories on every rank
+                chosen = curriculum.choose(random.Random(f"{cfg.seed}/{step}/curriculum/{rounds}"), total)
+                arms = {offset + i: (cfg.curriculum_option, arm_values[a]) for i, a in enumerate(chosen)}
+            matches = plan_matches(roles, policy.group, step, cfg.seed, offset + first, count, cfg.pool_prob,
+                                   cfg.scripted_prob, snapshot is not None, arms)
+            with torch.no_grad(), full_parameters(accelerator, model):
+                new = play(make_game, matches, agents, store=store, concurrency=cfg.concurrency, progress=False,
+                           options={**cfg.game_options, **context})
+            episodes += new
+            fresh = collect_samples(new, policy.group)
+            samples += fresh
+            rounds += 1
+            if not filtering:
+                break
+            kept_groups |= {s.turn_group for s in filter_groups(fresh, cfg.filter_low, cfg.filter_high)}
+            have = reduce_sums(accelerator, {"groups": float(len(kept_groups))})["groups"]
+            if have >= total or rounds > cfg.filter_refill:
+                break
         t_rollout = time.perf_counter() - t_start
 
         # -- advantages: baselines from before the update, measured over every rank's samples --------------
-        samples = collect_samples(episodes, policy.group)
         mine = [(s.key, s.reward) for s in samples]
         every = [(tuple(k), r) for k, r in gather_object(mine)] if world > 1 else mine
         _, new_baselines = rae_advantages([r for _, r in every], [k for k, _ in every], baselines, cfg.baseline_decay)
@@ -245,15 +272,32 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
                 arm_stats[f"arm|{s.arm}|absadv"] += abs(s.advantage)
                 arm_stats[f"arm|{s.arm}|reward"] += s.reward
                 arm_stats[f"arm|{s.arm}|n"] += 1
-        kept = filter_groups(samples, cfg.filter_low, cfg.filter_high) if (cfg.filter_low, cfg.filter_high) != (0.0, 1.0) \
-            else samples
+        kept = filter_groups(samples, cfg.filter_low, cfg.filter_high) if filtering else samples
         filtered, samples = len(samples) - len(kept), kept
 
         # -- update ----------------------------------------------------------------------------------------
         t_update = time.perf_counter()
+        if progress is not None:  # the rewarded role waits for the gain its tasks bought (LearningProgress)
+            before = probe_accuracy(progress, accelerator, model, policy, learners, step)
+            delayed = [s for s in samples if s.key[1] == progress.role]
+            samples = [s for s in samples if s.key[1] != progress.role]
         model.train()
         update_stats = _update(cfg, accelerator, model, reference, optimizer, scheduler, samples, tokenizer.pad_token_id)
+        if progress is not None:
+            after = probe_accuracy(progress, accelerator, model, policy, learners, step)
+            gains = {k: after[k] - before[k] for k in after}
+            state.setdefault("progress", []).append({"step": step + 1, "before": before, "after": after})
+            credit_progress(delayed, {ep.id: ep.meta.get("info") or {} for ep in episodes}, gains, progress.key)
+            mean = reduce_sums(accelerator, {"sum": sum(s.reward for s in delayed), "n": float(len(delayed))})
+            for s in delayed:  # a batch baseline: the mean gain over every rank's tasks
+                s.advantage = s.reward - mean["sum"] / max(mean["n"], 1.0)
+            model.train()
+            second = _update(cfg, accelerator, model, reference, optimizer, scheduler, delayed, tokenizer.pad_token_id)
+            update_stats.update({k: update_stats[k] + v if k != "grad_norm" else max(update_stats[k], v)
+                                 for k, v in second.items()})
+            samples += delayed
         t_update = time.perf_counter() - t_update
+        state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - t_start  # training time, evaluation excluded
 
         if cfg.check_sync:
             _record_weight_hashes(accelerator, model, run_dir, step + 1)
@@ -283,6 +327,8 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
             pool.record(int(key.split("|")[1]), int(totals[key]), totals[key.replace("|games", "|wins")])
         metrics = _metrics(totals, roles, t_rollout, t_update, world)
         metrics["filtered_samples"] = totals["filtered"]
+        if progress is not None:  # the same on every rank (probes are reduced)
+            metrics.update({f"progress/{k}": v for k, v in gains.items()})
         if curriculum is not None:
             last = state["curriculum_history"][-1]
             metrics.update({f"curriculum/p/{a}": p for a, p in last["p"].items()})
@@ -292,9 +338,8 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
         if cfg.pool_prob and done % cfg.snapshot_every == 0:
             pool.add(done, _snapshot_state(accelerator, model, policy), write=accelerator.is_main_process)
         if (cfg.eval_every and done % cfg.eval_every == 0) or done == cfg.steps:
-            evaluation = evaluate(cfg, accelerator, model, policy, learners, make_game, roles, store, done)
-            metrics.update({f"winrate/vs_{k}": v["win_or_draw"] for k, v in evaluation.items()})
-            state["history"].append({"step": done, "evaluation": evaluation})
+            state["history"].append(_evaluation_entry(cfg, accelerator, model, policy, learners, make_game, roles, store,
+                                                      done, state["seconds"], metrics))
         state.update(step=done, baselines={"|".join(k): v for k, v in baselines.items()},
                      curriculum=curriculum.state_dict() if curriculum is not None else None, context=dict(context))
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
@@ -435,7 +480,8 @@ def _metrics(totals: dict[str, float], roles, t_rollout: float, t_update: float,
 
 def evaluate(cfg: TrainConfig, accelerator: Accelerator, model, policy: Policy, learners, make_game, roles, store,
              step: int) -> dict[str, dict[str, float]]:
-    """The learner against each scripted baseline, in every seat: win / draw / loss and invalid rates."""
+    """The learner against each scripted baseline, in every seat: win / draw / loss and invalid rates, and its mean
+    reward per seat. The games and the baseline's seed are the same at every evaluation: a fixed held-out set."""
     rank, world = accelerator.process_index, accelerator.num_processes
     results = {}
     model.eval()
@@ -443,7 +489,7 @@ def evaluate(cfg: TrainConfig, accelerator: Accelerator, model, policy: Policy, 
     learners = {name: LLMAgent(a.model, a.tokenizer, replace(a.sampling, temperature=temperature), name, a.adapter)
                 for name, a in learners.items()}
     for opponent in cfg.eval_opponents:
-        agents = {**learners, "baseline": build_agent(opponent, seed=10_000 + step + rank, name="baseline")}
+        agents = {**learners, "baseline": build_agent(opponent, seed=10_000 + rank, name="baseline")}
         first, count = rank_slice(cfg.eval_games, world, rank)
         matches = []
         for j in range(first, first + count):
@@ -453,10 +499,14 @@ def evaluate(cfg: TrainConfig, accelerator: Accelerator, model, policy: Policy, 
                                  {"step": step, "eval": opponent}))
         with torch.no_grad(), full_parameters(accelerator, model):
             episodes = play(make_game, matches, agents, store=store, concurrency=cfg.concurrency, progress=False)
-        counts = {"win": 0.0, "draw": 0.0, "loss": 0.0, "error": 0.0, "attempts": 0.0, "invalid": 0.0}
+        counts = {"win": 0.0, "draw": 0.0, "loss": 0.0, "error": 0.0, "attempts": 0.0, "invalid": 0.0,
+                  **{f"{x}|{r}": 0.0 for r in roles for x in ("reward", "games")}}
         for ep in episodes:
             seat = next(r for r, a in ep.agents.items() if a.startswith(LEARNER))
             counts[ep.outcome(seat)] += 1
+            if seat in ep.rewards:
+                counts[f"reward|{seat}"] += ep.rewards[seat]
+                counts[f"games|{seat}"] += 1
             mine = [s for s in ep.steps if s.role == seat]
             counts["attempts"] += len(mine)
             counts["invalid"] += sum(s.failure is not None for s in mine)
@@ -464,11 +514,83 @@ def evaluate(cfg: TrainConfig, accelerator: Accelerator, model, policy: Policy, 
         n = max(1.0, counts["win"] + counts["draw"] + counts["loss"])
         results[opponent] = {"games": n, "win": counts["win"] / n, "draw": counts["draw"] / n,
                              "loss": counts["loss"] / n, "win_or_draw": (counts["win"] + counts["draw"]) / n,
-                             "invalid_rate": counts["invalid"] / max(1.0, counts["attempts"])}
-    elo = gauntlet_elo(results)
+                             "invalid_rate": counts["invalid"] / max(1.0, counts["attempts"]),
+                             # the learner's mean reward per seat (the same seeds and baseline tasks at every evaluation)
+                             "reward": {r: counts[f"reward|{r}"] / counts[f"games|{r}"] for r in roles if counts[f"games|{r}"]}}
+    elo = gauntlet_elo(results) if results else None
     for opponent in results:
         results[opponent]["learner_elo"] = elo
     return results
+
+
+def _evaluation_entry(cfg: TrainConfig, accelerator: Accelerator, model, policy: Policy, learners, make_game, roles,
+                      store, done: int, seconds: float, metrics: dict[str, float]) -> dict[str, Any]:
+    """One history entry: the evaluation against the baselines (and the held-out one); adds their metrics."""
+    evaluation = evaluate(cfg, accelerator, model, policy, learners, make_game, roles, store, done)
+    metrics.update({f"winrate/vs_{k}": v["win_or_draw"] for k, v in evaluation.items()})
+    entry = {"step": done, "seconds": seconds, "evaluation": evaluation}
+    if cfg.eval_heldout:
+        entry["heldout"] = heldout(cfg, accelerator, model, policy, learners, make_game, roles, store, done)
+        metrics.update({f"heldout/{role}/{arm}": v for role, arms in entry["heldout"].items() for arm, v in arms.items()})
+    return entry
+
+
+def probe_accuracy(progress, accelerator: Accelerator, model, policy: Policy, learners, step: int) -> dict[str, float]:
+    """``progress.probe_role``'s mean reward per key on the fixed probes, greedy, split over ranks (not recorded)."""
+    rank, world = accelerator.process_index, accelerator.num_processes
+    name = agent_name(LEARNER, policy.group(progress.probe_role))
+    base = learners[name]
+    agent = LLMAgent(base.model, base.tokenizer, replace(base.sampling, temperature=0.0), name, base.adapter)
+    matches = []
+    for key, probes in progress.probes.items():
+        first, count = rank_slice(len(probes), world, rank)
+        for options, seed in probes[first:first + count]:
+            game_role = progress.probe_game(**options).roles[0]
+            matches.append(Match(seed, {game_role: name}, {"step": step, "probe": key, "game_options": options}))
+    model.eval()
+    with torch.no_grad(), full_parameters(accelerator, model):
+        episodes = play(progress.probe_game, matches, {name: agent}, progress=False)
+    sums = {f"{k}|{x}": 0.0 for k in progress.probes for x in ("sum", "n")}
+    for ep in episodes:
+        sums[f"{ep.meta['probe']}|sum"] += next(iter(ep.rewards.values()), 0.0)
+        sums[f"{ep.meta['probe']}|n"] += 1
+    sums = reduce_sums(accelerator, sums)
+    return {k: sums[f"{k}|sum"] / max(sums[f"{k}|n"], 1.0) for k in progress.probes}
+
+
+def heldout(cfg: TrainConfig, accelerator: Accelerator, model, policy: Policy, learners, make_game, roles, store,
+            step: int) -> dict[str, dict[str, float]]:
+    """Mean reward of the learner in each role on ``eval_games`` fixed seeds (never drawn in training) per
+    curriculum arm (opponent arms aside), every role played by the learner: held-out accuracy for task games.
+    {role: {arm: mean, "all": mean}}."""
+    rank, world = accelerator.process_index, accelerator.num_processes
+    temperature = cfg.temperature if cfg.eval_temperature is None else cfg.eval_temperature
+    agents = {name: LLMAgent(a.model, a.tokenizer, replace(a.sampling, temperature=temperature), name, a.adapter)
+              for name, a in learners.items()}
+    first, count = rank_slice(cfg.eval_games, world, rank)
+    arms = [(cfg.curriculum_option, v) for v in cfg.curriculum_arms if cfg.curriculum_option != OPPONENT] or [(None, None)]
+    matches = [Match(20_000_000 + j, {r: agent_name(LEARNER, policy.group(r)) for r in roles},
+                     {"step": step, "eval": "heldout", **({"arm": str(v), "game_options": {o: v}} if o else {})})
+               for o, v in arms for j in range(first, first + count)]
+    model.eval()
+    with torch.no_grad(), full_parameters(accelerator, model):
+        episodes = play(make_game, matches, agents, store=store, concurrency=cfg.concurrency, progress=False)
+    sums: dict[str, float] = {}
+    for ep in episodes:
+        if ep.status == "error":
+            continue
+        for role, reward in ep.rewards.items():
+            for arm in (ep.meta.get("arm", "all"), "all") if "arm" in ep.meta else ("all",):
+                sums[f"{role}|{arm}|sum"] = sums.get(f"{role}|{arm}|sum", 0.0) + reward
+                sums[f"{role}|{arm}|n"] = sums.get(f"{role}|{arm}|n", 0.0) + 1
+    sums = reduce_sums(accelerator, {k: sums.get(k, 0.0) for k in (f"{r}|{a}|{x}" for r in roles
+                                     for a in [str(v) for _, v in arms if v is not None] + ["all"] for x in ("sum", "n"))})
+    out: dict[str, dict[str, float]] = {}
+    for key, n in sums.items():
+        role, arm, kind = key.split("|")
+        if kind == "n" and n:
+            out.setdefault(role, {})[arm] = sums[f"{role}|{arm}|sum"] / n
+    return out
 
 
 def gauntlet_elo(results: dict[str, dict[str, float]]) -> dict[str, float]:

@@ -31,3 +31,20 @@ def test_quiz_rewards_hand_checked():
 def test_bad_options_are_named():
     with pytest.raises(ValueError, match="skill='div'"):
         Arithmetic(skill="div")
+
+
+def test_multiple_choice_lists_the_answer_among_distinct_near_misses():
+    for seed in range(200):
+        game = Arithmetic(skill="sub", digits=1, choices=4)
+        game.reset(seed)
+        legal = game.legal_actions("solver")
+        values = [int(a.split()[-1]) for a in legal]
+        assert len(values) == len(set(values)) == 4 and game.answer in values and min(values) >= 0
+        assert all(abs(v - game.answer) in (0, 1, 2, 10, 11, 20) for v in values)
+        assert ", ".join(map(str, values)) in game.observe("solver")[-1]["content"]
+        assert game.random_action("solver", random.Random(seed)) in legal
+    free = Arithmetic(choices=0)
+    free.reset(0)
+    assert free.legal_actions("solver") is None  # free answers by default
+    with pytest.raises(ValueError, match="choices=9"):
+        Arithmetic(choices=9)
