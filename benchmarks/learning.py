@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="training steps (default 300 tiny, 12 smollm2)")
     parser.add_argument("--out", help="run directory (default runs/learning-tiny or runs/learning-smollm2)")
     parser.add_argument("overrides", nargs="*", help="more key=value overrides")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     name = "smollm2" if args.smollm2 else "tiny"
     steps = args.steps or (12 if args.smollm2 else 300)
     out = Path(args.out or f"runs/learning-{name}")

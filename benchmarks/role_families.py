@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--out", default="runs/role-families")
     parser.add_argument("overrides", nargs="*", help="more key=value overrides")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     out = Path(args.out)
     if args.family in FAMILIES:
         recipe, seat, extra = FAMILIES[args.family]
