@@ -116,6 +116,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if not 0 <= config.filter_low <= config.filter_high <= 1:
         raise ValueError(f"config keys 'filter_low'/'filter_high': need 0 <= low <= high <= 1, got "
                          f"{config.filter_low}, {config.filter_high}")
+    if config.filter_refill < 0:
+        raise ValueError(f"config key 'filter_refill': {config.filter_refill} is negative; expected extra rounds >= 0")
     for key in ("pool_prob", "scripted_prob"):
         if not 0 <= getattr(config, key) <= 1:
             raise ValueError(f"config key {key!r}: {getattr(config, key)} is not a probability in [0, 1]")
