@@ -613,6 +613,8 @@ def save_checkpoint(accelerator: Accelerator, model, policy: Policy, tokenizer, 
     """Write the checkpoint into a staging directory on every rank, then publish it atomically."""
     stage = ckpt.staging_dir(run_dir, step)
     accelerator.save_state(str(stage / "state"))
+    # every rank must be done writing (its RNG state, its ZeRO partition) before rank 0 renames the staging folder
+    accelerator.wait_for_everyone()
     full = accelerator.get_state_dict(model) if zero_stage(accelerator) == 3 else None
     if accelerator.is_main_process:
         policy.save_pretrained(stage / "policy", state_dict=full)
