@@ -134,6 +134,27 @@ def rank_slice(total: int, world: int, rank: int) -> tuple[int, int]:
     return first, per + (1 if rank < extra else 0)
 
 
+def at_temperature(agents: dict[str, LLMAgent], temperature: float) -> dict[str, LLMAgent]:
+    """The same learner agents (model, adapter, name) sampling at another temperature."""
+    return {name: LLMAgent(a.model, a.tokenizer, replace(a.sampling, temperature=temperature), name, a.adapter)
+            for name, a in agents.items()}
+
+
+def _eval_temperature(cfg: TrainConfig) -> float:
+    return cfg.temperature if cfg.eval_temperature is None else cfg.eval_temperature
+
+
+def reduced_means(accelerator: Accelerator, keys, pairs) -> dict[str, float | None]:
+    """Mean of the values per key over (key, value) pairs of every rank; None for a key no rank saw. ``keys``
+    must be the same list on every rank (it fixes the collective's shape)."""
+    sums = {f"{k}|{x}": 0.0 for k in keys for x in ("sum", "n")}
+    for key, value in pairs:
+        sums[f"{key}|sum"] += value
+        sums[f"{key}|n"] += 1
+    sums = reduce_sums(accelerator, sums)
+    return {k: sums[f"{k}|sum"] / sums[f"{k}|n"] if sums[f"{k}|n"] else None for k in keys}
+
+
 def reduce_sums(accelerator: Accelerator, values: dict[str, float]) -> dict[str, float]:
     """Sum scalar statistics over ranks (same keys on every rank)."""
     keys = sorted(values)
@@ -485,9 +506,7 @@ def evaluate(cfg: TrainConfig, accelerator: Accelerator, model, policy: Policy, 
     rank, world = accelerator.process_index, accelerator.num_processes
     results = {}
     model.eval()
-    temperature = cfg.temperature if cfg.eval_temperature is None else cfg.eval_temperature
-    learners = {name: LLMAgent(a.model, a.tokenizer, replace(a.sampling, temperature=temperature), name, a.adapter)
-                for name, a in learners.items()}
+    learners = at_temperature(learners, _eval_temperature(cfg))
     for opponent in cfg.eval_opponents:
         agents = {**learners, "baseline": build_agent(opponent, seed=10_000 + rank, name="baseline")}
         first, count = rank_slice(cfg.eval_games, world, rank)
@@ -539,8 +558,7 @@ def probe_accuracy(progress, accelerator: Accelerator, model, policy: Policy, le
     """``progress.probe_role``'s mean reward per key on the fixed probes, greedy, split over ranks (not recorded)."""
     rank, world = accelerator.process_index, accelerator.num_processes
     name = agent_name(LEARNER, policy.group(progress.probe_role))
-    base = learners[name]
-    agent = LLMAgent(base.model, base.tokenizer, replace(base.sampling, temperature=0.0), name, base.adapter)
+    agents = at_temperature({name: learners[name]}, 0.0)
     matches = []
     for key, probes in progress.probes.items():
         first, count = rank_slice(len(probes), world, rank)
@@ -549,13 +567,10 @@ def probe_accuracy(progress, accelerator: Accelerator, model, policy: Policy, le
             matches.append(Match(seed, {game_role: name}, {"step": step, "probe": key, "game_options": options}))
     model.eval()
     with torch.no_grad(), full_parameters(accelerator, model):
-        episodes = play(progress.probe_game, matches, {name: agent}, progress=False)
-    sums = {f"{k}|{x}": 0.0 for k in progress.probes for x in ("sum", "n")}
-    for ep in episodes:
-        sums[f"{ep.meta['probe']}|sum"] += next(iter(ep.rewards.values()), 0.0)
-        sums[f"{ep.meta['probe']}|n"] += 1
-    sums = reduce_sums(accelerator, sums)
-    return {k: sums[f"{k}|sum"] / max(sums[f"{k}|n"], 1.0) for k in progress.probes}
+        episodes = play(progress.probe_game, matches, agents, progress=False)
+    means = reduced_means(accelerator, progress.probes, ((ep.meta["probe"], next(iter(ep.rewards.values()), 0.0))
+                                                          for ep in episodes))
+    return {k: 0.0 if v is None else v for k, v in means.items()}
 
 
 def heldout(cfg: TrainConfig, accelerator: Accelerator, model, policy: Policy, learners, make_game, roles, store,
@@ -564,9 +579,7 @@ def heldout(cfg: TrainConfig, accelerator: Accelerator, model, policy: Policy, l
     curriculum arm (opponent arms aside), every role played by the learner: held-out accuracy for task games.
     {role: {arm: mean, "all": mean}}."""
     rank, world = accelerator.process_index, accelerator.num_processes
-    temperature = cfg.temperature if cfg.eval_temperature is None else cfg.eval_temperature
-    agents = {name: LLMAgent(a.model, a.tokenizer, replace(a.sampling, temperature=temperature), name, a.adapter)
-              for name, a in learners.items()}
+    agents = at_temperature(learners, _eval_temperature(cfg))
     first, count = rank_slice(cfg.eval_games, world, rank)
     arms = [(cfg.curriculum_option, v) for v in cfg.curriculum_arms if cfg.curriculum_option != OPPONENT] or [(None, None)]
     matches = [Match(20_000_000 + j, {r: agent_name(LEARNER, policy.group(r)) for r in roles},
@@ -575,21 +588,14 @@ def heldout(cfg: TrainConfig, accelerator: Accelerator, model, policy: Policy, l
     model.eval()
     with torch.no_grad(), full_parameters(accelerator, model):
         episodes = play(make_game, matches, agents, store=store, concurrency=cfg.concurrency, progress=False)
-    sums: dict[str, float] = {}
-    for ep in episodes:
-        if ep.status == "error":
-            continue
-        for role, reward in ep.rewards.items():
-            for arm in (ep.meta.get("arm", "all"), "all") if "arm" in ep.meta else ("all",):
-                sums[f"{role}|{arm}|sum"] = sums.get(f"{role}|{arm}|sum", 0.0) + reward
-                sums[f"{role}|{arm}|n"] = sums.get(f"{role}|{arm}|n", 0.0) + 1
-    sums = reduce_sums(accelerator, {k: sums.get(k, 0.0) for k in (f"{r}|{a}|{x}" for r in roles
-                                     for a in [str(v) for _, v in arms if v is not None] + ["all"] for x in ("sum", "n"))})
+    keys = [f"{r}|{a}" for r in roles for a in [str(v) for _, v in arms if v is not None] + ["all"]]
+    pairs = ((f"{role}|{arm}", reward) for ep in episodes if ep.status != "error" for role, reward in ep.rewards.items()
+             for arm in {ep.meta.get("arm", "all"), "all"})
     out: dict[str, dict[str, float]] = {}
-    for key, n in sums.items():
-        role, arm, kind = key.split("|")
-        if kind == "n" and n:
-            out.setdefault(role, {})[arm] = sums[f"{role}|{arm}|sum"] / n
+    for key, mean in reduced_means(accelerator, keys, pairs).items():
+        if mean is not None:
+            role, arm = key.split("|")
+            out.setdefault(role, {})[arm] = mean
     return out
 
 
