@@ -58,6 +58,15 @@ def best_cells(board: str, mark: str) -> list[int]:
     return [c for c, s in scores.items() if s == top]
 
 
+def compact_prompt(board: str, mark: str) -> str:
+    """The short prompt for tiny models: the mark to play, then each cell after its number ("X1.2X3O...").
+
+    The numbers are the answer's tokens, so a tiny model's attention can point at a cell; on the bare board
+    ("X.X.O....") the tiny model plateaus even when trained on minimax's moves (benchmarks/reinforce_probe.py).
+    """
+    return mark + "".join(f"{i + 1}{c}" for i, c in enumerate(board))
+
+
 def render(board: str) -> str:
     """The board as three rows, empty cells showing their number."""
     cells = [mark if mark != "." else str(i + 1) for i, mark in enumerate(board)]
@@ -73,7 +82,7 @@ class TicTacToe(Game):
     roles = ("player_0", "player_1")
     max_turns = 9
     action_format = "the number of an empty cell in square brackets, e.g. [5]"
-    compact: bool = False  # a short prompt (board only), for tiny models whose context is costly
+    compact: bool = False  # a short prompt for tiny models: the mark, then each cell after its number ("X1.2X3O...")
 
 
     def reset(self, seed: int) -> None:
@@ -89,7 +98,7 @@ class TicTacToe(Game):
     def observe(self, role: str) -> list:
         mark = MARKS[self.roles.index(role)]
         if self.compact:
-            return [user(f"{mark}{self.board}")]
+            return [user(compact_prompt(self.board, mark))]
         return [
             system(f"You are playing TicTacToe as {mark}. Get three {mark} in a row to win. "
                    f"Answer with {self.action_format}."),

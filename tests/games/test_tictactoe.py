@@ -36,3 +36,13 @@ def test_expert_never_loses_and_draws_itself():
     assert sum(ep.outcome(r) == "win" for ep in vs_random for r, a in ep.agents.items() if a == "expert") > 300
     mirror = _play(ExpertAgent(1, "e1"), ExpertAgent(2, "e2"), 100)
     assert all(ep.rewards == {"player_0": 0.0, "player_1": 0.0} for ep in mirror)
+
+
+def test_compact_prompt_numbers_each_cell_and_is_the_players_view():
+    game = TicTacToe(compact=True)
+    game.reset(0)
+    for cell in (5, 1):  # X takes 5, O takes 1 (0-based 4, 0)
+        game.step(game.turn().role, [cell - 1])
+    (message,) = game.observe("player_0")
+    assert message["content"] == "X1O2.3.4.5X6.7.8.9."
+    assert game.observe("player_1")[0]["content"].startswith("O1O")
