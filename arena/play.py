@@ -26,11 +26,19 @@ from games.core import Failure, Game, InvalidAction, Message
 
 @dataclass
 class Match:
-    """One game to play: its seed, which agent (by name) plays each role, and free-form metadata."""
+    """One game to play: its seed, which agent (by name) plays each role, and free-form metadata.
+
+    ``opening``: that many first turns are uniformly random legal moves (``game.random_action``) made by the
+    arena, not by the agents, so training visits diverse positions (as opening books and random starts do).
+    """
 
     seed: int
     agents: dict[str, str]
     meta: dict[str, Any] = field(default_factory=dict)
+    opening: int = 0
+
+
+OPENING = "opening"  # the agent name recorded for random opening moves
 
 
 def paired_matches(roles: Sequence[str], agent_names: Sequence[str], games: int, seed: int = 0,
@@ -68,6 +76,9 @@ class _LiveGame:
         self.turn = None
         self.slots: list[_Slot] = []
         self.turn_steps: list[list[Step]] = []
+        self.opening = match.opening
+        if match.opening:
+            self.episode.meta["opening"] = match.opening
         self.clock = time.perf_counter()
         self._guard(lambda: (game.reset(match.seed), self._begin_turn()))
 
@@ -145,9 +156,22 @@ class _LiveGame:
         if self.episode.num_turns >= self.game.max_turns:
             self._finish("truncated", self.game.truncation_rewards())
             return
+        if self.episode.num_turns < self.opening and self.turn.samples == 1:
+            self._random_move()
+            return
         messages = self.game.observe(self.turn.role)
         self.slots = [_Slot(messages) for _ in range(self.turn.samples)]
         self.turn_steps = [[] for _ in range(self.turn.samples)]
+
+    def _random_move(self) -> None:
+        """One opening move: a uniformly random legal action, recorded as the ``opening`` agent's."""
+        role = self.turn.role
+        text = self.game.random_action(role, self.fallback_rng)
+        self.game.step(role, [self.game.parse(role, text)])
+        self.episode.steps.append(Step(turn=self.episode.num_turns, role=role, sample=0, attempt=0, agent=OPENING,
+                                       messages=[], text=text, action=text))
+        self.episode.num_turns += 1
+        self._begin_turn()
 
     def _finish(self, status: str, rewards: dict[str, float]) -> None:
         ep = self.episode

@@ -46,6 +46,7 @@ class TrainConfig:
     snapshot_every: int = 10  # steps between snapshots into the pool
     scripted_prob: float = 0.0  # share of games against a scripted opponent
     scripted_opponent: str = "random"  # the scripted opponent's spec (random | expert)
+    random_opening: int = 0  # training games open with 0..N random moves (drawn per game): diverse positions; evaluation starts at the start
     # -- curriculum -------------------------------------------------------------------------------------
     curriculum: str = "none"  # none | uniform | sec | dump | adarft: how each game's category is chosen
     curriculum_option: str = ""  # the game option whose values are the arms (e.g. digits, skill), or opponent (arms: mirror, pool, agent specs)
@@ -116,8 +117,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if not 0 <= config.filter_low <= config.filter_high <= 1:
         raise ValueError(f"config keys 'filter_low'/'filter_high': need 0 <= low <= high <= 1, got "
                          f"{config.filter_low}, {config.filter_high}")
-    if config.filter_refill < 0:
-        raise ValueError(f"config key 'filter_refill': {config.filter_refill} is negative; expected extra rounds >= 0")
+    for key, what in (("filter_refill", "extra rounds"), ("random_opening", "random opening moves")):
+        if getattr(config, key) < 0:
+            raise ValueError(f"config key {key!r}: {getattr(config, key)} is negative; expected {what} >= 0")
     for key in ("pool_prob", "scripted_prob"):
         if not 0 <= getattr(config, key) <= 1:
             raise ValueError(f"config key {key!r}: {getattr(config, key)} is not a probability in [0, 1]")

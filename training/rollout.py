@@ -26,12 +26,14 @@ def agent_name(kind: str, group: str) -> str:
 
 def plan_matches(roles: Sequence[str], group_of, step: int, seed: int, first: int, count: int,
                  pool_prob: float, scripted_prob: float, pool_ready: bool,
-                 arms: Mapping[int, tuple[str, Any]] | Sequence[tuple[str, Any]] | None = None) -> list[Match]:
+                 arms: Mapping[int, tuple[str, Any]] | Sequence[tuple[str, Any]] | None = None,
+                 opening: int = 0) -> list[Match]:
     """Matches ``first .. first+count-1`` of this step's global list (each rank plays its own slice).
 
     Game j is decided by its own RNG, so the global list is the same however it is split across ranks:
     mirror self-play (every role a learner), or the learner in seat ``j % len(roles)`` against a pool
-    snapshot or the scripted opponent. ``arms[j]`` is the curriculum's (option, value) for game j: a game
+    snapshot or the scripted opponent; with ``opening`` its first 0..opening turns (drawn per game) are random
+    moves. ``arms[j]`` is the curriculum's (option, value) for game j: a game
     option, or with option ``opponent`` the opponent itself (``mirror``, ``pool`` or a scripted agent spec).
     """
     matches = []
@@ -58,7 +60,7 @@ def plan_matches(roles: Sequence[str], group_of, step: int, seed: int, first: in
         if arms:  # the curriculum's category for game j: (option, value)
             option, value = arms[j]
             meta.update(arm=str(value), **({"game_options": {option: value}} if option != OPPONENT else {}))
-        matches.append(Match(game_seed, agents, meta))
+        matches.append(Match(game_seed, agents, meta, rng.randint(0, opening) if opening else 0))
     return matches
 
 

@@ -261,7 +261,7 @@ def train(cfg: TrainConfig) -> dict[str, Any] | None:
                 chosen = curriculum.choose(random.Random(f"{cfg.seed}/{step}/curriculum/{rounds}"), total)
                 arms = {offset + i: (cfg.curriculum_option, arm_values[a]) for i, a in enumerate(chosen)}
             matches = plan_matches(roles, policy.group, step, cfg.seed, offset + first, count, cfg.pool_prob,
-                                   cfg.scripted_prob, snapshot is not None, arms)
+                                   cfg.scripted_prob, snapshot is not None, arms, cfg.random_opening)
             with torch.no_grad(), full_parameters(accelerator, model):
                 new = play(make_game, matches, agents, store=store, concurrency=cfg.concurrency, progress=False,
                            options={**cfg.game_options, **context})

@@ -1,5 +1,5 @@
 from agents.scripted import RandomAgent
-from arena.play import Match, paired_matches, play
+from arena.play import OPENING, Match, paired_matches, play
 from games.core import InvalidPolicy
 from games.tictactoe import TicTacToe
 from tests.fakes import CrashingAgent, ExplodingTTT, GuessGame, RetryTTT, ScriptAgent
@@ -88,3 +88,24 @@ def test_a_crashing_agent_forfeits_and_the_error_is_recorded():
     ep = play(TicTacToe, [Match(0, {"player_0": "c", "player_1": "r"})], agents, progress=False)[0]
     assert ep.status == "forfeit" and ep.rewards["player_0"] == -1.0
     assert ep.steps[0].failure == "AGENT_ERROR" and "model server went away" in ep.steps[0].error
+
+
+def test_opening_moves_are_random_recorded_and_reproducible():
+    def game():
+        return TicTacToe(compact=True)
+
+    matches = [Match(seed, {"player_0": "a", "player_1": "b"}, opening=3) for seed in range(20)]
+    first = play(game, matches, {"a": RandomAgent(1, "a"), "b": RandomAgent(2, "b")}, progress=False)
+    again = play(game, matches, {"a": RandomAgent(5, "a"), "b": RandomAgent(6, "b")}, progress=False)
+    openings = set()
+    for ep, other in zip(first, again):
+        opening = [s for s in ep.steps if s.agent == OPENING]
+        assert [s.turn for s in opening] == [0, 1, 2] and ep.meta["opening"] == 3
+        # the opening comes from the match seed, not from the agents
+        assert [s.action for s in opening] == [s.action for s in other.steps if s.agent == OPENING]
+        openings.add(tuple(s.action for s in opening))
+        first_asked = next(s for s in ep.steps if s.agent != OPENING)
+        assert (first_asked.turn, first_asked.role, first_asked.agent) == (3, "player_1", "b")
+        board = first_asked.messages[-1]["content"][1:]  # "O1X2.3O..." after the mark to play
+        assert (board.count("X"), board.count("O")) == (2, 1)
+    assert len(openings) > 10  # different seeds, different openings

@@ -31,6 +31,7 @@ def test_every_launch_config_is_an_accelerate_config(path):
     ("scripted_prob=1.5", "config key 'scripted_prob'"),
     ("steps", "is not key=value"),
     ("filter_refill=-1", "config key 'filter_refill': -1"),
+    ("random_opening=-2", "config key 'random_opening': -2"),
 ])
 def test_bad_keys_get_a_one_line_error_naming_them(override, words):
     with pytest.raises(ValueError) as info:
