@@ -126,8 +126,7 @@ class _LiveGame:
             return  # in a samples turn the sample just stays invalid: step() receives None for it
         if policy.fallback == "penalty":
             self.penalties[role] += policy.penalty
-        step.action = self.game.random_action(role, self.fallback_rng)
-        slot.action = self.game.parse(role, step.action)
+        step.action, slot.action = self._random_action(role)
 
     def advance(self) -> None:
         """Apply the turn once all its samples are settled, and set up the next one."""
@@ -163,11 +162,16 @@ class _LiveGame:
         self.slots = [_Slot(messages) for _ in range(self.turn.samples)]
         self.turn_steps = [[] for _ in range(self.turn.samples)]
 
+    def _random_action(self, role: str) -> tuple[str, Any]:
+        """A uniformly random legal action from the game's seeded fallback RNG: (its text, the parsed action)."""
+        text = self.game.random_action(role, self.fallback_rng)
+        return text, self.game.parse(role, text)
+
     def _random_move(self) -> None:
         """One opening move: a uniformly random legal action, recorded as the ``opening`` agent's."""
         role = self.turn.role
-        text = self.game.random_action(role, self.fallback_rng)
-        self.game.step(role, [self.game.parse(role, text)])
+        text, action = self._random_action(role)
+        self.game.step(role, [action])
         self.episode.steps.append(Step(turn=self.episode.num_turns, role=role, sample=0, attempt=0, agent=OPENING,
                                        messages=[], text=text, action=text))
         self.episode.num_turns += 1

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from agents.models import tiny_model
-from games.tictactoe import MARKS, best_cells, compact_prompt, free_cells, place, winner
+from games.tictactoe import MARKS, best_cells, compact_prompt, completing_cells, free_cells, place, winner
 
 
 def main() -> None:
@@ -56,16 +56,19 @@ def main() -> None:
             mask[i, free_cells(b)] = 0
         return model(**enc).logits[:, -1, digits] + mask
 
+    def new_game(board, seat, mirror, greedy):  # moves so far are read off the board
+        return {"b": board, "seat": seat, "m": 9 - board.count("."), "mine": [], "other": [], "mirror": mirror,
+                "greedy": greedy}
+
     def play(n, rng, greedy_eval, games=None):
-        games = games or [{"b": "." * 9, "seat": s, "m": 0, "mine": [], "other": [],
-                           "mirror": not greedy_eval and rng.random() < args.mirror,
-                           "greedy": not greedy_eval and rng.random() < args.greedy} for s in (0, 1) for _ in range(n)]
+        games = games or [new_game("." * 9, s, not greedy_eval and rng.random() < args.mirror,
+                                   not greedy_eval and rng.random() < args.greedy) for s in (0, 1) for _ in range(n)]
         while live := [g for g in games if not winner(g["b"]) and free_cells(g["b"])]:
             learner = [g for g in live if g["m"] % 2 == g["seat"] or g["mirror"]]
             for g in live:
                 if g not in learner:
                     mark = MARKS[g["m"] % 2]
-                    wins = [c for c in free_cells(g["b"]) if winner(place(g["b"], c, mark))]
+                    wins = completing_cells(g["b"], mark)
                     g["b"] = place(g["b"], rng.choice(wins if g["greedy"] and wins else free_cells(g["b"])), mark)
                     g["m"] += 1
             if learner:
@@ -83,8 +86,7 @@ def main() -> None:
         return games
 
     def fork_of(g, board):  # a game continuing from ``board`` with the same seat and opponent
-        return {"b": board, "seat": g["seat"], "m": 9 - board.count("."), "mine": [], "other": [], "mirror": False,
-                "greedy": g["greedy"]}
+        return new_game(board, g["seat"], False, g["greedy"])
 
     def positions(n, rng):
         out = []

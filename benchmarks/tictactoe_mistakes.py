@@ -17,12 +17,7 @@ from collections import Counter
 import torch
 
 from agents.models import load_model
-from games.tictactoe import MARKS, compact_prompt, free_cells, place, winner
-
-
-def completing(board: str, mark: str) -> list[int]:
-    """Free cells where ``mark`` would complete a line."""
-    return [c for c in free_cells(board) if winner(place(board, c, mark))]
+from games.tictactoe import MARKS, compact_prompt, completing_cells, free_cells, place, winner
 
 
 def main() -> None:
@@ -57,7 +52,7 @@ def main() -> None:
             counts[result] += 1
             if result == "loss":
                 for b, m, c in mine:
-                    wins, blocks = completing(b, m), completing(b, MARKS[1 - MARKS.index(m)])
+                    wins, blocks = completing_cells(b, m), completing_cells(b, MARKS[1 - MARKS.index(m)])
                     counts["missed win"] += bool(wins) and c not in wins
                     counts["missed block"] += not wins and bool(blocks) and c not in blocks
     games = 2 * args.games
@@ -70,8 +65,8 @@ def main() -> None:
         board, moves = "." * 9, 0
         while not winner(board) and free_cells(board):
             mark = MARKS[moves % 2]
-            blocks = completing(board, MARKS[1 - moves % 2])
-            if blocks and not completing(board, mark):
+            blocks = completing_cells(board, MARKS[1 - moves % 2])
+            if blocks and not completing_cells(board, mark):
                 p = probs(board, mark)
                 blocked.append(int(p.argmax()) in blocks)
                 mass.append(float(p[blocks].sum()))

@@ -23,9 +23,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from games.arithmetic import SKILLS, make_task
+from games.arithmetic import SKILLS, Arithmetic, make_task
 from games.creator_solver import learnability
-from games.arithmetic import Arithmetic
 from games.core import Failure, InvalidAction, LearningProgress, WriterAnswerer, system, user
 from games.registry import register
 

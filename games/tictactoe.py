@@ -33,6 +33,11 @@ def free_cells(board: str) -> list[int]:
     return [i for i, mark in enumerate(board) if mark == "."]
 
 
+def completing_cells(board: str, mark: str) -> list[int]:
+    """Empty cells where ``mark`` would complete a line (its wins; the opponent's are the cells to block)."""
+    return [c for c in free_cells(board) if winner(place(board, c, mark))]
+
+
 def place(board: str, cell: int, mark: str) -> str:
     """The board after ``mark`` takes ``cell``."""
     return board[:cell] + mark + board[cell + 1:]

@@ -47,8 +47,8 @@ from training.losses import grpo_advantages, policy_loss, rae_advantages
 from training.policy import Policy
 from training.pool import OpponentPool
 from training.curriculum import make_curriculum
-from training.rollout import (LEARNER, OPPONENT, POOL, SCRIPTED, agent_name, credit_progress, scripted_name, collect_samples, filter_groups, learner_results,
-                              plan_matches)
+from training.rollout import (LEARNER, OPPONENT, POOL, SCRIPTED, agent_name, collect_samples, credit_progress,
+                              filter_groups, learner_results, plan_matches, scripted_name)
 
 
 def main(argv: list[str] | None = None) -> int:
