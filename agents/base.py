@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from games.core import Game, Message
+from selfplay.games.core import Game, Message
+
+WEIGHT_MODES = ("shared", "lora", "clone")  # how roles hold weights (agents.weights); here so configs need no torch
 
 
 @dataclass

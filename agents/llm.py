@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from agents.base import Completion, Request
-from agents.models import MODEL_OPTIONS, load_model
-from agents.weights import activate_adapter
+from selfplay.agents.base import Completion, Request
+from selfplay.agents.models import MODEL_OPTIONS, load_model
+from selfplay.agents.weights import activate_adapter
 
 
 @dataclass

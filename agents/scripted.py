@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from agents.base import Completion, Request
+from selfplay.agents.base import Completion, Request
 
 
 class ScriptedAgent:

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.base import Agent
-from agents.scripted import ExpertAgent, RandomAgent
+from selfplay.agents.base import Agent
+from selfplay.agents.scripted import ExpertAgent, RandomAgent
 
 SCRIPTED: dict[str, Callable[..., Agent]] = {"random": RandomAgent, "expert": ExpertAgent}
 MODEL_KINDS = ("smollm2", "tiny", "hf")
@@ -82,7 +82,7 @@ def build_agent(spec: str | AgentSpec, seed: int = 0, name: str | None = None) -
         if unknown:
             raise ValueError(f"agent {spec.kind!r} takes only the option 'seed', got {sorted(unknown)}")
         return SCRIPTED[spec.kind](seed=int(spec.options.get("seed", seed)), name=name)
-    from agents.llm import build_llm_agent  # torch and transformers load only when a model plays
+    from selfplay.agents.llm import build_llm_agent  # torch and transformers load only when a model plays
 
     return build_llm_agent(spec, seed=seed, name=name)
 

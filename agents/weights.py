@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
-WEIGHT_MODES = ("shared", "lora", "clone")
+from selfplay.agents.base import WEIGHT_MODES  # noqa: F401 - re-exported
 
 
 def lora_config(r: int = 8, alpha: int = 16, dropout: float = 0.0, target_modules: Sequence[str] | None = None) -> LoraConfig:

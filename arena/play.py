@@ -19,9 +19,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from agents.base import Agent, Completion, Request
-from arena.records import Episode, RecordStore, Step
-from games.core import Failure, Game, InvalidAction, Message
+from selfplay.agents.base import Agent, Completion, Request
+from selfplay.arena.records import Episode, RecordStore, Step
+from selfplay.games.core import Failure, Game, InvalidAction, Message
 
 
 @dataclass

@@ -15,7 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from games.core import Message
+from selfplay.arena import rundir
+from selfplay.games.core import Message
+
+SCORES = {"win": 1.0, "draw": 0.5, "loss": 0.0}  # the one score map: what a result is worth in ratings
 
 
 @dataclass
@@ -70,6 +73,14 @@ class Episode:
         if self.rewards[role] < top:
             return "loss"
         return "draw" if list(self.rewards.values()).count(top) > 1 else "win"
+
+    def score(self, role: str) -> float:
+        """``role``'s result as a rating score: win 1, draw 0.5, loss 0 (``SCORES``)."""
+        return SCORES[self.outcome(role)]
+
+    def learner_roles(self) -> list[str]:
+        """The roles the trained weights played (recorded by the trainer in ``meta``; none outside training)."""
+        return list(self.meta.get("learners", ()))
 
 
 _SCHEMA = """
@@ -172,5 +183,5 @@ def open_store(run_dir: str | Path) -> RecordStore:
     """The store of a run directory (``RUN/episodes.sqlite``), or a path to the file itself."""
     path = Path(run_dir)
     if path.is_dir() or not path.suffix:
-        path = path / "episodes.sqlite"
+        path = path / rundir.EPISODES
     return RecordStore(path)

@@ -17,10 +17,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from arena.ratings import (Result, bootstrap, bradley_terry, cycles, dominance_graph, openskill_ratings,  # noqa: E402
+from selfplay.arena.ratings import (Result, bootstrap, bradley_terry, cycles, dominance_graph, openskill_ratings,  # noqa: E402
                            pair_scores, rank_upper_bounds)
-from arena.records import Episode  # noqa: E402
-from arena.stats import transcript  # noqa: E402
+from selfplay.arena.records import Episode  # noqa: E402
+from selfplay.arena.stats import Tally, transcript  # noqa: E402
 
 
 def _per_role(episodes: list[Episode], roles, centre: float) -> dict[str, dict[str, float]]:
@@ -31,7 +31,7 @@ def _per_role(episodes: list[Episode], roles, centre: float) -> dict[str, dict[s
         if ep.status == "error" or "unit" not in ep.meta:
             continue
         a, b = (f"{ep.agents[r]}@{r}" for r in roles)
-        results.append(Result(a, b, {"win": 1.0, "draw": 0.5, "loss": 0.0}[ep.outcome(roles[0])], ep.meta["unit"]))
+        results.append(Result(a, b, ep.score(roles[0]), ep.meta["unit"]))
     fit = bradley_terry(results) if results else {}
     fit = {k: v + centre for k, v in fit.items()}
     table: dict[str, dict[str, float]] = defaultdict(dict)
@@ -42,15 +42,15 @@ def _per_role(episodes: list[Episode], roles, centre: float) -> dict[str, dict[s
 
 
 def _invalid_rates(episodes: list[Episode]) -> dict[str, float]:
-    attempts, invalid = defaultdict(int), defaultdict(int)
+    tallies: dict[str, Tally] = defaultdict(Tally)
     for ep in episodes:
-        for s in ep.steps:
-            attempts[s.agent] += 1
-            invalid[s.agent] += s.failure is not None
-    return {a: invalid[a] / attempts[a] for a in attempts}
+        for role, agent in ep.agents.items():
+            tallies[agent].add(ep, role)
+    return {a: t.invalid_rate for a, t in tallies.items()}
 
 
-def _png(fig) -> bytes:
+def png_bytes(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (the figure is closed)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -67,7 +67,7 @@ def _plots(order, ratings, intervals, scores, steps) -> dict[str, bytes]:
     ax.set_yticks(list(y), order)
     ax.set_xlabel("Elo (Bradley-Terry), 95% bootstrap interval")
     ax.grid(axis="x", alpha=0.3)
-    plots["ratings.png"] = _png(fig)
+    plots["ratings.png"] = png_bytes(fig)
 
     fig, ax = plt.subplots(figsize=(1.0 * len(order) + 2, 0.8 * len(order) + 1.5))
     matrix = [[scores[(a, b)][0] / scores[(a, b)][1] if (a, b) in scores else float("nan") for b in order] for a in order]
@@ -81,7 +81,7 @@ def _plots(order, ratings, intervals, scores, steps) -> dict[str, bytes]:
     ax.set_yticks(range(len(order)), order)
     ax.set_title("score of row against column (games)")
     fig.colorbar(im, ax=ax, fraction=0.04)
-    plots["winrate.png"] = _png(fig)
+    plots["winrate.png"] = png_bytes(fig)
 
     if steps:
         ordered = sorted(steps, key=steps.get)
@@ -96,7 +96,7 @@ def _plots(order, ratings, intervals, scores, steps) -> dict[str, bytes]:
         ax.set_xlabel("training step")
         ax.set_ylabel("Elo")
         ax.grid(alpha=0.3)
-        plots["progress.png"] = _png(fig)
+        plots["progress.png"] = png_bytes(fig)
     return plots
 
 
@@ -232,82 +232,3 @@ bound: 1 + the number of agents statistically better.</p>
 <table><tr><th></th>{''.join(f'<th>{esc(b)}</th>' for b in order)}</tr>{matrix}</table>{img('winrate.png')}
 {progress}<h2>Transcripts</h2><ul>{transcripts}</ul><p>All games: matches.csv; numbers: summary.json.</p></body></html>
 """
-
-
-def _heldout_section(run_dir: Path, history: list[dict]) -> list[str]:
-    """``RUN/heldout.png`` and a table: the learner's mean reward per role and arm on the held-out seeds."""
-    series = sorted({(role, arm) for h in history for role, arms in h["heldout"].items() for arm in arms})
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    steps = [h["step"] for h in history]
-    for role, arm in series:
-        ax.plot(steps, [h["heldout"].get(role, {}).get(arm, float("nan")) for h in history], "o-" if arm == "all" else ".--",
-                label=f"{role} / {arm}")
-    ax.set_xlabel("training step")
-    ax.set_ylabel("held-out mean reward")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    (run_dir / "heldout.png").write_bytes(_png(fig))
-    lines = ["", "## Held-out evaluation", "", "![heldout](heldout.png)", "",
-             "| step | seconds | " + " | ".join(f"{r} / {a}" for r, a in series) + " |", "|---:|---:|" + "---:|" * len(series)]
-    for h in history:
-        cells = [f"{h['heldout'].get(r, {}).get(a, float('nan')):.3f}" for r, a in series]
-        lines.append(f"| {h['step']} | {h.get('seconds', float('nan')):.0f} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def write_training_report(run_dir: Path, history: list[dict], curriculum: list[dict] | None = None) -> None:
-    """``RUN/progress.png`` and ``RUN/report.md``: the learner's evaluation and Elo at each evaluation step; with
-    a curriculum, ``RUN/curriculum.png``: each arm's sampling probability and mean |advantage| over steps."""
-    run_dir = Path(run_dir)
-    steps = [h["step"] for h in history]
-    opponents = list(history[-1]["evaluation"])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
-    for name in opponents:
-        left.plot(steps, [h["evaluation"].get(name, {}).get("win_or_draw", float("nan")) for h in history], "o-",
-                  label=f"vs {name}")
-    left.set_xlabel("training step")
-    left.set_ylabel("win + draw rate (both seats)")
-    left.set_ylim(-0.02, 1.02)
-    left.grid(alpha=0.3)
-    left.legend()
-    elo = [h["evaluation"][opponents[0]].get("learner_elo") if opponents else None for h in history]
-    if opponents and all(elo):
-        right.plot(steps, [e["elo"] for e in elo], "o-")
-        right.fill_between(steps, [e["low"] for e in elo], [e["high"] for e in elo], alpha=0.25)
-        right.set_ylabel(f"learner Elo ({elo[0]['anchor']} = 0)")
-    right.set_xlabel("training step")
-    right.grid(alpha=0.3)
-    (run_dir / "progress.png").write_bytes(_png(fig))
-    lines = ["# Training report", "", "![progress](progress.png)", "",
-             "| step | " + " | ".join(f"vs {o}: win / draw / loss" for o in opponents) + " | Elo [95%] |",
-             "|---:|" + "---|" * len(opponents) + "---|"]
-    for h, e in zip(history, elo):
-        cells = [f"{h['evaluation'][o]['win']:.2f} / {h['evaluation'][o]['draw']:.2f} / {h['evaluation'][o]['loss']:.2f}"
-                 if o in h["evaluation"] else "–" for o in opponents]
-        rating = f"{e['elo']:+.0f} [{e['low']:+.0f}, {e['high']:+.0f}]" if e else "–"
-        lines.append(f"| {h['step']} | " + " | ".join(cells) + f" | {rating} |")
-    seats = sorted({(o, r) for h in history for o, e in h["evaluation"].items() for r in e.get("reward", {})})
-    if seats:  # e.g. the solver's accuracy on the expert creator's tasks, the critic's on the sneaky generator's
-        lines += ["", "Learner's mean reward per seat (the same held-out games at every evaluation):", "",
-                  "| step | " + " | ".join(f"{r} vs {o}" for o, r in seats) + " |", "|---:|" + "---:|" * len(seats)]
-        for h in history:
-            lines.append(f"| {h['step']} | " + " | ".join(
-                f"{h['evaluation'].get(o, {}).get('reward', {}).get(r, float('nan')):+.3f}" for o, r in seats) + " |")
-    if any("heldout" in h for h in history):
-        lines += _heldout_section(run_dir, [h for h in history if "heldout" in h])
-    if curriculum:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
-        xs = [c["step"] for c in curriculum]
-        for arm in curriculum[-1]["p"]:
-            left.plot(xs, [c["p"][arm] for c in curriculum], label=arm)
-            right.plot(xs, [c["absadv"].get(arm) if c["absadv"].get(arm) is not None else float("nan")
-                            for c in curriculum], "o", ms=3, label=arm)
-        left.set_ylabel("sampling probability")
-        right.set_ylabel("mean |advantage|")
-        for ax in (left, right):
-            ax.set_xlabel("training step")
-            ax.grid(alpha=0.3)
-            ax.legend(title="arm")
-        (run_dir / "curriculum.png").write_bytes(_png(fig))
-        lines += ["", "## Curriculum", "", "![curriculum](curriculum.png)"]
-    (run_dir / "report.md").write_text("\n".join(lines) + "\n")

@@ -5,39 +5,75 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from arena.records import Episode
+from selfplay.arena.records import SCORES, Episode
+
+
+@dataclass
+class Tally:
+    """The one count of results for whoever played ``role`` in some episodes: wins, draws, losses, errors, reward,
+    attempts and invalid attempts. The play table, training evaluation and rollout statistics, tournaments and
+    reports all count with it; its fields are plain numbers, so ranks can sum it."""
+
+    games: float = 0.0
+    wins: float = 0.0
+    draws: float = 0.0
+    losses: float = 0.0
+    errors: float = 0.0
+    reward_sum: float = 0.0
+    turns_sum: float = 0.0
+    attempts: float = 0.0
+    invalid: float = 0.0
+
+    def add(self, ep: Episode, role: str) -> None:
+        """Count ``ep`` from ``role``'s side (an errored episode counts as an error, with its attempts)."""
+        self.games += 1
+        self.turns_sum += ep.num_turns
+        outcome = ep.outcome(role)
+        if outcome == "error":
+            self.errors += 1
+        else:
+            setattr(self, _COUNTERS[outcome], getattr(self, _COUNTERS[outcome]) + 1)
+            self.reward_sum += ep.rewards[role]
+        mine = [s for s in ep.steps if s.role == role and s.agent == ep.agents[role]]
+        self.attempts += len(mine)
+        self.invalid += sum(s.failure is not None for s in mine)
+
+    @property
+    def decided(self) -> float:
+        """Games that ended with rewards (errors excluded)."""
+        return self.games - self.errors
+
+    def rate(self, count: float) -> float:
+        return count / max(1.0, self.decided)
+
+    @property
+    def score(self) -> float:
+        """Total rating score: wins + draws / 2 (``records.SCORES``)."""
+        return self.wins * SCORES["win"] + self.draws * SCORES["draw"] + self.losses * SCORES["loss"]
+
+    @property
+    def mean_reward(self) -> float:
+        return self.reward_sum / max(1.0, self.decided)
+
+    @property
+    def invalid_rate(self) -> float:
+        return self.invalid / max(1.0, self.attempts)
+
+    @property
+    def mean_turns(self) -> float:
+        return self.turns_sum / max(1.0, self.games)
+
+
+_COUNTERS = {"win": "wins", "draw": "draws", "loss": "losses"}
 
 
 @dataclass
 class Row:
-    """Aggregates for one (agent, role)."""
+    """One line of the play table: an agent in a role (or ``all`` its roles) and its tally."""
 
     agent: str
     role: str
-    games: int = 0
-    wins: int = 0
-    draws: int = 0
-    losses: int = 0
-    errors: int = 0
-    reward_sum: float = 0.0
-    turns_sum: int = 0
-    attempts: int = 0
-    invalid: int = 0
-
-    @property
-    def mean_reward(self) -> float:
-        return self.reward_sum / max(1, self.games - self.errors)
-
-    @property
-    def invalid_rate(self) -> float:
-        return self.invalid / max(1, self.attempts)
-
-    @property
-    def mean_turns(self) -> float:
-        return self.turns_sum / max(1, self.games)
-
-
-_COUNTERS = {"win": "wins", "draw": "draws", "loss": "losses"}
+    tally: Tally
 
 
 def summarize(episodes: Iterable[Episode]) -> list[Row]:
@@ -46,19 +82,7 @@ def summarize(episodes: Iterable[Episode]) -> list[Row]:
     for ep in episodes:
         for role, agent in ep.agents.items():
             for key in ((agent, role), (agent, "all")):
-                row = rows.setdefault(key, Row(*key))
-                row.games += 1
-                row.turns_sum += ep.num_turns
-                outcome = ep.outcome(role)
-                if outcome == "error":
-                    row.errors += 1
-                else:
-                    field = _COUNTERS[outcome]
-                    setattr(row, field, getattr(row, field) + 1)
-                    row.reward_sum += ep.rewards[role]
-                mine = [s for s in ep.steps if s.role == role]
-                row.attempts += len(mine)
-                row.invalid += sum(s.failure is not None for s in mine)
+                rows.setdefault(key, Row(*key, Tally())).tally.add(ep, role)
     roles_seen = len({role for _, role in rows}) > 2  # more than one role besides "all"
     return sorted((r for r in rows.values() if roles_seen or r.role != "all"), key=lambda r: (r.agent, r.role == "all", r.role))
 
@@ -68,10 +92,10 @@ def format_table(rows: list[Row]) -> str:
     header = f"{'agent':<22} {'role':<12} {'games':>6} {'win':>6} {'draw':>6} {'loss':>6} {'reward':>8} {'invalid':>8} {'turns':>6}"
     lines = [header, "-" * len(header)]
     for r in rows:
-        n = max(1, r.games - r.errors)
-        lines.append(f"{r.agent:<22} {r.role:<12} {r.games:>6} {r.wins / n:>6.1%} {r.draws / n:>6.1%} "
-                     f"{r.losses / n:>6.1%} {r.mean_reward:>+8.3f} {r.invalid_rate:>8.1%} {r.mean_turns:>6.2f}"
-                     + (f"  ({r.errors} errors)" if r.errors else ""))
+        t = r.tally
+        lines.append(f"{r.agent:<22} {r.role:<12} {int(t.games):>6} {t.rate(t.wins):>6.1%} {t.rate(t.draws):>6.1%} "
+                     f"{t.rate(t.losses):>6.1%} {t.mean_reward:>+8.3f} {t.invalid_rate:>8.1%} {t.mean_turns:>6.2f}"
+                     + (f"  ({int(t.errors)} errors)" if t.errors else ""))
     return "\n".join(lines)
 
 

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from agents.specs import build_agent, parse_key_values, parse_spec
-from arena.play import Match, play
-from arena.records import Episode, open_store
-from arena.ratings import Result
-from arena.report import write_report
-from games.registry import game_class
+from selfplay.agents.specs import build_agent, parse_key_values, parse_spec
+from selfplay.arena.play import Match, paired_matches, play
+from selfplay.arena.rundir import checkpoint_step, list_checkpoints
+from selfplay.arena.records import Episode, open_store
+from selfplay.arena.ratings import Result
+from selfplay.arena.report import write_report
+from selfplay.games.registry import game_class
 
 
 @dataclass
@@ -37,8 +38,6 @@ class Participant:
 def checkpoint_participants(run_dir: str | Path, options: str = "") -> list[Participant]:
     """One participant per complete checkpoint of a training run (shared weights: ``hf:`` on ``policy/``),
     with sampling ``options`` such as ``temperature=0,constrained=true``."""
-    from training.checkpoint import list_checkpoints
-
     run = Path(run_dir)
     if not run.is_dir():
         raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
@@ -48,7 +47,7 @@ def checkpoint_participants(run_dir: str | Path, options: str = "") -> list[Part
         if not (policy / "config.json").exists():
             raise FileNotFoundError(f"checkpoint {ckpt} has no plain model in policy/ (LoRA and clone runs: "
                                     f"name the adapter or clone directory with hf:PATH)")
-        step = int(ckpt.name.split("_")[1])
+        step = checkpoint_step(ckpt)
         found.append(Participant(f"step_{step}", f"hf:{policy}" + (f":{options}" if options else ""), step))
     if not found:
         raise FileNotFoundError(f"run {str(run_dir)!r} has no complete checkpoint under checkpoints/")
@@ -72,12 +71,10 @@ def pairing_matches(roles, a: str, b: str, games: int, seed: int) -> list[Match]
     """Paired matches of one pairing: game i uses seed ``seed + i // 2``; odd games swap the seats."""
     if len(roles) != 2:
         raise ValueError(f"tournaments rate two-role games; this game has roles {roles}")
-    out = []
-    for i in range(games):
-        first, second = (a, b) if i % 2 == 0 else (b, a)
-        out.append(Match(seed + i // 2, {roles[0]: first, roles[1]: second},
-                         {"pairing": f"{a}|{b}", "index": i, "unit": f"{a}|{b}|{i // 2}"}))
-    return out
+    matches = paired_matches(roles, [a, b], games, seed, {"pairing": f"{a}|{b}"})
+    for i, m in enumerate(matches):
+        m.meta.update(index=i, unit=f"{a}|{b}|{i // 2}")
+    return matches
 
 
 def results_of(episodes: list[Episode]) -> list[Result]:
@@ -88,8 +85,7 @@ def results_of(episodes: list[Episode]) -> list[Result]:
             continue
         a, b = ep.meta["pairing"].split("|")
         role_a = next(r for r, n in ep.agents.items() if n == a)
-        score = {"win": 1.0, "draw": 0.5, "loss": 0.0}[ep.outcome(role_a)]
-        out.append(Result(a, b, score, ep.meta["unit"]))
+        out.append(Result(a, b, ep.score(role_a), ep.meta["unit"]))
     return out
 
 

@@ -29,8 +29,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from training.config import load_config  # noqa: E402
-from training.train import train  # noqa: E402
+from selfplay.training.config import load_config  # noqa: E402
+from selfplay.training.train import train  # noqa: E402
 
 COMMON = ["game=arithmetic", "game_options={choices: 4, samples: 8, digits: 1}", "model=tiny", "constrained=true",
           "advantage=grpo", "lr=3e-3", "games_per_step=32", "max_new_tokens=12", "scripted_prob=0",

@@ -19,11 +19,11 @@ import time
 
 import torch
 
-from agents.llm import LLMAgent, SamplingConfig
-from agents.models import cache_dir, load_model
-from arena.play import paired_matches, play
-from games.core import InvalidPolicy
-from games.tictactoe import TicTacToe
+from selfplay.agents.llm import LLMAgent, SamplingConfig
+from selfplay.agents.models import cache_dir, load_model
+from selfplay.arena.play import paired_matches, play
+from selfplay.games.core import InvalidPolicy
+from selfplay.games.tictactoe import TicTacToe
 
 CONFIGS = {  # architectures of the real models, for random-weight speed runs
     "smollm2-random": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,

@@ -20,8 +20,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from training.config import load_config
-from training.train import train
+from selfplay.training.config import load_config
+from selfplay.training.train import train
 
 TINY = ["model=tiny", "constrained=true", "game_options.compact=true", "games_per_step=128", "scripted_prob=0",
         "curriculum=uniform", "curriculum_option=opponent", "curriculum_arms=[random,expert]", "ppo_epochs=16",
@@ -60,7 +60,7 @@ def main() -> None:
     train(config)
     wall = time.perf_counter() - start
     history = json.loads((out / "summary.json").read_text())["history"]
-    print(f"\n{name} on {config.game}: {steps} steps, {config.games_per_step} games per step, wall time {wall:.0f}s")
+    print(f"\n{name} on {config.game}: {steps} steps, {config.rollout.games_per_step} games per step, wall time {wall:.0f}s")
     if args.smollm2:
         print(f"{'step':>5} {'invalid':>8} {'attempts':>9}")
         for step, rate, n in invalid_curve(out):

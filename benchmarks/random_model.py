@@ -10,7 +10,7 @@ import sys
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from agents.models import cache_dir
+from selfplay.agents.models import cache_dir
 from benchmarks.generation import CONFIGS
 
 if __name__ == "__main__":

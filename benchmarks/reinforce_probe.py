@@ -27,8 +27,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from agents.models import tiny_model
-from games.tictactoe import MARKS, best_cells, compact_prompt, completing_cells, free_cells, place, winner
+from selfplay.agents.models import tiny_model
+from selfplay.games.tictactoe import MARKS, best_cells, compact_prompt, completing_cells, free_cells, place, winner
 
 
 def main() -> None:

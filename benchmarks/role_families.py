@@ -23,8 +23,8 @@ import json
 import time
 from pathlib import Path
 
-from training.config import load_config
-from training.train import train
+from selfplay.training.config import load_config
+from selfplay.training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = ["progress=false", "resume=never", "eval_before=true", "checkpoint_every=1000"]

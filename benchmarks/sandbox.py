@@ -6,7 +6,7 @@
 import argparse
 import time
 
-from games.sandbox import run_many
+from selfplay.games.sandbox import run_many
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)

@@ -16,8 +16,8 @@ from collections import Counter
 
 import torch
 
-from agents.models import load_model
-from games.tictactoe import MARKS, compact_prompt, completing_cells, free_cells, place, winner
+from selfplay.agents.models import load_model
+from selfplay.games.tictactoe import MARKS, compact_prompt, completing_cells, free_cells, place, winner
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from games.core import Failure, Game, InvalidAction, Turn, system, user
-from games.registry import register
+from selfplay.games.core import Failure, Game, InvalidAction, Turn, system, user
+from selfplay.games.registry import register
 
 SKILLS = ("add", "sub", "mul", "paren")
 _ANSWER = re.compile(r"ANSWER:\s*(-?\d+)")

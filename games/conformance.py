@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from games.core import Game, InvalidAction
-from games.registry import game_class
+from selfplay.games.core import Game, InvalidAction
+from selfplay.games.registry import game_class
 
 GARBAGE = "%%% this is not an action %%%"
 

@@ -72,8 +72,9 @@ class Game:
     """Base class with the defaults; subclasses set the class attributes and the required methods.
 
     Required: ``reset``, ``turn``, ``observe``, ``parse``, ``step``, ``rewards``.
-    Optional: ``legal_actions``, ``random_action``, ``expert_action``, ``secrets``, ``forfeit_rewards``,
-    ``truncation_rewards``, ``sample_rewards``.
+    Optional, each declared below with its default: ``legal_actions``, ``random_action``, ``expert_action``,
+    ``secrets``, ``forfeit_rewards``, ``truncation_rewards``, ``info``; and the trainer's class-level hooks
+    ``learning_progress``, ``context_stats``, ``context_options``.
     """
 
     name: ClassVar[str] = ""
@@ -150,6 +151,23 @@ class Game:
     def truncation_rewards(self) -> dict[str, float]:
         """Rewards when the turn limit is hit: a draw by default."""
         return {r: 0.0 for r in self.roles}
+
+    # -- optional hooks the trainer calls on the class ------------------------------------------------
+    @classmethod
+    def learning_progress(cls, options: dict[str, Any]) -> LearningProgress | None:
+        """A role rewarded by another role's measured learning progress under these options (None: no such role)."""
+        return None
+
+    @classmethod
+    def context_stats(cls, infos: list[dict[str, Any]]) -> dict[str, float]:
+        """Sums over one training step's episodes, from their ``info()`` dicts, that the next step's games see
+        through ``context_options`` (summed over ranks). Default: none."""
+        return {}
+
+    @classmethod
+    def context_options(cls, totals: dict[str, float]) -> dict[str, Any]:
+        """Game options for the next training step from the summed ``context_stats``. Default: none."""
+        return {}
 
     @property
     def rng(self) -> random.Random:

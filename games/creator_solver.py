@@ -27,9 +27,9 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from games.core import Failure, InvalidAction, InvalidPolicy, WriterAnswerer, system, user
-from games.registry import register
-from games.sandbox import Limits, run_code, run_many
+from selfplay.games.core import Failure, InvalidAction, InvalidPolicy, WriterAnswerer, system, user
+from selfplay.games.registry import register
+from selfplay.games.sandbox import Limits, run_code, run_many
 
 TASKS = ("puzzle", "output", "input")
 CREATOR_REWARDS = ("azr", "rzero")

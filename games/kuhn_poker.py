@@ -15,8 +15,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from games.core import Failure, Game, InvalidAction, Turn, system, user
-from games.registry import register
+from selfplay.games.core import Failure, Game, InvalidAction, Turn, system, user
+from selfplay.games.registry import register
 
 CARDS = ("Jack", "Queen", "King")
 ACTIONS = ("check", "bet", "call", "fold")

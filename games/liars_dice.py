@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass
 from math import comb
 
-from games.core import Failure, Game, InvalidAction, Turn, system, user
-from games.registry import register
+from selfplay.games.core import Failure, Game, InvalidAction, Turn, system, user
+from selfplay.games.registry import register
 
 FACES = 6
 _BID = re.compile(r"\[\s*bid\s+(\d+)\s+(\d+)\s*\]", re.IGNORECASE)

@@ -9,12 +9,12 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from games.core import Game, validate_game_class
+from selfplay.games.core import Game, validate_game_class
 
 ENTRY_POINT_GROUP = "selfplay.games"
 _REGISTRY: dict[str, type[Game]] = {}
-_BUILTINS = ("games.tictactoe", "games.kuhn_poker", "games.liars_dice", "games.creator_solver", "games.sneaky_critic",
-             "games.arithmetic", "games.teacher_student")
+_BUILTINS = tuple(f"selfplay.games.{name}" for name in ("tictactoe", "kuhn_poker", "liars_dice", "creator_solver",
+                                                          "sneaky_critic", "arithmetic", "teacher_student"))
 _loaded = False
 
 

@@ -18,8 +18,8 @@ import random
 import re
 from dataclasses import dataclass
 
-from games.core import Failure, Game, InvalidAction, Turn, system, user
-from games.registry import register
+from selfplay.games.core import Failure, Game, InvalidAction, Turn, system, user
+from selfplay.games.registry import register
 
 OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 _STEP = re.compile(r"(-?\d+)\s*([+\-*])\s*(-?\d+)\s*=\s*(-?\d+)")

@@ -23,10 +23,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from games.arithmetic import SKILLS, Arithmetic, make_task
-from games.creator_solver import learnability
-from games.core import Failure, InvalidAction, LearningProgress, WriterAnswerer, system, user
-from games.registry import register
+from selfplay.games.arithmetic import SKILLS, Arithmetic, make_task
+from selfplay.games.creator_solver import learnability
+from selfplay.games.core import Failure, InvalidAction, LearningProgress, WriterAnswerer, system, user
+from selfplay.games.registry import register
 
 _FIELD = re.compile(r"^(SKILL|QUESTION|ANSWER):\s*(.+?)\s*$", re.MULTILINE)
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
@@ -148,11 +148,10 @@ class TeacherStudent(WriterAnswerer):
 
     # -- the trainer's context hook: the student's results per skill, summed over a step's episodes ----------
     @classmethod
-    def context_stats(cls, episodes) -> dict[str, float]:
-        """Per skill: the student's solved and tried answers in these episodes (the same keys on every rank)."""
+    def context_stats(cls, infos: list[dict[str, Any]]) -> dict[str, float]:
+        """Per skill: the student's solved and tried answers in these episodes' infos."""
         stats = {f"{k}|{s}": 0.0 for s in SKILLS for k in ("solved", "tried")}
-        for ep in episodes:
-            info = ep.meta.get("info") or {}
+        for info in infos:
             if info.get("skill") in SKILLS and info.get("tried"):
                 stats[f"solved|{info['skill']}"] += info["solved"]
                 stats[f"tried|{info['skill']}"] += info["tried"]

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from games.core import Failure, Game, InvalidAction, Turn, system, user
-from games.registry import register
+from selfplay.games.core import Failure, Game, InvalidAction, Turn, system, user
+from selfplay.games.registry import register
 
 LINES = ((0, 1, 2), (3, 4, 5), (6, 7, 8), (0, 3, 6), (1, 4, 7), (2, 5, 8), (0, 4, 8), (2, 4, 6))
 MARKS = ("X", "O")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from agents.base import Completion, Request
-from games.core import Failure, Game, InvalidAction, InvalidPolicy, Turn, system, user
-from games.tictactoe import TicTacToe
+from selfplay.agents.base import Completion, Request
+from selfplay.games.core import Failure, Game, InvalidAction, InvalidPolicy, Turn, system, user
+from selfplay.games.tictactoe import TicTacToe
 
 
 @dataclass

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from arena.cli import main
+from selfplay.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -12,7 +12,7 @@ USER_GAME = (ROOT / "docs/examples/my_game.py").read_text()  # written to a temp
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "arena.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "selfplay.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def test_games_lists_builtins_with_roles():
@@ -59,7 +59,7 @@ def test_bad_input_gets_a_clear_error(args, words, capsys):
 
 def test_a_game_class_missing_a_method_is_rejected(tmp_path, capsys):
     path = tmp_path / "half.py"
-    path.write_text("from games import Game\nclass Half(Game):\n    name = 'half'\n    roles = ('a', 'b')\n")
+    path.write_text("from selfplay.games import Game\nclass Half(Game):\n    name = 'half'\n    roles = ('a', 'b')\n")
     assert main(["check-game", f"{path}:Half"]) == 2
     assert "missing required method(s): reset, turn, observe, parse, step, rewards" in capsys.readouterr().err
 

@@ -1,57 +1,105 @@
 """Checkpoints written atomically: a kill while saving never leaves a "latest" that cannot be loaded.
 
-Layout: ``RUN/checkpoints/step_000010/`` holds ``state/`` (accelerate: weights, optimizer, scheduler, RNG
-of every rank), ``policy/`` (``save_pretrained``: loadable by plain transformers / peft), ``trainer.json``
-(step, baselines, opponent pool, evaluation history) and the ``COMPLETE`` marker. Everything is written
-into ``.step_000010.tmp`` first and renamed into place when complete.
+Each checkpoint (layout in ``arena.rundir``) holds ``state/`` (accelerate: the trainable weights only, optimizer,
+scheduler, RNG of every rank), ``policy/`` (``save_pretrained``: loadable by plain transformers / peft),
+``trainer.json`` (``TrainerState``), ``base.json`` (the base model's spec and a hash of its frozen weights) and
+the ``COMPLETE`` marker. Frozen weights are never stored in ``state/``: with ``weights=lora`` a checkpoint holds
+the adapters and their optimizer state, and resuming reloads the base from its spec and checks its hash.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
-MARKER = "COMPLETE"
+from accelerate import Accelerator
 
-
-def checkpoint_dir(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f"step_{step:06d}"
-
-
-def staging_dir(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / "checkpoints" / f".step_{step:06d}.tmp"
+from selfplay.arena import rundir
+from selfplay.training.distributed import zero_stage
+from selfplay.training.learner import Learner
+from selfplay.training.state import TrainerState
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint of a run, or None."""
-    root = Path(run_dir) / "checkpoints"
-    done = sorted(p for p in root.glob("step_*") if (p / MARKER).exists()) if root.is_dir() else []
-    return done[-1] if done else None
+def frozen_hash(learner: Learner) -> str:
+    """SHA-256 over the frozen parameters' names and values (the base under LoRA; empty otherwise)."""
+    digest = hashlib.sha256()
+    for name, p in sorted(learner.policy.named_parameters()):
+        if not p.requires_grad:
+            digest.update(name.encode())
+            digest.update(p.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
 
 
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """All complete checkpoints of a run, oldest first."""
-    root = Path(run_dir) / "checkpoints"
-    return sorted(p for p in root.glob("step_*") if (p / MARKER).exists()) if root.is_dir() else []
+def install_hooks(accelerator: Accelerator) -> None:
+    """Make accelerate's ``save_state`` keep only trainable weights (the frozen base is reloaded from its spec)."""
+
+    def trainable_only(models, weights, output_dir) -> None:
+        for i, (model, state) in enumerate(zip(models, weights)):
+            keep = {n for n, p in model.named_parameters() if p.requires_grad}
+            weights[i] = {k: v for k, v in state.items() if k in keep}
+
+    accelerator.register_save_state_pre_hook(trainable_only)
 
 
-def finish(run_dir: str | Path, step: int, trainer_state: dict[str, Any], keep: int) -> Path:
+def save(learner: Learner, run_dir: Path, step: int, state: TrainerState, base_spec: str, keep: int) -> Path | None:
+    """Write the checkpoint of ``step`` into a staging directory on every rank, then publish it atomically."""
+    accelerator = learner.accelerator
+    stage = rundir.staging_dir(run_dir, step)
+    kwargs = {"exclude_frozen_parameters": True} if accelerator.state.deepspeed_plugin is not None else {}
+    accelerator.save_state(str(stage / "state"), **kwargs)
+    # every rank must be done writing (its RNG state, its ZeRO partition) before rank 0 renames the staging folder
+    accelerator.wait_for_everyone()
+    full = accelerator.get_state_dict(learner.model) if zero_stage(accelerator) == 3 else None
+    final = None
+    if accelerator.is_main_process:
+        policy = learner.policy
+        policy.save_pretrained(stage / "policy", state_dict=full)
+        for folder in [stage / "policy", *(stage / "policy" / r for r in policy.roles if policy.mode != "shared")]:
+            if folder.is_dir():  # each saved model or adapter loads on its own, tokenizer included
+                learner.tokenizer.save_pretrained(folder)
+        (stage / "base.json").write_text(json.dumps({"model": base_spec, "weights": policy.mode,
+                                                     "frozen_sha256": frozen_hash(learner)}, indent=1))
+        final = _publish(run_dir, step, state, keep)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _publish(run_dir: Path, step: int, state: TrainerState, keep: int) -> Path:
     """Write ``trainer.json`` and the marker into the staging dir, rename it into place, prune old ones."""
-    stage, final = staging_dir(run_dir, step), checkpoint_dir(run_dir, step)
-    (stage / "trainer.json").write_text(json.dumps(trainer_state, indent=1))
-    (stage / MARKER).write_text("ok\n")
+    stage, final = rundir.staging_dir(run_dir, step), rundir.checkpoint_dir(run_dir, step)
+    (stage / "trainer.json").write_text(json.dumps(state.to_json(), indent=1))
+    (stage / rundir.MARKER).write_text("ok\n")
     if final.exists():
         shutil.rmtree(final)
     stage.rename(final)
-    for old in list_checkpoints(run_dir)[:-keep]:
+    for old in rundir.list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def read_trainer_state(checkpoint: str | Path) -> dict[str, Any]:
-    path = Path(checkpoint)
-    if not (path / MARKER).exists():
-        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {MARKER} marker)")
-    return json.loads((path / "trainer.json").read_text())
+def resume_point(resume: str, run_dir: Path) -> Path | None:
+    """The checkpoint to resume from: ``auto`` (the latest complete one, if any), ``never``, or a path."""
+    if resume == "never":
+        return None
+    if resume == "auto":
+        return rundir.latest_checkpoint(run_dir)
+    path = Path(resume)
+    if not rundir.is_complete(path):
+        raise FileNotFoundError(f"resume={resume!r} is not a complete checkpoint directory (no {rundir.MARKER} marker)")
+    return path
+
+
+def load(learner: Learner, checkpoint: Path) -> TrainerState:
+    """Restore the trainable weights, optimizer, scheduler and RNG; check the frozen base; return the trainer state."""
+    accelerator = learner.accelerator
+    base = checkpoint / "base.json"
+    if base.exists():
+        expected = json.loads(base.read_text())["frozen_sha256"]
+        if expected != frozen_hash(learner):
+            raise ValueError(f"checkpoint {checkpoint} was trained on other frozen base weights than the model "
+                             f"loaded now (frozen_sha256 differs); resume with the same model spec")
+    strict = {"load_module_strict": False} if accelerator.state.deepspeed_plugin is not None else {"strict": False}
+    accelerator.load_state(str(checkpoint / "state"), **strict)
+    return TrainerState.from_json(json.loads((checkpoint / "trainer.json").read_text()))

@@ -1,142 +1,285 @@
-"""The training recipe schema: one typed, flat config per run, loaded from YAML with ``key=value`` overrides.
+"""The training recipe schema: typed sections loaded from YAML with dotted ``key=value`` overrides.
 
-Unknown keys and wrong types are rejected with the key's name. Every field has a one-line doc.
+A recipe has a few top-level keys (what is played, by which model) and one section per phase: ``sampling``,
+``rollout``, ``opponents``, ``curriculum``, ``update``, ``evaluation``, ``run``. Each field declares its help text,
+and where it has them its choices and range, in ``metadata``; ``--help`` prints them and ``load_config`` checks
+them, so a bad value stops with one line naming the key before any model loads. Old flat keys (``lr=1e-3``,
+``eval_games=64``, ``curriculum=sec``) still work, in YAML and on the command line, as aliases of their section
+field (``update.lr``, ``evaluation.games``, ``curriculum.policy``).
+
+This module imports no torch: ``selfplay train --help`` and config errors are answered at once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import math
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from selfplay.agents.base import WEIGHT_MODES
 
-from agents.weights import WEIGHT_MODES
 
-CHOICES = {
-    "weights": WEIGHT_MODES,
-    "advantage": ("rae", "grpo"),
-    "pool_sampling": ("uniform", "prioritized"),
-    "resume": None,  # free text: auto | never | a checkpoint path
-}
+def _f(default: Any, help: str, *, choices: tuple | None = None, low: float | None = None, high: float | None = None,
+       alias: str | None = None, factory: Any = None) -> Any:
+    """A config field with its help text, allowed choices, inclusive range and old flat name in ``metadata``."""
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "alias": alias}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+CURRICULA = ("none", "uniform", "sec", "dump", "adarft")
+
+
+@dataclass
+class Sampling:
+    """How the learner samples its moves in rollouts."""
+
+    temperature: float = _f(1.0, "sampling temperature of the learner (0: greedy)", low=0.0)
+    top_p: float = _f(1.0, "nucleus sampling of the learner", low=0.0, high=1.0)
+    max_new_tokens: int = _f(8, "longest completion per turn", low=1)
+    constrained: bool = _f(False, "decode only legal actions (games that list them)")
+
+
+@dataclass
+class Rollout:
+    """How many games each step plays."""
+
+    games_per_step: int = _f(32, "games per step on each rank", low=1)
+    concurrency: int = _f(256, "games live at once per rank", low=1)
+    random_opening: int = _f(0, "training games open with 0..N random moves (drawn per game); evaluation starts at "
+                                "the start", low=0)
+
+
+@dataclass
+class Opponents:
+    """Whom the learner plays besides itself."""
+
+    pool_prob: float = _f(0.0, "share of games against a frozen snapshot from the opponent pool (else mirror)",
+                          low=0.0, high=1.0)
+    pool_size: int = _f(5, "most snapshots kept in the pool", low=1)
+    pool_sampling: str = _f("uniform", "how a snapshot is picked (prioritized: by the learner's loss rate)",
+                            choices=("uniform", "prioritized"))
+    snapshot_every: int = _f(10, "steps between snapshots into the pool", low=1)
+    scripted_prob: float = _f(0.0, "share of games against a scripted opponent", low=0.0, high=1.0)
+    scripted_opponent: str = _f("random", "the scripted opponent's agent spec (random | expert)")
+
+
+@dataclass
+class Curriculum:
+    """What category each game is drawn from, and which task groups are kept."""
+
+    policy: str = _f("none", "how each game's category is chosen", choices=CURRICULA, alias="curriculum")
+    option: str = _f("", "the game option whose values are the arms (e.g. digits), or opponent (arms: mirror, pool, "
+                         "agent specs)", alias="curriculum_option")
+    arms: list[Any] = _f(None, "the values of that option", alias="curriculum_arms", factory=list)
+    params: dict[str, Any] = _f(None, "policy options, e.g. {alpha: 0.5, tau: 1.0}", alias="curriculum_params",
+                                factory=dict)
+    filter_low: float = _f(0.0, "online difficulty filtering: drop samples=K groups with accuracy below this",
+                           low=0.0, high=1.0)
+    filter_high: float = _f(1.0, "... or above this (0 and 1: keep everything)", low=0.0, high=1.0)
+    filter_refill: int = _f(2, "extra rounds of games per step while filtering left fewer groups than games_per_step",
+                            low=0)
+
+
+@dataclass
+class Update:
+    """How samples become a gradient step."""
+
+    advantage: str = _f("rae", "rae: per-role moving-average baseline (SPIRAL); grpo: normalise within samples=K "
+                               "groups", choices=("rae", "grpo"))
+    baseline_decay: float = _f(0.95, "decay of the per-(game, role) baseline (rae)", low=0.0, high=1.0)
+    ppo_epochs: int = _f(1, "passes over each batch; > 1 uses the clipped ratio against the sampling log-probs", low=1)
+    clip: float = _f(0.2, "PPO ratio clip range", low=0.0)
+    kl_coef: float = _f(0.0, "weight of the KL penalty to the frozen initial model (0 disables it)", low=0.0)
+    lr: float = _f(1e-4, "AdamW learning rate", low=0.0)
+    weight_decay: float = _f(0.0, "AdamW weight decay", low=0.0)
+    max_grad_norm: float = _f(1.0, "gradient clipping", low=0.0)
+    warmup_steps: int = _f(0, "linear learning-rate warm-up", low=0)
+    micro_batches: int = _f(1, "gradient-accumulation micro-batches per update (the same count on every rank)", low=1)
+    gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass")
+
+
+@dataclass
+class Evaluation:
+    """The fixed evaluation set: the learner against scripted baselines in every seat."""
+
+    every: int = _f(10, "steps between evaluations (0: only at the end)", low=0, alias="eval_every")
+    games: int = _f(32, "games per evaluation opponent (both seats)", low=0, alias="eval_games")
+    opponents: list[str] = _f(None, "scripted baselines", alias="eval_opponents", factory=lambda: ["random", "expert"])
+    before: bool = _f(False, "also evaluate at step 0, before the first update", alias="eval_before")
+    heldout: bool = _f(False, "also play `games` held-out seeds per curriculum arm, the learner in every role",
+                       alias="eval_heldout")
+    temperature: float | None = _f(None, "sampling temperature in evaluation (None: as in training; 0: greedy)",
+                                   low=0.0, alias="eval_temperature")
+
+
+@dataclass
+class Run:
+    """Length, seed, outputs, checkpoints."""
+
+    steps: int = _f(50, "training steps (rollout + update each)", low=1)
+    seed: int = _f(0, "base seed (every rank and step derives its own)")
+    out: str = _f("runs/train", "run directory: episodes, checkpoints, TensorBoard logs, report")
+    resume: str = _f("auto", "auto (latest complete checkpoint, if any) | never | path to a checkpoint")
+    checkpoint_every: int = _f(10, "steps between checkpoints", low=1)
+    keep_checkpoints: int = _f(2, "most recent checkpoints kept", low=1)
+    progress: bool = _f(True, "progress bars")
+    check_sync: bool = _f(False, "after every update, hash the weights on each rank and record them (debugging)")
 
 
 @dataclass
 class TrainConfig:
-    # -- what is played ------------------------------------------------------------------------------
-    game: str = "tictactoe"  # registered game name, module:Class or file.py:Class
-    game_options: dict[str, Any] = field(default_factory=dict)  # game constructor options, e.g. {dice: 3}
-    model: str = "tiny"  # agent spec of the learner's base model: tiny | smollm2 | hf:PATH
-    weights: str = "shared"  # shared (one model, all roles) | lora (one adapter per role) | clone (one copy per role)
-    lora_r: int = 8  # LoRA rank (weights=lora)
-    lora_alpha: int = 16  # LoRA alpha (weights=lora)
-    # -- sampling ------------------------------------------------------------------------------------
-    temperature: float = 1.0  # sampling temperature of the learner
-    top_p: float = 1.0  # nucleus sampling of the learner
-    max_new_tokens: int = 8  # longest completion per turn
-    constrained: bool = False  # decode only legal actions (games that list them)
-    # -- rollouts and opponents ------------------------------------------------------------------------
-    steps: int = 50  # training steps (rollout + update each)
-    games_per_step: int = 32  # games per step on each rank
-    concurrency: int = 256  # games live at once per rank
-    pool_prob: float = 0.0  # share of games against a frozen snapshot from the opponent pool (else mirror)
-    pool_size: int = 5  # most snapshots kept in the pool
-    pool_sampling: str = "uniform"  # uniform | prioritized (by the learner's loss rate against each snapshot)
-    snapshot_every: int = 10  # steps between snapshots into the pool
-    scripted_prob: float = 0.0  # share of games against a scripted opponent
-    scripted_opponent: str = "random"  # the scripted opponent's spec (random | expert)
-    random_opening: int = 0  # training games open with 0..N random moves (drawn per game): diverse positions; evaluation starts at the start
-    # -- curriculum -------------------------------------------------------------------------------------
-    curriculum: str = "none"  # none | uniform | sec | dump | adarft: how each game's category is chosen
-    curriculum_option: str = ""  # the game option whose values are the arms (e.g. digits, skill), or opponent (arms: mirror, pool, agent specs)
-    curriculum_arms: list[Any] = field(default_factory=list)  # the values of that option
-    curriculum_params: dict[str, Any] = field(default_factory=dict)  # policy options, e.g. {alpha: 0.5, tau: 1.0}
-    filter_low: float = 0.0  # online difficulty filtering: drop samples=K groups with accuracy below this
-    filter_high: float = 1.0  # ... or above this (0 and 1: keep everything)
-    filter_refill: int = 2  # extra rounds of games per step while filtering left fewer groups than games_per_step
-    # -- the update ------------------------------------------------------------------------------------
-    advantage: str = "rae"  # rae (per-role moving-average baseline, SPIRAL) | grpo (normalise within samples=K groups)
-    baseline_decay: float = 0.95  # decay of the per-(game, role) baseline (rae)
-    ppo_epochs: int = 1  # passes over each batch; > 1 uses the clipped ratio against the sampling log-probs
-    clip: float = 0.2  # PPO ratio clip range
-    kl_coef: float = 0.0  # weight of the KL penalty to the frozen initial model (0 disables it)
-    lr: float = 1e-4  # AdamW learning rate
-    weight_decay: float = 0.0  # AdamW weight decay
-    max_grad_norm: float = 1.0  # gradient clipping
-    warmup_steps: int = 0  # linear learning-rate warm-up
-    micro_batches: int = 1  # gradient-accumulation micro-batches per update (the same count on every rank)
-    gradient_checkpointing: bool = False  # recompute activations in the backward pass
-    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16
-    # -- evaluation, checkpoints, logging ---------------------------------------------------------------
-    eval_every: int = 10  # steps between evaluations (0: only at the end)
-    eval_games: int = 32  # games per evaluation opponent (both seats)
-    eval_opponents: list[str] = field(default_factory=lambda: ["random", "expert"])  # scripted baselines
-    eval_before: bool = False  # also evaluate at step 0, before the first update (the curves' starting point)
-    eval_heldout: bool = False  # also play eval_games fixed held-out seeds per curriculum arm, the learner in every role
-    eval_temperature: float | None = None  # sampling temperature in evaluation (None: as in training; 0: greedy)
-    checkpoint_every: int = 10  # steps between checkpoints
-    keep_checkpoints: int = 2  # most recent checkpoints kept
-    resume: str = "auto"  # auto (latest complete checkpoint, if any) | never | path to a checkpoint
-    out: str = "runs/train"  # run directory: episodes, checkpoints, TensorBoard logs, report
-    seed: int = 0  # base seed (every rank and step derives its own)
-    progress: bool = True  # progress bars
-    check_sync: bool = False  # after every update, hash the weights on each rank and record them (debugging)
+    """One training run."""
+
+    game: str = _f("tictactoe", "registered game name, module:Class or file.py:Class")
+    game_options: dict[str, Any] = _f(None, "game constructor options, e.g. {dice: 3}", factory=dict)
+    model: str = _f("tiny", "agent spec of the learner's base model: tiny | smollm2 | hf:PATH")
+    weights: str = _f("shared", "shared: one model for all roles; lora: one adapter per role; clone: one copy per role",
+                      choices=WEIGHT_MODES)
+    lora_r: int = _f(8, "LoRA rank (weights=lora)", low=1)
+    lora_alpha: int = _f(16, "LoRA alpha (weights=lora)", low=1)
+    dtype: str = _f("auto", "auto: bf16 on CUDA, fp32 on CPU", choices=("auto", "float32", "bfloat16"))
+    sampling: Sampling = field(default_factory=Sampling)
+    rollout: Rollout = field(default_factory=Rollout)
+    opponents: Opponents = field(default_factory=Opponents)
+    curriculum: Curriculum = field(default_factory=Curriculum)
+    update: Update = field(default_factory=Update)
+    evaluation: Evaluation = field(default_factory=Evaluation)
+    run: Run = field(default_factory=Run)
 
 
-def _one_line(exc: OmegaConfBaseException) -> str:
-    key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
-    first = str(exc).splitlines()[0]
-    return f"config key {key!r}: {first}" if key else first
+SECTIONS = tuple(f.name for f in fields(TrainConfig) if isinstance(f.default_factory, type) and is_dataclass(f.default_factory))
+
+
+def aliases() -> dict[str, str]:
+    """Old flat key -> ``section.field`` (a field's declared alias, else its own name)."""
+    out: dict[str, str] = {}
+    for section in SECTIONS:
+        for f in fields(_section_type(section)):
+            name = f.metadata.get("alias") or f.name
+            if name in out:
+                raise AssertionError(f"config alias {name!r} names both {out[name]} and {section}.{f.name}")
+            out[name] = f"{section}.{f.name}"
+    return out
+
+
+def _section_type(name: str) -> type:
+    return next(f.default_factory for f in fields(TrainConfig) if f.name == name)
+
+
+def _move_flat_keys(data: dict) -> dict:
+    """A YAML mapping with old flat keys moved into their sections (``curriculum: sec`` is the old key)."""
+    table, out = aliases(), {}
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, dict):
+            out.setdefault(key, {}).update(value)
+        elif key in table:
+            section, name = table[key].split(".")
+            out.setdefault(section, {})[name] = value
+        else:
+            out[key] = value
+    return out
+
+
+_TOP_LEVEL = tuple(f.name for f in fields(TrainConfig) if f.name not in SECTIONS)
+
+
+def _override_key(key: str) -> str:
+    """A dotted override key in its section form (``lr`` -> ``update.lr``; ``game_options.x`` unchanged)."""
+    head = key.split(".")[0]
+    if head in _TOP_LEVEL or (head in SECTIONS and "." in key):
+        return key
+    table = aliases()
+    if head in table:
+        return table[head] + key[len(head):]
+    return key
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Load a recipe YAML and dotted ``key=value`` overrides into a validated ``TrainConfig``."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     schema = OmegaConf.structured(TrainConfig)
     try:
         layers = [schema]
         if path is not None:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-            layers.append(OmegaConf.load(path))
+            data = OmegaConf.to_container(OmegaConf.load(path))
+            if not isinstance(data, dict):
+                raise ValueError(f"config file {str(path)!r}: expected a mapping of keys, got a {type(data).__name__}")
+            layers.append(OmegaConf.create(_move_flat_keys(data)))
+        dotted = []
         for item in overrides or []:
-            if "=" not in item:
+            key, eq, value = item.partition("=")
+            if not eq or not key:
                 raise ValueError(f"override {item!r} is not key=value")
-        layers.append(OmegaConf.from_dotlist(list(overrides or [])))
-        merged = OmegaConf.merge(*layers)
-        config: TrainConfig = OmegaConf.to_object(merged)
+            dotted.append(f"{_override_key(key)}={value}")
+        layers.append(OmegaConf.from_dotlist(dotted))
+        config: TrainConfig = OmegaConf.to_object(OmegaConf.merge(*layers))
     except OmegaConfBaseException as exc:
         raise ValueError(_one_line(exc)) from None
-    for key, allowed in CHOICES.items():
-        if allowed and getattr(config, key) not in allowed:
-            raise ValueError(f"config key {key!r}: {getattr(config, key)!r} is not one of {', '.join(allowed)}")
-    if config.curriculum != "none" and (not config.curriculum_option or not config.curriculum_arms):
-        raise ValueError(f"config key 'curriculum': {config.curriculum!r} needs curriculum_option and curriculum_arms")
-    if config.curriculum not in ("none", "uniform", "sec", "dump", "adarft"):
-        raise ValueError(f"config key 'curriculum': {config.curriculum!r} is not one of none, uniform, sec, dump, adarft")
-    if not 0 <= config.filter_low <= config.filter_high <= 1:
-        raise ValueError(f"config keys 'filter_low'/'filter_high': need 0 <= low <= high <= 1, got "
-                         f"{config.filter_low}, {config.filter_high}")
-    for key, what in (("filter_refill", "extra rounds"), ("random_opening", "random opening moves")):
-        if getattr(config, key) < 0:
-            raise ValueError(f"config key {key!r}: {getattr(config, key)} is negative; expected {what} >= 0")
-    for key in ("pool_prob", "scripted_prob"):
-        if not 0 <= getattr(config, key) <= 1:
-            raise ValueError(f"config key {key!r}: {getattr(config, key)} is not a probability in [0, 1]")
-    if config.pool_prob + config.scripted_prob > 1:
-        raise ValueError(f"config keys 'pool_prob' + 'scripted_prob' = {config.pool_prob + config.scripted_prob} exceed 1")
-    for key in ("steps", "games_per_step", "micro_batches", "ppo_epochs", "max_new_tokens", "pool_size"):
-        if getattr(config, key) < 1:
-            raise ValueError(f"config key {key!r}: {getattr(config, key)} must be >= 1")
+    validate(config)
     return config
 
 
+def _one_line(exc: Exception) -> str:
+    key = getattr(exc, "full_key", None) or getattr(exc, "key", None)
+    first = str(exc).splitlines()[0]
+    return f"config key {key!r}: {first}" if key else first
+
+
+def _check_fields(obj: Any, prefix: str) -> None:
+    """Choices and ranges declared in the fields' metadata; ValueError names the key, the value and what was expected."""
+    for f in fields(obj):
+        value, meta, key = getattr(obj, f.name), f.metadata, f"{prefix}{f.name}"
+        if is_dataclass(value):
+            _check_fields(value, f"{f.name}.")
+            continue
+        if meta.get("choices") and value not in meta["choices"]:
+            raise ValueError(f"config key {key!r}: {value!r} is not one of {', '.join(map(str, meta['choices']))}")
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        low, high = meta.get("low"), meta.get("high")
+        if math.isnan(value) or (low is not None and value < low) or (high is not None and value > high):
+            expected = (f"in [{low}, {high}]" if high is not None else f">= {low}") if low is not None else f"<= {high}"
+            raise ValueError(f"config key {key!r}: {value} is out of range; expected a value {expected}")
+
+
+def validate(config: TrainConfig) -> None:
+    """Every declared choice and range, then the rules that tie keys together."""
+    _check_fields(config, "")
+    cur, opp = config.curriculum, config.opponents
+    if cur.policy != "none" and (not cur.option or not cur.arms):
+        raise ValueError(f"config key 'curriculum.policy': {cur.policy!r} needs curriculum.option and curriculum.arms")
+    if cur.filter_low > cur.filter_high:
+        raise ValueError(f"config keys 'curriculum.filter_low'/'filter_high': need low <= high, got "
+                         f"{cur.filter_low}, {cur.filter_high}")
+    if opp.pool_prob + opp.scripted_prob > 1:
+        raise ValueError(f"config keys 'opponents.pool_prob' + 'opponents.scripted_prob' = "
+                         f"{opp.pool_prob + opp.scripted_prob} exceed 1")
+
+
 def describe() -> str:
-    """Every key with its default and its one-line doc (for ``selfplay train --help``)."""
-    source = Path(__file__).read_text().splitlines()
-    docs = {}
-    for line in source:
-        stripped = line.strip()
-        if ":" in stripped and "#" in stripped and not stripped.startswith("#"):
-            docs[stripped.split(":")[0]] = stripped.split("#", 1)[1].strip()
-    return "\n".join(f"  {f.name:<22} {docs.get(f.name, '')}" for f in fields(TrainConfig))
+    """Every key by section with its default, choices and help (for ``selfplay train --help``)."""
+    lines = []
+
+    def rows(obj_type: type, prefix: str) -> None:
+        for f in fields(obj_type):
+            if obj_type is TrainConfig and f.name in SECTIONS:
+                continue
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            meta = f.metadata
+            extra = f" (one of: {', '.join(map(str, meta['choices']))})" if meta.get("choices") else ""
+            alias = f" [also: {meta['alias']}]" if meta.get("alias") else ""
+            lines.append(f"  {prefix + f.name:<32} {default!s:<14} {meta.get('help', '')}{extra}{alias}")
+
+    rows(TrainConfig, "")
+    for section in SECTIONS:
+        cls = _section_type(section)
+        lines.append(f"\n{section}: {cls.__doc__}")
+        rows(cls, f"{section}.")
+    return "\n".join(lines)

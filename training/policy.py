@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from agents.llm import completion_logprobs
-from agents.weights import activate_adapter, add_adapters, lora_config
+from selfplay.agents.llm import completion_logprobs
+from selfplay.agents.weights import activate_adapter, add_adapters, lora_config
 
 
 class Policy(nn.Module):

@@ -1,28 +1,36 @@
-"""Rollout helpers: who plays whom this step, and which recorded steps become training samples."""
+"""Rollouts: each step's games, played on this rank, turned into training samples.
+
+``Rollouts.collect(step)`` hides the machinery of making a batch (nanochat's ``get_batch``): who plays whom
+(mirror self-play, a frozen snapshot from the opponent pool, a scripted opponent, or the curriculum's opponent
+arm), which category each game is drawn from (the curriculum), refill rounds while difficulty filtering left the
+batch short, and the options a game derives from the last step's episodes (its context hook). ``Rollouts.observe``
+takes the step's statistics summed over ranks and moves all of that on.
+"""
 
 from __future__ import annotations
 
-import random
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from arena.play import Match
-from arena.records import Episode
+import torch
 
-LEARNER, POOL, SCRIPTED = "learner", "pool", "scripted"
-OPPONENT = "opponent"  # the curriculum option whose arms are opponents: mirror, pool or a scripted agent spec
-
-
-def scripted_name(spec: str) -> str:
-    """Agent name of a scripted opponent that is a curriculum arm."""
-    return f"{SCRIPTED}/{spec}"
-
-
-def agent_name(kind: str, group: str) -> str:
-    """Agent name of a group's learner or pool copy ("learner" when shared, "learner/<role>" otherwise)."""
-    return kind if group == "policy" else f"{kind}/{group}"
-
+from selfplay.agents.specs import build_agent
+from selfplay.agents.weights import frozen_copy
+from selfplay.arena import rundir
+from selfplay.arena.play import Match, play
+from selfplay.arena.records import Episode, RecordStore
+from selfplay.games.core import Game
+from selfplay.training import seeds
+from selfplay.training.config import TrainConfig
+from selfplay.training.curriculum import difficulty_filter, make_curriculum
+from selfplay.training.distributed import full_parameters, rank_slice, sum_scalar
+from selfplay.training.learner import Learner, group_agent, sampling_config
+from selfplay.training.names import LEARNER, MIRROR, OPPONENT, POOL, SCRIPTED, agent_name, scripted_name
+from selfplay.training.pool import OpponentPool
+from selfplay.training.stats import StepStats
 
 def plan_matches(roles: Sequence[str], group_of, step: int, seed: int, first: int, count: int,
                  pool_prob: float, scripted_prob: float, pool_ready: bool,
@@ -38,7 +46,7 @@ def plan_matches(roles: Sequence[str], group_of, step: int, seed: int, first: in
     """
     matches = []
     for j in range(first, first + count):
-        rng = random.Random(f"{seed}/{step}/{j}")
+        rng = seeds.rng(seed, step, "game", j)
         game_seed = rng.randrange(2**31)
         u = rng.random()
         if u < pool_prob:
@@ -48,7 +56,7 @@ def plan_matches(roles: Sequence[str], group_of, step: int, seed: int, first: in
         scripted = SCRIPTED
         if arms and arms[j][0] == OPPONENT:
             value = str(arms[j][1])
-            kind = LEARNER if value == "mirror" else (POOL if pool_ready else LEARNER) if value == POOL else SCRIPTED
+            kind = LEARNER if value == MIRROR else (POOL if pool_ready else LEARNER) if value == POOL else SCRIPTED
             scripted = scripted_name(value)
         seat = roles[j % len(roles)]
         agents = {r: agent_name(LEARNER if kind == LEARNER or r == seat else kind, group_of(r))
@@ -56,7 +64,8 @@ def plan_matches(roles: Sequence[str], group_of, step: int, seed: int, first: in
         if kind == SCRIPTED:
             agents = {r: a if r == seat else scripted for r, a in agents.items()}
         # meta step counts from 1: the training step this rollout feeds (as checkpoints count steps done)
-        meta = {"step": step + 1, "index": j, "opponent": kind}
+        meta = {"step": step + 1, "index": j, "opponent": kind,
+                "learners": [r for r in roles if kind == LEARNER or r == seat]}
         if arms:  # the curriculum's category for game j: (option, value)
             option, value = arms[j]
             meta.update(arm=str(value), **({"game_options": {option: value}} if option != OPPONENT else {}))
@@ -86,31 +95,17 @@ def collect_samples(episodes: Sequence[Episode], group_of) -> list[Sample]:
     for ep in episodes:
         if ep.status == "error":
             continue
+        learners = ep.learner_roles()
         for s in ep.steps:
-            if s.agent.startswith(LEARNER) and s.completion_ids and s.reward is not None:
+            if s.role in learners and s.agent == ep.agents[s.role] and s.completion_ids and s.reward is not None:
                 samples.append(Sample(group_of(s.role), (ep.game, s.role), (ep.id, s.turn), s.prompt_ids,
                                       s.completion_ids, s.logprobs, s.reward, s.allowed, ep.meta.get("arm")))
     return samples
 
 
-def learner_results(episodes: Sequence[Episode], opponent: str) -> tuple[int, float]:
-    """Games against ``opponent`` and the learner's wins in them (draws count half)."""
-    games, wins = 0, 0.0
-    for ep in episodes:
-        if ep.meta.get("opponent") != opponent or ep.status == "error":
-            continue
-        for role, name in ep.agents.items():
-            if name.startswith(LEARNER):
-                games += 1
-                wins += {"win": 1.0, "draw": 0.5}.get(ep.outcome(role), 0.0)
-    return games, wins
-
-
 def filter_groups(samples: list[Sample], low: float, high: float) -> list[Sample]:
     """Online difficulty filtering (Bae et al. 2025): drop the samples=K groups whose accuracy (share of samples
     with a positive reward) lies outside [low, high]; samples outside such groups are kept."""
-    from training.curriculum import difficulty_filter
-
     groups: dict[tuple[str, int], list[Sample]] = {}
     for s in samples:
         groups.setdefault(s.turn_group, []).append(s)
@@ -130,3 +125,139 @@ def credit_progress(samples: Sequence[Sample], infos: Mapping[Any, dict], gains:
         k = key(infos[s.turn_group[0]])
         if k in gains:
             s.reward = gains[k]
+
+
+@dataclass
+class Batch:
+    """One step's rollouts on this rank: the episodes, the learner's samples, the pool snapshot played (its step)."""
+
+    episodes: list[Episode]
+    samples: list[Sample]
+    pool_step: int | None
+    seconds: float
+
+
+@dataclass
+class Rollouts:
+    """Plays each step's games on this rank and turns them into samples (see the module docstring)."""
+
+    cfg: TrainConfig
+    learner: Learner
+    game_cls: type[Game]
+    store: RecordStore
+    run_dir: Path
+    context: dict[str, Any] = field(default_factory=dict)  # options the game derived from the last step's episodes
+    curriculum_history: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        cur, opp = self.cfg.curriculum, self.cfg.opponents
+        self.arm_values = {str(v): v for v in cur.arms}
+        self.curriculum = make_curriculum(cur.policy, list(self.arm_values), **cur.params) if cur.policy != "none" else None
+        self.pool = OpponentPool(rundir.pool_dir(self.run_dir), opp.pool_size, opp.pool_sampling)
+        pool_arm = cur.option == OPPONENT and POOL in self.arm_values
+        self.opponent = frozen_copy(self.learner.policy) if opp.pool_prob or pool_arm else None
+        self.filtering = (cur.filter_low, cur.filter_high) != (0.0, 1.0)
+
+    def make_game(self, **extra: Any) -> Game:
+        """A game with the run's options, the current context and ``extra`` (a curriculum arm's option)."""
+        return self.game_cls(**{**self.cfg.game_options, **self.context, **extra})
+
+    # -- one step ----------------------------------------------------------------------------------------------
+    def collect(self, step: int) -> Batch:
+        """Play this rank's slice of step ``step``'s games, plus refill rounds while filtering left it short."""
+        start = time.perf_counter()
+        acc, cur = self.learner.accelerator, self.cfg.curriculum
+        agents, snapshot = self._agents(step)
+        episodes, samples, kept, rounds = [], [], set(), 0
+        self.learner.model.eval()
+        while True:
+            new = self._play_round(step, rounds, agents, snapshot is not None)
+            fresh = collect_samples(new, self.learner.policy.group)
+            episodes, samples, rounds = episodes + new, samples + fresh, rounds + 1
+            if not self.filtering:
+                break
+            kept |= {s.turn_group for s in filter_groups(fresh, cur.filter_low, cur.filter_high)}
+            if sum_scalar(acc, len(kept)) >= self.cfg.rollout.games_per_step * acc.num_processes \
+                    or rounds > cur.filter_refill:
+                break
+        return Batch(episodes, samples, snapshot.step if snapshot else None, time.perf_counter() - start)
+
+    def keep(self, samples: list[Sample]) -> list[Sample]:
+        """The samples that difficulty filtering keeps (all of them without filtering)."""
+        cur = self.cfg.curriculum
+        return filter_groups(samples, cur.filter_low, cur.filter_high) if self.filtering else samples
+
+    def _agents(self, step: int) -> tuple[dict[str, Any], Any]:
+        """This step's agents: the learner (reseeded), the pool snapshot's copy, scripted and opponent-arm agents."""
+        cfg, learner, rank = self.cfg, self.learner, self.learner.accelerator.process_index
+        agents: dict[str, Any] = dict(learner.agents)
+        for i, agent in enumerate(learner.agents.values()):
+            agent.sampling.seed, agent.calls = seeds.learner_sampling(cfg.run.seed, step, rank, i), 0
+        snapshot = self.pool.choose(seeds.rng(cfg.run.seed, step, "pool")) if self.opponent is not None else None
+        if snapshot is not None:
+            self.opponent.load_state_dict(torch.load(snapshot.path, map_location=learner.accelerator.device), strict=False)
+            sampling = sampling_config(cfg, seed=seeds.pool_sampling(step))
+            agents.update({agent_name(POOL, g): group_agent(self.opponent, g, learner.tokenizer, POOL, sampling)
+                           for g in learner.policy.groups})
+        if cfg.opponents.scripted_prob:
+            spec = cfg.opponents.scripted_opponent
+            agents[SCRIPTED] = build_agent(spec, seed=seeds.opponent(cfg.run.seed, step, rank, spec), name=SCRIPTED)
+        if cfg.curriculum.option == OPPONENT:
+            agents.update({scripted_name(v): build_agent(v, seed=seeds.opponent(cfg.run.seed, step, rank, v),
+                                                         name=scripted_name(v))
+                           for v in self.arm_values if v not in (MIRROR, POOL)})
+        return agents, snapshot
+
+    def _play_round(self, step: int, rounds: int, agents: dict[str, Any], pool_ready: bool) -> list[Episode]:
+        cfg, acc = self.cfg, self.learner.accelerator
+        total = cfg.rollout.games_per_step * acc.num_processes
+        first, count = rank_slice(total, acc.num_processes, acc.process_index)
+        offset = rounds * total  # refill games continue the step's global list, so their seeds are new
+        arms = None
+        if self.curriculum is not None:  # the same global list of categories on every rank
+            chosen = self.curriculum.choose(seeds.rng(cfg.run.seed, step, "curriculum", rounds), total)
+            arms = {offset + i: (cfg.curriculum.option, self.arm_values[a]) for i, a in enumerate(chosen)}
+        opp = cfg.opponents
+        matches = plan_matches(self.game_cls.roles, self.learner.policy.group, step, cfg.run.seed, offset + first, count,
+                               opp.pool_prob, opp.scripted_prob, pool_ready, arms, cfg.rollout.random_opening)
+        with torch.no_grad(), full_parameters(acc, self.learner.model):
+            return play(self.make_game, matches, agents, store=self.store, concurrency=cfg.rollout.concurrency,
+                        progress=False, options={**cfg.game_options, **self.context})
+
+    # -- after the update ----------------------------------------------------------------------------------
+    def observe(self, done: int, stats: StepStats) -> dict[str, float]:
+        """Move on with the step's statistics summed over ranks: the game's context options, the curriculum, the
+        pool's record; return the curriculum's metrics."""
+        if stats.game:  # e.g. the student's results per skill, which the next step's teachers see
+            self.context = self.game_cls.context_options(stats.game)
+        for snapshot_step, games in stats.pool_games.items():
+            self.pool.record(snapshot_step, int(games), stats.pool_score.get(snapshot_step, 0.0))
+        if self.curriculum is None:
+            return {}
+        signal = "reward" if self.cfg.curriculum.policy == "adarft" else "absadv"
+        probabilities = self.curriculum.probabilities()
+        self.curriculum.update(stats.arms.mean(signal))
+        absadv, reward = stats.arms.mean("absadv"), stats.arms.mean("reward")
+        entry = {"step": done, "p": probabilities, "absadv": {a: absadv.get(a) for a in self.arm_values},
+                 "reward": {a: reward.get(a) for a in self.arm_values}}
+        self.curriculum_history.append(entry)
+        return {**{f"curriculum/p/{a}": p for a, p in probabilities.items()},
+                **{f"curriculum/{k}/{a}": v for k in ("absadv", "reward") for a, v in entry[k].items() if v is not None}}
+
+    def snapshot(self, done: int) -> None:
+        """Add the learner's trainable weights to the opponent pool every ``snapshot_every`` steps."""
+        opp, acc = self.cfg.opponents, self.learner.accelerator
+        if opp.pool_prob and done % opp.snapshot_every == 0:
+            self.pool.add(done, self.learner.trainable_state(), write=acc.is_main_process)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pool": self.pool.state_dict(), "context": dict(self.context),
+                "curriculum": self.curriculum.state_dict() if self.curriculum is not None else None,
+                "curriculum_history": self.curriculum_history}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.pool.load_state_dict(state.get("pool") or [])
+        self.context = dict(state.get("context") or {})
+        if self.curriculum is not None and state.get("curriculum") is not None:
+            self.curriculum.load_state_dict(state["curriculum"])
+        self.curriculum_history = list(state.get("curriculum_history") or [])

@@ -4,7 +4,7 @@
     selfplay play docs/examples/my_game.py:Nim --agents random random --games 100
 """
 from dataclasses import dataclass
-from games import Failure, Game, InvalidAction, Turn, system, user
+from selfplay.games import Failure, Game, InvalidAction, Turn, system, user
 
 
 @dataclass

@@ -1,12 +1,12 @@
 import torch
 
-from agents.base import Request
-from agents.llm import LLMAgent, SamplingConfig, token_logprobs
-from agents.models import tiny_model
-from agents.specs import build_agent
-from agents.weights import activate_adapter, add_adapters, adapter_parameters, frozen_copy, snapshot_adapter
-from arena.play import Match, play
-from games.tictactoe import TicTacToe
+from selfplay.agents.base import Request
+from selfplay.agents.llm import LLMAgent, SamplingConfig, token_logprobs
+from selfplay.agents.models import tiny_model
+from selfplay.agents.specs import build_agent
+from selfplay.agents.weights import activate_adapter, add_adapters, adapter_parameters, frozen_copy, snapshot_adapter
+from selfplay.arena.play import Match, play
+from selfplay.games.tictactoe import TicTacToe
 
 
 def _requests(game_messages):

@@ -1,7 +1,7 @@
-from agents.scripted import RandomAgent
-from arena.play import OPENING, Match, paired_matches, play
-from games.core import InvalidPolicy
-from games.tictactoe import TicTacToe
+from selfplay.agents.scripted import RandomAgent
+from selfplay.arena.play import OPENING, Match, paired_matches, play
+from selfplay.games.core import InvalidPolicy
+from selfplay.games.tictactoe import TicTacToe
 from tests.fakes import CrashingAgent, ExplodingTTT, GuessGame, RetryTTT, ScriptAgent
 
 

@@ -1,6 +1,6 @@
 import random
 
-from arena.ratings import (Result, bootstrap, bradley_terry, cycles, dominance_graph, openskill_ratings,
+from selfplay.arena.ratings import (Result, bootstrap, bradley_terry, cycles, dominance_graph, openskill_ratings,
                            rank_upper_bounds)
 
 TRUE = {"a": 0.0, "b": 60.0, "c": 150.0, "d": -120.0, "e": 300.0, "f": -250.0}

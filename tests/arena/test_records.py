@@ -6,10 +6,10 @@ import sys
 import time
 from pathlib import Path
 
-from agents.scripted import RandomAgent
-from arena.play import paired_matches, play
-from arena.records import open_store
-from games.kuhn_poker import KuhnPoker
+from selfplay.agents.scripted import RandomAgent
+from selfplay.arena.play import paired_matches, play
+from selfplay.arena.records import open_store
+from selfplay.games.kuhn_poker import KuhnPoker
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,7 +28,7 @@ def test_episodes_round_trip_with_every_step(tmp_path):
 
 def test_sigkill_mid_run_leaves_only_whole_episodes(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "arena.cli", "play", "tictactoe", "--agents", "random", "random",
+    proc = subprocess.Popen([sys.executable, "-m", "selfplay.cli", "play", "tictactoe", "--agents", "random", "random",
                              "--games", "1000000", "--concurrency", "64", "--out", str(out)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = out / "episodes.sqlite"

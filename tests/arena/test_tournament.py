@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.models import tiny_model
-from arena.records import open_store
-from arena.tournament import Participant, checkpoint_participants, main, run_tournament
+from selfplay.agents.models import tiny_model
+from selfplay.arena.records import open_store
+from selfplay.arena.tournament import Participant, checkpoint_participants, main, run_tournament
 
 
 def fake_run(root: Path, steps=(2, 4)) -> Path:

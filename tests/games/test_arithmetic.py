@@ -2,8 +2,8 @@ import random
 
 import pytest
 
-from arena.play import Match, play
-from games.arithmetic import SKILLS, Arithmetic, make_task
+from selfplay.arena.play import Match, play
+from selfplay.games.arithmetic import SKILLS, Arithmetic, make_task
 from tests.fakes import ScriptAgent
 
 

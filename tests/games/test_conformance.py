@@ -1,8 +1,8 @@
 import pytest
 
-from games.conformance import check_game
-from games.core import Game, validate_game_class
-from games.registry import registered_games
+from selfplay.games.conformance import check_game
+from selfplay.games.core import Game, validate_game_class
+from selfplay.games.registry import registered_games
 from tests.fakes import EndlessTTT, GenerousTTT, GuessGame, GullibleTTT, LeakyTTT, NondeterministicTTT
 
 

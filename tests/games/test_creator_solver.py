@@ -1,7 +1,7 @@
 import pytest
 
-from arena.play import Match, play
-from games.creator_solver import CreatorSolver, learnability
+from selfplay.arena.play import Match, play
+from selfplay.games.creator_solver import CreatorSolver, learnability
 from tests.fakes import ScriptAgent
 
 

@@ -1,8 +1,8 @@
 from itertools import permutations
 
-from agents.scripted import ExpertAgent
-from arena.play import Match, play
-from games.kuhn_poker import KuhnPoker, nash_probabilities
+from selfplay.agents.scripted import ExpertAgent
+from selfplay.arena.play import Match, play
+from selfplay.games.kuhn_poker import KuhnPoker, nash_probabilities
 
 
 def _exact_value(alpha: float) -> float:

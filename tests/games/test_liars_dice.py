@@ -1,9 +1,9 @@
 import pytest
 
-from agents.scripted import ExpertAgent, RandomAgent
-from arena.play import paired_matches, play
-from games.core import InvalidAction
-from games.liars_dice import LiarsDice, bid_rank, p_at_least
+from selfplay.agents.scripted import ExpertAgent, RandomAgent
+from selfplay.arena.play import paired_matches, play
+from selfplay.games.core import InvalidAction
+from selfplay.games.liars_dice import LiarsDice, bid_rank, p_at_least
 
 
 def test_bid_order_and_probability():

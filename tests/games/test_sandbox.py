@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from games.sandbox import Limits, run_code, run_many
+from selfplay.games.sandbox import Limits, run_code, run_many
 
 LIMITS = Limits(timeout_s=1.5, cpu_s=1, memory_mb=256, output_bytes=20_000)
 HERE = Path(__file__).resolve()

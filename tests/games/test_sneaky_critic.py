@@ -2,8 +2,8 @@ import random
 
 import pytest
 
-from arena.play import Match, play
-from games.sneaky_critic import SneakyCritic, make_chain, step_is_correct
+from selfplay.arena.play import Match, play
+from selfplay.games.sneaky_critic import SneakyCritic, make_chain, step_is_correct
 from tests.fakes import ScriptAgent
 
 
@@ -38,7 +38,7 @@ def test_rewards_hand_checked():
 
 
 def test_expert_critic_always_catches_and_expert_generator_beats_random_critic():
-    from agents.scripted import ExpertAgent, RandomAgent
+    from selfplay.agents.scripted import ExpertAgent, RandomAgent
 
     agents = {"expert": ExpertAgent(0), "random": RandomAgent(0)}
     episodes = play(SneakyCritic, [Match(s, {"generator": "random", "critic": "expert"}) for s in range(100)] +

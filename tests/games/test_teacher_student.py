@@ -1,7 +1,7 @@
 import pytest
 
-from arena.play import Match, play
-from games.teacher_student import TeacherStudent, evaluate
+from selfplay.arena.play import Match, play
+from selfplay.games.teacher_student import TeacherStudent, evaluate
 from tests.fakes import ScriptAgent
 
 
@@ -45,6 +45,6 @@ def test_malformed_exercises_are_penalised(text, reason):
 def test_context_hook_sums_student_results_per_skill():
     exercise = "SKILL: add\nQUESTION: 2 + 2\nANSWER: 4"
     episodes = [run(exercise, ["ANSWER: 4", "ANSWER: 5", "ANSWER: 4", "ANSWER: 4"])[0] for _ in range(2)]
-    stats = TeacherStudent.context_stats(episodes)
+    stats = TeacherStudent.context_stats([ep.meta["info"] for ep in episodes])
     assert stats["solved|add"] == 6 and stats["tried|add"] == 8 and stats["tried|mul"] == 0
     assert TeacherStudent.context_options(stats) == {"student_results": {"add": [6, 8]}}

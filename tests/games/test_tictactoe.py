@@ -1,6 +1,6 @@
-from agents.scripted import ExpertAgent, RandomAgent
-from arena.play import paired_matches, play
-from games.tictactoe import TicTacToe, best_cells, minimax_value, winner
+from selfplay.agents.scripted import ExpertAgent, RandomAgent
+from selfplay.arena.play import paired_matches, play
+from selfplay.games.tictactoe import TicTacToe, best_cells, minimax_value, winner
 
 
 def test_board_logic_from_move_tables():

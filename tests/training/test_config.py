@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from training.config import TrainConfig, load_config
+from selfplay.training.config import TrainConfig, load_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -26,12 +26,16 @@ def test_every_launch_config_is_an_accelerate_config(path):
 
 @pytest.mark.parametrize("override, words", [
     ("learning_rate=0.1", "config key 'learning_rate'"),
-    ("steps=many", "config key 'steps'"),
+    ("steps=many", "config key 'run.steps'"),
     ("weights=full", "'full' is not one of shared, lora, clone"),
-    ("scripted_prob=1.5", "config key 'scripted_prob'"),
+    ("scripted_prob=1.5", "config key 'opponents.scripted_prob': 1.5 is out of range; expected a value in [0.0, 1.0]"),
+    ("opponents.pool_prob=-0.1", "config key 'opponents.pool_prob'"),
     ("steps", "is not key=value"),
-    ("filter_refill=-1", "config key 'filter_refill': -1"),
-    ("random_opening=-2", "config key 'random_opening': -2"),
+    ("filter_refill=-1", "config key 'curriculum.filter_refill': -1"),
+    ("random_opening=-2", "config key 'rollout.random_opening': -2"),
+    ("update.lr=nan", "config key 'update.lr': nan"),
+    ("curriculum=sec", "'curriculum.policy': 'sec' needs curriculum.option and curriculum.arms"),
+    ("curriculum.policy=bandit", "'bandit' is not one of none, uniform, sec, dump, adarft"),
 ])
 def test_bad_keys_get_a_one_line_error_naming_them(override, words):
     with pytest.raises(ValueError) as info:
@@ -41,4 +45,39 @@ def test_bad_keys_get_a_one_line_error_naming_them(override, words):
 
 def test_overrides_win_over_the_file():
     config = load_config(CONFIGS / "tictactoe.yaml", ["lr=0.5", "game_options.compact=true"])
-    assert config.lr == 0.5 and config.game_options == {"compact": True} and config.game == "tictactoe"
+    assert config.update.lr == 0.5 and config.game_options == {"compact": True} and config.game == "tictactoe"
+
+
+def test_old_flat_keys_and_section_keys_are_the_same_setting(tmp_path):
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("game: kuhn_poker\nlr: 0.25\neval_games: 12\ncurriculum: sec\ncurriculum_option: x\n"
+                    "curriculum_arms: [1, 2]\nsteps: 3\n")
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("game: kuhn_poker\nupdate: {lr: 0.25}\nevaluation: {games: 12}\n"
+                      "curriculum: {policy: sec, option: x, arms: [1, 2]}\nrun: {steps: 3}\n")
+    assert load_config(flat) == load_config(nested) == load_config(None, [
+        "game=kuhn_poker", "update.lr=0.25", "eval_games=12", "curriculum.policy=sec", "curriculum_option=x",
+        "curriculum_arms=[1,2]", "run.steps=3"])
+    assert load_config(flat).curriculum.arms == [1, 2] and load_config(flat).evaluation.games == 12
+
+
+def test_help_lists_every_section_key_with_its_help_and_choices():
+    from dataclasses import fields
+
+    from selfplay.training.config import SECTIONS, describe
+
+    text = describe()
+    for section in SECTIONS:
+        for f in fields(getattr(TrainConfig(), section)):
+            assert f"{section}.{f.name}" in text and f.metadata["help"] in text
+    assert "(one of: rae, grpo)" in text and "[also: eval_games]" in text
+
+
+def test_config_loads_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from selfplay.training.config import load_config; "
+            f"load_config({str(CONFIGS / 'quickstart.yaml')!r}, ['lr=1e-3']); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

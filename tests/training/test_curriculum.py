@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from training.curriculum import DUMP, SEC, AdaRFT, Uniform, difficulty_filter, make_curriculum
+from selfplay.training.curriculum import DUMP, SEC, AdaRFT, Uniform, difficulty_filter, make_curriculum
 
 
 def test_sec_td0_values_and_boltzmann_probabilities():

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from training.losses import grpo_advantages, policy_loss, rae_advantages
+from selfplay.training.losses import grpo_advantages, policy_loss, rae_advantages
 
 
 def test_rae_uses_the_baseline_from_before_the_update():

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from agents.llm import pack
-from agents.models import tiny_model
-from training.policy import Policy
+from selfplay.agents.llm import pack
+from selfplay.agents.models import tiny_model
+from selfplay.training.policy import Policy
 
 ROLES = ("creator", "solver")
 

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from arena.records import open_store
-from games.creator_solver import learnability
+from selfplay.arena.records import open_store
+from selfplay.games.creator_solver import learnability
 from tests.training.test_train import TINY, run
 
 BASE = [o for o in TINY if not o.startswith("game_options")]
@@ -63,8 +63,8 @@ def test_curriculum_over_digits_with_difficulty_filtering(tmp_path):
     import json
 
     state = json.loads((out / "checkpoints/step_000002/trainer.json").read_text())
-    assert sum(state["curriculum"]["counts"].values()) >= 2  # DUMP saw its arms measured
-    assert [h["step"] for h in state["curriculum_history"]] == [1, 2]
+    assert sum(state["rollouts"]["curriculum"]["counts"].values()) >= 2  # DUMP saw its arms measured
+    assert [h["step"] for h in state["rollouts"]["curriculum_history"]] == [1, 2]
     assert (out / "curriculum.png").exists()
 
 
@@ -77,9 +77,9 @@ def test_teacher_student_two_steps_passes_the_student_results_on(tmp_path):
     first = [ep for ep in episodes if ep.meta["step"] == 1]
     second = [ep for ep in episodes if ep.meta["step"] == 2]
     assert all("student_results" not in ep.options for ep in first)
-    from games.teacher_student import TeacherStudent
+    from selfplay.games.teacher_student import TeacherStudent
 
-    expected = TeacherStudent.context_options(TeacherStudent.context_stats(first))["student_results"]
+    expected = TeacherStudent.context_options(TeacherStudent.context_stats([ep.meta.get("info") or {} for ep in first]))["student_results"]
     assert expected and all(ep.options.get("student_results") == expected for ep in second)
     for ep in episodes:  # the proxy reward, re-derived from the recorded student answers
         info = ep.meta.get("info", {})
@@ -126,8 +126,8 @@ def test_opponents_as_arms_and_held_out_evaluation(tmp_path):
         assert agents == {"learner"} if arm == "mirror" else agents == {"learner", f"scripted/{arm}"}
         assert "game_options" not in ep.meta
     state = json.loads((out / "checkpoints/step_000002/trainer.json").read_text())
-    assert set(state["curriculum"]["values"]) == {"mirror", "random", "expert"}
-    assert any(v != 0 for v in state["curriculum"]["values"].values())
+    assert set(state["rollouts"]["curriculum"]["values"]) == {"mirror", "random", "expert"}
+    assert any(v != 0 for v in state["rollouts"]["curriculum"]["values"].values())
     heldout = state["history"][-1]["heldout"]
     held = [ep for ep in open_store(out).episodes() if ep.meta.get("eval") == "heldout"]
     assert len(held) == 6 and all(set(ep.agents.values()) == {"learner"} for ep in held)
@@ -151,8 +151,8 @@ def test_held_out_evaluation_per_arm_of_a_task_game(tmp_path):
 
 
 def test_progress_credit_gives_each_task_its_skill_gain():
-    from training.rollout import Sample, credit_progress
-    from games.teacher_student import TeacherStudent
+    from selfplay.training.rollout import Sample, credit_progress
+    from selfplay.games.teacher_student import TeacherStudent
 
     spec = TeacherStudent.learning_progress({"teacher_reward": "progress", "probe_size": 3})
     assert spec.role == "teacher" and all(len(p) == 3 for p in spec.probes.values())

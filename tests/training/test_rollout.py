@@ -1,4 +1,4 @@
-from training.rollout import plan_matches
+from selfplay.training.rollout import plan_matches
 
 ROLES = ("player_0", "player_1")
 

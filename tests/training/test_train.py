@@ -18,7 +18,7 @@ TINY = ["model=tiny", "constrained=true", "game_options.compact=true", "eval_gam
 
 
 def run(args, out, *, launcher=None, check=True, timeout=600, base=TINY):
-    cmd = launcher or [sys.executable, "-m", "training.train"]
+    cmd = launcher or [sys.executable, "-m", "selfplay.train"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run([*cmd, str(ROOT / "configs/quickstart.yaml"), *base, f"out={out}", *args], cwd=ROOT,
                             capture_output=True, text=True, timeout=timeout, env=env)
@@ -29,7 +29,7 @@ def run(args, out, *, launcher=None, check=True, timeout=600, base=TINY):
 
 def accelerate(config):
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "configs/accelerate" / config),
-            "-m", "training.train"]
+            "-m", "selfplay.train"]
 
 
 def weights(run_dir, step):
@@ -52,13 +52,27 @@ def test_single_process_run_trains_and_saves_plain_hf_weights(tmp_path):
     assert "| 2 |" in (out / "report.md").read_text() and (out / "progress.png").exists()
 
 
-def test_lora_run_saves_one_adapter_per_role(tmp_path):
+def test_lora_run_saves_one_adapter_per_role_and_no_frozen_base(tmp_path):
     out = tmp_path / "run"
-    run(["steps=1", "weights=lora", "games_per_step=4", "pool_prob=0.5", "scripted_prob=0.0", "snapshot_every=1"], out)
-    policy = out / "checkpoints/step_000001/policy"
+    lora = ["weights=lora", "games_per_step=4", "pool_prob=0.5", "scripted_prob=0.0", "snapshot_every=1",
+            "checkpoint_every=1", "keep_checkpoints=5"]
+    run(["steps=1", *lora], out)
+    step1 = out / "checkpoints/step_000001"
+    policy = step1 / "policy"
     assert (policy / "player_0" / "adapter_model.safetensors").exists() or (policy / "adapter_model.safetensors").exists()
     assert (policy / "player_1" / "adapter_model.safetensors").exists()
     assert (out / "pool/step_000001.pt").exists()
+    state = load_file(step1 / "state" / "model.safetensors")
+    assert state and all("lora_" in k for k in state), [k for k in state if "lora_" not in k][:3]  # adapters only
+    base = json.loads((step1 / "base.json").read_text())
+    assert base["model"] == "tiny" and len(base["frozen_sha256"]) == 64
+    # resuming reloads the base from its spec, checks its hash and continues from the saved adapters
+    resumed = run(["steps=2", *lora], out)
+    assert "resumed from" in resumed.stdout and (out / "checkpoints/step_000002/COMPLETE").exists()
+    # a different base under the same adapters is refused, naming the reason
+    other = run(["steps=3", *lora, "seed=7"], out,
+                check=False)
+    assert other.returncode != 0 and "frozen" in (other.stdout + other.stderr)
 
 
 def test_zero2_on_two_processes_keeps_ranks_identical_and_matches_one_process(tmp_path):
@@ -92,7 +106,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     run(args, straight)
     killed = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "training.train", str(ROOT / "configs/quickstart.yaml"), *TINY,
+    proc = subprocess.Popen([sys.executable, "-m", "selfplay.train", str(ROOT / "configs/quickstart.yaml"), *TINY,
                              f"out={killed}", *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -109,8 +123,11 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     a, b = weights(straight, 8), weights(killed, 8)
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
     states = [json.loads((d / "checkpoints/step_000008/trainer.json").read_text()) for d in (straight, killed)]
-    assert states[0]["curriculum"] == states[1]["curriculum"]  # the curriculum state resumed exactly
-    assert states[0]["curriculum_history"] == states[1]["curriculum_history"]
+    rollouts = [st["rollouts"] for st in states]
+    assert rollouts[0]["curriculum"] == rollouts[1]["curriculum"]  # the curriculum state resumed exactly
+    assert rollouts[0]["curriculum_history"] == rollouts[1]["curriculum_history"] and rollouts[0]["curriculum_history"]
+    pools = [[{k: v for k, v in snap.items() if k != "path"} for snap in r["pool"]] for r in rollouts]
+    assert pools[0] == pools[1] and any(snap["games"] for snap in pools[0])  # the opponent pool and its record
     for run_dir in (straight, killed):
         rows = _episode_steps(run_dir)
         rollouts = [(s, i) for s, i, e in rows if e is None]

@@ -1,4 +1,5 @@
-"""The ``selfplay`` command: list, check and play games, show records; train and tournament delegate."""
+"""The ``selfplay`` command, above every layer: list, check and play games, show records; train and tournament
+delegate. Each subcommand imports what it needs when it runs, so ``--help`` answers at once."""
 
 from __future__ import annotations
 
@@ -7,21 +8,20 @@ import sys
 import time
 from pathlib import Path
 
-from agents.specs import build_agents, parse_key_values
-from arena.play import paired_matches, play
-from arena.records import open_store
-from arena.stats import format_table, summarize, transcript
-from games.conformance import check_game
-from games.registry import game_class, registered_games
-
 
 def cmd_games(args: argparse.Namespace) -> int:
+    from selfplay.games.registry import registered_games
+
     for name, cls in registered_games().items():
         print(f"{name:<14} roles: {', '.join(cls.roles):<22} {cls.description}")
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from selfplay.agents.specs import parse_key_values
+    from selfplay.games.conformance import check_game
+    from selfplay.games.registry import game_class
+
     count = args.seeds if args.seeds is not None else game_class(args.game).check_seeds
     report = check_game(args.game, range(args.seed, args.seed + count), parse_key_values(args.option))
     print(report)
@@ -29,6 +29,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_play(args: argparse.Namespace) -> int:
+    from selfplay.agents.specs import build_agents, parse_key_values
+    from selfplay.arena.play import paired_matches, play
+    from selfplay.arena.records import open_store
+    from selfplay.arena.stats import format_table, summarize
+    from selfplay.games.registry import game_class
+
     cls = game_class(args.game)
     options = parse_key_values(args.option)
     cls(**options)  # fail fast on bad options
@@ -48,6 +54,9 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from selfplay.arena.records import open_store
+    from selfplay.arena.stats import transcript
+
     path = Path(args.run)
     if not path.exists():
         raise ValueError(f"run {args.run!r} does not exist: expected a run directory or an episodes.sqlite file")
@@ -66,7 +75,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-DELEGATED = {"train": "training.train", "tournament": "arena.tournament"}
+DELEGATED = {"train": "selfplay.train", "tournament": "selfplay.arena.tournament"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,55 @@
+"""``selfplay train`` and ``accelerate launch -m selfplay.train``: read and check the config, then train.
+
+Everything is checked before torch is imported: the YAML, every key and value, the game and its options, each
+curriculum arm and scripted opponent. A bad one exits with status 2 and one line naming it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def check_config(cfg) -> None:
+    """Build the game once with its options and each curriculum arm, and each agent the run will build;
+    ValueError names what is wrong."""
+    from selfplay.agents.specs import parse_spec
+    from selfplay.games.registry import make_game
+    from selfplay.training.names import MIRROR, OPPONENT, POOL
+
+    cur = cfg.curriculum
+    specs = [*cfg.evaluation.opponents, cfg.model]
+    if cfg.opponents.scripted_prob:
+        specs.append(cfg.opponents.scripted_opponent)
+    if cur.option == OPPONENT:
+        specs += [str(v) for v in cur.arms if str(v) not in (MIRROR, POOL)]
+    for spec in specs:
+        parse_spec(spec)
+    for value in (cur.arms if cur.option != OPPONENT else []) or [None]:
+        make_game(cfg.game, **{**cfg.game_options, **({cur.option: value} if value is not None else {})})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``selfplay train [CONFIG.yaml] [key=value ...]``."""
+    from selfplay.training.config import describe, load_config
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print("usage: selfplay train [CONFIG.yaml] [key=value ...]\n\n"
+              "Keys go as section.key=value (update.lr=1e-4) or by their old flat name (lr=1e-4).\n\nkeys:\n"
+              + describe())
+        return 0
+    path = argv.pop(0) if argv and "=" not in argv[0] else None
+    try:
+        config = load_config(path, argv)
+        check_config(config)
+    except (ValueError, FileNotFoundError, TypeError) as exc:
+        print(f"selfplay train: error: {exc}", file=sys.stderr)
+        return 2
+    from selfplay.training.train import train  # torch, transformers and accelerate load only now
+
+    train(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Evaluation during training: the learner against each scripted baseline in every seat on a fixed set of games,
+held-out accuracy per curriculum arm, and the learning-progress probes. Seeds come from ``training.seeds``, so the
+games are the same at every evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from selfplay.agents.specs import build_agent
+from selfplay.arena.play import Match, paired_matches, play
+from selfplay.arena.ratings import Result, bootstrap, bradley_terry
+from selfplay.arena.records import Episode, RecordStore
+from selfplay.arena.stats import Tally
+from selfplay.games.core import Game, LearningProgress
+from selfplay.training import seeds
+from selfplay.training.config import TrainConfig
+from selfplay.training.distributed import full_parameters, rank_slice, reduce_sum
+from selfplay.training.learner import Learner
+from selfplay.training.names import LEARNER, OPPONENT
+
+BASELINE = "baseline"
+
+
+@dataclass
+class SeatTallies:
+    """The learner's tally over all its evaluation games and per seat."""
+
+    overall: Tally = field(default_factory=Tally)
+    seats: dict[str, Tally] = field(default_factory=dict, metadata={"of": Tally})
+
+
+@dataclass
+class Means:
+    """Sums and counts per key, for means over every rank."""
+
+    sum: dict[str, float] = field(default_factory=dict)
+    n: dict[str, float] = field(default_factory=dict)
+
+    def add(self, key: str, value: float) -> None:
+        self.sum[key] = self.sum.get(key, 0.0) + value
+        self.n[key] = self.n.get(key, 0.0) + 1
+
+    def means(self) -> dict[str, float]:
+        return {k: self.sum[k] / n for k, n in self.n.items() if n}
+
+
+@dataclass
+class Evaluator:
+    """Plays the fixed evaluation games of a run with the learner's current weights."""
+
+    cfg: TrainConfig
+    learner: Learner
+    make_game: Callable[..., Game]
+    roles: tuple[str, ...]
+    store: RecordStore
+
+    def _play(self, matches: list[Match], agents: dict[str, Any], store: RecordStore | None,
+              make_game: Callable[..., Game] | None = None) -> list[Episode]:
+        self.learner.model.eval()
+        with torch.no_grad(), full_parameters(self.learner.accelerator, self.learner.model):
+            return play(make_game or self.make_game, matches, agents, store=store,
+                        concurrency=self.cfg.rollout.concurrency, progress=False)
+
+    def _slice(self, items: list) -> list:
+        acc = self.learner.accelerator
+        first, count = rank_slice(len(items), acc.num_processes, acc.process_index)
+        return items[first:first + count]
+
+    @property
+    def temperature(self) -> float:
+        t = self.cfg.evaluation.temperature
+        return self.cfg.sampling.temperature if t is None else t
+
+    def entry(self, step: int, seconds: float) -> tuple[dict[str, Any], dict[str, float]]:
+        """One history entry (the evaluation against every baseline, and the held-out one) and its metrics."""
+        evaluation = {opponent: self.against(opponent, step) for opponent in self.cfg.evaluation.opponents}
+        elo = gauntlet_elo(evaluation) if evaluation else None
+        for result in evaluation.values():
+            result["learner_elo"] = elo
+        metrics = {f"winrate/vs_{k}": v["win_or_draw"] for k, v in evaluation.items()}
+        entry = {"step": step, "seconds": seconds, "evaluation": evaluation}
+        if self.cfg.evaluation.heldout:
+            entry["heldout"] = self.heldout(step)
+            metrics.update({f"heldout/{role}/{arm}": v for role, arms in entry["heldout"].items() for arm, v in arms.items()})
+        return entry, metrics
+
+    def against(self, opponent: str, step: int) -> dict[str, Any]:
+        """The learner against ``opponent`` in every seat (``evaluation.games`` games, paired seeds): win / draw /
+        loss and invalid rates, and its mean reward per seat."""
+        rank = self.learner.accelerator.process_index
+        lineup = [LEARNER] + [BASELINE] * (len(self.roles) - 1)
+        matches = paired_matches(self.roles, lineup, self.cfg.evaluation.games, seeds.EVAL_GAMES,
+                                 {"step": step, "eval": opponent})
+        for m in matches:
+            seat = next(r for r, a in m.agents.items() if a == LEARNER)
+            m.agents[seat] = self.learner.name(seat)
+            m.meta["learners"] = [seat]
+        agents = {**self.learner.agents_at(self.temperature),
+                  BASELINE: build_agent(opponent, seed=seeds.EVAL_BASELINE + rank, name=BASELINE)}
+        tallies = SeatTallies()
+        for ep in self._play(self._slice(matches), agents, self.store):
+            seat = ep.learner_roles()[0]
+            tallies.overall.add(ep, seat)
+            tallies.seats.setdefault(seat, Tally()).add(ep, seat)
+        tallies = reduce_sum(self.learner.accelerator, tallies)
+        t = tallies.overall
+        return {"games": max(1.0, t.decided), "win": t.rate(t.wins), "draw": t.rate(t.draws), "loss": t.rate(t.losses),
+                "win_or_draw": t.rate(t.wins + t.draws), "invalid_rate": t.invalid_rate,
+                # the learner's mean reward per seat (the same seeds and baseline tasks at every evaluation)
+                "reward": {r: s.mean_reward for r, s in tallies.seats.items() if s.decided}}
+
+    def heldout(self, step: int) -> dict[str, dict[str, float]]:
+        """Mean reward of the learner in each role on ``evaluation.games`` fixed seeds (never drawn in training) per
+        curriculum arm (opponent arms aside), every role played by the learner: held-out accuracy for task games.
+        {role: {arm: mean, "all": mean}}."""
+        cur = self.cfg.curriculum
+        arms = [(cur.option, v) for v in cur.arms if cur.option != OPPONENT] or [(None, None)]
+        everyone = {r: self.learner.name(r) for r in self.roles}
+        matches = [Match(seeds.HELDOUT_GAMES + j, everyone,
+                         {"step": step, "eval": "heldout", "learners": list(self.roles),
+                          **({"arm": str(v), "game_options": {o: v}} if o else {})})
+                   for o, v in arms for j in range(self.cfg.evaluation.games)]
+        sums = Means()
+        for ep in self._play(self._slice(matches), self.learner.agents_at(self.temperature), self.store):
+            if ep.status != "error":
+                for role, reward in ep.rewards.items():
+                    for arm in {ep.meta.get("arm", "all"), "all"}:
+                        sums.add(f"{role}|{arm}", reward)
+        out: dict[str, dict[str, float]] = {}
+        for key, mean in reduce_sum(self.learner.accelerator, sums).means().items():
+            role, arm = key.split("|")
+            out.setdefault(role, {})[arm] = mean
+        return out
+
+    def probe(self, progress: LearningProgress, step: int) -> dict[str, float]:
+        """``progress.probe_role``'s mean reward per key on the fixed probes, greedy, split over ranks (not recorded)."""
+        name = self.learner.name(progress.probe_role)
+        agents = {name: self.learner.agents_at(0.0)[name]}
+        matches = []
+        for key, probes in progress.probes.items():
+            for options, seed in self._slice(probes):
+                game_role = progress.probe_game(**options).roles[0]
+                matches.append(Match(seed, {game_role: name}, {"step": step, "probe": key, "game_options": options}))
+        sums = Means()
+        for ep in self._play(matches, agents, None, progress.probe_game):
+            sums.add(ep.meta["probe"], next(iter(ep.rewards.values()), 0.0))
+        means = reduce_sum(self.learner.accelerator, sums).means()
+        return {k: means.get(k, 0.0) for k in progress.probes}
+
+
+def gauntlet_elo(results: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The learner's Bradley-Terry Elo from its evaluation games (random = 0 when it is an opponent), with a
+    95% interval from a bootstrap over games: the rating history a run accumulates."""
+    games = []
+    for opponent, r in results.items():
+        n = int(round(r["games"]))
+        wins, draws = int(round(r["win"] * n)), int(round(r["draw"] * n))
+        games += [Result("learner", opponent, score, (opponent, i)) for i, score in
+                  enumerate([1.0] * wins + [0.5] * draws + [0.0] * (n - wins - draws))]
+    anchor = "random" if "random" in results else None
+    fit = bradley_terry(games, anchor)
+    low, high = bootstrap(games, anchor, rounds=100)["learner"]
+    return {"elo": fit["learner"], "low": low, "high": high, "anchor": anchor or "mean of the opponents"}
+
+
+def infos(episodes: Iterable[Episode]) -> dict[str, dict]:
+    """Each episode's ``info()`` by episode id."""
+    return {ep.id: ep.meta.get("info") or {} for ep in episodes}

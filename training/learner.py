@@ -1,0 +1,91 @@
+"""The learner: the trainable weights of every role wrapped for the launcher, their optimizer and the agents that
+play with them. One object, built once, handed to the rollout, update, evaluation and checkpoint phases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from accelerate import Accelerator
+
+from selfplay.agents.llm import LLMAgent, SamplingConfig
+from selfplay.agents.models import load_model
+from selfplay.agents.specs import parse_spec
+from selfplay.agents.weights import frozen_copy
+from selfplay.training.config import TrainConfig
+from selfplay.training.distributed import zero_stage
+from selfplay.training.policy import Policy
+from selfplay.training.names import LEARNER, agent_name
+
+
+@dataclass
+class Learner:
+    """The prepared model (DDP / DeepSpeed engine), its unwrapped ``Policy``, optimizer and scheduler, the frozen
+    KL reference (or None), the tokenizer and one sampling agent per weight group."""
+
+    accelerator: Accelerator
+    model: torch.nn.Module
+    policy: Policy
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    reference: Policy | None
+    tokenizer: object
+    agents: dict[str, LLMAgent]
+
+    def agents_at(self, temperature: float) -> dict[str, LLMAgent]:
+        """The same learner agents (model, adapter, name) sampling at another temperature."""
+        return at_temperature(self.agents, temperature)
+
+    def name(self, role: str) -> str:
+        """The agent name of the learner in ``role``."""
+        return agent_name(LEARNER, self.policy.group(role))
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The trainable weights on CPU (gathered from all ranks under ZeRO-3): an opponent-pool snapshot."""
+        if zero_stage(self.accelerator) != 3:
+            return self.policy.trainable_state()
+        trainable = {n for n, p in self.policy.named_parameters() if p.requires_grad}
+        return {k: v.detach().cpu() for k, v in self.accelerator.get_state_dict(self.model).items() if k in trainable}
+
+
+def at_temperature(agents: dict[str, LLMAgent], temperature: float) -> dict[str, LLMAgent]:
+    """The same agents (model, adapter, name) sampling at another temperature."""
+    return {name: LLMAgent(a.model, a.tokenizer, replace(a.sampling, temperature=temperature), name, a.adapter)
+            for name, a in agents.items()}
+
+
+def group_agent(policy: Policy, group: str, tokenizer, kind: str, sampling: SamplingConfig) -> LLMAgent:
+    """The agent that generates with ``group``'s weights of ``policy`` (a learner or a frozen pool copy)."""
+    module, adapter = policy.generator(group)
+    return LLMAgent(module, tokenizer, sampling, name=agent_name(kind, group), adapter=adapter)
+
+
+def sampling_config(cfg: TrainConfig, seed: int | None = None) -> SamplingConfig:
+    """The learner's sampling settings."""
+    s = cfg.sampling
+    return SamplingConfig(temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens,
+                          constrained=s.constrained, **({"seed": seed} if seed is not None else {}))
+
+
+def build_learner(cfg: TrainConfig, accelerator: Accelerator, roles: tuple[str, ...]) -> Learner:
+    """Load the base model, wrap it into the run's weight mode, and prepare it with AdamW and warm-up."""
+    spec = parse_spec(cfg.model)
+    dtype = None if cfg.dtype == "auto" else cfg.dtype
+    sizes = {k: v for k, v in spec.options.items() if k != "dtype"}
+    base, tokenizer = load_model(spec.kind, spec.arg, device=str(accelerator.device), dtype=dtype or "float32",
+                                 seed=cfg.run.seed, **sizes)
+    policy = Policy(base, roles, cfg.weights, cfg.lora_r, cfg.lora_alpha, seed=cfg.run.seed)
+    if cfg.update.gradient_checkpointing:
+        for module in {id(m): m for m in (policy.generator(g)[0] for g in policy.groups)}.values():
+            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            module.config.use_cache = False
+    reference = frozen_copy(policy) if cfg.update.kl_coef else None
+    u = cfg.update
+    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=u.lr,
+                                  weight_decay=u.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, u.warmup_steps)))
+    model, optimizer, scheduler = accelerator.prepare(policy, optimizer, scheduler)
+    policy = accelerator.unwrap_model(model)
+    agents = {agent_name(LEARNER, g): group_agent(policy, g, tokenizer, LEARNER, sampling_config(cfg))
+              for g in policy.groups}
+    return Learner(accelerator, model, policy, optimizer, scheduler, reference, tokenizer, agents)

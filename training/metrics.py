@@ -1,0 +1,83 @@
+"""Metrics of a step, the console line, TensorBoard, and the run's final summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from selfplay.training.stats import StepStats
+
+
+def step_metrics(stats: StepStats, world: int, rollout_seconds: float, update_seconds: float) -> dict[str, float]:
+    """Namespaced metrics (``loss/policy``, ``reward/<role>``, ...) from a step's statistics summed over ranks."""
+    u = stats.update
+    tokens = max(u.tokens, 1.0)
+    metrics = {"loss/policy": u.loss_sum / tokens, "clip_frac": u.clip_sum / tokens, "kl": u.kl_sum / tokens,
+               "entropy": -u.logp_sum / tokens, "grad_norm": u.grad_norm / world,
+               "tokens_per_s": stats.gen_tokens / max(rollout_seconds, 1e-9), "filtered_samples": stats.filtered,
+               "time/rollout": rollout_seconds, "time/update": update_seconds}
+    if torch.cuda.is_available():
+        metrics["memory/peak_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    for role, tally in stats.learner.items():
+        metrics[f"reward/{role}"] = tally.mean_reward
+        metrics[f"invalid_rate/{role}"] = tally.invalid_rate
+    return metrics
+
+
+def console_line(step: int, steps: int, m: dict[str, float]) -> str:
+    """One line per step: rewards, invalid rate, loss, speed, and the evaluation when there was one."""
+    rewards = " ".join(f"{k.split('/')[1]}={v:+.2f}" for k, v in m.items() if k.startswith("reward/"))
+    invalid = max((v for k, v in m.items() if k.startswith("invalid_rate/")), default=0.0)
+    evals = " ".join(f"{k.split('/')[1]}={v:.2f}" for k, v in m.items() if k.startswith("winrate/"))
+    return (f"step {step}/{steps} | reward {rewards} | invalid {invalid:.1%} | loss {m['loss/policy']:+.4f} "
+            f"| {m['tokens_per_s']:.0f} tok/s | rollout {m['time/rollout']:.1f}s update {m['time/update']:.1f}s"
+            + (f" | peak {m['memory/peak_gb']:.1f} GiB" if "memory/peak_gb" in m else "")
+            + (f" | eval {evals}" if evals else ""))
+
+
+class Log:
+    """TensorBoard scalars and the console line on the main process, under a progress bar over steps."""
+
+    def __init__(self, run_dir: Path, steps: int, done: int, main: bool, progress: bool):
+        self.steps, self.main = steps, main
+        self.writer = None
+        if main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        self.bar = tqdm(total=steps, initial=done, desc="train", unit="step", disable=not (progress and main),
+                        dynamic_ncols=True)
+
+    def step(self, done: int, metrics: dict[str, float]) -> None:
+        if self.main:
+            for name, value in metrics.items():
+                self.writer.add_scalar(name, value, done)
+            self.writer.flush()
+            self.bar.write(console_line(done, self.steps, metrics))
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write ``RUN/summary.json`` and print the last evaluation; return it."""
+    summary = history[-1]["evaluation"] if history else {}
+    (run_dir / "summary.json").write_text(json.dumps({"step": step, "evaluation": summary, "history": history},
+                                                     indent=1))
+    print(f"\nevaluation after {step} steps:")
+    print(f"  {'opponent':<10} {'games':>6} {'win':>6} {'draw':>6} {'loss':>6} {'invalid':>8}")
+    for name, r in summary.items():
+        print(f"  {name:<10} {int(r['games']):>6} {r['win']:>6.1%} {r['draw']:>6.1%} {r['loss']:>6.1%} "
+              f"{r['invalid_rate']:>8.1%}")
+    elo = next(iter(summary.values()), {}).get("learner_elo")
+    if elo:
+        print(f"  learner Elo {elo['elo']:+.0f} [{elo['low']:+.0f}, {elo['high']:+.0f}] (anchor: {elo['anchor']})")
+    print(f"outputs in {run_dir}/ (report.md, progress.png, summary.json, episodes.sqlite, checkpoints/, tensorboard/)")
+    return summary

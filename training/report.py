@@ -1,0 +1,93 @@
+"""The training report: ``RUN/report.md`` with ``progress.png`` (the learner's evaluation and Elo at each
+evaluation step), the learner's mean reward per seat, held-out accuracy (``heldout.png``) and, with a
+curriculum, each arm's sampling probability and mean |advantage| (``curriculum.png``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from selfplay.arena.report import png_bytes  # noqa: E402
+
+
+def _heldout_section(run_dir: Path, history: list[dict]) -> list[str]:
+    """``RUN/heldout.png`` and a table: the learner's mean reward per role and arm on the held-out seeds."""
+    series = sorted({(role, arm) for h in history for role, arms in h["heldout"].items() for arm in arms})
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    steps = [h["step"] for h in history]
+    for role, arm in series:
+        ax.plot(steps, [h["heldout"].get(role, {}).get(arm, float("nan")) for h in history], "o-" if arm == "all" else ".--",
+                label=f"{role} / {arm}")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("held-out mean reward")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    (run_dir / "heldout.png").write_bytes(png_bytes(fig))
+    lines = ["", "## Held-out evaluation", "", "![heldout](heldout.png)", "",
+             "| step | seconds | " + " | ".join(f"{r} / {a}" for r, a in series) + " |", "|---:|---:|" + "---:|" * len(series)]
+    for h in history:
+        cells = [f"{h['heldout'].get(r, {}).get(a, float('nan')):.3f}" for r, a in series]
+        lines.append(f"| {h['step']} | {h.get('seconds', float('nan')):.0f} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_training_report(run_dir: Path, history: list[dict], curriculum: list[dict] | None = None) -> None:
+    """``RUN/progress.png`` and ``RUN/report.md``: the learner's evaluation and Elo at each evaluation step; with
+    a curriculum, ``RUN/curriculum.png``: each arm's sampling probability and mean |advantage| over steps."""
+    run_dir = Path(run_dir)
+    steps = [h["step"] for h in history]
+    opponents = list(history[-1]["evaluation"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    for name in opponents:
+        left.plot(steps, [h["evaluation"].get(name, {}).get("win_or_draw", float("nan")) for h in history], "o-",
+                  label=f"vs {name}")
+    left.set_xlabel("training step")
+    left.set_ylabel("win + draw rate (both seats)")
+    left.set_ylim(-0.02, 1.02)
+    left.grid(alpha=0.3)
+    left.legend()
+    elo = [h["evaluation"][opponents[0]].get("learner_elo") if opponents else None for h in history]
+    if opponents and all(elo):
+        right.plot(steps, [e["elo"] for e in elo], "o-")
+        right.fill_between(steps, [e["low"] for e in elo], [e["high"] for e in elo], alpha=0.25)
+        right.set_ylabel(f"learner Elo ({elo[0]['anchor']} = 0)")
+    right.set_xlabel("training step")
+    right.grid(alpha=0.3)
+    (run_dir / "progress.png").write_bytes(png_bytes(fig))
+    lines = ["# Training report", "", "![progress](progress.png)", "",
+             "| step | " + " | ".join(f"vs {o}: win / draw / loss" for o in opponents) + " | Elo [95%] |",
+             "|---:|" + "---|" * len(opponents) + "---|"]
+    for h, e in zip(history, elo):
+        cells = [f"{h['evaluation'][o]['win']:.2f} / {h['evaluation'][o]['draw']:.2f} / {h['evaluation'][o]['loss']:.2f}"
+                 if o in h["evaluation"] else "–" for o in opponents]
+        rating = f"{e['elo']:+.0f} [{e['low']:+.0f}, {e['high']:+.0f}]" if e else "–"
+        lines.append(f"| {h['step']} | " + " | ".join(cells) + f" | {rating} |")
+    seats = sorted({(o, r) for h in history for o, e in h["evaluation"].items() for r in e.get("reward", {})})
+    if seats:  # e.g. the solver's accuracy on the expert creator's tasks, the critic's on the sneaky generator's
+        lines += ["", "Learner's mean reward per seat (the same held-out games at every evaluation):", "",
+                  "| step | " + " | ".join(f"{r} vs {o}" for o, r in seats) + " |", "|---:|" + "---:|" * len(seats)]
+        for h in history:
+            lines.append(f"| {h['step']} | " + " | ".join(
+                f"{h['evaluation'].get(o, {}).get('reward', {}).get(r, float('nan')):+.3f}" for o, r in seats) + " |")
+    if any("heldout" in h for h in history):
+        lines += _heldout_section(run_dir, [h for h in history if "heldout" in h])
+    if curriculum:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+        xs = [c["step"] for c in curriculum]
+        for arm in curriculum[-1]["p"]:
+            left.plot(xs, [c["p"][arm] for c in curriculum], label=arm)
+            right.plot(xs, [c["absadv"].get(arm) if c["absadv"].get(arm) is not None else float("nan")
+                            for c in curriculum], "o", ms=3, label=arm)
+        left.set_ylabel("sampling probability")
+        right.set_ylabel("mean |advantage|")
+        for ax in (left, right):
+            ax.set_xlabel("training step")
+            ax.grid(alpha=0.3)
+            ax.legend(title="arm")
+        (run_dir / "curriculum.png").write_bytes(png_bytes(fig))
+        lines += ["", "## Curriculum", "", "![curriculum](curriculum.png)"]
+    (run_dir / "report.md").write_text("\n".join(lines) + "\n")

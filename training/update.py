@@ -1,0 +1,122 @@
+"""From samples to a gradient step: advantages, the clipped policy-gradient update, and the learning-progress order.
+
+Advantages (``Baselines.assign``): ``rae`` is SPIRAL's role-conditioned advantage, A = r - b(game, role) with one
+moving-average baseline per (game, role) taken from before this step's update; ``grpo`` normalises within the
+``samples=K`` groups of one turn (Shao et al. 2024), falling back to RAE for ungrouped samples. The loss is the
+PPO-clipped policy gradient (Schulman et al. 2017) over ``ppo_epochs`` passes, token-level normalised over every
+rank, plus an optional KL penalty to the frozen initial model (``training.losses``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+
+from selfplay.agents.llm import pack
+from selfplay.games.core import LearningProgress
+from selfplay.training.config import Update
+from selfplay.training.distributed import gather, sum_scalar
+from selfplay.training.learner import Learner
+from selfplay.training.losses import grpo_advantages, policy_loss, rae_advantages
+from selfplay.training.rollout import Sample, credit_progress
+from selfplay.training.stats import UpdateStats
+
+
+class Baselines:
+    """RAE baselines, one per (game, role), measured over every rank's samples."""
+
+    def __init__(self, decay: float, state: Mapping[str, float] | None = None):
+        self.decay = decay
+        self.values = {tuple(k.split("|")): v for k, v in (state or {}).items()}
+
+    def assign(self, learner: Learner, samples: Sequence[Sample], kind: str) -> None:
+        """Set each sample's advantage (``rae`` or ``grpo``) from the baselines before this step, then move them."""
+        every = [(tuple(k), r) for k, r in gather(learner.accelerator, [(s.key, s.reward) for s in samples])]
+        _, moved = rae_advantages([r for _, r in every], [k for k, _ in every], self.values, self.decay)
+        rae = [s.reward - self.values.get(s.key, 0.0) for s in samples]
+        advantages = grpo_advantages([s.reward for s in samples], [s.turn_group for s in samples], rae) \
+            if kind == "grpo" else rae
+        for s, a in zip(samples, advantages):
+            s.advantage = a
+        self.values = moved
+
+    def state_dict(self) -> dict[str, float]:
+        return {"|".join(k): v for k, v in self.values.items()}
+
+
+def update(cfg: Update, learner: Learner, samples: Sequence[Sample], temperature: float) -> UpdateStats:
+    """``ppo_epochs`` optimizer steps, each over ``micro_batches`` micro-batches (the same count on every rank).
+
+    Loss = sum of token losses * world * micro_batches / tokens over all ranks, so after accelerate's mean over
+    ranks and micro-batches every token weighs the same, however the batch is split.
+    """
+    acc, model = learner.accelerator, learner.model
+    model.train()
+    tokens_local = float(sum(len(s.completion_ids) for s in samples))
+    tokens_global = sum_scalar(acc, tokens_local)
+    chunks = [list(samples[i::cfg.micro_batches]) for i in range(cfg.micro_batches)]
+    stats = UpdateStats(tokens=tokens_local)
+    for _ in range(cfg.ppo_epochs):
+        for chunk in chunks:
+            with acc.accumulate(model):
+                loss, parts = _chunk_loss(cfg, learner, chunk, tokens_global, temperature)
+                acc.backward(loss * acc.num_processes * cfg.micro_batches)
+                if acc.sync_gradients:
+                    norm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    stats.grad_norm = float(norm) if norm is not None else 0.0
+                learner.optimizer.step()
+                learner.scheduler.step() if acc.sync_gradients else None
+                learner.optimizer.zero_grad()
+            for name, value in parts.items():
+                setattr(stats, name, getattr(stats, name) + value / cfg.ppo_epochs)
+    return stats
+
+
+def _chunk_loss(cfg: Update, learner: Learner, chunk: list[Sample], tokens_global: float,
+                temperature: float) -> tuple[torch.Tensor, dict[str, float]]:
+    model, device, pad_id = learner.model, learner.accelerator.device, learner.tokenizer.pad_token_id
+    if not chunk:  # a rank with nothing to learn still joins the collective backward, with a zero loss
+        ids = torch.tensor([[pad_id, pad_id]], device=device)
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.zeros_like(ids),
+                    groups=[learner.policy.groups[0]], prompt_width=1)
+        return out.sum() * 0.0, {}
+    batch = {k: v.to(device) for k, v in pack([s.prompt_ids for s in chunk], [s.completion_ids for s in chunk],
+                                              pad_id).items()}
+    inputs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                  position_ids=batch["position_ids"], groups=[s.group for s in chunk],
+                  prompt_width=int(batch["prompt_width"]), temperature=temperature,
+                  allowed=[s.allowed for s in chunk] if any(s.allowed for s in chunk) else None)
+    logp = model(**inputs)
+    mask = batch["completion_mask"]
+    old = torch.zeros_like(logp)
+    for i, s in enumerate(chunk):
+        old[i, :len(s.logprobs)] = torch.tensor(s.logprobs, device=logp.device)
+    ref = None
+    if learner.reference is not None:
+        with torch.no_grad():
+            ref = learner.reference(**inputs)
+    adv = torch.tensor([s.advantage for s in chunk], device=logp.device, dtype=logp.dtype)
+    loss, extra = policy_loss(logp, old.detach(), adv, mask, cfg.clip, tokens_global, ref, cfg.kl_coef)
+    n = float(mask.sum())
+    return loss, {"loss_sum": float(loss.detach()) * tokens_global, "clip_sum": extra["clip_frac"] * n,
+                  "kl_sum": extra.get("kl", 0.0) * n, "logp_sum": float((logp.detach() * mask).sum())}
+
+
+def update_with_progress(cfg: Update, learner: Learner, samples: Sequence[Sample], temperature: float,
+                         progress: LearningProgress, probe: Callable[[], dict[str, float]],
+                         infos: Mapping[str, dict]) -> tuple[UpdateStats, dict[str, float], dict[str, float]]:
+    """The learning-progress order: update every other role, measure ``progress.probe_role`` on the fixed probes
+    before and after, pay ``progress.role``'s samples the gain of their key, then update that role (advantage =
+    gain minus the mean gain over every rank's tasks). Returns the merged stats, the probes before and after."""
+    before = probe()
+    delayed = [s for s in samples if s.key[1] == progress.role]
+    first = update(cfg, learner, [s for s in samples if s.key[1] != progress.role], temperature)
+    after = probe()
+    gains = {k: after[k] - before[k] for k in after}
+    credit_progress(delayed, infos, gains, progress.key)
+    total, n = sum_scalar(learner.accelerator, sum(s.reward for s in delayed)), sum_scalar(learner.accelerator, len(delayed))
+    for s in delayed:
+        s.advantage = s.reward - total / max(n, 1.0)
+    second = update(cfg, learner, delayed, temperature)
+    return first.merged(second), before, after
