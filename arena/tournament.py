@@ -24,7 +24,6 @@ from selfplay.arena.play import Match, paired_matches, play
 from selfplay.arena.rundir import checkpoint_step, list_checkpoints
 from selfplay.arena.records import Episode, open_store
 from selfplay.arena.ratings import Result
-from selfplay.arena.report import write_report
 from selfplay.games.registry import game_class
 
 
@@ -119,6 +118,8 @@ def run_tournament(game: str, participants: list[Participant], games: int = 20, 
              progress="tournament" if progress else False, options=game_options)
     episodes = [ep for ep in store.episodes() if ep.meta.get("pairing") in {f"{a}|{b}" for a, b in pairs}]
     steps = {p.name: p.step for p in participants if p.step is not None}
+    from selfplay.arena.report import write_report  # matplotlib loads only when a report is written
+
     return write_report(Path(out), cls, episodes, results_of(episodes), names, anchor, bootstrap_rounds, steps, seed)
 
 
