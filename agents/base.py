@@ -23,6 +23,7 @@ class Request:
     messages: list[Message]
     samples: int = 1
     legal_actions: list[str] | None = None
+    compact: str | None = None  # the game's one-line observation, for agents whose observer is compact
 
 
 @dataclass

@@ -9,6 +9,7 @@ not folded into the log-probabilities (as in TRL and vLLM).
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -32,6 +33,7 @@ class SamplingConfig:
     seed: int = 0
     constrained: bool = False  # decode only prefixes of the game's legal actions (when it lists them)
     cache: str = "dynamic"  # dynamic | static (static KV cache, compiled decoding; shapes are bucketed)
+    observer: str = "chat"  # chat: the game's chat messages | compact: its one-line observation, where it has one
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> SamplingConfig:
@@ -46,9 +48,23 @@ class SamplingConfig:
         config = cls(**opts)
         if config.cache not in ("dynamic", "static"):
             raise ValueError(f"unknown cache {config.cache!r}: expected dynamic or static")
+        if config.observer not in OBSERVERS:
+            raise ValueError(f"unknown observer {config.observer!r}: expected one of {', '.join(OBSERVERS)}")
         if config.temperature < 0 or not 0 < config.top_p <= 1 or config.max_new_tokens < 1:
             raise ValueError(f"bad sampling options {options}: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1")
         return config
+
+
+OBSERVERS = ("chat", "compact")
+
+
+def observation(request: Request, observer: str) -> list[dict]:
+    """The messages an agent reads: the game's chat, or (``compact``) its one-line observation as the first user
+    turn followed by any re-prompts of this turn."""
+    if observer != "compact" or request.compact is None:
+        return request.messages
+    first = next((i for i, m in enumerate(request.messages) if m["role"] == "user"), len(request.messages) - 1)
+    return [{"role": "user", "content": request.compact}, *request.messages[first + 1:]]
 
 
 def render_prompt(tokenizer, messages: list[dict]) -> list[int]:
@@ -121,6 +137,18 @@ def token_logprobs(model: torch.nn.Module, prompts: list[list[int]], completions
     return [picked[i, :len(c)] for i, c in enumerate(completions)]
 
 
+def _greedy_choice(paths: dict[str, tuple[list[int], list[float]]]) -> dict[str, float]:
+    """Greedy decoding down the trie of legal spellings: at each step the most likely allowed token (the options
+    sharing a prefix share that step's distribution), so probability 1 on the action greedy decoding spells."""
+    candidates, n = list(paths), 0
+    while len(candidates) > 1:
+        best = max(candidates, key=lambda a: paths[a][1][n])
+        token = paths[best][0][n]
+        candidates = [a for a in candidates if len(paths[a][0]) > n and paths[a][0][n] == token]
+        n += 1
+    return {a: float(a == candidates[0]) for a in paths}
+
+
 class LLMAgent:
     """A causal LM playing from chat observations; ``adapter`` selects one LoRA adapter of a PEFT model."""
 
@@ -132,7 +160,7 @@ class LLMAgent:
         self.stop_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
 
     def act(self, requests: list[Request]) -> list[list[Completion]]:
-        prompts = [render_prompt(self.tokenizer, r.messages) for r in requests]
+        prompts = [render_prompt(self.tokenizer, observation(r, self.sampling.observer)) for r in requests]
         rows = [p for p, r in zip(prompts, requests) for _ in range(r.samples)]
         legal = [r.legal_actions for r in requests for _ in range(r.samples)]
         flat: list[Completion] = []
@@ -187,6 +215,51 @@ class LLMAgent:
             completions.append(Completion(tok.decode(tokens, skip_special_tokens=True), prompt_ids=list(prompt),
                                           completion_ids=tokens, logprobs=logprobs[i, :end].tolist(), allowed=choices))
         return completions
+
+    @torch.no_grad()
+    def action_probabilities(self, requests: list[Request], batch_rows: int = 512) -> list[dict[str, float]]:
+        """The exact probability that this agent answers each legal action of each request: the policy it samples.
+
+        Constrained decoding spells one legal action token by token, each token drawn from ``softmax(logits / T)``
+        renormalised over the tokens that continue some legal action (and end-of-text once one is complete), so
+        P(action) is the product of those probabilities along its spelling and the end token; the probabilities
+        over the legal actions sum to 1, whatever their lengths. Greedy decoding (T = 0) puts 1 on the argmax path.
+        """
+        if not self.sampling.constrained:
+            raise ValueError("action probabilities are exact only for constrained decoding (constrained=true)")
+        tok, eos = self.tokenizer, self.tokenizer.eos_token_id
+        device = next(self.model.parameters()).device
+        rows, owners = [], []
+        for i, r in enumerate(requests):
+            prompt = render_prompt(tok, observation(r, self.sampling.observer))
+            spelled = [tok.encode(a, add_special_tokens=False) for a in r.legal_actions]
+            for action, ids in zip(r.legal_actions, spelled):
+                path, allowed = ids + [eos], []
+                for n in range(len(path)):
+                    nxt = {o[n] for o in spelled if len(o) > n and o[:n] == ids[:n]}
+                    if any(o == ids[:n] for o in spelled) or not nxt:
+                        nxt.add(eos)
+                    allowed.append(sorted(nxt))
+                rows.append((prompt, path, allowed))
+                owners.append((i, action))
+        temperature = self.sampling.temperature
+        logps = []
+        for start in range(0, len(rows), batch_rows):
+            chunk = rows[start:start + batch_rows]
+            batch = {k: v.to(device) for k, v in pack([p for p, _, _ in chunk], [c for _, c, _ in chunk],
+                                                      tok.pad_token_id).items()}
+            with self._adapter():
+                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                    position_ids=batch["position_ids"]).logits
+            picked = completion_logprobs(logits, batch["input_ids"], int(batch["prompt_width"]), temperature or 1.0,
+                                         [a for _, _, a in chunk])
+            logps += [picked[j, :len(c)].tolist() for j, (_, c, _) in enumerate(chunk)]
+        per_request: list[dict[str, tuple[list[int], list[float]]]] = [{} for _ in requests]
+        for (i, action), (_, path, _), steps in zip(owners, rows, logps):
+            per_request[i][action] = (path, steps)
+        if temperature == 0:
+            return [_greedy_choice(paths) for paths in per_request]
+        return [{a: math.exp(sum(steps)) for a, (_, steps) in paths.items()} for paths in per_request]
 
     def _constraint(self, legal: list[list[str] | None], width: int):
         """``prefix_allowed_tokens_fn`` that lets row b spell only one of its legal actions, then stop; and the

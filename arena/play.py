@@ -90,10 +90,11 @@ class _LiveGame:
         """Pending requests of this game: fresh samples share one request, each retry is its own."""
         fresh = [s for s in self.slots if not s.done and s.attempts == 0]
         retries = [s for s in self.slots if not s.done and s.attempts > 0]
-        legal = self.game.legal_actions(self.turn.role)
-        out = [(Request(self.game, self.turn.role, s.messages, 1, legal), [s]) for s in retries]
+        role = self.turn.role
+        legal, compact = self.game.legal_actions(role), self.game.compact_observation(role)
+        out = [(Request(self.game, role, s.messages, 1, legal, compact), [s]) for s in retries]
         if fresh:
-            out.insert(0, (Request(self.game, self.turn.role, fresh[0].messages, len(fresh), legal), fresh))
+            out.insert(0, (Request(self.game, role, fresh[0].messages, len(fresh), legal, compact), fresh))
         return out
 
     def receive(self, slot: _Slot, completion: Completion, failure: tuple[Failure, str] | None, seconds: float) -> None:

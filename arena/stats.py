@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ class Tally:
     losses: float = 0.0
     errors: float = 0.0
     reward_sum: float = 0.0
+    reward_sq: float = 0.0  # sum of squared rewards, for the interval
     turns_sum: float = 0.0
     attempts: float = 0.0
     invalid: float = 0.0
@@ -34,6 +36,7 @@ class Tally:
         else:
             setattr(self, _COUNTERS[outcome], getattr(self, _COUNTERS[outcome]) + 1)
             self.reward_sum += ep.rewards[role]
+            self.reward_sq += ep.rewards[role] ** 2
         mine = [s for s in ep.steps if s.role == role and s.agent == ep.agents[role]]
         self.attempts += len(mine)
         self.invalid += sum(s.failure is not None for s in mine)
@@ -54,6 +57,17 @@ class Tally:
     @property
     def mean_reward(self) -> float:
         return self.reward_sum / max(1.0, self.decided)
+
+    @property
+    def reward_variance(self) -> float:
+        """The sample variance of the reward (0 with fewer than two games)."""
+        n = self.decided
+        return max(0.0, (self.reward_sq - self.reward_sum ** 2 / n) / (n - 1)) if n > 1 else 0.0
+
+    def reward_interval(self, z: float = 1.96) -> tuple[float, float]:
+        """95% normal interval of the mean reward (mean +- z * sd / sqrt(n))."""
+        half = z * math.sqrt(self.reward_variance / max(1.0, self.decided))
+        return self.mean_reward - half, self.mean_reward + half
 
     @property
     def invalid_rate(self) -> float:

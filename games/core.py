@@ -60,6 +60,23 @@ class InvalidPolicy:
             raise ValueError(f"invalid-action retries must be >= 0, got {self.retries}")
 
 
+OUTCOME_KINDS = ("zero_sum", "cooperative", "general_sum")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a game's results mean, which every report follows. ``kind``: zero_sum, cooperative (one team
+    reward) or general_sum. ``win_lose``: a result is a win, draw or loss (TicTacToe), so win rates mean
+    something; otherwise rewards are amounts (poker chips, scores), reported as means with 95% intervals."""
+
+    kind: str = "zero_sum"
+    win_lose: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in OUTCOME_KINDS:
+            raise ValueError(f"outcome kind {self.kind!r}: expected one of {', '.join(OUTCOME_KINDS)}")
+
+
 @dataclass(frozen=True)
 class Turn:
     """The next decision: which role acts and how many samples of it the game wants on one observation."""
@@ -86,6 +103,7 @@ class Game:
     check_seeds: ClassVar[int] = 200  # random playouts the conformance checker runs by default (fewer for slow games)
     action_format: ClassVar[str] = ""  # one line shown to players, e.g. "a cell number in brackets, like [5]"
     invalid_policy: ClassVar[InvalidPolicy] = InvalidPolicy()  # an instance attribute may override it
+    outcome: ClassVar[Outcome] = Outcome()  # what results mean: win/lose, or amounts reported as means
 
     # -- required ---------------------------------------------------------------------------------
     def reset(self, seed: int) -> None:
@@ -151,6 +169,26 @@ class Game:
     def truncation_rewards(self) -> dict[str, float]:
         """Rewards when the turn limit is hit: a draw by default."""
         return {r: 0.0 for r in self.roles}
+
+    def compact_observation(self, role: str) -> str | None:
+        """What ``role`` sees as one short line, for small models (an agent chooses it with ``observer=compact``);
+        the same information as ``observe``. None: the game has no compact form."""
+        return None
+
+    def expert_policy(self, role: str) -> dict[str, float] | None:
+        """The expert's action probabilities (legal action text -> probability) where it states them exactly, for
+        exact evaluation (``games.exact``); None otherwise."""
+        return None
+
+    # -- exact enumeration (small games; see games/exact.py) -------------------------------------------
+    def deals(self) -> list[tuple[float, Any]] | None:
+        """Every chance outcome of an episode decided up front, with its probability, or None when the game
+        cannot be enumerated. A card revealed later is part of the deal (dealt now, shown later)."""
+        return None
+
+    def reset_deal(self, deal: Any) -> None:
+        """Start an episode from one of ``deals()`` instead of a seed."""
+        raise NotImplementedError(f"{type(self).__name__} lists no deals")
 
     # -- optional hooks the trainer calls on the class ------------------------------------------------
     @classmethod

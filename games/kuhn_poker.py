@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from selfplay.games.core import Failure, Game, InvalidAction, Turn, system, user
+from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, system, user
 from selfplay.games.registry import register
 
 CARDS = ("Jack", "Queen", "King")
@@ -54,11 +54,24 @@ class KuhnPoker(Game):
     roles = ("player_0", "player_1")
     reward_range = (-2.0, 2.0)
     max_turns = 3
+    outcome = Outcome("zero_sum", win_lose=False)  # chips: a "win" of one chip and of two are not the same
     action_format = "one word in square brackets: [check], [bet], [call] or [fold]"
+    alpha: float = ALPHA  # the expert's member of the equilibrium family: player_0 bets a Jack with alpha, in [0, 1/3]
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.alpha <= 1 / 3:
+            raise ValueError(f"kuhn_poker option alpha={self.alpha}: expected a value in [0, 1/3]")
 
     def reset(self, seed: int) -> None:
         self.seed_rng(seed)
-        self.cards = self.rng.sample(range(3), 2)  # chance event: the deal
+        self.reset_deal(tuple(self.rng.sample(range(3), 2)))  # chance event: the deal
+
+    def deals(self) -> list[tuple[float, tuple[int, int]]]:
+        """The six deals of two distinct cards, each with probability 1/6."""
+        return [(1 / 6, (a, b)) for a in range(3) for b in range(3) if a != b]
+
+    def reset_deal(self, deal: tuple[int, int]) -> None:
+        self.cards = list(deal)
         self.history = ""
         self.actions: list[str] = []
 
@@ -106,9 +119,18 @@ class KuhnPoker(Game):
         return [f"[{a}]" for a in legal(self.history)]
 
     def expert_action(self, role: str, rng: random.Random) -> str:
-        probs = nash_probabilities(self.cards[self.roles.index(role)], self.history)
+        probs = self.expert_policy(role)
         actions = list(probs)
-        return f"[{rng.choices(actions, weights=[probs[a] for a in actions])[0]}]"
+        return rng.choices(actions, weights=[probs[a] for a in actions])[0]
+
+    def expert_policy(self, role: str) -> dict[str, float]:
+        """The equilibrium's probabilities of each legal action text for ``role``'s card and the history."""
+        return {f"[{a}]": p for a, p in nash_probabilities(self.cards[self.roles.index(role)], self.history, self.alpha).items()}
+
+    def compact_observation(self, role: str) -> str:
+        """``P0 K cb:``: the seat, the card's initial, the betting so far as initials (c check/call, b bet, f fold)."""
+        seat = self.roles.index(role)
+        return f"P{seat} {CARDS[self.cards[seat]][0]} {self.history}:"
 
     def secrets(self, role: str) -> list[str]:
         return [self._card_phrase(self.roles.index(role))]

@@ -13,7 +13,7 @@ from selfplay.games.core import Game, validate_game_class
 
 ENTRY_POINT_GROUP = "selfplay.games"
 _REGISTRY: dict[str, type[Game]] = {}
-_BUILTINS = tuple(f"selfplay.games.{name}" for name in ("tictactoe", "kuhn_poker", "liars_dice", "creator_solver",
+_BUILTINS = tuple(f"selfplay.games.{name}" for name in ("tictactoe", "kuhn_poker", "leduc_poker", "liars_dice", "creator_solver",
                                                           "sneaky_critic", "arithmetic", "teacher_student"))
 _loaded = False
 

@@ -100,6 +100,10 @@ class TicTacToe(Game):
             return None
         return Turn(self.roles[self.moves % 2])
 
+    def compact_observation(self, role: str) -> str:
+        """The mark, then each cell after its number (``X1.2X3O...``): what ``observer=compact`` agents read."""
+        return compact_prompt(self.board, MARKS[self.roles.index(role)])
+
     def observe(self, role: str) -> list:
         mark = MARKS[self.roles.index(role)]
         if self.compact:

@@ -14,7 +14,9 @@ def check_config(cfg) -> None:
     ValueError names what is wrong."""
     from selfplay.agents.specs import parse_spec
     from selfplay.games.registry import make_game
-    from selfplay.training.names import MIRROR, OPPONENT, POOL
+    from selfplay.games import exact
+    from selfplay.games.registry import game_class
+    from selfplay.training.names import AVERAGE, MIRROR, OPPONENT, POOL
 
     cur = cfg.curriculum
     specs = [*cfg.evaluation.opponents, cfg.model]
@@ -23,6 +25,12 @@ def check_config(cfg) -> None:
     if cur.option == OPPONENT:
         specs += [str(v) for v in cur.arms if str(v) not in (MIRROR, POOL)]
     for spec in specs:
+        if spec == AVERAGE:
+            if not (exact.is_enumerable(game_class(cfg.game)) and cfg.sampling.constrained and cfg.evaluation.exact):
+                raise ValueError(f"opponent 'average' (the learner's exact average policy) needs a two-player zero-sum "
+                                 f"game that lists its deals, sampling.constrained=true and evaluation.exact=true; "
+                                 f"game {cfg.game!r} with constrained={cfg.sampling.constrained}")
+            continue
         parse_spec(spec)
     for value in (cur.arms if cur.option != OPPONENT else []) or [None]:
         make_game(cfg.game, **{**cfg.game_options, **({cur.option: value} if value is not None else {})})

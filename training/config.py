@@ -40,6 +40,8 @@ class Sampling:
     top_p: float = _f(1.0, "nucleus sampling of the learner", low=0.0, high=1.0)
     max_new_tokens: int = _f(8, "longest completion per turn", low=1)
     constrained: bool = _f(False, "decode only legal actions (games that list them)")
+    observer: str = _f("chat", "what the learner reads: the game's chat messages, or its one-line compact "
+                               "observation (small models)", choices=("chat", "compact"))
 
 
 @dataclass
@@ -63,7 +65,8 @@ class Opponents:
                             choices=("uniform", "prioritized"))
     snapshot_every: int = _f(10, "steps between snapshots into the pool", low=1)
     scripted_prob: float = _f(0.0, "share of games against a scripted opponent", low=0.0, high=1.0)
-    scripted_opponent: str = _f("random", "the scripted opponent's agent spec (random | expert)")
+    scripted_opponent: str = _f("random", "the scripted opponent's agent spec (random | expert), or average: the "
+                                          "learner's exact average policy (fictitious self-play; small games)")
 
 
 @dataclass
@@ -92,7 +95,10 @@ class Update:
     baseline_decay: float = _f(0.95, "decay of the per-(game, role) baseline (rae)", low=0.0, high=1.0)
     ppo_epochs: int = _f(1, "passes over each batch; > 1 uses the clipped ratio against the sampling log-probs", low=1)
     clip: float = _f(0.2, "PPO ratio clip range", low=0.0)
-    kl_coef: float = _f(0.0, "weight of the KL penalty to the frozen initial model (0 disables it)", low=0.0)
+    kl_coef: float = _f(0.0, "weight of the KL penalty to the reference (the magnet in MMD; 0 disables it)", low=0.0)
+    magnet_every: int = _f(0, "MMD: move the KL reference (the magnet) to the current policy every N steps "
+                              "(0: it stays the initial model)", low=0)
+    entropy_coef: float = _f(0.0, "entropy bonus (MMD's regulariser; 0 disables it)", low=0.0)
     lr: float = _f(1e-4, "AdamW learning rate", low=0.0)
     weight_decay: float = _f(0.0, "AdamW weight decay", low=0.0)
     max_grad_norm: float = _f(1.0, "gradient clipping", low=0.0)
@@ -113,6 +119,8 @@ class Evaluation:
                        alias="eval_heldout")
     temperature: float | None = _f(None, "sampling temperature in evaluation (None: as in training; 0: greedy)",
                                    low=0.0, alias="eval_temperature")
+    exact: bool = _f(True, "exact exploitability of the current and the average policy at each evaluation (two-player "
+                           "zero-sum games that list their deals, with constrained decoding)", alias="eval_exact")
 
 
 @dataclass
@@ -120,6 +128,8 @@ class Run:
     """Length, seed, outputs, checkpoints."""
 
     steps: int = _f(50, "training steps (rollout + update each)", low=1)
+    max_minutes: float = _f(0.0, "stop after this much training time (rollouts and updates) with a final evaluation and "
+                                 "checkpoint; 0: no limit", low=0.0)
     seed: int = _f(0, "base seed (every rank and step derives its own)")
     out: str = _f("runs/train", "run directory: episodes, checkpoints, TensorBoard logs, report")
     resume: str = _f("auto", "auto (latest complete checkpoint, if any) | never | path to a checkpoint")

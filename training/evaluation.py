@@ -4,6 +4,7 @@ games are the same at every evaluation."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,18 +72,33 @@ class Evaluator:
         return items[first:first + count]
 
     @property
+    def outcome(self):
+        return type(self.make_game()).outcome
+
+    @property
     def temperature(self) -> float:
         t = self.cfg.evaluation.temperature
         return self.cfg.sampling.temperature if t is None else t
 
-    def entry(self, step: int, seconds: float) -> tuple[dict[str, Any], dict[str, float]]:
-        """One history entry (the evaluation against every baseline, and the held-out one) and its metrics."""
+    def entry(self, step: int, seconds: float, exact: dict[str, Any] | None = None
+              ) -> tuple[dict[str, Any], dict[str, float]]:
+        """One history entry (the evaluation against every baseline, the held-out one, the exact exploitability
+        when the game is small enough) and its metrics. Win rates only for win/lose games; otherwise the mean
+        reward over the seats."""
         evaluation = {opponent: self.against(opponent, step) for opponent in self.cfg.evaluation.opponents}
-        elo = gauntlet_elo(evaluation) if evaluation else None
+        win_lose = self.outcome.win_lose
+        elo = gauntlet_elo(evaluation) if evaluation and win_lose else None
         for result in evaluation.values():
             result["learner_elo"] = elo
-        metrics = {f"winrate/vs_{k}": v["win_or_draw"] for k, v in evaluation.items()}
-        entry = {"step": step, "seconds": seconds, "evaluation": evaluation}
+        metrics = {f"winrate/vs_{k}": v["win_or_draw"] for k, v in evaluation.items()} if win_lose else \
+            {f"reward/vs_{k}": v["mean_reward"] for k, v in evaluation.items()}
+        entry = {"step": step, "seconds": seconds, "outcome": self.outcome.kind, "win_lose": win_lose,
+                 "evaluation": evaluation}
+        if exact is not None:
+            entry["exact"] = exact
+            metrics["exploitability"] = exact["exploitability"]
+            if "average" in exact:
+                metrics["exploitability/average"] = exact["average"]
         if self.cfg.evaluation.heldout:
             entry["heldout"] = self.heldout(step)
             metrics.update({f"heldout/{role}/{arm}": v for role, arms in entry["heldout"].items() for arm, v in arms.items()})
@@ -108,10 +124,16 @@ class Evaluator:
             tallies.seats.setdefault(seat, Tally()).add(ep, seat)
         tallies = reduce_sum(self.learner.accelerator, tallies)
         t = tallies.overall
+        seats = {r: s for r, s in tallies.seats.items() if s.decided}
+        # the mean over seats weighs each seat equally; its interval adds the seats' variances of the mean
+        mean = sum(s.mean_reward for s in seats.values()) / max(1, len(seats))
+        half = 1.96 * math.sqrt(sum(s.reward_variance / s.decided for s in seats.values())) / max(1, len(seats))
         return {"games": max(1.0, t.decided), "win": t.rate(t.wins), "draw": t.rate(t.draws), "loss": t.rate(t.losses),
                 "win_or_draw": t.rate(t.wins + t.draws), "invalid_rate": t.invalid_rate,
                 # the learner's mean reward per seat (the same seeds and baseline tasks at every evaluation)
-                "reward": {r: s.mean_reward for r, s in tallies.seats.items() if s.decided}}
+                "reward": {r: s.mean_reward for r, s in seats.items()},
+                "reward_ci": {r: list(s.reward_interval()) for r, s in seats.items()},
+                "mean_reward": mean, "mean_reward_ci": [mean - half, mean + half]}
 
     def heldout(self, step: int) -> dict[str, dict[str, float]]:
         """Mean reward of the learner in each role on ``evaluation.games`` fixed seeds (never drawn in training) per

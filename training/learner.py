@@ -40,6 +40,11 @@ class Learner:
         """The agent name of the learner in ``role``."""
         return agent_name(LEARNER, self.policy.group(role))
 
+    def move_magnet(self) -> None:
+        """MMD: the KL reference (the magnet) becomes a copy of the current trainable weights."""
+        if self.reference is not None:
+            self.reference.load_state_dict(self.trainable_state(), strict=False)
+
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The trainable weights on CPU (gathered from all ranks under ZeRO-3): an opponent-pool snapshot."""
         if zero_stage(self.accelerator) != 3:
@@ -64,7 +69,7 @@ def sampling_config(cfg: TrainConfig, seed: int | None = None) -> SamplingConfig
     """The learner's sampling settings."""
     s = cfg.sampling
     return SamplingConfig(temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens,
-                          constrained=s.constrained, **({"seed": seed} if seed is not None else {}))
+                          constrained=s.constrained, observer=s.observer, **({"seed": seed} if seed is not None else {}))
 
 
 def build_learner(cfg: TrainConfig, accelerator: Accelerator, roles: tuple[str, ...]) -> Learner:

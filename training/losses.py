@@ -8,7 +8,11 @@
   -min(rho * A, clip(rho, 1 - eps, 1 + eps) * A) with rho = exp(logp - logp_sampled), which at rho = 1 has
   the REINFORCE gradient; summed over tokens and divided by a token count given by the caller
   (token-level normalisation, as DAPO). Optional KL penalty to a frozen reference with the k3 estimator
-  exp(ref - logp) - (ref - logp) - 1 (Schulman 2020).
+  exp(ref - logp) - (ref - logp) - 1 (Schulman 2020), and an optional entropy bonus with the score-function
+  estimator coef * stopgrad(logp) * logp, whose gradient is coef * E[logp grad logp] = -coef * grad H.
+  With the reference moved to the current policy every few steps (the magnet) and both terms on, this is
+  magnetic mirror descent's RL form (Sokota et al. 2023, "A Unified Approach to Reinforcement Learning, Quantal
+  Response Equilibria, and Two-Player Zero-Sum Games"): maximise E[A] - kl_coef KL(pi || magnet) + entropy_coef H(pi).
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ def grpo_advantages(rewards: Sequence[float], groups: Sequence[Hashable], fallba
 
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
                 clip: float, token_count: float, ref_logp: torch.Tensor | None = None,
-                kl_coef: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+                kl_coef: float = 0.0, entropy_coef: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Clipped policy-gradient loss over (batch, tokens), normalised by ``token_count`` tokens."""
     if not logp.shape == old_logp.shape == mask.shape or advantages.shape != logp.shape[:1]:
         raise ValueError(f"shapes differ: logp {tuple(logp.shape)}, old {tuple(old_logp.shape)}, "
@@ -68,6 +72,8 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
         delta = ref_logp - logp
         kl = torch.exp(delta) - delta - 1
         per_token = per_token + kl_coef * kl
-        stats["kl"] = float((kl * mask).sum() / mask.sum().clamp(min=1))
+        stats["kl"] = float((kl.detach() * mask).sum() / mask.sum().clamp(min=1))
+    if entropy_coef:
+        per_token = per_token + entropy_coef * logp.detach() * logp
     loss = (per_token * mask).sum() / max(token_count, 1.0)
     return loss, stats

@@ -30,9 +30,14 @@ def step_metrics(stats: StepStats, world: int, rollout_seconds: float, update_se
 
 def console_line(step: int, steps: int, m: dict[str, float]) -> str:
     """One line per step: rewards, invalid rate, loss, speed, and the evaluation when there was one."""
-    rewards = " ".join(f"{k.split('/')[1]}={v:+.2f}" for k, v in m.items() if k.startswith("reward/"))
+    rewards = " ".join(f"{k.split('/')[1]}={v:+.2f}" for k, v in m.items()
+                       if k.startswith("reward/") and not k.startswith("reward/vs_"))
     invalid = max((v for k, v in m.items() if k.startswith("invalid_rate/")), default=0.0)
     evals = " ".join(f"{k.split('/')[1]}={v:.2f}" for k, v in m.items() if k.startswith("winrate/"))
+    evals += " ".join(f"{k.split('/')[1]}={v:+.3f}" for k, v in m.items() if k.startswith("reward/vs_"))
+    if "exploitability" in m:
+        evals += f" exploitability={m['exploitability']:.3f}" + (
+            f" (average {m['exploitability/average']:.3f})" if "exploitability/average" in m else "")
     return (f"step {step}/{steps} | reward {rewards} | invalid {invalid:.1%} | loss {m['loss/policy']:+.4f} "
             f"| {m['tokens_per_s']:.0f} tok/s | rollout {m['time/rollout']:.1f}s update {m['time/update']:.1f}s"
             + (f" | peak {m['memory/peak_gb']:.1f} GiB" if "memory/peak_gb" in m else "")
@@ -72,10 +77,22 @@ def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> di
     (run_dir / "summary.json").write_text(json.dumps({"step": step, "evaluation": summary, "history": history},
                                                      indent=1))
     print(f"\nevaluation after {step} steps:")
-    print(f"  {'opponent':<10} {'games':>6} {'win':>6} {'draw':>6} {'loss':>6} {'invalid':>8}")
-    for name, r in summary.items():
-        print(f"  {name:<10} {int(r['games']):>6} {r['win']:>6.1%} {r['draw']:>6.1%} {r['loss']:>6.1%} "
-              f"{r['invalid_rate']:>8.1%}")
+    if history and not history[-1].get("win_lose", True):  # amounts (chips): mean reward with its interval
+        print(f"  {'opponent':<10} {'games':>6} {'mean reward [95%]':>26}  per seat [95%]")
+        for name, r in summary.items():
+            lo, hi = r["mean_reward_ci"]
+            seats = "  ".join(f"{s} {v:+.3f} [{r['reward_ci'][s][0]:+.3f}, {r['reward_ci'][s][1]:+.3f}]"
+                              for s, v in r["reward"].items())
+            print(f"  {name:<10} {int(r['games']):>6} {r['mean_reward']:>+8.3f} [{lo:+.3f}, {hi:+.3f}]  {seats}")
+    else:
+        print(f"  {'opponent':<10} {'games':>6} {'win':>6} {'draw':>6} {'loss':>6} {'invalid':>8}")
+        for name, r in summary.items():
+            print(f"  {name:<10} {int(r['games']):>6} {r['win']:>6.1%} {r['draw']:>6.1%} {r['loss']:>6.1%} "
+                  f"{r['invalid_rate']:>8.1%}")
+    exact = history[-1].get("exact") if history else None
+    if exact:
+        print(f"  exploitability {exact['exploitability']:.4f} chips per hand (NashConv / 2)"
+              + (f"; average policy {exact['average']:.4f}" if "average" in exact else ""))
     elo = next(iter(summary.values()), {}).get("learner_elo")
     if elo:
         print(f"  learner Elo {elo['elo']:+.0f} [{elo['low']:+.0f}, {elo['high']:+.0f}] (anchor: {elo['anchor']})")

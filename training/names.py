@@ -4,6 +4,7 @@ from __future__ import annotations
 
 LEARNER, POOL, SCRIPTED = "learner", "pool", "scripted"  # the trained weights, a frozen snapshot, a scripted agent
 MIRROR = "mirror"  # an opponent arm: the learner against itself
+AVERAGE = "average"  # a scripted opponent: the learner's exact average policy (fictitious self-play, small games)
 OPPONENT = "opponent"  # the curriculum option whose arms are opponents: mirror, pool or a scripted agent spec
 
 

@@ -41,31 +41,64 @@ def write_training_report(run_dir: Path, history: list[dict], curriculum: list[d
     run_dir = Path(run_dir)
     steps = [h["step"] for h in history]
     opponents = list(history[-1]["evaluation"])
+    win_lose = history[-1].get("win_lose", True)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
     for name in opponents:
-        left.plot(steps, [h["evaluation"].get(name, {}).get("win_or_draw", float("nan")) for h in history], "o-",
-                  label=f"vs {name}")
+        if win_lose:
+            left.plot(steps, [h["evaluation"].get(name, {}).get("win_or_draw", float("nan")) for h in history], "o-",
+                      label=f"vs {name}")
+            continue
+        rows = [h["evaluation"].get(name) for h in history]
+        means = [r["mean_reward"] if r else float("nan") for r in rows]
+        left.errorbar(steps, means, yerr=[[m - r["mean_reward_ci"][0] if r else 0 for m, r in zip(means, rows)],
+                                          [r["mean_reward_ci"][1] - m if r else 0 for m, r in zip(means, rows)]],
+                      fmt="o-", capsize=3, label=f"vs {name}")
     left.set_xlabel("training step")
-    left.set_ylabel("win + draw rate (both seats)")
-    left.set_ylim(-0.02, 1.02)
+    if win_lose:
+        left.set_ylabel("win + draw rate (both seats)")
+        left.set_ylim(-0.02, 1.02)
+    else:
+        left.set_ylabel("mean reward over seats, 95% interval")
     left.grid(alpha=0.3)
     left.legend()
     elo = [h["evaluation"][opponents[0]].get("learner_elo") if opponents else None for h in history]
+    exact = [h.get("exact") for h in history]
     if opponents and all(elo):
         right.plot(steps, [e["elo"] for e in elo], "o-")
         right.fill_between(steps, [e["low"] for e in elo], [e["high"] for e in elo], alpha=0.25)
         right.set_ylabel(f"learner Elo ({elo[0]['anchor']} = 0)")
+    elif any(exact):
+        right.plot(steps, [x["exploitability"] if x else float("nan") for x in exact], "o-", label="current policy")
+        right.plot(steps, [x.get("average", float("nan")) if x else float("nan") for x in exact], "s--",
+                   label="average policy")
+        right.set_ylabel("exploitability (NashConv / 2)")
+        right.set_ylim(bottom=0)
+        right.legend()
     right.set_xlabel("training step")
     right.grid(alpha=0.3)
     (run_dir / "progress.png").write_bytes(png_bytes(fig))
-    lines = ["# Training report", "", "![progress](progress.png)", "",
-             "| step | " + " | ".join(f"vs {o}: win / draw / loss" for o in opponents) + " | Elo [95%] |",
-             "|---:|" + "---|" * len(opponents) + "---|"]
-    for h, e in zip(history, elo):
-        cells = [f"{h['evaluation'][o]['win']:.2f} / {h['evaluation'][o]['draw']:.2f} / {h['evaluation'][o]['loss']:.2f}"
-                 if o in h["evaluation"] else "–" for o in opponents]
-        rating = f"{e['elo']:+.0f} [{e['low']:+.0f}, {e['high']:+.0f}]" if e else "–"
-        lines.append(f"| {h['step']} | " + " | ".join(cells) + f" | {rating} |")
+    lines = ["# Training report", "", "![progress](progress.png)", ""]
+    if win_lose:
+        lines += ["| step | " + " | ".join(f"vs {o}: win / draw / loss" for o in opponents) + " | Elo [95%] |",
+                  "|---:|" + "---|" * len(opponents) + "---|"]
+        for h, e in zip(history, elo):
+            cells = [f"{h['evaluation'][o]['win']:.2f} / {h['evaluation'][o]['draw']:.2f} / "
+                     f"{h['evaluation'][o]['loss']:.2f}" if o in h["evaluation"] else "–" for o in opponents]
+            rating = f"{e['elo']:+.0f} [{e['low']:+.0f}, {e['high']:+.0f}]" if e else "–"
+            lines.append(f"| {h['step']} | " + " | ".join(cells) + f" | {rating} |")
+    else:
+        games = int(history[-1]["evaluation"][opponents[0]]["games"]) if opponents else 0
+        lines += [f"The learner's mean reward over both seats against each baseline, with its 95% interval "
+                  f"({games} fixed evaluation games each); exploitability is exact (NashConv / 2) where the game "
+                  "can be enumerated.", "",
+                  "| step | " + " | ".join(f"vs {o}: mean reward [95%]" for o in opponents)
+                  + " | exploitability | average policy |", "|---:|" + "---|" * len(opponents) + "---:|---:|"]
+        for h, x in zip(history, exact):
+            cells = [f"{h['evaluation'][o]['mean_reward']:+.3f} [{h['evaluation'][o]['mean_reward_ci'][0]:+.3f}, "
+                     f"{h['evaluation'][o]['mean_reward_ci'][1]:+.3f}]" if o in h["evaluation"] else "–"
+                     for o in opponents]
+            ex = (f"{x['exploitability']:.4f}", f"{x['average']:.4f}" if "average" in x else "–") if x else ("–", "–")
+            lines.append(f"| {h['step']} | " + " | ".join(cells) + f" | {ex[0]} | {ex[1]} |")
     seats = sorted({(o, r) for h in history for o, e in h["evaluation"].items() for r in e.get("reward", {})})
     if seats:  # e.g. the solver's accuracy on the expert creator's tasks, the critic's on the sneaky generator's
         lines += ["", "Learner's mean reward per seat (the same held-out games at every evaluation):", "",

@@ -10,7 +10,7 @@ takes the step's statistics summed over ranks and moves all of that on.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from selfplay.training.config import TrainConfig
 from selfplay.training.curriculum import difficulty_filter, make_curriculum
 from selfplay.training.distributed import full_parameters, rank_slice, sum_scalar
 from selfplay.training.learner import Learner, group_agent, sampling_config
-from selfplay.training.names import LEARNER, MIRROR, OPPONENT, POOL, SCRIPTED, agent_name, scripted_name
+from selfplay.training.names import AVERAGE, LEARNER, MIRROR, OPPONENT, POOL, SCRIPTED, agent_name, scripted_name
 from selfplay.training.pool import OpponentPool
 from selfplay.training.stats import StepStats
 
@@ -146,6 +146,7 @@ class Rollouts:
     game_cls: type[Game]
     store: RecordStore
     run_dir: Path
+    average: Callable[[], dict] | None = None  # the learner's exact average policy (small games), for "average"
     context: dict[str, Any] = field(default_factory=dict)  # options the game derived from the last step's episodes
     curriculum_history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -201,12 +202,20 @@ class Rollouts:
                            for g in learner.policy.groups})
         if cfg.opponents.scripted_prob:
             spec = cfg.opponents.scripted_opponent
-            agents[SCRIPTED] = build_agent(spec, seed=seeds.opponent(cfg.run.seed, step, rank, spec), name=SCRIPTED)
+            agents[SCRIPTED] = self._scripted(spec, seeds.opponent(cfg.run.seed, step, rank, spec), SCRIPTED)
         if cfg.curriculum.option == OPPONENT:
-            agents.update({scripted_name(v): build_agent(v, seed=seeds.opponent(cfg.run.seed, step, rank, v),
-                                                         name=scripted_name(v))
+            agents.update({scripted_name(v): self._scripted(v, seeds.opponent(cfg.run.seed, step, rank, v),
+                                                            scripted_name(v))
                            for v in self.arm_values if v not in (MIRROR, POOL)})
         return agents, snapshot
+
+    def _scripted(self, spec: str, seed: int, name: str) -> Any:
+        """A scripted agent by spec, or (``average``) one playing the learner's exact average policy."""
+        if spec == AVERAGE:
+            from selfplay.training.exploit import TabularAgent
+
+            return TabularAgent(self.average() if self.average else {}, seed=seed, name=name)
+        return build_agent(spec, seed=seed, name=name)
 
     def _play_round(self, step: int, rounds: int, agents: dict[str, Any], pool_ready: bool) -> list[Episode]:
         cfg, acc = self.cfg, self.learner.accelerator

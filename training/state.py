@@ -17,6 +17,7 @@ class TrainerState:
     history: list[dict[str, Any]] = field(default_factory=list)  # one entry per evaluation
     progress: list[dict[str, Any]] = field(default_factory=list)  # learning-progress probes per step
     rollouts: dict[str, Any] = field(default_factory=dict)  # Rollouts.state_dict()
+    exact: dict[str, Any] = field(default_factory=dict)  # ExactTracker.state_dict(): the running average policy
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -28,8 +28,9 @@ from selfplay.arena.records import open_store
 from selfplay.games.registry import game_class
 from selfplay.training import checkpoint
 from selfplay.training.config import TrainConfig
-from selfplay.training.distributed import make_accelerator, record_weight_hashes, reduce_sum
+from selfplay.training.distributed import make_accelerator, record_weight_hashes, reduce_sum, sum_scalar
 from selfplay.training.evaluation import Evaluator, infos
+from selfplay.training.exploit import ExactTracker
 from selfplay.training.learner import build_learner
 from selfplay.training.metrics import Log, final_summary, step_metrics
 from selfplay.training.report import write_training_report
@@ -61,6 +62,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         state = checkpoint.load(learner, resume_from)
         rollouts.load_state_dict(state.rollouts)
         accelerator.print(f"resumed from {resume_from} at step {state.step}")
+    tracker = ExactTracker(rollouts.make_game, learner, state.exact) \
+        if ev.exact and ExactTracker.applies(game_cls, cfg.sampling.constrained) else None
+    rollouts.average = tracker.average.policy if tracker is not None else None
     if accelerator.is_main_process:
         dropped = store.delete_after_step(state.step)  # rollouts of steps the checkpoint does not include
         if dropped:
@@ -71,7 +75,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     progress = game_cls.learning_progress(dict(cfg.game_options))  # a role paid by another's measured gain
     log = Log(run_dir, run.steps, state.step, accelerator.is_main_process, run.progress)
     if ev.before and not state.history:  # the starting point of the curves: step 0, before any update
-        state.history.append(evaluator.entry(0, state.seconds)[0])
+        state.history.append(evaluator.entry(0, state.seconds, tracker.measure() if tracker else None)[0])
 
     for step in range(state.step, run.steps):
         # -- rollout: this rank's slice of the step's games ----------------------------------------------------
@@ -98,8 +102,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                                                                infos(batch.episodes))
             gains = {k: after[k] - before[k] for k in after}
             state.progress.append({"step": step + 1, "before": before, "after": after})
+        if up.magnet_every and (step + 1) % up.magnet_every == 0:
+            learner.move_magnet()  # MMD: the KL reference follows the policy every magnet_every steps
         update_seconds = time.perf_counter() - t_update
         state.seconds += batch.seconds + update_seconds  # training time, evaluation excluded
+        current = tracker.step() if tracker is not None else None  # the exact policy joins the running average
         if run.check_sync:
             record_weight_hashes(accelerator, learner.model, run_dir, step + 1)
 
@@ -110,15 +117,21 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         metrics.update(rollouts.observe(step + 1, stats))
         metrics.update({f"progress/{k}": v for k, v in gains.items()})
         done = step + 1
+        # the time limit ends every rank at the same step: any rank over it stops them all
+        last = done == run.steps or bool(run.max_minutes) and \
+            sum_scalar(accelerator, float(state.seconds >= 60 * run.max_minutes)) > 0
         rollouts.snapshot(done)
-        if (ev.every and done % ev.every == 0) or done == run.steps:
-            entry, eval_metrics = evaluator.entry(done, state.seconds)
+        if (ev.every and done % ev.every == 0) or last:
+            entry, eval_metrics = evaluator.entry(done, state.seconds, tracker.measure(current) if tracker else None)
             state.history.append(entry)
             metrics.update(eval_metrics)
         state.step, state.baselines, state.rollouts = done, baselines.state_dict(), rollouts.state_dict()
-        if done % run.checkpoint_every == 0 or done == run.steps:
+        state.exact = tracker.state_dict() if tracker is not None else {}
+        if done % run.checkpoint_every == 0 or last:
             checkpoint.save(learner, run_dir, done, state, cfg.model, run.keep_checkpoints)
         log.step(done, metrics)
+        if last:
+            break
 
     # -- the end: summary and report ---------------------------------------------------------------------------
     log.close()

@@ -97,7 +97,8 @@ def _chunk_loss(cfg: Update, learner: Learner, chunk: list[Sample], tokens_globa
         with torch.no_grad():
             ref = learner.reference(**inputs)
     adv = torch.tensor([s.advantage for s in chunk], device=logp.device, dtype=logp.dtype)
-    loss, extra = policy_loss(logp, old.detach(), adv, mask, cfg.clip, tokens_global, ref, cfg.kl_coef)
+    loss, extra = policy_loss(logp, old.detach(), adv, mask, cfg.clip, tokens_global, ref, cfg.kl_coef,
+                              cfg.entropy_coef)
     n = float(mask.sum())
     return loss, {"loss_sum": float(loss.detach()) * tokens_global, "clip_sum": extra["clip_frac"] * n,
                   "kl_sum": extra.get("kl", 0.0) * n, "logp_sum": float((logp.detach() * mask).sum())}

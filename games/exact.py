@@ -1,0 +1,367 @@
+"""Exact evaluation of small two-player zero-sum games: the game tree, best responses and exploitability.
+
+A game is enumerable when it puts all its chance into one deal made up front: ``deals()`` lists every deal with
+its probability and ``reset_deal(deal)`` starts an episode from one (a card revealed later, like Leduc's public
+card, is part of the deal and simply not shown yet). The tree is then built with the game's own rules (``step``,
+``legal_actions``, ``rewards``), and a player's information state is exactly what it is shown: its observation
+messages. So the policy evaluated is the one an agent plays from those prompts, and a game whose observation
+leaks nothing and recalls the player's own history has perfect recall by construction.
+
+Exploitability (Lanctot et al. 2017; Johanson et al. 2011): NashConv(sigma) = sum_i [u_i(BR_i, sigma_-i) -
+u_i(sigma)], and exploitability = NashConv / 2, which for a zero-sum game is the mean of the two best-response
+values. Uniform random in Kuhn poker: 0.4583; any Kuhn equilibrium: 0.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from selfplay.games.core import Game
+
+Policy = dict[str, dict[str, float]]  # information-state key -> {action text: probability}
+
+
+@dataclass(frozen=True)
+class InfoState:
+    """One decision as its player sees it: the role, its observation messages and the legal action texts."""
+
+    role: str
+    messages: tuple[tuple[str, str], ...]
+    legal: tuple[str, ...]
+    compact: str | None = None  # the game's one-line observation of the same state
+
+    @property
+    def key(self) -> str:
+        return self.role + "\x1f" + "\x1e".join(f"{r}:{c}" for r, c in self.messages)
+
+    def chat(self) -> list[dict[str, str]]:
+        return [{"role": r, "content": c} for r, c in self.messages]
+
+
+@dataclass
+class Node:
+    """A node of the tree: a decision (``player`` >= 0, ``info``, one child per legal action) or a terminal."""
+
+    player: int = -1
+    info: InfoState | None = None
+    children: list[int] = field(default_factory=list)
+    returns: tuple[float, ...] = ()
+
+
+@dataclass
+class Tree:
+    """Every deal's betting tree, flattened: ``roots`` holds (probability, node index) per deal."""
+
+    roles: tuple[str, ...]
+    nodes: list[Node]
+    roots: list[tuple[float, int]]
+
+    def infostates(self) -> dict[str, InfoState]:
+        """Every information state, by key (each once)."""
+        return {n.info.key: n.info for n in self.nodes if n.info is not None}
+
+
+def is_enumerable(game_cls: type[Game]) -> bool:
+    """Whether a game can be evaluated exactly here: two roles, zero-sum, and a ``deals()`` hook."""
+    return len(game_cls.roles) == 2 and game_cls.zero_sum and game_cls.deals is not Game.deals
+
+
+def build_tree(make_game: Callable[[], Game], max_nodes: int = 2_000_000) -> Tree:
+    """Enumerate the game: every deal, then every legal action of every decision (the game's own rules)."""
+    probe = make_game()
+    deals = probe.deals()
+    if deals is None:
+        raise ValueError(f"game {probe.name!r} does not list its deals: it cannot be evaluated exactly")
+    nodes: list[Node] = []
+
+    def expand(game: Game) -> int:
+        index = len(nodes)
+        nodes.append(Node())
+        if len(nodes) > max_nodes:
+            raise ValueError(f"game {probe.name!r} has more than {max_nodes} nodes: too large to enumerate")
+        turn = game.turn()
+        if turn is None:
+            rewards = game.rewards()
+            nodes[index].returns = tuple(float(rewards[r]) for r in game.roles)
+            return index
+        legal = game.legal_actions(turn.role)
+        if not legal:
+            raise ValueError(f"game {probe.name!r} lists no legal actions for {turn.role!r}: cannot enumerate")
+        messages = tuple((m["role"], m["content"]) for m in game.observe(turn.role))
+        nodes[index].player = game.roles.index(turn.role)
+        nodes[index].info = InfoState(turn.role, messages, tuple(legal), game.compact_observation(turn.role))
+        for action in legal:
+            child = copy.deepcopy(game)
+            child.step(turn.role, [child.parse(turn.role, action)])
+            nodes[index].children.append(expand(child))
+        return index
+
+    roots = []
+    for probability, deal in deals:
+        game = make_game()
+        game.reset_deal(deal)
+        roots.append((probability, expand(game)))
+    total = sum(p for p, _ in roots)
+    if abs(total - 1) > 1e-9:
+        raise ValueError(f"game {probe.name!r}: deal probabilities sum to {total}, not 1")
+    return Tree(tuple(probe.roles), nodes, roots)
+
+
+def uniform_policy(tree: Tree) -> Policy:
+    """Every legal action equally likely at every information state."""
+    return {k: {a: 1 / len(i.legal) for a in i.legal} for k, i in tree.infostates().items()}
+
+
+def policy_value(tree: Tree, policy: Policy) -> tuple[float, ...]:
+    """Expected returns of every player when all follow ``policy``."""
+
+    def value(i: int) -> tuple[float, ...]:
+        node = tree.nodes[i]
+        if node.info is None:
+            return node.returns
+        probs = policy[node.info.key]
+        parts = [value(c) for c in node.children]
+        return tuple(sum(probs.get(a, 0.0) * v[p] for a, v in zip(node.info.legal, parts))
+                     for p in range(len(tree.roles)))
+
+    total = [0.0] * len(tree.roles)
+    for probability, root in tree.roots:
+        for p, v in enumerate(value(root)):
+            total[p] += probability * v
+    return tuple(total)
+
+
+def best_response_value(tree: Tree, policy: Policy, player: int) -> float:
+    """``player``'s expected return when it best-responds to everyone else playing ``policy``.
+
+    The best action at an information state maximises the sum over its histories of (the others' and chance's
+    reach) x (the value of the action, best-responding below); with perfect recall, deeper states are decided
+    first by the recursion and memoised.
+    """
+    members: dict[str, list[tuple[int, float]]] = {}  # infostate key -> [(node, others' reach)]
+
+    def collect(i: int, reach: float) -> None:
+        node = tree.nodes[i]
+        if node.info is None:
+            return
+        if node.player == player:
+            members.setdefault(node.info.key, []).append((i, reach))
+            for c in node.children:
+                collect(c, reach)
+        else:
+            probs = policy[node.info.key]
+            for a, c in zip(node.info.legal, node.children):
+                collect(c, reach * probs.get(a, 0.0))
+
+    for probability, root in tree.roots:
+        collect(root, probability)
+    chosen: dict[str, int] = {}
+    memo: dict[int, float] = {}
+
+    def value(i: int) -> float:
+        if i in memo:
+            return memo[i]
+        node = tree.nodes[i]
+        if node.info is None:
+            out = node.returns[player]
+        elif node.player == player:
+            out = value(node.children[best(node.info.key)])
+        else:
+            probs = policy[node.info.key]
+            out = sum(probs.get(a, 0.0) * value(c) for a, c in zip(node.info.legal, node.children) if probs.get(a, 0.0))
+        memo[i] = out
+        return out
+
+    def best(key: str) -> int:
+        if key not in chosen:
+            histories = members[key]
+            n_actions = len(tree.nodes[histories[0][0]].children)
+            scores = [sum(reach * value(tree.nodes[h].children[a]) for h, reach in histories) for a in range(n_actions)]
+            chosen[key] = max(range(n_actions), key=lambda a: scores[a])
+        return chosen[key]
+
+    return sum(probability * value(root) for probability, root in tree.roots)
+
+
+@dataclass
+class Exploitability:
+    """NashConv / 2 and its parts: each seat's best-response value and the policy's own value per seat."""
+
+    exploitability: float
+    nash_conv: float
+    best_response: tuple[float, ...]
+    value: tuple[float, ...]
+
+    def as_dict(self, roles: Sequence[str]) -> dict[str, Any]:
+        return {"exploitability": self.exploitability, "nash_conv": self.nash_conv,
+                "best_response": dict(zip(roles, self.best_response)), "value": dict(zip(roles, self.value))}
+
+
+def exploitability(tree: Tree, policy: Policy) -> Exploitability:
+    """How much a best-responding opponent gains against ``policy``, averaged over the seats (NashConv / 2)."""
+    missing = [k for k in tree.infostates() if k not in policy]
+    if missing:
+        raise ValueError(f"the policy has no probabilities for {len(missing)} information state(s), e.g. "
+                         f"{tree.infostates()[missing[0]].chat()[-1]['content'][:80]!r}")
+    values = policy_value(tree, policy)
+    br = tuple(best_response_value(tree, policy, p) for p in range(len(tree.roles)))
+    nash_conv = sum(b - v for b, v in zip(br, values))
+    return Exploitability(nash_conv / 2, nash_conv, br, values)
+
+
+def own_reach(tree: Tree, policy: Policy) -> dict[str, float]:
+    """Each information state's reach under its own player's actions alone (the same for all its histories)."""
+    reach: dict[str, float] = {}
+
+    def walk(i: int, mine: tuple[float, ...]) -> None:
+        node = tree.nodes[i]
+        if node.info is None:
+            return
+        reach[node.info.key] = mine[node.player]
+        probs = policy[node.info.key]
+        for a, c in zip(node.info.legal, node.children):
+            nxt = list(mine)
+            nxt[node.player] *= probs.get(a, 0.0)
+            walk(c, tuple(nxt))
+
+    for _, root in tree.roots:
+        walk(root, (1.0,) * len(tree.roles))
+    return reach
+
+
+def average_policy(tree: Tree, policies: Sequence[Policy], weights: Sequence[float] | None = None) -> Policy:
+    """The average strategy of a sequence of policies (fictitious play; Heinrich et al. 2015): at each state the
+    mix of the policies weighted by their own reach of it, sigma_bar(a|I) = sum_t w_t x_t(I) sigma_t(a|I) /
+    sum_t w_t x_t(I); where no policy reaches I, the plain mean."""
+    weights = list(weights or [1.0] * len(policies))
+    reaches = [own_reach(tree, p) for p in policies]
+    out: Policy = {}
+    for key, info in tree.infostates().items():
+        w = [wt * r.get(key, 0.0) for wt, r in zip(weights, reaches)]
+        if sum(w) <= 0:
+            w = list(weights)
+        total = sum(w)
+        out[key] = {a: sum(wi * p[key].get(a, 0.0) for wi, p in zip(w, policies)) / total for a in info.legal}
+    return out
+
+
+def combine(tree: Tree, by_role: dict[str, Policy]) -> Policy:
+    """One policy from one per role: each information state takes the policy of the role that acts there."""
+    return {k: by_role[info.role][k] for k, info in tree.infostates().items()}
+
+
+class AverageAccumulator:
+    """The running average strategy of a sequence of policies, weighted by each one's own reach (as CFR keeps
+    its average): sum_t x_t(I) sigma_t(a|I), normalised on read. Its state is plain JSON."""
+
+    def __init__(self, tree: Tree, state: dict[str, dict[str, float]] | None = None, count: int = 0):
+        self.tree, self.sums, self.count = tree, {k: dict(v) for k, v in (state or {}).items()}, count
+
+    def add(self, policy: Policy, weight: float = 1.0) -> None:
+        reach = own_reach(self.tree, policy)
+        for key, probs in policy.items():
+            row = self.sums.setdefault(key, {})
+            for a, p in probs.items():
+                row[a] = row.get(a, 0.0) + weight * reach.get(key, 0.0) * p
+        self.count += 1
+
+    def policy(self) -> Policy:
+        out = {}
+        for key, info in self.tree.infostates().items():
+            row = self.sums.get(key, {})
+            total = sum(row.values())
+            out[key] = {a: row.get(a, 0.0) / total if total > 0 else 1 / len(info.legal) for a in info.legal}
+        return out
+
+
+def expert_policy(tree: Tree, make_game: Callable[[], Game]) -> Policy:
+    """The exact policy of the game's scripted expert (its ``expert_policy(role)`` at every decision)."""
+    out: Policy = {}
+    for game, info in _decision_games(tree, make_game):
+        if info.key not in out:
+            probs = game.expert_policy(info.role)
+            if probs is None:
+                raise ValueError(f"{type(game).__name__} does not state its expert's action probabilities")
+            out[info.key] = {a: probs.get(a, 0.0) for a in info.legal}
+    return out
+
+
+def _decision_games(tree: Tree, make_game: Callable[[], Game]):
+    """(game at the node, its information state) for every decision node, by replaying the deals."""
+    probe = make_game()
+    for (_, root), (_, deal) in zip(tree.roots, probe.deals()):
+        game = make_game()
+        game.reset_deal(deal)
+        stack = [(root, game)]
+        while stack:
+            i, g = stack.pop()
+            node = tree.nodes[i]
+            if node.info is None:
+                continue
+            yield g, node.info
+            for action, child in zip(node.info.legal, node.children):
+                nxt = copy.deepcopy(g)
+                nxt.step(node.info.role, [nxt.parse(node.info.role, action)])
+                stack.append((child, nxt))
+
+
+def cfr(tree: Tree, iterations: int, plus: bool = True, progress: Callable[[int], None] | None = None) -> Policy:
+    """Counterfactual regret minimisation over the tree (Zinkevich et al. 2007, "Regret Minimization in Games
+    with Incomplete Information"); ``plus``: CFR+ (Tammelin 2014: regrets floored at 0, alternating updates,
+    linearly weighted average). Returns the average strategy, which converges to a Nash equilibrium.
+
+    Regret matching: sigma(a|I) = R+(I,a) / sum_b R+(I,b) (uniform when all are <= 0); after iteration t,
+    R(I,a) += pi_-i(h) (v(h.a) - v(h)) summed over h in I, and the average strategy accumulates
+    w_t * pi_i(h) * sigma(a|I) with w_t = t (CFR+) or 1 (CFR).
+    """
+    infos = tree.infostates()
+    keys = list(infos)
+    index = {k: j for j, k in enumerate(keys)}
+    width = {k: len(i.legal) for k, i in infos.items()}
+    regret = [[0.0] * width[k] for k in keys]
+    average = [[0.0] * width[k] for k in keys]
+    node_key = [index[n.info.key] if n.info is not None else -1 for n in tree.nodes]
+
+    def strategy(j: int) -> list[float]:
+        positive = [max(r, 0.0) for r in regret[j]]
+        total = sum(positive)
+        return [p / total for p in positive] if total > 0 else [1 / len(positive)] * len(positive)
+
+    def walk(i: int, player: int, reach_me: float, reach_other: float, weight: float, sigmas: list,
+             delta: list) -> float:
+        node = tree.nodes[i]
+        if node.info is None:
+            return node.returns[player]
+        j = node_key[i]
+        sigma = sigmas[j]
+        if node.player != player:
+            return sum(p * walk(c, player, reach_me, reach_other * p, weight, sigmas, delta)
+                       for p, c in zip(sigma, node.children) if p > 0)
+        values = [walk(c, player, reach_me * p, reach_other, weight, sigmas, delta)
+                  for p, c in zip(sigma, node.children)]
+        v = sum(p * x for p, x in zip(sigma, values))
+        row, avg = delta[j], average[j]
+        for a, x in enumerate(values):
+            row[a] += reach_other * (x - v)
+            avg[a] += weight * reach_me * sigma[a]
+        return v
+
+    for t in range(1, iterations + 1):
+        for player in range(len(tree.roles)):  # alternating updates: each player against the other's latest
+            sigmas = [strategy(j) for j in range(len(keys))]  # the strategy is fixed within one pass
+            delta = [[0.0] * width[k] for k in keys]
+            for probability, root in tree.roots:
+                walk(root, player, 1.0, probability, float(t) if plus else 1.0, sigmas, delta)
+            for j, row in enumerate(delta):
+                regret[j] = [max(r + d, 0.0) if plus else r + d for r, d in zip(regret[j], row)]
+        if progress is not None:
+            progress(t)
+    out: Policy = {}
+    for k, j in index.items():
+        total = sum(average[j])
+        legal = infos[k].legal
+        out[k] = {a: (average[j][x] / total if total > 0 else 1 / len(legal)) for x, a in enumerate(legal)}
+    return out
