@@ -280,7 +280,7 @@ class AverageAccumulator:
 def expert_policy(tree: Tree, make_game: Callable[[], Game]) -> Policy:
     """The exact policy of the game's scripted expert (its ``expert_policy(role)`` at every decision)."""
     out: Policy = {}
-    for game, info in _decision_games(tree, make_game):
+    for game, info in decision_games(tree, make_game):
         if info.key not in out:
             probs = game.expert_policy(info.role)
             if probs is None:
@@ -289,7 +289,7 @@ def expert_policy(tree: Tree, make_game: Callable[[], Game]) -> Policy:
     return out
 
 
-def _decision_games(tree: Tree, make_game: Callable[[], Game]):
+def decision_games(tree: Tree, make_game: Callable[[], Game]):
     """(game at the node, its information state) for every decision node, by replaying the deals."""
     probe = make_game()
     for (_, root), (_, deal) in zip(tree.roots, probe.deals()):

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"CFR+ {args.iterations} iterations: exploitability {result.exploitability:.6f} "
           f"(value for player_0 {result.value[0]:+.5f}), {time.perf_counter() - start:.0f}s")
     by_key = {}
-    for game, info in exact._decision_games(tree, LeducPoker):
+    for game, info in exact.decision_games(tree, LeducPoker):
         by_key[game.info_key(info.role)] = {a: round(p, 6) for a, p in policy[info.key].items()}
     with open(args.out, "w") as f:
         json.dump({"method": f"CFR+ (Tammelin 2014), {args.iterations} iterations, average strategy",

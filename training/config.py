@@ -90,8 +90,9 @@ class Curriculum:
 class Update:
     """How samples become a gradient step."""
 
-    advantage: str = _f("rae", "rae: per-role moving-average baseline (SPIRAL); grpo: normalise within samples=K "
-                               "groups", choices=("rae", "grpo"))
+    advantage: str = _f("rae", "rae: per-role moving-average baseline (SPIRAL); state: one per (role, prompt), for "
+                               "games whose states recur (poker); grpo: normalise within samples=K groups",
+                        choices=("rae", "state", "grpo"))
     baseline_decay: float = _f(0.95, "decay of the per-(game, role) baseline (rae)", low=0.0, high=1.0)
     ppo_epochs: int = _f(1, "passes over each batch; > 1 uses the clipped ratio against the sampling log-probs", low=1)
     clip: float = _f(0.2, "PPO ratio clip range", low=0.0)

@@ -36,31 +36,44 @@ def _heldout_section(run_dir: Path, history: list[dict]) -> list[str]:
 
 
 def write_training_report(run_dir: Path, history: list[dict], curriculum: list[dict] | None = None) -> None:
-    """``RUN/progress.png`` and ``RUN/report.md``: the learner's evaluation and Elo at each evaluation step; with
-    a curriculum, ``RUN/curriculum.png``: each arm's sampling probability and mean |advantage| over steps."""
+    """``RUN/progress.png`` and ``RUN/report.md``: the learner's evaluation at each evaluation step (win rates and
+    Elo for win/lose games; mean reward with 95% intervals and exact exploitability otherwise); with a curriculum,
+    ``RUN/curriculum.png``: each arm's sampling probability and mean |advantage| over steps."""
     run_dir = Path(run_dir)
-    steps = [h["step"] for h in history]
-    opponents = list(history[-1]["evaluation"])
+    (run_dir / "progress.png").write_bytes(_progress_plot(history))
+    lines = ["# Training report", "", "![progress](progress.png)", "", *_evaluation_table(history)]
+    seats = sorted({(o, r) for h in history for o, e in h["evaluation"].items() for r in e.get("reward", {})})
+    if seats:  # e.g. the solver's accuracy on the expert creator's tasks, the critic's on the sneaky generator's
+        lines += ["", "Learner's mean reward per seat (the same held-out games at every evaluation):", "",
+                  "| step | " + " | ".join(f"{r} vs {o}" for o, r in seats) + " |", "|---:|" + "---:|" * len(seats)]
+        for h in history:
+            lines.append(f"| {h['step']} | " + " | ".join(
+                f"{h['evaluation'].get(o, {}).get('reward', {}).get(r, float('nan')):+.3f}" for o, r in seats) + " |")
+    if any("heldout" in h for h in history):
+        lines += _heldout_section(run_dir, [h for h in history if "heldout" in h])
+    if curriculum:
+        (run_dir / "curriculum.png").write_bytes(_curriculum_plot(curriculum))
+        lines += ["", "## Curriculum", "", "![curriculum](curriculum.png)"]
+    (run_dir / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _progress_plot(history: list[dict]) -> bytes:
+    """Left: win + draw rate, or mean reward with its interval, per baseline. Right: Elo, or exploitability."""
+    steps, opponents = [h["step"] for h in history], list(history[-1]["evaluation"])
     win_lose = history[-1].get("win_lose", True)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
     for name in opponents:
-        if win_lose:
-            left.plot(steps, [h["evaluation"].get(name, {}).get("win_or_draw", float("nan")) for h in history], "o-",
-                      label=f"vs {name}")
-            continue
         rows = [h["evaluation"].get(name) for h in history]
+        if win_lose:
+            left.plot(steps, [r["win_or_draw"] if r else float("nan") for r in rows], "o-", label=f"vs {name}")
+            continue
         means = [r["mean_reward"] if r else float("nan") for r in rows]
         left.errorbar(steps, means, yerr=[[m - r["mean_reward_ci"][0] if r else 0 for m, r in zip(means, rows)],
                                           [r["mean_reward_ci"][1] - m if r else 0 for m, r in zip(means, rows)]],
                       fmt="o-", capsize=3, label=f"vs {name}")
-    left.set_xlabel("training step")
+    left.set_ylabel("win + draw rate (both seats)" if win_lose else "mean reward over seats, 95% interval")
     if win_lose:
-        left.set_ylabel("win + draw rate (both seats)")
         left.set_ylim(-0.02, 1.02)
-    else:
-        left.set_ylabel("mean reward over seats, 95% interval")
-    left.grid(alpha=0.3)
-    left.legend()
     elo = [h["evaluation"][opponents[0]].get("learner_elo") if opponents else None for h in history]
     exact = [h.get("exact") for h in history]
     if opponents and all(elo):
@@ -73,54 +86,53 @@ def write_training_report(run_dir: Path, history: list[dict], curriculum: list[d
                    label="average policy")
         right.set_ylabel("exploitability (NashConv / 2)")
         right.set_ylim(bottom=0)
-        right.legend()
-    right.set_xlabel("training step")
-    right.grid(alpha=0.3)
-    (run_dir / "progress.png").write_bytes(png_bytes(fig))
-    lines = ["# Training report", "", "![progress](progress.png)", ""]
-    if win_lose:
-        lines += ["| step | " + " | ".join(f"vs {o}: win / draw / loss" for o in opponents) + " | Elo [95%] |",
-                  "|---:|" + "---|" * len(opponents) + "---|"]
-        for h, e in zip(history, elo):
+    for ax in (left, right):
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    return png_bytes(fig)
+
+
+def _evaluation_table(history: list[dict]) -> list[str]:
+    """The markdown table of the evaluations, as the game's outcome model reads."""
+    opponents = list(history[-1]["evaluation"])
+    if history[-1].get("win_lose", True):
+        lines = ["| step | " + " | ".join(f"vs {o}: win / draw / loss" for o in opponents) + " | Elo [95%] |",
+                 "|---:|" + "---|" * len(opponents) + "---|"]
+        for h in history:
+            e = h["evaluation"][opponents[0]].get("learner_elo") if opponents else None
             cells = [f"{h['evaluation'][o]['win']:.2f} / {h['evaluation'][o]['draw']:.2f} / "
                      f"{h['evaluation'][o]['loss']:.2f}" if o in h["evaluation"] else "–" for o in opponents]
             rating = f"{e['elo']:+.0f} [{e['low']:+.0f}, {e['high']:+.0f}]" if e else "–"
             lines.append(f"| {h['step']} | " + " | ".join(cells) + f" | {rating} |")
-    else:
-        games = int(history[-1]["evaluation"][opponents[0]]["games"]) if opponents else 0
-        lines += [f"The learner's mean reward over both seats against each baseline, with its 95% interval "
-                  f"({games} fixed evaluation games each); exploitability is exact (NashConv / 2) where the game "
-                  "can be enumerated.", "",
-                  "| step | " + " | ".join(f"vs {o}: mean reward [95%]" for o in opponents)
-                  + " | exploitability | average policy |", "|---:|" + "---|" * len(opponents) + "---:|---:|"]
-        for h, x in zip(history, exact):
-            cells = [f"{h['evaluation'][o]['mean_reward']:+.3f} [{h['evaluation'][o]['mean_reward_ci'][0]:+.3f}, "
-                     f"{h['evaluation'][o]['mean_reward_ci'][1]:+.3f}]" if o in h["evaluation"] else "–"
-                     for o in opponents]
-            ex = (f"{x['exploitability']:.4f}", f"{x['average']:.4f}" if "average" in x else "–") if x else ("–", "–")
-            lines.append(f"| {h['step']} | " + " | ".join(cells) + f" | {ex[0]} | {ex[1]} |")
-    seats = sorted({(o, r) for h in history for o, e in h["evaluation"].items() for r in e.get("reward", {})})
-    if seats:  # e.g. the solver's accuracy on the expert creator's tasks, the critic's on the sneaky generator's
-        lines += ["", "Learner's mean reward per seat (the same held-out games at every evaluation):", "",
-                  "| step | " + " | ".join(f"{r} vs {o}" for o, r in seats) + " |", "|---:|" + "---:|" * len(seats)]
-        for h in history:
-            lines.append(f"| {h['step']} | " + " | ".join(
-                f"{h['evaluation'].get(o, {}).get('reward', {}).get(r, float('nan')):+.3f}" for o, r in seats) + " |")
-    if any("heldout" in h for h in history):
-        lines += _heldout_section(run_dir, [h for h in history if "heldout" in h])
-    if curriculum:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
-        xs = [c["step"] for c in curriculum]
-        for arm in curriculum[-1]["p"]:
-            left.plot(xs, [c["p"][arm] for c in curriculum], label=arm)
-            right.plot(xs, [c["absadv"].get(arm) if c["absadv"].get(arm) is not None else float("nan")
-                            for c in curriculum], "o", ms=3, label=arm)
-        left.set_ylabel("sampling probability")
-        right.set_ylabel("mean |advantage|")
-        for ax in (left, right):
-            ax.set_xlabel("training step")
-            ax.grid(alpha=0.3)
-            ax.legend(title="arm")
-        (run_dir / "curriculum.png").write_bytes(png_bytes(fig))
-        lines += ["", "## Curriculum", "", "![curriculum](curriculum.png)"]
-    (run_dir / "report.md").write_text("\n".join(lines) + "\n")
+        return lines
+    games = int(history[-1]["evaluation"][opponents[0]]["games"]) if opponents else 0
+    lines = [f"The learner's mean reward over both seats against each baseline, with its 95% interval ({games} fixed "
+             "evaluation games each); exploitability is exact (NashConv / 2) where the game can be enumerated.", "",
+             "| step | " + " | ".join(f"vs {o}: mean reward [95%]" for o in opponents)
+             + " | exploitability | average policy |", "|---:|" + "---|" * len(opponents) + "---:|---:|"]
+    for h in history:
+        x = h.get("exact")
+        cells = [f"{h['evaluation'][o]['mean_reward']:+.3f} [{h['evaluation'][o]['mean_reward_ci'][0]:+.3f}, "
+                 f"{h['evaluation'][o]['mean_reward_ci'][1]:+.3f}]" if o in h["evaluation"] else "–" for o in opponents]
+        ex = (f"{x['exploitability']:.4f}", f"{x['average']:.4f}" if "average" in x else "–") if x else ("–", "–")
+        lines.append(f"| {h['step']} | " + " | ".join(cells) + f" | {ex[0]} | {ex[1]} |")
+    return lines
+
+
+def _curriculum_plot(curriculum: list[dict]) -> bytes:
+    """Each arm's sampling probability and mean |advantage| over steps."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    xs = [c["step"] for c in curriculum]
+    for arm in curriculum[-1]["p"]:
+        left.plot(xs, [c["p"][arm] for c in curriculum], label=arm)
+        right.plot(xs, [c["absadv"].get(arm) if c["absadv"].get(arm) is not None else float("nan")
+                        for c in curriculum], "o", ms=3, label=arm)
+    left.set_ylabel("sampling probability")
+    right.set_ylabel("mean |advantage|")
+    for ax in (left, right):
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+        ax.legend(title="arm")
+    return png_bytes(fig)

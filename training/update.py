@@ -9,6 +9,7 @@ rank, plus an optional KL penalty to the frozen initial model (``training.losses
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -31,10 +32,13 @@ class Baselines:
         self.values = {tuple(k.split("|")): v for k, v in (state or {}).items()}
 
     def assign(self, learner: Learner, samples: Sequence[Sample], kind: str) -> None:
-        """Set each sample's advantage (``rae`` or ``grpo``) from the baselines before this step, then move them."""
-        every = [(tuple(k), r) for k, r in gather(learner.accelerator, [(s.key, s.reward) for s in samples])]
+        """Set each sample's advantage (``rae``, ``state`` or ``grpo``) from the baselines before this step, then
+        move them. ``state`` keys the baseline by (game, role, prompt): a moving estimate of V(s), for games whose
+        information states recur, so A estimates Q(s, a) - V(s) (the per-state baseline of tabular PG)."""
+        keys = [baseline_key(s, kind) for s in samples]
+        every = [(tuple(k), r) for k, r in gather(learner.accelerator, [(k, s.reward) for k, s in zip(keys, samples)])]
         _, moved = rae_advantages([r for _, r in every], [k for k, _ in every], self.values, self.decay)
-        rae = [s.reward - self.values.get(s.key, 0.0) for s in samples]
+        rae = [s.reward - self.values.get(k, 0.0) for k, s in zip(keys, samples)]
         advantages = grpo_advantages([s.reward for s in samples], [s.turn_group for s in samples], rae) \
             if kind == "grpo" else rae
         for s, a in zip(samples, advantages):
@@ -43,6 +47,13 @@ class Baselines:
 
     def state_dict(self) -> dict[str, float]:
         return {"|".join(k): v for k, v in self.values.items()}
+
+
+def baseline_key(sample: Sample, kind: str) -> tuple[str, ...]:
+    """(game, role), or with ``state`` (game, role, a digest of the prompt the sample answered)."""
+    if kind != "state":
+        return sample.key
+    return (*sample.key, hashlib.sha256(repr(sample.prompt_ids).encode()).hexdigest()[:16])
 
 
 def update(cfg: Update, learner: Learner, samples: Sequence[Sample], temperature: float) -> UpdateStats:
