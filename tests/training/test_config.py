@@ -70,7 +70,7 @@ def test_help_lists_every_section_key_with_its_help_and_choices():
     for section in SECTIONS:
         for f in fields(getattr(TrainConfig(), section)):
             assert f"{section}.{f.name}" in text and f.metadata["help"] in text
-    assert "(one of: rae, grpo)" in text and "[also: eval_games]" in text
+    assert "(one of: rae, state, grpo)" in text and "[also: eval_games]" in text
 
 
 def test_config_loads_without_torch():
