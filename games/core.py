@@ -11,7 +11,7 @@ Everything here is pure Python: games never import torch, agents, the arena or t
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar
@@ -288,6 +288,18 @@ def validate_game_class(cls: type) -> None:
         raise TypeError(f"game class {label} has reward_range {cls.reward_range}: expected (low, high) with low <= high")
     if cls.max_turns < 1:
         raise TypeError(f"game class {label} has max_turns={cls.max_turns}: expected >= 1")
+
+
+def bracket_word(text: str, words: Sequence[str], legal: Sequence[str], action_format: str) -> str:
+    """The one word of ``words`` that ``text`` names as ``[word]`` (or is, alone); InvalidAction when none or
+    several are named (PARSE_ERROR) or the word is not in ``legal`` (ILLEGAL)."""
+    lowered = text.lower()
+    found = [w for w in words if f"[{w}]" in lowered] or [w for w in words if lowered.strip(" .!") == w]
+    if len(found) != 1:
+        raise InvalidAction(Failure.PARSE_ERROR, f"expected {action_format}, got {text[:60]!r}")
+    if found[0] not in legal:
+        raise InvalidAction(Failure.ILLEGAL, f"{found[0]!r} is not legal now; legal: {', '.join(legal)}")
+    return found[0]
 
 
 def system(content: str) -> Message:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, system, user
+from selfplay.games.core import Game, Outcome, Turn, bracket_word, system, user
 from selfplay.games.registry import register
 
 CARDS = ("Jack", "Queen", "King")
@@ -92,13 +92,7 @@ class KuhnPoker(Game):
         ]
 
     def parse(self, role: str, text: str) -> str:
-        lowered = text.lower()
-        found = [a for a in ACTIONS if f"[{a}]" in lowered] or [a for a in ACTIONS if lowered.strip(" .!") == a]
-        if len(found) != 1:
-            raise InvalidAction(Failure.PARSE_ERROR, f"expected {self.action_format}, got {text[:60]!r}")
-        if found[0] not in legal(self.history):
-            raise InvalidAction(Failure.ILLEGAL, f"{found[0]!r} is not legal now; legal: {', '.join(legal(self.history))}")
-        return found[0]
+        return bracket_word(text, ACTIONS, legal(self.history), self.action_format)
 
     def step(self, role: str, actions: list) -> None:
         self.actions.append(actions[0])

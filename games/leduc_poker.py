@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, system, user
+from selfplay.games.core import Game, Outcome, Turn, bracket_word, system, user
 from selfplay.games.registry import register
 
 RANKS = ("Jack", "Queen", "King")
@@ -149,14 +149,7 @@ class LeducPoker(Game):
         return f"P{seat} {'JQK'[rank(self.cards[seat])]}{public} {bets}:"
 
     def parse(self, role: str, text: str) -> str:
-        lowered = text.lower()
-        words = ("check", "call", "raise", "fold")
-        found = [a for a in words if f"[{a}]" in lowered] or [a for a in words if lowered.strip(" .!") == a]
-        if len(found) != 1:
-            raise InvalidAction(Failure.PARSE_ERROR, f"expected {self.action_format}, got {text[:60]!r}")
-        if found[0] not in self.legal():
-            raise InvalidAction(Failure.ILLEGAL, f"{found[0]!r} is not legal now; legal: {', '.join(self.legal())}")
-        return found[0]
+        return bracket_word(text, ("check", "call", "raise", "fold"), self.legal(), self.action_format)
 
     def legal_actions(self, role: str) -> list[str]:
         return [f"[{a}]" for a in self.legal()]
