@@ -261,6 +261,13 @@ class LLMAgent:
             return [_greedy_choice(paths) for paths in per_request]
         return [{a: math.exp(sum(steps)) for a, (_, steps) in paths.items()} for paths in per_request]
 
+    def tabular_policy(self, tree, roles: tuple[str, ...] | None = None) -> dict[str, dict[str, float]]:
+        """This agent's exact policy at every information state of a ``games.exact`` tree (of ``roles``, default
+        all), keyed as the tree keys them."""
+        infos = [i for i in tree.infostates().values() if roles is None or i.role in roles]
+        probs = self.action_probabilities([Request(None, i.role, i.chat(), 1, list(i.legal), i.compact) for i in infos])
+        return {i.key: p for i, p in zip(infos, probs)}
+
     def _constraint(self, legal: list[list[str] | None], width: int):
         """``prefix_allowed_tokens_fn`` that lets row b spell only one of its legal actions, then stop; and the
         log of what was allowed (row -> step -> token ids), so that log-probabilities and training use the

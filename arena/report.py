@@ -101,7 +101,8 @@ def _plots(order, ratings, intervals, scores, steps) -> dict[str, bytes]:
 
 
 def write_report(out: Path, game_cls, episodes: list[Episode], results: list[Result], names: list[str],
-                 anchor: str | None, rounds: int, steps: dict[str, int], seed: int = 0) -> dict:
+                 anchor: str | None, rounds: int, steps: dict[str, int], seed: int = 0,
+                 exploitability: dict[str, float] | None = None) -> dict:
     """Rate, plot and write every report file into ``out``; return the summary (with a text ``table``)."""
     out.mkdir(parents=True, exist_ok=True)
     played = sorted({r.a for r in results} | {r.b for r in results})
@@ -129,12 +130,13 @@ def write_report(out: Path, game_cls, episodes: list[Episode], results: list[Res
     rows = [{"agent": n, "elo": ratings[n], "low": intervals[n][0], "high": intervals[n][1], "rank_ub": ranks[n],
              "games": games[n], "openskill_mu": skill[n][0], "openskill_sigma": skill[n][1],
              "invalid_rate": invalid.get(n, 0.0), "step": steps.get(n),
-             "per_role": per_role.get(n, {})} for n in order]
+             "per_role": per_role.get(n, {}), "exploitability": (exploitability or {}).get(n)} for n in order]
     header = f"{'rank':>4} {'agent':<22} {'elo':>7} {'95% interval':>17} {'games':>6} {'openskill':>14} {'invalid':>8}"
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(f"{r['rank_ub']:>4} {r['agent']:<22} {r['elo']:>+7.0f} [{r['low']:>+6.0f}, {r['high']:>+6.0f}] "
-                     f"{r['games']:>6} {r['openskill_mu']:>7.1f}±{r['openskill_sigma']:<5.1f} {r['invalid_rate']:>8.1%}")
+                     f"{r['games']:>6} {r['openskill_mu']:>7.1f}±{r['openskill_sigma']:<5.1f} {r['invalid_rate']:>8.1%}"
+                     + (f"  exploitability {r['exploitability']:.4f}" if r["exploitability"] is not None else ""))
     warning = (f"Non-transitive: {len(loops)} dominance cycle(s), e.g. {' > '.join(loops[0] + [loops[0][0]])}; "
                "a single ranking misleads here." if loops else "No significant dominance cycle: the ranking is consistent.")
     summary = {"game": game_cls.name, "anchor": anchor, "bootstrap_rounds": rounds, "ratings": rows,
@@ -186,6 +188,13 @@ def _markdown(game_cls, rows, order, scores, loops, warning, plots, links, ancho
         roles = " | ".join(f"{r['per_role'].get(role, float('nan')):+.0f}" for role in game_cls.roles)
         md.append(f"| {r['rank_ub']} | {r['agent']} | {r['elo']:+.0f} | [{r['low']:+.0f}, {r['high']:+.0f}] | "
                   f"{r['games']} | {r['openskill_mu']:.1f}±{r['openskill_sigma']:.1f} | {r['invalid_rate']:.1%} | {roles} |")
+    exact = [r for r in rows if r.get("exploitability") is not None]
+    if exact:
+        md += ["", "## Exact exploitability", "", "NashConv / 2 of each participant whose policy is known exactly (the "
+               "uniform random agent, a stated expert, model agents with constrained decoding read off at every "
+               "information state): what a best-responding opponent wins per game on average over the seats; 0 is "
+               "an equilibrium.", "", "| agent | exploitability |", "|---|---:|"]
+        md += [f"| {r['agent']} | {r['exploitability']:.4f} |" for r in exact]
     md += ["", f"**{warning}**", "", "![ratings](ratings.png)", "", "## Score matrix", "",
            "Score of the row agent against the column agent (draws count half), games in parentheses.", "",
            "| | " + " | ".join(order) + " |", "|---|" + "---|" * len(order)]

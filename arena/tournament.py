@@ -120,7 +120,37 @@ def run_tournament(game: str, participants: list[Participant], games: int = 20, 
     steps = {p.name: p.step for p in participants if p.step is not None}
     from selfplay.arena.report import write_report  # matplotlib loads only when a report is written
 
-    return write_report(Path(out), cls, episodes, results_of(episodes), names, anchor, bootstrap_rounds, steps, seed)
+    exploit = exploitabilities(lambda: cls(**game_options), participants, seed)
+    return write_report(Path(out), cls, episodes, results_of(episodes), names, anchor, bootstrap_rounds, steps, seed,
+                        exploit)
+
+
+def exploitabilities(make_game, participants: list[Participant], seed: int = 0) -> dict[str, float]:
+    """Exact exploitability (NashConv / 2) of each participant whose policy is known exactly, for games that can be
+    enumerated: ``random`` (uniform), ``expert`` (when the game states its probabilities) and model agents with
+    constrained decoding (read off the model). Others are left out."""
+    from selfplay.games import exact
+
+    if not exact.is_enumerable(type(make_game())):
+        return {}
+    tree = exact.build_tree(make_game)
+    out = {}
+    for i, p in enumerate(participants):
+        spec = parse_spec(p.spec)
+        try:
+            if spec.kind == "random":
+                policy = exact.uniform_policy(tree)
+            elif spec.kind == "expert":
+                policy = exact.expert_policy(tree, make_game)
+            else:
+                agent = build_agent(p.spec, seed=seed + i, name=p.name)
+                if not agent.sampling.constrained:
+                    continue
+                policy = agent.tabular_policy(tree)
+        except ValueError:  # an expert that does not state its probabilities
+            continue
+        out[p.name] = exact.exploitability(tree, policy).exploitability
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,3 +69,13 @@ def test_a_run_without_checkpoints_is_named(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
         checkpoint_participants(tmp_path)
+
+
+def test_poker_tournaments_state_exact_exploitability(tmp_path):
+    participants = [Participant("random", "random"), Participant("expert", "expert"),
+                    Participant("model", "tiny:constrained=true,observer=compact"), Participant("free", "tiny")]
+    summary = run_tournament("kuhn_poker", participants, games=4, out=tmp_path, progress=False)
+    exploit = {r["agent"]: r["exploitability"] for r in summary["ratings"]}
+    assert abs(exploit["random"] - 0.458333) < 1e-5 and abs(exploit["expert"]) < 1e-9
+    assert 0 < exploit["model"] <= 2 and exploit["free"] is None  # free decoding has no exact policy
+    assert "## Exact exploitability" in (tmp_path / "report.md").read_text()
