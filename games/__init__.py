@@ -4,6 +4,6 @@ from selfplay.games.core import Failure, Game, InvalidAction, InvalidPolicy, Mes
 from selfplay.games.registry import game_class, make_game, register, registered_games
 
 __all__ = [
-    "Failure", "Game", "InvalidAction", "InvalidPolicy", "Message", "Turn", "system", "user",
+    "Failure", "Game", "InvalidAction", "InvalidPolicy", "Message", "Outcome", "Turn", "system", "user",
     "game_class", "make_game", "register", "registered_games",
 ]
