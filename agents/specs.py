@@ -47,6 +47,21 @@ def parse_key_values(pairs: list[str] | None) -> dict[str, Any]:
     return options
 
 
+def parse_seats(pairs: list[str] | None, roles) -> dict[str, str]:
+    """``["role=SPEC", ...]`` as {role: spec}; ValueError names an unknown role or a malformed pair."""
+    seats = {}
+    for pair in pairs or []:
+        role, eq, spec = pair.partition("=")
+        if not eq or not spec:
+            raise ValueError(f"malformed seat {pair!r}: expected ROLE=SPEC, e.g. {roles[-1]}=expert")
+        if role not in roles:
+            raise ValueError(f"seat {pair!r}: {role!r} is not a role of this game; roles: {', '.join(roles)}")
+        if role in seats:
+            raise ValueError(f"seat {role!r} given twice")
+        seats[role] = spec
+    return seats
+
+
 def parse_spec(text: str) -> AgentSpec:
     """Parse ``kind[:arg][:key=value,...]``; raise ValueError naming the bad part."""
     if not text or not text.strip():

@@ -14,14 +14,13 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import permutations
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from selfplay.agents.base import Agent, Completion, Request
 from selfplay.arena.records import Episode, RecordStore, Step
-from selfplay.games.core import Failure, Game, InvalidAction, Message
+from selfplay.games.core import Failure, Game, InvalidAction, Message, outcome_of
 
 
 @dataclass
@@ -41,17 +40,33 @@ class Match:
 OPENING = "opening"  # the agent name recorded for random opening moves
 
 
-def paired_matches(roles: Sequence[str], agent_names: Sequence[str], games: int, seed: int = 0,
-                   meta: dict[str, Any] | None = None) -> list[Match]:
-    """``games`` matches in which each seed is played once per seating of the agents (paired seeds).
+def seatings(roles: Sequence[str], agent_names: Sequence[str], fixed: dict[str, str] | None = None
+             ) -> list[dict[str, str]]:
+    """The seatings a seed is played in: ``fixed`` roles keep their agent, the other roles take ``agent_names`` in
+    every cyclic rotation (distinct ones only), so over one round of seatings every agent sits in every free seat
+    equally often. Two agents on two roles: the two seatings with the seats swapped."""
+    fixed = dict(fixed or {})
+    unknown = sorted(set(fixed) - set(roles))
+    if unknown:
+        raise ValueError(f"seat(s) {unknown} are not roles of this game: expected among {', '.join(roles)}")
+    free = [r for r in roles if r not in fixed]
+    if len(agent_names) != len(free):
+        raise ValueError(f"{len(agent_names)} agent(s) for {len(free)} free role(s) {tuple(free)}"
+                         + (f" ({', '.join(f'{r}={a}' for r, a in fixed.items())} fixed)" if fixed else "")
+                         + ": name one agent per role")
+    n = len(free)
+    rotations = dict.fromkeys(tuple(agent_names[(i - k) % n] for i in range(n)) for k in range(max(1, n)))
+    return [{r: fixed.get(r) or dict(zip(free, rotation))[r] for r in roles} for rotation in rotations]
 
-    With two roles, games 2i and 2i+1 share seed ``seed + i`` with the seats swapped.
-    """
-    if len(agent_names) != len(roles):
-        raise ValueError(f"{len(agent_names)} agents for {len(roles)} roles {tuple(roles)}: name one agent per role")
-    seatings = list(dict.fromkeys(permutations(agent_names)))
-    return [Match(seed + i // len(seatings), dict(zip(roles, seatings[i % len(seatings)])),
-                  {**(meta or {}), "seating": i % len(seatings)}) for i in range(games)]
+
+def paired_matches(roles: Sequence[str], agent_names: Sequence[str], games: int, seed: int = 0,
+                   meta: dict[str, Any] | None = None, fixed: dict[str, str] | None = None) -> list[Match]:
+    """``games`` matches in which each seed is played once per seating (``seatings``: fixed roles kept, the rest
+    rotated), so every agent sits in every free seat equally often when ``games`` is a multiple of the number of
+    seatings. With two roles, games 2i and 2i+1 share seed ``seed + i`` with the seats swapped."""
+    seats = seatings(roles, agent_names, fixed)
+    return [Match(seed + i // len(seats), dict(seats[i % len(seats)]), {**(meta or {}), "seating": i % len(seats)})
+            for i in range(games)]
 
 
 @dataclass(eq=False)
@@ -59,6 +74,7 @@ class _Slot:
     """One sample of the current turn, through its attempts."""
 
     messages: list[Message]
+    role: str
     attempts: int = 0
     action: Any = None
     done: bool = False
@@ -70,7 +86,7 @@ class _LiveGame:
     def __init__(self, game: Game, match: Match, options: dict[str, Any]):
         self.game = game
         self.episode = Episode(game=game.name, seed=match.seed, agents=dict(match.agents), options=options,
-                               meta=dict(match.meta))
+                               meta={**match.meta, "outcome": outcome_of(game).record(game.reward_range)})
         self.fallback_rng = random.Random(match.seed ^ 0x5EED)
         self.penalties = {r: 0.0 for r in game.roles}
         self.turn = None
@@ -88,23 +104,28 @@ class _LiveGame:
 
     def requests(self) -> list[tuple[Request, list[_Slot]]]:
         """Pending requests of this game: fresh samples share one request, each retry is its own."""
-        fresh = [s for s in self.slots if not s.done and s.attempts == 0]
-        retries = [s for s in self.slots if not s.done and s.attempts > 0]
-        role = self.turn.role
-        legal, compact = self.game.legal_actions(role), self.game.compact_observation(role)
-        out = [(Request(self.game, role, s.messages, 1, legal, compact), [s]) for s in retries]
-        if fresh:
-            out.insert(0, (Request(self.game, role, fresh[0].messages, len(fresh), legal, compact), fresh))
+        out = []
+        for role in self.turn.roles:
+            fresh = [s for s in self.slots if s.role == role and not s.done and s.attempts == 0]
+            retries = [s for s in self.slots if s.role == role and not s.done and s.attempts > 0]
+            if not fresh and not retries:
+                continue
+            legal, compact = self.game.legal_actions(role), self._compact[role]
+            if fresh:
+                out.append((Request(self.game, role, fresh[0].messages, len(fresh), legal, compact), fresh))
+            out += [(Request(self.game, role, s.messages, 1, legal, compact), [s]) for s in retries]
         return out
 
     def receive(self, slot: _Slot, completion: Completion, failure: tuple[Failure, str] | None, seconds: float) -> None:
         """Record one completion for ``slot``: parse it, and re-prompt or fall back when it is invalid."""
-        role, policy = self.turn.role, self.game.invalid_policy
-        step = Step(turn=self.episode.num_turns, role=role, sample=self.slots.index(slot), attempt=slot.attempts,
+        role, policy = slot.role, self.game.invalid_policy
+        index = self.slots.index(slot)
+        step = Step(turn=self.episode.num_turns, role=role, sample=0 if self.turn.simultaneous else index,
+                    attempt=slot.attempts,
                     agent=self.episode.agents[role], messages=slot.messages, text=completion.text,
                     prompt_ids=completion.prompt_ids, completion_ids=completion.completion_ids,
                     logprobs=completion.logprobs, allowed=completion.allowed, seconds=seconds)
-        self.turn_steps[step.sample].append(step)
+        self.turn_steps[index].append(step)
         slot.attempts += 1
         if failure is None:
             try:
@@ -122,7 +143,7 @@ class _LiveGame:
         step.fallback = policy.fallback
         slot.done = True
         if policy.fallback == "forfeit":
-            if len(self.slots) == 1:
+            if len(self.slots) == 1 or self.turn.simultaneous:
                 self._finish("forfeit", self.game.forfeit_rewards(role))
             return  # in a samples turn the sample just stays invalid: step() receives None for it
         if policy.fallback == "penalty":
@@ -136,7 +157,11 @@ class _LiveGame:
         self._guard(self._apply_turn)
 
     def _apply_turn(self) -> None:
-        sample_rewards = self.game.step(self.turn.role, [s.action for s in self.slots])
+        if self.turn.simultaneous:
+            self.game.step_together({s.role: s.action for s in self.slots})
+            sample_rewards = None
+        else:
+            sample_rewards = self.game.step(self.turn.role, [s.action for s in self.slots])
         if sample_rewards is not None:
             if len(sample_rewards) != len(self.slots):
                 raise ValueError(f"{self.game.name}.step returned {len(sample_rewards)} sample rewards for {len(self.slots)} samples")
@@ -156,12 +181,14 @@ class _LiveGame:
         if self.episode.num_turns >= self.game.max_turns:
             self._finish("truncated", self.game.truncation_rewards())
             return
-        if self.episode.num_turns < self.opening and self.turn.samples == 1:
+        if self.episode.num_turns < self.opening and self.turn.samples == 1 and not self.turn.simultaneous:
             self._random_move()
             return
-        messages = self.game.observe(self.turn.role)
-        self.slots = [_Slot(messages) for _ in range(self.turn.samples)]
-        self.turn_steps = [[] for _ in range(self.turn.samples)]
+        # every observation of a simultaneous turn is taken here, before any of its roles has moved
+        views = {role: self.game.observe(role) for role in self.turn.roles}
+        self._compact = {role: self.game.compact_observation(role) for role in self.turn.roles}
+        self.slots = [_Slot(views[role], role) for role in self.turn.roles for _ in range(self.turn.samples)]
+        self.turn_steps = [[] for _ in self.slots]
 
     def _random_action(self, role: str) -> tuple[str, Any]:
         """A uniformly random legal action from the game's seeded fallback RNG: (its text, the parsed action)."""

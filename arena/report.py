@@ -10,6 +10,7 @@ import html
 import io
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -21,17 +22,22 @@ from selfplay.arena.ratings import (Result, bootstrap, bradley_terry, cycles, do
                            pair_scores, rank_upper_bounds)
 from selfplay.arena.records import Episode  # noqa: E402
 from selfplay.arena.stats import Tally, transcript  # noqa: E402
+from selfplay.games.core import outcome_of  # noqa: E402
 
 
-def _per_role(episodes: list[Episode], roles, centre: float) -> dict[str, dict[str, float]]:
-    """Ratings of each agent in each seat: BT over (agent@role) entities, centred on ``centre`` (the mean of
-    the overall ratings, so both tables share one scale)."""
+def _per_role(episodes: list[Episode], fixed: dict[str, str], centre: float) -> dict[str, dict[str, float]]:
+    """Ratings of each agent in each seat: BT over (agent@role) entities on the pairwise comparisons of every game,
+    centred on ``centre`` (the mean of the overall ratings, so both tables share one scale)."""
     results = []
     for ep in episodes:
         if ep.status == "error" or "unit" not in ep.meta:
             continue
-        a, b = (f"{ep.agents[r]}@{r}" for r in roles)
-        results.append(Result(a, b, ep.score(roles[0]), ep.meta["unit"]))
+        seats = [r for r in ep.agents if r not in fixed]
+        for i, ra in enumerate(seats):
+            for rb in seats[i + 1:]:
+                if ep.agents[ra] != ep.agents[rb]:
+                    results.append(Result(f"{ep.agents[ra]}@{ra}", f"{ep.agents[rb]}@{rb}", ep.pairwise(ra, rb),
+                                          ep.meta["unit"]))
     fit = bradley_terry(results) if results else {}
     fit = {k: v + centre for k, v in fit.items()}
     table: dict[str, dict[str, float]] = defaultdict(dict)
@@ -39,6 +45,38 @@ def _per_role(episodes: list[Episode], roles, centre: float) -> dict[str, dict[s
         agent, role = entity.rsplit("@", 1)
         table[agent][role] = rating
     return dict(table)
+
+
+def _tallies(episodes: list[Episode], fixed: dict[str, str]) -> dict[str, dict[str, Tally]]:
+    """Per participant: a ``Tally`` per seat and ``all`` (mean reward, interval, success/win counts)."""
+    out: dict[str, dict[str, Tally]] = defaultdict(dict)
+    for ep in episodes:
+        for role, agent in ep.agents.items():
+            if role in fixed:
+                continue
+            for key in (role, "all"):
+                out[agent].setdefault(key, Tally()).add(ep, role)
+    return dict(out)
+
+
+def _team_ratings(episodes: list[Episode], fixed: dict[str, str], names: list[str]):
+    """Cooperative games: each participant's mean team reward (95% interval) and, per pair of participants, the
+    mean team reward of the games they played together (as ``pair_scores`` gives scores)."""
+    tallies = _tallies(episodes, fixed)
+    ratings = {n: tallies[n]["all"].mean_reward for n in names if n in tallies}
+    intervals = {n: tallies[n]["all"].reward_interval() for n in ratings}
+    together: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0])
+    for ep in episodes:
+        if ep.status == "error":
+            continue
+        team = sum(ep.rewards.values()) / len(ep.rewards)
+        players = {a for r, a in ep.agents.items() if r not in fixed}
+        for a in players:
+            for b in players:
+                if a != b:
+                    together[(a, b)][0] += team
+                    together[(a, b)][1] += 1
+    return ratings, intervals, {k: (v[0], int(v[1])) for k, v in together.items()}
 
 
 def _invalid_rates(episodes: list[Episode]) -> dict[str, float]:
@@ -57,7 +95,7 @@ def png_bytes(fig) -> bytes:
     return buf.getvalue()
 
 
-def _plots(order, ratings, intervals, scores, steps) -> dict[str, bytes]:
+def _plots(order, ratings, intervals, scores, steps, scale: str = "Elo") -> dict[str, bytes]:
     plots = {}
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(order) + 1.2))
     y = range(len(order))[::-1]
@@ -65,13 +103,15 @@ def _plots(order, ratings, intervals, scores, steps) -> dict[str, bytes]:
                 xerr=[[ratings[n] - intervals[n][0] for n in order], [intervals[n][1] - ratings[n] for n in order]],
                 fmt="o", capsize=4)
     ax.set_yticks(list(y), order)
-    ax.set_xlabel("Elo (Bradley-Terry), 95% bootstrap interval")
+    ax.set_xlabel("Elo (Bradley-Terry), 95% bootstrap interval" if scale == "Elo" else f"{scale}, 95% interval")
     ax.grid(axis="x", alpha=0.3)
     plots["ratings.png"] = png_bytes(fig)
 
     fig, ax = plt.subplots(figsize=(1.0 * len(order) + 2, 0.8 * len(order) + 1.5))
     matrix = [[scores[(a, b)][0] / scores[(a, b)][1] if (a, b) in scores else float("nan") for b in order] for a in order]
-    im = ax.imshow(matrix, cmap="RdYlGn", vmin=0, vmax=1)
+    values = [v for row in matrix for v in row if v == v] or [0.0, 1.0]
+    im = ax.imshow(matrix, cmap="RdYlGn", vmin=0 if scale == "Elo" else min(values),
+                   vmax=1 if scale == "Elo" else max(values) + 1e-9)
     for i, a in enumerate(order):
         for j, b in enumerate(order):
             if (a, b) in scores:
@@ -79,7 +119,7 @@ def _plots(order, ratings, intervals, scores, steps) -> dict[str, bytes]:
                 ax.text(j, i, f"{s / n:.2f}\n({n})", ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(order)), order, rotation=45, ha="right")
     ax.set_yticks(range(len(order)), order)
-    ax.set_title("score of row against column (games)")
+    ax.set_title("score of row against column (games)" if scale == "Elo" else f"{scale} of row with column (games)")
     fig.colorbar(im, ax=ax, fraction=0.04)
     plots["winrate.png"] = png_bytes(fig)
 
@@ -94,7 +134,7 @@ def _plots(order, ratings, intervals, scores, steps) -> dict[str, bytes]:
                 ax.axhline(ratings[n], ls="--", lw=1, color="gray")
                 ax.text(xs[0], ratings[n], f" {n}", va="bottom", fontsize=8, color="gray")
         ax.set_xlabel("training step")
-        ax.set_ylabel("Elo")
+        ax.set_ylabel(scale)
         ax.grid(alpha=0.3)
         plots["progress.png"] = png_bytes(fig)
     return plots
@@ -102,52 +142,85 @@ def _plots(order, ratings, intervals, scores, steps) -> dict[str, bytes]:
 
 def write_report(out: Path, game_cls, episodes: list[Episode], results: list[Result], names: list[str],
                  anchor: str | None, rounds: int, steps: dict[str, int], seed: int = 0,
-                 exploitability: dict[str, float] | None = None) -> dict:
-    """Rate, plot and write every report file into ``out``; return the summary (with a text ``table``)."""
+                 exploitability: dict[str, float] | None = None, fixed: dict[str, str] | None = None) -> dict:
+    """Rate, plot and write every report file into ``out``; return the summary (with a text ``table``).
+
+    Ratings follow the game's outcome model: Bradley-Terry Elo on pairwise results for competitive games; for a
+    cooperative game (every role shares one reward) the mean team reward with its 95% interval."""
     out.mkdir(parents=True, exist_ok=True)
-    played = sorted({r.a for r in results} | {r.b for r in results})
-    if len(played) < 2:
+    fixed = fixed or {}
+    outcome = outcome_of(game_cls)
+    team = outcome.kind == "cooperative"
+    played = sorted({a for ep in episodes if ep.status != "error" for r, a in ep.agents.items() if r not in fixed})
+    if len(played) < 2 or (not team and not results):
         raise ValueError("no completed games between two participants: nothing to rate")
-    anchor = anchor if anchor in played else None
-    ratings = bradley_terry(results, anchor)
-    # intervals from mean-centred refits, shifted onto the anchor's scale: the anchor keeps its own uncertainty
-    # (pinning it in every refit would give it a zero-width interval and distort the rank bounds)
-    shift = bradley_terry(results)[anchor] if anchor else 0.0
-    intervals = {k: (low - shift, high - shift) for k, (low, high) in bootstrap(results, None, rounds, seed).items()}
+    anchor = anchor if anchor in played and not team else None
+    if team:
+        ratings, intervals, scores = _team_ratings(episodes, fixed, played)
+        skill = {n: (float("nan"), float("nan")) for n in played}
+        graph, loops = dominance_graph([]), []
+        per_role = {}
+    else:
+        ratings = bradley_terry(results, anchor)
+        # intervals from mean-centred refits, shifted onto the anchor's scale: the anchor keeps its own uncertainty
+        # (pinning it in every refit would give it a zero-width interval and distort the rank bounds)
+        shift = bradley_terry(results)[anchor] if anchor else 0.0
+        intervals = {k: (low - shift, high - shift) for k, (low, high) in bootstrap(results, None, rounds, seed).items()}
+        skill = openskill_ratings(results)
+        scores = pair_scores(results)
+        graph = dominance_graph(results)
+        loops = cycles(graph)
+        per_role = _per_role(episodes, fixed, sum(ratings.values()) / len(ratings))
     ranks = rank_upper_bounds(intervals)
-    skill = openskill_ratings(results)
-    scores = pair_scores(results)
-    graph = dominance_graph(results)
-    loops = cycles(graph)
-    per_role = _per_role(episodes, game_cls.roles, sum(ratings.values()) / len(ratings))
+    tallies = _tallies(episodes, fixed)
     invalid = _invalid_rates(episodes)
-    games = {n: sum(r.a == n or r.b == n for r in results) for n in played}
+    games = {n: int(tallies[n]["all"].games) for n in played}
     order = sorted(played, key=lambda n: -ratings[n])
-    plots = _plots(order, ratings, intervals, scores, {n: s for n, s in steps.items() if n in played})
+    scale = "mean team reward" if team else "Elo"
+    plots = _plots(order, ratings, intervals, scores, {n: s for n, s in steps.items() if n in played}, scale)
     for name, data in plots.items():
         (out / name).write_bytes(data)
 
-    rows = [{"agent": n, "elo": ratings[n], "low": intervals[n][0], "high": intervals[n][1], "rank_ub": ranks[n],
-             "games": games[n], "openskill_mu": skill[n][0], "openskill_sigma": skill[n][1],
-             "invalid_rate": invalid.get(n, 0.0), "step": steps.get(n),
-             "per_role": per_role.get(n, {}), "exploitability": (exploitability or {}).get(n)} for n in order]
-    header = f"{'rank':>4} {'agent':<22} {'elo':>7} {'95% interval':>17} {'games':>6} {'openskill':>14} {'invalid':>8}"
+    seats = [r for r in game_cls.roles if r not in fixed]
+    rows = []
+    for n in order:
+        all_seats = tallies[n]["all"]
+        rows.append({"agent": n, "elo": ratings[n], "low": intervals[n][0], "high": intervals[n][1],
+                     "rank_ub": ranks[n], "games": games[n], "openskill_mu": skill[n][0],
+                     "openskill_sigma": skill[n][1], "invalid_rate": invalid.get(n, 0.0), "step": steps.get(n),
+                     "per_role": per_role.get(n, {}), "exploitability": (exploitability or {}).get(n),
+                     "mean_reward": all_seats.mean_reward, "reward_ci": list(all_seats.reward_interval()),
+                     "success": all_seats.rate(all_seats.wins) if team else None,
+                     "reward_per_role": {r: {"mean": t.mean_reward, "ci": list(t.reward_interval()), "games": int(t.games)}
+                                         for r, t in tallies[n].items() if r != "all"}})
+    header = (f"{'rank':>4} {'agent':<22} {scale:>16} {'95% interval':>19} {'games':>6} "
+              + (f"{'success':>8} " if team else f"{'openskill':>14} {'mean reward [95%]':>24} ") + f"{'invalid':>8}")
     lines = [header, "-" * len(header)]
     for r in rows:
-        lines.append(f"{r['rank_ub']:>4} {r['agent']:<22} {r['elo']:>+7.0f} [{r['low']:>+6.0f}, {r['high']:>+6.0f}] "
-                     f"{r['games']:>6} {r['openskill_mu']:>7.1f}±{r['openskill_sigma']:<5.1f} {r['invalid_rate']:>8.1%}"
+        value = f"{r['elo']:>+16.3f} [{r['low']:>+7.3f}, {r['high']:>+7.3f}]" if team else \
+            f"{r['elo']:>+16.0f} [{r['low']:>+7.0f}, {r['high']:>+7.0f}]"
+        extra = f"{r['success']:>8.1%} " if team else (
+            f"{r['openskill_mu']:>7.1f}±{r['openskill_sigma']:<5.1f} "
+            f"{r['mean_reward']:>+8.3f} [{r['reward_ci'][0]:+.3f}, {r['reward_ci'][1]:+.3f}] ")
+        lines.append(f"{r['rank_ub']:>4} {r['agent']:<22} {value} {r['games']:>6} {extra}{r['invalid_rate']:>8.1%}"
                      + (f"  exploitability {r['exploitability']:.4f}" if r["exploitability"] is not None else ""))
-    warning = (f"Non-transitive: {len(loops)} dominance cycle(s), e.g. {' > '.join(loops[0] + [loops[0][0]])}; "
-               "a single ranking misleads here." if loops else "No significant dominance cycle: the ranking is consistent.")
-    summary = {"game": game_cls.name, "anchor": anchor, "bootstrap_rounds": rounds, "ratings": rows,
+    if team:
+        warning = "Cooperative game: agents are ranked by the mean team reward of the games they played."
+    else:
+        warning = (f"Non-transitive: {len(loops)} dominance cycle(s), e.g. {' > '.join(loops[0] + [loops[0][0]])}; "
+                   "a single ranking misleads here." if loops else
+                   "No significant dominance cycle: the ranking is consistent.")
+    summary = {"game": game_cls.name, "outcome": outcome.kind, "rating": scale, "anchor": anchor,
+               "fixed_seats": fixed, "bootstrap_rounds": rounds, "ratings": rows,
                "pairs": {f"{a}|{b}": {"score": s, "games": n} for (a, b), (s, n) in scores.items()},
                "dominance_edges": [[a, b] for a, b in graph.edges], "cycles": loops, "warning": warning,
                "table": "\n".join(lines) + "\n\n" + warning}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     _write_csv(out / "matches.csv", episodes)
     links = _write_transcripts(out, episodes)
-    (out / "report.md").write_text(_markdown(game_cls, rows, order, scores, loops, warning, plots, links, anchor, rounds))
-    (out / "report.html").write_text(_html(game_cls, rows, order, scores, warning, plots, links, anchor, rounds))
+    view = _View(game_cls.name, seats, rows, order, scores, loops, warning, plots, links, anchor, rounds, team, fixed)
+    (out / "report.md").write_text(_markdown(view))
+    (out / "report.html").write_text(_html(view))
     return summary
 
 
@@ -175,69 +248,133 @@ def _write_transcripts(out: Path, episodes: list[Episode], per_pairing: int = 2)
     return links
 
 
-def _markdown(game_cls, rows, order, scores, loops, warning, plots, links, anchor, rounds) -> str:
-    md = [f"# Tournament report: {game_cls.name}", "",
-          f"Bradley-Terry ratings on the Elo scale (anchor: {anchor or 'mean = 0'}), 95% intervals from {rounds} "
-          "bootstrap rounds over paired games (each seed played with seats swapped; refits centred on the mean, "
-          "then shifted so the anchor's estimate is 0). Rank is the upper bound: 1 + "
-          "the number of agents statistically better.", "",
-          "| rank | agent | Elo | 95% interval | games | OpenSkill μ±σ | invalid | " +
-          " | ".join(f"Elo as {r}" for r in game_cls.roles) + " |",
-          "|---:|---|---:|---|---:|---|---:|" + "---:|" * len(game_cls.roles)]
-    for r in rows:
-        roles = " | ".join(f"{r['per_role'].get(role, float('nan')):+.0f}" for role in game_cls.roles)
-        md.append(f"| {r['rank_ub']} | {r['agent']} | {r['elo']:+.0f} | [{r['low']:+.0f}, {r['high']:+.0f}] | "
-                  f"{r['games']} | {r['openskill_mu']:.1f}±{r['openskill_sigma']:.1f} | {r['invalid_rate']:.1%} | {roles} |")
-    exact = [r for r in rows if r.get("exploitability") is not None]
+@dataclass
+class _View:
+    """What the markdown and HTML reports show."""
+
+    game: str
+    seats: list[str]  # the rated (rotated) roles
+    rows: list[dict]
+    order: list[str]
+    scores: dict
+    loops: list
+    warning: str
+    plots: dict[str, bytes]
+    links: dict[str, str]
+    anchor: str | None
+    rounds: int
+    team: bool
+    fixed: dict[str, str]
+
+    @property
+    def method(self) -> str:
+        if self.team:
+            return ("A cooperative game: every role shares the team reward, so agents are ranked by the mean team "
+                    "reward of the games they played (normal 95% interval) and their team success rate. Rank is the "
+                    "upper bound: 1 + the number of agents statistically better.")
+        return (f"Bradley-Terry ratings on the Elo scale (anchor: {self.anchor or 'mean = 0'}) fitted to pairwise "
+                f"comparisons (in each game, each pair of rotated seats: higher reward wins, equal rewards draw), 95% "
+                f"intervals from {self.rounds} bootstrap rounds over paired games (each seed played in every "
+                f"seating; refits centred on the mean, then shifted so the anchor's estimate is 0). Rank is the upper "
+                f"bound: 1 + the number of agents statistically better.")
+
+    @property
+    def fixed_note(self) -> str:
+        return ("Fixed seats (not rated): " + ", ".join(f"{r} = {a.split('=', 1)[1]}" for r, a in self.fixed.items())
+                + ".") if self.fixed else ""
+
+    def headline(self) -> tuple[list[str], list[list[str]]]:
+        """The ranking table's header and cells."""
+        if self.team:
+            head = ["rank", "agent", "mean team reward", "95% interval", "success", "games", "invalid"]
+            body = [[str(r["rank_ub"]), r["agent"], f"{r['elo']:+.3f}", f"[{r['low']:+.3f}, {r['high']:+.3f}]",
+                     f"{r['success']:.1%}", str(r["games"]), f"{r['invalid_rate']:.1%}"] for r in self.rows]
+            return head, body
+        head = ["rank", "agent", "Elo", "95% interval", "games", "mean reward [95%]", "OpenSkill μ±σ", "invalid",
+                *(f"Elo as {r}" for r in self.seats)]
+        body = [[str(r["rank_ub"]), r["agent"], f"{r['elo']:+.0f}", f"[{r['low']:+.0f}, {r['high']:+.0f}]",
+                 str(r["games"]), f"{r['mean_reward']:+.3f} [{r['reward_ci'][0]:+.3f}, {r['reward_ci'][1]:+.3f}]",
+                 f"{r['openskill_mu']:.1f}±{r['openskill_sigma']:.1f}", f"{r['invalid_rate']:.1%}",
+                 *(f"{r['per_role'].get(role, float('nan')):+.0f}" for role in self.seats)] for r in self.rows]
+        return head, body
+
+    def rewards(self) -> tuple[list[str], list[list[str]]]:
+        """Mean reward per seat with 95% intervals."""
+        head = ["agent", "all seats", *self.seats]
+        cell = lambda d: f"{d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] ({d['games']})"  # noqa: E731
+        body = [[r["agent"], f"{r['mean_reward']:+.3f} [{r['reward_ci'][0]:+.3f}, {r['reward_ci'][1]:+.3f}]",
+                 *(cell(r["reward_per_role"][s]) if s in r["reward_per_role"] else "–" for s in self.seats)]
+                for r in self.rows]
+        return head, body
+
+    def matrix_note(self) -> str:
+        return ("Mean team reward of the row agent playing with the column agent, games in parentheses." if self.team
+                else "Score of the row agent against the column agent (pairwise comparisons, draws count half), "
+                     "comparisons in parentheses.")
+
+    def cell(self, a: str, b: str) -> str:
+        if (a, b) not in self.scores:
+            return "–"
+        s, n = self.scores[(a, b)]
+        return f"{s / n:.2f} ({n})"
+
+
+def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(row) + " |" for row in body]
+
+
+def _markdown(v: _View) -> str:
+    md = [f"# Tournament report: {v.game}", "", v.method, ""] + ([v.fixed_note, ""] if v.fixed else [])
+    md += _md_table(*v.headline())
+    exact = [r for r in v.rows if r.get("exploitability") is not None]
     if exact:
         md += ["", "## Exact exploitability", "", "NashConv / 2 of each participant whose policy is known exactly (the "
                "uniform random agent, a stated expert, model agents with constrained decoding read off at every "
                "information state): what a best-responding opponent wins per game on average over the seats; 0 is "
                "an equilibrium.", "", "| agent | exploitability |", "|---|---:|"]
         md += [f"| {r['agent']} | {r['exploitability']:.4f} |" for r in exact]
-    md += ["", f"**{warning}**", "", "![ratings](ratings.png)", "", "## Score matrix", "",
-           "Score of the row agent against the column agent (draws count half), games in parentheses.", "",
-           "| | " + " | ".join(order) + " |", "|---|" + "---|" * len(order)]
-    for a in order:
-        cells = [f"{scores[(a, b)][0] / scores[(a, b)][1]:.2f} ({scores[(a, b)][1]})" if (a, b) in scores else "–"
-                 for b in order]
-        md.append(f"| {a} | " + " | ".join(cells) + " |")
+    md += ["", f"**{v.warning}**", "", "![ratings](ratings.png)", "", "## Mean reward per seat", "",
+           "Each participant's mean reward in each seat with its 95% interval (games in parentheses).", ""]
+    md += _md_table(*v.rewards())
+    md += ["", "## Score matrix", "", v.matrix_note(), "", "| | " + " | ".join(v.order) + " |", "|---|" + "---|" * len(v.order)]
+    md += [f"| {a} | " + " | ".join(v.cell(a, b) for b in v.order) + " |" for a in v.order]
     md += ["", "![win rates](winrate.png)", ""]
-    if "progress.png" in plots:
+    if "progress.png" in v.plots:
         md += ["## Rating against training step", "", "![progress](progress.png)", ""]
-    if loops:
-        md += ["## Dominance cycles", ""] + [f"- {' > '.join(c + [c[0]])}" for c in loops] + [""]
-    md += ["## Transcripts", ""] + [f"- [{p.replace('|', ' vs ')}]({link})" for p, link in links.items()]
+    if v.loops:
+        md += ["## Dominance cycles", ""] + [f"- {' > '.join(c + [c[0]])}" for c in v.loops] + [""]
+    md += ["## Transcripts", ""] + [f"- [{p.replace('|', ' vs ')}]({link})" for p, link in v.links.items()]
     return "\n".join(md) + "\n"
 
 
-def _html(game_cls, rows, order, scores, warning, plots, links, anchor, rounds) -> str:
+def _html_table(head: list[str], body: list[list[str]]) -> str:
     esc = html.escape
-    img = lambda name: f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(plots[name]).decode()}">'  # noqa: E731
-    head = "".join(f"<th>Elo as {esc(r)}</th>" for r in game_cls.roles)
-    body = "".join(
-        f"<tr><td>{r['rank_ub']}</td><td>{esc(r['agent'])}</td><td>{r['elo']:+.0f}</td>"
-        f"<td>[{r['low']:+.0f}, {r['high']:+.0f}]</td><td>{r['games']}</td>"
-        f"<td>{r['openskill_mu']:.1f}±{r['openskill_sigma']:.1f}</td><td>{r['invalid_rate']:.1%}</td>"
-        + "".join(f"<td>{r['per_role'].get(role, float('nan')):+.0f}</td>" for role in game_cls.roles) + "</tr>"
-        for r in rows)
-    matrix = "".join(
-        f"<tr><th>{esc(a)}</th>" + "".join(
-            f"<td>{scores[(a, b)][0] / scores[(a, b)][1]:.2f} ({scores[(a, b)][1]})</td>" if (a, b) in scores
-            else "<td>–</td>" for b in order) + "</tr>" for a in order)
-    transcripts = "".join(f'<li><a href="{esc(link)}">{esc(p.replace("|", " vs "))}</a></li>' for p, link in links.items())
-    progress = f"<h2>Rating against training step</h2>{img('progress.png')}" if "progress.png" in plots else ""
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Tournament: {esc(game_cls.name)}</title>
+    return ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in body) + "</table>")
+
+
+def _html(v: _View) -> str:
+    esc = html.escape
+    img = lambda name: f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(v.plots[name]).decode()}">'  # noqa: E731
+    matrix = _html_table(["", *v.order], [[a, *(v.cell(a, b) for b in v.order)] for a in v.order])
+    transcripts = "".join(f'<li><a href="{esc(link)}">{esc(p.replace("|", " vs "))}</a></li>' for p, link in v.links.items())
+    progress = f"<h2>Rating against training step</h2>{img('progress.png')}" if "progress.png" in v.plots else ""
+    exact = [r for r in v.rows if r.get("exploitability") is not None]
+    exact_html = ("<h2>Exact exploitability</h2><p>NashConv / 2 of each participant whose policy is known exactly; 0 is "
+                  "an equilibrium.</p>" + _html_table(["agent", "exploitability"],
+                                                       [[r["agent"], f"{r['exploitability']:.4f}"] for r in exact])
+                  if exact else "")
+    fixed = f"<p>{esc(v.fixed_note)}</p>" if v.fixed else ""
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>Tournament: {esc(v.game)}</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}img{{max-width:100%}}
 .warn{{padding:.6em;background:#fff4d6;border:1px solid #e8c66a}}</style></head><body>
-<h1>Tournament report: {esc(game_cls.name)}</h1>
-<p>Bradley-Terry ratings on the Elo scale (anchor: {esc(anchor or 'mean = 0')}), 95% intervals from {rounds} bootstrap
-rounds over paired games (refits centred on the mean, then shifted so the anchor's estimate is 0). Rank is the upper
-bound: 1 + the number of agents statistically better.</p>
-<table><tr><th>rank</th><th>agent</th><th>Elo</th><th>95% interval</th><th>games</th><th>OpenSkill μ±σ</th><th>invalid</th>{head}</tr>{body}</table>
-<p class="warn">{esc(warning)}</p>{img('ratings.png')}
-<h2>Score matrix</h2><p>Score of the row agent against the column agent (draws count half), games in parentheses.</p>
-<table><tr><th></th>{''.join(f'<th>{esc(b)}</th>' for b in order)}</tr>{matrix}</table>{img('winrate.png')}
+<h1>Tournament report: {esc(v.game)}</h1>
+<p>{esc(v.method)}</p>{fixed}
+{_html_table(*v.headline())}{exact_html}
+<p class="warn">{esc(v.warning)}</p>{img('ratings.png')}
+<h2>Mean reward per seat</h2><p>Each participant's mean reward in each seat with its 95% interval (games in parentheses).</p>
+{_html_table(*v.rewards())}
+<h2>Score matrix</h2><p>{esc(v.matrix_note())}</p>{matrix}{img('winrate.png')}
 {progress}<h2>Transcripts</h2><ul>{transcripts}</ul><p>All games: matches.csv; numbers: summary.json.</p></body></html>
 """

@@ -101,16 +101,34 @@ def summarize(episodes: Iterable[Episode]) -> list[Row]:
     return sorted((r for r in rows.values() if roles_seen or r.role != "all"), key=lambda r: (r.agent, r.role == "all", r.role))
 
 
-def format_table(rows: list[Row]) -> str:
-    """A fixed-width text table of ``summarize`` rows."""
-    header = f"{'agent':<22} {'role':<12} {'games':>6} {'win':>6} {'draw':>6} {'loss':>6} {'reward':>8} {'invalid':>8} {'turns':>6}"
+def format_table(rows: list[Row], rates: str = "win") -> str:
+    """A fixed-width text table of ``summarize`` rows, following the game's outcome model (``Outcome.rates``):
+    win / draw / loss rates for win/lose games, the team success rate for cooperative ones, and always the mean
+    reward with its 95% interval."""
+    counts = {"win": f"{'win':>6} {'draw':>6} {'loss':>6} ", "success": f"{'success':>7} ", "reward": ""}[rates]
+    header = f"{'agent':<22} {'role':<12} {'games':>6} {counts}{'reward [95% interval]':>26} {'invalid':>8} {'turns':>6}"
     lines = [header, "-" * len(header)]
     for r in rows:
         t = r.tally
-        lines.append(f"{r.agent:<22} {r.role:<12} {int(t.games):>6} {t.rate(t.wins):>6.1%} {t.rate(t.draws):>6.1%} "
-                     f"{t.rate(t.losses):>6.1%} {t.mean_reward:>+8.3f} {t.invalid_rate:>8.1%} {t.mean_turns:>6.2f}"
-                     + (f"  ({int(t.errors)} errors)" if t.errors else ""))
+        low, high = t.reward_interval()
+        shown = {"win": f"{t.rate(t.wins):>6.1%} {t.rate(t.draws):>6.1%} {t.rate(t.losses):>6.1%} ",
+                 "success": f"{t.rate(t.wins):>7.1%} ", "reward": ""}[rates]
+        reward = f"{t.mean_reward:+.3f} [{low:+.3f}, {high:+.3f}]"
+        lines.append(f"{r.agent:<22} {r.role:<12} {int(t.games):>6} {shown}{reward:>26} {t.invalid_rate:>8.1%} "
+                     f"{t.mean_turns:>6.2f}" + (f"  ({int(t.errors)} errors)" if t.errors else ""))
     return "\n".join(lines)
+
+
+def error_summary(episodes: Iterable[Episode]) -> str | None:
+    """None when no episode ended in an error; else their count and the last line of the first traceback (what
+    ``play``, ``train``, ``tournament`` print before exiting non-zero)."""
+    errors = [ep for ep in episodes if ep.status == "error"]
+    if not errors:
+        return None
+    first = errors[0]
+    last = next((line for line in reversed((first.error or "").strip().splitlines()) if line.strip()), "no traceback")
+    return (f"{len(errors)} episode(s) ended in an error; the first (seed {first.seed}, episode {first.id[:12]}): "
+            f"{last.strip()}")
 
 
 def transcript(ep: Episode) -> str:

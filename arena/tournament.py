@@ -5,25 +5,32 @@
 Participants are agent specs (``random``, ``expert``, ``smollm2``, ``hf:PATH``, ...) and, with ``--run``, the
 checkpoints of a training run (``step_000010`` ... as ``hf:`` agents). Schedules: ``round-robin`` (every pair)
 or ``gauntlet`` (each ``--candidates`` agent against every other participant). Each pairing plays
-``--games`` games, every seed twice with the seats swapped. All pairings are played at once through the arena,
-so each model answers every pending turn of every pairing in one batched call. Re-running with the same
-``--out`` reuses recorded games and plays only the missing ones. A participant that crashes forfeits its
+``--games`` games, every seed twice with the seats swapped; a game of N players seats N participants per table
+(every combination), each seed played once per cyclic rotation, and rates them by Bradley-Terry on the pairwise
+comparisons of each game (higher reward wins); ``--seats judge=expert`` holds a role by a fixed, unrated agent.
+Cooperative games rank by mean team reward instead. All tables are played at once through the arena, so each model
+answers every pending turn of every table in one batched call. Re-running with the same ``--out`` reuses recorded
+games whose record key matches (game, options, seed, every participant's spec and model content hash) and plays
+only the missing ones; a folder that holds another game's records is refused. A participant that crashes forfeits its
 games (recorded as AGENT_ERROR); the tournament goes on.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from selfplay.agents.specs import build_agent, parse_key_values, parse_spec
-from selfplay.arena.play import Match, paired_matches, play
+from selfplay.agents.specs import build_agent, parse_key_values, parse_seats, parse_spec
+from selfplay.arena.play import Match, paired_matches, play, seatings
 from selfplay.arena.rundir import checkpoint_step, list_checkpoints
 from selfplay.arena.records import Episode, open_store
 from selfplay.arena.ratings import Result
+from selfplay.arena.stats import error_summary
 from selfplay.games.registry import game_class
 
 
@@ -53,76 +60,132 @@ def checkpoint_participants(run_dir: str | Path, options: str = "") -> list[Part
     return found
 
 
-def schedule(names: list[str], kind: str, candidates: list[str] | None = None) -> list[tuple[str, str]]:
-    """Pairings: every pair (round-robin), or each candidate against everyone else (gauntlet)."""
+def schedule(names: list[str], kind: str, candidates: list[str] | None = None, size: int = 2) -> list[tuple[str, ...]]:
+    """Tables of ``size`` participants (the game's free seats): every combination (round-robin), or those that
+    include a candidate (gauntlet). Two-role games: every pair, or each candidate against everyone else."""
+    if len(names) < size:
+        raise ValueError(f"this game seats {size} agents: a tournament needs at least {size} participants, got "
+                         f"{len(names)} ({', '.join(names)}); add e.g. random")
     if kind == "round-robin":
-        return list(combinations(names, 2))
+        return list(combinations(names, size))
     if kind == "gauntlet":
         missing = [c for c in candidates or [] if c not in names]
         if not candidates or missing:
             raise ValueError(f"gauntlet needs --candidates among the participants {names}; unknown: {missing}")
-        pairs = [(c, o) for c in candidates for o in names if o != c]
-        return list(dict.fromkeys(tuple(sorted(p)) for p in pairs))
+        return [t for t in combinations(names, size) if any(c in t for c in candidates)]
     raise ValueError(f"unknown schedule {kind!r}: expected round-robin or gauntlet")
 
 
-def pairing_matches(roles, a: str, b: str, games: int, seed: int) -> list[Match]:
-    """Paired matches of one pairing: game i uses seed ``seed + i // 2``; odd games swap the seats."""
-    if len(roles) != 2:
-        raise ValueError(f"tournaments rate two-role games; this game has roles {roles}")
-    matches = paired_matches(roles, [a, b], games, seed, {"pairing": f"{a}|{b}"})
+def table_matches(roles, table: tuple[str, ...], games: int, seed: int, key: str,
+                  fixed: dict[str, str] | None = None) -> list[Match]:
+    """Matches of one table: each seed played once per seating (cyclic rotations over the free seats), so game i
+    uses seed ``seed + i // seatings``; ``key`` (``record_key``) marks them as this tournament's games."""
+    count = len(seatings(roles, list(table), fixed))
+    if games < count or games % count:
+        raise ValueError(f"--games {games}: expected a positive multiple of {count}, the seatings of a table (each "
+                         f"seed is played once per seating, so every agent sits in every seat equally often)")
+    pairing = "|".join(table)
+    matches = paired_matches(roles, list(table), games, seed, {"pairing": pairing, "key": key}, fixed)
     for i, m in enumerate(matches):
-        m.meta.update(index=i, unit=f"{a}|{b}|{i // 2}")
+        m.meta.update(index=i, unit=f"{pairing}|{i // count}")
     return matches
 
 
-def results_of(episodes: list[Episode]) -> list[Result]:
-    """Rating results (draws as halves) from recorded tournament episodes; errored games are left out."""
+def results_of(episodes: list[Episode], fixed: dict[str, str] | None = None) -> list[Result]:
+    """Rating results from recorded tournament games: every pair of rotated seats held by different participants
+    is one comparison (1 higher reward, 0.5 equal, 0 lower), so games of three or more players rate by Bradley-Terry
+    on pairwise comparisons; errored games are left out."""
     out = []
     for ep in episodes:
         if ep.status == "error" or "pairing" not in ep.meta:
             continue
-        a, b = ep.meta["pairing"].split("|")
-        role_a = next(r for r, n in ep.agents.items() if n == a)
-        out.append(Result(a, b, ep.score(role_a), ep.meta["unit"]))
+        seats = [r for r in ep.agents if r not in (fixed or {})]
+        for i, ra in enumerate(seats):
+            for rb in seats[i + 1:]:
+                if ep.agents[ra] != ep.agents[rb]:
+                    out.append(Result(ep.agents[ra], ep.agents[rb], ep.pairwise(ra, rb), ep.meta["unit"]))
     return out
+
+
+def record_key(game: str, options: dict, seed: int, participants: list[Participant],
+               fixed: dict[str, str] | None = None) -> str:
+    """What determines a table's games: the game, its options, the seed and every participant's spec with the
+    content hash of a model directory; recorded games are reused only under the same key."""
+    body = {"game": game, "options": options, "seed": seed, "fixed": fixed or {},
+            "participants": sorted([p.name, p.spec, _content_hash(p.spec)] for p in participants)}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _content_hash(spec: str) -> str | None:
+    """SHA-256 over the files of an ``hf:PATH`` model directory (names and bytes); None for other agents."""
+    parsed = parse_spec(spec)
+    if parsed.kind != "hf" or not Path(parsed.arg).exists():
+        return None
+    digest = hashlib.sha256()
+    root = Path(parsed.arg)
+    for path in sorted(p for p in (root.rglob("*") if root.is_dir() else [root]) if p.is_file()):
+        digest.update(str(path.relative_to(root) if root.is_dir() else path.name).encode())
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def run_tournament(game: str, participants: list[Participant], games: int = 20, kind: str = "round-robin",
                    candidates: list[str] | None = None, out: str | Path = "runs/tournament", seed: int = 0,
                    anchor: str | None = None, bootstrap_rounds: int = 200, concurrency: int = 256,
-                   progress: bool = True, game_options: dict | None = None) -> dict:
-    """Play the missing games of every pairing, then rate and report; returns the summary."""
+                   progress: bool = True, game_options: dict | None = None, seats: dict[str, str] | None = None
+                   ) -> dict:
+    """Play the missing games of every table, then rate and report; returns the summary. ``seats``: roles held
+    by a fixed agent spec in every game (e.g. a judge), not rated; the participants rotate through the others."""
     cls = game_class(game)
     game_options = game_options or {}
     cls(**game_options)  # bad options fail before any game
     names = [p.name for p in participants]
     if len(set(names)) != len(names):
         raise ValueError(f"participant names must be unique: {names}")
-    if games < 2 or games % 2:
-        raise ValueError(f"--games {games}: expected an even number >= 2 (each seed is played with seats swapped)")
     for p in participants:
         parse_spec(p.spec)  # an unknown or malformed spec fails here, before any game is played
+    fixed_specs = dict(seats or {})
+    for role, spec in fixed_specs.items():
+        if role not in cls.roles:
+            raise ValueError(f"seat {role!r} is not a role of {cls.name}: expected among {', '.join(cls.roles)}")
+        parse_spec(spec)
+    fixed = {role: f"{role}={spec}" for role, spec in fixed_specs.items()}
+    size = len(cls.roles) - len(fixed)
     store = open_store(out)
-    pairs = schedule(names, kind, candidates)
-    done = {(ep.meta.get("pairing"), ep.meta.get("index")) for ep in store.episodes(with_steps=False)
+    other = next((ep.game for ep in store.episodes(with_steps=False) if ep.game != cls.name), None)
+    if other is not None:
+        raise ValueError(f"output folder {str(out)!r} holds games of {other!r}, not {cls.name!r}: use another --out")
+    tables = schedule(names, kind, candidates, size)
+    by_name = {p.name: p for p in participants}
+    keys = {t: record_key(cls.name, game_options, seed, [by_name[n] for n in t], fixed_specs) for t in tables}
+    done = {(ep.meta.get("key"), ep.meta.get("index")) for ep in store.episodes(with_steps=False)
             if ep.status != "error"}
-    todo = [m for a, b in pairs for m in pairing_matches(cls.roles, a, b, games, seed)
-            if (m.meta["pairing"], m.meta["index"]) not in done]
+    matches = [m for t in tables for m in table_matches(cls.roles, t, games, seed, keys[t], fixed)]
+    todo = [m for m in matches if (m.meta["key"], m.meta["index"]) not in done]
     if todo:
         needed = {n for m in todo for n in m.agents.values()}
         agents = {p.name: build_agent(p.spec, seed=seed + i, name=p.name) for i, p in enumerate(participants)
                   if p.name in needed}
-        print(f"playing {len(todo)} games ({len(done)} already recorded) over {len(pairs)} pairings")
+        agents.update({name: build_agent(fixed_specs[role], seed=seed + 7919, name=name)
+                       for role, name in fixed.items() if name in needed})
+        print(f"playing {len(todo)} games ({len(matches) - len(todo)} already recorded) over {len(tables)} tables")
         play(lambda: cls(**game_options), todo, agents, store=store, concurrency=concurrency,
              progress="tournament" if progress else False, options=game_options)
-    episodes = [ep for ep in store.episodes() if ep.meta.get("pairing") in {f"{a}|{b}" for a, b in pairs}]
+    wanted = {(m.meta["key"], m.meta["index"]) for m in matches}
+    episodes = [ep for ep in store.episodes() if (ep.meta.get("key"), ep.meta.get("index")) in wanted]
     steps = {p.name: p.step for p in participants if p.step is not None}
     from selfplay.arena.report import write_report  # matplotlib loads only when a report is written
 
-    exploit = exploitabilities(lambda: cls(**game_options), participants, seed)
-    return write_report(Path(out), cls, episodes, results_of(episodes), names, anchor, bootstrap_rounds, steps, seed,
-                        exploit)
+    errors = error_summary(episodes)
+    if errors and all(ep.status == "error" for ep in episodes):
+        raise RuntimeError(f"nothing to rate: {errors}")
+    exploit = exploitabilities(lambda: cls(**game_options), participants, seed) if not fixed else {}
+    summary = write_report(Path(out), cls, episodes, results_of(episodes, fixed), names, anchor, bootstrap_rounds,
+                           steps, seed, exploit, fixed)
+    summary["errors"] = errors
+    return summary
 
 
 def exploitabilities(make_game, participants: list[Participant], seed: int = 0) -> dict[str, float]:
@@ -163,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-options", default="", metavar="K=V,...",
                         help="sampling options for the checkpoints, e.g. temperature=0,constrained=true")
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="game constructor option")
-    parser.add_argument("--games", type=int, default=20, help="games per pairing, an even number (default 20)")
+    parser.add_argument("--seats", nargs="+", metavar="ROLE=SPEC",
+                        help="roles held by a fixed, unrated agent in every game (e.g. judge=expert)")
+    parser.add_argument("--games", type=int, default=20,
+                        help="games per table, a multiple of its seatings: even for two players (default 20)")
     parser.add_argument("--schedule", default="round-robin", choices=["round-robin", "gauntlet"])
     parser.add_argument("--candidates", nargs="*", help="gauntlet: the agents that play everyone else")
     parser.add_argument("--anchor", help="agent pinned to rating 0 (default: random if present, else the mean)")
@@ -179,13 +245,21 @@ def main(argv: list[str] | None = None) -> int:
         if len(participants) < 2:
             raise ValueError("a tournament needs at least two participants (--agents and/or --run)")
         anchor = args.anchor or ("random" if any(p.name == "random" for p in participants) else None)
+        seats = parse_seats(args.seats, game_class(args.game).roles)
         summary = run_tournament(args.game, participants, args.games, args.schedule, args.candidates, args.out,
-                                 args.seed, anchor, args.bootstrap, args.concurrency, game_options=parse_key_values(args.option))
+                                 args.seed, anchor, args.bootstrap, args.concurrency,
+                                 game_options=parse_key_values(args.option), seats=seats)
     except (ValueError, FileNotFoundError, TypeError) as exc:
         print(f"selfplay tournament: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # every game ended in an error
+        print(f"selfplay tournament: error: {exc} (see `selfplay show {args.out}`)", file=sys.stderr)
+        return 1
     print(summary["table"])
     print(f"\nreport: {Path(args.out) / 'report.html'} (also report.md, summary.json, matches.csv)")
+    if summary["errors"]:
+        print(f"selfplay tournament: error: {summary['errors']} (see `selfplay show {args.out}`)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -3,9 +3,11 @@
 Run it as ``selfplay check-game GAME`` or call ``check_game``; the test suite runs it over every registered
 game. From many seeds it checks that the same seed gives identical prompts, actions and outcome; that the
 recorded action log replays to the same outcome; that the game ends within ``max_turns``; that rewards lie
-in ``reward_range`` (and sum to zero when ``zero_sum``); that no role's observation contains another role's
-declared secret; and that ``parse`` rejects garbage with ``InvalidAction`` rather than crashing. Each
-failure names the seed that reproduces it.
+in ``reward_range`` and follow the outcome model (sum to zero when zero-sum, one team reward when cooperative);
+that ``info()``, ``forfeit_rewards`` and ``truncation_rewards`` are well formed; that no role's observation contains
+another role's declared secret, nor changes when what the role cannot see is re-sampled (``resample_hidden``: derived
+leaks, and simultaneous movers seeing each other's pending move); and that ``parse`` rejects garbage with
+``InvalidAction`` rather than crashing. Each failure names the seed that reproduces it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from selfplay.games.core import Game, InvalidAction
+from selfplay.games.core import Game, InvalidAction, Turn, outcome_of
 from selfplay.games.registry import game_class
 
 GARBAGE = "%%% this is not an action %%%"
@@ -74,13 +76,27 @@ def _playout(game: Game, seed: int, actions: list[list[str]] | None = None) -> _
         if turn_index == game.max_turns:
             break
         views = [game.observe(role) for role in game.roles]
-        texts = actions[turn_index] if actions is not None else [game.random_action(turn.role, rng) for _ in range(turn.samples)]
-        parsed = [game.parse(turn.role, t) for t in texts]
-        sample_rewards = game.step(turn.role, parsed)
-        if sample_rewards is not None and len(sample_rewards) != turn.samples:
-            raise AssertionError(f"step returned {len(sample_rewards)} sample rewards for {turn.samples} samples")
+        movers = _movers(turn)
+        texts = actions[turn_index] if actions is not None else [game.random_action(r, rng) for r in movers]
+        _apply(game, turn, texts)
         transcript.append((turn.role, views, texts))
     return _Playout(transcript, {}, game.max_turns, False)
+
+
+def _movers(turn: Turn) -> list[str]:
+    """The role of each action text of a turn: one per sample, or one per role of a simultaneous turn."""
+    return list(turn.roles) if turn.simultaneous else [turn.role] * turn.samples
+
+
+def _apply(game: Game, turn: Turn, texts: list[str]) -> None:
+    """Parse and apply one turn's action texts."""
+    parsed = [game.parse(r, t) for r, t in zip(_movers(turn), texts)]
+    if turn.simultaneous:
+        game.step_together(dict(zip(turn.roles, parsed)))
+        return
+    sample_rewards = game.step(turn.role, parsed)
+    if sample_rewards is not None and len(sample_rewards) != turn.samples:
+        raise AssertionError(f"step returned {len(sample_rewards)} sample rewards for {turn.samples} samples")
 
 
 def _check_one(make: Callable[[], Game], seed: int) -> list[CheckFailure]:
@@ -95,8 +111,12 @@ def _check_one(make: Callable[[], Game], seed: int) -> list[CheckFailure]:
         failures.append(fail("rewards", f"rewards() has roles {sorted(first.rewards)}, expected {sorted(game.roles)}"))
     elif any(not low - 1e-9 <= v <= high + 1e-9 for v in first.rewards.values()):
         failures.append(fail("reward-range", f"rewards {first.rewards} outside reward_range {game.reward_range}"))
-    elif game.zero_sum and abs(sum(first.rewards.values())) > 1e-6:
+    elif outcome_of(game).kind == "zero_sum" and abs(sum(first.rewards.values())) > 1e-6:
         failures.append(fail("zero-sum", f"rewards {first.rewards} sum to {sum(first.rewards.values()):g}, not 0"))
+    elif outcome_of(game).kind == "cooperative" and len(set(first.rewards.values())) > 1:
+        failures.append(fail("cooperative", f"rewards {first.rewards} differ: a cooperative game gives every role "
+                                            f"the one team reward"))
+    failures += _check_endings(game, seed)
     second = _playout(make(), seed)
     if (second.transcript, second.rewards) != (first.transcript, first.rewards):
         where = next((i for i, (a, b) in enumerate(zip(first.transcript, second.transcript)) if a != b), len(first.transcript))
@@ -105,6 +125,7 @@ def _check_one(make: Callable[[], Game], seed: int) -> list[CheckFailure]:
     if replay.rewards != first.rewards:
         failures.append(fail("replay", f"replaying the action log gave {replay.rewards}, the original {first.rewards}"))
     failures += _check_secrets(make(), seed, first)
+    failures += _check_hidden(make(), seed, first)
     failures += _check_garbage(make(), seed)
     return failures
 
@@ -121,8 +142,70 @@ def _check_secrets(game: Game, seed: int, playout: _Playout) -> list[CheckFailur
                             and any(secret in m["content"] for m in view):
                         return [CheckFailure("secrets", seed, f"turn {turn_index}: {role}'s observation contains "
                                                             f"{owner}'s secret {secret!r}")]
+        _apply(game, game.turn(), texts)
+    return []
+
+
+def _check_endings(game: Game, seed: int) -> list[CheckFailure]:
+    """``info()`` of the finished episode is a JSON dict; ``forfeit_rewards`` (for every offender) and
+    ``truncation_rewards`` name every role, within ``reward_range``, and follow the outcome model."""
+    import json
+
+    failures = []
+    info = game.info()
+    try:
+        json.dumps(info)
+        if not isinstance(info, dict):
+            raise TypeError(f"a {type(info).__name__}, not a dict")
+    except (TypeError, ValueError) as exc:
+        failures.append(CheckFailure("info", seed, f"info() must return a dict of JSON values: {exc}"))
+    low, high = game.reward_range
+    kind = outcome_of(game).kind
+    endings = [(f"forfeit_rewards({r!r})", game.forfeit_rewards(r), r) for r in game.roles]
+    for label, rewards, offender in [*endings, ("truncation_rewards()", game.truncation_rewards(), None)]:
+        if set(rewards) != set(game.roles):
+            failures.append(CheckFailure("endings", seed, f"{label} has roles {sorted(rewards)}, expected {sorted(game.roles)}"))
+        elif any(not low - 1e-9 <= v <= high + 1e-9 for v in rewards.values()):
+            failures.append(CheckFailure("endings", seed, f"{label} = {rewards} outside reward_range {game.reward_range}"))
+        elif kind == "cooperative" and len(set(rewards.values())) > 1:
+            failures.append(CheckFailure("endings", seed, f"{label} = {rewards}: a cooperative game must give the "
+                                                          f"team one reward"))
+        elif offender is not None and kind == "cooperative" and rewards[offender] >= high and low < high:
+            failures.append(CheckFailure("endings", seed, f"{label} = {rewards} rewards the team for a forfeit"))
+        elif offender is not None and len(game.roles) > 1 and \
+                any(rewards[offender] > v for r, v in rewards.items() if r != offender):
+            failures.append(CheckFailure("endings", seed, f"{label} = {rewards}: the offender gains over another role"))
+    return failures
+
+
+def _check_hidden(game: Game, seed: int, playout: _Playout) -> list[CheckFailure]:
+    """Leak test by perturbation: at every turn, for every role, re-sample on a copy what the role cannot see
+    (``resample_hidden``) and check its observation is unchanged; a simultaneous turn's observations must also not
+    change once every mover's answer is parsed. Skipped for games without ``resample_hidden``."""
+    import copy
+
+    rng = random.Random(seed ^ 0xC0FFEE)
+    game.reset(seed)
+    for turn_index, (_, _, texts) in enumerate(playout.transcript):
         turn = game.turn()
-        game.step(turn.role, [game.parse(turn.role, t) for t in texts])
+        for role in game.roles:
+            probe = copy.deepcopy(game)
+            try:
+                probe.resample_hidden(role, rng)
+            except NotImplementedError:
+                return []
+            if probe.observe(role) != game.observe(role):
+                return [CheckFailure("hidden", seed, f"turn {turn_index}: {role}'s observation changes when what it "
+                                                     f"cannot see is re-sampled: it leaks hidden state")]
+        if turn.simultaneous:
+            before = {r: game.observe(r) for r in turn.roles}
+            for r, t in zip(turn.roles, texts):
+                game.parse(r, t)
+            changed = [r for r in turn.roles if game.observe(r) != before[r]]
+            if changed:
+                return [CheckFailure("simultaneous", seed, f"turn {turn_index}: {changed[0]}'s observation changes "
+                                                           f"once the other movers' answers are parsed")]
+        _apply(game, turn, texts)
     return []
 
 

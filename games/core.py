@@ -65,24 +65,74 @@ OUTCOME_KINDS = ("zero_sum", "cooperative", "general_sum")
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a game's results mean, which every report follows. ``kind``: zero_sum, cooperative (one team
-    reward) or general_sum. ``win_lose``: a result is a win, draw or loss (TicTacToe), so win rates mean
-    something; otherwise rewards are amounts (poker chips, scores), reported as means with 95% intervals."""
+    """What a game's results mean, which every report follows (one shared definition: the play table, training
+    evaluation, summary.json, tournaments).
+
+    ``kind``: ``zero_sum`` (rewards sum to zero), ``cooperative`` (every role receives the one team reward) or
+    ``general_sum``. ``win_lose``: a result is a win, draw or loss (TicTacToe), so win rates mean something;
+    otherwise rewards are amounts (poker chips, scores), reported as means with 95% intervals. ``success``
+    (cooperative games): a team reward at or above it is a team success (default: the top of ``reward_range``).
+    """
 
     kind: str = "zero_sum"
     win_lose: bool = True
+    success: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in OUTCOME_KINDS:
             raise ValueError(f"outcome kind {self.kind!r}: expected one of {', '.join(OUTCOME_KINDS)}")
 
+    @property
+    def rates(self) -> str:
+        """What the reports count: ``win`` (win/draw/loss), ``success`` (team success) or ``reward`` (means only)."""
+        return "success" if self.kind == "cooperative" else "win" if self.win_lose else "reward"
+
+    def record(self, reward_range: tuple[float, float]) -> dict[str, Any]:
+        """The outcome model as stored with each episode, so records read alone still know what results mean."""
+        success = reward_range[1] if self.success is None else self.success
+        return {"kind": self.kind, "win_lose": self.win_lose, **({"success": success} if self.kind == "cooperative" else {})}
+
+
+def outcome_of(cls: type[Game] | Game) -> Outcome:
+    """The game's outcome model: its ``outcome`` when it declares one, else derived from ``zero_sum`` (a game that
+    sets ``zero_sum = False`` and nothing else is general-sum)."""
+    declared = getattr(cls, "outcome", Outcome())
+    if declared is Game.outcome and not cls.zero_sum:
+        return Outcome("general_sum", win_lose=True)
+    return declared
+
 
 @dataclass(frozen=True)
 class Turn:
-    """The next decision: which role acts and how many samples of it the game wants on one observation."""
+    """The next decision: which role acts and how many samples of it the game wants on one observation; or, with
+    ``Turn.together(*roles)``, a simultaneous move: every role named acts on an observation taken before any of
+    them moved, their model calls are batched together, and ``Game.step_together`` receives all the moves at once."""
 
     role: str
     samples: int = 1
+    others: tuple[str, ...] = ()  # the other roles of a simultaneous turn
+
+    def __post_init__(self) -> None:
+        if self.others and self.samples != 1:
+            raise ValueError("a simultaneous turn takes one sample per role")
+        if len(set(self.roles)) != len(self.roles):
+            raise ValueError(f"a simultaneous turn names a role twice: {self.roles}")
+
+    @classmethod
+    def together(cls, *roles: str) -> Turn:
+        """A simultaneous turn of ``roles``."""
+        if not roles:
+            raise ValueError("a simultaneous turn needs at least one role")
+        return cls(roles[0], 1, tuple(roles[1:]))
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """Every role that acts in this turn."""
+        return (self.role, *self.others)
+
+    @property
+    def simultaneous(self) -> bool:
+        return bool(self.others)
 
 
 class Game:
@@ -134,6 +184,11 @@ class Game:
         """Terminal rewards per role (called once ``turn()`` is None)."""
         raise NotImplementedError
 
+    def step_together(self, actions: dict[str, Any]) -> None:
+        """Apply a simultaneous turn (``Turn.together``): one parsed action per role. Required only of games with
+        simultaneous turns."""
+        raise NotImplementedError(f"{type(self).__name__} returned a simultaneous Turn but has no step_together()")
+
     # -- optional ---------------------------------------------------------------------------------
     def legal_actions(self, role: str) -> list[str] | None:
         """Canonical texts of the legal actions, or None when the action space is open text."""
@@ -154,13 +209,28 @@ class Game:
         """Strings that only ``role`` may see; the conformance checker looks for them in other roles' views."""
         return []
 
+    def resample_hidden(self, role: str, rng: random.Random) -> None:
+        """Replace, in place, everything ``role`` cannot see (other roles' private cards, pending simultaneous
+        moves, future chance outcomes) by a fresh draw consistent with what it can see. The conformance checker
+        calls it on a copy of the game and checks that ``role``'s observation is unchanged, which catches leaks
+        derived from hidden state, not only literal secrets. Optional: NotImplementedError skips the check."""
+        raise NotImplementedError
+
     def forfeit_rewards(self, offender: str) -> dict[str, float]:
-        """Rewards when ``offender`` forfeits: the lowest reward for it, the highest for everyone else."""
+        """Rewards when ``offender`` forfeits, following the outcome model: zero-sum, the lowest reward for it and
+        the rest shared by the others (two roles: the highest); cooperative, the lowest for the whole team;
+        general-sum, the lowest for it and a neutral 0 (clipped into ``reward_range``) for the others."""
         low, high = self.reward_range
         others = [r for r in self.roles if r != offender]
-        if self.zero_sum and len(self.roles) == 2:
+        kind = outcome_of(self).kind
+        if kind == "cooperative":
+            return {r: low for r in self.roles}
+        if kind == "zero_sum" and len(self.roles) == 2:
             return {offender: -abs(high), **{r: abs(high) for r in others}}
-        return {offender: low, **{r: high for r in others}}
+        if kind == "zero_sum":
+            share = min(high, -low / max(1, len(others)))
+            return {offender: low, **{r: share for r in others}}
+        return {offender: low, **{r: min(high, max(low, 0.0)) for r in others}}
 
     def info(self) -> dict[str, Any]:
         """Facts about the finished episode worth recording (e.g. the task, a pseudo-label); JSON values."""

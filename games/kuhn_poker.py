@@ -75,6 +75,11 @@ class KuhnPoker(Game):
         self.history = ""
         self.actions: list[str] = []
 
+    def resample_hidden(self, role: str, rng: random.Random) -> None:
+        """The opponent's card, redrawn from the two cards ``role`` does not hold."""
+        seat = self.roles.index(role)
+        self.cards[1 - seat] = rng.choice([c for c in range(3) if c != self.cards[seat]])
+
     def turn(self) -> Turn | None:
         if self.history in TERMINAL:
             return None

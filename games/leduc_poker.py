@@ -74,6 +74,17 @@ class LeducPoker(Game):
         self.actor = 0
 
     # -- rules ---------------------------------------------------------------------------------------------
+    def resample_hidden(self, role: str, rng: random.Random) -> None:
+        """The opponent's card, and the public card while it is still face down, redrawn from the cards ``role``
+        has not seen."""
+        seat = self.roles.index(role)
+        seen = {self.cards[seat]} | ({self.public} if self.round == 1 else set())
+        unseen = [c for c in range(6) if c not in seen]
+        rng.shuffle(unseen)
+        self.cards[1 - seat] = unseen[0]
+        if self.round == 0:
+            self.public = unseen[1]
+
     @property
     def round(self) -> int:
         return len(self.rounds) - 1

@@ -58,6 +58,11 @@ class LiarsDice(Game):
         self.bids: list[tuple[int, int]] = []
         self.caller: int | None = None
 
+    def resample_hidden(self, role: str, rng: random.Random) -> None:
+        """The opponent's dice, rolled afresh."""
+        other = 1 - self.roles.index(role)
+        self.hands[other] = sorted(rng.randint(1, FACES) for _ in range(self.dice))
+
     def turn(self) -> Turn | None:
         if self.caller is not None or self._highest_rank() == bid_rank(2 * self.dice, FACES):
             return None

@@ -14,7 +14,8 @@ from selfplay.games.core import Game, validate_game_class
 ENTRY_POINT_GROUP = "selfplay.games"
 _REGISTRY: dict[str, type[Game]] = {}
 _BUILTINS = tuple(f"selfplay.games.{name}" for name in ("tictactoe", "kuhn_poker", "leduc_poker", "liars_dice", "creator_solver",
-                                                          "sneaky_critic", "arithmetic", "teacher_student"))
+                                                          "sneaky_critic", "arithmetic", "teacher_student", "goofspiel",
+                                                          "signalling", "kuhn3"))
 _loaded = False
 
 

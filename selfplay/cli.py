@@ -29,27 +29,39 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    from selfplay.agents.specs import build_agents, parse_key_values
-    from selfplay.arena.play import paired_matches, play
+    from selfplay.agents.specs import build_agents, parse_key_values, parse_seats
+    from selfplay.arena.play import paired_matches, play, seatings
     from selfplay.arena.records import open_store
-    from selfplay.arena.stats import format_table, summarize
+    from selfplay.arena.stats import error_summary, format_table, summarize
+    from selfplay.games.core import outcome_of
     from selfplay.games.registry import game_class
 
     cls = game_class(args.game)
     options = parse_key_values(args.option)
     cls(**options)  # fail fast on bad options
-    agents = build_agents(args.agents, seed=args.seed)
+    fixed = parse_seats(args.seats, cls.roles)
+    specs = list(args.agents or [])
+    agents = build_agents([*specs, *fixed.values()], seed=args.seed)
+    names = list(agents)
+    free_names, fixed_names = names[:len(specs)], dict(zip(fixed, names[len(specs):]))
+    rounds = len(seatings(cls.roles, free_names, fixed_names))
+    games = -(-args.games // rounds) * rounds
+    if games != args.games:
+        print(f"playing {games} games, not {args.games}: a multiple of the {rounds} seatings, so every agent sits "
+              f"in every seat equally often", file=sys.stderr)
     out = Path(args.out or f"runs/play-{cls.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     store = open_store(out)
-    matches = paired_matches(cls.roles, list(agents), args.games, seed=args.seed)
+    matches = paired_matches(cls.roles, free_names, games, seed=args.seed, fixed=fixed_names)
     start = time.perf_counter()
     episodes = play(lambda: cls(**options), matches, agents, store=store, concurrency=args.concurrency)
     seconds = time.perf_counter() - start
-    print(format_table(summarize(episodes)))
-    errors = sum(ep.status == "error" for ep in episodes)
-    print(f"\n{len(episodes)} games in {seconds:.1f}s ({len(episodes) / seconds:.1f} games/s)"
-          + (f", {errors} ended in errors (see `selfplay show {out}`)" if errors else ""))
+    print(format_table(summarize(episodes), outcome_of(cls).rates))
+    print(f"\n{len(episodes)} games in {seconds:.1f}s ({len(episodes) / seconds:.1f} games/s)")
     print(f"episodes recorded in {store.path}")
+    errors = error_summary(episodes)
+    if errors:
+        print(f"selfplay play: error: {errors} (see `selfplay show {out}`)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -91,8 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_check)
     p = sub.add_parser("play", help="play games between agents and record them")
     p.add_argument("game", help="a registered name, module:Class or path/to/file.py:Class")
-    p.add_argument("--agents", nargs="+", required=True, metavar="SPEC", help="one agent spec per role, e.g. expert random")
-    p.add_argument("--games", type=int, default=100, help="games to play; seeds are paired with seats swapped (default 100)")
+    p.add_argument("--agents", nargs="*", default=[], metavar="SPEC",
+                   help="one agent spec per role not fixed by --seats, e.g. expert random; rotated through those seats")
+    p.add_argument("--seats", nargs="+", metavar="ROLE=SPEC", help="fix an agent to a role, e.g. judge=expert")
+    p.add_argument("--games", type=int, default=100,
+                   help="games to play (default 100): each seed once per seating (the --agents in every cyclic "
+                        "rotation over the free roles; two agents: seats swapped), rounded up to a multiple of the "
+                        "seatings so every agent sits in every seat equally often")
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     p.add_argument("--out", help="run directory for episodes.sqlite (default runs/play-GAME-TIME)")
     p.add_argument("--concurrency", type=int, default=256, help="games live at once (default 256)")

@@ -16,10 +16,12 @@ def check_config(cfg) -> None:
     from selfplay.games.registry import make_game
     from selfplay.games import exact
     from selfplay.games.registry import game_class
+    from selfplay.training.config import bind_game
     from selfplay.training.names import AVERAGE, MIRROR, OPPONENT, POOL
 
+    bind_game(cfg)
     cur = cfg.curriculum
-    specs = [*cfg.evaluation.opponents, cfg.model]
+    specs = [*cfg.evaluation.opponents, *cfg.opponents.seats.values(), cfg.model]
     if cfg.opponents.scripted_prob:
         specs.append(cfg.opponents.scripted_opponent)
     if cur.option == OPPONENT:
@@ -55,7 +57,30 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from selfplay.training.train import train  # torch, transformers and accelerate load only now
 
-    train(config)
+    try:
+        train(config)
+    except RuntimeError as exc:
+        print(f"selfplay train: error: {exc}", file=sys.stderr)
+        return 1
+    return _report_errors(config.run.out)
+
+
+def _report_errors(run_dir: str) -> int:
+    """1 (and the count with the first traceback's last line on stderr) when any recorded episode ended in an
+    error, else 0; only the main process reports."""
+    import os
+
+    if os.environ.get("RANK", "0") != "0":
+        return 0
+    from selfplay.arena.records import open_store
+    from selfplay.arena.stats import error_summary
+
+    store = open_store(run_dir)
+    errors = error_summary(store.episodes(with_steps=False, status="error"))
+    store.close()
+    if errors:
+        print(f"selfplay train: error: {errors} (see `selfplay show {run_dir}`)", file=sys.stderr)
+        return 1
     return 0
 
 

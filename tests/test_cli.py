@@ -47,7 +47,7 @@ def test_check_game_exits_nonzero_on_a_broken_game():
     (["play", "tictactoe", "--agents", "random", "wizard"], "unknown agent kind 'wizard'"),
     (["play", "tictactoe", "--agents", "random", "expert:seed"], "kind 'expert' takes no argument 'seed'"),
     (["play", "tictactoe", "--agents", "random", "expert:seed=1,x"], "malformed option 'x'"),
-    (["play", "tictactoe", "--agents", "random"], "1 agents for 2 roles"),
+    (["play", "tictactoe", "--agents", "random"], "1 agent(s) for 2 free role(s)"),
     (["play", "liars_dice", "--agents", "random", "random", "--option", "dice=9"], "dice=9"),
     (["check-game", "tests.fakes:Nope"], "has no class 'Nope'"),
     (["check-game", "nowhere/game.py:G"], "does not exist"),

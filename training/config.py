@@ -67,6 +67,8 @@ class Opponents:
     scripted_prob: float = _f(0.0, "share of games against a scripted opponent", low=0.0, high=1.0)
     scripted_opponent: str = _f("random", "the scripted opponent's agent spec (random | expert), or average: the "
                                           "learner's exact average policy (fictitious self-play; small games)")
+    seats: dict[str, str] = _f(None, "roles held by a fixed agent in every game, training and evaluation, e.g. "
+                                     "{judge: expert}; never trained", factory=dict)
 
 
 @dataclass
@@ -113,8 +115,10 @@ class Evaluation:
     """The fixed evaluation set: the learner against scripted baselines in every seat."""
 
     every: int = _f(10, "steps between evaluations (0: only at the end)", low=0, alias="eval_every")
-    games: int = _f(32, "games per evaluation opponent (both seats)", low=0, alias="eval_games")
-    opponents: list[str] = _f(None, "scripted baselines", alias="eval_opponents", factory=lambda: ["random", "expert"])
+    games: int = _f(32, "games per evaluation opponent (every seat; no evaluation: opponents=[])", low=1,
+                    alias="eval_games")
+    opponents: list[str] | None = _f(None, "scripted baselines (default: random, and expert when the game has one)",
+                                     alias="eval_opponents")
     before: bool = _f(False, "also evaluate at step 0, before the first update", alias="eval_before")
     heldout: bool = _f(False, "also play `games` held-out seeds per curriculum arm, the learner in every role",
                        alias="eval_heldout")
@@ -152,6 +156,8 @@ class TrainConfig:
     lora_r: int = _f(8, "LoRA rank (weights=lora)", low=1)
     lora_alpha: int = _f(16, "LoRA alpha (weights=lora)", low=1)
     dtype: str = _f("auto", "auto: bf16 on CUDA, fp32 on CPU", choices=("auto", "float32", "bfloat16"))
+    learner_roles: list[str] | None = _f(None, "the roles whose samples train (default: every role not in "
+                                               "opponents.seats); other roles are played but not updated")
     sampling: Sampling = field(default_factory=Sampling)
     rollout: Rollout = field(default_factory=Rollout)
     opponents: Opponents = field(default_factory=Opponents)
@@ -272,6 +278,40 @@ def validate(config: TrainConfig) -> None:
     if opp.pool_prob + opp.scripted_prob > 1:
         raise ValueError(f"config keys 'opponents.pool_prob' + 'opponents.scripted_prob' = "
                          f"{opp.pool_prob + opp.scripted_prob} exceed 1")
+
+
+def bind_game(config: TrainConfig) -> type:
+    """Check the keys that depend on the game and fill the defaults it decides: ``evaluation.opponents`` (random,
+    plus expert when the game has one) and ``learner_roles`` (every role not held by ``opponents.seats``).
+    ValueError names a role the game lacks or a baseline it cannot supply. Returns the game class; idempotent."""
+    from selfplay.agents.specs import parse_spec
+    from selfplay.games.core import Game
+    from selfplay.games.registry import game_class
+
+    cls = game_class(config.game)
+    roles, seats = list(cls.roles), config.opponents.seats
+    for key, named in (("opponents.seats", list(seats)), ("learner_roles", config.learner_roles or [])):
+        unknown = [r for r in named if r not in roles]
+        if unknown:
+            raise ValueError(f"config key {key!r}: {unknown} not role(s) of {cls.name}; roles: {', '.join(roles)}")
+    if config.learner_roles is None:
+        config.learner_roles = [r for r in roles if r not in seats]
+    both = [r for r in config.learner_roles if r in seats]
+    if both or not config.learner_roles:
+        raise ValueError(f"config key 'learner_roles': {config.learner_roles} must name at least one role and none "
+                         f"held by opponents.seats ({both or list(seats)})")
+    has_expert = cls.expert_action is not Game.expert_action
+    if config.evaluation.opponents is None:
+        config.evaluation.opponents = ["random", *(["expert"] if has_expert else [])]
+    named = {"evaluation.opponents": config.evaluation.opponents, "opponents.seats": list(seats.values()),
+             "opponents.scripted_opponent": [config.opponents.scripted_opponent] if config.opponents.scripted_prob else [],
+             "curriculum.arms": [str(v) for v in config.curriculum.arms] if config.curriculum.option == "opponent" else []}
+    for key, specs in named.items():
+        for spec in specs:
+            if spec not in ("mirror", "pool", "average") and parse_spec(spec).kind == "expert" and not has_expert:
+                raise ValueError(f"config key {key!r} names 'expert', but game {cls.name!r} ships no expert agent "
+                                 f"(it defines no expert_action): use random, or give the game an expert")
+    return cls
 
 
 def describe() -> str:

@@ -16,12 +16,12 @@ from selfplay.arena.play import Match, paired_matches, play
 from selfplay.arena.ratings import Result, bootstrap, bradley_terry
 from selfplay.arena.records import Episode, RecordStore
 from selfplay.arena.stats import Tally
-from selfplay.games.core import Game, LearningProgress
+from selfplay.games.core import Game, LearningProgress, outcome_of
 from selfplay.training import seeds
 from selfplay.training.config import TrainConfig
 from selfplay.training.distributed import full_parameters, rank_slice, reduce_sum
 from selfplay.training.learner import Learner
-from selfplay.training.names import LEARNER, OPPONENT
+from selfplay.training.names import LEARNER, OPPONENT, seat_name
 
 BASELINE = "baseline"
 
@@ -73,7 +73,7 @@ class Evaluator:
 
     @property
     def outcome(self):
-        return type(self.make_game()).outcome
+        return outcome_of(type(self.make_game()))
 
     @property
     def temperature(self) -> float:
@@ -86,13 +86,18 @@ class Evaluator:
         when the game is small enough) and its metrics. Win rates only for win/lose games; otherwise the mean
         reward over the seats."""
         evaluation = {opponent: self.against(opponent, step) for opponent in self.cfg.evaluation.opponents}
-        win_lose = self.outcome.win_lose
+        rates = self.outcome.rates  # win (win/lose games), success (cooperative) or reward (amounts)
+        win_lose = rates == "win"
         elo = gauntlet_elo(evaluation) if evaluation and win_lose else None
         for result in evaluation.values():
             result["learner_elo"] = elo
+            if rates == "success":
+                result["success"] = result["win"]
         metrics = {f"winrate/vs_{k}": v["win_or_draw"] for k, v in evaluation.items()} if win_lose else \
-            {f"reward/vs_{k}": v["mean_reward"] for k, v in evaluation.items()}
-        entry = {"step": step, "seconds": seconds, "outcome": self.outcome.kind, "win_lose": win_lose,
+            {f"success/vs_{k}": v["success"] for k, v in evaluation.items()} if rates == "success" else {}
+        if not win_lose:
+            metrics.update({f"reward/vs_{k}": v["mean_reward"] for k, v in evaluation.items()})
+        entry = {"step": step, "seconds": seconds, "outcome": self.outcome.kind, "win_lose": win_lose, "rates": rates,
                  "evaluation": evaluation}
         if exact is not None:
             entry["exact"] = exact
@@ -108,14 +113,17 @@ class Evaluator:
         """The learner against ``opponent`` in every seat (``evaluation.games`` games, paired seeds): win / draw /
         loss and invalid rates, and its mean reward per seat."""
         rank = self.learner.accelerator.process_index
-        lineup = [LEARNER] + [BASELINE] * (len(self.roles) - 1)
+        fixed = {r: seat_name(r) for r in self.cfg.opponents.seats}
+        lineup = [LEARNER] + [BASELINE] * (len(self.roles) - len(fixed) - 1)
         matches = paired_matches(self.roles, lineup, self.cfg.evaluation.games, seeds.EVAL_GAMES,
-                                 {"step": step, "eval": opponent})
+                                 {"step": step, "eval": opponent}, fixed)
         for m in matches:
             seat = next(r for r, a in m.agents.items() if a == LEARNER)
             m.agents[seat] = self.learner.name(seat)
             m.meta["learners"] = [seat]
-        agents = {**self.learner.agents_at(self.temperature),
+        # the learner is evaluated in the seats it learns (every seat unless learner_roles narrows them)
+        matches = [m for m in matches if m.meta["learners"][0] in self.cfg.learner_roles]
+        agents = {**self.learner.agents_at(self.temperature), **self._seat_agents(),
                   BASELINE: build_agent(opponent, seed=seeds.EVAL_BASELINE + rank, name=BASELINE)}
         tallies = SeatTallies()
         for ep in self._play(self._slice(matches), agents, self.store):
@@ -135,19 +143,27 @@ class Evaluator:
                 "reward_ci": {r: list(s.reward_interval()) for r, s in seats.items()},
                 "mean_reward": mean, "mean_reward_ci": [mean - half, mean + half]}
 
+    def _seat_agents(self) -> dict[str, Any]:
+        """The fixed agents of ``opponents.seats``, seeded for evaluation."""
+        rank = self.learner.accelerator.process_index
+        return {seat_name(r): build_agent(spec, seed=seeds.EVAL_BASELINE + 7 + rank, name=seat_name(r))
+                for r, spec in self.cfg.opponents.seats.items()}
+
     def heldout(self, step: int) -> dict[str, dict[str, float]]:
         """Mean reward of the learner in each role on ``evaluation.games`` fixed seeds (never drawn in training) per
         curriculum arm (opponent arms aside), every role played by the learner: held-out accuracy for task games.
         {role: {arm: mean, "all": mean}}."""
         cur = self.cfg.curriculum
         arms = [(cur.option, v) for v in cur.arms if cur.option != OPPONENT] or [(None, None)]
-        everyone = {r: self.learner.name(r) for r in self.roles}
+        seats = self.cfg.opponents.seats
+        everyone = {r: seat_name(r) if r in seats else self.learner.name(r) for r in self.roles}
         matches = [Match(seeds.HELDOUT_GAMES + j, everyone,
-                         {"step": step, "eval": "heldout", "learners": list(self.roles),
+                         {"step": step, "eval": "heldout", "learners": list(self.cfg.learner_roles),
                           **({"arm": str(v), "game_options": {o: v}} if o else {})})
                    for o, v in arms for j in range(self.cfg.evaluation.games)]
         sums = Means()
-        for ep in self._play(self._slice(matches), self.learner.agents_at(self.temperature), self.store):
+        for ep in self._play(self._slice(matches), {**self.learner.agents_at(self.temperature), **self._seat_agents()},
+                             self.store):
             if ep.status != "error":
                 for role, reward in ep.rewards.items():
                     for arm in {ep.meta.get("arm", "all"), "all"}:

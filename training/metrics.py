@@ -83,7 +83,8 @@ def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> di
             lo, hi = r["mean_reward_ci"]
             seats = "  ".join(f"{s} {v:+.3f} [{r['reward_ci'][s][0]:+.3f}, {r['reward_ci'][s][1]:+.3f}]"
                               for s, v in r["reward"].items())
-            print(f"  {name:<10} {int(r['games']):>6} {r['mean_reward']:>+8.3f} [{lo:+.3f}, {hi:+.3f}]  {seats}")
+            success = f"  team success {r['success']:.1%}" if "success" in r else ""
+            print(f"  {name:<10} {int(r['games']):>6} {r['mean_reward']:>+8.3f} [{lo:+.3f}, {hi:+.3f}]  {seats}{success}")
     else:
         print(f"  {'opponent':<10} {'games':>6} {'win':>6} {'draw':>6} {'loss':>6} {'invalid':>8}")
         for name, r in summary.items():

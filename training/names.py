@@ -16,3 +16,8 @@ def agent_name(kind: str, group: str) -> str:
 def scripted_name(spec: str) -> str:
     """Agent name of a scripted opponent that is a curriculum arm."""
     return f"{SCRIPTED}/{spec}"
+
+
+def seat_name(role: str) -> str:
+    """Agent name of the fixed agent that holds ``role`` (``opponents.seats``)."""
+    return f"seat/{role}"

@@ -108,14 +108,16 @@ def _evaluation_table(history: list[dict]) -> list[str]:
             lines.append(f"| {h['step']} | " + " | ".join(cells) + f" | {rating} |")
         return lines
     games = int(history[-1]["evaluation"][opponents[0]]["games"]) if opponents else 0
-    lines = [f"The learner's mean reward over both seats against each baseline, with its 95% interval ({games} fixed "
+    lines = [f"The learner's mean reward over its seats against each baseline, with its 95% interval ({games} fixed "
              "evaluation games each); exploitability is exact (NashConv / 2) where the game can be enumerated.", "",
              "| step | " + " | ".join(f"vs {o}: mean reward [95%]" for o in opponents)
              + " | exploitability | average policy |", "|---:|" + "---|" * len(opponents) + "---:|---:|"]
     for h in history:
         x = h.get("exact")
         cells = [f"{h['evaluation'][o]['mean_reward']:+.3f} [{h['evaluation'][o]['mean_reward_ci'][0]:+.3f}, "
-                 f"{h['evaluation'][o]['mean_reward_ci'][1]:+.3f}]" if o in h["evaluation"] else "–" for o in opponents]
+                 f"{h['evaluation'][o]['mean_reward_ci'][1]:+.3f}]"
+                 + (f", team success {h['evaluation'][o]['success']:.0%}" if "success" in h["evaluation"][o] else "")
+                 if o in h["evaluation"] else "–" for o in opponents]
         ex = (f"{x['exploitability']:.4f}", f"{x['average']:.4f}" if "average" in x else "–") if x else ("–", "–")
         lines.append(f"| {h['step']} | " + " | ".join(cells) + f" | {ex[0]} | {ex[1]} |")
     return lines

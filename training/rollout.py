@@ -28,22 +28,27 @@ from selfplay.training.config import TrainConfig
 from selfplay.training.curriculum import difficulty_filter, make_curriculum
 from selfplay.training.distributed import full_parameters, rank_slice, sum_scalar
 from selfplay.training.learner import Learner, group_agent, sampling_config
-from selfplay.training.names import AVERAGE, LEARNER, MIRROR, OPPONENT, POOL, SCRIPTED, agent_name, scripted_name
+from selfplay.training.names import (AVERAGE, LEARNER, MIRROR, OPPONENT, POOL, SCRIPTED, agent_name, scripted_name,
+                                     seat_name)
 from selfplay.training.pool import OpponentPool
 from selfplay.training.stats import StepStats
 
 def plan_matches(roles: Sequence[str], group_of, step: int, seed: int, first: int, count: int,
                  pool_prob: float, scripted_prob: float, pool_ready: bool,
                  arms: Mapping[int, tuple[str, Any]] | Sequence[tuple[str, Any]] | None = None,
-                 opening: int = 0) -> list[Match]:
+                 opening: int = 0, learner_roles: Sequence[str] | None = None,
+                 seats: Mapping[str, str] | None = None) -> list[Match]:
     """Matches ``first .. first+count-1`` of this step's global list (each rank plays its own slice).
 
     Game j is decided by its own RNG, so the global list is the same however it is split across ranks:
-    mirror self-play (every role a learner), or the learner in seat ``j % len(roles)`` against a pool
-    snapshot or the scripted opponent; with ``opening`` its first 0..opening turns (drawn per game) are random
-    moves. ``arms[j]`` is the curriculum's (option, value) for game j: a game
-    option, or with option ``opponent`` the opponent itself (``mirror``, ``pool`` or a scripted agent spec).
+    mirror self-play (the learner's weights in every free role, the ``learner_roles`` among them trained), or the
+    learner in learning seat ``j % len(learner_roles)`` against a pool snapshot or the scripted opponent; ``seats``
+    (role -> agent name) are held by fixed agents in every game. With ``opening`` its first 0..opening turns
+    (drawn per game) are random moves. ``arms[j]`` is the curriculum's (option, value) for game j: a game option,
+    or with option ``opponent`` the opponent itself (``mirror``, ``pool`` or a scripted agent spec).
     """
+    seats = dict(seats or {})
+    learning = [r for r in (learner_roles or roles) if r not in seats]
     matches = []
     for j in range(first, first + count):
         rng = seeds.rng(seed, step, "game", j)
@@ -58,14 +63,15 @@ def plan_matches(roles: Sequence[str], group_of, step: int, seed: int, first: in
             value = str(arms[j][1])
             kind = LEARNER if value == MIRROR else (POOL if pool_ready else LEARNER) if value == POOL else SCRIPTED
             scripted = scripted_name(value)
-        seat = roles[j % len(roles)]
+        seat = learning[j % len(learning)]
         agents = {r: agent_name(LEARNER if kind == LEARNER or r == seat else kind, group_of(r))
-                  for r in roles}
+                  for r in roles if r not in seats}
         if kind == SCRIPTED:
             agents = {r: a if r == seat else scripted for r, a in agents.items()}
+        agents = {r: seats.get(r) or agents[r] for r in roles}
         # meta step counts from 1: the training step this rollout feeds (as checkpoints count steps done)
         meta = {"step": step + 1, "index": j, "opponent": kind,
-                "learners": [r for r in roles if kind == LEARNER or r == seat]}
+                "learners": [r for r in learning if kind == LEARNER or r == seat]}
         if arms:  # the curriculum's category for game j: (option, value)
             option, value = arms[j]
             meta.update(arm=str(value), **({"game_options": {option: value}} if option != OPPONENT else {}))
@@ -203,6 +209,9 @@ class Rollouts:
         if cfg.opponents.scripted_prob:
             spec = cfg.opponents.scripted_opponent
             agents[SCRIPTED] = self._scripted(spec, seeds.opponent(cfg.run.seed, step, rank, spec), SCRIPTED)
+        agents.update({seat_name(role): build_agent(spec, seed=seeds.opponent(cfg.run.seed, step, rank, role),
+                                                    name=seat_name(role))
+                       for role, spec in cfg.opponents.seats.items()})
         if cfg.curriculum.option == OPPONENT:
             agents.update({scripted_name(v): self._scripted(v, seeds.opponent(cfg.run.seed, step, rank, v),
                                                             scripted_name(v))
@@ -228,7 +237,8 @@ class Rollouts:
             arms = {offset + i: (cfg.curriculum.option, self.arm_values[a]) for i, a in enumerate(chosen)}
         opp = cfg.opponents
         matches = plan_matches(self.game_cls.roles, self.learner.policy.group, step, cfg.run.seed, offset + first, count,
-                               opp.pool_prob, opp.scripted_prob, pool_ready, arms, cfg.rollout.random_opening)
+                               opp.pool_prob, opp.scripted_prob, pool_ready, arms, cfg.rollout.random_opening,
+                               cfg.learner_roles, {r: seat_name(r) for r in opp.seats})
         with torch.no_grad(), full_parameters(acc, self.learner.model):
             return play(self.make_game, matches, agents, store=self.store, concurrency=cfg.rollout.concurrency,
                         progress=False, options={**cfg.game_options, **self.context})

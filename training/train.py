@@ -25,9 +25,9 @@ from typing import Any
 from accelerate.utils import set_seed
 
 from selfplay.arena.records import open_store
-from selfplay.games.registry import game_class
+from selfplay.arena.stats import error_summary
 from selfplay.training import checkpoint
-from selfplay.training.config import TrainConfig
+from selfplay.training.config import TrainConfig, bind_game
 from selfplay.training.distributed import make_accelerator, record_weight_hashes, reduce_sum, sum_scalar
 from selfplay.training.evaluation import Evaluator, infos
 from selfplay.training.exploit import ExactTracker
@@ -43,10 +43,10 @@ from selfplay.training.update import Baselines, update, update_with_progress
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) a training run; return its final evaluation summary."""
     run, ev, up = cfg.run, cfg.evaluation, cfg.update
+    game_cls = bind_game(cfg)  # game-dependent defaults and checks, before any model loads
     accelerator = make_accelerator(up.micro_batches, up.max_grad_norm, cfg.dtype, find_unused=cfg.weights != "shared")
     set_seed(run.seed)
     run_dir = Path(run.out)
-    game_cls = game_class(cfg.game)
     roles = game_cls.roles
     learner = build_learner(cfg, accelerator, roles)
     checkpoint.install_hooks(accelerator)
@@ -80,6 +80,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     for step in range(state.step, run.steps):
         # -- rollout: this rank's slice of the step's games ----------------------------------------------------
         batch = rollouts.collect(step)
+        failed = sum_scalar(accelerator, float(sum(ep.status == "error" for ep in batch.episodes)))
+        if failed and failed == sum_scalar(accelerator, float(len(batch.episodes))):
+            raise RuntimeError(f"every game of step {step + 1} ended in an error, nothing to train on: "
+                               f"{error_summary(batch.episodes) or 'the error is on another rank'}")
 
         # -- advantages: baselines from before the update, measured over every rank's samples ------------------
         baselines.assign(learner, batch.samples, up.advantage)

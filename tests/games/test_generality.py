@@ -1,0 +1,303 @@
+"""Games users write: outcome models, N players, simultaneous moves, the perturbation leak test, loud checks."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import pytest
+
+from selfplay.arena.play import Match, paired_matches, play, seatings
+from selfplay.arena.records import Episode
+from selfplay.arena.stats import error_summary, format_table, summarize
+from selfplay.agents.scripted import ExpertAgent, RandomAgent
+from selfplay.games.conformance import check_game
+from selfplay.games.core import Failure, Game, InvalidAction, Turn, outcome_of, system, user
+from selfplay.games.goofspiel import Goofspiel
+from selfplay.games.kuhn3 import KuhnPoker3
+from selfplay.games.kuhn_poker import KuhnPoker
+from selfplay.games.signalling import Signalling
+from tests.fakes import ScriptAgent
+
+
+# -- outcome model ----------------------------------------------------------------------------------------------
+def test_outcome_defaults_follow_the_declared_kind():
+    assert outcome_of(KuhnPoker).kind == "zero_sum" and outcome_of(KuhnPoker).rates == "reward"
+    assert outcome_of(Signalling).rates == "success"
+
+    class Plain(Game):
+        roles = ("a", "b")
+        zero_sum = False
+    assert outcome_of(Plain).kind == "general_sum"
+
+
+def test_cooperative_forfeit_costs_the_whole_team():
+    game = Signalling()
+    assert game.forfeit_rewards("sender") == {"sender": 0.0, "receiver": 0.0}
+    assert game.forfeit_rewards("receiver") == {"sender": 0.0, "receiver": 0.0}
+
+
+def test_zero_sum_forfeit_of_three_players_sums_to_zero():
+    rewards = KuhnPoker3().forfeit_rewards("player_1")
+    assert rewards["player_1"] == -2.0 and sum(rewards.values()) == pytest.approx(0.0)
+    assert rewards["player_0"] == rewards["player_2"] == 1.0
+
+
+def test_a_cooperative_team_of_invalid_movers_is_reported_as_failing():
+    """Every answer is garbage: the team forfeits every game, and the table shows 0% success, not a draw."""
+    agents = {"bad": ScriptAgent([], name="bad"), "bad2": ScriptAgent([], name="bad2")}
+    episodes = play(Signalling, paired_matches(Signalling.roles, ["bad", "bad2"], 20), agents, progress=False)
+    assert all(ep.status == "forfeit" and ep.rewards == {"sender": 0.0, "receiver": 0.0} for ep in episodes)
+    assert {ep.outcome(r) for ep in episodes for r in ep.rewards} == {"loss"}
+    rows = summarize(episodes)
+    assert all(r.tally.wins == 0 and r.tally.draws == 0 for r in rows)
+    table = format_table(rows, "success")
+    assert "success" in table and "draw" not in table and " 0.0%" in table
+
+
+def test_cooperative_success_counts_team_wins():
+    agents = {"expert": ExpertAgent(seed=1), "expert2": ExpertAgent(seed=2)}
+    episodes = play(Signalling, paired_matches(Signalling.roles, ["expert", "expert2"], 10), agents, progress=False)
+    assert all(ep.outcome("sender") == "win" == ep.outcome("receiver") for ep in episodes)
+
+
+def test_check_game_rejects_a_cooperative_forfeit_that_pays_the_partner():
+    class Generous(Signalling):
+        name = "generous"
+
+        def forfeit_rewards(self, offender):
+            return {r: 0.0 if r == offender else 1.0 for r in self.roles}
+    report = check_game(Generous, range(3))
+    assert not report.ok and any(f.check == "endings" for f in report.failures), str(report)
+
+
+# -- N players --------------------------------------------------------------------------------------------------
+def test_three_agents_rotate_through_three_seats_equally():
+    matches = paired_matches(KuhnPoker3.roles, ["a", "b", "c"], 30, seed=0)
+    for name in "abc":
+        seats = [r for m in matches for r, a in m.agents.items() if a == name]
+        assert {s: seats.count(s) for s in KuhnPoker3.roles} == {r: 10 for r in KuhnPoker3.roles}
+    assert len({m.seed for m in matches}) == 10  # each seed once per rotation
+
+
+def test_fixed_seats_stay_and_the_others_rotate():
+    seats = seatings(KuhnPoker3.roles, ["a", "b"], {"player_2": "judge"})
+    assert seats == [{"player_0": "a", "player_1": "b", "player_2": "judge"},
+                     {"player_0": "b", "player_1": "a", "player_2": "judge"}]
+    with pytest.raises(ValueError, match="not roles of this game"):
+        seatings(KuhnPoker3.roles, ["a", "b"], {"nobody": "x"})
+
+
+def test_three_player_chips_are_zero_sum_and_follow_the_rules():
+    game = KuhnPoker3()
+    game.reset(0)
+    game.cards = [3, 0, 1]  # Ace, Jack, Queen
+    for role, action in (("player_0", "bet"), ("player_1", "fold"), ("player_2", "call")):
+        assert game.turn().role == role
+        game.step(role, [action])
+    assert game.turn() is None
+    assert game.rewards() == {"player_0": 3.0, "player_1": -1.0, "player_2": -2.0}  # pot 2 + 1 + 2
+
+
+def test_pairwise_results_of_a_three_player_game():
+    ep = Episode("kuhn_poker_3", 0, {"player_0": "a", "player_1": "b", "player_2": "c"},
+                 rewards={"player_0": 2.0, "player_1": -1.0, "player_2": -1.0})
+    assert ep.pairwise("player_0", "player_1") == 1.0 and ep.pairwise("player_1", "player_2") == 0.5
+    assert ep.pairwise("player_2", "player_0") == 0.0
+
+
+# -- simultaneous moves -----------------------------------------------------------------------------------------
+class Recorder:
+    """Plays the lowest legal card and records every request it is given, per call."""
+
+    name = "recorder"
+
+    def __init__(self):
+        self.calls = []
+
+    def act(self, requests):
+        from selfplay.agents.base import Completion
+
+        self.calls.append([(r.role, r.messages[-1]["content"]) for r in requests])
+        return [[Completion(r.legal_actions[0])] for r in requests]
+
+
+def test_simultaneous_moves_are_batched_and_observed_before_either_moves():
+    agent = Recorder()
+    [ep] = play(Goofspiel, [Match(3, {"player_0": "r", "player_1": "r"})], {"r": agent}, progress=False)
+    assert ep.status == "done" and ep.num_turns == 4
+    assert all(len(call) == 2 and {role for role, _ in call} == {"player_0", "player_1"} for call in agent.calls)
+    # round 1: neither view mentions a bid of this round; both bid 1 (the lowest card)
+    assert all("Rounds so far: none yet" in view for _, view in agent.calls[0])
+    turn0 = [s for s in ep.steps if s.turn == 0]
+    assert sorted(s.role for s in turn0) == ["player_0", "player_1"] and all(s.action == "[1]" for s in turn0)
+
+
+def test_goofspiel_scores_by_hand():
+    game = Goofspiel(cards=3)
+    game.reset(0)
+    game.prizes = [3, 1, 2]
+    for b0, b1 in ((1, 3), (2, 1), (3, 2)):
+        assert game.turn().roles == ("player_0", "player_1")
+        game.step_together({"player_0": b0, "player_1": b1})
+    assert game.points == [3, 3] and game.rewards() == {"player_0": 0.0, "player_1": 0.0}
+
+
+@dataclass
+class LeakyBids(Goofspiel):
+    """Simultaneous bids written as two sequential turns, showing the second bidder the first one's pending bid."""
+
+    name = "leaky_bids"
+
+    def reset(self, seed):
+        super().reset(seed)
+        self.pending = None
+
+    def turn(self):
+        if len(self.bids) == self.cards:
+            return None
+        return Turn("player_0" if self.pending is None else "player_1")
+
+    def observe(self, role):
+        view = super().observe(role)
+        if role == "player_1" and self.pending is not None:
+            view[-1] = user(view[-1]["content"] + f" (The other player is thinking about card {self.pending}.)")
+        return view
+
+    def step(self, role, actions):
+        if role == "player_0":
+            self.pending = actions[0]
+            return
+        self.step_together({"player_0": self.pending, "player_1": actions[0]})
+        self.pending = None
+
+    def resample_hidden(self, role, rng):
+        super().resample_hidden(role, rng)
+        if role == "player_1" and self.pending is not None:  # player_0's bid is not player_1's to see
+            self.pending = rng.choice(self.hands[0])
+
+
+def test_check_game_catches_a_leaky_simultaneous_game_with_its_seed():
+    assert check_game(Goofspiel, range(30)).ok
+    report = check_game(LeakyBids, range(30))
+    assert not report.ok
+    failure = next(f for f in report.failures if f.check == "hidden")
+    assert "player_1" in failure.message
+    # the seed reproduces it on its own
+    assert not check_game(LeakyBids, [failure.seed]).ok
+
+
+# -- perturbation leak test -------------------------------------------------------------------------------------
+@dataclass
+class HintingKuhn(KuhnPoker):
+    """Never names the opponent's card, but says whether it is higher: a derived leak no secret string catches."""
+
+    name = "hinting_kuhn"
+
+    def observe(self, role):
+        view = super().observe(role)
+        seat = self.roles.index(role)
+        hint = "higher" if self.cards[1 - seat] > self.cards[seat] else "lower"
+        return [view[0], user(view[1]["content"] + f" Your opponent's card is {hint} than yours.")]
+
+
+def test_derived_leak_is_caught_by_perturbation_not_by_secrets():
+    report = check_game(HintingKuhn, range(20))
+    assert not report.ok and {f.check for f in report.failures} == {"hidden"}, str(report)
+    assert check_game(KuhnPoker, range(20)).ok
+
+
+@dataclass
+class WalkAway(Game):
+    """Two roles whose private values are stated in the same words: equal values are not a leak."""
+
+    name = "walk_away"
+    roles = ("buyer", "seller")
+    zero_sum = False
+    reward_range = (0.0, 5.0)
+    max_turns = 2
+
+    def reset(self, seed):
+        self.seed_rng(seed)
+        self.values = [self.rng.randint(1, 2), self.rng.randint(1, 2)]
+        self.done = 0
+
+    def turn(self):
+        return None if self.done == 2 else Turn(self.roles[self.done])
+
+    def observe(self, role):
+        v = self.values[self.roles.index(role)]
+        return [system("walk away"), user(f"Your private walk-away value is {v} coins. Say [ok].")]
+
+    def parse(self, role, text):
+        if "[ok]" not in text:
+            raise InvalidAction(Failure.PARSE_ERROR, "say [ok]")
+        return "ok"
+
+    def step(self, role, actions):
+        self.done += 1
+
+    def rewards(self):
+        return {r: float(v) for r, v in zip(self.roles, self.values)}
+
+    def legal_actions(self, role):
+        return ["[ok]"]
+
+    def secrets(self, role):
+        return [f"Your private walk-away value is {self.values[self.roles.index(role)]} coins"]
+
+    def resample_hidden(self, role, rng):
+        other = 1 - self.roles.index(role)
+        self.values[other] = rng.randint(1, 2)
+
+
+def test_shared_secret_phrases_are_not_false_leaks():
+    assert check_game(WalkAway, range(40)).ok
+
+
+# -- loud failures ----------------------------------------------------------------------------------------------
+class BrokenInfo(KuhnPoker):
+    name = "broken_info"
+
+    def info(self):
+        raise KeyError("missing")
+
+
+class BadTruncation(KuhnPoker):
+    name = "bad_truncation"
+
+    def truncation_rewards(self):
+        return {"player_0": 0.0}
+
+
+def test_check_game_exercises_info_forfeit_and_truncation():
+    report = check_game(BrokenInfo, range(2))
+    assert not report.ok and report.failures[0].check == "crash" and "KeyError" in report.failures[0].message
+    report = check_game(BadTruncation, range(2))
+    assert not report.ok and "truncation_rewards" in report.failures[0].message
+
+
+def test_error_summary_counts_and_quotes_the_last_traceback_line():
+    episodes = play(BrokenInfo, paired_matches(KuhnPoker.roles, ["r", "r2"], 4),
+                    {"r": RandomAgent(seed=0, name="r"), "r2": RandomAgent(seed=1, name="r2")}, progress=False)
+    summary = error_summary(episodes)
+    assert summary.startswith("4 episode(s) ended in an error") and "KeyError: 'missing'" in summary
+    assert error_summary([]) is None
+
+
+def test_every_new_builtin_game_passes_check_game():
+    for cls in (Goofspiel, Signalling, KuhnPoker3):
+        assert check_game(cls, range(60)).ok, str(check_game(cls, range(60)))
+        assert cls.expert_action is not Game.expert_action
+
+
+def test_experts_beat_random_in_the_new_games():
+    rng_agents = lambda: {"expert": ExpertAgent(seed=1), "random": RandomAgent(seed=2)}  # noqa: E731
+    goof = play(Goofspiel, paired_matches(Goofspiel.roles, ["expert", "random"], 200), rng_agents(), progress=False)
+    expert = [ep.rewards[r] for ep in goof for r, a in ep.agents.items() if a == "expert"]
+    assert sum(expert) / len(expert) > 0.5
+    kuhn3 = play(KuhnPoker3, paired_matches(KuhnPoker3.roles, ["expert", "random", "random"], 600),
+                 rng_agents(), progress=False)
+    chips = [ep.rewards[r] for ep in kuhn3 for r, a in ep.agents.items() if a == "expert"]
+    assert sum(chips) / len(chips) > 0.2
+

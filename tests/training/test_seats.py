@@ -1,0 +1,86 @@
+"""Training beyond two symmetric seats: which roles learn, fixed agents in the others, baselines the game can
+supply, and one tiny-model step on a three-player, a simultaneous-move and a cooperative game."""
+
+import json
+
+import pytest
+
+from selfplay.arena.records import open_store
+from selfplay.training.config import TrainConfig, bind_game, load_config
+from selfplay.training.rollout import plan_matches
+from tests.training.test_train import TINY, run
+
+BASE = [o for o in TINY if not o.startswith("game_options")]
+
+
+def config(**keys):
+    return load_config(None, [f"{k}={v}" for k, v in keys.items()])
+
+
+def test_defaults_follow_the_game():
+    cfg = config(game="kuhn_poker_3")
+    bind_game(cfg)
+    assert cfg.learner_roles == ["player_0", "player_1", "player_2"]
+    assert cfg.evaluation.opponents == ["random", "expert"]
+    cfg = config(game="tests.fakes:GuessGame")  # no expert: the default baselines leave it out
+    bind_game(cfg)
+    assert cfg.evaluation.opponents == ["random"]
+
+
+@pytest.mark.parametrize("keys, words", [
+    ({"game": "tests.fakes:GuessGame", "eval_opponents": "[random,expert]"}, "ships no expert agent"),
+    ({"game": "tests.fakes:GuessGame", "scripted_prob": 0.5, "scripted_opponent": "expert"}, "'opponents.scripted_opponent'"),
+    ({"game": "kuhn_poker_3", "learner_roles": "[dealer]"}, "'learner_roles': ['dealer'] not role(s)"),
+    ({"game": "kuhn_poker_3", "opponents.seats": "{judge: expert}"}, "'opponents.seats': ['judge']"),
+    ({"game": "kuhn_poker_3", "learner_roles": "[player_2]", "opponents.seats": "{player_2: expert}"}, "none held"),
+])
+def test_bad_seat_keys_are_refused_before_any_model_loads(keys, words):
+    with pytest.raises(ValueError) as err:
+        bind_game(config(**keys))
+    assert words in str(err.value)
+
+
+def test_evaluation_games_zero_is_refused():
+    with pytest.raises(ValueError, match="evaluation.games"):
+        config(eval_games=0)
+
+
+def test_plan_matches_trains_only_the_learner_roles_and_keeps_fixed_seats():
+    roles = ("player_0", "player_1", "player_2")
+    mirror = plan_matches(roles, lambda r: "policy", 0, 0, 0, 12, 0.0, 0.0, False,
+                          learner_roles=["player_0", "player_1"], seats={"player_2": "seat/player_2"})
+    assert all(m.agents["player_2"] == "seat/player_2" for m in mirror)
+    assert all(m.meta["learners"] == ["player_0", "player_1"] for m in mirror)
+    scripted = plan_matches(roles, lambda r: "policy", 0, 0, 0, 12, 0.0, 1.0, False, learner_roles=["player_1"])
+    assert all(m.meta["learners"] == ["player_1"] and m.agents["player_1"] == "learner" for m in scripted)
+    assert all(m.agents["player_0"] == m.agents["player_2"] == "scripted" for m in scripted)
+
+
+@pytest.mark.parametrize("game, extra", [
+    ("kuhn_poker_3", ["learner_roles=[player_0,player_1]", "opponents.seats={player_2: expert}"]),
+    ("goofspiel", []),
+    ("signalling", []),
+])
+def test_one_tiny_step_on_each_new_kind_of_game(tmp_path, game, extra):
+    out = tmp_path / game
+    run([f"game={game}", "steps=1", "games_per_step=6", "eval_games=6", "sampling.observer=compact", *extra], out,
+        base=BASE)
+    summary = json.loads((out / "summary.json").read_text())
+    entry = summary["history"][-1]
+    store = open_store(out)
+    train = [ep for ep in store.episodes() if "eval" not in ep.meta]
+    assert len(train) == 6 and all(ep.status in ("done", "forfeit") for ep in train)
+    if game == "kuhn_poker_3":
+        assert all(ep.agents["player_2"] == "seat/player_2" for ep in train)
+        assert all(s.role != "player_2" for ep in train for s in ep.steps if s.agent == "learner")
+        assert entry["rates"] == "reward"
+        assert set(entry["evaluation"]["random"]["reward"]) == {"player_0", "player_1"}
+    if game == "goofspiel":  # simultaneous turns: both bids of a round are recorded under the same turn
+        turns = [sorted(s.role for s in ep.steps if s.turn == 0 and s.attempt == 0) for ep in train]
+        assert all(t == ["player_0", "player_1"] for t in turns)
+        assert entry["rates"] == "win"
+    if game == "signalling":  # cooperative: team success, and it agrees with the recorded evaluation games
+        assert entry["rates"] == "success"
+        evals = [ep for ep in store.episodes(with_steps=False) if ep.meta.get("eval") == "random"]
+        success = sum(ep.rewards["sender"] == 1.0 for ep in evals) / len(evals)
+        assert entry["evaluation"]["random"]["success"] == pytest.approx(success)
