@@ -15,7 +15,7 @@ ENTRY_POINT_GROUP = "selfplay.games"
 _REGISTRY: dict[str, type[Game]] = {}
 _BUILTINS = tuple(f"selfplay.games.{name}" for name in ("tictactoe", "kuhn_poker", "leduc_poker", "liars_dice", "creator_solver",
                                                           "sneaky_critic", "arithmetic", "teacher_student", "goofspiel",
-                                                          "signalling", "kuhn3"))
+                                                          "signalling", "kuhn3", "negotiation", "debate"))
 _loaded = False
 
 

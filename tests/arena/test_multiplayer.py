@@ -4,6 +4,8 @@ keys that decide reuse, and non-zero exits when games end in errors."""
 import json
 import textwrap
 
+import pytest
+
 from selfplay.arena.records import open_store
 from selfplay.arena.tournament import main, results_of
 from selfplay.cli import main as cli
@@ -109,3 +111,16 @@ def test_play_balances_seats_and_honours_fixed_seats(tmp_path, capsys):
     capsys.readouterr()
     assert cli(["play", "kuhn_poker_3", "--agents", "random", "--seats", "dealer=expert"]) == 2
     assert "'dealer' is not a role" in capsys.readouterr().err
+
+
+def test_debate_tournament_rates_debaters_under_a_fixed_judge(tmp_path):
+    out = tmp_path / "debate"
+    assert main(["debate", "--agents", "random", "expert", "--seats", "judge=expert", "--games", "20", "--out",
+                 str(out), "--bootstrap", "20"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    ratings = {r["agent"]: r for r in summary["ratings"]}
+    assert set(ratings) == {"random", "expert"} and summary["fixed_seats"] == {"judge": "judge=expert"}
+    # the expert judge computes the truth, so the side drawn, not the argument, decides: the debaters tie exactly
+    assert ratings["expert"]["elo"] == pytest.approx(ratings["random"]["elo"], abs=1e-6)
+    for ep in open_store(out).episodes(with_steps=False):
+        assert ep.rewards["judge"] == 1.0 and ep.agents["judge"] == "judge=expert"

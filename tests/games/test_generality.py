@@ -301,3 +301,61 @@ def test_experts_beat_random_in_the_new_games():
     chips = [ep.rewards[r] for ep in kuhn3 for r, a in ep.agents.items() if a == "expert"]
     assert sum(chips) / len(chips) > 0.2
 
+
+
+# -- free-text games: negotiation (general-sum) and debate with a judge -------------------------------------------
+def test_negotiation_trade_is_valued_by_hand():
+    from selfplay.games.negotiation import Negotiation
+
+    game = Negotiation(rounds=2)
+    game.reset(0)
+    game.inventory = [{"Wood": 5, "Gold": 2}, {"Wood": 1, "Gold": 4}]
+    game.values = [{"Wood": 8.0, "Gold": 33.0}, {"Wood": 12.0, "Gold": 27.0}]
+    game.start = [5 * 8 + 2 * 33, 12 + 4 * 27]  # 106 and 120
+    offer = game.parse("player_0", "Take my wood. [Offer: 3 Wood -> 1 Gold]")
+    game.step("player_0", [offer])
+    assert game.observe("player_1")[-1]["content"].count("Pending offer to you") == 1
+    with pytest.raises(Exception, match="needs an offer pending"):
+        game.parse("player_0", "[Accept]")
+    game.step("player_1", [game.parse("player_1", "Fine. [Accept]")])
+    assert game.inventory == [{"Wood": 2, "Gold": 3}, {"Wood": 4, "Gold": 3}]
+    rewards = game.rewards()  # player_0: 2*8 + 3*33 = 115 (+9 of 106); player_1: 4*12 + 3*27 = 129 (+9 of 120)
+    assert rewards["player_0"] == pytest.approx(9 / 106) and rewards["player_1"] == pytest.approx(9 / 120)
+    assert outcome_of(Negotiation).kind == "general_sum"
+    for bad in ("no action here", "[Offer: 9 Wood -> 1 Gold]", "[Offer: banana -> 1 Gold]", "[Pass] [Pass]"):
+        with pytest.raises(Exception):
+            game.reset(0)
+            game.parse("player_0", bad)
+
+
+def test_negotiation_values_stay_private():
+    from selfplay.games.negotiation import Negotiation
+
+    assert check_game(Negotiation, range(50)).ok
+
+    class Boastful(Negotiation):
+        name = "boastful"
+
+        def observe(self, role):
+            view = super().observe(role)
+            other = self.values[1 - self.roles.index(role)]["Gold"]
+            hint = "above" if other > 30 else "below"
+            return [view[0], user(view[1]["content"] + f" (They value Gold {hint} 30.)")]
+    report = check_game(Boastful, range(20))
+    assert not report.ok and report.failures[0].check == "hidden"
+
+
+def test_debate_rewards_follow_the_judge_and_the_truth():
+    from selfplay.games.debate import Debate
+
+    game = Debate()
+    game.reset(4)
+    product = game.x * game.y
+    truthful = "debater_a" if (game.side("debater_a") == "yes") == (product > game.threshold) else "debater_b"
+    for role in ("debater_a", "debater_b"):
+        game.step(role, [game.parse(role, game.expert_action(role, random.Random(0)))])
+    verdict = game.parse("judge", game.expert_action("judge", random.Random(0)))
+    game.step("judge", [verdict])
+    rewards = game.rewards()
+    assert rewards[truthful] == 1.0 and rewards["judge"] == 1.0 and sum(rewards.values()) == 1.0
+    assert Debate().forfeit_rewards("judge") == {"debater_a": 0.0, "debater_b": 0.0, "judge": 0.0}

@@ -60,6 +60,9 @@ def test_plan_matches_trains_only_the_learner_roles_and_keeps_fixed_seats():
     ("kuhn_poker_3", ["learner_roles=[player_0,player_1]", "opponents.seats={player_2: expert}"]),
     ("goofspiel", []),
     ("signalling", []),
+    ("negotiation", ["sampling.constrained=false", "max_new_tokens=12"]),
+    ("debate", ["sampling.constrained=false", "max_new_tokens=12", "learner_roles=[debater_a,debater_b]",
+                "opponents.seats={judge: expert}"]),
 ])
 def test_one_tiny_step_on_each_new_kind_of_game(tmp_path, game, extra):
     out = tmp_path / game
@@ -79,6 +82,9 @@ def test_one_tiny_step_on_each_new_kind_of_game(tmp_path, game, extra):
         turns = [sorted(s.role for s in ep.steps if s.turn == 0 and s.attempt == 0) for ep in train]
         assert all(t == ["player_0", "player_1"] for t in turns)
         assert entry["rates"] == "win"
+    if game == "debate":  # the judge seat is the fixed expert; only debaters' samples train
+        assert all(ep.agents["judge"] == "seat/judge" for ep in train)
+        assert set(entry["evaluation"]["random"]["reward"]) <= {"debater_a", "debater_b"}
     if game == "signalling":  # cooperative: team success, and it agrees with the recorded evaluation games
         assert entry["rates"] == "success"
         evals = [ep for ep in store.episodes(with_steps=False) if ep.meta.get("eval") == "random"]
