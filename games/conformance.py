@@ -142,13 +142,18 @@ def _check_secrets(game: Game, seed: int, playout: _Playout) -> list[CheckFailur
                             and any(secret in m["content"] for m in view):
                         return [CheckFailure("secrets", seed, f"turn {turn_index}: {role}'s observation contains "
                                                             f"{owner}'s secret {secret!r}")]
+        if turn_index == len(playout.transcript) // 2:  # the turn limit can strike mid-game: end it there too
+            failures = _check_endings(game, seed, midgame=True)
+            if failures:
+                return failures
         _apply(game, game.turn(), texts)
     return []
 
 
-def _check_endings(game: Game, seed: int) -> list[CheckFailure]:
-    """``info()`` of the finished episode is a JSON dict; ``forfeit_rewards`` (for every offender) and
-    ``truncation_rewards`` name every role, within ``reward_range``, and follow the outcome model."""
+def _check_endings(game: Game, seed: int, midgame: bool = False) -> list[CheckFailure]:
+    """``info()`` of the episode is a JSON dict; ``forfeit_rewards`` (for every offender) and ``truncation_rewards``
+    name every role, within ``reward_range``, and follow the outcome model (at the end, or ``midgame``, where a
+    forfeit or the turn limit can end a game too)."""
     import json
 
     failures = []
@@ -158,7 +163,8 @@ def _check_endings(game: Game, seed: int) -> list[CheckFailure]:
         if not isinstance(info, dict):
             raise TypeError(f"a {type(info).__name__}, not a dict")
     except (TypeError, ValueError) as exc:
-        failures.append(CheckFailure("info", seed, f"info() must return a dict of JSON values: {exc}"))
+        failures.append(CheckFailure("info", seed, f"info(){' mid-game' if midgame else ''} must return a dict of "
+                                                   f"JSON values: {exc}"))
     low, high = game.reward_range
     kind = outcome_of(game).kind
     endings = [(f"forfeit_rewards({r!r})", game.forfeit_rewards(r), r) for r in game.roles]

@@ -124,3 +124,11 @@ def test_debate_tournament_rates_debaters_under_a_fixed_judge(tmp_path):
     assert ratings["expert"]["elo"] == pytest.approx(ratings["random"]["elo"], abs=1e-6)
     for ep in open_store(out).episodes(with_steps=False):
         assert ep.rewards["judge"] == 1.0 and ep.agents["judge"] == "judge=expert"
+
+
+@pytest.mark.parametrize("game", ["goofspiel", "negotiation"])
+def test_two_player_new_games_are_rated(tmp_path, game):
+    out = tmp_path / game
+    assert main([game, "--agents", "random", "expert", "--games", "40", "--out", str(out), "--bootstrap", "20"]) == 0
+    ratings = {r["agent"]: r for r in json.loads((out / "summary.json").read_text())["ratings"]}
+    assert ratings["expert"]["mean_reward"] > ratings["random"]["mean_reward"]

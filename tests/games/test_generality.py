@@ -270,11 +270,22 @@ class BadTruncation(KuhnPoker):
         return {"player_0": 0.0}
 
 
+class MidgameInfo(KuhnPoker):
+    """info() works once the hand is over but breaks while it is running (as a truncated game would call it)."""
+
+    name = "midgame_info"
+
+    def info(self):
+        return {"cards": self.cards} if self.turn() is None else {"pending": object()}
+
+
 def test_check_game_exercises_info_forfeit_and_truncation():
     report = check_game(BrokenInfo, range(2))
     assert not report.ok and report.failures[0].check == "crash" and "KeyError" in report.failures[0].message
     report = check_game(BadTruncation, range(2))
     assert not report.ok and "truncation_rewards" in report.failures[0].message
+    report = check_game(MidgameInfo, range(4))
+    assert not report.ok and "info() mid-game" in report.failures[0].message
 
 
 def test_error_summary_counts_and_quotes_the_last_traceback_line():
@@ -286,7 +297,10 @@ def test_error_summary_counts_and_quotes_the_last_traceback_line():
 
 
 def test_every_new_builtin_game_passes_check_game():
-    for cls in (Goofspiel, Signalling, KuhnPoker3):
+    from selfplay.games.debate import Debate
+    from selfplay.games.negotiation import Negotiation
+
+    for cls in (Goofspiel, Signalling, KuhnPoker3, Negotiation, Debate):
         assert check_game(cls, range(60)).ok, str(check_game(cls, range(60)))
         assert cls.expert_action is not Game.expert_action
 

@@ -90,3 +90,17 @@ def test_one_tiny_step_on_each_new_kind_of_game(tmp_path, game, extra):
         evals = [ep for ep in store.episodes(with_steps=False) if ep.meta.get("eval") == "random"]
         success = sum(ep.rewards["sender"] == 1.0 for ep in evals) / len(evals)
         assert entry["evaluation"]["random"]["success"] == pytest.approx(success)
+
+
+def test_a_cooperative_learner_that_never_answers_validly_is_reported_as_failing(tmp_path):
+    """Two tokens cannot spell '[red]': every learner answer is invalid, the team forfeits, and the evaluation says
+    so (team success 0, not a 100% 'win or draw')."""
+    out = tmp_path / "coop"
+    run(["game=signalling", "steps=1", "games_per_step=4", "eval_games=8", "sampling.constrained=false",
+         "max_new_tokens=2"], out, base=BASE)
+    entry = json.loads((out / "summary.json").read_text())["history"][-1]
+    for opponent in ("random", "expert"):
+        result = entry["evaluation"][opponent]
+        assert result["invalid_rate"] == 1.0 and result["success"] == 0.0 and result["win_or_draw"] == 0.0
+        assert result["mean_reward"] == 0.0
+    assert "winrate/vs_random" not in (out / "report.md").read_text()
