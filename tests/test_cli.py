@@ -69,3 +69,9 @@ def test_a_game_file_that_does_not_import_is_named(tmp_path, capsys):
     path.write_text("def broken(:\n")
     assert main(["check-game", f"{path}:Game"]) == 2
     assert f"cannot load game file '{path}': SyntaxError" in capsys.readouterr().err
+
+
+def test_doctor_reports_the_sandbox_isolation(capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "[ok] sandbox for model-written code: isolation works" in out and "[ok] torch" in out
