@@ -104,3 +104,24 @@ def test_a_cooperative_learner_that_never_answers_validly_is_reported_as_failing
         assert result["invalid_rate"] == 1.0 and result["success"] == 0.0 and result["win_or_draw"] == 0.0
         assert result["mean_reward"] == 0.0
     assert "winrate/vs_random" not in (out / "report.md").read_text()
+
+
+BROKEN = """
+from selfplay.games.kuhn_poker import KuhnPoker
+
+
+class Broken(KuhnPoker):
+    name = "broken"
+
+    def info(self):
+        raise ValueError("info went wrong")
+"""
+
+
+def test_training_stops_loudly_when_every_game_errors(tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text(BROKEN)
+    result = run([f"game={path}:Broken", "steps=2", "games_per_step=4", "eval_opponents=[random]"], tmp_path / "run",
+                 base=BASE, check=False)
+    assert result.returncode == 1
+    assert "every game of step 1 ended in an error" in result.stderr and "ValueError: info went wrong" in result.stderr
