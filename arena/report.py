@@ -59,6 +59,17 @@ def _tallies(episodes: list[Episode], fixed: dict[str, str]) -> dict[str, dict[s
     return dict(out)
 
 
+def _pair_rewards(episodes: list[Episode], fixed: dict[str, str]) -> dict[tuple[str, str], Tally]:
+    """The row participant's reward in the games it played with the column participant at the table."""
+    out: dict[tuple[str, str], Tally] = defaultdict(Tally)
+    for ep in episodes:
+        seats = {r: a for r, a in ep.agents.items() if r not in fixed}
+        for role, agent in seats.items():
+            for other in set(seats.values()) - {agent}:
+                out[(agent, other)].add(ep, role)
+    return dict(out)
+
+
 def _team_ratings(episodes: list[Episode], fixed: dict[str, str], names: list[str]):
     """Cooperative games: each participant's mean team reward (95% interval) and, per pair of participants, the
     mean team reward of the games they played together (as ``pair_scores`` gives scores)."""
@@ -215,10 +226,14 @@ def write_report(out: Path, game_cls, episodes: list[Episode], results: list[Res
                "pairs": {f"{a}|{b}": {"score": s, "games": n} for (a, b), (s, n) in scores.items()},
                "dominance_edges": [[a, b] for a, b in graph.edges], "cycles": loops, "warning": warning,
                "table": "\n".join(lines) + "\n\n" + warning}
+    pair_rewards = {} if outcome.win_lose or team else _pair_rewards(episodes, fixed)
+    summary["pair_rewards"] = {f"{a}|{b}": {"mean": t.mean_reward, "ci": list(t.reward_interval()), "games": int(t.games)}
+                               for (a, b), t in pair_rewards.items()}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     _write_csv(out / "matches.csv", episodes)
     links = _write_transcripts(out, episodes)
-    view = _View(game_cls.name, seats, rows, order, scores, loops, warning, plots, links, anchor, rounds, team, fixed)
+    view = _View(game_cls.name, seats, rows, order, scores, loops, warning, plots, links, anchor, rounds, team, fixed,
+                 pair_rewards)
     (out / "report.md").write_text(_markdown(view))
     (out / "report.html").write_text(_html(view))
     return summary
@@ -265,6 +280,17 @@ class _View:
     rounds: int
     team: bool
     fixed: dict[str, str]
+    pair_rewards: dict = None  # amounts (chips): the row's mean reward against the column, with its interval
+
+    def reward_matrix(self) -> tuple[list[str], list[list[str]]]:
+        """Mean reward of the row participant in games with the column participant, 95% interval, games."""
+        def cell(a: str, b: str) -> str:
+            t = self.pair_rewards.get((a, b))
+            if t is None:
+                return "–"
+            low, high = t.reward_interval()
+            return f"{t.mean_reward:+.3f} [{low:+.3f}, {high:+.3f}] ({int(t.games)})"
+        return ["", *self.order], [[a, *(cell(a, b) for b in self.order)] for a in self.order]
 
     @property
     def method(self) -> str:
@@ -336,6 +362,10 @@ def _markdown(v: _View) -> str:
     md += ["", f"**{v.warning}**", "", "![ratings](ratings.png)", "", "## Mean reward per seat", "",
            "Each participant's mean reward in each seat with its 95% interval (games in parentheses).", ""]
     md += _md_table(*v.rewards())
+    if v.pair_rewards:
+        md += ["", "## Mean reward against each opponent", "", "The row participant's mean reward in the games it "
+               "played with the column participant (both seats), with its 95% interval (games in parentheses).", ""]
+        md += _md_table(*v.reward_matrix())
     md += ["", "## Score matrix", "", v.matrix_note(), "", "| | " + " | ".join(v.order) + " |", "|---|" + "---|" * len(v.order)]
     md += [f"| {a} | " + " | ".join(v.cell(a, b) for b in v.order) + " |" for a in v.order]
     md += ["", "![win rates](winrate.png)", ""]
@@ -365,6 +395,9 @@ def _html(v: _View) -> str:
                                                        [[r["agent"], f"{r['exploitability']:.4f}"] for r in exact])
                   if exact else "")
     fixed = f"<p>{esc(v.fixed_note)}</p>" if v.fixed else ""
+    pair_html = ("<h2>Mean reward against each opponent</h2><p>The row participant's mean reward in the games it played "
+                 "with the column participant (both seats), with its 95% interval (games in parentheses).</p>"
+                 + _html_table(*v.reward_matrix())) if v.pair_rewards else ""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Tournament: {esc(v.game)}</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f3f3f3}}img{{max-width:100%}}
@@ -374,7 +407,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f
 {_html_table(*v.headline())}{exact_html}
 <p class="warn">{esc(v.warning)}</p>{img('ratings.png')}
 <h2>Mean reward per seat</h2><p>Each participant's mean reward in each seat with its 95% interval (games in parentheses).</p>
-{_html_table(*v.rewards())}
+{_html_table(*v.rewards())}{pair_html}
 <h2>Score matrix</h2><p>{esc(v.matrix_note())}</p>{matrix}{img('winrate.png')}
 {progress}<h2>Transcripts</h2><ul>{transcripts}</ul><p>All games: matches.csv; numbers: summary.json.</p></body></html>
 """

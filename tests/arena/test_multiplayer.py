@@ -132,3 +132,18 @@ def test_two_player_new_games_are_rated(tmp_path, game):
     assert main([game, "--agents", "random", "expert", "--games", "40", "--out", str(out), "--bootstrap", "20"]) == 0
     ratings = {r["agent"]: r for r in json.loads((out / "summary.json").read_text())["ratings"]}
     assert ratings["expert"]["mean_reward"] > ratings["random"]["mean_reward"]
+
+
+def test_chip_games_report_mean_reward_against_each_opponent(tmp_path):
+    """Kuhn chips: each pairing's mean reward with its interval, agreeing with the recorded games."""
+    out = tmp_path / "kuhn"
+    assert main(["kuhn_poker", "--agents", "random", "expert", "--games", "200", "--out", str(out),
+                 "--bootstrap", "10"]) == 0
+    pairs = json.loads((out / "summary.json").read_text())["pair_rewards"]
+    episodes = list(open_store(out).episodes(with_steps=False))
+    chips = [ep.rewards[r] for ep in episodes for r, a in ep.agents.items() if a == "expert"]
+    assert pairs["expert|random"]["mean"] == pytest.approx(sum(chips) / len(chips))
+    assert pairs["expert|random"]["mean"] == pytest.approx(-pairs["random|expert"]["mean"])
+    low, high = pairs["expert|random"]["ci"]
+    assert low < pairs["expert|random"]["mean"] < high and pairs["expert|random"]["games"] == 200
+    assert "Mean reward against each opponent" in (out / "report.md").read_text()
