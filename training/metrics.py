@@ -33,8 +33,9 @@ def console_line(step: int, steps: int, m: dict[str, float]) -> str:
     rewards = " ".join(f"{k.split('/')[1]}={v:+.2f}" for k, v in m.items()
                        if k.startswith("reward/") and not k.startswith("reward/vs_"))
     invalid = max((v for k, v in m.items() if k.startswith("invalid_rate/")), default=0.0)
-    evals = " ".join(f"{k.split('/')[1]}={v:.2f}" for k, v in m.items() if k.startswith("winrate/"))
-    evals += " ".join(f"{k.split('/')[1]}={v:+.3f}" for k, v in m.items() if k.startswith("reward/vs_"))
+    evals = " ".join([*(f"{k.split('/')[1]}={v:.2f}" for k, v in m.items() if k.startswith("winrate/")),
+                      *(f"{k.split('/')[1]}={v:+.3f}" for k, v in m.items() if k.startswith("reward/vs_")),
+                      *(f"success {k.split('/')[1]}={v:.2f}" for k, v in m.items() if k.startswith("success/"))])
     if "exploitability" in m:
         evals += f" exploitability={m['exploitability']:.3f}" + (
             f" (average {m['exploitability/average']:.3f})" if "exploitability/average" in m else "")
