@@ -157,12 +157,6 @@ def _fallback_argv(folder: str) -> list[str]:
     return [os.path.realpath(sys.executable), "-I", "-S", "-c", WORKER_SOURCE, "", f"fallback:{folder}"]
 
 
-def _own_session() -> None:
-    """In the launched process: a session of its own, so a terminal's Ctrl-C reaches the trainer, not its workers.
-    (A worker ends when the trainer does: its stdin closes. PR_SET_PDEATHSIG would follow the starting *thread*.)"""
-    os.setsid()
-
-
 def _read_frame(fd: int, deadline: float) -> bytes | None:
     """One length-prefixed frame from ``fd`` by ``deadline``; None on end of input, timeout or an oversized frame."""
     def exactly(size: int) -> bytes | None:
@@ -193,9 +187,11 @@ class Worker:
         marker = os.path.join(self.folder, "outside-marker")
         Path(marker).write_text("the sandbox must not see this file")
         argv = _fallback_argv(self.folder) if insecure else _launch_argv(marker)
+        # a session of its own keeps a terminal's Ctrl-C for the trainer; the worker ends when the trainer does, as
+        # its stdin closes (PR_SET_PDEATHSIG would follow the starting *thread*, which run_many's threads are)
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         env={}, cwd="/", preexec_fn=_own_session, close_fds=True)
+                                         env={}, cwd="/", start_new_session=True, close_fds=True)
         except OSError as exc:
             self._cleanup()
             raise SandboxUnavailable(f"cannot start the sandbox: {exc}") from None
