@@ -37,6 +37,8 @@ def cmd_play(args: argparse.Namespace) -> int:
     from selfplay.games.core import outcome_of
     from selfplay.games.registry import game_class
 
+    if args.games < 1:
+        raise ValueError(f"--games {args.games}: expected a number of games >= 1")
     cls = game_class(args.game)
     options = parse_key_values(args.option)
     cls(**options)  # fail fast on bad options

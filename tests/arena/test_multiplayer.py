@@ -111,6 +111,8 @@ def test_play_balances_seats_and_honours_fixed_seats(tmp_path, capsys):
     capsys.readouterr()
     assert cli(["play", "kuhn_poker_3", "--agents", "random", "--seats", "dealer=expert"]) == 2
     assert "'dealer' is not a role" in capsys.readouterr().err
+    assert cli(["play", "kuhn_poker_3", "--agents", "random", "random", "random", "--games", "0"]) == 2
+    assert "--games 0: expected a number of games >= 1" in capsys.readouterr().err
 
 
 def test_debate_tournament_rates_debaters_under_a_fixed_judge(tmp_path):
