@@ -118,6 +118,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
         gpu = torch.cuda.is_available()
         line(None, f"GPU: {torch.cuda.get_device_name(0)}" if gpu else "no GPU: training runs on the CPU")
+        line(None, f"torch threads: {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
+        _doctor_model(line)
     except ImportError:
         pass
     from selfplay.games.sandbox import isolation_report
@@ -125,6 +127,30 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     ok, text = isolation_report()
     line(ok, f"sandbox for model-written code: {text}")
     return 1 if problems else 0
+
+
+def _doctor_model(line) -> None:
+    """The model cache (where, how big) and the time of a one-token generation (SmolLM2 when already converted,
+    else the tiny test model; doctor never starts the conversion)."""
+    from transformers.utils import logging as hf_logging
+
+    from selfplay.agents.models import cache_dir
+    from selfplay.agents.specs import build_agent
+
+    hf_logging.disable_progress_bar()
+
+    cache = cache_dir()
+    size = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) if cache.exists() else 0
+    converted = (cache / "smollm2-135m-instruct" / "config.json").exists()
+    line(None, f"model cache {cache}: {size / 2**20:.0f} MiB" + ("" if converted else " (SmolLM2 not converted yet: "
+                                                                  "the first run converts it once)"))
+    spec = "smollm2" if converted else "tiny"
+    agent = build_agent(f"{spec}:max_new_tokens=1")
+    prompt = [agent.tokenizer.encode("Hello")]
+    agent.generate(prompt)  # warm-up
+    start = time.perf_counter()
+    agent.generate(prompt)
+    line(None, f"one-token generation with {spec}: {1000 * (time.perf_counter() - start):.0f} ms")
 
 
 DELEGATED = {"train": "selfplay.train", "tournament": "selfplay.arena.tournament"}
