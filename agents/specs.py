@@ -15,6 +15,7 @@ from selfplay.agents.scripted import ExpertAgent, RandomAgent
 
 SCRIPTED: dict[str, Callable[..., Agent]] = {"random": RandomAgent, "expert": ExpertAgent}
 MODEL_KINDS = ("smollm2", "tiny", "hf")
+SERVED_KINDS = ("openai",)  # served models: openai:MODEL@BASE_URL
 
 
 @dataclass
@@ -67,9 +68,9 @@ def parse_spec(text: str) -> AgentSpec:
     if not text or not text.strip():
         raise ValueError("empty agent spec: expected e.g. 'random', 'expert', 'smollm2:temperature=0.7'")
     kind, *rest = text.split(":")
-    if kind not in SCRIPTED and kind not in MODEL_KINDS:
+    if kind not in SCRIPTED and kind not in MODEL_KINDS and kind not in SERVED_KINDS:
         raise ValueError(f"unknown agent kind {kind!r} in spec {text!r}: expected one of "
-                         f"{', '.join([*SCRIPTED, *MODEL_KINDS])}")
+                         f"{', '.join([*SCRIPTED, *MODEL_KINDS, *SERVED_KINDS])}")
     args, options = [], {}
     for part in rest:
         if "=" not in part:
@@ -83,7 +84,9 @@ def parse_spec(text: str) -> AgentSpec:
     arg = ":".join(args) or None
     if kind == "hf" and not arg:
         raise ValueError(f"agent spec {text!r} needs a model path: hf:PATH")
-    if kind != "hf" and arg:
+    if kind == "openai" and (not arg or "@" not in arg or not arg.partition("@")[2].startswith(("http://", "https://"))):
+        raise ValueError(f"agent spec {text!r}: expected openai:MODEL@BASE_URL, e.g. openai:policy@http://127.0.0.1:8000/v1")
+    if kind not in ("hf", "openai") and arg:
         raise ValueError(f"agent spec {text!r}: kind {kind!r} takes no argument {arg!r} (options go as key=value)")
     return AgentSpec(kind, arg, options, text)
 
@@ -97,6 +100,11 @@ def build_agent(spec: str | AgentSpec, seed: int = 0, name: str | None = None) -
         if unknown:
             raise ValueError(f"agent {spec.kind!r} takes only the option 'seed', got {sorted(unknown)}")
         return SCRIPTED[spec.kind](seed=int(spec.options.get("seed", seed)), name=name)
+    if spec.kind == "openai":
+        from selfplay.agents.openai_agent import OpenAIAgent
+
+        model, _, url = spec.arg.partition("@")
+        return OpenAIAgent(model, url, name=name, **spec.options)
     from selfplay.agents.llm import build_llm_agent  # torch and transformers load only when a model plays
 
     return build_llm_agent(spec, seed=seed, name=name)

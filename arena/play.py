@@ -290,6 +290,8 @@ def _round(live: dict[int, _LiveGame], agents: dict[str, Agent]) -> None:
                     break
                 completion = Completion("") if results is None else results[i][j]
                 failure = (Failure.AGENT_ERROR, error) if results is None else None
+                if failure is None and completion.meta.get("failure"):  # e.g. a served model that timed out
+                    failure = (Failure(completion.meta["failure"]), str(completion.meta.get("error", "")))
                 g._guard(lambda: g.receive(slot, completion, failure, per_item))
     for g in live.values():
         g.advance()

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from selfplay.agents.specs import build_agent, parse_key_values, parse_seats, parse_spec
+from selfplay.agents.specs import MODEL_KINDS, build_agent, parse_key_values, parse_seats, parse_spec
 from selfplay.arena.play import Match, paired_matches, play, seatings
 from selfplay.arena.rundir import checkpoint_step, list_checkpoints
 from selfplay.arena.records import Episode, open_store
@@ -205,10 +205,12 @@ def exploitabilities(make_game, participants: list[Participant], seed: int = 0) 
                 policy = exact.uniform_policy(tree)
             elif spec.kind == "expert":
                 policy = exact.expert_policy(tree, make_game)
-            else:
+            elif spec.kind in MODEL_KINDS:
                 agent = build_agent(p.spec, seed=seed + i, name=p.name)
                 if not agent.sampling.constrained:
                     continue
+            else:  # a served model: its probabilities are not known exactly
+                continue
                 policy = agent.tabular_policy(tree)
         except ValueError:  # an expert that does not state its probabilities
             continue

@@ -129,6 +129,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from selfplay.agents.serve import resolve_model, serve
+
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port {args.port}: expected 0 (any free port) to 65535")
+    resolve_model(args.model)  # a bad target fails before the model loads
+    serve(args.model, args.host, args.port, args.name)
+    return 0
+
+
 def _doctor_model(line) -> None:
     """The model cache (where, how big) and the time of a one-token generation (SmolLM2 when already converted,
     else the tiny test model; doctor never starts the conversion)."""
@@ -186,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episode", help="episode id (a unique prefix is enough)")
     p.add_argument("--limit", type=int, default=20, help="episodes to list (default 20)")
     p.set_defaults(fn=cmd_show)
+    p = sub.add_parser("serve", help="serve a checkpoint or model as an OpenAI-compatible chat endpoint")
+    p.add_argument("model", help="a run directory (latest checkpoint), a checkpoint, a model directory or an agent "
+                                 "spec (smollm2, tiny, hf:PATH)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one and prints it)")
+    p.add_argument("--name", help="the model name clients use (default: the folder or spec)")
+    p.set_defaults(fn=cmd_serve)
     p = sub.add_parser("doctor", help="check this machine: packages, embedded model, GPU, sandbox isolation")
     p.set_defaults(fn=cmd_doctor)
     sub.add_parser("train", help="train by self-play: selfplay train CONFIG.yaml [key=value ...] (--help lists keys)")
