@@ -78,7 +78,12 @@ def _load_from_spec(spec: str) -> type[Game]:
 
 
 def game_class(spec: str) -> type[Game]:
-    """Resolve a registered name, ``module:Class`` or ``path/to/file.py:Class`` to a game class."""
+    """Resolve a registered name, ``openspiel:GAME(params)``, ``module:Class`` or ``path/to/file.py:Class`` to a game
+    class."""
+    if spec.startswith("openspiel:"):
+        from selfplay.games.openspiel import openspiel_game
+
+        return openspiel_game(spec[len("openspiel:"):])
     if ":" in spec:
         return _load_from_spec(spec)
     games = registered_games()

@@ -1,0 +1,201 @@
+"""OpenSpiel games as selfplay games: ``openspiel:GAME`` or ``openspiel:GAME(param=value,...)``.
+
+    selfplay check-game "openspiel:kuhn_poker"
+    selfplay play "openspiel:goofspiel(num_cards=4)" --agents random random
+    selfplay train configs/kuhn_poker_tiny.yaml game="openspiel:leduc_poker"
+
+Anywhere a game name goes. Roles are ``player_0 .. player_{N-1}``; each sees OpenSpiel's information-state
+string (or its observation string when the game has none) and its legal actions as bracketed words (OpenSpiel's
+``action_to_string`` with player tags removed), e.g. ``[Pass]`` / ``[Bet]``. Chance nodes are resolved with the
+episode's seeded RNG by OpenSpiel's own probabilities; simultaneous nodes become ``Turn.together``; rewards are
+``state.returns()``, and OpenSpiel's utility type sets the outcome model (zero-sum, identical = cooperative,
+general-sum; win/lose when the returns are -1/0/1). Where OpenSpiel can re-sample a state from an information
+state (``resample_from_infostate``: Kuhn, Leduc, ...), the leak test by perturbation uses it. Needs the optional
+``open_spiel`` package: ``pip install -e .[openspiel]``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, system, user
+
+PREFIX = "openspiel:"
+_TAG = re.compile(r"\[P\d+\]")
+
+
+def _pyspiel():
+    try:
+        import pyspiel
+    except ImportError:
+        raise ValueError("OpenSpiel games need the optional package open_spiel: pip install -e .[openspiel]") from None
+    return pyspiel
+
+
+def _label(text: str) -> str:
+    """An OpenSpiel action string as one bracket-safe word or phrase."""
+    text = _TAG.sub("", text).strip()
+    return text.replace("[", "(").replace("]", ")") or "?"
+
+
+@contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 (C++ code writes there directly) for the duration."""
+    import os
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+@lru_cache(maxsize=None)
+def openspiel_game(spec: str) -> type[Game]:
+    """The selfplay game class of OpenSpiel's ``spec`` (``kuhn_poker``, ``goofspiel(num_cards=4)``, ...)."""
+    pyspiel = _pyspiel()
+    try:
+        game = pyspiel.load_game(spec)
+    except Exception as exc:  # noqa: BLE001 - pyspiel raises its own error types
+        raise ValueError(f"OpenSpiel cannot load {spec!r}: {exc}") from None
+    info = game.get_type()
+    kinds = {pyspiel.GameType.Utility.ZERO_SUM: "zero_sum", pyspiel.GameType.Utility.CONSTANT_SUM: "general_sum",
+             pyspiel.GameType.Utility.IDENTICAL: "cooperative", pyspiel.GameType.Utility.GENERAL_SUM: "general_sum"}
+    low, high = float(game.min_utility()), float(game.max_utility())
+    kind = kinds.get(info.utility, "general_sum")
+    roles = tuple(f"player_{i}" for i in range(game.num_players()))
+    attributes = {
+        "name": PREFIX + spec, "description": f"OpenSpiel's {info.long_name}", "roles": roles,
+        "zero_sum": kind == "zero_sum", "reward_range": (low, high),
+        "outcome": Outcome(kind, win_lose=kind != "cooperative" and (low, high) == (-1.0, 1.0)),
+        "max_turns": max(1, game.max_game_length()) + 1, "check_seeds": 100,
+        "action_format": "one legal action in square brackets, as listed", "spiel": game,
+        "info_state": info.provides_information_state_string,
+    }
+    return type(f"OpenSpiel_{re.sub(r'[^0-9a-zA-Z]', '_', spec)}", (OpenSpielGame,), attributes)
+
+
+class OpenSpielGame(Game):
+    """Base of the generated OpenSpiel classes (see the module docstring)."""
+
+    spiel: Any = None
+    info_state: bool = True
+
+    def reset(self, seed: int) -> None:
+        self.seed_rng(seed)
+        self.state = self.spiel.new_initial_state()
+        self.history: list[str] = []
+        self._chance()
+
+    def _chance(self) -> None:
+        """Resolve chance nodes with the episode's RNG, by OpenSpiel's probabilities."""
+        while self.state.is_chance_node():
+            outcomes = self.state.chance_outcomes()
+            action = self.rng.choices([a for a, _ in outcomes], weights=[p for _, p in outcomes])[0]
+            self.state.apply_action(action)
+
+    def _seat(self, role: str) -> int:
+        return self.roles.index(role)
+
+    def turn(self) -> Turn | None:
+        if self.state.is_terminal():
+            return None
+        if self.state.is_simultaneous_node():
+            movers = [r for r in self.roles if self.state.legal_actions(self._seat(r))]
+            return Turn.together(*movers)
+        return Turn(self.roles[self.state.current_player()])
+
+    def _actions(self, role: str) -> dict[str, int]:
+        """Legal actions of ``role`` now: label -> action id (labels made unique with the id when they collide)."""
+        seat = self._seat(role)
+        ids = self.state.legal_actions(seat)
+        labels = [_label(self.state.action_to_string(seat, a)) for a in ids]
+        if len(set(labels)) < len(labels):
+            labels = [f"{a}: {label}" for a, label in zip(ids, labels)]
+        return dict(zip(labels, ids))
+
+    def observe(self, role: str) -> list:
+        seat = self._seat(role)
+        if self.state.is_terminal():
+            seen = "the game is over"
+        else:
+            seen = self.state.information_state_string(seat) if self.info_state else self.state.observation_string(seat)
+        legal = ", ".join(f"[{a}]" for a in self._actions(role)) if not self.state.is_terminal() else "none"
+        return [system(f"You are playing {self.description} (OpenSpiel) as {role}, one of {len(self.roles)} players. "
+                       f"Answer with {self.action_format}."),
+                user(f"What you know: {seen}\nLegal actions: {legal}.")]
+
+    def compact_observation(self, role: str) -> str:
+        seat = self._seat(role)
+        seen = self.state.information_state_string(seat) if self.info_state else self.state.observation_string(seat)
+        return f"P{seat} {seen}:"
+
+    def legal_actions(self, role: str) -> list[str]:
+        return [f"[{a}]" for a in self._actions(role)]
+
+    def parse(self, role: str, text: str) -> int:
+        actions = self._actions(role)
+        named = [label for label in actions if f"[{label}]".lower() in text.lower()]
+        if len(named) > 1:  # "[Bet]" inside "[Bet 2]": prefer the longest label named
+            longest = max(len(n) for n in named)
+            named = [n for n in named if len(n) == longest]
+        if len(named) != 1:
+            inner = re.findall(r"\[([^\]]*)\]", text)
+            if len(inner) == 1 and inner[0]:
+                raise InvalidAction(Failure.ILLEGAL, f"[{inner[0]}] is not legal now; legal: "
+                                                     f"{', '.join(f'[{a}]' for a in actions)}")
+            raise InvalidAction(Failure.PARSE_ERROR, f"expected {self.action_format}, got {text[:60]!r}")
+        return actions[named[0]]
+
+    def step(self, role: str, actions: list) -> None:
+        self.history.append(f"{role}:{self.state.action_to_string(self._seat(role), actions[0])}")
+        self.state.apply_action(actions[0])
+        self._chance()
+
+    def step_together(self, actions: dict[str, int]) -> None:
+        self.history += [f"{r}:{self.state.action_to_string(self._seat(r), a)}" for r, a in actions.items()]
+        joint = [actions.get(r, 0) if self.state.legal_actions(i) else 0 for i, r in enumerate(self.roles)]
+        self.state.apply_actions(joint)
+        self._chance()
+
+    def rewards(self) -> dict[str, float]:
+        returns = self.state.returns()
+        return {r: float(returns[i]) for i, r in enumerate(self.roles)}
+
+    def truncation_rewards(self) -> dict[str, float]:
+        returns = self.state.returns() if self.state.is_terminal() else [0.0] * len(self.roles)
+        return {r: float(returns[i]) for i, r in enumerate(self.roles)}
+
+    def resample_hidden(self, role: str, rng: random.Random) -> None:
+        cls = type(self)
+        if getattr(cls, "_resample", None) is False:
+            raise NotImplementedError(f"{self.name} cannot re-sample from an information state")
+        try:
+            with _quiet_stderr():  # OpenSpiel prints the exception itself before raising it
+                self.state = self.state.resample_from_infostate(self._seat(role), rng.random)
+            cls._resample = True
+        except Exception as exc:  # noqa: BLE001 - OpenSpiel raises SpielError where it is not implemented
+            cls._resample = False
+            raise NotImplementedError(str(exc)) from None
+
+    def info(self) -> dict:
+        return {"history": self.history}
+
+    def __deepcopy__(self, memo: dict) -> OpenSpielGame:
+        """A copy with its own OpenSpiel state (``State.clone``) and RNG (the leak test copies games)."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin.state, twin.history = self.state.clone(), list(self.history)
+        twin._rng = random.Random()
+        twin._rng.setstate(self._rng.getstate())
+        return twin

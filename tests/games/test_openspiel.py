@@ -1,0 +1,111 @@
+"""OpenSpiel games through ``openspiel:GAME``, and our exact exploitability checked against OpenSpiel's."""
+
+import sys
+
+import pytest
+
+pyspiel = pytest.importorskip("pyspiel")  # in requirements.txt, so CI runs these
+
+from open_spiel.python import policy as os_policy  # noqa: E402
+from open_spiel.python.algorithms import exploitability as os_exploitability  # noqa: E402
+
+from selfplay.agents.specs import build_agents  # noqa: E402
+from selfplay.arena.play import Match, paired_matches, play  # noqa: E402
+from selfplay.games import exact  # noqa: E402
+from selfplay.games.conformance import check_game  # noqa: E402
+from selfplay.games.core import outcome_of  # noqa: E402
+from selfplay.games.kuhn_poker import KuhnPoker  # noqa: E402
+from selfplay.games.registry import game_class  # noqa: E402
+
+
+@pytest.mark.parametrize("spec", ["kuhn_poker", "leduc_poker", "tic_tac_toe", "goofspiel(num_cards=4)",
+                                  "kuhn_poker(players=3)", "liars_dice"])
+def test_openspiel_games_pass_check_game(spec):
+    report = check_game(f"openspiel:{spec}", range(40))
+    assert report.ok, str(report)
+
+
+def test_roles_outcomes_and_moves_map_over():
+    ttt = game_class("openspiel:tic_tac_toe")
+    assert ttt.roles == ("player_0", "player_1") and outcome_of(ttt).win_lose
+    kuhn3 = game_class("openspiel:kuhn_poker(players=3)")
+    assert kuhn3.roles == ("player_0", "player_1", "player_2") and outcome_of(kuhn3).rates == "reward"
+    game = game_class("openspiel:kuhn_poker")()
+    game.reset(3)
+    assert game.legal_actions("player_0") == ["[Pass]", "[Bet]"]
+    assert game.parse("player_0", "I will [Bet]") == 1
+    with pytest.raises(Exception, match="not legal"):
+        game.parse("player_0", "[Fold]")
+    game.step("player_0", [1])
+    game.step("player_1", [1])
+    assert game.turn() is None and sorted(game.rewards().values()) == [-2.0, 2.0]
+
+
+def test_play_and_simultaneous_turns_through_the_adapter():
+    cls = game_class("openspiel:goofspiel(num_cards=4)")
+    agents = build_agents(["random", "random"])
+    episodes = play(cls, paired_matches(cls.roles, list(agents), 20), agents, progress=False)
+    assert all(ep.status == "done" and sum(ep.rewards.values()) == 0 for ep in episodes)
+    first = [s for s in episodes[0].steps if s.turn == 0]
+    assert sorted(s.role for s in first) == ["player_0", "player_1"]  # a simultaneous turn: both bid at turn 0
+    ttt = game_class("openspiel:tic_tac_toe")
+    [ep] = play(ttt, [Match(0, {"player_0": "expert", "player_1": "random"})], build_agents(["expert", "random"]),
+                progress=False)
+    assert ep.status == "forfeit"  # OpenSpiel games ship no expert: the expert agent errs and forfeits
+
+
+def test_missing_extra_names_the_install(monkeypatch):
+    from selfplay.games import openspiel
+
+    monkeypatch.setitem(sys.modules, "pyspiel", None)
+    openspiel.openspiel_game.cache_clear()
+    with pytest.raises(ValueError, match=r"pip install -e \.\[openspiel\]"):
+        game_class("openspiel:kuhn_poker(players=2)")
+    openspiel.openspiel_game.cache_clear()
+
+
+def aggressive(card: int, history: str) -> float:
+    """A lopsided policy to compare on: P(bet or call) by card and history length."""
+    return min(0.95, 0.1 + 0.3 * card + 0.15 * len(history))
+
+
+def our_policy(tree, p_aggressive=aggressive):
+    out = {}
+    for game, info in exact.decision_games(tree, KuhnPoker):
+        if info.key in out:
+            continue
+        p = p_aggressive(game.cards[game.roles.index(info.role)], game.history)
+        facing = game.history.endswith("b")
+        out[info.key] = {"[call]": p, "[fold]": 1 - p} if facing else {"[bet]": p, "[check]": 1 - p}
+    return out
+
+
+def openspiel_policy(game, p_aggressive=aggressive):
+    tabular = os_policy.TabularPolicy(game)
+    for state_key, row in tabular.state_lookup.items():
+        card, moves = int(state_key[0]), state_key[1:]
+        history, facing = "", False
+        for m in moves:  # OpenSpiel's p(ass)/b(et) as our c(heck)/b(et)/c(all)/f(old)
+            history += ("f" if facing else "c") if m == "p" else ("c" if facing else "b")
+            facing = facing or m == "b"
+        p = p_aggressive(card, history)
+        tabular.action_probability_array[row] = [1 - p, p]  # actions: 0 Pass, 1 Bet
+    return tabular
+
+
+@pytest.mark.parametrize("p_aggressive", [aggressive, lambda card, history: 0.5])
+def test_our_exact_exploitability_agrees_with_openspiel(p_aggressive):
+    tree = exact.build_tree(KuhnPoker)
+    ours = exact.exploitability(tree, our_policy(tree, p_aggressive)).exploitability
+    game = pyspiel.load_game("kuhn_poker")
+    theirs = os_exploitability.exploitability(game, openspiel_policy(game, p_aggressive))
+    assert ours == pytest.approx(theirs, abs=1e-9)
+    assert theirs > 0.05
+
+
+def test_leduc_uniform_matches_openspiel():
+    from selfplay.games.leduc_poker import LeducPoker
+
+    ours = exact.exploitability(exact.build_tree(LeducPoker), exact.uniform_policy(exact.build_tree(LeducPoker)))
+    game = pyspiel.load_game("leduc_poker")
+    assert ours.exploitability == pytest.approx(os_exploitability.exploitability(game, os_policy.UniformRandomPolicy(game)))
