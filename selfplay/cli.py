@@ -129,6 +129,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from selfplay.arena.export import export
+
+    path, count = export(args.run, args.format, args.out)
+    print(f"{count} rows written to {path}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from selfplay.agents.serve import resolve_model, serve
 
@@ -196,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episode", help="episode id (a unique prefix is enough)")
     p.add_argument("--limit", type=int, default=20, help="episodes to list (default 20)")
     p.set_defaults(fn=cmd_show)
+    p = sub.add_parser("export", help="write a run's episodes as a dataset: one row per turn (jsonl or parquet)")
+    p.add_argument("run", help="run directory or episodes.sqlite")
+    p.add_argument("--format", default="jsonl", help="jsonl (default) or parquet")
+    p.add_argument("--out", help="output file (default: RUN/episodes.jsonl or .parquet)")
+    p.set_defaults(fn=cmd_export)
     p = sub.add_parser("serve", help="serve a checkpoint or model as an OpenAI-compatible chat endpoint")
     p.add_argument("model", help="a run directory (latest checkpoint), a checkpoint, a model directory or an agent "
                                  "spec (smollm2, tiny, hf:PATH)")

@@ -140,3 +140,34 @@ def test_specs_and_targets_are_checked():
     with pytest.raises(FileNotFoundError, match="neither a model directory"):
         resolve_model(str(__import__("pathlib").Path(__file__).parent))
     assert resolve_model("tiny") == "tiny"
+
+
+def test_a_served_checkpoint_rates_the_same_as_the_checkpoint_loaded_directly(tmp_path):
+    """The same checkpoint twice, served over HTTP and loaded in-process, greedy: identical answers to identical
+    observations, so identical ratings."""
+    from tests.arena.test_tournament import fake_run
+
+    policy = fake_run(tmp_path / "run", steps=(3,)) / "checkpoints" / "step_000003" / "policy"
+    proc = subprocess.Popen([sys.executable, "-m", "selfplay.cli", "serve", str(policy), "--port", "0", "--name", "ckpt"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip().rsplit(" at ", 1)[1]
+        out = tmp_path / "tour"
+        assert tournament(["tictactoe", "--agents", f"direct=hf:{policy}:temperature=0,max_new_tokens=6",
+                           f"served=openai:ckpt@{url}:temperature=0,max_tokens=6", "random", "--games", "20",
+                           "--out", str(out), "--bootstrap", "50"]) == 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    ratings = {r["agent"]: r for r in json.loads((out / "summary.json").read_text())["ratings"]}
+    direct, served = ratings["direct"], ratings["served"]
+    assert direct["low"] <= served["elo"] <= direct["high"] and served["low"] <= direct["elo"] <= served["high"]
+    from selfplay.arena.records import open_store
+
+    said: dict[tuple[str, str], set[str]] = {}
+    for ep in open_store(out).episodes():
+        for s in ep.steps:
+            if s.agent in ("direct", "served") and s.attempt == 0:
+                said.setdefault((s.agent, s.messages[-1]["content"]), set()).add(s.text)
+    shared = {view for agent, view in said if agent == "direct"} & {view for agent, view in said if agent == "served"}
+    assert shared and all(said[("direct", v)] == said[("served", v)] for v in shared)

@@ -109,3 +109,57 @@ def test_leduc_uniform_matches_openspiel():
     ours = exact.exploitability(exact.build_tree(LeducPoker), exact.uniform_policy(exact.build_tree(LeducPoker)))
     game = pyspiel.load_game("leduc_poker")
     assert ours.exploitability == pytest.approx(os_exploitability.exploitability(game, os_policy.UniformRandomPolicy(game)))
+
+
+SEQUENCES = ["pp", "pbp", "pbb", "bp", "bb"]  # OpenSpiel's five Kuhn betting sequences (p pass, b bet)
+
+
+def test_openspiel_kuhn_and_ours_pay_the_same_for_every_deal_and_sequence():
+    """6 deals x 5 betting sequences: the adapter's returns equal the built-in game's."""
+    adapter = game_class("openspiel:kuhn_poker")
+    for a in range(3):
+        for b in range(3):
+            if a == b:
+                continue
+            for sequence in SEQUENCES:
+                theirs = adapter()
+                theirs.reset(0)
+                theirs.state = pyspiel.load_game("kuhn_poker").new_initial_state()
+                theirs.state.apply_action(a)
+                theirs.state.apply_action(b)
+                ours = KuhnPoker()
+                ours.reset_deal((a, b))
+                for i, move in enumerate(sequence):
+                    role = ours.roles[i % 2]
+                    theirs.step(role, [0 if move == "p" else 1])
+                    word = {"p": "fold" if ours.history.endswith("b") else "check",
+                            "b": "call" if ours.history.endswith("b") else "bet"}[move]
+                    ours.step(role, [word])
+                assert theirs.turn() is None and ours.turn() is None
+                assert theirs.rewards() == ours.rewards(), (a, b, sequence)
+
+
+def test_the_builtin_kuhn_expert_scores_the_game_value_through_openspiel():
+    """Our Kuhn equilibrium (alpha = 1/6), as an OpenSpiel policy: player 0 wins -1/18 per hand, exactly."""
+    from open_spiel.python.algorithms import expected_game_score
+
+    from selfplay.games.kuhn_poker import nash_probabilities
+
+    def expert(card, history):
+        probs = nash_probabilities(card, history)
+        return probs.get("bet", probs.get("call", 0.0))
+    game = pyspiel.load_game("kuhn_poker")
+    tabular = openspiel_policy(game, expert)
+    values = expected_game_score.policy_value(game.new_initial_state(), [tabular, tabular])
+    assert values[0] == pytest.approx(-1 / 18) and values[1] == pytest.approx(1 / 18)
+    assert os_exploitability.exploitability(game, tabular) == pytest.approx(0.0, abs=1e-12)
+
+
+TEN = ["kuhn_poker", "leduc_poker", "tic_tac_toe", "goofspiel(num_cards=4)", "kuhn_poker(players=3)", "liars_dice",
+       "connect_four", "matrix_rps", "first_sealed_auction", "blotto", "oshi_zumo", "pig(players=3,winscore=10)"]
+
+
+@pytest.mark.parametrize("spec", TEN[6:])
+def test_more_openspiel_games_pass_check_game(spec):
+    report = check_game(f"openspiel:{spec}", range(15))
+    assert report.ok, str(report)

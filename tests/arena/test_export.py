@@ -1,0 +1,57 @@
+"""Runs exported as datasets (one row per attempt) and loaded back with ``datasets.load_dataset``."""
+
+import json
+
+import pytest
+
+from selfplay.agents.specs import build_agents
+from selfplay.arena.export import export
+from selfplay.arena.play import paired_matches, play
+from selfplay.arena.records import Episode, Step, open_store
+from selfplay.cli import main as cli
+from selfplay.games.tictactoe import TicTacToe
+
+datasets = pytest.importorskip("datasets")  # in requirements.txt, so CI runs these
+
+
+@pytest.fixture()
+def run(tmp_path):
+    store = open_store(tmp_path)
+    agents = build_agents(["expert", "random"])
+    play(TicTacToe, paired_matches(TicTacToe.roles, list(agents), 6), agents, store=store, progress=False)
+    trained = Episode("tictactoe", 99, {"player_0": "learner", "player_1": "random"}, rewards={"player_0": -1.0,
+                      "player_1": 1.0}, status="forfeit", num_turns=1, meta={"step": 3, "learners": ["player_0"]},
+                      steps=[Step(0, "player_0", 0, 0, "learner", [{"role": "user", "content": "X1.2.3."}], "zz",
+                                  failure="PARSE_ERROR", error="expected [n]", fallback="forfeit", reward=-1.0)])
+    store.add(trained)
+    store.close()
+    return tmp_path
+
+
+@pytest.mark.parametrize("fmt, loader", [("jsonl", "json"), ("parquet", "parquet")])
+def test_an_exported_run_loads_with_datasets(run, fmt, loader):
+    path, count = export(run, fmt)
+    store = open_store(run)
+    episodes = list(store.episodes())
+    assert count == sum(len(ep.steps) for ep in episodes)
+    data = datasets.load_dataset(loader, data_files=str(path))["train"]
+    assert data.num_rows == count
+    row = next(r for r in data if r["agent"] == "learner")
+    assert (row["split"], row["step"], row["learner"], row["failure"], row["action"]) == ("train", 3, True,
+                                                                                           "PARSE_ERROR", None)
+    assert row["prompt"] == [{"role": "user", "content": "X1.2.3."}] and row["reward"] == -1.0
+    played = [r for r in data if r["split"] == "play"]
+    first = episodes[0]
+    mine = [r for r in played if r["episode"] == first.id]
+    assert [r["completion"] for r in mine] == [s.text for s in first.steps]
+    assert all(r["episode_reward"] == first.rewards[r["role"]] for r in mine)
+    assert json.loads(mine[0]["options"]) == first.options
+
+
+def test_the_command_and_its_errors(run, tmp_path, capsys):
+    assert cli(["export", str(run), "--out", str(tmp_path / "x" / "rows.jsonl")]) == 0
+    assert "rows written to" in capsys.readouterr().out and (tmp_path / "x" / "rows.jsonl").exists()
+    assert cli(["export", str(run), "--format", "csv"]) == 2
+    assert "expected one of jsonl, parquet" in capsys.readouterr().err
+    assert cli(["export", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
