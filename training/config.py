@@ -12,6 +12,8 @@ This module imports no torch: ``selfplay train --help`` and config errors are an
 
 from __future__ import annotations
 
+import importlib.util
+
 import math
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -141,6 +143,9 @@ class Run:
     checkpoint_every: int = _f(10, "steps between checkpoints", low=1)
     keep_checkpoints: int = _f(2, "most recent checkpoints kept", low=1)
     progress: bool = _f(True, "progress bars")
+    trackers: list[str] = _f(None, "experiment trackers, through accelerate's log_with: tensorboard (RUN/tensorboard), "
+                                   "wandb, mlflow, trackio (each when installed); [] for none",
+                             factory=lambda: ["tensorboard"])
     check_sync: bool = _f(False, "after every update, hash the weights on each rank and record them (debugging)")
 
 
@@ -266,6 +271,9 @@ def _check_fields(obj: Any, prefix: str) -> None:
             raise ValueError(f"config key {key!r}: {value} is out of range; expected a value {expected}")
 
 
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio"}  # -> module
+
+
 def validate(config: TrainConfig) -> None:
     """Every declared choice and range, then the rules that tie keys together."""
     _check_fields(config, "")
@@ -275,6 +283,13 @@ def validate(config: TrainConfig) -> None:
     if cur.filter_low > cur.filter_high:
         raise ValueError(f"config keys 'curriculum.filter_low'/'filter_high': need low <= high, got "
                          f"{cur.filter_low}, {cur.filter_high}")
+    for tracker in config.run.trackers:
+        if tracker not in TRACKERS:
+            raise ValueError(f"config key 'run.trackers': {tracker!r} is not a tracker; expected some of "
+                             f"{', '.join(TRACKERS)}")
+        if importlib.util.find_spec(TRACKERS[tracker]) is None:
+            raise ValueError(f"config key 'run.trackers' names {tracker!r}, which is not installed: pip install "
+                             f"{TRACKERS[tracker]}")
     if opp.pool_prob + opp.scripted_prob > 1:
         raise ValueError(f"config keys 'opponents.pool_prob' + 'opponents.scripted_prob' = "
                          f"{opp.pool_prob + opp.scripted_prob} exceed 1")

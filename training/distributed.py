@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -20,13 +21,19 @@ from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwar
 T = TypeVar("T")
 
 
-def make_accelerator(micro_batches: int, max_grad_norm: float, dtype: str, find_unused: bool) -> Accelerator:
-    """Accelerator for the launch config in use; DeepSpeed gets the batch sizes it cannot infer (no dataloader)."""
+def make_accelerator(micro_batches: int, max_grad_norm: float, dtype: str, find_unused: bool,
+                     trackers: Sequence[str] = (), run_dir: str | Path | None = None) -> Accelerator:
+    """Accelerator for the launch config in use; DeepSpeed gets the batch sizes it cannot infer (no dataloader).
+    ``trackers`` go to accelerate's ``log_with`` (TensorBoard writes to ``run_dir/tensorboard``)."""
+    from accelerate.tracking import TensorBoardTracker
+
+    log_with = [TensorBoardTracker("tensorboard", str(run_dir)) if t == "tensorboard" else t for t in trackers]
     mixed = "bf16" if torch.cuda.is_available() and dtype in ("auto", "bfloat16") else "no"
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=find_unused)]
     if not torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
         handlers.append(InitProcessGroupKwargs(backend="gloo"))  # DeepSpeed on CPU: accelerate needs the backend named
-    accelerator = Accelerator(gradient_accumulation_steps=micro_batches, mixed_precision=mixed, kwargs_handlers=handlers)
+    accelerator = Accelerator(gradient_accumulation_steps=micro_batches, mixed_precision=mixed, kwargs_handlers=handlers,
+                              log_with=log_with or None, project_dir=str(run_dir) if run_dir else None)
     plugin = accelerator.state.deepspeed_plugin
     if plugin is not None:
         plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 1

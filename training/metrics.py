@@ -46,30 +46,40 @@ def console_line(step: int, steps: int, m: dict[str, float]) -> str:
 
 
 class Log:
-    """TensorBoard scalars and the console line on the main process, under a progress bar over steps."""
+    """The experiment trackers (accelerate's ``log_with``: TensorBoard by default) and the console line on the main
+    process, under a progress bar over steps."""
 
-    def __init__(self, run_dir: Path, steps: int, done: int, main: bool, progress: bool):
-        self.steps, self.main = steps, main
-        self.writer = None
-        if main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
-        self.bar = tqdm(total=steps, initial=done, desc="train", unit="step", disable=not (progress and main),
+    def __init__(self, accelerator, config: dict[str, Any], steps: int, done: int, progress: bool):
+        self.accelerator, self.steps, self.main = accelerator, steps, accelerator.is_main_process
+        if accelerator.log_with:
+            accelerator.init_trackers("selfplay", config=_flat(config))
+        self.bar = tqdm(total=steps, initial=done, desc="train", unit="step", disable=not (progress and self.main),
                         dynamic_ncols=True)
 
     def step(self, done: int, metrics: dict[str, float]) -> None:
+        if self.accelerator.log_with:
+            self.accelerator.log(metrics, step=done)
         if self.main:
-            for name, value in metrics.items():
-                self.writer.add_scalar(name, value, done)
-            self.writer.flush()
+            for tracker in self.accelerator.trackers:
+                flush = getattr(tracker.tracker, "flush", None)
+                if callable(flush):
+                    flush()
             self.bar.write(console_line(done, self.steps, metrics))
         self.bar.update(1)
 
     def close(self) -> None:
         self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
+
+
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as flat ``section.key`` scalars (what every tracker's hyperparameter table accepts)."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and key != "game_options":
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out
 
 
 def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> dict[str, Any]:

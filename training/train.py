@@ -44,7 +44,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) a training run; return its final evaluation summary."""
     run, ev, up = cfg.run, cfg.evaluation, cfg.update
     game_cls = bind_game(cfg)  # game-dependent defaults and checks, before any model loads
-    accelerator = make_accelerator(up.micro_batches, up.max_grad_norm, cfg.dtype, find_unused=cfg.weights != "shared")
+    accelerator = make_accelerator(up.micro_batches, up.max_grad_norm, cfg.dtype, find_unused=cfg.weights != "shared",
+                                   trackers=run.trackers, run_dir=run.out)
     set_seed(run.seed)
     run_dir = Path(run.out)
     roles = game_cls.roles
@@ -73,7 +74,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     accelerator.wait_for_everyone()
     baselines = Baselines(up.baseline_decay, state.baselines)
     progress = game_cls.learning_progress(dict(cfg.game_options))  # a role paid by another's measured gain
-    log = Log(run_dir, run.steps, state.step, accelerator.is_main_process, run.progress)
+    log = Log(accelerator, asdict(cfg), run.steps, state.step, run.progress)
     if ev.before and not state.history:  # the starting point of the curves: step 0, before any update
         state.history.append(evaluator.entry(0, state.seconds, tracker.measure() if tracker else None)[0])
 

@@ -128,3 +128,23 @@ def test_training_stops_loudly_when_every_game_errors(tmp_path):
                  base=BASE, check=False)
     assert result.returncode == 1
     assert "every game of step 1 ended in an error" in result.stderr and "ValueError: info went wrong" in result.stderr
+
+
+def test_trackers_are_chosen_in_the_config(tmp_path):
+    """TensorBoard by default (RUN/tensorboard), none with [], an unknown or missing one refused up front."""
+    with pytest.raises(ValueError, match="'comet' is not a tracker"):
+        config(**{"run.trackers": "[comet]"})
+    out = tmp_path / "quiet"
+    run(["game=kuhn_poker", "steps=1", "games_per_step=4", "eval_games=4", "run.trackers=[]"], out, base=BASE)
+    assert (out / "summary.json").exists() and not (out / "tensorboard").exists()
+
+
+def test_weights_and_biases_offline(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")  # optional: pip install wandb
+    out = tmp_path / "wb"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    run(["game=kuhn_poker", "steps=2", "games_per_step=4", "eval_games=4", "eval_every=1",
+         "run.trackers=[tensorboard,wandb]"], out, base=BASE)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb")) and any((out / "tensorboard").iterdir())
