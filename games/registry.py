@@ -78,12 +78,16 @@ def _load_from_spec(spec: str) -> type[Game]:
 
 
 def game_class(spec: str) -> type[Game]:
-    """Resolve a registered name, ``openspiel:GAME(params)``, ``module:Class`` or ``path/to/file.py:Class`` to a game
+    """Resolve a registered name, ``openspiel:GAME(params)``, ``textarena:ENV_ID``, ``module:Class`` or ``path/to/file.py:Class`` to a game
     class."""
     if spec.startswith("openspiel:"):
         from selfplay.games.openspiel import openspiel_game
 
         return openspiel_game(spec[len("openspiel:"):])
+    if spec.startswith("textarena:"):
+        from selfplay.games.textarena_game import textarena_game
+
+        return textarena_game(spec[len("textarena:"):])
     if ":" in spec:
         return _load_from_spec(spec)
     games = registered_games()

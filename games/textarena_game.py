@@ -1,0 +1,136 @@
+"""TextArena environments as selfplay games: ``textarena:ENV_ID`` or ``textarena:ENV_ID(players=3)``.
+
+    selfplay check-game "textarena:TicTacToe-v0"
+    selfplay play "textarena:KuhnPoker-v0" --agents random random
+    selfplay train configs/quickstart.yaml game=textarena:TicTacToe-v0 eval_opponents=[random]
+
+Anywhere a game name goes. Each role ``player_i`` is TextArena's player ``i`` and reads TextArena's own prompts
+(every message addressed to it so far, tagged ``[GAME]`` or ``[Player j]``, as TextArena's observation wrappers
+show them). An answer must hold a bracketed action (``[4]``, ``[Bet]``, ...); what is legal is TextArena's to
+judge: an illegal move is re-prompted by TextArena within its error allowance and then loses, as in TextArena. The
+random agent picks among the moves a prompt lists (``Available Moves: '[0]', '[1]'``). TextArena draws its chance
+from Python's global ``random``, seeded once per episode; selfplay gives every game its own copy of that state, so
+games played side by side stay reproducible. Rewards are TextArena's (wins, draws and losses). Needs the optional
+``textarena`` package: ``pip install -e .[textarena]``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, user
+
+PREFIX = "textarena:"
+_SPEC = re.compile(r"^([A-Za-z0-9_.\-]+)(?:\(players=(\d+)\))?$")
+_TOKEN = re.compile(r"\[[^\[\]]+\]")
+_LISTED = re.compile(r"'(\[[^\[\]']+\])'")
+
+
+def _textarena():
+    try:
+        import textarena
+    except ImportError:
+        raise ValueError("TextArena games need the optional package textarena: pip install -e .[textarena]") from None
+    return textarena
+
+
+@lru_cache(maxsize=None)
+def textarena_game(spec: str) -> type[Game]:
+    """The selfplay game class of TextArena's ``spec`` (an environment id, optionally ``(players=N)``)."""
+    ta = _textarena()
+    match = _SPEC.match(spec)
+    if not match:
+        raise ValueError(f"TextArena game {spec!r}: expected ENV_ID or ENV_ID(players=N), e.g. TicTacToe-v0")
+    env_id, players = match.group(1), int(match.group(2) or 2)
+    from textarena.envs.registration import ENV_REGISTRY
+
+    if env_id not in ENV_REGISTRY:
+        close = [n for n in ENV_REGISTRY if n.lower().startswith(env_id.lower()[:5])][:5]
+        raise ValueError(f"TextArena has no environment {env_id!r}" + (f"; similar: {', '.join(close)}" if close else ""))
+    attributes = {"name": PREFIX + spec, "description": f"TextArena's {env_id}", "env_id": env_id, "ta": ta,
+                  "roles": tuple(f"player_{i}" for i in range(players)), "zero_sum": False,
+                  "reward_range": (-1.0, 1.0), "outcome": Outcome("general_sum", win_lose=True), "max_turns": 200,
+                  "check_seeds": 20, "action_format": "your move in square brackets, as the game describes"}
+    return type(f"TextArena_{re.sub(r'[^0-9a-zA-Z]', '_', spec)}", (TextArenaGame,), attributes)
+
+
+class TextArenaGame(Game):
+    """Base of the generated TextArena classes (see the module docstring)."""
+
+    env_id: str = ""
+    ta: Any = None
+
+    @contextmanager
+    def _own_random(self):
+        """Run TextArena with this game's copy of the global ``random`` state."""
+        outside = random.getstate()
+        random.setstate(self._ta_random)
+        try:
+            yield
+        finally:
+            self._ta_random = random.getstate()
+            random.setstate(outside)
+
+    def reset(self, seed: int) -> None:
+        self.seed_rng(seed)
+        outside = random.getstate()
+        random.seed(seed)
+        self._ta_random = random.getstate()
+        random.setstate(outside)
+        self.env = self.ta.make(self.env_id)
+        with self._own_random():
+            self.env.reset(num_players=len(self.roles), seed=seed)
+        self.final: dict[str, float] | None = None
+        self._finish_if_done()
+
+    @property
+    def _state(self):
+        return self.env.state
+
+    def _finish_if_done(self) -> None:
+        if self.final is None and self._state.done:
+            with self._own_random():
+                closed = self.env.close()
+            rewards = closed[0] if isinstance(closed, tuple) else closed
+            self.final = {r: float(rewards.get(i, 0.0)) for i, r in enumerate(self.roles)}
+
+    def turn(self) -> Turn | None:
+        if self.final is not None:
+            return None
+        return Turn(self.roles[self._state.current_player_id])
+
+    def observe(self, role: str) -> list:
+        seat = self.roles.index(role)
+        names = getattr(self._state, "role_mapping", {}) or {}
+        lines = []
+        for sender, message, *_ in self._state.observations.get(seat, []):
+            tag = "GAME" if sender == self.ta.GAME_ID else names.get(sender, f"Player {sender}")
+            lines.append(f"[{tag}] {message}")
+        return [user("\n".join(lines))]
+
+    def parse(self, role: str, text: str) -> str:
+        if not _TOKEN.search(text):
+            raise InvalidAction(Failure.PARSE_ERROR, f"expected {self.action_format}, got {text[:60]!r}")
+        return text
+
+    def step(self, role: str, actions: list) -> None:
+        with self._own_random():
+            self.env.step(actions[0])
+        self._finish_if_done()
+
+    def rewards(self) -> dict[str, float]:
+        return dict(self.final)
+
+    def random_action(self, role: str, rng: random.Random) -> str:
+        """A move the prompt lists as available, else a bracketed token it mentions, else ``[0]``."""
+        text = self.observe(role)[0]["content"]
+        tail = text[text.rfind("[GAME]"):] if "[GAME]" in text else text
+        listed = _LISTED.findall(tail) or _LISTED.findall(text) or _TOKEN.findall(tail)
+        return rng.choice(listed) if listed else "[0]"
+
+    def info(self) -> dict:
+        return {"turns": int(getattr(self._state, "turn", 0))}

@@ -1,0 +1,76 @@
+"""TextArena environments through ``textarena:ENV_ID``: conformance, play with TextArena's prompts, training."""
+
+import random
+
+import pytest
+
+pytest.importorskip("textarena")  # in requirements.txt, so CI runs these
+
+from selfplay.agents.specs import build_agents  # noqa: E402
+from selfplay.arena.play import paired_matches, play  # noqa: E402
+from selfplay.games.conformance import check_game  # noqa: E402
+from selfplay.games.registry import game_class  # noqa: E402
+from tests.training.test_train import TINY, run  # noqa: E402
+
+FIVE = ["TicTacToe-v0", "KuhnPoker-v0", "ConnectFour-v0", "IteratedPrisonersDilemma-v0", "GameOfPureStrategy-v0",
+        "LiarsDice-v0", "Nim-v0"]
+
+
+@pytest.mark.parametrize("env_id", FIVE)
+def test_textarena_games_pass_check_game(env_id):
+    report = check_game(f"textarena:{env_id}", range(6))
+    assert report.ok, str(report)
+
+
+def test_textarena_prompts_moves_and_rewards():
+    cls = game_class("textarena:TicTacToe-v0")
+    game = cls()
+    game.reset(1)
+    view = game.observe("player_0")[0]["content"]
+    assert "Tic Tac Toe" in view and "[GAME]" in view and "'[4]'" in view
+    with pytest.raises(Exception, match="square brackets"):
+        game.parse("player_0", "the middle please")
+    game.step("player_0", [game.parse("player_0", "I take [4]")])
+    assert game.turn().role == "player_1" and "placed their symbol" in game.observe("player_1")[0]["content"]
+    agents = build_agents(["random", "random"])
+    episodes = play(cls, paired_matches(cls.roles, list(agents), 8), agents, progress=False)
+    assert all(ep.status == "done" and sorted(ep.rewards.values()) in ([-1.0, 1.0], [0.0, 0.0]) for ep in episodes)
+
+
+def test_side_by_side_games_stay_reproducible():
+    """TextArena draws from the global random: each game keeps its own copy, so interleaving changes nothing."""
+    cls = game_class("textarena:KuhnPoker-v0")
+
+    def moves(game, rng):
+        turn = game.turn()
+        if turn is None:
+            return False
+        game.step(turn.role, [game.parse(turn.role, game.random_action(turn.role, rng))])
+        return True
+
+    alone, rng = cls(), random.Random(0)
+    alone.reset(5)
+    while moves(alone, rng):
+        pass
+    a, b, rng_a, rng_b = cls(), cls(), random.Random(0), random.Random(1)
+    a.reset(5)
+    b.reset(6)
+    going = True
+    while going:  # alternate the two games, and disturb the global random between every move
+        going = moves(a, rng_a)
+        random.random()
+        moves(b, rng_b)
+    assert a.observe("player_0") == alone.observe("player_0") and a.rewards() == alone.rewards()
+
+
+def test_a_bad_environment_is_named():
+    with pytest.raises(ValueError, match="TextArena has no environment 'TicTacTwo-v9'"):
+        game_class("textarena:TicTacTwo-v9")
+
+
+def test_one_tiny_training_step_on_a_textarena_game(tmp_path):
+    base = [o for o in TINY if not o.startswith("game_options")]
+    out = tmp_path / "ta"
+    run(["game=textarena:TicTacToe-v0", "steps=1", "games_per_step=4", "eval_games=4", "eval_opponents=[random]",
+         "sampling.constrained=false", "max_new_tokens=6"], out, base=base)
+    assert (out / "summary.json").exists()
