@@ -78,12 +78,17 @@ def _load_from_spec(spec: str) -> type[Game]:
 
 
 def game_class(spec: str) -> type[Game]:
-    """Resolve a registered name, ``openspiel:GAME(params)``, ``textarena:ENV_ID``, ``module:Class`` or ``path/to/file.py:Class`` to a game
+    """Resolve a registered name, ``openspiel:GAME(params)``, ``textarena:ENV_ID``, ``pettingzoo:FAMILY.ENV``,
+    ``module:Class`` or ``path/to/file.py:Class`` to a game
     class."""
     if spec.startswith("openspiel:"):
         from selfplay.games.openspiel import openspiel_game
 
         return openspiel_game(spec[len("openspiel:"):])
+    if spec.startswith("pettingzoo:"):
+        from selfplay.games.pettingzoo_game import pettingzoo_game
+
+        return pettingzoo_game(spec[len("pettingzoo:"):])
     if spec.startswith("textarena:"):
         from selfplay.games.textarena_game import textarena_game
 
