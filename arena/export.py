@@ -7,9 +7,9 @@ Columns: game, options (JSON text), seed, episode, status, step (the training st
 split (train / eval / probe / play), turn, role, agent, sample, attempt, prompt (the chat messages the agent saw),
 completion (its text), action (the action applied, when valid), failure and error (when not), fallback, reward
 (the sample's training reward: its own, the final reward of its role, or the invalid-action penalty), episode_reward
-(the role's final reward), learner (whether trained weights played it). Load either with
-``datasets.load_dataset("json", data_files=PATH)`` / ``load_dataset("parquet", data_files=PATH)``. Advantages are
-not recorded (they are computed inside the update and depend on the batch), so they are not columns.
+(the role's final reward), learner (whether trained weights played it), advantage (what the update gave the sample,
+for trained samples; written back by the trainer after each update). Load either with
+``datasets.load_dataset("json", data_files=PATH)`` / ``load_dataset("parquet", data_files=PATH)``.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def rows(run: str | Path) -> Iterator[dict[str, Any]]:
                        "prompt": [{"role": m["role"], "content": m["content"]} for m in s.messages],
                        "completion": s.text, "action": s.action if s.failure is None else None,
                        "failure": s.failure, "error": s.error, "fallback": s.fallback, "reward": s.reward,
-                       "episode_reward": ep.rewards.get(s.role), "learner": s.role in learners}
+                       "episode_reward": ep.rewards.get(s.role), "learner": s.role in learners,
+                       "advantage": s.advantage}
     finally:
         store.close()
 
@@ -78,4 +79,5 @@ def _schema(pa):
                       ("sample", number), ("attempt", number),
                       ("prompt", pa.list_(pa.struct([("role", text), ("content", text)]))), ("completion", text),
                       ("action", text), ("failure", text), ("error", text), ("fallback", text),
-                      ("reward", pa.float64()), ("episode_reward", pa.float64()), ("learner", pa.bool_())])
+                      ("reward", pa.float64()), ("episode_reward", pa.float64()), ("learner", pa.bool_()),
+                      ("advantage", pa.float64())])

@@ -42,6 +42,7 @@ class Step:
     logprobs: list[float] | None = None
     allowed: list[list[int] | None] | None = None  # token ids allowed at each completion step (constrained)
     seconds: float = 0.0
+    advantage: float | None = None  # the advantage the update gave this sample (set by the trainer afterwards)
 
 
 @dataclass
@@ -132,6 +133,12 @@ class RecordStore:
                     [*row, len(ep.steps)])
                 self.db.executemany("INSERT INTO steps (episode_id, idx, data) VALUES (?, ?, ?)",
                                     [(ep.id, i, json.dumps(asdict(s))) for i, s in enumerate(ep.steps)])
+
+    def set_advantages(self, advantages: dict[tuple[str, int], float]) -> None:
+        """Record the advantage each trained sample got, by (episode id, step index), in one transaction."""
+        with self.db:
+            self.db.executemany("UPDATE steps SET data = json_set(data, '$.advantage', ?) WHERE episode_id = ? AND idx = ?",
+                                [(a, e, i) for (e, i), a in advantages.items()])
 
     def count(self, **where: Any) -> int:
         """Number of stored episodes matching the column filters."""

@@ -93,6 +93,7 @@ class Sample:
     allowed: list[list[int] | None] | None = None
     arm: str | None = None  # the curriculum category of its episode
     advantage: float = 0.0
+    step_index: int = -1  # its step's position in the episode record (where its advantage is written back)
 
 
 def collect_samples(episodes: Sequence[Episode], group_of) -> list[Sample]:
@@ -102,10 +103,11 @@ def collect_samples(episodes: Sequence[Episode], group_of) -> list[Sample]:
         if ep.status == "error":
             continue
         learners = ep.learner_roles()
-        for s in ep.steps:
+        for index, s in enumerate(ep.steps):
             if s.role in learners and s.agent == ep.agents[s.role] and s.completion_ids and s.reward is not None:
                 samples.append(Sample(group_of(s.role), (ep.game, s.role), (ep.id, s.turn), s.prompt_ids,
-                                      s.completion_ids, s.logprobs, s.reward, s.allowed, ep.meta.get("arm")))
+                                      s.completion_ids, s.logprobs, s.reward, s.allowed, ep.meta.get("arm"),
+                                      step_index=index))
     return samples
 
 

@@ -107,6 +107,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                                                                infos(batch.episodes))
             gains = {k: after[k] - before[k] for k in after}
             state.progress.append({"step": step + 1, "before": before, "after": after})
+        store.set_advantages({(s.turn_group[0], s.step_index): s.advantage for s in samples})  # for exports
         if up.magnet_every and (step + 1) % up.magnet_every == 0:
             learner.move_magnet()  # MMD: the KL reference follows the policy every magnet_every steps
         update_seconds = time.perf_counter() - t_update

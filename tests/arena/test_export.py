@@ -55,3 +55,17 @@ def test_the_command_and_its_errors(run, tmp_path, capsys):
     assert "expected one of jsonl, parquet" in capsys.readouterr().err
     assert cli(["export", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_training_run_exports_each_trained_sample_with_its_advantage(tmp_path):
+    """Step 1 of RAE starts from zero baselines, so every trained sample's advantage is its reward (by hand)."""
+    from tests.training.test_train import run as train
+
+    out = tmp_path / "run"
+    train(["steps=1", "games_per_step=6", "eval_every=0", "eval_opponents=[random]"], out)
+    path, _ = export(out, "jsonl")
+    data = datasets.load_dataset("json", data_files=str(path))["train"]
+    trained = [r for r in data if r["split"] == "train" and r["advantage"] is not None]
+    assert trained and all(r["learner"] for r in trained)
+    assert all(r["advantage"] == pytest.approx(r["reward"]) for r in trained)
+    assert all(r["advantage"] is None for r in data if r["split"] == "eval")

@@ -163,3 +163,15 @@ TEN = ["kuhn_poker", "leduc_poker", "tic_tac_toe", "goofspiel(num_cards=4)", "ku
 def test_more_openspiel_games_pass_check_game(spec):
     report = check_game(f"openspiel:{spec}", range(15))
     assert report.ok, str(report)
+
+
+def test_an_openspiel_game_in_a_tournament(tmp_path):
+    import json
+
+    from selfplay.arena.tournament import main as tournament
+
+    out = tmp_path / "tour"
+    assert tournament(["openspiel:tic_tac_toe", "--agents", "random", "r2=random", "--games", "10", "--out", str(out),
+                       "--bootstrap", "10"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["game"] == "openspiel:tic_tac_toe" and {r["agent"] for r in summary["ratings"]} == {"random", "r2"}

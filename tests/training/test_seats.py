@@ -64,6 +64,7 @@ def test_plan_matches_trains_only_the_learner_roles_and_keeps_fixed_seats():
     ("debate", ["sampling.constrained=false", "max_new_tokens=12", "learner_roles=[debater_a,debater_b]",
                 "opponents.seats={judge: expert}"]),
     ("openspiel:kuhn_poker", ["eval_opponents=[random]"]),  # through the adapter (OpenSpiel ships no expert)
+    ("pettingzoo:classic.tictactoe_v3", ["eval_opponents=[random]"]),
 ])
 def test_one_tiny_step_on_each_new_kind_of_game(tmp_path, game, extra):
     out = tmp_path / game
@@ -71,7 +72,7 @@ def test_one_tiny_step_on_each_new_kind_of_game(tmp_path, game, extra):
         base=BASE)
     summary = json.loads((out / "summary.json").read_text())
     entry = summary["history"][-1]
-    if game.startswith("openspiel:"):
+    if game.startswith(("openspiel:", "pettingzoo:")):
         assert list(entry["evaluation"]) == ["random"] and entry["rates"] == "reward"
     store = open_store(out)
     train = [ep for ep in store.episodes() if "eval" not in ep.meta]
