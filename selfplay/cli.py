@@ -138,7 +138,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from selfplay.agents.serve import resolve_model, serve
+    from selfplay.serve import resolve_model, serve
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port}: expected 0 (any free port) to 65535")

@@ -13,7 +13,7 @@ import pytest
 
 from selfplay.agents.base import Request
 from selfplay.agents.openai_agent import OpenAIAgent
-from selfplay.agents.serve import resolve_model
+from selfplay.serve import resolve_model
 from selfplay.agents.specs import build_agent, parse_spec
 from selfplay.arena.play import paired_matches, play
 from selfplay.arena.tournament import main as tournament
