@@ -221,9 +221,13 @@ class Worker:
         return None
 
     def _stderr_tail(self) -> str:
+        """The last line the failed launch wrote to stderr (it is given two seconds to finish writing it)."""
         try:
-            if self.proc.poll() is None:
-                return ""
+            self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        try:
             return (self.proc.stderr.read() or b"").decode(errors="replace").strip().splitlines()[-1][:300]
         except (OSError, IndexError, ValueError):
             return ""
