@@ -151,6 +151,39 @@ def _plots(order, ratings, intervals, scores, steps, scale: str = "Elo") -> dict
     return plots
 
 
+def _rate(episodes, results, fixed, played, anchor, rounds, seed, team) -> tuple:
+    """(ratings, intervals, OpenSkill, pair scores, dominance graph, cycles, per-seat ratings): Bradley-Terry Elo on
+    pairwise results, or for a cooperative game the mean team reward with its interval."""
+    if team:
+        ratings, intervals, scores = _team_ratings(episodes, fixed, played)
+        return (ratings, intervals, {n: (float("nan"), float("nan")) for n in played}, scores, dominance_graph([]),
+                [], {})
+    ratings = bradley_terry(results, anchor)
+    # intervals from mean-centred refits, shifted onto the anchor's scale: the anchor keeps its own uncertainty
+    # (pinning it in every refit would give it a zero-width interval and distort the rank bounds)
+    shift = bradley_terry(results)[anchor] if anchor else 0.0
+    intervals = {k: (low - shift, high - shift) for k, (low, high) in bootstrap(results, None, rounds, seed).items()}
+    graph = dominance_graph(results)
+    return (ratings, intervals, openskill_ratings(results), pair_scores(results), graph, cycles(graph),
+            _per_role(episodes, fixed, sum(ratings.values()) / len(ratings)))
+
+
+def _text_table(rows: list[dict], scale: str, team: bool) -> list[str]:
+    """The console ranking table."""
+    header = (f"{'rank':>4} {'agent':<22} {scale:>16} {'95% interval':>19} {'games':>6} "
+              + (f"{'success':>8} " if team else f"{'openskill':>14} {'mean reward [95%]':>24} ") + f"{'invalid':>8}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        value = f"{r['elo']:>+16.3f} [{r['low']:>+7.3f}, {r['high']:>+7.3f}]" if team else \
+            f"{r['elo']:>+16.0f} [{r['low']:>+7.0f}, {r['high']:>+7.0f}]"
+        extra = f"{r['success']:>8.1%} " if team else (
+            f"{r['openskill_mu']:>7.1f}±{r['openskill_sigma']:<5.1f} "
+            f"{r['mean_reward']:>+8.3f} [{r['reward_ci'][0]:+.3f}, {r['reward_ci'][1]:+.3f}] ")
+        lines.append(f"{r['rank_ub']:>4} {r['agent']:<22} {value} {r['games']:>6} {extra}{r['invalid_rate']:>8.1%}"
+                     + (f"  exploitability {r['exploitability']:.4f}" if r["exploitability"] is not None else ""))
+    return lines
+
+
 def write_report(out: Path, game_cls, episodes: list[Episode], results: list[Result], names: list[str],
                  anchor: str | None, rounds: int, steps: dict[str, int], seed: int = 0,
                  exploitability: dict[str, float] | None = None, fixed: dict[str, str] | None = None) -> dict:
@@ -166,22 +199,8 @@ def write_report(out: Path, game_cls, episodes: list[Episode], results: list[Res
     if len(played) < 2 or (not team and not results):
         raise ValueError("no completed games between two participants: nothing to rate")
     anchor = anchor if anchor in played and not team else None
-    if team:
-        ratings, intervals, scores = _team_ratings(episodes, fixed, played)
-        skill = {n: (float("nan"), float("nan")) for n in played}
-        graph, loops = dominance_graph([]), []
-        per_role = {}
-    else:
-        ratings = bradley_terry(results, anchor)
-        # intervals from mean-centred refits, shifted onto the anchor's scale: the anchor keeps its own uncertainty
-        # (pinning it in every refit would give it a zero-width interval and distort the rank bounds)
-        shift = bradley_terry(results)[anchor] if anchor else 0.0
-        intervals = {k: (low - shift, high - shift) for k, (low, high) in bootstrap(results, None, rounds, seed).items()}
-        skill = openskill_ratings(results)
-        scores = pair_scores(results)
-        graph = dominance_graph(results)
-        loops = cycles(graph)
-        per_role = _per_role(episodes, fixed, sum(ratings.values()) / len(ratings))
+    ratings, intervals, skill, scores, graph, loops, per_role = _rate(episodes, results, fixed, played, anchor, rounds,
+                                                                    seed, team)
     ranks = rank_upper_bounds(intervals)
     tallies = _tallies(episodes, fixed)
     invalid = _invalid_rates(episodes)
@@ -204,17 +223,7 @@ def write_report(out: Path, game_cls, episodes: list[Episode], results: list[Res
                      "success": all_seats.rate(all_seats.wins) if team else None,
                      "reward_per_role": {r: {"mean": t.mean_reward, "ci": list(t.reward_interval()), "games": int(t.games)}
                                          for r, t in tallies[n].items() if r != "all"}})
-    header = (f"{'rank':>4} {'agent':<22} {scale:>16} {'95% interval':>19} {'games':>6} "
-              + (f"{'success':>8} " if team else f"{'openskill':>14} {'mean reward [95%]':>24} ") + f"{'invalid':>8}")
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        value = f"{r['elo']:>+16.3f} [{r['low']:>+7.3f}, {r['high']:>+7.3f}]" if team else \
-            f"{r['elo']:>+16.0f} [{r['low']:>+7.0f}, {r['high']:>+7.0f}]"
-        extra = f"{r['success']:>8.1%} " if team else (
-            f"{r['openskill_mu']:>7.1f}±{r['openskill_sigma']:<5.1f} "
-            f"{r['mean_reward']:>+8.3f} [{r['reward_ci'][0]:+.3f}, {r['reward_ci'][1]:+.3f}] ")
-        lines.append(f"{r['rank_ub']:>4} {r['agent']:<22} {value} {r['games']:>6} {extra}{r['invalid_rate']:>8.1%}"
-                     + (f"  exploitability {r['exploitability']:.4f}" if r["exploitability"] is not None else ""))
+    lines = _text_table(rows, scale, team)
     if team:
         warning = "Cooperative game: agents are ranked by the mean team reward of the games they played."
     else:
