@@ -246,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
             participants += checkpoint_participants(run, args.run_options)
         if len(participants) < 2:
             raise ValueError("a tournament needs at least two participants (--agents and/or --run)")
+        if args.bootstrap < 1:
+            raise ValueError(f"--bootstrap {args.bootstrap}: expected a number of bootstrap rounds >= 1")
+        if args.anchor is not None and args.anchor not in {p.name for p in participants}:
+            raise ValueError(f"--anchor {args.anchor!r} is not a participant: expected one of "
+                             f"{', '.join(p.name for p in participants)}")
         anchor = args.anchor or ("random" if any(p.name == "random" for p in participants) else None)
         seats = parse_seats(args.seats, game_class(args.game).roles)
         summary = run_tournament(args.game, participants, args.games, args.schedule, args.candidates, args.out,

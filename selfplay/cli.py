@@ -23,8 +23,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     from selfplay.games.conformance import check_game
     from selfplay.games.registry import game_class
 
-    count = args.seeds if args.seeds is not None else game_class(args.game).check_seeds
-    report = check_game(args.game, range(args.seed, args.seed + count), parse_key_values(args.option))
+    cls = game_class(args.game)
+    count = args.seeds if args.seeds is not None else cls.check_seeds
+    if count < 1:
+        raise ValueError(f"--seeds {count}: expected a number of playouts >= 1")
+    options = parse_key_values(args.option)
+    try:
+        cls(**options)  # a bad option is one line, not a report of every seed failing
+    except TypeError as exc:
+        raise ValueError(f"--option for {cls.name}: {exc}") from None
+    report = check_game(cls, range(args.seed, args.seed + count), options)
     print(report)
     return 0 if report.ok else 1
 

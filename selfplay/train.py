@@ -20,6 +20,7 @@ def check_config(cfg) -> None:
     from selfplay.training.names import AVERAGE, MIRROR, OPPONENT, POOL
 
     bind_game(cfg)
+    _check_paths(cfg.run)
     cur = cfg.curriculum
     specs = [*cfg.evaluation.opponents, *cfg.opponents.seats.values(), cfg.model]
     if cfg.opponents.scripted_prob:
@@ -36,6 +37,19 @@ def check_config(cfg) -> None:
         parse_spec(spec)
     for value in (cur.arms if cur.option != OPPONENT else []) or [None]:
         make_game(cfg.game, **{**cfg.game_options, **({cur.option: value} if value is not None else {})})
+
+
+def _check_paths(run) -> None:
+    """The run directory can be created, and an explicit resume path is a complete checkpoint."""
+    from pathlib import Path
+
+    try:
+        Path(run.out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"config key 'run.out': cannot create {run.out!r}: {exc.strerror}") from None
+    if run.resume not in ("auto", "never") and not (Path(run.resume) / "COMPLETE").exists():
+        raise ValueError(f"config key 'run.resume': {run.resume!r} is not a complete checkpoint directory (expected "
+                         f"auto, never, or RUN/checkpoints/step_N with its COMPLETE marker)")
 
 
 def main(argv: list[str] | None = None) -> int:

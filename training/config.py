@@ -230,7 +230,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if path is not None:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-            data = OmegaConf.to_container(OmegaConf.load(path))
+            data = _read_yaml(path)
+            if data is None or data == {}:
+                raise ValueError(f"config file {str(path)!r} is empty: expected a mapping of keys, e.g. 'game: tictactoe'")
             if not isinstance(data, dict):
                 raise ValueError(f"config file {str(path)!r}: expected a mapping of keys, got a {type(data).__name__}")
             layers.append(OmegaConf.create(_move_flat_keys(data)))
@@ -246,6 +248,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ValueError(_one_line(exc)) from None
     validate(config)
     return config
+
+
+def _read_yaml(path: str | Path) -> Any:
+    """The YAML file's data; a syntax error (unclosed bracket, duplicate key, tab indentation) as one line naming the
+    file, line and column."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"config file {str(path)!r}{where}: invalid YAML: {problem}") from None
 
 
 def _one_line(exc: Exception) -> str:

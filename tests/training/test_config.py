@@ -81,3 +81,27 @@ def test_config_loads_without_torch():
             f"load_config({str(CONFIGS / 'quickstart.yaml')!r}, ['lr=1e-3']); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("game: [tictactoe\n", "line 2, column 1: invalid YAML: did not find expected ',' or ']'"),
+    ("game: a\ngame: b\n", "invalid YAML: found duplicate key game"),
+    ("game:\n\tsteps: 3\n", "invalid YAML: found character that cannot start any token"),
+    ("", "is empty: expected a mapping of keys"),
+    ("- a\n- b\n", "expected a mapping of keys, got a list"),
+])
+def test_bad_yaml_is_one_line_naming_file_and_place(tmp_path, text, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as err:
+        load_config(path)
+    assert words in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_run_paths_are_checked_before_any_model_loads(tmp_path):
+    from selfplay.train import check_config
+
+    with pytest.raises(ValueError, match="'run.resume': '/nope' is not a complete checkpoint"):
+        check_config(load_config(None, ["run.resume=/nope", f"run.out={tmp_path}"]))
+    with pytest.raises(ValueError, match="'run.out': cannot create '/dev/null/run'"):
+        check_config(load_config(None, ["run.out=/dev/null/run"]))
