@@ -50,6 +50,11 @@ def test_check_game_exits_nonzero_on_a_broken_game():
     (["play", "tictactoe", "--agents", "random"], "1 agent(s) for 2 free role(s)"),
     (["play", "liars_dice", "--agents", "random", "random", "--option", "dice=9"], "dice=9"),
     (["check-game", "tests.fakes:Nope"], "has no class 'Nope'"),
+    (["check-game", "tictactoe", "--seeds", "0"], "--seeds 0: expected a number of playouts >= 1"),
+    (["check-game", "kuhn_poker", "--option", "bogus=1"], "unexpected keyword argument 'bogus'"),
+    (["play", "tictactoe", "--agents", "random", "random", "--games", "-3"], "--games -3"),
+    (["play", "kuhn_poker_3", "--agents", "random", "random", "--seats", "dealer=expert"], "'dealer' is not a role"),
+    (["export", "nowhere"], "does not exist"),
     (["check-game", "nowhere/game.py:G"], "does not exist"),
 ])
 def test_bad_input_gets_a_clear_error(args, words, capsys):
