@@ -107,7 +107,7 @@ for p in $VIEWS; do view "$p"; done
 for p in $HIDE; do if [ -d "$R$p" ]; then $MOUNT -t tmpfs -o size=4k,mode=0555 selfplay-hidden "$R$p"; fi; done
 mkdir -p "$R/tmp"
 $MOUNT -t tmpfs -o size=$TMP_MB,mode=1777,nosuid,nodev selfplay-tmp "$R/tmp"
-$MOUNT -o remount,ro,nosuid,nodev /tmp
+$MOUNT -o remount,ro,nosuid,nodev /tmp 2>/dev/null || $MOUNT -o remount,bind,ro /tmp
 cd "$R"
 exec $ENV -i $CHROOT "$R" $SETPRIV $PRIVS -- "$PYTHON" -I -S -c "$1" "$2" isolated $DROP
 '''

@@ -276,3 +276,27 @@ def test_results_are_structured():
     assert run_code("", "open('a.txt').read()", LIMITS).status == "EXCEPTION"  # and empty again for the next job
     r = run_code("", "'x' * 2_000_000", Limits(timeout_s=5, cpu_s=3, memory_mb=256, output_bytes=20_000))
     assert r.status == "CRASH" and "exceeded" in r.error  # a result over the 1 MB cap
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/python3").exists(), reason="needs root to become nobody")
+def test_the_user_namespace_path_for_trainers_that_are_not_root():
+    """As uid 65534 the sandbox takes a user namespace (root inside it, no capabilities) and still isolates."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    tmp_path = Path(tempfile.mkdtemp(prefix="selfplay-userns-"))  # pytest's folders are not readable by nobody
+    for name in ("sandbox.py", "sandbox_worker.py"):
+        shutil.copy(Path(sandbox.__file__).with_name(name), tmp_path / name)
+    tmp_path.chmod(0o755)
+    script = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import sandbox\n"
+              "ok, line = sandbox.isolation_report(); print(ok, line)\n"
+              "r = sandbox.run_code('import os', '[os.getuid(), os.getppid(), sorted(os.environ)]'); print(r.value)\n"
+              "print(sandbox.run_code(\"open('/etc/passwd').read()\", None).status)")
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "-i",
+                             "PATH=/usr/bin:/bin", "/usr/bin/python3", "-c", script],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    shutil.rmtree(tmp_path, ignore_errors=True)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and lines[0].startswith("True") and "user namespace" in lines[0], result.stderr
+    assert lines[1] == "[0, 1, ['LC_CTYPE']]" and lines[2] == "FORBIDDEN"
