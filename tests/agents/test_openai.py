@@ -143,8 +143,11 @@ def test_specs_and_targets_are_checked():
 
 
 def test_a_served_checkpoint_rates_the_same_as_the_checkpoint_loaded_directly(tmp_path):
-    """The same checkpoint twice, served over HTTP and loaded in-process, greedy: identical answers to identical
-    observations, so identical ratings."""
+    """The same checkpoint twice, served over HTTP and loaded in-process, greedy: the same ratings within their
+    intervals, and one prompt at a time the same answers token for token. (Across batches of different shapes a
+    random tiny model's near-flat logits can tip a greedy choice, so whole games are compared by rating.)"""
+    from selfplay.agents.llm import render_prompt
+    from selfplay.arena.records import open_store
     from tests.arena.test_tournament import fake_run
 
     policy = fake_run(tmp_path / "run", steps=(3,)) / "checkpoints" / "step_000003" / "policy"
@@ -156,18 +159,18 @@ def test_a_served_checkpoint_rates_the_same_as_the_checkpoint_loaded_directly(tm
         assert tournament(["tictactoe", "--agents", f"direct=hf:{policy}:temperature=0,max_new_tokens=6",
                            f"served=openai:ckpt@{url}:temperature=0,max_tokens=6", "random", "--games", "20",
                            "--out", str(out), "--bootstrap", "50"]) == 0
+        views = list({tuple((m["role"], m["content"]) for m in s.messages): None for ep in open_store(out).episodes()
+                      for s in ep.steps if s.agent == "served" and s.attempt == 0})[:5]
+        direct = build_agent(f"hf:{policy}:temperature=0,max_new_tokens=6")
+        for view in views:
+            messages = [{"role": r, "content": c} for r, c in view]
+            status, reply = post(url, {"messages": messages, "max_tokens": 6, "temperature": 0})
+            [mine] = direct.generate([render_prompt(direct.tokenizer, messages)])
+            assert status == 200 and reply["choices"][0]["message"]["content"] == mine.text
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    assert views
     ratings = {r["agent"]: r for r in json.loads((out / "summary.json").read_text())["ratings"]}
-    direct, served = ratings["direct"], ratings["served"]
-    assert direct["low"] <= served["elo"] <= direct["high"] and served["low"] <= direct["elo"] <= served["high"]
-    from selfplay.arena.records import open_store
-
-    said: dict[tuple[str, str], set[str]] = {}
-    for ep in open_store(out).episodes():
-        for s in ep.steps:
-            if s.agent in ("direct", "served") and s.attempt == 0:
-                said.setdefault((s.agent, s.messages[-1]["content"]), set()).add(s.text)
-    shared = {view for agent, view in said if agent == "direct"} & {view for agent, view in said if agent == "served"}
-    assert shared and all(said[("direct", v)] == said[("served", v)] for v in shared)
+    direct_r, served_r = ratings["direct"], ratings["served"]
+    assert direct_r["low"] <= served_r["elo"] <= direct_r["high"] and served_r["low"] <= direct_r["elo"] <= served_r["high"]
