@@ -28,16 +28,9 @@ from selfplay.games.core import outcome_of  # noqa: E402
 def _per_role(episodes: list[Episode], fixed: dict[str, str], centre: float) -> dict[str, dict[str, float]]:
     """Ratings of each agent in each seat: BT over (agent@role) entities on the pairwise comparisons of every game,
     centred on ``centre`` (the mean of the overall ratings, so both tables share one scale)."""
-    results = []
-    for ep in episodes:
-        if ep.status == "error" or "unit" not in ep.meta:
-            continue
-        seats = [r for r in ep.agents if r not in fixed]
-        for i, ra in enumerate(seats):
-            for rb in seats[i + 1:]:
-                if ep.agents[ra] != ep.agents[rb]:
-                    results.append(Result(f"{ep.agents[ra]}@{ra}", f"{ep.agents[rb]}@{rb}", ep.pairwise(ra, rb),
-                                          ep.meta["unit"]))
+    from selfplay.arena.tournament import results_of  # the one definition of a pairwise comparison
+
+    results = results_of(episodes, fixed, by_seat=True)
     fit = bradley_terry(results) if results else {}
     fit = {k: v + centre for k, v in fit.items()}
     table: dict[str, dict[str, float]] = defaultdict(dict)

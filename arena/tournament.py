@@ -91,19 +91,21 @@ def table_matches(roles, table: tuple[str, ...], games: int, seed: int, key: str
     return matches
 
 
-def results_of(episodes: list[Episode], fixed: dict[str, str] | None = None) -> list[Result]:
+def results_of(episodes: list[Episode], fixed: dict[str, str] | None = None, by_seat: bool = False) -> list[Result]:
     """Rating results from recorded tournament games: every pair of rotated seats held by different participants
     is one comparison (1 higher reward, 0.5 equal, 0 lower), so games of three or more players rate by Bradley-Terry
-    on pairwise comparisons; errored games are left out."""
+    on pairwise comparisons; errored games are left out. ``by_seat``: the entities are ``agent@role`` (per-seat
+    ratings) rather than agents."""
+    name = (lambda ep, r: f"{ep.agents[r]}@{r}") if by_seat else (lambda ep, r: ep.agents[r])  # noqa: E731
     out = []
     for ep in episodes:
-        if ep.status == "error" or "pairing" not in ep.meta:
+        if ep.status == "error" or "unit" not in ep.meta:
             continue
         seats = [r for r in ep.agents if r not in (fixed or {})]
         for i, ra in enumerate(seats):
             for rb in seats[i + 1:]:
                 if ep.agents[ra] != ep.agents[rb]:
-                    out.append(Result(ep.agents[ra], ep.agents[rb], ep.pairwise(ra, rb), ep.meta["unit"]))
+                    out.append(Result(name(ep, ra), name(ep, rb), ep.pairwise(ra, rb), ep.meta["unit"]))
     return out
 
 

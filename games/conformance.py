@@ -12,6 +12,8 @@ leaks, and simultaneous movers seeing each other's pending move); and that ``par
 
 from __future__ import annotations
 
+import copy
+import json
 import random
 import traceback
 from collections.abc import Callable, Iterable
@@ -154,8 +156,6 @@ def _check_endings(game: Game, seed: int, midgame: bool = False) -> list[CheckFa
     """``info()`` of the episode is a JSON dict; ``forfeit_rewards`` (for every offender) and ``truncation_rewards``
     name every role, within ``reward_range``, and follow the outcome model (at the end, or ``midgame``, where a
     forfeit or the turn limit can end a game too)."""
-    import json
-
     failures = []
     info = game.info()
     try:
@@ -188,8 +188,6 @@ def _check_hidden(game: Game, seed: int, playout: _Playout) -> list[CheckFailure
     """Leak test by perturbation: at every turn, for every role, re-sample on a copy what the role cannot see
     (``resample_hidden``) and check its observation is unchanged; a simultaneous turn's observations must also not
     change once every mover's answer is parsed. Skipped for games without ``resample_hidden``."""
-    import copy
-
     rng = random.Random(seed ^ 0xC0FFEE)
     game.reset(seed)
     for turn_index, (_, _, texts) in enumerate(playout.transcript):

@@ -311,24 +311,27 @@ class Pool:
                 self.size += 1
 
     def run(self, code: str, expression: str | None, limits: Limits) -> Execution:
-        worker = self.idle.get()
+        worker = self._alive(self.idle.get())  # one that ended after its last job is replaced first
         try:
-            if not worker.alive:  # it ended after its last job: this job starts on a fresh one
-                worker.close()
-                worker = Worker(self.insecure)
-            result = worker.run(code, expression, limits)
+            return worker.run(code, expression, limits)
         finally:
-            if not worker.alive:
-                worker.close()
-                try:
-                    worker = Worker(self.insecure)
-                except SandboxUnavailable:
-                    with self.lock:
-                        self.size -= 1
-                    worker = None
-            if worker is not None:
-                self.idle.put(worker)
-        return result
+            try:
+                self.idle.put(self._alive(worker))
+            except SandboxUnavailable:  # the job's verdict still stands; the pool is one worker smaller
+                pass
+
+    def _alive(self, worker: Worker) -> Worker:
+        """``worker``, or a fresh one in its place when it has ended; a slot that cannot be refilled leaves the
+        pool (and the error is raised)."""
+        if worker.alive:
+            return worker
+        worker.close()
+        try:
+            return Worker(self.insecure)
+        except SandboxUnavailable:
+            with self.lock:
+                self.size -= 1
+            raise
 
     def close(self) -> None:
         while True:
