@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from selfplay.agents.base import Completion, Request
+from selfplay.agents.decode import Decoder, next_allowed
 from selfplay.agents.models import MODEL_OPTIONS, load_model
 from selfplay.agents.weights import activate_adapter
 
@@ -157,6 +158,7 @@ class LLMAgent:
         self.name, self.model, self.tokenizer, self.adapter = name, model, tokenizer, adapter
         self.sampling = sampling or SamplingConfig()
         self.calls = 0
+        self.decoder: Decoder | None = None
         self.stop_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
 
     def act(self, requests: list[Request]) -> list[list[Completion]]:
@@ -176,15 +178,36 @@ class LLMAgent:
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], legal: list[list[str] | None] | None = None) -> list[Completion]:
         """Sample one completion per prompt in one batched call (optionally constrained to legal actions)."""
+        if self.sampling.cache == "static":
+            return self._generate_hf(prompts, legal)
+        s, tok = self.sampling, self.tokenizer
+        if self.decoder is None:
+            self.decoder = Decoder(self.model, tok.eos_token_id, self.stop_ids, max_rows=s.batch_size)
+        spelled = None
+        if legal:
+            spelled = [None if options is None else [tok.encode(a, add_special_tokens=False) for a in options]
+                       for options in legal]
+        stopped = None
+        if s.stop:
+            def stopped(row: int, tokens: list[int]) -> bool:
+                text = tok.decode(tokens, skip_special_tokens=True)
+                return any(x in text for x in s.stop)
+        seed = s.seed + self.calls  # reproducible, yet every call samples afresh
+        self.calls += 1
+        with self._adapter():
+            rows = self.decoder.decode(prompts, s.max_new_tokens, s.temperature, s.top_p, spelled, seed, stopped)
+        return [Completion(tok.decode(r.tokens, skip_special_tokens=True), prompt_ids=list(p), completion_ids=r.tokens,
+                           logprobs=r.logprobs, allowed=r.allowed) for p, r in zip(prompts, rows)]
+
+    def _generate_hf(self, prompts: list[list[int]], legal: list[list[str] | None] | None = None) -> list[Completion]:
+        """Transformers' ``generate`` with a static KV cache and compiled decoding (shapes bucketed), for GPUs."""
         s, tok = self.sampling, self.tokenizer
         device = next(self.model.parameters()).device
         real = len(prompts)
-        extra = {}
-        if s.cache == "static":  # bucket (batch, width) so compiled graphs are reused across calls
-            prompts = prompts + [prompts[0]] * ((1 << (real - 1).bit_length()) - real)
-            legal = legal + [legal[0]] * (len(prompts) - real) if legal else legal
-            extra = {"cache_implementation": "static"}
-        ids, mask = left_pad(prompts, tok.pad_token_id, device, multiple=64 if s.cache == "static" else 1)
+        # bucket (batch, width) so compiled graphs are reused across calls
+        prompts = prompts + [prompts[0]] * ((1 << (real - 1).bit_length()) - real)
+        legal = legal + [legal[0]] * (len(prompts) - real) if legal else legal
+        ids, mask = left_pad(prompts, tok.pad_token_id, device, multiple=64)
         allowed, allowed_log = self._constraint(legal, ids.shape[1]) if legal else (None, {})
         torch.manual_seed(s.seed + self.calls)  # reproducible, yet every call samples afresh
         self.calls += 1
@@ -194,7 +217,7 @@ class LLMAgent:
                 temperature=s.temperature if s.temperature > 0 else None, top_p=s.top_p if s.temperature > 0 else None,
                 top_k=None, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                 stop_strings=s.stop or None, tokenizer=tok if s.stop else None, prefix_allowed_tokens_fn=allowed,
-                output_logits=True, return_dict_in_generate=True, **extra)
+                output_logits=True, return_dict_in_generate=True, cache_implementation="static")
         new = out.sequences[:, ids.shape[1]:]
         temp = s.temperature if s.temperature > 0 else 1.0
         steps = []
@@ -236,10 +259,7 @@ class LLMAgent:
             for action, ids in zip(r.legal_actions, spelled):
                 path, allowed = ids + [eos], []
                 for n in range(len(path)):
-                    nxt = {o[n] for o in spelled if len(o) > n and o[:n] == ids[:n]}
-                    if any(o == ids[:n] for o in spelled) or not nxt:
-                        nxt.add(eos)
-                    allowed.append(sorted(nxt))
+                    allowed.append(next_allowed(spelled, ids[:n], eos))
                 rows.append((prompt, path, allowed))
                 owners.append((i, action))
         temperature = self.sampling.temperature
@@ -284,12 +304,8 @@ class LLMAgent:
             if options is None:
                 return vocab
             prefix = sent[width:].tolist()
-            n = len(prefix)
-            nxt = {o[n] for o in options if len(o) > n and o[:n] == prefix}
-            if any(o == prefix for o in options) or not nxt:
-                nxt.add(eos)
-            log[batch_id][n] = sorted(nxt)
-            return log[batch_id][n]
+            log[batch_id][len(prefix)] = next_allowed(options, prefix, eos)
+            return log[batch_id][len(prefix)]
 
         return allowed, log
 

@@ -1,0 +1,367 @@
+"""Batched sampling from a causal LM that wastes nothing the answer does not depend on.
+
+- **Shared prefixes once**: the batch's prompts form a radix tree (identical prompts, a system prompt, a game's rules
+  and board header shared by many games); every tree node's tokens are run through the model once, level by level,
+  each level one batched forward over the nodes' segments on top of their ancestors' keys and values (the idea of
+  SGLang's RadixAttention, Zheng et al. 2024, within one call). A row's key/value cache is its path through the tree.
+- **No padding waste**: the segments of a level are bucketed by length (least padding plus per-forward cost).
+- **A preallocated cache**: decoding writes each step's keys and values in place instead of concatenating.
+- **Cheap constrained sampling**: where every live row is constrained to spell a legal action, the output layer is
+  evaluated only on the tokens some row may emit; a forced end-of-text costs no forward; finished rows are dropped.
+- **Exact log-probabilities**: each sampled token's ``log softmax(logits / T)`` (renormalised over the allowed tokens
+  when constrained) is what a teacher-forced pass over the same tokens computes (``agents/llm.token_logprobs``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer
+
+
+@dataclass
+class Node:
+    """A segment of the prompt radix tree: tokens ``[start, start + len(tokens))`` of every row below it."""
+
+    tokens: list[int]
+    parent: int
+    start: int
+    level: int
+    ends: list[int] = field(default_factory=list)  # rows whose prompt ends with this node
+
+
+def _lcp(rows: list[list[int]], group: list[int], start: int) -> int:
+    first, end = rows[group[0]], min(len(rows[i]) for i in group)
+    n = start
+    while n < end and all(rows[i][n] == first[n] for i in group):
+        n += 1
+    return n
+
+
+def radix_tree(rows: list[list[int]], min_saving: int = 64) -> list[Node]:
+    """The prompts as a radix tree of nodes (parents before children). A run shared by ``k`` rows becomes its own
+    node only when sharing saves at least ``min_saving`` token computations, ``(k - 1) * length``; a smaller one is
+    repeated in each branch, since every extra forward streams all the weights once."""
+    nodes: list[Node] = []
+
+    def build(group: list[int], start: int, parent: int, level: int) -> None:
+        end = _lcp(rows, group, start)
+        longest = max(len(rows[i]) for i in group)
+        if len(group) > 1 and parent >= 0 and end < longest and (len(group) - 1) * (end - start) < min_saving:
+            # too little to share here: each branch starts its own node at `start`
+            ended = [i for i in group if len(rows[i]) == end]
+            if ended:
+                nodes.append(Node(rows[ended[0]][start:end], parent, start, level, ended))
+            for sub in _branches(rows, [i for i in group if len(rows[i]) > end], end):
+                build(sub, start, parent, level)
+            return
+        if len(group) == 1:
+            end = len(rows[group[0]])
+        nodes.append(Node(rows[group[0]][start:end], parent, start, level, [i for i in group if len(rows[i]) == end]))
+        me = len(nodes) - 1
+        for sub in _branches(rows, [i for i in group if len(rows[i]) > end], end):
+            build(sub, end, me, level + 1)
+
+    for sub in _branches(rows, list(range(len(rows))), 0):
+        build(sub, 0, -1, 0)
+    return nodes
+
+
+def _branches(rows: list[list[int]], group: list[int], at: int) -> list[list[int]]:
+    """``group`` split by the token at position ``at`` (insertion order kept)."""
+    out: dict[int, list[int]] = {}
+    for i in group:
+        out.setdefault(rows[i][at], []).append(i)
+    return list(out.values())
+
+
+def length_buckets(lengths: list[int], max_rows: int, max_tokens: int = 16384, overhead: int = 64) -> list[list[int]]:
+    """Indices grouped into padded batches of least cost: each batch costs ``overhead`` tokens (one forward streams
+    every weight) plus its rows times its longest length; exact by dynamic programming over the sorted lengths."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    n = len(order)
+    best, cut = [0.0] + [float("inf")] * n, [0] * (n + 1)
+    for j in range(1, n + 1):  # best[j]: cost of the j shortest rows; the last batch is order[i:j]
+        width = lengths[order[j - 1]]
+        for i in range(j - 1, max(-1, j - 1 - max_rows), -1):
+            if width * (j - i) > max_tokens and j - i > 1:
+                break
+            cost = best[i] + overhead + width * (j - i)
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    buckets, j = [], n
+    while j > 0:
+        buckets.append(order[cut[j]:j])
+        j = cut[j]
+    return buckets[::-1]
+
+
+class _Preallocated(DynamicLayer):
+    """One layer's keys and values in a buffer with room for the tokens still to come, written in place."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int):
+        super().__init__()
+        self.kbuf, self.vbuf, self.length = keys, values, length
+        self.keys, self.values = keys[:, :, :length], values[:, :, :length]
+        self.device, self.is_initialized = keys.device, True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        n = key_states.shape[-2]
+        self.kbuf[:, :, self.length:self.length + n] = key_states
+        self.vbuf[:, :, self.length:self.length + n] = value_states
+        self.length += n
+        self.keys, self.values = self.kbuf[:, :, :self.length], self.vbuf[:, :, :self.length]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only ``rows`` (finished rows leave the batch)."""
+        self.kbuf, self.vbuf = self.kbuf.index_select(0, rows), self.vbuf.index_select(0, rows)
+        self.keys, self.values = self.kbuf[:, :, :self.length], self.vbuf[:, :, :self.length]
+
+
+def _cache_keyword(model: torch.nn.Module) -> str:
+    """``cache`` (transformers >= 5.2x) or ``past_key_values``, whichever the model's forward takes."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
+
+
+def _cache(layers: list[DynamicLayer]) -> DynamicCache:
+    cache = DynamicCache()
+    cache.layers, cache.layer_class_to_replicate = layers, None
+    return cache
+
+
+def next_allowed(options: list[list[int]], prefix: list[int], eos: int) -> list[int]:
+    """Tokens that continue some legal spelling after ``prefix`` (end-of-text once a spelling is complete)."""
+    n = len(prefix)
+    nxt = {o[n] for o in options if len(o) > n and o[:n] == prefix}
+    if any(o == prefix for o in options) or not nxt:
+        nxt.add(eos)
+    return sorted(nxt)
+
+
+@dataclass
+class Sampled:
+    """One row's completion: token ids, their sampling log-probabilities, and the allowed ids at each step."""
+
+    tokens: list[int]
+    logprobs: list[float]
+    allowed: list[list[int]] | None
+
+
+class Decoder:
+    """Sampling for one model: ``decode(prompts, ...)`` returns a :class:`Sampled` per prompt."""
+
+    def __init__(self, model: torch.nn.Module, eos: int, stop_ids: set[int], min_saving: int = 64,
+                 max_rows: int = 256):
+        self.model, self.eos, self.stop_ids = model, eos, set(stop_ids) | {eos}
+        self.min_saving, self.max_rows = min_saving, max_rows
+        self.kw = _cache_keyword(model)
+        config = model.config
+        head = model.get_output_embeddings()
+        plain = type(head) is torch.nn.Linear and not getattr(config, "final_logit_softcapping", None) \
+            and not getattr(config, "logit_scale", None)
+        self.head = head if plain else None  # restricted logits need a plain linear output layer
+        self.stats = {"prefill_tokens": 0, "prompt_tokens": 0, "decode_steps": 0, "decode_rows": 0, "forwards": 0}
+
+    # -- prefill ---------------------------------------------------------------------------------------
+    def _forward(self, ids, mask, positions, past: list[tuple[torch.Tensor, torch.Tensor]] | None, keep: int = 1):
+        self.stats["forwards"] += 1
+        kwargs = {self.kw: DynamicCache(ddp_cache_data=past) if past else DynamicCache()}
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                         logits_to_keep=keep, **kwargs)
+        return out.logits[:, -1], [(layer.keys, layer.values) for layer in kwargs[self.kw].layers]  # filled in place
+
+    def prefill(self, prompts: list[list[int]], width: int, room: int) -> tuple[list[_Preallocated], torch.Tensor]:
+        """Every prompt run through the model along its radix-tree path; returns per layer a cache of
+        ``(rows, heads, width + room, head_dim)`` with the prompts left-aligned to ``width``, and last-token logits.
+
+        Keys and values of every node's tokens go to one flat store per layer (a row per token, row 0 all zeros
+        for padding), so a batch's past and the final cache are single gathers, whatever the tree's shape.
+        """
+        device = next(self.model.parameters()).device
+        nodes = radix_tree(prompts, self.min_saving)
+        self.stats["prompt_tokens"] += sum(len(p) for p in prompts)
+        plan = []  # (members, past width, segment width), in dependency order
+        for level in range(max(n.level for n in nodes) + 1):
+            here = [i for i, n in enumerate(nodes) if n.level == level]
+            for bucket in length_buckets([len(nodes[i].tokens) for i in here], self.max_rows):
+                members = [here[j] for j in bucket]
+                plan.append((members, max(nodes[i].start for i in members), max(len(nodes[i].tokens) for i in members)))
+        offset = [0] * len(nodes)  # store row of each node's first token
+        used = 1
+        for members, _, ws in plan:
+            for r, i in enumerate(members):
+                offset[i] = used + r * ws + ws - len(nodes[i].tokens)
+            used += len(members) * ws
+        spans: list[list[int]] = [[] for _ in nodes]  # store rows of each node's whole prompt prefix
+        for i, n in enumerate(nodes):  # parents come first
+            spans[i] = (spans[n.parent] if n.parent >= 0 else []) + list(range(offset[i], offset[i] + len(n.tokens)))
+        store: list[tuple[torch.Tensor, torch.Tensor]] = []
+        last = torch.empty(0)
+        used = 1
+        for members, wp, ws in plan:
+            b = len(members)
+            ids = torch.zeros(b, ws, dtype=torch.long)
+            mask = torch.zeros(b, wp + ws, dtype=torch.long)
+            pos = torch.zeros(b, ws, dtype=torch.long)
+            index = torch.zeros(b, wp, dtype=torch.long)  # past rows in the store (0: padding)
+            for r, i in enumerate(members):
+                n = nodes[i]
+                s, p = len(n.tokens), n.start
+                ids[r, ws - s:] = torch.tensor(n.tokens)
+                mask[r, wp - p:wp] = 1
+                mask[r, wp + ws - s:] = 1
+                pos[r, ws - s:] = torch.arange(p, p + s)
+                if p:
+                    index[r, wp - p:] = torch.tensor(spans[n.parent])
+            index = index.to(device)
+            past = [(k[index].transpose(1, 2), v[index].transpose(1, 2)) for k, v in store] if wp else None
+            self.stats["prefill_tokens"] += b * ws
+            logits, layers = self._forward(ids.to(device), mask.to(device), pos.to(device), past)
+            if not store:
+                total = used + sum(len(m) * w for m, _, w in plan)
+                store = [(k.new_zeros(total, k.shape[1], k.shape[3]), v.new_zeros(total, v.shape[1], v.shape[3]))
+                         for k, v in layers]
+                last = logits.new_empty(len(nodes), logits.shape[-1])
+            for (sk, sv), (k, v) in zip(store, layers):  # (b, heads, wp + ws, dim) -> store rows (b * ws, heads, dim)
+                sk[used:used + b * ws] = k[:, :, wp:].transpose(1, 2).reshape(b * ws, k.shape[1], k.shape[3])
+                sv[used:used + b * ws] = v[:, :, wp:].transpose(1, 2).reshape(b * ws, v.shape[1], v.shape[3])
+            last[torch.tensor(members, device=device)] = logits
+            used += b * ws
+        row_node = [0] * len(prompts)
+        for i, n in enumerate(nodes):
+            for r in n.ends:
+                row_node[r] = i
+        index = torch.zeros(len(prompts), width, dtype=torch.long)
+        for r, p in enumerate(prompts):
+            index[r, width - len(p):] = torch.tensor(spans[row_node[r]])
+        index = index.to(device)
+        cache = []
+        for k, v in store:
+            kbuf = k.new_zeros(len(prompts), k.shape[1], width + room, k.shape[2])
+            vbuf = torch.zeros_like(kbuf)
+            kbuf[:, :, :width] = k[index].transpose(1, 2)
+            vbuf[:, :, :width] = v[index].transpose(1, 2)
+            cache.append(_Preallocated(kbuf, vbuf, width))
+        return cache, last[torch.tensor(row_node, device=device)]
+
+    # -- sampling --------------------------------------------------------------------------------------
+    @staticmethod
+    def sample(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None):
+        """Tokens drawn from ``softmax(logits / T)`` (nucleus-truncated when top_p < 1; greedy when T = 0) and
+        their log-probabilities under the untruncated distribution."""
+        logits = logits.float()
+        logp = torch.log_softmax(logits / (temperature or 1.0), dim=-1)
+        if temperature == 0:
+            tokens = logits.argmax(-1)
+        else:
+            probs = logp.exp()
+            if top_p < 1.0:
+                sorted_p, order = probs.sort(dim=-1, descending=True)
+                keep = sorted_p.cumsum(-1) - sorted_p < top_p
+                probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)
+            cdf = probs.cumsum(-1)  # inverse-CDF sampling: one uniform per row instead of one per vocabulary entry
+            # 1 - U lies in (0, 1], so the first index whose CDF reaches it has positive probability
+            u = (1.0 - torch.rand(len(cdf), 1, device=cdf.device, generator=generator)) * cdf[:, -1:]
+            tokens = torch.searchsorted(cdf, u).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
+        return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
+
+    def decode(self, prompts: list[list[int]], max_new: int, temperature: float = 1.0, top_p: float = 1.0,
+               legal: list[list[list[int]] | None] | None = None, seed: int = 0,
+               stopped: Callable[[int, list[int]], bool] | None = None) -> list[Sampled]:
+        """Sample up to ``max_new`` tokens for each prompt; ``legal`` (per row: token spellings, or None) constrains
+        a row to spell one of them and then stop; ``stopped(row, tokens)`` ends a row early (stop strings)."""
+        device = next(self.model.parameters()).device
+        generator = torch.Generator(device=device).manual_seed(seed)
+        n = len(prompts)
+        legal = legal or [None] * n
+        out = [Sampled([], [], [] if legal[i] is not None else None) for i in range(n)]
+        width = max(len(p) for p in prompts)
+        layers, logits = self.prefill(prompts, width, max_new)
+        live = list(range(n))
+        mask = torch.zeros(n, width + max_new, dtype=torch.long)
+        for r, p in enumerate(prompts):
+            mask[r, width - len(p):width] = 1
+        mask = mask.to(device)
+        positions = torch.tensor([len(p) for p in prompts], device=device)
+        cache = _cache(layers)
+        for step in range(max_new):
+            allowed = [None if legal[r] is None else next_allowed(legal[r], out[r].tokens, self.eos) for r in live]
+            logits = self._masked(logits, allowed)
+            tokens, logps = self.sample(logits, temperature, top_p, generator)
+            tokens, logps = tokens.tolist(), logps.tolist()
+            keep = []
+            for j, r in enumerate(live):
+                o = out[r]
+                o.tokens.append(tokens[j])
+                o.logprobs.append(logps[j])
+                if o.allowed is not None:
+                    o.allowed.append(allowed[j])
+                done = tokens[j] in self.stop_ids or (stopped is not None and stopped(r, o.tokens))
+                if not done and legal[r] is not None and next_allowed(legal[r], o.tokens, self.eos) == [self.eos]:
+                    if step + 1 < max_new:  # a forced end-of-text: probability 1, no forward needed
+                        o.tokens.append(self.eos)
+                        o.logprobs.append(0.0)
+                        o.allowed.append([self.eos])
+                    done = True
+                if not done:
+                    keep.append(j)
+            if not keep or step + 1 == max_new:
+                break
+            if len(keep) < len(live):  # finished rows leave the batch
+                index = torch.tensor(keep, device=device)
+                for layer in layers:
+                    layer.select(index)
+                mask, positions = mask.index_select(0, index), positions.index_select(0, index)
+                live = [live[j] for j in keep]
+                tokens = [tokens[j] for j in keep]
+            col = width + step
+            mask[:, col] = 1
+            ids = torch.tensor(tokens, device=device)[:, None]
+            restrict = self._restriction(live, legal, out)
+            logits = self._step(ids, mask[:, :col + 1], positions[:, None], cache, restrict)
+            positions = positions + 1
+            self.stats["decode_steps"] += 1
+            self.stats["decode_rows"] += len(live)
+        return out
+
+    def _restriction(self, live: list[int], legal, out: list[Sampled]) -> torch.Tensor | None:
+        """The union of the next allowed tokens when every live row is constrained (None: full vocabulary)."""
+        if self.head is None or any(legal[r] is None for r in live):
+            return None
+        union = sorted({t for r in live for t in next_allowed(legal[r], out[r].tokens, self.eos)})
+        return torch.tensor(union, device=self.head.weight.device)
+
+    def _step(self, ids, mask, positions, cache, restrict: torch.Tensor | None) -> torch.Tensor:
+        self.stats["forwards"] += 1
+        kwargs = {self.kw: cache}
+        if restrict is None:
+            return self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                              logits_to_keep=1, **kwargs).logits[:, -1]
+        hidden = self.model.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                                          **kwargs).last_hidden_state[:, -1]
+        sub = torch.nn.functional.linear(hidden, self.head.weight[restrict],
+                                         None if self.head.bias is None else self.head.bias[restrict])
+        full = torch.full((len(ids), self.head.weight.shape[0]), float("-inf"), device=sub.device, dtype=sub.dtype)
+        return full.index_copy(1, restrict, sub)
+
+    @staticmethod
+    def _masked(logits: torch.Tensor, allowed: list[list[int] | None]) -> torch.Tensor:
+        """Logits with every disallowed token at -inf (rows without a constraint untouched); one scatter."""
+        if all(a is None for a in allowed):
+            return logits
+        rows = [j for j, a in enumerate(allowed) for _ in (a or ())]
+        cols = [t for a in allowed for t in (a or ())]
+        keep = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
+        keep[torch.tensor(rows, device=logits.device), torch.tensor(cols, device=logits.device)] = True
+        free = [j for j, a in enumerate(allowed) if a is None]
+        if free:
+            keep[torch.tensor(free, device=logits.device)] = True
+        return logits.float().masked_fill(~keep, float("-inf"))

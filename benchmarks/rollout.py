@@ -1,0 +1,238 @@
+"""Rollout speed: the arena against the reference naive loop, side by side, alternating, in one run.
+
+    python benchmarks/rollout.py                                   # CPU: SmolLM2, 32 TicTacToe games live, 8 new tokens
+    python benchmarks/rollout.py --model smollm2-random --device cuda --games 256 --reps 3   # GPU (random weights)
+
+Both play TicTacToe with the same model in both seats, the same games (seeds), the same prompts (the game's own
+chat observation) and the same sampling (temperature 1, full vocabulary, at most ``--new`` tokens per move, an
+invalid move replaced by a random legal one). The naive loop is ../shared/bench/naive_ttt.py's: all live games'
+prompts in one eager transformers ``generate`` per turn. The arena is ``selfplay.arena.play`` with an ``LLMAgent``
+(agents/decode.py: shared prefixes once, preallocated cache, finished rows dropped). ``--constrained`` adds a third
+column: the arena with constrained decoding (the game lists its legal moves), which the naive loop cannot do.
+
+Per run: games/s, generated tokens/s, ms per decode step and prefill tokens/s (model forwards timed by hooks on the
+decoder: a forward of one new token per row is a decode step, longer ones are prefill), and the arena/naive ratio
+per repetition with its spread. ``--profile`` prints where one arena run's time goes. The matmul floor of a decode
+step (``2 * parameters * batch`` FLOPs at this machine's measured matmul rate at the decode shape) is printed beside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import pstats
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.generation import FallbackTicTacToe, build, sync  # noqa: E402
+from selfplay.agents.llm import LLMAgent, SamplingConfig, render_prompt  # noqa: E402
+from selfplay.arena.play import paired_matches, play  # noqa: E402
+from selfplay.games.core import InvalidAction  # noqa: E402
+
+
+class ForwardClock:
+    """Times every forward of the model's decoder: prefill (several tokens per row) and decode steps (one)."""
+
+    def __init__(self, model: torch.nn.Module, device: str):
+        self.device, self.start = device, 0.0
+        self.reset()
+        decoder = model.get_decoder()
+        decoder.register_forward_pre_hook(self._pre, with_kwargs=True)
+        decoder.register_forward_hook(self._post, with_kwargs=True)
+
+    def reset(self) -> None:
+        self.prefill_s = self.decode_s = 0.0
+        self.prefill_tokens = self.decode_steps = self.decode_rows = 0
+
+    def _shape(self, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            ids = kwargs["inputs_embeds"]
+        return ids.shape[0], ids.shape[1]
+
+    def _pre(self, module, args, kwargs):
+        sync(self.device)
+        self.start = time.perf_counter()
+
+    def _post(self, module, args, kwargs, output):
+        sync(self.device)
+        seconds = time.perf_counter() - self.start
+        rows, width = self._shape(args, kwargs)
+        if width == 1:
+            self.decode_s += seconds
+            self.decode_steps += 1
+            self.decode_rows += rows
+        else:
+            self.prefill_s += seconds
+            self.prefill_tokens += rows * width
+
+    def summary(self) -> dict:
+        return {"prefill_tokens": self.prefill_tokens, "prefill_tok_per_s": self.prefill_tokens / max(self.prefill_s, 1e-9),
+                "prefill_s": self.prefill_s, "decode_s": self.decode_s, "decode_steps": self.decode_steps,
+                "ms_per_decode_step": 1000 * self.decode_s / max(1, self.decode_steps),
+                "rows_per_decode_step": self.decode_rows / max(1, self.decode_steps)}
+
+
+def naive(model, tokenizer, games: int, new: int, seed: int, device: str) -> dict:
+    """The reference loop: one eager ``generate`` over all live games per turn, invalid moves made random."""
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    boards = [FallbackTicTacToe() for _ in range(games)]
+    for i, g in enumerate(boards):
+        g.reset(seed * 100003 + i)
+    generated = 0
+    while True:
+        live = [g for g in boards if g.turn() is not None]
+        if not live:
+            break
+        roles = [g.turn().roles[0] for g in live]
+        texts = [tokenizer.decode(render_prompt(tokenizer, g.observe(r))) for g, r in zip(live, roles)]
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=new, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                                 pad_token_id=tokenizer.pad_token_id)
+        tails = out[:, enc.input_ids.shape[1]:]
+        generated += int((tails != tokenizer.pad_token_id).sum())
+        for g, r, t in zip(live, roles, tokenizer.batch_decode(tails, skip_special_tokens=True)):
+            try:
+                action = g.parse(r, t)
+            except InvalidAction:
+                action = g.parse(r, g.random_action(r, rng))
+            g.step(r, [action])
+    return {"generated_tokens": generated}
+
+
+def arena(model, tokenizer, games: int, new: int, seed: int, constrained: bool = False) -> dict:
+    """The arena: ``play`` with one LLM agent in both seats, every game live at once."""
+    agent = LLMAgent(model, tokenizer, SamplingConfig(temperature=1.0, max_new_tokens=new, seed=seed,
+                                                    constrained=constrained, batch_size=max(games, 1)), name="m")
+    matches = paired_matches(FallbackTicTacToe.roles, ["m", "m2"], games, seed=seed)
+    episodes = play(FallbackTicTacToe, matches, {"m": agent, "m2": agent}, progress=False, concurrency=games)
+    generated = sum(len(s.completion_ids or []) for ep in episodes for s in ep.steps if getattr(s, "completion_ids", None))
+    invalid = sum(s.failure is not None for ep in episodes for s in ep.steps)
+    return {"generated_tokens": generated, "invalid_rate": invalid / max(1, sum(len(ep.steps) for ep in episodes))}
+
+
+def matmul_rate(batch: int, hidden: int, inner: int, device: str, dtype: torch.dtype) -> float:
+    """FLOP/s of this machine's matmul at a decode shape (batch x hidden @ hidden x inner)."""
+    a = torch.randn(batch, hidden, device=device, dtype=dtype)
+    w = torch.randn(inner, hidden, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ w.T
+    sync(device)
+    n, start = 200, time.perf_counter()
+    for _ in range(n):
+        a @ w.T
+    sync(device)
+    return 2 * batch * hidden * inner * n / (time.perf_counter() - start)
+
+
+def copy_bandwidth(device: str) -> float:
+    """Bytes per second a device-to-device copy moves (read plus write)."""
+    x = torch.empty(256 * 2**20, dtype=torch.float32, device=device)
+    y = torch.empty_like(x)
+    for _ in range(3):
+        y.copy_(x)
+    sync(device)
+    n, start = 20, time.perf_counter()
+    for _ in range(n):
+        y.copy_(x)
+    sync(device)
+    return 2 * x.numel() * 4 * n / (time.perf_counter() - start)
+
+
+def timed(fn, clock: ForwardClock, **kwargs) -> dict:
+    clock.reset()
+    sync(clock.device)
+    start = time.perf_counter()
+    result = fn(**kwargs)
+    sync(clock.device)
+    seconds = time.perf_counter() - start
+    return {**result, "seconds": seconds, "games_per_s": kwargs["games"] / seconds,
+            "tokens_per_s": result["generated_tokens"] / seconds, **clock.summary()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2", help="smollm2, smollm2-random, qwen0.5b-random or tiny")
+    parser.add_argument("--games", type=int, default=32, help="games live at once (default 32)")
+    parser.add_argument("--new", type=int, default=8, help="most new tokens per move (default 8)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions, alternating the order (default 3)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--constrained", action="store_true", help="also time the arena with constrained decoding")
+    parser.add_argument("--profile", action="store_true", help="print where one arena run's time goes (cProfile)")
+    parser.add_argument("--out", help="also write the JSON lines here")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = "bfloat16" if args.device.startswith("cuda") else "float32"
+    model, tokenizer = build(args.model, args.device, dtype)
+    clock = ForwardClock(model, args.device)
+    params = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n or
+                 model.config.tie_word_embeddings)
+    rate = matmul_rate(args.games, model.config.hidden_size, model.config.intermediate_size, args.device,
+                       getattr(torch, dtype))
+    floor_ms = 1000 * 2 * params * args.games / rate
+    if args.device.startswith("cuda"):  # a GPU decode step is bound by reading the weights and the KV cache
+        bandwidth = copy_bandwidth(args.device)
+        c = model.config
+        kv_bytes = 2 * c.num_hidden_layers * c.num_key_value_heads * (c.hidden_size // c.num_attention_heads) * 2
+        context = 128  # a TicTacToe prompt (~115 tokens) plus the new tokens
+        floor_ms = max(floor_ms, 1000 * (2 * params + args.games * context * kv_bytes) / bandwidth)
+        print(f"# GPU copy bandwidth {bandwidth / 1e12:.2f} TB/s (read + write); KV {kv_bytes} bytes per token")
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    print(f"# {args.model} on {device_name} ({torch.get_num_threads()} threads), {args.games} games, "
+          f"{args.new} new tokens; matmul at the decode shape {rate / 1e9:.0f} GFLOP/s -> decode floor "
+          f"{floor_ms:.1f} ms per step ({2 * params / 1e9:.2f} GFLOP per token)", flush=True)
+    kinds = ["naive", "arena"] + (["arena-constrained"] if args.constrained else [])
+    runs = {
+        "naive": lambda seed: timed(naive, clock, model=model, tokenizer=tokenizer, games=args.games,
+                                    new=args.new, seed=seed, device=args.device),
+        "arena": lambda seed: timed(arena, clock, model=model, tokenizer=tokenizer, games=args.games,
+                                    new=args.new, seed=seed),
+        "arena-constrained": lambda seed: timed(arena, clock, model=model, tokenizer=tokenizer,
+                                                games=args.games, new=args.new, seed=seed, constrained=True),
+    }
+    for kind in kinds:  # warm-up (and, on a GPU, kernel selection) on a few games
+        timed({"naive": naive, "arena": arena, "arena-constrained": arena}[kind], clock, model=model,
+              tokenizer=tokenizer, games=min(args.games, 4), new=args.new, seed=999,
+              **({"device": args.device} if kind == "naive" else {"constrained": True} if "constrained" in kind else {}))
+    results: dict[str, list[dict]] = {k: [] for k in kinds}
+    lines = []
+    for rep in range(args.reps):
+        order = kinds if rep % 2 == 0 else list(reversed(kinds))
+        for kind in order:
+            row = {"kind": kind, "rep": rep, "device": device_name, "model": args.model, "games": args.games,
+                   "new": args.new, **runs[kind](rep)}
+            results[kind].append(row)
+            lines.append(row)
+            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+    print(f"\n{'':<18} {'games/s':>8} {'tok/s':>8} {'ms/decode step':>15} {'x floor':>8} {'prefill tok/s':>14} "
+          f"{'prefill tokens':>15} {'ratio vs naive (min-max)':>26}")
+    for kind in kinds:
+        rs = results[kind]
+        ratios = [r["games_per_s"] / n["games_per_s"] for r, n in zip(rs, results["naive"])]
+        med = lambda key: statistics.median(r[key] for r in rs)  # noqa: E731
+        print(f"{kind:<18} {med('games_per_s'):>8.2f} {med('tokens_per_s'):>8.0f} {med('ms_per_decode_step'):>15.1f} "
+              f"{med('ms_per_decode_step') / floor_ms:>8.2f} {med('prefill_tok_per_s'):>14.0f} "
+              f"{med('prefill_tokens'):>15.0f} {statistics.mean(ratios):>14.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        arena(model, tokenizer, args.games, args.new, seed=0)
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    if args.out:
+        Path(args.out).write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+import random
+
+import torch
+
+from selfplay.agents.decode import Decoder, length_buckets, radix_tree
+from selfplay.agents.llm import token_logprobs
+from selfplay.agents.models import tiny_model
+
+
+def _paths(nodes):
+    """Every row's prompt rebuilt from its path of node segments."""
+    rows = {}
+    for i, n in enumerate(nodes):
+        chain, j = [], i
+        while j >= 0:
+            chain.append(nodes[j].tokens)
+            j = nodes[j].parent
+        for r in n.ends:
+            rows[r] = [t for seg in reversed(chain) for t in seg]
+    return rows
+
+
+def test_the_radix_tree_rebuilds_every_prompt_and_computes_a_shared_prefix_once():
+    rng = random.Random(0)
+    system = list(range(100, 130))
+    rows = [system + [rng.randrange(5) for _ in range(rng.randrange(1, 12))] for _ in range(40)]
+    rows += [rows[3], system[:10], system, [7, 7, 7], [7, 7, 8, 9]]  # a duplicate, prefixes of others, a second root
+    for saving in (1, 4, 8, 64, 1000):
+        nodes = radix_tree(rows, min_saving=saving)
+        assert _paths(nodes) == dict(enumerate(rows))
+        assert all(nodes[n.parent].level == n.level - 1 for n in nodes if n.parent >= 0)
+        assert all(n.start == (0 if n.parent < 0 else nodes[n.parent].start + len(nodes[n.parent].tokens))
+                   for n in nodes)
+    nodes = radix_tree(rows, min_saving=8)
+    assert sum(len(n.tokens) for n in nodes) < sum(len(r) for r in rows) // 3  # the 30-token system prompt once
+    assert sum(n.tokens == system[:10] for n in nodes) == 1
+
+
+def test_length_buckets_cover_every_index_at_least_cost():
+    lengths = [3, 90, 4, 88, 5, 91, 40, 3]
+    buckets = length_buckets(lengths, max_rows=3, overhead=10)
+    assert sorted(i for b in buckets for i in b) == list(range(len(lengths)))
+    assert all(len(b) <= 3 for b in buckets)
+    cost = lambda bs: sum(10 + max(lengths[i] for i in b) * len(b) for b in bs)  # noqa: E731
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    brute = []  # every split of the sorted order into runs of at most 3
+    for mask in range(1 << (len(order) - 1)):
+        cuts = [0] + [k + 1 for k in range(len(order) - 1) if mask >> k & 1] + [len(order)]
+        runs = [order[a:b] for a, b in zip(cuts, cuts[1:])]
+        if all(len(r) <= 3 for r in runs):
+            brute.append(cost(runs))
+    assert cost(buckets) == min(brute) == 369  # {3,3} {4,5} {40} {88,90,91}, by hand: 16 + 20 + 50 + 283
+    assert length_buckets([5, 6, 7], max_rows=8, overhead=100) == [[0, 1, 2]]  # one forward beats three
+    assert length_buckets([1, 100], max_rows=8, overhead=0) == [[0], [1]]  # free forwards: no padding at all
+
+
+def test_greedy_decoding_with_shared_prefixes_matches_transformers_generate_row_by_row():
+    model, tok = tiny_model(seed=5)
+    eos = tok.eos_token_id
+    base = tok.encode("the rules of a long game that every prompt shares", add_special_tokens=False)
+    prompts = [base + tok.encode(x, add_special_tokens=False) for x in ("a", "b c d", "a", "e f g h i j", "")]
+    prompts.append(tok.encode("something else entirely", add_special_tokens=False))
+    out = Decoder(model, eos, {eos}, min_saving=2).decode(prompts, max_new=7, temperature=0)
+    for p, o in zip(prompts, out):
+        ref = model.generate(input_ids=torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long),
+                             do_sample=False, max_new_tokens=7, pad_token_id=tok.pad_token_id, eos_token_id=eos)
+        assert o.tokens == ref[0, len(p):].tolist()[:len(o.tokens)]
+        assert len(o.tokens) == 7 or o.tokens[-1] == eos
+
+
+def test_sampled_logprobs_equal_a_teacher_forced_pass_within_1e_5():
+    model, tok = tiny_model(seed=6)
+    eos = tok.eos_token_id
+    base = tok.encode("shared system prompt of some length here", add_special_tokens=False)
+    prompts = [base + tok.encode(x, add_special_tokens=False) for x in ("one", "two three", "one", "four five six")]
+    spell = [tok.encode(a, add_special_tokens=False) for a in ("[1]", "[12]", "[3]")]
+    for legal in (None, [spell, None, spell, spell], [spell] * 4):  # free, mixed, and all constrained (cheap head)
+        out = Decoder(model, eos, {eos}, min_saving=2).decode(prompts, max_new=6, temperature=0.7, legal=legal, seed=3)
+        allowed = [o.allowed for o in out] if legal else None
+        ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 0.7, allowed)
+        for i, (o, r) in enumerate(zip(out, ref)):
+            assert torch.allclose(torch.tensor(o.logprobs), r, atol=1e-5), (legal, i)
+            if legal and legal[i] is not None:
+                assert o.tokens[:-1] in spell and o.tokens[-1] == eos
+
+
+def test_the_sampler_draws_each_token_with_its_probability():
+    logits = torch.tensor([[2.0, 0.0, -1.0, float("-inf"), 1.0]]).repeat(20000, 1)
+    generator = torch.Generator().manual_seed(0)
+    tokens, logps = Decoder.sample(logits, 1.0, 1.0, generator)
+    expected = torch.softmax(logits[0], -1)
+    freq = torch.bincount(tokens, minlength=5).float() / len(tokens)
+    assert freq[3] == 0
+    assert torch.allclose(freq, expected, atol=0.015)
+    assert torch.allclose(logps, expected.log()[tokens])
+    nucleus, _ = Decoder.sample(logits[:2000], 1.0, 0.6, generator)  # top-p 0.6 keeps only the first token (p=.64)
+    assert set(nucleus.tolist()) == {0}
