@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from selfplay.agents.base import Agent
@@ -63,6 +64,17 @@ def parse_seats(pairs: list[str] | None, roles) -> dict[str, str]:
     return seats
 
 
+def _local_model(arg: str) -> bool:
+    """A model directory, or a hub id already in the local Hugging Face cache."""
+    if Path(arg).is_dir():
+        return (Path(arg) / "config.json").exists()
+    if arg.count("/") != 1 or arg.startswith(("/", ".")):
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(arg, "config.json"), str)
+
+
 def parse_spec(text: str) -> AgentSpec:
     """Parse ``kind[:arg][:key=value,...]``; raise ValueError naming the bad part."""
     if not text or not text.strip():
@@ -84,6 +96,9 @@ def parse_spec(text: str) -> AgentSpec:
     arg = ":".join(args) or None
     if kind == "hf" and not arg:
         raise ValueError(f"agent spec {text!r} needs a model path: hf:PATH")
+    if kind == "hf" and not _local_model(arg):
+        raise ValueError(f"agent spec {text!r}: {arg!r} is neither a model directory nor a model in the local "
+                         f"Hugging Face cache (nothing is downloaded)")
     if kind == "openai" and (not arg or "@" not in arg or not arg.partition("@")[2].startswith(("http://", "https://"))):
         raise ValueError(f"agent spec {text!r}: expected openai:MODEL@BASE_URL, e.g. openai:policy@http://127.0.0.1:8000/v1")
     if kind not in ("hf", "openai") and arg:

@@ -19,6 +19,15 @@ MARKER = "COMPLETE"
 EPISODES = "episodes.sqlite"
 
 
+def make_run_dir(path: str | Path, what: str) -> Path:
+    """Create the directory ``path`` (and its parents); ValueError naming ``what`` (a key or flag) if it cannot be."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{what}: cannot create {str(path)!r}: {exc.strerror}") from None
+    return Path(path)
+
+
 def checkpoints_root(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints"
 

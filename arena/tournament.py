@@ -27,7 +27,7 @@ from pathlib import Path
 
 from selfplay.agents.specs import MODEL_KINDS, build_agent, parse_key_values, parse_seats, parse_spec
 from selfplay.arena.play import Match, paired_matches, play, seatings
-from selfplay.arena.rundir import checkpoint_step, list_checkpoints
+from selfplay.arena.rundir import checkpoint_step, list_checkpoints, make_run_dir
 from selfplay.arena.records import Episode, open_store
 from selfplay.arena.ratings import Result
 from selfplay.arena.stats import error_summary
@@ -248,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
             participants += checkpoint_participants(run, args.run_options)
         if len(participants) < 2:
             raise ValueError("a tournament needs at least two participants (--agents and/or --run)")
+        for flag, value in (("--games", args.games), ("--concurrency", args.concurrency)):
+            if value < 1:
+                raise ValueError(f"{flag} {value}: expected a number >= 1")
+        make_run_dir(args.out, "--out")
         if args.bootstrap < 1:
             raise ValueError(f"--bootstrap {args.bootstrap}: expected a number of bootstrap rounds >= 1")
         if args.anchor is not None and args.anchor not in {p.name for p in participants}:

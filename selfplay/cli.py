@@ -41,12 +41,15 @@ def cmd_play(args: argparse.Namespace) -> int:
     from selfplay.agents.specs import build_agents, parse_key_values, parse_seats
     from selfplay.arena.play import paired_matches, play, seatings
     from selfplay.arena.records import open_store
+    from selfplay.arena.rundir import make_run_dir
     from selfplay.arena.stats import error_summary, format_table, summarize
     from selfplay.games.core import outcome_of
     from selfplay.games.registry import game_class
 
     if args.games < 1:
         raise ValueError(f"--games {args.games}: expected a number of games >= 1")
+    if args.concurrency < 1:
+        raise ValueError(f"--concurrency {args.concurrency}: expected a number of games live at once >= 1")
     cls = game_class(args.game)
     options = parse_key_values(args.option)
     cls(**options)  # fail fast on bad options
@@ -60,7 +63,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     if games != args.games:
         print(f"playing {games} games, not {args.games}: a multiple of the {rounds} seatings, so every agent sits "
               f"in every seat equally often", file=sys.stderr)
-    out = Path(args.out or f"runs/play-{cls.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = make_run_dir(args.out or f"runs/play-{cls.name}-{time.strftime('%Y%m%d-%H%M%S')}", "--out")
     store = open_store(out)
     matches = paired_matches(cls.roles, free_names, games, seed=args.seed, fixed=fixed_names)
     start = time.perf_counter()
@@ -81,6 +84,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     from selfplay.arena.stats import transcript
 
     path = Path(args.run)
+    if args.limit < 1:
+        raise ValueError(f"--limit {args.limit}: expected a number of episodes to list >= 1")
     if not path.exists():
         raise ValueError(f"run {args.run!r} does not exist: expected a run directory or an episodes.sqlite file")
     store = open_store(path)

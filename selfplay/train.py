@@ -43,10 +43,9 @@ def _check_paths(run) -> None:
     """The run directory can be created, and an explicit resume path is a complete checkpoint."""
     from pathlib import Path
 
-    try:
-        Path(run.out).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"config key 'run.out': cannot create {run.out!r}: {exc.strerror}") from None
+    from selfplay.arena.rundir import make_run_dir
+
+    make_run_dir(run.out, "config key 'run.out'")
     if run.resume not in ("auto", "never") and not (Path(run.resume) / "COMPLETE").exists():
         raise ValueError(f"config key 'run.resume': {run.resume!r} is not a complete checkpoint directory (expected "
                          f"auto, never, or RUN/checkpoints/step_N with its COMPLETE marker)")

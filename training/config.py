@@ -23,9 +23,10 @@ from selfplay.agents.base import WEIGHT_MODES
 
 
 def _f(default: Any, help: str, *, choices: tuple | None = None, low: float | None = None, high: float | None = None,
-       alias: str | None = None, factory: Any = None) -> Any:
-    """A config field with its help text, allowed choices, inclusive range and old flat name in ``metadata``."""
-    meta = {"help": help, "choices": choices, "low": low, "high": high, "alias": alias}
+       above: float | None = None, alias: str | None = None, factory: Any = None) -> Any:
+    """A config field with its help text, allowed choices, inclusive range (``above``: an exclusive lower bound) and
+    old flat name in ``metadata``."""
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "above": above, "alias": alias}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -39,7 +40,7 @@ class Sampling:
     """How the learner samples its moves in rollouts."""
 
     temperature: float = _f(1.0, "sampling temperature of the learner (0: greedy)", low=0.0)
-    top_p: float = _f(1.0, "nucleus sampling of the learner", low=0.0, high=1.0)
+    top_p: float = _f(1.0, "nucleus sampling of the learner", above=0.0, high=1.0)
     max_new_tokens: int = _f(8, "longest completion per turn", low=1)
     constrained: bool = _f(False, "decode only legal actions (games that list them)")
     observer: str = _f("chat", "what the learner reads: the game's chat messages, or its one-line compact "
@@ -104,7 +105,7 @@ class Update:
     magnet_every: int = _f(0, "MMD: move the KL reference (the magnet) to the current policy every N steps "
                               "(0: it stays the initial model)", low=0)
     entropy_coef: float = _f(0.0, "entropy bonus (MMD's regulariser; 0 disables it)", low=0.0)
-    lr: float = _f(1e-4, "AdamW learning rate", low=0.0)
+    lr: float = _f(1e-4, "AdamW learning rate", above=0.0)
     weight_decay: float = _f(0.0, "AdamW weight decay", low=0.0)
     max_grad_norm: float = _f(1.0, "gradient clipping", low=0.0)
     warmup_steps: int = _f(0, "linear learning-rate warm-up", low=0)
@@ -257,7 +258,12 @@ def _read_yaml(path: str | Path) -> Any:
     from omegaconf import OmegaConf
 
     try:
-        return OmegaConf.to_container(OmegaConf.load(path))
+        data = OmegaConf.to_container(OmegaConf.load(path))
+        plain = yaml.safe_load(Path(path).read_text())  # OmegaConf reads a bare scalar as a key
+        if plain is not None and not isinstance(plain, dict):
+            raise ValueError(f"config file {str(path)!r}: expected a mapping of keys, got a {type(plain).__name__} "
+                             f"{str(plain)[:40]!r} (a config looks like 'game: tictactoe')")
+        return data
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -282,9 +288,16 @@ def _check_fields(obj: Any, prefix: str) -> None:
             raise ValueError(f"config key {key!r}: {value!r} is not one of {', '.join(map(str, meta['choices']))}")
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        low, high = meta.get("low"), meta.get("high")
-        if math.isnan(value) or (low is not None and value < low) or (high is not None and value > high):
-            expected = (f"in [{low}, {high}]" if high is not None else f">= {low}") if low is not None else f"<= {high}"
+        low, high, above = meta.get("low"), meta.get("high"), meta.get("above")
+        if (math.isnan(value) or (low is not None and value < low) or (high is not None and value > high)
+                or (above is not None and value <= above)):
+            lower = f"[{low}" if low is not None else f"({above}" if above is not None else None
+            if lower and high is not None:
+                expected = f"in {lower}, {high}]"
+            elif lower:
+                expected = f">= {low}" if low is not None else f"> {above}"
+            else:
+                expected = f"<= {high}"
             raise ValueError(f"config key {key!r}: {value} is out of range; expected a value {expected}")
 
 
@@ -297,6 +310,14 @@ def validate(config: TrainConfig) -> None:
     cur, opp = config.curriculum, config.opponents
     if cur.policy != "none" and (not cur.option or not cur.arms):
         raise ValueError(f"config key 'curriculum.policy': {cur.policy!r} needs curriculum.option and curriculum.arms")
+    if cur.policy != "none":
+        from selfplay.training.curriculum import make_curriculum
+
+        try:  # its parameters against the policy's signature and checks
+            make_curriculum(cur.policy, [str(a) for a in cur.arms], **cur.params)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"config key 'curriculum.params' {dict(cur.params)} for policy {cur.policy!r}: "
+                             f"{exc}") from None
     if cur.filter_low > cur.filter_high:
         raise ValueError(f"config keys 'curriculum.filter_low'/'filter_high': need low <= high, got "
                          f"{cur.filter_low}, {cur.filter_high}")
