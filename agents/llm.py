@@ -59,13 +59,21 @@ class SamplingConfig:
 OBSERVERS = ("chat", "compact")
 
 
-def observation(request: Request, observer: str) -> list[dict]:
+def observation(request: Request, observer: str, bare_system: bool = False) -> list[dict]:
     """The messages an agent reads: the game's chat, or (``compact``) its one-line observation as the first user
-    turn followed by any re-prompts of this turn."""
+    turn followed by any re-prompts of this turn; ``bare_system`` puts an empty system turn first (for chat
+    templates that would otherwise add a default system prompt longer than the observation)."""
     if observer != "compact" or request.compact is None:
         return request.messages
     first = next((i for i, m in enumerate(request.messages) if m["role"] == "user"), len(request.messages) - 1)
-    return [{"role": "user", "content": request.compact}, *request.messages[first + 1:]]
+    bare = [{"role": "system", "content": ""}] if bare_system else []
+    return [*bare, {"role": "user", "content": request.compact}, *request.messages[first + 1:]]
+
+
+def adds_default_system(tokenizer) -> bool:
+    """Whether the chat template inserts a system prompt of its own when the messages have none (SmolLM2's does)."""
+    probe = [{"role": "user", "content": "x"}]
+    return len(render_prompt(tokenizer, probe)) > len(render_prompt(tokenizer, [{"role": "system", "content": ""}, *probe]))
 
 
 def render_prompt(tokenizer, messages: list[dict]) -> list[int]:
@@ -159,10 +167,11 @@ class LLMAgent:
         self.sampling = sampling or SamplingConfig()
         self.calls = 0
         self.decoder: Decoder | None = None
+        self.bare_system: bool | None = None  # decided on first use from the chat template
         self.stop_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
 
     def act(self, requests: list[Request]) -> list[list[Completion]]:
-        prompts = [render_prompt(self.tokenizer, observation(r, self.sampling.observer)) for r in requests]
+        prompts = [render_prompt(self.tokenizer, self._messages(r)) for r in requests]
         rows = [p for p, r in zip(prompts, requests) for _ in range(r.samples)]
         legal = [r.legal_actions for r in requests for _ in range(r.samples)]
         flat: list[Completion] = []
@@ -254,7 +263,7 @@ class LLMAgent:
         device = next(self.model.parameters()).device
         rows, owners = [], []
         for i, r in enumerate(requests):
-            prompt = render_prompt(tok, observation(r, self.sampling.observer))
+            prompt = render_prompt(tok, self._messages(r))
             spelled = [tok.encode(a, add_special_tokens=False) for a in r.legal_actions]
             for action, ids in zip(r.legal_actions, spelled):
                 path, allowed = ids + [eos], []
@@ -308,6 +317,11 @@ class LLMAgent:
             return log[batch_id][len(prefix)]
 
         return allowed, log
+
+    def _messages(self, request: Request) -> list[dict]:
+        if self.bare_system is None:
+            self.bare_system = adds_default_system(self.tokenizer)
+        return observation(request, self.sampling.observer, self.bare_system)
 
     def _adapter(self):
         if self.adapter is not None:

@@ -119,10 +119,20 @@ class RecordStore:
         rundir.make_run_dir(self.path.parent, "run directory")
         self.db = sqlite3.connect(self.path, timeout=60)
         try:
-            self.db.execute("PRAGMA journal_mode=WAL")
+            for attempt in range(100):  # switching to WAL can meet another rank's lock without waiting for it
+                try:
+                    self.db.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError:
+                    if attempt == 99:
+                        raise
+                    time.sleep(0.05)
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
             self.db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.OperationalError:
+            self.db.close()
+            raise
+        except sqlite3.DatabaseError as exc:  # e.g. "file is not a database"
             self.db.close()
             raise ValueError(f"{str(self.path)!r} is not an episode database ({exc})") from None
 

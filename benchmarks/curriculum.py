@@ -80,7 +80,7 @@ def main() -> None:
     for name in policies:
         for seed in args.seeds:
             run = out / f"{name}-seed{seed}"
-            config = load_config(Path(__file__).parents[1] / "configs/quickstart.yaml",
+            config = load_config(Path(__file__).parents[1] / "configs/tictactoe_quick.yaml",
                                  [*common, *POLICIES[name], f"seed={seed}", f"steps={steps}", f"out={run}",
                                   *args.overrides])
             train(config)

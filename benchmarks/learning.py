@@ -53,7 +53,7 @@ def main() -> None:
     name = "smollm2" if args.smollm2 else "tiny"
     steps = args.steps or (12 if args.smollm2 else 250)
     out = Path(args.out or f"runs/learning-{name}")
-    config = load_config(Path(__file__).parents[1] / "configs/quickstart.yaml",
+    config = load_config(Path(__file__).parents[1] / "configs/tictactoe_quick.yaml",
                          [*(SMOLLM2 if args.smollm2 else TINY), f"steps={steps}", f"out={out}", "resume=never",
                           *args.overrides])
     start = time.perf_counter()

@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, TypeError) as exc:
         print(f"selfplay train: error: {exc}", file=sys.stderr)
         return 2
-    from selfplay.training.train import train  # torch, transformers and accelerate load only now
+    from selfplay.training.metrics import quiet_libraries  # torch, transformers and accelerate load only now
+
+    quiet_libraries()
+    from selfplay.training.train import train
 
     try:
         train(config)

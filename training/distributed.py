@@ -32,6 +32,7 @@ def make_accelerator(micro_batches: int, max_grad_norm: float, dtype: str, find_
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=find_unused)]
     if not torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
         handlers.append(InitProcessGroupKwargs(backend="gloo"))  # DeepSpeed on CPU: accelerate needs the backend named
+        no_jit_ops()
     accelerator = Accelerator(gradient_accumulation_steps=micro_batches, mixed_precision=mixed, kwargs_handlers=handlers,
                               log_with=log_with or None, project_dir=str(run_dir) if run_dir else None)
     plugin = accelerator.state.deepspeed_plugin
@@ -41,6 +42,15 @@ def make_accelerator(micro_batches: int, max_grad_norm: float, dtype: str, find_
         plugin.deepspeed_config["gradient_accumulation_steps"] = micro_batches
         plugin.deepspeed_config["gradient_clipping"] = max_grad_norm
     return accelerator
+
+
+def no_jit_ops() -> None:
+    """Keep DeepSpeed on CPU from JIT-compiling its shared-memory all-reduce (``deepspeed_shm_comm``: minutes of C++
+    on every new machine, CI included): marked incompatible, DeepSpeed's communication falls back to gloo's exact
+    all-reduce. Nothing else here needs a compiled op (the optimizer is torch's AdamW)."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 
 def zero_stage(accelerator: Accelerator) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ def step_metrics(stats: StepStats, world: int, rollout_seconds: float, update_se
     metrics = {"loss/policy": u.loss_sum / tokens, "clip_frac": u.clip_sum / tokens, "kl": u.kl_sum / tokens,
                "entropy": -u.logp_sum / tokens, "grad_norm": u.grad_norm / world,
                "tokens_per_s": stats.gen_tokens / max(rollout_seconds, 1e-9), "filtered_samples": stats.filtered,
-               "time/rollout": rollout_seconds, "time/update": update_seconds}
+               "time/rollout": rollout_seconds, "time/update": update_seconds,
+               "update/tokens_per_s": u.tokens / max(update_seconds, 1e-9)}  # completion tokens trained per second
     if torch.cuda.is_available():
         metrics["memory/peak_gb"] = torch.cuda.max_memory_allocated() / 2**30
     for role, tally in stats.learner.items():
@@ -32,17 +34,42 @@ def console_line(step: int, steps: int, m: dict[str, float]) -> str:
     """One line per step: rewards, invalid rate, loss, speed, and the evaluation when there was one."""
     rewards = " ".join(f"{k.split('/')[1]}={v:+.2f}" for k, v in m.items()
                        if k.startswith("reward/") and not k.startswith("reward/vs_"))
-    invalid = max((v for k, v in m.items() if k.startswith("invalid_rate/")), default=0.0)
+    invalid = " ".join(f"{k.split('/')[1]}={v:.0%}" for k, v in m.items() if k.startswith("invalid_rate/"))
     evals = " ".join([*(f"{k.split('/')[1]}={v:.2f}" for k, v in m.items() if k.startswith("winrate/")),
                       *(f"{k.split('/')[1]}={v:+.3f}" for k, v in m.items() if k.startswith("reward/vs_")),
                       *(f"success {k.split('/')[1]}={v:.2f}" for k, v in m.items() if k.startswith("success/"))])
     if "exploitability" in m:
         evals += f" exploitability={m['exploitability']:.3f}" + (
             f" (average {m['exploitability/average']:.3f})" if "exploitability/average" in m else "")
-    return (f"step {step}/{steps} | reward {rewards} | invalid {invalid:.1%} | loss {m['loss/policy']:+.4f} "
+    return (f"step {step}/{steps} | reward {rewards} | invalid {invalid} | loss {m['loss/policy']:+.4f} "
             f"| {m['tokens_per_s']:.0f} tok/s | rollout {m['time/rollout']:.1f}s update {m['time/update']:.1f}s"
             + (f" | peak {m['memory/peak_gb']:.1f} GiB" if "memory/peak_gb" in m else "")
             + (f" | eval {evals}" if evals else ""))
+
+
+def quiet_libraries() -> None:
+    """Silence what the libraries print on every run and every save, which buries the training console: DeepSpeed's
+    "Setting accelerator to CPU" (on a machine without an accelerator, named up front instead), transformers'
+    "Writing model shards" bars, accelerate's "Removed shared tensor" on saving tied weights, and torch.distributed's
+    deprecation notice for a call DeepSpeed makes. Errors and our own warnings still show."""
+    import logging
+    import os
+    import warnings
+
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None and not accelerator.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "Removed shared tensor" not in record.getMessage()
+
+    logging.getLogger("accelerate.utils.other").addFilter(_Drop())
+    warnings.filterwarnings("ignore", message=r".*all_gather_into_tensor.* is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
 
 
 class Log:
@@ -88,7 +115,9 @@ def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> di
     (run_dir / "summary.json").write_text(json.dumps({"step": step, "evaluation": summary, "history": history},
                                                      indent=1))
     print(f"\nevaluation after {step} steps:")
-    if history and not history[-1].get("win_lose", True):  # amounts (chips): mean reward with its interval
+    if not summary:
+        pass
+    elif history and not history[-1].get("win_lose", True):  # amounts (chips): mean reward with its interval
         print(f"  {'opponent':<10} {'games':>6} {'mean reward [95%]':>26}  per seat [95%]")
         for name, r in summary.items():
             lo, hi = r["mean_reward_ci"]
@@ -101,6 +130,9 @@ def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> di
         for name, r in summary.items():
             print(f"  {name:<10} {int(r['games']):>6} {r['win']:>6.1%} {r['draw']:>6.1%} {r['loss']:>6.1%} "
                   f"{r['invalid_rate']:>8.1%}")
+    heldout = history[-1].get("heldout") if history else None
+    for role, accuracy in (heldout or {}).items():
+        print(f"  held-out accuracy ({role}): " + ", ".join(f"{k} {v:.1%}" for k, v in accuracy.items()))
     exact = history[-1].get("exact") if history else None
     if exact:
         print(f"  exploitability {exact['exploitability']:.4f} chips per hand (NashConv / 2)"
@@ -108,5 +140,56 @@ def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> di
     elo = next(iter(summary.values()), {}).get("learner_elo")
     if elo:
         print(f"  learner Elo {elo['elo']:+.0f} [{elo['low']:+.0f}, {elo['high']:+.0f}] (anchor: {elo['anchor']})")
+    changes = before_after(history)
+    if changes:
+        print(f"\nbefore and after training (the same evaluation seeds; [95% interval]):")
+        for line in changes["lines"]:
+            print("  " + line)
+        summary_path = run_dir / "summary.json"
+        data = json.loads(summary_path.read_text())
+        data["before_after"] = changes["rows"]
+        summary_path.write_text(json.dumps(data, indent=1))
     print(f"outputs in {run_dir}/ (report.md, progress.png, summary.json, episodes.sqlite, checkpoints/, tensorboard/)")
     return summary
+
+
+def before_after(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The step-0 evaluation against the last one, per opponent: mean reward with its 95% interval at both ends and
+    the change with an interval (normal approximation, the two estimates' standard errors combined: conservative
+    for the same seeds); win rates for win/lose games; exact exploitability where measured. None without both."""
+    if len(history) < 2 or history[0].get("step") != 0 or history[-1].get("step", 0) == 0:
+        return None
+    first, last = history[0], history[-1]
+    rows, lines = {}, []
+    for name, end in last.get("evaluation", {}).items():
+        start = first.get("evaluation", {}).get(name)
+        if start is None:
+            continue
+        se = [(r["mean_reward_ci"][1] - r["mean_reward_ci"][0]) / (2 * 1.96) for r in (start, end)]
+        change = end["mean_reward"] - start["mean_reward"]
+        half = 1.96 * math.sqrt(se[0] ** 2 + se[1] ** 2)
+        rows[name] = {"before": start["mean_reward"], "before_ci": start["mean_reward_ci"], "after": end["mean_reward"],
+                      "after_ci": end["mean_reward_ci"], "change": change, "change_ci": [change - half, change + half]}
+        wins = ""
+        if last.get("win_lose", True) and "win" in end:
+            rows[name].update(win_before=start["win"], win_after=end["win"])
+            wins = f"  win {start['win']:.1%} -> {end['win']:.1%}"
+        if "invalid_rate" in end and "invalid_rate" in start:
+            rows[name].update(invalid_before=start["invalid_rate"], invalid_after=end["invalid_rate"])
+            if start["invalid_rate"] or end["invalid_rate"]:
+                wins += f"  invalid moves {start['invalid_rate']:.1%} -> {end['invalid_rate']:.1%}"
+        verdict = "better" if change - half > 0 else "worse" if change + half < 0 else "no clear change"
+        lines.append(f"vs {name:<8} mean reward {start['mean_reward']:+.3f} [{start['mean_reward_ci'][0]:+.3f}, "
+                     f"{start['mean_reward_ci'][1]:+.3f}] -> {end['mean_reward']:+.3f} [{end['mean_reward_ci'][0]:+.3f}, "
+                     f"{end['mean_reward_ci'][1]:+.3f}]  change {change:+.3f} [{change - half:+.3f}, {change + half:+.3f}] "
+                     f"({verdict}){wins}")
+    if first.get("exact") and last.get("exact"):
+        a, b = first["exact"]["exploitability"], last["exact"]["exploitability"]
+        rows["exploitability"] = {"before": a, "after": b}
+        lines.append(f"exploitability (exact, NashConv / 2; 0 is a Nash equilibrium) {a:.4f} -> {b:.4f}")
+    for role, end in (last.get("heldout") or {}).items():
+        start = (first.get("heldout") or {}).get(role)
+        if start and "all" in end and "all" in start:
+            rows[f"heldout/{role}"] = {"before": start["all"], "after": end["all"]}
+            lines.append(f"held-out accuracy ({role}) {start['all']:.1%} -> {end['all']:.1%}")
+    return {"rows": rows, "lines": lines} if lines else None

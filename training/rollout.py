@@ -243,7 +243,8 @@ class Rollouts:
                                cfg.learner_roles, {r: seat_name(r) for r in opp.seats})
         with torch.no_grad(), full_parameters(acc, self.learner.model):
             return play(self.make_game, matches, agents, store=self.store, concurrency=cfg.rollout.concurrency,
-                        progress=False, options={**cfg.game_options, **self.context})
+                        progress="rollout" if cfg.run.progress and acc.is_main_process else False,
+                        options={**cfg.game_options, **self.context})
 
     # -- after the update ----------------------------------------------------------------------------------
     def observe(self, done: int, stats: StepStats) -> dict[str, float]:

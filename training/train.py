@@ -100,7 +100,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         t_update = time.perf_counter()
         gains = {}
         if progress is None:
-            stats.update = update(up, learner, samples, cfg.sampling.temperature)
+            stats.update = update(up, learner, samples, cfg.sampling.temperature, progress=run.progress)
         else:  # the rewarded role waits for the gain its tasks bought
             stats.update, before, after = update_with_progress(up, learner, samples, cfg.sampling.temperature, progress,
                                                                lambda: evaluator.probe(progress, step),

@@ -13,6 +13,7 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from selfplay.agents.llm import pack
 from selfplay.games.core import LearningProgress
@@ -56,18 +57,25 @@ def baseline_key(sample: Sample, kind: str) -> tuple[str, ...]:
     return (*sample.key, hashlib.sha256(repr(sample.prompt_ids).encode()).hexdigest()[:16])
 
 
-def update(cfg: Update, learner: Learner, samples: Sequence[Sample], temperature: float) -> UpdateStats:
+def update(cfg: Update, learner: Learner, samples: Sequence[Sample], temperature: float,
+           progress: bool = False) -> UpdateStats:
     """``ppo_epochs`` optimizer steps, each over ``micro_batches`` micro-batches (the same count on every rank).
 
     Loss = sum of token losses * world * micro_batches / tokens over all ranks, so after accelerate's mean over
-    ranks and micro-batches every token weighs the same, however the batch is split.
+    ranks and micro-batches every token weighs the same, however the batch is split. Micro-batches are runs of
+    samples sorted by length, so each pads little; ``progress`` shows a bar (main process) when there are several.
     """
     acc, model = learner.accelerator, learner.model
     model.train()
     tokens_local = float(sum(len(s.completion_ids) for s in samples))
     tokens_global = sum_scalar(acc, tokens_local)
-    chunks = [list(samples[i::cfg.micro_batches]) for i in range(cfg.micro_batches)]
+    by_length = sorted(samples, key=lambda s: len(s.prompt_ids) + len(s.completion_ids))
+    bounds = [len(by_length) * i // cfg.micro_batches for i in range(cfg.micro_batches + 1)]
+    chunks = [by_length[a:b] for a, b in zip(bounds, bounds[1:])]
     stats = UpdateStats(tokens=tokens_local)
+    passes = cfg.ppo_epochs * len(chunks)
+    bar = tqdm(total=passes, desc="update", unit="batch", leave=False, dynamic_ncols=True,
+               disable=not (progress and acc.is_main_process and passes > 1))
     for _ in range(cfg.ppo_epochs):
         for chunk in chunks:
             with acc.accumulate(model):
@@ -81,6 +89,8 @@ def update(cfg: Update, learner: Learner, samples: Sequence[Sample], temperature
                 learner.optimizer.zero_grad()
             for name, value in parts.items():
                 setattr(stats, name, getattr(stats, name) + value / cfg.ppo_epochs)
+            bar.update(1)
+    bar.close()
     return stats
 
 

@@ -39,7 +39,7 @@ def test_every_launch_config_is_an_accelerate_config(path):
 ])
 def test_bad_keys_get_a_one_line_error_naming_them(override, words):
     with pytest.raises(ValueError) as info:
-        load_config(CONFIGS / "quickstart.yaml", [override])
+        load_config(CONFIGS / "tictactoe_quick.yaml", [override])
     assert words in str(info.value) and "\n" not in str(info.value)
 
 
@@ -78,7 +78,7 @@ def test_config_loads_without_torch():
     import sys
 
     code = ("import sys; from selfplay.training.config import load_config; "
-            f"load_config({str(CONFIGS / 'quickstart.yaml')!r}, ['lr=1e-3']); "
+            f"load_config({str(CONFIGS / 'tictactoe_quick.yaml')!r}, ['lr=1e-3']); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -17,10 +17,10 @@ TINY = ["model=tiny", "constrained=true", "game_options.compact=true", "eval_gam
         "max_new_tokens=4", "lr=0.01"]
 
 
-def run(args, out, *, launcher=None, check=True, timeout=600, base=TINY):
+def run(args, out, *, launcher=None, check=True, timeout=600, base=TINY, env=None):
     cmd = launcher or [sys.executable, "-m", "selfplay.train"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([*cmd, str(ROOT / "configs/quickstart.yaml"), *base, f"out={out}", *args], cwd=ROOT,
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    result = subprocess.run([*cmd, str(ROOT / "configs/tictactoe_quick.yaml"), *base, f"out={out}", *args], cwd=ROOT,
                             capture_output=True, text=True, timeout=timeout, env=env)
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -78,8 +78,11 @@ def test_lora_run_saves_one_adapter_per_role_and_no_frozen_base(tmp_path):
 def test_zero2_on_two_processes_keeps_ranks_identical_and_matches_one_process(tmp_path):
     common = ["steps=2", "checkpoint_every=1", "keep_checkpoints=5", "temperature=0", "scripted_prob=0",
               "check_sync=true", "eval_every=0"]
-    two = tmp_path / "two"
-    run([*common, "games_per_step=4"], two, launcher=accelerate("cpu_zero2.yaml"))
+    two, extensions = tmp_path / "two", tmp_path / "torch_extensions"
+    result = run([*common, "games_per_step=4"], two, launcher=accelerate("cpu_zero2.yaml"),
+                 env={"TORCH_EXTENSIONS_DIR": str(extensions)})
+    assert not extensions.exists() or not any(extensions.rglob("*.so"))  # DeepSpeed compiled nothing
+    assert (result.stdout + result.stderr).count("Setting accelerator to CPU") <= 1  # the launcher's own, no rank's
     hashes = [json.loads(line) for line in (two / "weight_hashes.jsonl").read_text().splitlines()]
     assert [h["step"] for h in hashes] == [1, 2]
     assert all(len(h["hashes"]) == 2 and h["hashes"][0] == h["hashes"][1] for h in hashes)
@@ -106,7 +109,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
     run(args, straight)
     killed = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "selfplay.train", str(ROOT / "configs/quickstart.yaml"), *TINY,
+    proc = subprocess.Popen([sys.executable, "-m", "selfplay.train", str(ROOT / "configs/tictactoe_quick.yaml"), *TINY,
                              f"out={killed}", *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300

@@ -1,0 +1,28 @@
+import pytest
+
+from selfplay.training.metrics import before_after
+
+
+def _entry(step, mean, half, win=None, exact=None):
+    evaluation = {"random": {"mean_reward": mean, "mean_reward_ci": [mean - half, mean + half], "games": 100,
+                             **({"win": win} if win is not None else {})}}
+    return {"step": step, "win_lose": win is not None, "evaluation": evaluation,
+            **({"exact": {"exploitability": exact}} if exact is not None else {})}
+
+
+def test_the_change_and_its_interval_by_hand():
+    # standard errors 0.1 each: change 0.5 +- 1.96 * sqrt(0.02) = 0.5 +- 0.2772
+    out = before_after([_entry(0, 0.0, 0.196, win=0.3, exact=0.4583), _entry(8, 0.5, 0.196, win=0.6, exact=0.25)])
+    row = out["rows"]["random"]
+    assert row["change"] == pytest.approx(0.5)
+    assert row["change_ci"] == pytest.approx([0.2228, 0.7772], abs=1e-4)
+    assert (row["win_before"], row["win_after"]) == (0.3, 0.6)
+    assert "(better)" in out["lines"][0] and "win 30.0% -> 60.0%" in out["lines"][0]
+    assert out["rows"]["exploitability"] == {"before": 0.4583, "after": 0.25}
+
+
+def test_overlapping_estimates_say_no_clear_change_and_no_step_zero_says_nothing():
+    out = before_after([_entry(0, 0.0, 0.3), _entry(8, 0.1, 0.3)])
+    assert "(no clear change)" in out["lines"][0] and "win" not in out["lines"][0]
+    assert before_after([_entry(4, 0.0, 0.3), _entry(8, 0.1, 0.3)]) is None
+    assert before_after([_entry(0, 0.0, 0.3)]) is None
