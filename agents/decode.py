@@ -21,6 +21,8 @@ from typing import Callable
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
+from selfplay.agents.graph_step import StaticStep, supports
+
 
 @dataclass
 class Node:
@@ -158,9 +160,15 @@ class Sampled:
 class Decoder:
     """Sampling for one model: ``decode(prompts, ...)`` returns a :class:`Sampled` per prompt."""
 
-    def __init__(self, model: torch.nn.Module, eos: int, stop_ids: set[int], min_saving: int = 64,
-                 max_rows: int = 256):
+    def __init__(self, model: torch.nn.Module, eos: int, stop_ids: set[int], min_saving: int | None = None,
+                 max_rows: int = 256, graphs: bool | str = True):
+        """``min_saving``: token computations one more forward must save to be worth it (default: 64 on a CPU,
+        where a forward costs about its weight traffic; 8192 on a GPU, where an eager forward costs ~30 ms of
+        kernel launches, the time of ~10^4 prompt tokens)."""
         self.model, self.eos, self.stop_ids = model, eos, set(stop_ids) | {eos}
+        if min_saving is None:
+            min_saving = 8192 if next(model.parameters()).device.type == "cuda" else 64
+        self.graphs, self._steps = graphs, {}  # CUDA-graph decode steps by (rows, columns)
         self.min_saving, self.max_rows = min_saving, max_rows
         self.kw = _cache_keyword(model)
         config = model.config
@@ -191,7 +199,8 @@ class Decoder:
         plan = []  # (members, past width, segment width), in dependency order
         for level in range(max(n.level for n in nodes) + 1):
             here = [i for i, n in enumerate(nodes) if n.level == level]
-            for bucket in length_buckets([len(nodes[i].tokens) for i in here], self.max_rows):
+            for bucket in length_buckets([len(nodes[i].tokens) for i in here], self.max_rows,
+                                         max_tokens=max(16384, 4 * self.min_saving), overhead=self.min_saving):
                 members = [here[j] for j in bucket]
                 plan.append((members, max(nodes[i].start for i in members), max(len(nodes[i].tokens) for i in members)))
         offset = [0] * len(nodes)  # store row of each node's first token
@@ -291,6 +300,11 @@ class Decoder:
             mask[r, width - len(p):width] = 1
         mask = mask.to(device)
         positions = torch.tensor([len(p) for p in prompts], device=device)
+        static = self._static_step(n, width + max_new, device)
+        if static is not None:  # a CUDA graph replays each step; finished rows stay in it, their outputs unread
+            static.load([layer.kbuf for layer in layers], [layer.vbuf for layer in layers], mask[:, :width])
+            layers = []
+            every = torch.arange(n, device=device)
         cache = _cache(layers)
         for step in range(max_new):
             allowed = [None if legal[r] is None else next_allowed(legal[r], out[r].tokens, self.eos) for r in live]
@@ -315,6 +329,14 @@ class Decoder:
                     keep.append(j)
             if not keep or step + 1 == max_new:
                 break
+            if static is not None:
+                live, tokens = [live[j] for j in keep], [tokens[j] for j in keep]
+                fed = torch.full((n,), self.eos, dtype=torch.long, device=device)
+                fed[torch.tensor(live, device=device)] = torch.tensor(tokens, device=device)
+                logits = static.run(fed, positions + step, width + step)[torch.tensor(live, device=device)]
+                self.stats["decode_steps"] += 1
+                self.stats["decode_rows"] += n
+                continue
             if len(keep) < len(live):  # finished rows leave the batch
                 index = torch.tensor(keep, device=device)
                 for layer in layers:
@@ -331,6 +353,17 @@ class Decoder:
             self.stats["decode_steps"] += 1
             self.stats["decode_rows"] += len(live)
         return out
+
+    def _static_step(self, rows: int, length: int, device: torch.device):
+        """The CUDA-graph step for a batch of ``rows`` and ``length`` columns, shapes bucketed (rows to a power of
+        two, columns to a multiple of 64) so graphs are reused across calls; None where it does not apply."""
+        wanted = self.graphs == "always" or (self.graphs and device.type == "cuda")  # "always": on a CPU too (tests)
+        if not (wanted and supports(self.model)):
+            return None
+        key = (1 << (rows - 1).bit_length(), -(-length // 64) * 64)
+        if key not in self._steps:
+            self._steps[key] = StaticStep(self.model, *key)
+        return self._steps[key]
 
     def _restriction(self, live: list[int], legal, out: list[Sampled]) -> torch.Tensor | None:
         """The union of the next allowed tokens when every live row is constrained (None: full vocabulary)."""

@@ -35,6 +35,7 @@ class SamplingConfig:
     constrained: bool = False  # decode only prefixes of the game's legal actions (when it lists them)
     cache: str = "dynamic"  # dynamic | static (static KV cache, compiled decoding; shapes are bucketed)
     observer: str = "chat"  # chat: the game's chat messages | compact: its one-line observation, where it has one
+    graphs: bool = True  # on a GPU, replay each decode step as a CUDA graph (Llama-family models; agents/graph_step.py)
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> SamplingConfig:
@@ -191,7 +192,7 @@ class LLMAgent:
             return self._generate_hf(prompts, legal)
         s, tok = self.sampling, self.tokenizer
         if self.decoder is None:
-            self.decoder = Decoder(self.model, tok.eos_token_id, self.stop_ids, max_rows=s.batch_size)
+            self.decoder = Decoder(self.model, tok.eos_token_id, self.stop_ids, max_rows=s.batch_size, graphs=s.graphs)
         spelled = None
         if legal:
             spelled = [None if options is None else [tok.encode(a, add_special_tokens=False) for a in options]

@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.generation import FallbackTicTacToe, build, sync  # noqa: E402
+from selfplay.agents.graph_step import StaticStep  # noqa: E402
 from selfplay.agents.llm import LLMAgent, SamplingConfig, render_prompt  # noqa: E402
 from selfplay.arena.play import paired_matches, play  # noqa: E402
 from selfplay.games.core import InvalidAction  # noqa: E402
@@ -46,6 +47,19 @@ class ForwardClock:
         decoder = model.get_decoder()
         decoder.register_forward_pre_hook(self._pre, with_kwargs=True)
         decoder.register_forward_hook(self._post, with_kwargs=True)
+        replay = StaticStep.run
+
+        def timed_replay(step, ids, positions, col):  # CUDA-graph decode steps do not call the decoder module
+            sync(self.device)
+            start = time.perf_counter()
+            out = replay(step, ids, positions, col)
+            sync(self.device)
+            self.decode_s += time.perf_counter() - start
+            self.decode_steps += 1
+            self.decode_rows += len(ids)
+            return out
+
+        StaticStep.run = timed_replay
 
     def reset(self) -> None:
         self.prefill_s = self.decode_s = 0.0
@@ -109,9 +123,9 @@ def naive(model, tokenizer, games: int, new: int, seed: int, device: str) -> dic
     return {"generated_tokens": generated}
 
 
-def arena(model, tokenizer, games: int, new: int, seed: int, constrained: bool = False) -> dict:
+def arena(model, tokenizer, games: int, new: int, seed: int, constrained: bool = False, graphs: bool = True) -> dict:
     """The arena: ``play`` with one LLM agent in both seats, every game live at once."""
-    agent = LLMAgent(model, tokenizer, SamplingConfig(temperature=1.0, max_new_tokens=new, seed=seed,
+    agent = LLMAgent(model, tokenizer, SamplingConfig(temperature=1.0, max_new_tokens=new, seed=seed, graphs=graphs,
                                                     constrained=constrained, batch_size=max(games, 1)), name="m")
     matches = paired_matches(FallbackTicTacToe.roles, ["m", "m2"], games, seed=seed)
     episodes = play(FallbackTicTacToe, matches, {"m": agent, "m2": agent}, progress=False, concurrency=games)
@@ -192,7 +206,8 @@ def main() -> None:
     print(f"# {args.model} on {device_name} ({torch.get_num_threads()} threads), {args.games} games, "
           f"{args.new} new tokens; matmul at the decode shape {rate / 1e9:.0f} GFLOP/s -> decode floor "
           f"{floor_ms:.1f} ms per step ({2 * params / 1e9:.2f} GFLOP per token)", flush=True)
-    kinds = ["naive", "arena"] + (["arena-constrained"] if args.constrained else [])
+    kinds = ["naive", "arena"] + (["arena-constrained"] if args.constrained else []) + (
+        ["arena-eager"] if args.device.startswith("cuda") else [])
     runs = {
         "naive": lambda seed: timed(naive, clock, model=model, tokenizer=tokenizer, games=args.games,
                                     new=args.new, seed=seed, device=args.device),
@@ -200,11 +215,11 @@ def main() -> None:
                                     new=args.new, seed=seed),
         "arena-constrained": lambda seed: timed(arena, clock, model=model, tokenizer=tokenizer,
                                                 games=args.games, new=args.new, seed=seed, constrained=True),
+        "arena-eager": lambda seed: timed(arena, clock, model=model, tokenizer=tokenizer, games=args.games,
+                                          new=args.new, seed=seed, graphs=False),
     }
-    for kind in kinds:  # warm-up (and, on a GPU, kernel selection) on a few games
-        timed({"naive": naive, "arena": arena, "arena-constrained": arena}[kind], clock, model=model,
-              tokenizer=tokenizer, games=min(args.games, 4), new=args.new, seed=999,
-              **({"device": args.device} if kind == "naive" else {"constrained": True} if "constrained" in kind else {}))
+    for kind in kinds:  # warm-up (and, on a GPU, kernel selection and graph capture) with every game
+        runs[kind](999)
     results: dict[str, list[dict]] = {k: [] for k in kinds}
     lines = []
     for rep in range(args.reps):

@@ -95,3 +95,23 @@ def test_the_sampler_draws_each_token_with_its_probability():
     assert torch.allclose(logps, expected.log()[tokens])
     nucleus, _ = Decoder.sample(logits[:2000], 1.0, 0.6, generator)  # top-p 0.6 keeps only the first token (p=.64)
     assert set(nucleus.tolist()) == {0}
+
+
+def test_the_static_step_for_cuda_graphs_computes_what_the_model_does():
+    """The fixed-shape step (replayed as a CUDA graph on a GPU) run eagerly on the CPU: the same greedy tokens as
+    transformers and sampled log-probabilities equal to a teacher-forced pass."""
+    model, tok = tiny_model(seed=7, num_key_value_heads=2)  # grouped-query attention, as SmolLM2
+    eos = tok.eos_token_id
+    base = tok.encode("a shared prefix long enough to share", add_special_tokens=False)
+    prompts = [base + tok.encode(x, add_special_tokens=False) for x in ("one", "two three four", "", "five")]
+    greedy = Decoder(model, eos, {eos}, min_saving=2, graphs="always").decode(prompts, max_new=6, temperature=0)
+    for p, o in zip(prompts, greedy):
+        ref = model.generate(input_ids=torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long),
+                             do_sample=False, max_new_tokens=6, pad_token_id=tok.pad_token_id, eos_token_id=eos)
+        assert o.tokens == ref[0, len(p):].tolist()[:len(o.tokens)]
+    decoder = Decoder(model, eos, {eos}, min_saving=2, graphs="always")
+    out = decoder.decode(prompts, max_new=6, temperature=0.9, seed=5)
+    assert decoder._steps  # the static step was used
+    ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 0.9)
+    for o, r in zip(out, ref):
+        assert torch.allclose(torch.tensor(o.logprobs), r, atol=1e-5)

@@ -1,0 +1,103 @@
+"""One decode step of a Llama-family model with static shapes, replayable as a CUDA graph.
+
+Eager decoding on a GPU is bound by kernel launches (about 30 layers x a dozen kernels per token: 30-50 ms a step
+for a 135M model whatever the batch), far above the memory-bandwidth floor. A step whose every tensor has a fixed
+shape and address can be captured once as a CUDA graph and replayed for the cost of one launch (the approach of
+vLLM and gpt-fast). This step is written with the model's own modules (norms, projections, rotary embedding, MLP,
+output layer) so it computes what ``LlamaForCausalLM.forward`` computes, with the keys and values of every row in
+a buffer of fixed length: a step writes its token's keys and values at column ``col`` and attends over the whole
+buffer under a boolean mask of the columns each row has filled. Only plain Llama-architecture models (SmolLM2,
+Llama, Qwen2-style without biases) qualify; anything else (a PEFT wrapper, another architecture) decodes eagerly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def supports(model: torch.nn.Module) -> bool:
+    """Whether ``model`` is a plain Llama-family causal LM this step reproduces."""
+    config = getattr(model, "config", None)
+    return (type(model).__name__ == "LlamaForCausalLM" and not hasattr(model, "peft_config")
+            and type(model.get_output_embeddings()) is torch.nn.Linear
+            and not getattr(config, "attention_bias", False) and not getattr(config, "mlp_bias", False))
+
+
+class StaticStep:
+    """Keys/values of ``rows`` rows in buffers of ``length`` columns, and one decode step over them."""
+
+    def __init__(self, model: torch.nn.Module, rows: int, length: int):
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        self.model, self.decoder, self.rope = model, model.get_decoder(), apply_rotary_pos_emb
+        c = model.config
+        self.heads, self.kv_heads = c.num_attention_heads, c.num_key_value_heads
+        self.head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        p = next(model.parameters())
+        shape = (rows, self.kv_heads, length, self.head_dim)
+        self.keys = [torch.zeros(shape, dtype=p.dtype, device=p.device) for _ in self.decoder.layers]
+        self.values = [torch.zeros(shape, dtype=p.dtype, device=p.device) for _ in self.decoder.layers]
+        self.mask = torch.zeros(rows, 1, 1, length, dtype=torch.bool, device=p.device)
+        self.ids = torch.zeros(rows, 1, dtype=torch.long, device=p.device)
+        self.positions = torch.zeros(rows, 1, dtype=torch.long, device=p.device)
+        self.col = torch.zeros(1, dtype=torch.long, device=p.device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.logits: torch.Tensor | None = None
+
+    def load(self, keys: list[torch.Tensor], values: list[torch.Tensor], mask: torch.Tensor) -> None:
+        """Fill the first columns from a prefilled cache (rows, kv_heads, width, head_dim) and its 2-D mask."""
+        rows, width = mask.shape
+        for buf, src in zip(self.keys + self.values, keys + values):
+            buf.zero_()
+            buf[:rows, :, :width] = src[:, :, :width]
+        self.mask.zero_()
+        self.mask[:rows, 0, 0, :width] = mask.bool()
+
+    @torch.no_grad()
+    def forward(self) -> torch.Tensor:
+        """Logits (rows, vocab) after the tokens in ``ids`` at ``positions``, written at column ``col``."""
+        d = self.decoder
+        x = d.embed_tokens(self.ids)
+        cos, sin = d.rotary_emb(x, self.positions)
+        rows = x.shape[0]
+        self.mask.index_fill_(3, self.col, True)
+        for i, layer in enumerate(d.layers):
+            attn = layer.self_attn
+            h = layer.input_layernorm(x)
+            q = attn.q_proj(h).view(rows, 1, self.heads, self.head_dim).transpose(1, 2)
+            k = attn.k_proj(h).view(rows, 1, self.kv_heads, self.head_dim).transpose(1, 2)
+            v = attn.v_proj(h).view(rows, 1, self.kv_heads, self.head_dim).transpose(1, 2)
+            q, k = self.rope(q, k, cos, sin)
+            self.keys[i].index_copy_(2, self.col, k)
+            self.values[i].index_copy_(2, self.col, v)
+            o = F.scaled_dot_product_attention(q, self.keys[i], self.values[i], attn_mask=self.mask,
+                                               scale=attn.scaling, enable_gqa=self.heads != self.kv_heads)
+            x = x + attn.o_proj(o.transpose(1, 2).reshape(rows, 1, -1))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        return self.model.get_output_embeddings()(d.norm(x))[:, -1].float()
+
+    def run(self, ids: torch.Tensor, positions: torch.Tensor, col: int) -> torch.Tensor:
+        """One step: eager on a CPU, a captured CUDA graph (captured on first use) on a GPU."""
+        rows = len(ids)
+        self.ids[:rows, 0] = ids.view(-1)
+        self.positions[:rows, 0] = positions.view(-1)
+        self.col.fill_(col)
+        if self.ids.device.type != "cuda":
+            return self.forward()[:rows]
+        if self.graph is None:
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            saved = [t.clone() for t in (*self.keys, *self.values, self.mask)]
+            with torch.cuda.stream(stream):  # warm-up outside the graph (allocator, kernel selection)
+                for _ in range(2):
+                    self.forward()
+            torch.cuda.current_stream().wait_stream(stream)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.logits = self.forward()
+            for t, s in zip((*self.keys, *self.values, self.mask), saved):  # undo what warm-up and capture wrote
+                t.copy_(s)
+            self.col.fill_(col)
+        self.graph.replay()
+        return self.logits[:rows]
