@@ -102,6 +102,10 @@ class Debate(Game):
         return {"debater_a": 1.0 if winner == "debater_a" else -1.0,
                 "debater_b": 1.0 if winner == "debater_b" else -1.0, "judge": float(winner == right)}
 
+    def legal_actions(self, role: str) -> list[str] | None:
+        """The judge's two verdicts (so it can decode them constrained); the debaters write open text."""
+        return ["[A]", "[B]"] if role == "judge" else None
+
     def random_action(self, role: str, rng: random.Random) -> str:
         if role == "judge":
             return rng.choice(["[A]", "[B]"])

@@ -150,8 +150,10 @@ def workdir(tmp_path, monkeypatch):
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded before the input was checked")
 
-    monkeypatch.setattr("selfplay.agents.models.load_model", no_model)
+    import selfplay.agents.llm  # noqa: F401  (imported first, or it would import the patched name and keep it)
+
     monkeypatch.setattr("selfplay.agents.llm.load_model", no_model)
+    monkeypatch.setattr("selfplay.agents.models.load_model", no_model)
     return tmp_path
 
 

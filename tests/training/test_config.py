@@ -9,9 +9,12 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
-def test_every_recipe_loads_and_validates(path):
-    config = load_config(path)
+def test_every_recipe_loads_and_validates(path, tmp_path):
+    from selfplay.train import check_config
+
+    config = load_config(path, [f"run.out={tmp_path / 'run'}"])
     assert isinstance(config, TrainConfig)
+    check_config(config)  # the game, its roles and seats, every agent spec, curriculum arms and parameters
     assert f"configs/{path.name}" in path.read_text().splitlines()[1] + path.read_text().splitlines()[2]
 
 
