@@ -249,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:
         print(f"selfplay {args.command}: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `selfplay show RUN | head`: the reader left; what was recorded is recorded
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush stays quiet
+        return 0
 
 
 if __name__ == "__main__":

@@ -81,3 +81,11 @@ def test_doctor_reports_the_sandbox_isolation(capsys):
     out = capsys.readouterr().out
     assert "[ok] sandbox for model-written code: isolation works" in out and "[ok] torch" in out
     assert code == (1 if "[no]" in out else 0)  # e.g. the test machine may lack the embedded model's package
+
+
+def test_a_reader_that_leaves_early_is_no_error(tmp_path):
+    """`selfplay show RUN | head -1` (more than a pipe buffer of output): the broken pipe ends it quietly, status 0."""
+    assert main(["play", "tictactoe", "--agents", "random", "random", "--games", "1000", "--out", str(tmp_path)]) == 0
+    result = subprocess.run(f"{sys.executable} -m selfplay.cli show {tmp_path} --limit 1000 | head -1; "
+                            "exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True, text=True)
+    assert result.returncode == 0 and "Traceback" not in result.stderr and result.stdout.count("\n") == 1
