@@ -176,14 +176,12 @@ class Decoder:
         plain = type(head) is torch.nn.Linear and not getattr(config, "final_logit_softcapping", None) \
             and not getattr(config, "logit_scale", None)
         self.head = head if plain else None  # restricted logits need a plain linear output layer
-        self.stats = {"prefill_tokens": 0, "prompt_tokens": 0, "decode_steps": 0, "decode_rows": 0, "forwards": 0}
 
     # -- prefill ---------------------------------------------------------------------------------------
-    def _forward(self, ids, mask, positions, past: list[tuple[torch.Tensor, torch.Tensor]] | None, keep: int = 1):
-        self.stats["forwards"] += 1
+    def _forward(self, ids, mask, positions, past: list[tuple[torch.Tensor, torch.Tensor]] | None):
         kwargs = {self.kw: DynamicCache(ddp_cache_data=past) if past else DynamicCache()}
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                         logits_to_keep=keep, **kwargs)
+                         logits_to_keep=1, **kwargs)
         return out.logits[:, -1], [(layer.keys, layer.values) for layer in kwargs[self.kw].layers]  # filled in place
 
     def prefill(self, prompts: list[list[int]], width: int, room: int) -> tuple[list[_Preallocated], torch.Tensor]:
@@ -195,7 +193,6 @@ class Decoder:
         """
         device = next(self.model.parameters()).device
         nodes = radix_tree(prompts, self.min_saving)
-        self.stats["prompt_tokens"] += sum(len(p) for p in prompts)
         plan = []  # (members, past width, segment width), in dependency order
         for level in range(max(n.level for n in nodes) + 1):
             here = [i for i, n in enumerate(nodes) if n.level == level]
@@ -232,7 +229,6 @@ class Decoder:
                     index[r, wp - p:] = torch.tensor(spans[n.parent])
             index = index.to(device)
             past = [(k[index].transpose(1, 2), v[index].transpose(1, 2)) for k, v in store] if wp else None
-            self.stats["prefill_tokens"] += b * ws
             logits, layers = self._forward(ids.to(device), mask.to(device), pos.to(device), past)
             if not store:
                 total = used + sum(len(m) * w for m, _, w in plan)
@@ -304,10 +300,10 @@ class Decoder:
         if static is not None:  # a CUDA graph replays each step; finished rows stay in it, their outputs unread
             static.load([layer.kbuf for layer in layers], [layer.vbuf for layer in layers], mask[:, :width])
             layers = []
-            every = torch.arange(n, device=device)
         cache = _cache(layers)
+        nxt = {r: next_allowed(legal[r], [], self.eos) for r in range(n) if legal[r] is not None}  # per row, next
         for step in range(max_new):
-            allowed = [None if legal[r] is None else next_allowed(legal[r], out[r].tokens, self.eos) for r in live]
+            allowed = [nxt.get(r) for r in live]
             logits = self._masked(logits, allowed)
             tokens, logps = self.sample(logits, temperature, top_p, generator)
             tokens, logps = tokens.tolist(), logps.tolist()
@@ -318,8 +314,9 @@ class Decoder:
                 o.logprobs.append(logps[j])
                 if o.allowed is not None:
                     o.allowed.append(allowed[j])
+                    nxt[r] = next_allowed(legal[r], o.tokens, self.eos)
                 done = tokens[j] in self.stop_ids or (stopped is not None and stopped(r, o.tokens))
-                if not done and legal[r] is not None and next_allowed(legal[r], o.tokens, self.eos) == [self.eos]:
+                if not done and nxt.get(r) == [self.eos]:
                     if step + 1 < max_new:  # a forced end-of-text: probability 1, no forward needed
                         o.tokens.append(self.eos)
                         o.logprobs.append(0.0)
@@ -329,29 +326,24 @@ class Decoder:
                     keep.append(j)
             if not keep or step + 1 == max_new:
                 break
-            if static is not None:
-                live, tokens = [live[j] for j in keep], [tokens[j] for j in keep]
+            dropped = len(keep) < len(live)
+            live, tokens = [live[j] for j in keep], [tokens[j] for j in keep]
+            if static is not None:  # every row stays in the graph; finished ones are fed end-of-text, unread
+                rows = torch.tensor(live, device=device)
                 fed = torch.full((n,), self.eos, dtype=torch.long, device=device)
-                fed[torch.tensor(live, device=device)] = torch.tensor(tokens, device=device)
-                logits = static.run(fed, positions + step, width + step)[torch.tensor(live, device=device)]
-                self.stats["decode_steps"] += 1
-                self.stats["decode_rows"] += n
+                fed[rows] = torch.tensor(tokens, device=device)
+                logits = static.run(fed, positions + step, width + step)[rows]
                 continue
-            if len(keep) < len(live):  # finished rows leave the batch
+            if dropped:  # finished rows leave the batch
                 index = torch.tensor(keep, device=device)
                 for layer in layers:
                     layer.select(index)
                 mask, positions = mask.index_select(0, index), positions.index_select(0, index)
-                live = [live[j] for j in keep]
-                tokens = [tokens[j] for j in keep]
             col = width + step
             mask[:, col] = 1
             ids = torch.tensor(tokens, device=device)[:, None]
-            restrict = self._restriction(live, legal, out)
-            logits = self._step(ids, mask[:, :col + 1], positions[:, None], cache, restrict)
+            logits = self._step(ids, mask[:, :col + 1], positions[:, None], cache, self._restriction(live, nxt))
             positions = positions + 1
-            self.stats["decode_steps"] += 1
-            self.stats["decode_rows"] += len(live)
         return out
 
     def _static_step(self, rows: int, length: int, device: torch.device):
@@ -365,15 +357,13 @@ class Decoder:
             self._steps[key] = StaticStep(self.model, *key)
         return self._steps[key]
 
-    def _restriction(self, live: list[int], legal, out: list[Sampled]) -> torch.Tensor | None:
+    def _restriction(self, live: list[int], nxt: dict[int, list[int]]) -> torch.Tensor | None:
         """The union of the next allowed tokens when every live row is constrained (None: full vocabulary)."""
-        if self.head is None or any(legal[r] is None for r in live):
+        if self.head is None or any(r not in nxt for r in live):
             return None
-        union = sorted({t for r in live for t in next_allowed(legal[r], out[r].tokens, self.eos)})
-        return torch.tensor(union, device=self.head.weight.device)
+        return torch.tensor(sorted({t for r in live for t in nxt[r]}), device=self.head.weight.device)
 
     def _step(self, ids, mask, positions, cache, restrict: torch.Tensor | None) -> torch.Tensor:
-        self.stats["forwards"] += 1
         kwargs = {self.kw: cache}
         if restrict is None:
             return self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,

@@ -23,17 +23,14 @@ from functools import lru_cache
 from typing import Any
 
 from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, system, user
+from selfplay.games.registry import optional_package
 
 PREFIX = "openspiel:"
 _TAG = re.compile(r"\[P\d+\]")
 
 
 def _pyspiel():
-    try:
-        import pyspiel
-    except ImportError:
-        raise ValueError("OpenSpiel games need the optional package open_spiel: pip install -e .[openspiel]") from None
-    return pyspiel
+    return optional_package("pyspiel", "OpenSpiel", "open_spiel", "openspiel")
 
 
 def _label(text: str) -> str:

@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, system, user
+from selfplay.games.registry import optional_package
 
 PREFIX = "pettingzoo:"
 
@@ -30,10 +31,7 @@ def pettingzoo_game(spec: str) -> type[Game]:
     """The selfplay game class of ``pettingzoo.<spec>`` (an AEC environment module with ``env()``)."""
     if not re.fullmatch(r"[a-z_]+\.[a-z0-9_]+", spec):
         raise ValueError(f"PettingZoo game {spec!r}: expected FAMILY.ENV_vN, e.g. classic.tictactoe_v3")
-    try:
-        importlib.import_module("pettingzoo")
-    except ImportError:
-        raise ValueError("PettingZoo games need the optional package pettingzoo: pip install -e .[pettingzoo]") from None
+    optional_package("pettingzoo", "PettingZoo", "pettingzoo", "pettingzoo")
     try:
         with warnings.catch_warnings():  # PettingZoo 1.27 announces a registry that is not there yet
             warnings.simplefilter("ignore", DeprecationWarning)

@@ -23,6 +23,7 @@ from functools import lru_cache
 from typing import Any
 
 from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, user
+from selfplay.games.registry import optional_package
 
 PREFIX = "textarena:"
 _SPEC = re.compile(r"^([A-Za-z0-9_.\-]+)(?:\(players=(\d+)\))?$")
@@ -31,11 +32,7 @@ _LISTED = re.compile(r"'(\[[^\[\]']+\])'")
 
 
 def _textarena():
-    try:
-        import textarena
-    except ImportError:
-        raise ValueError("TextArena games need the optional package textarena: pip install -e .[textarena]") from None
-    return textarena
+    return optional_package("textarena", "TextArena", "textarena", "textarena")
 
 
 @lru_cache(maxsize=None)
