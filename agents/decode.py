@@ -5,6 +5,9 @@
   each level one batched forward over the nodes' segments on top of their ancestors' keys and values (the idea of
   SGLang's RadixAttention, Zheng et al. 2024, within one call). A row's key/value cache is its path through the tree.
 - **No padding waste**: the segments of a level are bucketed by length (least padding plus per-forward cost).
+- **Shared prefixes across calls**: inside ``Decoder.session()`` (the arena opens one per ``play``, while no weights
+  change) the keys and values of each call's shared prefixes (the system prompt and rules the games' prompts start
+  with, per seat) are kept, and a later call's prompts that start with the same tokens skip them.
 - **A preallocated cache**: decoding writes each step's keys and values in place instead of concatenating.
 - **Cheap constrained sampling**: where every live row is constrained to spell a legal action, the output layer is
   evaluated only on the tokens some row may emit; a forced end-of-text costs no forward; finished rows are dropped.
@@ -15,6 +18,9 @@
 from __future__ import annotations
 
 import inspect
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -70,6 +76,41 @@ def radix_tree(rows: list[list[int]], min_saving: int = 64) -> list[Node]:
     for sub in _branches(rows, list(range(len(rows))), 0):
         build(sub, 0, -1, 0)
     return nodes
+
+
+def _reuse(nodes: list[Node], kept: dict[tuple[int, ...], object], least: int) -> tuple[list[Node], dict[int, object]]:
+    """``nodes`` with every run of tokens that a kept prefix covers turned into a node of level -1 (computed by an
+    earlier call: its keys and values are the kept entry's rows ``[start, start + len)``). A node that some row ends
+    at keeps its last token to compute, so that row still gets its logits. Returns the new nodes (parents first) and
+    {new node index: the kept entry it reads}."""
+    keys = list(kept)
+    reach: list[list[int]] = []  # per node and kept key: how far the key matches the node's path (from position 0)
+    out: list[Node] = []
+    read: dict[int, object] = {}
+    new_index: list[int] = []  # the node (or its computed remainder) that children hang under
+    for n in nodes:
+        end = n.start + len(n.tokens)
+        here = []
+        for k, key in enumerate(keys):
+            m = n.start if n.parent < 0 or reach[n.parent][k] == n.start else -1  # the parent's path fully matched
+            if m >= 0:
+                top = min(len(key), end)
+                while m < top and key[m] == n.tokens[m - n.start]:
+                    m += 1
+            here.append(m)
+        reach.append(here)
+        best = max(range(len(keys)), key=lambda k: here[k], default=-1)
+        covered = min(here[best], end - 1 if n.ends else end) if best >= 0 else -1
+        parent = new_index[n.parent] if n.parent >= 0 else -1
+        if covered <= n.start or covered < least:
+            out.append(Node(list(n.tokens), parent, n.start, n.level, list(n.ends)))
+        else:
+            out.append(Node(n.tokens[:covered - n.start], parent, n.start, -1))
+            read[len(out) - 1] = kept[keys[best]]
+            if covered < end:  # the rest is computed on top of it
+                out.append(Node(n.tokens[covered - n.start:], len(out) - 1, covered, n.level, list(n.ends)))
+        new_index.append(len(out) - 1)
+    return out, read
 
 
 def _branches(rows: list[list[int]], group: list[int], at: int) -> list[list[int]]:
@@ -176,6 +217,44 @@ class Decoder:
         plain = type(head) is torch.nn.Linear and not getattr(config, "final_logit_softcapping", None) \
             and not getattr(config, "logit_scale", None)
         self.head = head if plain else None  # restricted logits need a plain linear output layer
+        self._kept: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+        self.least_kept, self.most_kept = 8, 16  # shortest prefix worth keeping; entries kept (least recently used out)
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Within it, each call's shared prompt prefixes are kept for the next calls. The caller promises that the
+        model's weights (and the active adapter) do not change inside; everything kept is dropped on leaving."""
+        outer = self._kept
+        self._kept = OrderedDict() if outer is None else outer
+        try:
+            yield
+        finally:
+            self._kept = outer
+
+    def _keep(self, nodes: list[Node], spans: list[list[int]], store: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Keep the keys and values of the deepest prefixes that more than one row of this call shared (their paths
+        hold every shorter shared prefix)."""
+        rows = [len(n.ends) for n in nodes]
+        for i in range(len(nodes) - 1, -1, -1):
+            if nodes[i].parent >= 0:
+                rows[nodes[i].parent] += rows[i]
+        shared_below = [False] * len(nodes)
+        for i, n in enumerate(nodes):
+            if n.parent >= 0 and rows[i] >= 2:
+                shared_below[n.parent] = True
+        for i, n in enumerate(nodes):
+            if rows[i] < 2 or shared_below[i] or len(spans[i]) < self.least_kept:
+                continue
+            tokens, j = [], i
+            while j >= 0:
+                tokens[:0] = nodes[j].tokens
+                j = nodes[j].parent
+            key = tuple(tokens)
+            index = torch.tensor(spans[i], device=store[0][0].device)
+            self._kept[key] = [(k[index], v[index]) for k, v in store]
+            self._kept.move_to_end(key)
+            while len(self._kept) > self.most_kept:
+                self._kept.popitem(last=False)
 
     # -- prefill ---------------------------------------------------------------------------------------
     def _forward(self, ids, mask, positions, past: list[tuple[torch.Tensor, torch.Tensor]] | None):
@@ -193,6 +272,7 @@ class Decoder:
         """
         device = next(self.model.parameters()).device
         nodes = radix_tree(prompts, self.min_saving)
+        nodes, cached = _reuse(nodes, self._kept, self.least_kept) if self._kept is not None else (nodes, {})
         plan = []  # (members, past width, segment width), in dependency order
         for level in range(max(n.level for n in nodes) + 1):
             here = [i for i, n in enumerate(nodes) if n.level == level]
@@ -202,6 +282,10 @@ class Decoder:
                 plan.append((members, max(nodes[i].start for i in members), max(len(nodes[i].tokens) for i in members)))
         offset = [0] * len(nodes)  # store row of each node's first token
         used = 1
+        for i in cached:  # prefixes computed by an earlier call of this session come first
+            offset[i] = used
+            used += len(nodes[i].tokens)
+        start = used
         for members, _, ws in plan:
             for r, i in enumerate(members):
                 offset[i] = used + r * ws + ws - len(nodes[i].tokens)
@@ -210,8 +294,14 @@ class Decoder:
         for i, n in enumerate(nodes):  # parents come first
             spans[i] = (spans[n.parent] if n.parent >= 0 else []) + list(range(offset[i], offset[i] + len(n.tokens)))
         store: list[tuple[torch.Tensor, torch.Tensor]] = []
-        last = torch.empty(0)
-        used = 1
+        for i, entry in cached.items():
+            if not store:
+                store = [(k.new_zeros(used, *k.shape[1:]), v.new_zeros(used, *v.shape[1:])) for k, v in entry]
+            a, m = nodes[i].start, len(nodes[i].tokens)
+            for (sk, sv), (k, v) in zip(store, entry):
+                sk[offset[i]:offset[i] + m], sv[offset[i]:offset[i] + m] = k[a:a + m], v[a:a + m]
+        last = None
+        used = start
         for members, wp, ws in plan:
             b = len(members)
             ids = torch.zeros(b, ws, dtype=torch.long)
@@ -231,15 +321,18 @@ class Decoder:
             past = [(k[index].transpose(1, 2), v[index].transpose(1, 2)) for k, v in store] if wp else None
             logits, layers = self._forward(ids.to(device), mask.to(device), pos.to(device), past)
             if not store:
-                total = used + sum(len(m) * w for m, _, w in plan)
-                store = [(k.new_zeros(total, k.shape[1], k.shape[3]), v.new_zeros(total, v.shape[1], v.shape[3]))
+                store = [(k.new_zeros(used + sum(len(m) * w for m, _, w in plan), k.shape[1], k.shape[3]),
+                          v.new_zeros(used + sum(len(m) * w for m, _, w in plan), v.shape[1], v.shape[3]))
                          for k, v in layers]
+            if last is None:
                 last = logits.new_empty(len(nodes), logits.shape[-1])
             for (sk, sv), (k, v) in zip(store, layers):  # (b, heads, wp + ws, dim) -> store rows (b * ws, heads, dim)
                 sk[used:used + b * ws] = k[:, :, wp:].transpose(1, 2).reshape(b * ws, k.shape[1], k.shape[3])
                 sv[used:used + b * ws] = v[:, :, wp:].transpose(1, 2).reshape(b * ws, v.shape[1], v.shape[3])
             last[torch.tensor(members, device=device)] = logits
             used += b * ws
+        if self._kept is not None:
+            self._keep(nodes, spans, store)
         row_node = [0] * len(prompts)
         for i, n in enumerate(nodes):
             for r in n.ends:

@@ -10,7 +10,8 @@ not folded into the log-probabilities (as in TRL and vLLM).
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -191,8 +192,7 @@ class LLMAgent:
         if self.sampling.cache == "static":
             return self._generate_hf(prompts, legal)
         s, tok = self.sampling, self.tokenizer
-        if self.decoder is None:
-            self.decoder = Decoder(self.model, tok.eos_token_id, self.stop_ids, max_rows=s.batch_size, graphs=s.graphs)
+        decoder = self._decoder()
         spelled = None
         if legal:
             spelled = [None if options is None else [tok.encode(a, add_special_tokens=False) for a in options]
@@ -205,9 +205,25 @@ class LLMAgent:
         seed = s.seed + self.calls  # reproducible, yet every call samples afresh
         self.calls += 1
         with self._adapter():
-            rows = self.decoder.decode(prompts, s.max_new_tokens, s.temperature, s.top_p, spelled, seed, stopped)
+            rows = decoder.decode(prompts, s.max_new_tokens, s.temperature, s.top_p, spelled, seed, stopped)
         return [Completion(tok.decode(r.tokens, skip_special_tokens=True), prompt_ids=list(p), completion_ids=r.tokens,
                            logprobs=r.logprobs, allowed=r.allowed) for p, r in zip(prompts, rows)]
+
+    def _decoder(self) -> Decoder:
+        if self.decoder is None:
+            self.decoder = Decoder(self.model, self.tokenizer.eos_token_id, self.stop_ids,
+                                   max_rows=self.sampling.batch_size, graphs=self.sampling.graphs)
+        return self.decoder
+
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """A stretch of calls with unchanged weights (one arena ``play``): shared prompt prefixes computed by one
+        call are reused by the next (``Decoder.session``)."""
+        if self.sampling.cache == "static":
+            yield
+            return
+        with self._decoder().session():
+            yield
 
     def _generate_hf(self, prompts: list[list[int]], legal: list[list[str] | None] | None = None) -> list[Completion]:
         """Transformers' ``generate`` with a static KV cache and compiled decoding (shapes bucketed), for GPUs."""

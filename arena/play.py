@@ -13,6 +13,7 @@ import random
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -254,18 +255,22 @@ def play(make_game: Callable[[], Game], matches: Sequence[Match], agents: dict[s
     done: dict[int, Episode] = {}
     bar = tqdm(total=len(matches), desc=progress if isinstance(progress, str) else "games", unit="game",
                disable=not progress, dynamic_ncols=True, leave=False)
-    while queue or live:
-        while queue and len(live) < concurrency:
-            index, match = queue.pop()
-            extra = match.meta.get("game_options") or {}  # per-match options (e.g. a curriculum's category)
-            live[index] = _LiveGame(make_game(**extra) if extra else make_game(), match, {**(options or {}), **extra})
-        _round(live, agents)
-        finished = [i for i, g in live.items() if g.finished]
-        if store is not None and finished:
-            store.add([live[i].episode for i in finished])
-        for i in finished:
-            done[i] = live.pop(i).episode
-        bar.update(len(finished))
+    with ExitStack() as sessions:  # weights do not change during a play: agents may reuse work across calls
+        for agent in {id(a): a for a in agents.values()}.values():
+            if hasattr(agent, "session"):
+                sessions.enter_context(agent.session())
+        while queue or live:
+            while queue and len(live) < concurrency:
+                index, match = queue.pop()
+                extra = match.meta.get("game_options") or {}  # per-match options (e.g. a curriculum's category)
+                live[index] = _LiveGame(make_game(**extra) if extra else make_game(), match, {**(options or {}), **extra})
+            _round(live, agents)
+            finished = [i for i, g in live.items() if g.finished]
+            if store is not None and finished:
+                store.add([live[i].episode for i in finished])
+            for i in finished:
+                done[i] = live.pop(i).episode
+            bar.update(len(finished))
     bar.close()
     return [done[i] for i in range(len(matches))]
 

@@ -115,3 +115,68 @@ def test_the_static_step_for_cuda_graphs_computes_what_the_model_does():
     ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 0.9)
     for o, r in zip(out, ref):
         assert torch.allclose(torch.tensor(o.logprobs), r, atol=1e-5)
+
+
+def test_a_session_reuses_the_shared_prefix_of_earlier_calls_and_stays_exact():
+    model, tok = tiny_model(seed=7)
+    eos = tok.eos_token_id
+    enc = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
+    system = enc("a system prompt and the rules of the game, the same at every turn of every game")
+    turns = [[system + enc(x) for x in ("board one", "board two", "board one")],
+             [system + enc(x) for x in ("board one", "board two, a longer one")],  # a row ends at a kept prefix
+             [system + enc(x) for x in ("board three x", "board four")],
+             [system[:20] + enc("a shorter shared start"), system[:20] + enc("and another")],  # shares only 20
+             [enc("nothing shared with before"), enc("nothing shared at all")]]
+    computed = []  # prompt tokens each forward computes (input width times rows)
+    hook = model.model.register_forward_pre_hook(lambda m, a, kw: computed.append(kw["input_ids"].numel()),
+                                                 with_kwargs=True)
+    decoder = Decoder(model, eos, {eos}, min_saving=2)
+
+    def prefill_tokens(prompts):  # one new token: the prefill's forwards only
+        computed.clear()
+        decoder.decode(prompts, max_new=1, temperature=0)
+        return sum(computed)
+
+    alone = [prefill_tokens(prompts) for prompts in turns]
+    with decoder.session():
+        kept = [prefill_tokens(prompts) for prompts in turns]
+    hook.remove()
+    assert decoder._kept is None  # everything kept is dropped on leaving the session
+    assert kept[0] == alone[0] and kept[4] == alone[4]  # nothing to reuse yet / nothing shared
+    # the first call kept its deepest shared prefix, "board one" (rows 0 and 2; the root is a prefix of it): the
+    # second computes only the last token of "board one" (a row ends there, whose logits are needed) and row 1's rest
+    assert alone[1] - kept[1] == len(system + enc("board one")) - 1
+    assert alone[2] - kept[2] == len(system + enc("board "))  # the shared root, every token of it
+    assert alone[3] - kept[3] == 20
+    with decoder.session():  # sampled log-probabilities stay those of a teacher-forced pass
+        for t, prompts in enumerate(turns):
+            out = decoder.decode(prompts, max_new=5, temperature=0.9, seed=t)
+            ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 0.9)
+            for o, r in zip(out, ref):
+                assert torch.allclose(torch.tensor(o.logprobs), r[:len(o.tokens)], atol=1e-5)
+
+
+def test_sessions_over_random_calls_give_the_log_probabilities_of_a_teacher_forced_pass(monkeypatch):
+    import selfplay.agents.decode as decode
+
+    reused = []
+    real = decode._reuse
+    monkeypatch.setattr(decode, "_reuse", lambda *a: reused.append(len((r := real(*a))[1]) > 0) or r)
+    model, tok = tiny_model(seed=8)
+    eos = tok.eos_token_id
+    rng = random.Random(1)
+    stems = [[rng.randrange(3, 250) for _ in range(rng.randrange(5, 40))] for _ in range(3)]
+    decoder = Decoder(model, eos, {eos}, min_saving=rng.choice([1, 4, 16]))
+    with decoder.session():
+        for call in range(6):
+            prompts = []
+            for _ in range(rng.randrange(1, 7)):
+                stem = rng.choice(stems)
+                tail = [rng.randrange(3, 8) for _ in range(rng.randrange(0, 4))]
+                prompts.append(stem[:rng.randrange(1, len(stem) + 1)] + tail)
+            out = decoder.decode(prompts, max_new=3, temperature=1.0, seed=call)
+            ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 1.0)
+            for o, r in zip(out, ref):
+                assert torch.allclose(torch.tensor(o.logprobs), r[:len(o.tokens)], atol=1e-5), call
+    assert len(decoder._kept or ()) == 0
+    assert sum(reused) >= 3  # most calls read kept prefixes
