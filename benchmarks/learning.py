@@ -65,13 +65,17 @@ def main() -> None:
         print(f"{'step':>5} {'invalid':>8} {'attempts':>9}")
         for step, rate, n in invalid_curve(out):
             print(f"{step:>5} {rate:>8.1%} {n:>9}")
-    print(f"{'step':>5} {'win+draw vs random':>19} {'vs expert':>10} {'Elo [95%]':>22}")
+    print(f"{'step':>5} {'win+draw vs random':>19} {'per seat':>13} {'vs expert':>10} {'per seat':>13} "
+          f"{'Elo [95%]':>22}")
     for h in history:
         ev = h["evaluation"]
         elo = next(iter(ev.values()))["learner_elo"]
-        print(f"{h['step']:>5} {ev['random']['win_or_draw']:>19.3f} "
-              f"{ev['expert']['win_or_draw'] if 'expert' in ev else float('nan'):>10.3f} "
-              f"{elo['elo']:>+8.0f} [{elo['low']:+.0f}, {elo['high']:+.0f}]")
+        cols = []
+        for name in ("random", "expert"):
+            r = ev.get(name)
+            seats = " ".join(f"{s['win'] + s['draw']:.2f}" for s in (r or {}).get("seats", {}).values())
+            cols.append(f"{r['win_or_draw'] if r else float('nan'):>10.3f} {seats:>13}")
+        print(f"{h['step']:>5} {cols[0]:>33} {cols[1]:>24} {elo['elo']:>+8.0f} [{elo['low']:+.0f}, {elo['high']:+.0f}]")
 
 
 if __name__ == "__main__":

@@ -95,10 +95,12 @@ class Curriculum:
 class Update:
     """How samples become a gradient step."""
 
-    advantage: str = _f("rae", "rae: per-role moving-average baseline (SPIRAL); state: one per (role, prompt), for "
-                               "games whose states recur (poker); grpo: normalise within samples=K groups",
+    advantage: str = _f("rae", "rae: per-role moving-average baseline (SPIRAL); state: one per (role, opponent arm, "
+                               "prompt), for games whose states recur (poker); grpo: normalise within samples=K groups",
                         choices=("rae", "state", "grpo"))
     baseline_decay: float = _f(0.95, "decay of the per-(game, role) baseline (rae)", low=0.0, high=1.0)
+    gae_lambda: float = _f(1.0, "state: the lambda of TD(lambda) returns over the role's later states (1: the "
+                                "Monte-Carlo return)", low=0.0, high=1.0)
     ppo_epochs: int = _f(1, "passes over each batch; > 1 uses the clipped ratio against the sampling log-probs", low=1)
     clip: float = _f(0.2, "PPO ratio clip range", low=0.0)
     kl_coef: float = _f(0.0, "weight of the KL penalty to the reference (the magnet in MMD; 0 disables it)", low=0.0)
@@ -108,7 +110,10 @@ class Update:
     lr: float = _f(1e-4, "AdamW learning rate", above=0.0)
     weight_decay: float = _f(0.0, "AdamW weight decay", low=0.0)
     max_grad_norm: float = _f(1.0, "gradient clipping", low=0.0)
-    warmup_steps: int = _f(0, "linear learning-rate warm-up", low=0)
+    warmup_steps: int = _f(0, "training steps of linear learning-rate warm-up", low=0)
+    lr_schedule: str = _f("constant", "after warm-up: constant, or linear / cosine decay to lr_floor * lr at the "
+                                      "last step", choices=("constant", "linear", "cosine"))
+    lr_floor: float = _f(0.1, "the decayed learning rate at the last step, as a share of lr", low=0.0, high=1.0)
     micro_batches: int = _f(1, "gradient-accumulation micro-batches per update (the same count on every rank)", low=1)
     gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass")
 

@@ -139,6 +139,8 @@ class Evaluator:
         return {"games": max(1.0, t.decided), "win": t.rate(t.wins), "draw": t.rate(t.draws), "loss": t.rate(t.losses),
                 "win_or_draw": t.rate(t.wins + t.draws), "invalid_rate": t.invalid_rate,
                 # the learner's mean reward per seat (the same seeds and baseline tasks at every evaluation)
+                "seats": {r: {"win": s.rate(s.wins), "draw": s.rate(s.draws), "loss": s.rate(s.losses),
+                              "games": s.decided} for r, s in seats.items()},
                 "reward": {r: s.mean_reward for r, s in seats.items()},
                 "reward_ci": {r: list(s.reward_interval()) for r, s in seats.items()},
                 "mean_reward": mean, "mean_reward_ci": [mean - half, mean + half]}

@@ -3,6 +3,8 @@ play with them. One object, built once, handed to the rollout, update, evaluatio
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -31,6 +33,14 @@ class Learner:
     reference: Policy | None
     tokenizer: object
     agents: dict[str, LLMAgent]
+    schedule: Callable[[int], float]  # training step -> learning-rate multiplier (``lr_multiplier``)
+    clock: dict[str, int]  # {"step": the current training step}, read by the scheduler
+
+    def at_step(self, step: int) -> None:
+        """Set the learning rate of training step ``step`` (0-based); the scheduler keeps it until the next one."""
+        self.clock["step"] = step
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * self.schedule(step)
 
     def agents_at(self, temperature: float) -> dict[str, LLMAgent]:
         """The same learner agents (model, adapter, name) sampling at another temperature."""
@@ -51,6 +61,19 @@ class Learner:
             return self.policy.trainable_state()
         trainable = {n for n, p in self.policy.named_parameters() if p.requires_grad}
         return {k: v.detach().cpu() for k, v in self.accelerator.get_state_dict(self.model).items() if k in trainable}
+
+
+def lr_multiplier(step: int, steps: int, warmup: int, schedule: str, floor: float) -> float:
+    """The learning rate of training step ``step`` (0-based) of ``steps`` as a share of the peak: linear warm-up over
+    ``warmup`` steps, then constant or a linear / cosine (Loshchilov & Hutter 2017) decay reaching ``floor`` at the
+    last step."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant" or steps - 1 <= warmup:
+        return 1.0
+    t = min(1.0, (step - warmup) / (steps - 1 - warmup))
+    shape = 1 - t if schedule == "linear" else 0.5 * (1 + math.cos(math.pi * t))
+    return floor + (1 - floor) * shape
 
 
 def at_temperature(agents: dict[str, LLMAgent], temperature: float) -> dict[str, LLMAgent]:
@@ -88,9 +111,16 @@ def build_learner(cfg: TrainConfig, accelerator: Accelerator, roles: tuple[str, 
     u = cfg.update
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=u.lr,
                                   weight_decay=u.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, u.warmup_steps)))
+    # the schedule runs in training steps, whatever the optimizer steps per training step (passes, micro-batches,
+    # processes: accelerate steps a scheduler once per process)
+    clock = {"step": 0}
+
+    def schedule(step: int) -> float:
+        return lr_multiplier(step, cfg.run.steps, u.warmup_steps, u.lr_schedule, u.lr_floor)
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: schedule(clock["step"]))
     model, optimizer, scheduler = accelerator.prepare(policy, optimizer, scheduler)
     policy = accelerator.unwrap_model(model)
     agents = {agent_name(LEARNER, g): group_agent(policy, g, tokenizer, LEARNER, sampling_config(cfg))
               for g in policy.groups}
-    return Learner(accelerator, model, policy, optimizer, scheduler, reference, tokenizer, agents)
+    return Learner(accelerator, model, policy, optimizer, scheduler, reference, tokenizer, agents, schedule, clock)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,28 @@ def step_metrics(stats: StepStats, world: int, rollout_seconds: float, update_se
                "entropy": -u.logp_sum / tokens, "grad_norm": u.grad_norm / world,
                "tokens_per_s": stats.gen_tokens / max(rollout_seconds, 1e-9), "filtered_samples": stats.filtered,
                "time/rollout": rollout_seconds, "time/update": update_seconds,
-               "update/tokens_per_s": u.tokens / max(update_seconds, 1e-9)}  # completion tokens trained per second
+               "update/tokens_per_s": u.tokens / max(update_seconds, 1e-9),  # completion tokens trained per second
+               "update/tflops_per_s": u.flops / max(update_seconds, 1e-9) / 1e12}  # model FLOPs, all ranks
     if torch.cuda.is_available():
         metrics["memory/peak_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        peak = peak_flops(torch.cuda.get_device_name())
+        if peak:
+            metrics["update/mfu"] = u.flops / max(update_seconds, 1e-9) / (world * peak)
     for role, tally in stats.learner.items():
         metrics[f"reward/{role}"] = tally.mean_reward
         metrics[f"invalid_rate/{role}"] = tally.invalid_rate
     return metrics
+
+
+# dense bf16 tensor-core peaks (vendor data sheets, SXM parts), by a name fragment of torch.cuda.get_device_name()
+PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0, "4090": 165.0}
+
+
+def peak_flops(device_name: str) -> float | None:
+    """The card's peak FLOP/s for model FLOP utilisation (``SELFPLAY_PEAK_TFLOPS`` overrides), or None if unknown."""
+    if os.environ.get("SELFPLAY_PEAK_TFLOPS"):
+        return float(os.environ["SELFPLAY_PEAK_TFLOPS"]) * 1e12
+    return next((v * 1e12 for k, v in PEAK_TFLOPS.items() if k in device_name), None)
 
 
 def console_line(step: int, steps: int, m: dict[str, float]) -> str:

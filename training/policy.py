@@ -49,6 +49,41 @@ class Policy(nn.Module):
             return self.model, group
         return self.clones[group], None
 
+    def matmul_parameters(self, group: str) -> dict[str, int]:
+        """Parameters a token meets in matrix products when ``group`` scores it: ``body`` (every layer; not the input
+        embedding, a lookup, nor norms and biases) and ``head`` (the output layer), each with its ``_trainable`` part; for FLOP counts."""
+        module, adapter = self.generator(group)
+        embed = module.get_input_embeddings().weight
+        head = module.get_output_embeddings().weight
+        counts = dict.fromkeys(("body", "body_trainable", "head", "head_trainable"), 0)
+        for name, p in module.named_parameters():
+            if "lora_" in name and (adapter is None or f".{adapter}." not in name):
+                continue  # another role's adapter
+            if (p is embed and p is not head) or len(getattr(p, "ds_shape", p.shape)) < 2:
+                continue  # a lookup; norms and biases are not matrix products
+            part = "head" if p is head else "body"
+            n = getattr(p, "ds_numel", p.numel())  # ZeRO-3 keeps only a shard locally
+            counts[part] += n
+            if p.requires_grad:
+                counts[part + "_trainable"] += n
+        return counts
+
+    def update_flops(self, groups: list[str], width: int, scored: int, reference: bool = False) -> float:
+        """Model FLOPs of one update pass over rows of ``width`` tokens (``scored`` of them through the output
+        layer): forward 2 N per token, backward 2 N for the activations' gradients plus 2 N_trainable for the
+        weights' (Kaplan et al. 2020's 6 N for full training), and with ``reference`` the frozen KL reference's
+        forward; attention scores are not counted. With frozen lower layers (LoRA) autograd skips some input
+        gradients at the bottom of the network, so the count is then an upper bound (by ~1/layers)."""
+        if not hasattr(self, "_counts"):
+            self._counts = {g: self.matmul_parameters(g) for g in self.groups}
+        total = 0.0
+        for group in groups:
+            c = self._counts[group]
+            forward = 2 * (c["body"] * width + c["head"] * scored)
+            weights = 2 * (c["body_trainable"] * width + c["head_trainable"] * scored)
+            total += forward * (3 if reference else 2) + weights
+        return total
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                 groups: list[str], prompt_width: int, temperature: float = 1.0,
                 allowed: list | None = None) -> torch.Tensor:

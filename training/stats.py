@@ -18,12 +18,13 @@ class UpdateStats:
     logp_sum: float = 0.0
     tokens: float = 0.0
     grad_norm: float = 0.0  # the last optimizer step's (summed over ranks: divide by the world size)
+    flops: float = 0.0  # model FLOPs of every pass (``Policy.update_flops``)
 
     def merged(self, other: UpdateStats) -> UpdateStats:
         """Two updates of one step (learning progress): sums add, the gradient norm is the larger."""
         return UpdateStats(self.loss_sum + other.loss_sum, self.clip_sum + other.clip_sum, self.kl_sum + other.kl_sum,
                            self.logp_sum + other.logp_sum, self.tokens + other.tokens,
-                           max(self.grad_norm, other.grad_norm))
+                           max(self.grad_norm, other.grad_norm), self.flops + other.flops)
 
 
 @dataclass

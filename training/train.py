@@ -87,7 +87,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                                f"{error_summary(batch.episodes) or 'the error is on another rank'}")
 
         # -- advantages: baselines from before the update, measured over every rank's samples ------------------
-        baselines.assign(learner, batch.samples, up.advantage)
+        baselines.assign(learner, batch.samples, up.advantage, up.gae_lambda)
         stats = StepStats(gen_tokens=float(sum(len(s.completion_ids) for s in batch.samples)))
         stats.count_episodes(batch.episodes, roles, batch.pool_step)
         for s in batch.samples:
@@ -97,6 +97,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         stats.filtered = len(batch.samples) - len(samples)
 
         # -- update -------------------------------------------------------------------------------------------
+        learner.at_step(step)
         t_update = time.perf_counter()
         gains = {}
         if progress is None:
@@ -122,6 +123,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         metrics = step_metrics(stats, accelerator.num_processes, batch.seconds, update_seconds)
         metrics.update(rollouts.observe(step + 1, stats))
         metrics.update({f"progress/{k}": v for k, v in gains.items()})
+        metrics["lr"] = learner.optimizer.param_groups[0]["lr"]
         done = step + 1
         # the time limit ends every rank at the same step: any rank over it stops them all
         last = done == run.steps or bool(run.max_minutes) and \

@@ -10,7 +10,7 @@ rank, plus an optional KL penalty to the frozen initial model (``training.losses
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -32,14 +32,17 @@ class Baselines:
         self.decay = decay
         self.values = {tuple(k.split("|")): v for k, v in (state or {}).items()}
 
-    def assign(self, learner: Learner, samples: Sequence[Sample], kind: str) -> None:
+    def assign(self, learner: Learner, samples: Sequence[Sample], kind: str, lam: float = 1.0) -> None:
         """Set each sample's advantage (``rae``, ``state`` or ``grpo``) from the baselines before this step, then
-        move them. ``state`` keys the baseline by (game, role, prompt): a moving estimate of V(s), for games whose
-        information states recur, so A estimates Q(s, a) - V(s) (the per-state baseline of tabular PG)."""
+        move them. ``state`` keys the baseline by (game, role, opponent arm, prompt): a moving estimate of V(s), for
+        games whose information states recur, so A estimates Q(s, a) - V(s) (the per-state baseline of tabular PG);
+        with ``lam`` < 1 the return is the lambda-return over the role's later states (``lambda_returns``)."""
         keys = [baseline_key(s, kind) for s in samples]
         every = [(tuple(k), r) for k, r in gather(learner.accelerator, [(k, s.reward) for k, s in zip(keys, samples)])]
         _, moved = rae_advantages([r for _, r in every], [k for k, _ in every], self.values, self.decay)
-        rae = [s.reward - self.values.get(k, 0.0) for k, s in zip(keys, samples)]
+        returns = lambda_returns(samples, keys, self.values, lam) if kind == "state" and lam < 1 else \
+            [s.reward for s in samples]
+        rae = [g - self.values.get(k, 0.0) for k, g in zip(keys, returns)]
         advantages = grpo_advantages([s.reward for s in samples], [s.turn_group for s in samples], rae) \
             if kind == "grpo" else rae
         for s, a in zip(samples, advantages):
@@ -51,10 +54,35 @@ class Baselines:
 
 
 def baseline_key(sample: Sample, kind: str) -> tuple[str, ...]:
-    """(game, role), or with ``state`` (game, role, a digest of the prompt the sample answered)."""
+    """(game, role), or with ``state`` (game, role, the opponent arm, a digest of the prompt the sample answered)."""
     if kind != "state":
         return sample.key
-    return (*sample.key, hashlib.sha256(repr(sample.prompt_ids).encode()).hexdigest()[:16])
+    return (*sample.key, sample.arm or "", hashlib.sha256(repr(sample.prompt_ids).encode()).hexdigest()[:16])
+
+
+def lambda_returns(samples: Sequence[Sample], keys: Sequence[Hashable], values: Mapping[Hashable, float],
+                   lam: float) -> list[float]:
+    """TD(lambda) returns of each role's moves in an episode (Sutton 1988; GAE, Schulman et al. 2016, with gamma 1
+    and reward only at the end): G_t = (1 - lam) V(s_t+1) + lam G_t+1, G_last = r, where V(s_t+1) is the state
+    baseline of the role's next state; where that state has no estimate yet G_t+1 stands in for it. Episodes whose
+    turns have several samples, or whose moves were paid their own rewards, keep the Monte-Carlo return."""
+    turns: dict[tuple, list[int]] = {}
+    for i, s in enumerate(samples):
+        turns.setdefault((s.turn_group[0], s.key), []).append(i)
+    out = [s.reward for s in samples]
+    for members in turns.values():
+        members.sort(key=lambda i: samples[i].turn_group[1])
+        if len({samples[i].turn_group[1] for i in members}) < len(members) or \
+                len({samples[i].reward for i in members}) > 1:
+            continue  # samples=K turns branch (no single next state), or moves were paid their own rewards
+        following = None  # (G, key) of the role's next move
+        for i in reversed(members):
+            if following is not None:
+                g_next, key_next = following
+                v = values.get(key_next)
+                out[i] = g_next if v is None else (1 - lam) * v + lam * g_next
+            following = (out[i], keys[i])
+    return out
 
 
 def update(cfg: Update, learner: Learner, samples: Sequence[Sample], temperature: float,
@@ -80,6 +108,7 @@ def update(cfg: Update, learner: Learner, samples: Sequence[Sample], temperature
         for chunk in chunks:
             with acc.accumulate(model):
                 loss, parts = _chunk_loss(cfg, learner, chunk, tokens_global, temperature)
+                stats.flops += parts.pop("flops", 0.0)
                 acc.backward(loss * acc.num_processes * cfg.micro_batches)
                 if acc.sync_gradients:
                     norm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -121,8 +150,10 @@ def _chunk_loss(cfg: Update, learner: Learner, chunk: list[Sample], tokens_globa
     loss, extra = policy_loss(logp, old.detach(), adv, mask, cfg.clip, tokens_global, ref, cfg.kl_coef,
                               cfg.entropy_coef)
     n = float(mask.sum())
+    flops = learner.policy.update_flops(inputs["groups"], inputs["input_ids"].shape[1], logp.shape[1] + 1,
+                                        reference=ref is not None)
     return loss, {"loss_sum": float(loss.detach()) * tokens_global, "clip_sum": extra["clip_frac"] * n,
-                  "kl_sum": extra.get("kl", 0.0) * n, "logp_sum": float((logp.detach() * mask).sum())}
+                  "kl_sum": extra.get("kl", 0.0) * n, "logp_sum": float((logp.detach() * mask).sum()), "flops": flops}
 
 
 def update_with_progress(cfg: Update, learner: Learner, samples: Sequence[Sample], temperature: float,

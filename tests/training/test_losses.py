@@ -46,3 +46,47 @@ def test_policy_loss_gradient_is_reinforce_at_ratio_one_and_kl_is_k3():
 def test_shapes_are_checked():
     with pytest.raises(ValueError, match="shapes differ"):
         policy_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3), torch.ones(2, 3), 0.2, 1)
+
+
+def test_lambda_returns_blend_the_next_states_value_with_the_return_by_hand():
+    from selfplay.training.rollout import Sample
+    from selfplay.training.update import baseline_key, lambda_returns
+
+    def move(episode, turn, prompt, reward, role="player_0", arm="random"):
+        return Sample("policy", ("tictactoe", role), (episode, turn), prompt, [9], [0.0], reward, arm=arm)
+
+    # one episode: player_0 moves at turns 0, 2, 4 (states a, b, c), wins (+1); player_1 at turn 1 (state d), loses
+    samples = [move("e", 4, [3], 1.0), move("e", 0, [1], 1.0), move("e", 2, [2], 1.0),
+               move("e", 1, [4], -1.0, role="player_1")]
+    keys = [baseline_key(s, "state") for s in samples]
+    values = {keys[0]: 0.5, keys[2]: 0.2}  # V(c) = 0.5, V(b) = 0.2; V(a) unknown
+    lam = 0.25
+    g_c = 1.0  # the last move: the reward
+    g_b = (1 - lam) * 0.5 + lam * g_c  # 0.625
+    g_a = (1 - lam) * 0.2 + lam * g_b  # 0.30625
+    assert lambda_returns(samples, keys, values, lam) == pytest.approx([g_c, g_a, g_b, -1.0])
+    assert lambda_returns(samples, keys, values, 1.0) == [1.0, 1.0, 1.0, -1.0]  # lambda 1: Monte Carlo
+    assert lambda_returns(samples, keys, {}, 0.0) == [1.0, 1.0, 1.0, -1.0]  # no estimates yet: the return
+    # the opponent arm is part of the state: the same board against the expert is another state
+    assert baseline_key(move("e", 0, [1], 1.0, arm="expert"), "state") != keys[1]
+    # a samples=K turn (two samples at turn 0) has no single next state: Monte Carlo for that role's moves
+    branched = samples + [move("e", 0, [1], -1.0)]
+    assert lambda_returns(branched, [baseline_key(s, "state") for s in branched], values, lam)[:3] == [1.0, 1.0, 1.0]
+    # moves paid their own rewards (a solver's per-turn correctness) are not returns to bootstrap: unchanged
+    paid = [move("e", 0, [1], 0.0), move("e", 2, [2], 1.0)]
+    assert lambda_returns(paid, [baseline_key(s, "state") for s in paid], values, lam) == [0.0, 1.0]
+
+
+def test_learning_rate_schedules_by_hand():
+    from selfplay.training.learner import lr_multiplier
+
+    assert [lr_multiplier(s, 10, 0, "constant", 0.1) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    assert [lr_multiplier(s, 10, 4, "constant", 0.1) for s in (0, 1, 3, 4)] == [0.25, 0.5, 1.0, 1.0]
+    # linear from step 2 (after 2 warm-up steps) to step 9: t = (s - 2) / 7, floor 0.3
+    assert lr_multiplier(2, 10, 2, "linear", 0.3) == 1.0
+    assert lr_multiplier(9, 10, 2, "linear", 0.3) == pytest.approx(0.3)
+    assert lr_multiplier(5, 10, 2, "linear", 0.3) == pytest.approx(0.3 + 0.7 * (1 - 3 / 7))
+    # cosine: halfway is halfway between peak and floor
+    assert lr_multiplier(5, 11, 0, "cosine", 0.0) == pytest.approx(0.5)
+    assert lr_multiplier(10, 11, 0, "cosine", 0.2) == pytest.approx(0.2)
+    assert lr_multiplier(20, 11, 0, "cosine", 0.2) == pytest.approx(0.2)  # past the end (a resumed, longer run)

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -136,3 +137,23 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
         rollouts = [(s, i) for s, i, e in rows if e is None]
         assert len(rollouts) == len(set(rollouts)) == 8 * 6  # none lost, none duplicated
         assert sorted(s for s, _, e in rows if e) == sorted([4] * 16 + [8] * 16)
+
+
+def test_the_learning_rate_follows_the_schedule_in_training_steps():
+    """Warm-up then linear decay, set per training step however many optimizer steps it takes (scheduler steps
+    between must not move it)."""
+    from selfplay.training.config import load_config
+    from selfplay.training.distributed import make_accelerator
+    from selfplay.training.learner import build_learner
+
+    cfg = load_config(ROOT / "configs/tictactoe_quick.yaml", [*TINY, "steps=5", "warmup_steps=1", "lr_schedule=linear",
+                                                               "lr_floor=0.2", "ppo_epochs=3"])
+    learner = build_learner(cfg, make_accelerator(1, 1.0, "float32", False), ("player_0", "player_1"))
+    seen = []
+    for step in range(5):
+        learner.at_step(step)
+        for _ in range(3):  # the optimizer steps of one training step
+            seen.append(learner.optimizer.param_groups[0]["lr"])
+            learner.scheduler.step()
+    expected = [0.01, 0.01, 0.01 * (0.2 + 0.8 * 2 / 3), 0.01 * (0.2 + 0.8 / 3), 0.002]  # step 0 warm-up: 1/1
+    assert seen == pytest.approx([e for e in expected for _ in range(3)])
