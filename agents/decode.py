@@ -6,8 +6,8 @@
   SGLang's RadixAttention, Zheng et al. 2024, within one call). A row's key/value cache is its path through the tree.
 - **No padding waste**: the segments of a level are bucketed by length (least padding plus per-forward cost).
 - **Shared prefixes across calls**: inside ``Decoder.session()`` (the arena opens one per ``play``, while no weights
-  change) the keys and values of each call's shared prefixes (the system prompt and rules the games' prompts start
-  with, per seat) are kept, and a later call's prompts that start with the same tokens skip them.
+  change) the keys and values of each call's prompts and shared prefixes are kept (least recently used out), and a
+  later call's prompts skip what they start with: the system prompt and rules, a game's growing history.
 - **A preallocated cache**: decoding writes each step's keys and values in place instead of concatenating.
 - **Cheap constrained sampling**: where every live row is constrained to spell a legal action, the output layer is
   evaluated only on the tokens some row may emit; a forced end-of-text costs no forward; finished rows are dropped.
@@ -202,7 +202,7 @@ class Decoder:
     """Sampling for one model: ``decode(prompts, ...)`` returns a :class:`Sampled` per prompt."""
 
     def __init__(self, model: torch.nn.Module, eos: int, stop_ids: set[int], min_saving: int | None = None,
-                 max_rows: int = 256, graphs: bool | str = True):
+                 max_rows: int = 256, graphs: bool | str = True, kept_tokens: int = 16384):
         """``min_saving``: token computations one more forward must save to be worth it (default: 64 on a CPU,
         where a forward costs about its weight traffic; 8192 on a GPU, where an eager forward costs ~30 ms of
         kernel launches, the time of ~10^4 prompt tokens)."""
@@ -218,22 +218,27 @@ class Decoder:
             and not getattr(config, "logit_scale", None)
         self.head = head if plain else None  # restricted logits need a plain linear output layer
         self._kept: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
-        self.least_kept, self.most_kept = 8, 16  # shortest prefix worth keeping; entries kept (least recently used out)
+        self._kept_size = 0
+        # shortest prefix worth keeping; most tokens kept (SmolLM2 in float32: 46 KB of keys and values per token)
+        self.least_kept, self.kept_tokens = 8, kept_tokens
 
     @contextmanager
     def session(self) -> Iterator[None]:
         """Within it, each call's shared prompt prefixes are kept for the next calls. The caller promises that the
         model's weights (and the active adapter) do not change inside; everything kept is dropped on leaving."""
         outer = self._kept
-        self._kept = OrderedDict() if outer is None else outer
+        if outer is None:
+            self._kept, self._kept_size = OrderedDict(), 0
         try:
             yield
         finally:
-            self._kept = outer
+            if outer is None:
+                self._kept, self._kept_size = None, 0
 
     def _keep(self, nodes: list[Node], spans: list[list[int]], store: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """Keep the keys and values of the deepest prefixes that more than one row of this call shared (their paths
-        hold every shorter shared prefix)."""
+        """Keep the keys and values of every row's whole prompt (a game's next prompt may extend it: a growing
+        history) and of the deepest prefixes that several rows shared (the next call's rows may share them), least
+        recently used out beyond ``kept_tokens`` tokens."""
         rows = [len(n.ends) for n in nodes]
         for i in range(len(nodes) - 1, -1, -1):
             if nodes[i].parent >= 0:
@@ -243,18 +248,20 @@ class Decoder:
             if n.parent >= 0 and rows[i] >= 2:
                 shared_below[n.parent] = True
         for i, n in enumerate(nodes):
-            if rows[i] < 2 or shared_below[i] or len(spans[i]) < self.least_kept:
+            if not (n.ends or (rows[i] >= 2 and not shared_below[i])) or len(spans[i]) < self.least_kept:
                 continue
             tokens, j = [], i
             while j >= 0:
                 tokens[:0] = nodes[j].tokens
                 j = nodes[j].parent
             key = tuple(tokens)
-            index = torch.tensor(spans[i], device=store[0][0].device)
-            self._kept[key] = [(k[index], v[index]) for k, v in store]
+            if key not in self._kept:
+                index = torch.tensor(spans[i], device=store[0][0].device)
+                self._kept[key] = [(k[index], v[index]) for k, v in store]
+                self._kept_size += len(key)
             self._kept.move_to_end(key)
-            while len(self._kept) > self.most_kept:
-                self._kept.popitem(last=False)
+        while self._kept_size > self.kept_tokens and len(self._kept) > 1:
+            self._kept_size -= len(self._kept.popitem(last=False)[0])
 
     # -- prefill ---------------------------------------------------------------------------------------
     def _forward(self, ids, mask, positions, past: list[tuple[torch.Tensor, torch.Tensor]] | None):

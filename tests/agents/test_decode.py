@@ -143,10 +143,10 @@ def test_a_session_reuses_the_shared_prefix_of_earlier_calls_and_stays_exact():
     hook.remove()
     assert decoder._kept is None  # everything kept is dropped on leaving the session
     assert kept[0] == alone[0] and kept[4] == alone[4]  # nothing to reuse yet / nothing shared
-    # the first call kept its deepest shared prefix, "board one" (rows 0 and 2; the root is a prefix of it): the
-    # second computes only the last token of "board one" (a row ends there, whose logits are needed) and row 1's rest
-    assert alone[1] - kept[1] == len(system + enc("board one")) - 1
-    assert alone[2] - kept[2] == len(system + enc("board "))  # the shared root, every token of it
+    # the first call kept every prompt: the second computes only the last token of "board one" (repeated; its row
+    # needs logits) and what "board two, a longer one" adds to "board two" (a growing history)
+    assert alone[1] - kept[1] == len(system + enc("board one")) - 1 + len(enc("two"))
+    assert alone[2] - kept[2] == len(system + enc("board t"))  # "board three x" starts like "board two"
     assert alone[3] - kept[3] == 20
     with decoder.session():  # sampled log-probabilities stay those of a teacher-forced pass
         for t, prompts in enumerate(turns):
