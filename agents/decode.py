@@ -218,7 +218,6 @@ class Decoder:
             and not getattr(config, "logit_scale", None)
         self.head = head if plain else None  # restricted logits need a plain linear output layer
         self._kept: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
-        self._kept_size = 0
         # shortest prefix worth keeping; most tokens kept (SmolLM2 in float32: 46 KB of keys and values per token)
         self.least_kept, self.kept_tokens = 8, kept_tokens
 
@@ -228,12 +227,11 @@ class Decoder:
         model's weights (and the active adapter) do not change inside; everything kept is dropped on leaving."""
         outer = self._kept
         if outer is None:
-            self._kept, self._kept_size = OrderedDict(), 0
+            self._kept = OrderedDict()
         try:
             yield
         finally:
-            if outer is None:
-                self._kept, self._kept_size = None, 0
+            self._kept = outer
 
     def _keep(self, nodes: list[Node], spans: list[list[int]], store: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Keep the keys and values of every row's whole prompt (a game's next prompt may extend it: a growing
@@ -258,10 +256,10 @@ class Decoder:
             if key not in self._kept:
                 index = torch.tensor(spans[i], device=store[0][0].device)
                 self._kept[key] = [(k[index], v[index]) for k, v in store]
-                self._kept_size += len(key)
             self._kept.move_to_end(key)
-        while self._kept_size > self.kept_tokens and len(self._kept) > 1:
-            self._kept_size -= len(self._kept.popitem(last=False)[0])
+        size = sum(map(len, self._kept))
+        while size > self.kept_tokens and len(self._kept) > 1:
+            size -= len(self._kept.popitem(last=False)[0])
 
     # -- prefill ---------------------------------------------------------------------------------------
     def _forward(self, ids, mask, positions, past: list[tuple[torch.Tensor, torch.Tensor]] | None):
@@ -297,13 +295,14 @@ class Decoder:
             for r, i in enumerate(members):
                 offset[i] = used + r * ws + ws - len(nodes[i].tokens)
             used += len(members) * ws
+        total = used  # rows of the store: padding row 0, kept prefixes, then every planned forward's segments
         spans: list[list[int]] = [[] for _ in nodes]  # store rows of each node's whole prompt prefix
         for i, n in enumerate(nodes):  # parents come first
             spans[i] = (spans[n.parent] if n.parent >= 0 else []) + list(range(offset[i], offset[i] + len(n.tokens)))
         store: list[tuple[torch.Tensor, torch.Tensor]] = []
         for i, entry in cached.items():
             if not store:
-                store = [(k.new_zeros(used, *k.shape[1:]), v.new_zeros(used, *v.shape[1:])) for k, v in entry]
+                store = [(k.new_zeros(total, *k.shape[1:]), v.new_zeros(total, *v.shape[1:])) for k, v in entry]
             a, m = nodes[i].start, len(nodes[i].tokens)
             for (sk, sv), (k, v) in zip(store, entry):
                 sk[offset[i]:offset[i] + m], sv[offset[i]:offset[i] + m] = k[a:a + m], v[a:a + m]
@@ -328,8 +327,7 @@ class Decoder:
             past = [(k[index].transpose(1, 2), v[index].transpose(1, 2)) for k, v in store] if wp else None
             logits, layers = self._forward(ids.to(device), mask.to(device), pos.to(device), past)
             if not store:
-                store = [(k.new_zeros(used + sum(len(m) * w for m, _, w in plan), k.shape[1], k.shape[3]),
-                          v.new_zeros(used + sum(len(m) * w for m, _, w in plan), v.shape[1], v.shape[3]))
+                store = [(k.new_zeros(total, k.shape[1], k.shape[3]), v.new_zeros(total, v.shape[1], v.shape[3]))
                          for k, v in layers]
             if last is None:
                 last = logits.new_empty(len(nodes), logits.shape[-1])

@@ -50,8 +50,9 @@ class Policy(nn.Module):
         return self.clones[group], None
 
     def matmul_parameters(self, group: str) -> dict[str, int]:
-        """Parameters a token meets in matrix products when ``group`` scores it: ``body`` (every layer; not the input
-        embedding, a lookup, nor norms and biases) and ``head`` (the output layer), each with its ``_trainable`` part; for FLOP counts."""
+        """Parameters a token meets in matrix products when ``group`` scores it, for FLOP counts: ``body`` (every layer;
+        not the input embedding, a lookup, nor norms and biases) and ``head`` (the output layer), each with its
+        ``_trainable`` part."""
         module, adapter = self.generator(group)
         embed = module.get_input_embeddings().weight
         head = module.get_output_embeddings().weight
