@@ -8,6 +8,8 @@
 - **Shared prefixes across calls**: inside ``Decoder.session()`` (the arena opens one per ``play``, while no weights
   change) the keys and values of each call's prompts and shared prefixes are kept (least recently used out), and a
   later call's prompts skip what they start with: the system prompt and rules, a game's growing history.
+- **Prepacked weights on a CPU**: inside a session every float32 linear layer multiplies by a copy of its weight
+  reordered once for oneDNN (``agents/packing.py``), 1.6-2.5x the matmul rate of ``F.linear`` at decode shapes.
 - **A preallocated cache**: decoding writes each step's keys and values in place instead of concatenating.
 - **Cheap constrained sampling**: where every live row is constrained to spell a legal action, the output layer is
   evaluated only on the tokens some row may emit; a forced end-of-text costs no forward; finished rows are dropped.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import inspect
 from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -28,6 +30,7 @@ import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from selfplay.agents.graph_step import StaticStep, supports
+from selfplay.agents.packing import packed_linears
 
 
 @dataclass
@@ -168,7 +171,7 @@ class _Preallocated(DynamicLayer):
         self.keys, self.values = self.kbuf[:, :, :self.length], self.vbuf[:, :, :self.length]
 
 
-def _cache_keyword(model: torch.nn.Module) -> str:
+def cache_keyword(model: torch.nn.Module) -> str:
     """``cache`` (transformers >= 5.2x) or ``past_key_values``, whichever the model's forward takes."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
@@ -178,6 +181,16 @@ def _cache(layers: list[DynamicLayer]) -> DynamicCache:
     cache = DynamicCache()
     cache.layers, cache.layer_class_to_replicate = layers, None
     return cache
+
+
+def plain_head(model: torch.nn.Module) -> torch.nn.Linear | None:
+    """The output layer when the logits are a plain linear map of the decoder's last hidden state (no soft-capping,
+    no logit scale), so a few vocabulary rows can be scored alone; None otherwise, or when ZeRO-3 keeps only a
+    shard of its weight here."""
+    config, head = model.config, model.get_output_embeddings()
+    plain = type(head) is torch.nn.Linear and not getattr(config, "final_logit_softcapping", None) \
+        and not getattr(config, "logit_scale", None) and not hasattr(head.weight, "ds_id")
+    return head if plain else None
 
 
 def next_allowed(options: list[list[int]], prefix: list[int], eos: int) -> list[int]:
@@ -202,34 +215,32 @@ class Decoder:
     """Sampling for one model: ``decode(prompts, ...)`` returns a :class:`Sampled` per prompt."""
 
     def __init__(self, model: torch.nn.Module, eos: int, stop_ids: set[int], min_saving: int | None = None,
-                 max_rows: int = 256, graphs: bool | str = True, kept_tokens: int = 16384):
-        """``min_saving``: token computations one more forward must save to be worth it (default: 64 on a CPU,
+                 max_rows: int = 256, graphs: bool | str = True, kept_tokens: int = 16384, pack: bool = True):
+        """``pack``: prepack the CPU linear layers' weights inside a session. ``min_saving``: token computations one more forward must save to be worth it (default: 64 on a CPU,
         where a forward costs about its weight traffic; 8192 on a GPU, where an eager forward costs ~30 ms of
         kernel launches, the time of ~10^4 prompt tokens)."""
         self.model, self.eos, self.stop_ids = model, eos, set(stop_ids) | {eos}
         if min_saving is None:
             min_saving = 8192 if next(model.parameters()).device.type == "cuda" else 64
         self.graphs, self._steps = graphs, {}  # CUDA-graph decode steps by (rows, columns)
-        self.min_saving, self.max_rows = min_saving, max_rows
-        self.kw = _cache_keyword(model)
-        config = model.config
-        head = model.get_output_embeddings()
-        plain = type(head) is torch.nn.Linear and not getattr(config, "final_logit_softcapping", None) \
-            and not getattr(config, "logit_scale", None)
-        self.head = head if plain else None  # restricted logits need a plain linear output layer
+        self.min_saving, self.max_rows, self.pack = min_saving, max_rows, pack
+        self.kw = cache_keyword(model)
+        self.head = plain_head(model)  # restricted logits need a plain linear output layer
         self._kept: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
         # shortest prefix worth keeping; most tokens kept (SmolLM2 in float32: 46 KB of keys and values per token)
         self.least_kept, self.kept_tokens = 8, kept_tokens
 
     @contextmanager
     def session(self) -> Iterator[None]:
-        """Within it, each call's shared prompt prefixes are kept for the next calls. The caller promises that the
-        model's weights (and the active adapter) do not change inside; everything kept is dropped on leaving."""
+        """Within it, each call's shared prompt prefixes are kept for the next calls and (on a CPU) the linear
+        layers run on prepacked weights. The caller promises that the model's weights (and the active adapter) do not
+        change inside; everything kept is dropped on leaving."""
         outer = self._kept
         if outer is None:
             self._kept = OrderedDict()
         try:
-            yield
+            with packed_linears(self.model) if self.pack and outer is None else nullcontext():
+                yield
         finally:
             self._kept = outer
 

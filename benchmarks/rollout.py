@@ -11,9 +11,11 @@ prompts in one eager transformers ``generate`` per turn. The arena is ``selfplay
 column: the arena with constrained decoding (the game lists its legal moves), which the naive loop cannot do.
 
 Per run: games/s, generated tokens/s, ms per decode step and prefill tokens/s (model forwards timed by hooks on the
-decoder: a forward of one new token per row is a decode step, longer ones are prefill), and the arena/naive ratio
-per repetition with its spread. ``--profile`` prints where one arena run's time goes. The matmul floor of a decode
-step (``2 * parameters * batch`` FLOPs at this machine's measured matmul rate at the decode shape) is printed beside.
+decoder and the output layer: a forward of one new token per row is a decode step, longer ones are prefill; a
+constrained step's output layer restricted to the allowed tokens is not a module call and goes uncounted), and the
+arena/naive ratio per repetition with its spread. ``--profile`` prints where one arena run's time goes. Beside each
+decode time, its floor: ``2 * parameters * rows`` FLOPs (rows: the run's mean rows per step) at this machine's
+fastest measured matmul rate at the decode shape (on a GPU, at least the time to read the weights and the cache).
 """
 
 from __future__ import annotations
@@ -44,9 +46,13 @@ class ForwardClock:
     def __init__(self, model: torch.nn.Module, device: str):
         self.device, self.start = device, 0.0
         self.reset()
+        self.last = "prefill"  # the kind of the latest decoder forward: the output layer's time goes with it
         decoder = model.get_decoder()
         decoder.register_forward_pre_hook(self._pre, with_kwargs=True)
         decoder.register_forward_hook(self._post, with_kwargs=True)
+        head = model.get_output_embeddings()
+        head.register_forward_pre_hook(self._pre, with_kwargs=True)
+        head.register_forward_hook(self._head, with_kwargs=True)
         replay = StaticStep.run
 
         def timed_replay(step, ids, positions, col):  # CUDA-graph decode steps do not call the decoder module
@@ -79,6 +85,7 @@ class ForwardClock:
         sync(self.device)
         seconds = time.perf_counter() - self.start
         rows, width = self._shape(args, kwargs)
+        self.last = "decode" if width == 1 else "prefill"
         if width == 1:
             self.decode_s += seconds
             self.decode_steps += 1
@@ -86,6 +93,14 @@ class ForwardClock:
         else:
             self.prefill_s += seconds
             self.prefill_tokens += rows * width
+
+    def _head(self, module, args, kwargs, output):
+        sync(self.device)
+        seconds = time.perf_counter() - self.start
+        if self.last == "decode":
+            self.decode_s += seconds
+        else:
+            self.prefill_s += seconds
 
     def summary(self) -> dict:
         return {"prefill_tokens": self.prefill_tokens, "prefill_tok_per_s": self.prefill_tokens / max(self.prefill_s, 1e-9),
@@ -135,17 +150,25 @@ def arena(model, tokenizer, games: int, new: int, seed: int, constrained: bool =
 
 
 def matmul_rate(batch: int, hidden: int, inner: int, device: str, dtype: torch.dtype) -> float:
-    """FLOP/s of this machine's matmul at a decode shape (batch x hidden @ hidden x inner)."""
+    """FLOP/s of this machine's fastest matmul at a decode shape (batch x hidden @ hidden x inner), the weight
+    resident in cache: ``F.linear``, and on a CPU also oneDNN with a prepacked weight (agents/packing.py)."""
     a = torch.randn(batch, hidden, device=device, dtype=dtype)
     w = torch.randn(inner, hidden, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ w.T
-    sync(device)
-    n, start = 200, time.perf_counter()
-    for _ in range(n):
-        a @ w.T
-    sync(device)
-    return 2 * batch * hidden * inner * n / (time.perf_counter() - start)
+    products = [lambda: torch.nn.functional.linear(a, w)]
+    if device == "cpu" and dtype == torch.float32 and torch.backends.mkldnn.is_available():
+        packed = torch.ops.mkldnn._reorder_linear_weight(w, batch)
+        products.append(lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], ""))
+    best = 0.0
+    for product in products:
+        for _ in range(3):
+            product()
+        sync(device)
+        n, start = 200, time.perf_counter()
+        for _ in range(n):
+            product()
+        sync(device)
+        best = max(best, 2 * batch * hidden * inner * n / (time.perf_counter() - start))
+    return best
 
 
 def copy_bandwidth(device: str) -> float:
@@ -194,18 +217,23 @@ def main() -> None:
                  model.config.tie_word_embeddings)
     rate = matmul_rate(args.games, model.config.hidden_size, model.config.intermediate_size, args.device,
                        getattr(torch, dtype))
-    floor_ms = 1000 * 2 * params * args.games / rate
+    bandwidth = kv_bytes = 0.0
     if args.device.startswith("cuda"):  # a GPU decode step is bound by reading the weights and the KV cache
         bandwidth = copy_bandwidth(args.device)
         c = model.config
         kv_bytes = 2 * c.num_hidden_layers * c.num_key_value_heads * (c.hidden_size // c.num_attention_heads) * 2
-        context = 128  # a TicTacToe prompt (~115 tokens) plus the new tokens
-        floor_ms = max(floor_ms, 1000 * (2 * params + args.games * context * kv_bytes) / bandwidth)
         print(f"# GPU copy bandwidth {bandwidth / 1e12:.2f} TB/s (read + write); KV {kv_bytes} bytes per token")
+
+    def floor_ms(rows: float) -> float:
+        """The least a decode step of ``rows`` rows can take: its matmul FLOPs at the measured rate, and on a GPU
+        reading the weights and a TicTacToe context (~115 prompt tokens plus the new ones) of keys and values."""
+        compute = 1000 * 2 * params * rows / rate
+        return max(compute, 1000 * (2 * params + rows * 128 * kv_bytes) / bandwidth) if bandwidth else compute
+
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(f"# {args.model} on {device_name} ({torch.get_num_threads()} threads), {args.games} games, "
           f"{args.new} new tokens; matmul at the decode shape {rate / 1e9:.0f} GFLOP/s -> decode floor "
-          f"{floor_ms:.1f} ms per step ({2 * params / 1e9:.2f} GFLOP per token)", flush=True)
+          f"{floor_ms(args.games):.1f} ms per step of {args.games} rows ({2 * params / 1e9:.2f} GFLOP per token)", flush=True)
     kinds = ["naive", "arena"] + (["arena-constrained"] if args.constrained else []) + (
         ["arena-eager"] if args.device.startswith("cuda") else [])
     runs = {
@@ -230,14 +258,15 @@ def main() -> None:
             results[kind].append(row)
             lines.append(row)
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
-    print(f"\n{'':<18} {'games/s':>8} {'tok/s':>8} {'ms/decode step':>15} {'x floor':>8} {'prefill tok/s':>14} "
+    print(f"\n{'':<18} {'games/s':>8} {'tok/s':>8} {'ms/decode step':>15} {'rows':>5} {'x floor':>8} {'prefill tok/s':>14} "
           f"{'prefill tokens':>15} {'ratio vs naive (min-max)':>26}")
     for kind in kinds:
         rs = results[kind]
         ratios = [r["games_per_s"] / n["games_per_s"] for r, n in zip(rs, results["naive"])]
         med = lambda key: statistics.median(r[key] for r in rs)  # noqa: E731
         print(f"{kind:<18} {med('games_per_s'):>8.2f} {med('tokens_per_s'):>8.0f} {med('ms_per_decode_step'):>15.1f} "
-              f"{med('ms_per_decode_step') / floor_ms:>8.2f} {med('prefill_tok_per_s'):>14.0f} "
+              f"{med('rows_per_decode_step'):>5.1f} "
+              f"{med('ms_per_decode_step') / floor_ms(med('rows_per_decode_step')):>8.2f} {med('prefill_tok_per_s'):>14.0f} "
               f"{med('prefill_tokens'):>15.0f} {statistics.mean(ratios):>14.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
     if args.profile:
         profiler = cProfile.Profile()

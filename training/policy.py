@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from selfplay.agents.llm import completion_logprobs
+from selfplay.agents.llm import scored_logprobs
 from selfplay.agents.weights import activate_adapter, add_adapters, lora_config
 
 
@@ -69,19 +69,20 @@ class Policy(nn.Module):
                 counts[part + "_trainable"] += n
         return counts
 
-    def update_flops(self, groups: list[str], width: int, scored: int, reference: bool = False) -> float:
-        """Model FLOPs of one update pass over rows of ``width`` tokens (``scored`` of them through the output
-        layer): forward 2 N per token, backward 2 N for the activations' gradients plus 2 N_trainable for the
+    def update_flops(self, groups: list[str], width: int, scored: Sequence[int], reference: bool = False) -> float:
+        """Model FLOPs of one update pass over rows of ``width`` tokens, ``scored[i]`` of row i through the whole
+        output layer: forward 2 N per token, backward 2 N for the activations' gradients plus 2 N_trainable for the
         weights' (Kaplan et al. 2020's 6 N for full training), and with ``reference`` the frozen KL reference's
-        forward; attention scores are not counted. With frozen lower layers (LoRA) autograd skips some input
-        gradients at the bottom of the network, so the count is then an upper bound (by ~1/layers)."""
+        forward; attention scores, and the few output rows a constrained token meets, are not counted. With frozen
+        lower layers (LoRA) autograd skips some input gradients at the bottom of the network, so the count is then
+        an upper bound (by ~1/layers)."""
         if not hasattr(self, "_counts"):
             self._counts = {g: self.matmul_parameters(g) for g in self.groups}
         total = 0.0
-        for group in groups:
+        for group, head_tokens in zip(groups, scored):
             c = self._counts[group]
-            forward = 2 * (c["body"] * width + c["head"] * scored)
-            weights = 2 * (c["body_trainable"] * width + c["head_trainable"] * scored)
+            forward = 2 * (c["body"] * width + c["head"] * head_tokens)
+            weights = 2 * (c["body_trainable"] * width + c["head_trainable"] * head_tokens)
             total += forward * (3 if reference else 2) + weights
         return total
 
@@ -95,11 +96,9 @@ class Policy(nn.Module):
             module, adapter = self.generator(group)
             if adapter is not None:
                 activate_adapter(module, adapter)
-            logits = module(input_ids=input_ids[rows], attention_mask=attention_mask[rows],
-                            position_ids=position_ids[rows],  # only the logits that score completion tokens
-                            logits_to_keep=input_ids.shape[1] - prompt_width + 1).logits
             mine = [allowed[i] for i in rows.tolist()] if allowed is not None else None
-            out = out.index_put((rows,), completion_logprobs(logits, input_ids[rows], prompt_width, temperature, mine))
+            out = out.index_put((rows,), scored_logprobs(module, input_ids[rows], attention_mask[rows],
+                                                         position_ids[rows], prompt_width, temperature, mine))
         return out
 
     def trainable_state(self) -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from selfplay.agents.llm import pack
+from selfplay.agents.llm import constrained_positions, pack
 from selfplay.games.core import LearningProgress
 from selfplay.training.config import Update
 from selfplay.training.distributed import gather, sum_scalar
@@ -150,7 +150,10 @@ def _chunk_loss(cfg: Update, learner: Learner, chunk: list[Sample], tokens_globa
     loss, extra = policy_loss(logp, old.detach(), adv, mask, cfg.clip, tokens_global, ref, cfg.kl_coef,
                               cfg.entropy_coef)
     n = float(mask.sum())
-    flops = learner.policy.update_flops(inputs["groups"], inputs["input_ids"].shape[1], logp.shape[1] + 1,
+    scored = mask.sum(1)  # tokens through the whole output layer (constrained ones meet only their allowed rows)
+    for i, _, _ in constrained_positions(mask, inputs["allowed"]):
+        scored[i] -= 1
+    flops = learner.policy.update_flops(inputs["groups"], inputs["input_ids"].shape[1], scored.tolist(),
                                         reference=ref is not None)
     return loss, {"loss_sum": float(loss.detach()) * tokens_global, "clip_sum": extra["clip_frac"] * n,
                   "kl_sum": extra.get("kl", 0.0) * n, "logp_sum": float((logp.detach() * mask).sum()), "flops": flops}

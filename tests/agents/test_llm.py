@@ -108,3 +108,75 @@ def test_constrained_decoding_plays_legal_moves_and_reports_the_constrained_poli
                          [c.allowed for c in out])
     for c, r in zip(out, ref):
         assert torch.allclose(torch.tensor(c.logprobs), r, atol=1e-4)
+
+
+def test_scoring_only_the_needed_output_rows_equals_the_full_logits_and_their_gradients():
+    """scored_logprobs (the decoder's hidden states through the output layer at completion positions only, and a
+    constrained position through its allowed rows only) against completion_logprobs on the model's full logits,
+    values and gradients, on rows mixing constrained, unconstrained and padded completions."""
+    import random
+
+    from selfplay.agents.llm import completion_logprobs, pack, scored_logprobs
+
+    model, tok = tiny_model(seed=4)
+    model.get_output_embeddings().bias = torch.nn.Parameter(torch.randn(model.config.vocab_size) * 0.1)
+    rng = random.Random(0)
+    prompts = [[rng.randrange(3, 200) for _ in range(rng.randrange(2, 9))] for _ in range(5)]
+    completions = [[rng.randrange(3, 200) for _ in range(n)] for n in (4, 1, 3, 4, 2)]
+    allowed = [[[c[0], 7, 9], None, [c[2], 11]] if len(c) > 2 else None for c in completions]  # rows 0, 2, 3
+    allowed[3][1] = [5, 6]  # a token outside its allowed set: -inf either way
+    allowed[3][2] = None
+    b = pack(prompts, completions, tok.pad_token_id)
+    args = (b["input_ids"], b["attention_mask"], b["position_ids"], int(b["prompt_width"]))
+
+    def grads(value):
+        model.zero_grad()
+        value.backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    mask = b["completion_mask"].bool()
+    ours = scored_logprobs(model, *args, 0.7, allowed)
+    logits = model(input_ids=args[0], attention_mask=args[1], position_ids=args[2]).logits
+    full = completion_logprobs(logits, args[0], args[3], 0.7, allowed)
+    assert ours.shape == full.shape and torch.equal(ours[~mask], torch.zeros_like(ours[~mask]))
+    assert torch.isneginf(ours[3, 1]) and torch.isneginf(full[3, 1])
+    finite = mask & torch.isfinite(full)
+    assert torch.allclose(ours[finite], full[finite], atol=1e-5)
+    assert finite.sum() == mask.sum() - 1
+    ours = scored_logprobs(model, *args, 0.7, allowed)  # again, for a fresh graph
+    mine, theirs = grads(ours[finite].sum()), grads(full[finite].sum())
+    for a, c in zip(mine, theirs):
+        assert torch.allclose(a, c, atol=1e-5)
+    assert any(a.abs().sum() > 0 for a in mine)
+
+
+def test_rows_with_the_same_prompt_share_one_pass_over_it_with_the_same_values_and_gradients():
+    from selfplay.agents.llm import completion_states, pack, scored_logprobs
+
+    model, tok = tiny_model(seed=6)
+    model.train()  # dropout-free tiny model: training mode changes nothing but is where this runs
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [5, 6, 7, 8, 9, 10], [13, 14, 15]] * 3
+    completions = [[20 + i % 5, 30 + i % 3, 40][:1 + i % 3] for i in range(len(prompts))]
+    b = pack(prompts, completions, tok.pad_token_id)
+    args = (b["input_ids"], b["attention_mask"], b["position_ids"], int(b["prompt_width"]))
+    computed = []
+    hook = model.model.register_forward_pre_hook(lambda m, a, kw: computed.append(kw["input_ids"].numel()),
+                                                 with_kwargs=True)
+    shared = scored_logprobs(model, *args, 0.9)
+    hook.remove()
+    assert sum(computed) == 3 * args[3] + len(prompts) * (args[0].shape[1] - args[3])  # 3 distinct prompts once
+    whole = model.model(input_ids=args[0], attention_mask=args[1], position_ids=args[2]).last_hidden_state
+    ref_states = whole[:, args[3] - 1:-1]
+    states = completion_states(model.model, *args)
+    mask = b["completion_mask"].bool()
+    assert torch.allclose(states[mask], ref_states[mask], atol=1e-5)
+    model.zero_grad()
+    (shared * b["completion_mask"]).sum().backward()
+    mine = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    logits = model.lm_head(ref_states).float() / 0.9
+    ref = logits.log_softmax(-1).gather(-1, args[0][:, args[3]:, None]).squeeze(-1)
+    assert torch.allclose(shared[mask], ref[mask], atol=1e-5)
+    (ref * b["completion_mask"]).sum().backward()
+    for a, c in zip(mine, (p.grad for p in model.parameters())):
+        assert torch.allclose(a, c, atol=1e-5)

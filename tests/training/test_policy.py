@@ -56,7 +56,7 @@ def test_update_flops_match_torch_flop_counter_on_the_matrix_products(mode):
         logp = policy(b["input_ids"], b["attention_mask"], b["position_ids"], groups, int(b["prompt_width"]))
         (logp * b["completion_mask"]).sum().backward()
     measured = counter.get_total_flops()
-    ours = policy.update_flops(groups, width, logp.shape[1] + 1)
+    ours = policy.update_flops(groups, width, b["completion_mask"].sum(1).tolist())
     config = base.config
     # attention scores and weighted sums: 2 products of 2 * width^2 * hidden per layer and row, 3x with backward
     attention = 3 * 2 * 2 * width * width * config.hidden_size * config.num_hidden_layers * len(groups)
