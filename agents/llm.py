@@ -16,11 +16,11 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
-from transformers.cache_utils import DynamicCache
 
 from selfplay.agents.base import Completion, Request
-from selfplay.agents.decode import Decoder, cache_keyword, next_allowed, plain_head
+from selfplay.agents.decode import Decoder, next_allowed, plain_head, radix_tree
 from selfplay.agents.models import MODEL_OPTIONS, load_model
+from selfplay.agents.tree_forward import tree_states
 from selfplay.agents.weights import activate_adapter
 
 
@@ -187,36 +187,27 @@ def scored_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_m
 def completion_states(decoder: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       position_ids: torch.Tensor, prompt_width: int) -> torch.Tensor:
     """The decoder's last hidden states that predict each completion token of a :func:`pack` batch, (rows,
-    completion tokens, hidden), differentiable.
+    completion tokens, hidden; zeros at padding), differentiable.
 
-    Rows with the same prompt (a GRPO group, a state met by many games) share one pass over it: the distinct prompts
-    run once, and the completions run on their prompt's keys and values (gathered per row, so the gradients of every
-    row sharing a prompt add up in it). The same products as one pass over whole rows, when that saves a quarter of
-    the tokens or more; one pass over whole rows otherwise (or under activation checkpointing, which drops caches).
+    Where the rows share prefixes (a seat's system prompt and rules, a GRPO group's prompt, a state many games
+    reach) worth a quarter of the tokens or more, they run along their radix tree, each shared run once
+    (``agents/tree_forward.py``); otherwise (or under activation checkpointing, which drops caches) in one pass
+    over whole rows.
     """
     rows, width = input_ids.shape
-    slot: dict[tuple, int] = {}  # prompt -> its index among the distinct ones (left-padded: equal prompts, equal rows)
-    lead, owner = [], []  # the first row of each distinct prompt; each row's distinct prompt
-    for i, key in enumerate(map(tuple, input_ids[:, :prompt_width].tolist())):
-        if key not in slot:
-            slot[key] = len(lead)
-            lead.append(i)
-        owner.append(slot[key])
-    unique, completion = len(lead), width - prompt_width
-    saved = rows * width - (unique * prompt_width + rows * completion)
-    if saved < rows * width / 4 or getattr(decoder, "gradient_checkpointing", False):
+    completion = width - prompt_width
+    cuda = input_ids.device.type == "cuda"
+    lengths = attention_mask[:, :prompt_width].sum(1).tolist(), attention_mask[:, prompt_width:].sum(1).tolist()
+    sequences = [r[prompt_width - p:prompt_width + c] for r, p, c in zip(input_ids.tolist(), *lengths)]
+    nodes = radix_tree(sequences, 8192 if cuda else 64)
+    if sum(len(n.tokens) for n in nodes) > 0.75 * rows * width or getattr(decoder, "gradient_checkpointing", False):
         return decoder(input_ids=input_ids, attention_mask=attention_mask,
                        position_ids=position_ids).last_hidden_state[:, prompt_width - 1:-1]
-    cache = DynamicCache()
-    kw = cache_keyword(decoder)
-    lead = torch.tensor(lead, device=input_ids.device)
-    prompt = decoder(input_ids=input_ids[lead, :prompt_width], attention_mask=attention_mask[lead, :prompt_width],
-                     position_ids=position_ids[lead, :prompt_width], use_cache=True, **{kw: cache}).last_hidden_state
-    index = torch.tensor(owner, device=input_ids.device)
-    past = DynamicCache(ddp_cache_data=[(layer.keys[index], layer.values[index]) for layer in cache.layers])
-    tail = decoder(input_ids=input_ids[:, prompt_width:], attention_mask=attention_mask,
-                   position_ids=position_ids[:, prompt_width:], use_cache=True, **{kw: past}).last_hidden_state
-    return torch.cat([prompt[index, -1:], tail[:, :-1]], dim=1)
+    wanted = [list(range(p - 1, p + c - 1)) for p, c in zip(*lengths)]
+    if not any(wanted):
+        return torch.zeros(rows, completion, decoder.config.hidden_size, device=input_ids.device)
+    states = tree_states(decoder, sequences, wanted, 8192 if cuda else 64, nodes=nodes)
+    return torch.nn.functional.pad(states, (0, 0, 0, completion - states.shape[1]))
 
 
 def constrained_positions(completion_mask: torch.Tensor, allowed: list | None) -> list[tuple[int, int, list[int]]]:

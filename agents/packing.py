@@ -10,6 +10,7 @@ in another order: outputs agree with ``F.linear`` to float32 rounding.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,6 +22,14 @@ def can_pack(module: torch.nn.Module) -> bool:
     weight = getattr(module, "weight", None)
     return (isinstance(module, torch.nn.Linear) and weight is not None and weight.device.type == "cpu"
             and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available())
+
+
+def available_memory() -> int:
+    """Bytes of physical memory available now (Linux); unbounded where the system does not say."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
 
 
 class _Packed:
@@ -46,17 +55,20 @@ class _Packed:
 def packed_linears(model: torch.nn.Module, rows: int = 32) -> Iterator[int]:
     """Within it, every linear layer of ``model`` that :func:`can_pack` multiplies by a prepacked copy of its weight
     (``rows``: the batch the layout is tuned for). Yields how many were packed; the copies are freed on leaving.
-    Layers already packed by an enclosing call (two agents on one base model) are left to it."""
+    Layers already packed by an enclosing call (two agents on one base model) are left to it; nothing is packed
+    when the copies would take over a quarter of the memory available."""
     done: list[torch.nn.Module] = []
+    todo = [m for m in model.modules() if can_pack(m) and not isinstance(m.__dict__.get("forward"), _Packed)]
+    if sum(m.weight.numel() * 4 for m in todo) > available_memory() / 4:
+        todo = []  # the copies would crowd the machine: plain layers
     try:
-        for module in model.modules():
-            if can_pack(module) and not isinstance(module.__dict__.get("forward"), _Packed):
-                try:
-                    packed = _Packed(module, rows)
-                except RuntimeError:  # a CPU or build without oneDNN's reorder: plain layers
-                    break
-                module.forward = packed  # an instance attribute shadows the class's forward
-                done.append(module)
+        for module in todo:
+            try:
+                packed = _Packed(module, rows)
+            except RuntimeError:  # a CPU or build without oneDNN's reorder, a weight ZeRO-3 keeps elsewhere
+                break
+            module.forward = packed  # an instance attribute shadows the class's forward
+            done.append(module)
         yield len(done)
     finally:
         for module in done:

@@ -15,7 +15,8 @@ decoder and the output layer: a forward of one new token per row is a decode ste
 constrained step's output layer restricted to the allowed tokens is not a module call and goes uncounted), and the
 arena/naive ratio per repetition with its spread. ``--profile`` prints where one arena run's time goes. Beside each
 decode time, its floor: ``2 * parameters * rows`` FLOPs (rows: the run's mean rows per step) at this machine's
-fastest measured matmul rate at the decode shape (on a GPU, at least the time to read the weights and the cache).
+fastest measured matmul rate at the decode shape (on a GPU, at least the time to read the weights and the cache),
+and the same at plain ``F.linear``'s rate.
 """
 
 from __future__ import annotations
@@ -149,16 +150,16 @@ def arena(model, tokenizer, games: int, new: int, seed: int, constrained: bool =
     return {"generated_tokens": generated, "invalid_rate": invalid / max(1, sum(len(ep.steps) for ep in episodes))}
 
 
-def matmul_rate(batch: int, hidden: int, inner: int, device: str, dtype: torch.dtype) -> float:
-    """FLOP/s of this machine's fastest matmul at a decode shape (batch x hidden @ hidden x inner), the weight
-    resident in cache: ``F.linear``, and on a CPU also oneDNN with a prepacked weight (agents/packing.py)."""
+def matmul_rates(batch: int, hidden: int, inner: int, device: str, dtype: torch.dtype) -> list[float]:
+    """FLOP/s of this machine's matmuls at a decode shape (batch x hidden @ hidden x inner), the weight resident in
+    cache: ``F.linear``, and on a CPU also oneDNN with a prepacked weight (agents/packing.py)."""
     a = torch.randn(batch, hidden, device=device, dtype=dtype)
     w = torch.randn(inner, hidden, device=device, dtype=dtype)
     products = [lambda: torch.nn.functional.linear(a, w)]
     if device == "cpu" and dtype == torch.float32 and torch.backends.mkldnn.is_available():
         packed = torch.ops.mkldnn._reorder_linear_weight(w, batch)
         products.append(lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], ""))
-    best = 0.0
+    rates = []
     for product in products:
         for _ in range(3):
             product()
@@ -167,8 +168,8 @@ def matmul_rate(batch: int, hidden: int, inner: int, device: str, dtype: torch.d
         for _ in range(n):
             product()
         sync(device)
-        best = max(best, 2 * batch * hidden * inner * n / (time.perf_counter() - start))
-    return best
+        rates.append(2 * batch * hidden * inner * n / (time.perf_counter() - start))
+    return rates
 
 
 def copy_bandwidth(device: str) -> float:
@@ -215,8 +216,9 @@ def main() -> None:
     clock = ForwardClock(model, args.device)
     params = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n or
                  model.config.tie_word_embeddings)
-    rate = matmul_rate(args.games, model.config.hidden_size, model.config.intermediate_size, args.device,
-                       getattr(torch, dtype))
+    rates = matmul_rates(args.games, model.config.hidden_size, model.config.intermediate_size, args.device,
+                         getattr(torch, dtype))
+    rate = max(rates)  # the floor uses the fastest product this machine has
     bandwidth = kv_bytes = 0.0
     if args.device.startswith("cuda"):  # a GPU decode step is bound by reading the weights and the KV cache
         bandwidth = copy_bandwidth(args.device)
@@ -224,7 +226,7 @@ def main() -> None:
         kv_bytes = 2 * c.num_hidden_layers * c.num_key_value_heads * (c.hidden_size // c.num_attention_heads) * 2
         print(f"# GPU copy bandwidth {bandwidth / 1e12:.2f} TB/s (read + write); KV {kv_bytes} bytes per token")
 
-    def floor_ms(rows: float) -> float:
+    def floor_ms(rows: float, rate: float = rate) -> float:
         """The least a decode step of ``rows`` rows can take: its matmul FLOPs at the measured rate, and on a GPU
         reading the weights and a TicTacToe context (~115 prompt tokens plus the new ones) of keys and values."""
         compute = 1000 * 2 * params * rows / rate
@@ -232,7 +234,9 @@ def main() -> None:
 
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(f"# {args.model} on {device_name} ({torch.get_num_threads()} threads), {args.games} games, "
-          f"{args.new} new tokens; matmul at the decode shape {rate / 1e9:.0f} GFLOP/s -> decode floor "
+          f"{args.new} new tokens; matmul at the decode shape "
+          f"{' / '.join(f'{r / 1e9:.0f}' for r in rates)} GFLOP/s (F.linear{' / prepacked oneDNN' if len(rates) > 1 else ''})"
+          f" -> decode floor "
           f"{floor_ms(args.games):.1f} ms per step of {args.games} rows ({2 * params / 1e9:.2f} GFLOP per token)", flush=True)
     kinds = ["naive", "arena"] + (["arena-constrained"] if args.constrained else []) + (
         ["arena-eager"] if args.device.startswith("cuda") else [])
@@ -258,7 +262,7 @@ def main() -> None:
             results[kind].append(row)
             lines.append(row)
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
-    print(f"\n{'':<18} {'games/s':>8} {'tok/s':>8} {'ms/decode step':>15} {'rows':>5} {'x floor':>8} {'prefill tok/s':>14} "
+    print(f"\n{'':<18} {'games/s':>8} {'tok/s':>8} {'ms/decode step':>15} {'rows':>5} {'x floor':>8} {'x F.linear floor':>16} {'prefill tok/s':>14} "
           f"{'prefill tokens':>15} {'ratio vs naive (min-max)':>26}")
     for kind in kinds:
         rs = results[kind]
@@ -266,7 +270,9 @@ def main() -> None:
         med = lambda key: statistics.median(r[key] for r in rs)  # noqa: E731
         print(f"{kind:<18} {med('games_per_s'):>8.2f} {med('tokens_per_s'):>8.0f} {med('ms_per_decode_step'):>15.1f} "
               f"{med('rows_per_decode_step'):>5.1f} "
-              f"{med('ms_per_decode_step') / floor_ms(med('rows_per_decode_step')):>8.2f} {med('prefill_tok_per_s'):>14.0f} "
+              f"{med('ms_per_decode_step') / floor_ms(med('rows_per_decode_step')):>8.2f} "
+              f"{med('ms_per_decode_step') / floor_ms(med('rows_per_decode_step'), rates[0]):>16.2f} "
+              f"{med('prefill_tok_per_s'):>14.0f} "
               f"{med('prefill_tokens'):>15.0f} {statistics.mean(ratios):>14.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
     if args.profile:
         profiler = cProfile.Profile()

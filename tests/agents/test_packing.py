@@ -70,3 +70,15 @@ def test_a_decoder_session_packs_its_model_and_stays_exact():
     for a, b in zip(out, again):  # same seed, same sampled tokens (the tiny model's logits are well separated)
         assert a.tokens == b.tokens
         assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5)
+
+
+def test_nothing_is_packed_when_the_copies_would_crowd_memory(monkeypatch):
+    import selfplay.agents.packing as packing
+
+    layer = torch.nn.Linear(64, 64)  # 16 KiB of weights
+    monkeypatch.setattr(packing, "available_memory", lambda: 4 * 16384 - 4)
+    with packed_linears(layer) as n:
+        assert n == 0 and _packed(layer) == []
+    monkeypatch.setattr(packing, "available_memory", lambda: 4 * 16384)
+    with packed_linears(layer) as n:
+        assert n == 1

@@ -89,11 +89,17 @@ def test_zero2_on_two_processes_keeps_ranks_identical_and_matches_one_process(tm
     assert all(len(h["hashes"]) == 2 and h["hashes"][0] == h["hashes"][1] for h in hashes)
     one = tmp_path / "one"
     run([*common, "games_per_step=8"], one)
+    # the same update as one process on all 8 games, up to float rounding: the two batches share prompt prefixes
+    # differently (agents/tree_forward.py) and sum in another order, and Adam's normalisation magnifies the last bits
+    # of near-zero gradients; a real difference (ranks seeing other games, unaveraged gradients) moves weights by
+    # about the size of a step
+    step_size = max((weights(one, 2)[k] - weights(one, 1)[k]).abs().max().item() for k in weights(one, 1))
+    assert step_size > 1e-3  # the update changed the weights
     for step in (1, 2):
         a, b = weights(one, step), weights(two, step)
-        assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-4
-    initial_changed = weights(one, 2)
-    assert any(not torch.equal(weights(one, 1)[k], initial_changed[k]) for k in initial_changed)
+        gap = max((a[k] - b[k]).abs().max().item() for k in a)
+        print(f"step {step}: largest difference {gap:.2e}, step size {step_size:.2e}")
+        assert gap < 0.05 * step_size
 
 
 def _episode_steps(run_dir):

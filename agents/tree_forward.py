@@ -1,0 +1,100 @@
+"""A differentiable forward over token sequences that computes each shared prefix once.
+
+The training pass scores many samples whose prompts share long runs (the system prompt and rules of a seat, a board
+header, a GRPO group's whole prompt). The sequences form a radix tree (``agents/decode.radix_tree``); its nodes run
+level by level, each level's segments bucketed by length, each segment on top of its ancestors' keys and values
+(gathered per segment, so a prefix's gradient is the sum over every sequence below it). The same products as one
+pass over whole rows, up to float rounding: the prefix sharing of SGLang's RadixAttention (Zheng et al. 2024),
+with autograd through it, as "prefix grouping" does for GRPO.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers.cache_utils import DynamicCache
+
+from selfplay.agents.decode import Node, cache_keyword, length_buckets, radix_tree
+
+
+def tree_states(decoder: torch.nn.Module, sequences: list[list[int]], wanted: list[list[int]],
+                min_saving: int = 64, max_rows: int = 256, nodes: list[Node] | None = None) -> torch.Tensor:
+    """The decoder's last hidden states of ``sequences`` at positions ``wanted[i]`` of sequence i, as a (rows, most
+    wanted, hidden) tensor (zeros past a row's own), differentiable. ``min_saving``: token computations one more
+    forward must save (``radix_tree``); ``nodes``: the sequences' tree, when the caller has built it."""
+    device = next(decoder.parameters()).device
+    kw = cache_keyword(decoder)
+    nodes = nodes if nodes is not None else radix_tree(sequences, min_saving)
+    # per node: its path's keys and values per layer, (kv heads, path columns, dim), and the path's mask
+    path_kv: list[list[tuple[torch.Tensor, torch.Tensor]] | None] = [None] * len(nodes)
+    path_mask: list[torch.Tensor | None] = [None] * len(nodes)
+    where: list[tuple[int, int, int]] = [(0, 0, 0)] * len(nodes)  # (output block, row, first column) of each node
+    blocks: list[torch.Tensor] = []  # each forward's hidden states, (rows, segment width, hidden)
+    for level in range(max(n.level for n in nodes) + 1):
+        here = [i for i, n in enumerate(nodes) if n.level == level]
+        for bucket in length_buckets([len(nodes[i].tokens) for i in here], max_rows, overhead=min_saving):
+            members = [here[j] for j in bucket]
+            hidden, layers, mask = _forward(decoder, kw, nodes, members, path_kv, path_mask, device)
+            for r, i in enumerate(members):
+                path_kv[i] = [(k[r], v[r]) for k, v in layers]
+                path_mask[i] = mask[r]
+                where[i] = (len(blocks), r, hidden.shape[1] - len(nodes[i].tokens))
+            blocks.append(hidden)
+    ends = {r: i for i, n in enumerate(nodes) for r in n.ends}
+    flat = torch.cat([torch.zeros(1, blocks[0].shape[-1], dtype=blocks[0].dtype, device=device)]
+                     + [b.reshape(-1, b.shape[-1]) for b in blocks])
+    offsets = [1]
+    for b in blocks:
+        offsets.append(offsets[-1] + b.shape[0] * b.shape[1])
+    width = max(map(len, wanted))
+    index = torch.zeros(len(sequences), width, dtype=torch.long)
+    for r, positions in enumerate(wanted):
+        chain, j = [], ends[r]
+        while j >= 0:
+            chain.append(j)
+            j = nodes[j].parent
+        for c, p in enumerate(positions):
+            node = next(i for i in chain if nodes[i].start <= p < nodes[i].start + len(nodes[i].tokens))
+            block, row, first = where[node]
+            index[r, c] = offsets[block] + row * blocks[block].shape[1] + first + p - nodes[node].start
+    return flat[index.to(device)]
+
+
+def _forward(decoder, kw: str, nodes: list[Node], members: list[int], path_kv, path_mask, device):
+    """One batched forward of ``members``' segments on their parents' paths; returns the hidden states, per layer
+    the keys and values of each member's whole path (past + segment) and the paths' masks."""
+    b, ws = len(members), max(len(nodes[i].tokens) for i in members)
+    parents = [nodes[i].parent for i in members]
+    wp = max((path_mask[p].shape[0] for p in parents if p >= 0), default=0)
+    ids = torch.zeros(b, ws, dtype=torch.long)
+    own = torch.zeros(b, ws, dtype=torch.long)
+    pos = torch.zeros(b, ws, dtype=torch.long)
+    for r, i in enumerate(members):
+        n = nodes[i]
+        s = len(n.tokens)
+        ids[r, ws - s:] = torch.tensor(n.tokens)
+        own[r, ws - s:] = 1
+        pos[r, ws - s:] = torch.arange(n.start, n.start + s)
+    ids, own, pos = ids.to(device), own.to(device), pos.to(device)
+    past_mask = torch.zeros(b, wp, dtype=torch.long, device=device)
+    past = None
+    if wp:
+        layers = len(next(path_kv[p] for p in parents if p >= 0))
+        past = []
+        for layer in range(layers):
+            keys, values = [], []
+            for r, p in enumerate(parents):
+                k, v = path_kv[p][layer] if p >= 0 else (None, None)
+                if k is None:  # a root in a level with parents (cannot happen: roots are level 0)
+                    raise AssertionError("a root node above level 0")
+                gap = wp - k.shape[1]  # left-pad each parent's path to the widest
+                keys.append(torch.nn.functional.pad(k, (0, 0, gap, 0)))
+                values.append(torch.nn.functional.pad(v, (0, 0, gap, 0)))
+            past.append((torch.stack(keys), torch.stack(values)))
+        for r, p in enumerate(parents):
+            m = path_mask[p]
+            past_mask[r, wp - m.shape[0]:] = m
+    cache = DynamicCache(ddp_cache_data=past) if past else DynamicCache()
+    mask = torch.cat([past_mask, own], dim=1)
+    hidden = decoder(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                     **{kw: cache}).last_hidden_state
+    return hidden, [(layer.keys, layer.values) for layer in cache.layers], mask
