@@ -216,9 +216,10 @@ class Decoder:
 
     def __init__(self, model: torch.nn.Module, eos: int, stop_ids: set[int], min_saving: int | None = None,
                  max_rows: int = 256, graphs: bool | str = True, kept_tokens: int = 16384, pack: bool = True):
-        """``pack``: prepack the CPU linear layers' weights inside a session. ``min_saving``: token computations one more forward must save to be worth it (default: 64 on a CPU,
+        """``min_saving``: token computations one more forward must save to be worth it (default: 64 on a CPU,
         where a forward costs about its weight traffic; 8192 on a GPU, where an eager forward costs ~30 ms of
-        kernel launches, the time of ~10^4 prompt tokens)."""
+        kernel launches, the time of ~10^4 prompt tokens). ``pack``: prepack the CPU linear layers' weights inside
+        a session."""
         self.model, self.eos, self.stop_ids = model, eos, set(stop_ids) | {eos}
         if min_saving is None:
             min_saving = 8192 if next(model.parameters()).device.type == "cuda" else 64

@@ -187,27 +187,29 @@ def scored_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_m
 def completion_states(decoder: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       position_ids: torch.Tensor, prompt_width: int) -> torch.Tensor:
     """The decoder's last hidden states that predict each completion token of a :func:`pack` batch, (rows,
-    completion tokens, hidden; zeros at padding), differentiable.
+    completion tokens, hidden), differentiable; what stands at padding positions is unspecified.
 
     Where the rows share prefixes (a seat's system prompt and rules, a GRPO group's prompt, a state many games
     reach) worth a quarter of the tokens or more, they run along their radix tree, each shared run once
     (``agents/tree_forward.py``); otherwise (or under activation checkpointing, which drops caches) in one pass
     over whole rows.
     """
-    rows, width = input_ids.shape
-    completion = width - prompt_width
-    cuda = input_ids.device.type == "cuda"
-    lengths = attention_mask[:, :prompt_width].sum(1).tolist(), attention_mask[:, prompt_width:].sum(1).tolist()
-    sequences = [r[prompt_width - p:prompt_width + c] for r, p, c in zip(input_ids.tolist(), *lengths)]
-    nodes = radix_tree(sequences, 8192 if cuda else 64)
-    if sum(len(n.tokens) for n in nodes) > 0.75 * rows * width or getattr(decoder, "gradient_checkpointing", False):
+    def plain() -> torch.Tensor:
         return decoder(input_ids=input_ids, attention_mask=attention_mask,
                        position_ids=position_ids).last_hidden_state[:, prompt_width - 1:-1]
+
+    if getattr(decoder, "gradient_checkpointing", False):
+        return plain()
+    rows, width = input_ids.shape
+    saving = 8192 if input_ids.device.type == "cuda" else 64  # as the decoder's min_saving: a forward's fixed cost
+    lengths = attention_mask[:, :prompt_width].sum(1).tolist(), attention_mask[:, prompt_width:].sum(1).tolist()
+    sequences = [r[prompt_width - p:prompt_width + c] for r, p, c in zip(input_ids.tolist(), *lengths)]
+    nodes = radix_tree(sequences, saving)
     wanted = [list(range(p - 1, p + c - 1)) for p, c in zip(*lengths)]
-    if not any(wanted):
-        return torch.zeros(rows, completion, decoder.config.hidden_size, device=input_ids.device)
-    states = tree_states(decoder, sequences, wanted, 8192 if cuda else 64, nodes=nodes)
-    return torch.nn.functional.pad(states, (0, 0, 0, completion - states.shape[1]))
+    if sum(len(n.tokens) for n in nodes) > 0.75 * rows * width or not any(wanted):
+        return plain()
+    states = tree_states(decoder, sequences, wanted, saving, nodes=nodes)
+    return torch.nn.functional.pad(states, (0, 0, 0, width - prompt_width - states.shape[1]))
 
 
 def constrained_positions(completion_mask: torch.Tensor, allowed: list | None) -> list[tuple[int, int, list[int]]]:

@@ -78,14 +78,12 @@ def _forward(decoder, kw: str, nodes: list[Node], members: list[int], path_kv, p
     past_mask = torch.zeros(b, wp, dtype=torch.long, device=device)
     past = None
     if wp:
-        layers = len(next(path_kv[p] for p in parents if p >= 0))
+        layers = len(path_kv[parents[0]])
         past = []
         for layer in range(layers):
             keys, values = [], []
-            for r, p in enumerate(parents):
-                k, v = path_kv[p][layer] if p >= 0 else (None, None)
-                if k is None:  # a root in a level with parents (cannot happen: roots are level 0)
-                    raise AssertionError("a root node above level 0")
+            for p in parents:  # above level 0 every node has a parent
+                k, v = path_kv[p][layer]
                 gap = wp - k.shape[1]  # left-pad each parent's path to the widest
                 keys.append(torch.nn.functional.pad(k, (0, 0, gap, 0)))
                 values.append(torch.nn.functional.pad(v, (0, 0, gap, 0)))

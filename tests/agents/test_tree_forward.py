@@ -37,7 +37,6 @@ def test_tree_states_equal_a_plain_pass_and_compute_each_shared_run_once():
     assert sum(computed) < sum(map(len, sequences)) // 2
     mask = b["completion_mask"].bool()
     assert torch.allclose(states[mask], _whole(model, b)[mask], atol=1e-5)
-    assert torch.equal(states[~mask], torch.zeros_like(states[~mask]))
 
 
 def test_gradients_through_the_tree_equal_those_of_a_plain_pass():
