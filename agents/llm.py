@@ -20,7 +20,7 @@ import torch
 from selfplay.agents.base import Completion, Request
 from selfplay.agents.decode import Decoder, next_allowed, plain_head, radix_tree
 from selfplay.agents.models import MODEL_OPTIONS, load_model
-from selfplay.agents.tree_forward import tree_states
+from selfplay.agents.tree_forward import forward_plan, tree_pays, tree_states
 from selfplay.agents.weights import activate_adapter
 
 
@@ -190,9 +190,9 @@ def completion_states(decoder: torch.nn.Module, input_ids: torch.Tensor, attenti
     completion tokens, hidden), differentiable; what stands at padding positions is unspecified.
 
     Where the rows share prefixes (a seat's system prompt and rules, a GRPO group's prompt, a state many games
-    reach) worth a quarter of the tokens or more, they run along their radix tree, each shared run once
-    (``agents/tree_forward.py``); otherwise (or under activation checkpointing, which drops caches) in one pass
-    over whole rows.
+    reach) and the tokens saved outweigh the extra forwards (``tree_pays``), they run along their radix tree, each
+    shared run once (``agents/tree_forward.py``); otherwise (or under activation checkpointing, which drops caches)
+    in one pass over whole rows.
     """
     def plain() -> torch.Tensor:
         return decoder(input_ids=input_ids, attention_mask=attention_mask,
@@ -206,7 +206,7 @@ def completion_states(decoder: torch.nn.Module, input_ids: torch.Tensor, attenti
     sequences = [r[prompt_width - p:prompt_width + c] for r, p, c in zip(input_ids.tolist(), *lengths)]
     nodes = radix_tree(sequences, saving)
     wanted = [list(range(p - 1, p + c - 1)) for p, c in zip(*lengths)]
-    if sum(len(n.tokens) for n in nodes) > 0.75 * rows * width or not any(wanted):
+    if not any(wanted) or not tree_pays(decoder, rows * width, nodes, forward_plan(nodes, saving)):
         return plain()
     states = tree_states(decoder, sequences, wanted, saving, nodes=nodes)
     return torch.nn.functional.pad(states, (0, 0, 0, width - prompt_width - states.shape[1]))

@@ -16,6 +16,31 @@ from transformers.cache_utils import DynamicCache
 from selfplay.agents.decode import Node, cache_keyword, length_buckets, radix_tree
 
 
+def forward_plan(nodes: list[Node], min_saving: int, max_rows: int = 256) -> list[list[int]]:
+    """The forwards that compute ``nodes``: level by level, each level's segments bucketed by length at least cost."""
+    plan = []
+    for level in range(max(n.level for n in nodes) + 1):
+        here = [i for i, n in enumerate(nodes) if n.level == level]
+        for bucket in length_buckets([len(nodes[i].tokens) for i in here], max_rows, overhead=min_saving):
+            plan.append([here[j] for j in bucket])
+    return plan
+
+
+def tree_pays(decoder: torch.nn.Module, whole_tokens: int, nodes: list[Node], plan: list[list[int]]) -> bool:
+    """Whether the tree's saved token computations outweigh its extra forwards and bookkeeping, by a rough cost
+    model: a token costs 2 x (parameters outside the embedding) FLOPs at 10^11 FLOP/s on a CPU, 10^14 on a GPU; a
+    forward and its backward ~1 ms of launches and Python per layer (3 ms on a GPU, launch-bound when eager); each
+    segment's gathered keys and values ~40 us per layer. For a tiny model nothing pays; for SmolLM2 a shared system
+    prompt does."""
+    cuda = next(decoder.parameters()).device.type == "cuda"
+    params = sum(p.numel() for p in decoder.parameters()) - decoder.get_input_embeddings().weight.numel()
+    layers = getattr(decoder.config, "num_hidden_layers", 1)
+    token_s = 2 * params / (1e14 if cuda else 1e11)
+    saved = (whole_tokens - sum(len(n.tokens) for n in nodes)) * token_s
+    extra = (len(plan) - 1) * layers * (3e-3 if cuda else 1e-3) + len(nodes) * layers * 4e-5
+    return saved > extra
+
+
 def tree_states(decoder: torch.nn.Module, sequences: list[list[int]], wanted: list[list[int]],
                 min_saving: int = 64, max_rows: int = 256, nodes: list[Node] | None = None) -> torch.Tensor:
     """The decoder's last hidden states of ``sequences`` at positions ``wanted[i]`` of sequence i, as a (rows, most
@@ -29,16 +54,13 @@ def tree_states(decoder: torch.nn.Module, sequences: list[list[int]], wanted: li
     path_mask: list[torch.Tensor | None] = [None] * len(nodes)
     where: list[tuple[int, int, int]] = [(0, 0, 0)] * len(nodes)  # (output block, row, first column) of each node
     blocks: list[torch.Tensor] = []  # each forward's hidden states, (rows, segment width, hidden)
-    for level in range(max(n.level for n in nodes) + 1):
-        here = [i for i, n in enumerate(nodes) if n.level == level]
-        for bucket in length_buckets([len(nodes[i].tokens) for i in here], max_rows, overhead=min_saving):
-            members = [here[j] for j in bucket]
-            hidden, layers, mask = _forward(decoder, kw, nodes, members, path_kv, path_mask, device)
-            for r, i in enumerate(members):
-                path_kv[i] = [(k[r], v[r]) for k, v in layers]
-                path_mask[i] = mask[r]
-                where[i] = (len(blocks), r, hidden.shape[1] - len(nodes[i].tokens))
-            blocks.append(hidden)
+    for members in forward_plan(nodes, min_saving, max_rows):
+        hidden, layers, mask = _forward(decoder, kw, nodes, members, path_kv, path_mask, device)
+        for r, i in enumerate(members):
+            path_kv[i] = [(k[r], v[r]) for k, v in layers]
+            path_mask[i] = mask[r]
+            where[i] = (len(blocks), r, hidden.shape[1] - len(nodes[i].tokens))
+        blocks.append(hidden)
     ends = {r: i for i, n in enumerate(nodes) for r in n.ends}
     flat = torch.cat([torch.zeros(1, blocks[0].shape[-1], dtype=blocks[0].dtype, device=device)]
                      + [b.reshape(-1, b.shape[-1]) for b in blocks])

@@ -150,8 +150,11 @@ def test_scoring_only_the_needed_output_rows_equals_the_full_logits_and_their_gr
     assert any(a.abs().sum() > 0 for a in mine)
 
 
-def test_rows_with_the_same_prompt_share_one_pass_over_it_with_the_same_values_and_gradients():
+def test_rows_with_the_same_prompt_share_one_pass_over_it_with_the_same_values_and_gradients(monkeypatch):
+    import selfplay.agents.llm as llm
     from selfplay.agents.llm import completion_states, pack, scored_logprobs
+
+    monkeypatch.setattr(llm, "tree_pays", lambda *args: True)  # the tiny model's tokens are too cheap to pay for it
 
     model, tok = tiny_model(seed=6)
     model.train()  # dropout-free tiny model: training mode changes nothing but is where this runs

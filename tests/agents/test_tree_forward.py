@@ -15,7 +15,15 @@ def _whole(model, b):
                        position_ids=b["position_ids"]).last_hidden_state[:, w - 1:-1]
 
 
-def test_tree_states_equal_a_plain_pass_and_compute_each_shared_run_once():
+def _always_tree(monkeypatch):
+    """The tiny model's tokens are too cheap for the tree to pay (``tree_pays``): take it anyway, to test it."""
+    import selfplay.agents.llm as llm
+
+    monkeypatch.setattr(llm, "tree_pays", lambda *args: True)
+
+
+def test_tree_states_equal_a_plain_pass_and_compute_each_shared_run_once(monkeypatch):
+    _always_tree(monkeypatch)
     model, tok = tiny_model(seed=9)
     rng = random.Random(3)
     system = [rng.randrange(3, 250) for _ in range(40)]
@@ -39,7 +47,8 @@ def test_tree_states_equal_a_plain_pass_and_compute_each_shared_run_once():
     assert torch.allclose(states[mask], _whole(model, b)[mask], atol=1e-5)
 
 
-def test_gradients_through_the_tree_equal_those_of_a_plain_pass():
+def test_gradients_through_the_tree_equal_those_of_a_plain_pass(monkeypatch):
+    _always_tree(monkeypatch)
     model, tok = tiny_model(seed=10)
     rng = random.Random(4)
     stems = [[rng.randrange(3, 250) for _ in range(rng.randrange(20, 50))] for _ in range(3)]
@@ -50,7 +59,7 @@ def test_gradients_through_the_tree_equal_those_of_a_plain_pass():
     b = pack(prompts, completions, tok.pad_token_id)
     args = (b["input_ids"], b["attention_mask"], b["position_ids"], int(b["prompt_width"]))
     nodes = radix_tree([p + c for p, c in zip(prompts, completions)], 64)
-    assert sum(len(n.tokens) for n in nodes) < 0.75 * args[0].numel()  # the tree path is the one taken
+    assert sum(len(n.tokens) for n in nodes) < 0.75 * args[0].numel()  # there is something to share
 
     def grads_of(logp):
         model.zero_grad()
@@ -80,3 +89,23 @@ def test_tree_states_pick_positions_anywhere_on_a_path():
             alone = model.model(input_ids=torch.tensor([s])).last_hidden_state[0]
             assert torch.allclose(states[r, :len(positions)], alone[positions], atol=1e-5)
         assert torch.equal(states[2, 1:], torch.zeros_like(states[2, 1:]))
+
+
+def test_the_tree_is_taken_where_the_tokens_it_saves_cost_more_than_its_extra_forwards():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from selfplay.agents.tree_forward import forward_plan, tree_pays
+
+    system = list(range(100, 160))  # a 60-token system prompt, then 40 rows of their own 10 tokens
+    sequences = [system + [200 + i] * 10 for i in range(40)]
+    nodes = radix_tree(sequences, 64)
+    plan = forward_plan(nodes, 64)
+    assert len(plan) == 2 and sum(len(n.tokens) for n in nodes) == 60 + 400
+    tiny, _ = tiny_model(seed=0)
+    assert not tree_pays(tiny.model, 40 * 70, nodes, plan)  # 90k parameters: a token costs nanoseconds
+    with torch.device("meta"):  # SmolLM2's shape, without its memory
+        smol = LlamaForCausalLM(LlamaConfig(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                                            num_attention_heads=9, num_key_value_heads=3, vocab_size=49152))
+    assert tree_pays(smol.model, 40 * 70, nodes, plan)
+    alone = radix_tree([[i] * 70 for i in range(40)], 64)  # nothing shared: never
+    assert not tree_pays(smol.model, 40 * 70, alone, forward_plan(alone, 64))
