@@ -48,8 +48,13 @@ class SamplingConfig:
         if unknown:
             raise ValueError(f"unknown sampling option(s) {sorted(unknown)}: expected {', '.join(sorted(known))}")
         opts = dict(options)
-        if isinstance(opts.get("stop"), str):
-            opts["stop"] = [s for s in opts["stop"].split("|") if s]
+        if "stop" in opts and not isinstance(opts["stop"], list):  # "|"-separated; a spec types "5" as a number
+            opts["stop"] = [s for s in str(opts["stop"]).split("|") if s]
+        kinds = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,), "list[str]": (list,)}
+        for f in fields(cls):
+            value = opts.get(f.name)
+            if f.name in opts and (not isinstance(value, kinds[f.type]) or (f.type != "bool" and isinstance(value, bool))):
+                raise ValueError(f"sampling option {f.name}={value!r}: expected {'true or false' if f.type == 'bool' else f.type}")
         config = cls(**opts)
         if config.cache not in ("dynamic", "static"):
             raise ValueError(f"unknown cache {config.cache!r}: expected dynamic or static")

@@ -1,3 +1,5 @@
+import re
+
 import torch
 
 from selfplay.agents.base import Request
@@ -89,6 +91,15 @@ def test_sampling_options_are_checked():
         build_agent("tiny:temprature=0.5")
     with pytest.raises(ValueError, match="top_p"):
         build_agent("tiny:top_p=0")
+    for spec, expected in [("tiny:pack=maybe", "pack='maybe': expected true or false"),
+                           ("tiny:constrained=1", "constrained=1: expected true or false"),
+                           ("tiny:temperature=warm", "temperature='warm': expected float"),
+                           ("tiny:max_new_tokens=2.5", "max_new_tokens=2.5: expected int"),
+                           ("tiny:seed=true", "seed=True: expected int"),
+                           ("tiny:observer=3", "observer=3: expected str")]:
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            build_agent(spec)
+    assert build_agent("tiny:pack=false:temperature=1:stop=a|b").sampling.temperature == 1
 
 
 def test_constrained_decoding_plays_legal_moves_and_reports_the_constrained_policy():
