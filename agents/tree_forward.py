@@ -26,19 +26,30 @@ def forward_plan(nodes: list[Node], min_saving: int, max_rows: int = 256) -> lis
     return plan
 
 
+def _costs(decoder: torch.nn.Module) -> tuple[float, float, float]:
+    """Rough seconds per token, per extra forward (with its backward) and per segment, for :func:`tree_pays`."""
+    cuda = next(decoder.parameters()).device.type == "cuda"
+    params = sum(p.numel() for p in decoder.parameters()) - decoder.get_input_embeddings().weight.numel()
+    layers = getattr(decoder.config, "num_hidden_layers", 1)
+    return 2 * params / (1e14 if cuda else 1e11), layers * (3e-3 if cuda else 1e-3), layers * 4e-5
+
+
 def tree_pays(decoder: torch.nn.Module, whole_tokens: int, nodes: list[Node], plan: list[list[int]]) -> bool:
     """Whether the tree's saved token computations outweigh its extra forwards and bookkeeping, by a rough cost
     model: a token costs 2 x (parameters outside the embedding) FLOPs at 10^11 FLOP/s on a CPU, 10^14 on a GPU; a
     forward and its backward ~1 ms of launches and Python per layer (3 ms on a GPU, launch-bound when eager); each
     segment's gathered keys and values ~40 us per layer. For a tiny model nothing pays; for SmolLM2 a shared system
     prompt does."""
-    cuda = next(decoder.parameters()).device.type == "cuda"
-    params = sum(p.numel() for p in decoder.parameters()) - decoder.get_input_embeddings().weight.numel()
-    layers = getattr(decoder.config, "num_hidden_layers", 1)
-    token_s = 2 * params / (1e14 if cuda else 1e11)
+    token_s, forward_s, segment_s = _costs(decoder)
     saved = (whole_tokens - sum(len(n.tokens) for n in nodes)) * token_s
-    extra = (len(plan) - 1) * layers * (3e-3 if cuda else 1e-3) + len(nodes) * layers * 4e-5
-    return saved > extra
+    return saved > (len(plan) - 1) * forward_s + len(nodes) * segment_s
+
+
+def tree_may_pay(decoder: torch.nn.Module, whole_tokens: int, distinct: int) -> bool:
+    """False when even computing nothing at all would not pay for one segment per distinct sequence (the tree has
+    at least that many): then the tree need not be built."""
+    token_s, _, segment_s = _costs(decoder)
+    return whole_tokens * token_s > distinct * segment_s
 
 
 def tree_states(decoder: torch.nn.Module, sequences: list[list[int]], wanted: list[list[int]],

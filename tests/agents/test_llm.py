@@ -166,6 +166,7 @@ def test_rows_with_the_same_prompt_share_one_pass_over_it_with_the_same_values_a
     from selfplay.agents.llm import completion_states, pack, scored_logprobs
 
     monkeypatch.setattr(llm, "tree_pays", lambda *args: True)  # the tiny model's tokens are too cheap to pay for it
+    monkeypatch.setattr(llm, "tree_may_pay", lambda *args: True)
 
     model, tok = tiny_model(seed=6)
     model.train()  # dropout-free tiny model: training mode changes nothing but is where this runs

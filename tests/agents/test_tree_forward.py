@@ -20,6 +20,7 @@ def _always_tree(monkeypatch):
     import selfplay.agents.llm as llm
 
     monkeypatch.setattr(llm, "tree_pays", lambda *args: True)
+    monkeypatch.setattr(llm, "tree_may_pay", lambda *args: True)
 
 
 def test_tree_states_equal_a_plain_pass_and_compute_each_shared_run_once(monkeypatch):
@@ -94,7 +95,7 @@ def test_tree_states_pick_positions_anywhere_on_a_path():
 def test_the_tree_is_taken_where_the_tokens_it_saves_cost_more_than_its_extra_forwards():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from selfplay.agents.tree_forward import forward_plan, tree_pays
+    from selfplay.agents.tree_forward import forward_plan, tree_may_pay, tree_pays
 
     system = list(range(100, 160))  # a 60-token system prompt, then 40 rows of their own 10 tokens
     sequences = [system + [200 + i] * 10 for i in range(40)]
@@ -109,3 +110,6 @@ def test_the_tree_is_taken_where_the_tokens_it_saves_cost_more_than_its_extra_fo
     assert tree_pays(smol.model, 40 * 70, nodes, plan)
     alone = radix_tree([[i] * 70 for i in range(40)], 64)  # nothing shared: never
     assert not tree_pays(smol.model, 40 * 70, alone, forward_plan(alone, 64))
+    # before building any tree (a TicTacToe update's 580 distinct samples of 30 tokens): on the tiny model one segment
+    # each costs more than every token would, so the tree is not even built; on SmolLM2 it may pay
+    assert not tree_may_pay(tiny.model, 580 * 30, 580) and tree_may_pay(smol.model, 580 * 30, 580)
