@@ -115,7 +115,8 @@ class Update:
     lr_schedule: str = _f("constant", "after warm-up: constant, or linear / cosine decay to lr_floor * lr at the "
                                       "last step", choices=("constant", "linear", "cosine"))
     lr_floor: float = _f(0.1, "the decayed learning rate at the last step, as a share of lr", low=0.0, high=1.0)
-    micro_batches: int = _f(1, "gradient-accumulation micro-batches per update (the same count on every rank)", low=1)
+    micro_batches: int = _f(1, "gradient-accumulation micro-batches per update (the same count on every rank), cut "
+                               "where the largest padded one, the memory peak, is smallest", low=1)
     gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass")
 
 

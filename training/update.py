@@ -85,21 +85,62 @@ def lambda_returns(samples: Sequence[Sample], keys: Sequence[Hashable], values: 
     return out
 
 
+def balanced_runs(lengths: Sequence[tuple[int, int]], parts: int) -> list[tuple[int, int]]:
+    """``parts`` consecutive runs [a, b) of (prompt, completion) lengths sorted by their sum that minimise the largest
+    padded size, rows x (longest prompt + longest completion), the activation memory a micro-batch takes (binary
+    search on that size, greedy runs; runs are empty only when there are fewer samples than parts)."""
+    def cost(a: int, b: int) -> int:
+        return (b - a) * (max(p for p, _ in lengths[a:b]) + max(c for _, c in lengths[a:b])) if b > a else 0
+
+    def cuts(cap: int) -> list[int] | None:  # greedy: each run as long as it fits under cap
+        ends, a = [], 0
+        while a < len(lengths):
+            b, top_p, top_c = a, 0, 0
+            while b < len(lengths):
+                p, c = max(top_p, lengths[b][0]), max(top_c, lengths[b][1])
+                if (b + 1 - a) * (p + c) > cap and b > a:
+                    break
+                top_p, top_c, b = p, c, b + 1
+            ends.append(b)
+            a = b
+            if len(ends) > parts:
+                return None
+        return ends
+
+    n = len(lengths)
+    low, high = max((cost(i, i + 1) for i in range(n)), default=0), cost(0, n)
+    while low < high:
+        mid = (low + high) // 2
+        if cuts(mid) is None:
+            low = mid + 1
+        else:
+            high = mid
+    ends = cuts(high) or []
+    while len(ends) < min(parts, n):  # fewer runs than parts: split the costliest (a split never costs more)
+        starts = [0] + ends[:-1]
+        k = max((i for i in range(len(ends)) if ends[i] - starts[i] > 1), key=lambda i: cost(starts[i], ends[i]))
+        ends.insert(k, (starts[k] + ends[k]) // 2)
+    ends += [n] * (parts - len(ends))
+    return list(zip([0] + ends[:-1], ends))
+
+
 def update(cfg: Update, learner: Learner, samples: Sequence[Sample], temperature: float,
            progress: bool = False) -> UpdateStats:
     """``ppo_epochs`` optimizer steps, each over ``micro_batches`` micro-batches (the same count on every rank).
 
     Loss = sum of token losses * world * micro_batches / tokens over all ranks, so after accelerate's mean over
     ranks and micro-batches every token weighs the same, however the batch is split. Micro-batches are runs of
-    samples sorted by length, so each pads little; ``progress`` shows a bar (main process) when there are several.
+    samples sorted by length, so each pads little, cut where the largest padded batch is smallest
+    (:func:`balanced_runs`: the memory peak, not the sample count, is what a micro-batch must bound); ``progress``
+    shows a bar (main process) when there are several.
     """
     acc, model = learner.accelerator, learner.model
     model.train()
     tokens_local = float(sum(len(s.completion_ids) for s in samples))
     tokens_global = sum_scalar(acc, tokens_local)
     by_length = sorted(samples, key=lambda s: len(s.prompt_ids) + len(s.completion_ids))
-    bounds = [len(by_length) * i // cfg.micro_batches for i in range(cfg.micro_batches + 1)]
-    chunks = [by_length[a:b] for a, b in zip(bounds, bounds[1:])]
+    runs = balanced_runs([(len(s.prompt_ids), len(s.completion_ids)) for s in by_length], cfg.micro_batches)
+    chunks = [by_length[a:b] for a, b in runs]
     stats = UpdateStats(tokens=tokens_local)
     passes = cfg.ppo_epochs * len(chunks)
     bar = tqdm(total=passes, desc="update", unit="batch", leave=False, dynamic_ncols=True,

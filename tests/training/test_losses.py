@@ -90,3 +90,28 @@ def test_learning_rate_schedules_by_hand():
     assert lr_multiplier(5, 11, 0, "cosine", 0.0) == pytest.approx(0.5)
     assert lr_multiplier(10, 11, 0, "cosine", 0.2) == pytest.approx(0.2)
     assert lr_multiplier(20, 11, 0, "cosine", 0.2) == pytest.approx(0.2)  # past the end (a resumed, longer run)
+
+
+def test_micro_batches_are_cut_where_the_largest_padded_batch_is_smallest():
+    import itertools
+    import random
+
+    from selfplay.training.update import balanced_runs
+
+    def cost(lengths, a, b):
+        return (b - a) * (max(p for p, _ in lengths[a:b]) + max(c for _, c in lengths[a:b])) if b > a else 0
+
+    rng = random.Random(0)
+    for trial in range(60):
+        n, parts = rng.randrange(1, 9), rng.randrange(1, 5)
+        lengths = sorted(((rng.randrange(1, 40), rng.randrange(1, 12)) for _ in range(n)), key=sum)
+        runs = balanced_runs(lengths, parts)
+        assert len(runs) == parts and runs[0][0] == 0 and runs[-1][1] == n
+        assert all(a <= b for a, b in runs) and all(r[1] == s[0] for r, s in zip(runs, runs[1:]))
+        assert all(b > a for a, b in runs[:min(parts, n)])  # empty runs only when samples run out
+        best = min(max(cost(lengths, a, b) for a, b in zip((0,) + cuts, cuts + (n,)))
+                   for cuts in itertools.combinations(range(1, n), min(parts, n) - 1))
+        assert max(cost(lengths, a, b) for a, b in runs) == best, (lengths, parts, runs)
+    # by hand: four short samples and two long ones in two micro-batches: the long pair alone (2 x 48 = 96), not
+    # three samples each (3 x 38 = 114 for the second half, as equal counts would cut)
+    assert balanced_runs([(5, 1), (5, 1), (6, 1), (6, 2), (30, 8), (40, 8)], 2) == [(0, 4), (4, 6)]
