@@ -53,8 +53,10 @@ class SamplingConfig:
         kinds = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,), "list[str]": (list,)}
         for f in fields(cls):
             value = opts.get(f.name)
-            if f.name in opts and (not isinstance(value, kinds[f.type]) or (f.type != "bool" and isinstance(value, bool))):
-                raise ValueError(f"sampling option {f.name}={value!r}: expected {'true or false' if f.type == 'bool' else f.type}")
+            wrong = not isinstance(value, kinds[f.type]) or (f.type != "bool" and isinstance(value, bool))
+            if f.name in opts and wrong:
+                expected = "true or false" if f.type == "bool" else f.type
+                raise ValueError(f"sampling option {f.name}={value!r}: expected {expected}")
         config = cls(**opts)
         if config.cache not in ("dynamic", "static"):
             raise ValueError(f"unknown cache {config.cache!r}: expected dynamic or static")

@@ -45,7 +45,8 @@ class _Packed:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         m = self.module
         stale = m.weight is not self.weight or m.weight._version != self.version
-        if stale or x.dtype != torch.float32 or (torch.is_grad_enabled() and (x.requires_grad or m.weight.requires_grad)):
+        autograd = torch.is_grad_enabled() and (x.requires_grad or m.weight.requires_grad)
+        if stale or autograd or x.dtype != torch.float32:
             return torch.nn.functional.linear(x, m.weight, m.bias)
         bias = None if m.bias is None else m.bias.detach()
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.packed, bias, "none", [], "")

@@ -235,9 +235,9 @@ def main() -> None:
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(f"# {args.model} on {device_name} ({torch.get_num_threads()} threads), {args.games} games, "
           f"{args.new} new tokens; matmul at the decode shape "
-          f"{' / '.join(f'{r / 1e9:.0f}' for r in rates)} GFLOP/s (F.linear{' / prepacked oneDNN' if len(rates) > 1 else ''})"
-          f" -> decode floor "
-          f"{floor_ms(args.games):.1f} ms per step of {args.games} rows ({2 * params / 1e9:.2f} GFLOP per token)", flush=True)
+          f"{' / '.join(f'{r / 1e9:.0f}' for r in rates)} GFLOP/s "
+          f"(F.linear{' / prepacked oneDNN' if len(rates) > 1 else ''}) -> decode floor {floor_ms(args.games):.1f} "
+          f"ms per step of {args.games} rows ({2 * params / 1e9:.2f} GFLOP per token)", flush=True)
     kinds = ["naive", "arena"] + (["arena-constrained"] if args.constrained else []) + (
         ["arena-eager"] if args.device.startswith("cuda") else [])
     runs = {
@@ -262,8 +262,8 @@ def main() -> None:
             results[kind].append(row)
             lines.append(row)
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
-    print(f"\n{'':<18} {'games/s':>8} {'tok/s':>8} {'ms/decode step':>15} {'rows':>5} {'x floor':>8} {'x F.linear floor':>16} {'prefill tok/s':>14} "
-          f"{'prefill tokens':>15} {'ratio vs naive (min-max)':>26}")
+    print(f"\n{'':<18} {'games/s':>8} {'tok/s':>8} {'ms/decode step':>15} {'rows':>5} {'x floor':>8} "
+          f"{'x F.linear floor':>16} {'prefill tok/s':>14} {'prefill tokens':>15} {'ratio vs naive (min-max)':>26}")
     for kind in kinds:
         rs = results[kind]
         ratios = [r["games_per_s"] / n["games_per_s"] for r, n in zip(rs, results["naive"])]

@@ -45,7 +45,8 @@ class Sampling:
     constrained: bool = _f(False, "decode only legal actions (games that list them)")
     observer: str = _f("chat", "what the learner reads: the game's chat messages, or its one-line compact "
                                "observation (small models)", choices=("chat", "compact"))
-    pack: bool = _f(True, "on a CPU, rollouts multiply by prepacked float32 weights (oneDNN; equal to float32 rounding)")
+    pack: bool = _f(True, "on a CPU, rollouts multiply by prepacked float32 weights (oneDNN; equal to float32 "
+                          "rounding)")
 
 
 @dataclass

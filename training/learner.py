@@ -92,7 +92,8 @@ def sampling_config(cfg: TrainConfig, seed: int | None = None) -> SamplingConfig
     """The learner's sampling settings."""
     s = cfg.sampling
     return SamplingConfig(temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens,
-                          constrained=s.constrained, observer=s.observer, pack=s.pack, **({"seed": seed} if seed is not None else {}))
+                          constrained=s.constrained, observer=s.observer, pack=s.pack,
+                          **({"seed": seed} if seed is not None else {}))
 
 
 def build_learner(cfg: TrainConfig, accelerator: Accelerator, roles: tuple[str, ...]) -> Learner:

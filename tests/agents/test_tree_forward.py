@@ -34,8 +34,11 @@ def test_tree_states_equal_a_plain_pass_and_compute_each_shared_run_once(monkeyp
     completions[10] = list(completions[9])  # two identical samples
     b = pack(prompts, completions, tok.pad_token_id)
     computed = []
-    hook = model.model.register_forward_pre_hook(lambda m, a, kw: computed.append(int(kw["attention_mask"][:, -kw["input_ids"].shape[1]:].sum())),
-                                                 with_kwargs=True)
+
+    def count(module, args, kwargs):  # real tokens of the segment each forward computes
+        computed.append(int(kwargs["attention_mask"][:, -kwargs["input_ids"].shape[1]:].sum()))
+
+    hook = model.model.register_forward_pre_hook(count, with_kwargs=True)
     w = int(b["prompt_width"])
     states = completion_states(model.model, b["input_ids"], b["attention_mask"], b["position_ids"], w)
     hook.remove()
