@@ -124,6 +124,39 @@ def _branches(rows: list[list[int]], group: list[int], at: int) -> list[list[int
     return list(out.values())
 
 
+def segments(nodes: list[Node], members: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``members``' token segments as one left-padded batch: ids, a mask of their own tokens, and their positions
+    (each segment continues its path at ``start``)."""
+    ws = max(len(nodes[i].tokens) for i in members)
+    ids = torch.zeros(len(members), ws, dtype=torch.long)
+    own, pos = torch.zeros_like(ids), torch.zeros_like(ids)
+    for r, i in enumerate(members):
+        n = nodes[i]
+        s = len(n.tokens)
+        ids[r, ws - s:] = torch.tensor(n.tokens)
+        own[r, ws - s:] = 1
+        pos[r, ws - s:] = torch.arange(n.start, n.start + s)
+    return ids, own, pos
+
+
+def forward_plan(nodes: list[Node], min_saving: int, max_rows: int = 256, max_tokens: int = 16384) -> list[list[int]]:
+    """The forwards that compute ``nodes`` (levels from 0; a node of level -1 is already computed): level by level,
+    each level's segments bucketed by length at least cost (:func:`length_buckets`)."""
+    plan = []
+    for level in range(max(n.level for n in nodes) + 1):
+        here = [i for i, n in enumerate(nodes) if n.level == level]
+        for bucket in length_buckets([len(nodes[i].tokens) for i in here], max_rows, max_tokens, overhead=min_saving):
+            plan.append([here[j] for j in bucket])
+    return plan
+
+
+def default_min_saving(device: torch.device) -> int:
+    """Token computations one more forward must save to be worth it: 64 on a CPU, where a forward costs about its
+    weight traffic; 8192 on a GPU, where an eager forward costs ~30 ms of kernel launches, the time of ~10^4
+    prompt tokens."""
+    return 8192 if device.type == "cuda" else 64
+
+
 def length_buckets(lengths: list[int], max_rows: int, max_tokens: int = 16384, overhead: int = 64) -> list[list[int]]:
     """Indices grouped into padded batches of least cost: each batch costs ``overhead`` tokens (one forward streams
     every weight) plus its rows times its longest length; exact by dynamic programming over the sorted lengths."""
@@ -216,13 +249,11 @@ class Decoder:
 
     def __init__(self, model: torch.nn.Module, eos: int, stop_ids: set[int], min_saving: int | None = None,
                  max_rows: int = 256, graphs: bool | str = True, kept_tokens: int = 16384, pack: bool = True):
-        """``min_saving``: token computations one more forward must save to be worth it (default: 64 on a CPU,
-        where a forward costs about its weight traffic; 8192 on a GPU, where an eager forward costs ~30 ms of
-        kernel launches, the time of ~10^4 prompt tokens). ``pack``: prepack the CPU linear layers' weights inside
-        a session."""
+        """``min_saving``: token computations one more forward must save to be worth it (default:
+        :func:`default_min_saving`). ``pack``: prepack the CPU linear layers' weights inside a session."""
         self.model, self.eos, self.stop_ids = model, eos, set(stop_ids) | {eos}
         if min_saving is None:
-            min_saving = 8192 if next(model.parameters()).device.type == "cuda" else 64
+            min_saving = default_min_saving(next(model.parameters()).device)
         self.graphs, self._steps = graphs, {}  # CUDA-graph decode steps by (rows, columns)
         self.min_saving, self.max_rows, self.pack = min_saving, max_rows, pack
         self.kw = cache_keyword(model)
@@ -290,13 +321,9 @@ class Decoder:
         device = next(self.model.parameters()).device
         nodes = radix_tree(prompts, self.min_saving)
         nodes, cached = _reuse(nodes, self._kept, self.least_kept) if self._kept is not None else (nodes, {})
-        plan = []  # (members, past width, segment width), in dependency order
-        for level in range(max(n.level for n in nodes) + 1):
-            here = [i for i, n in enumerate(nodes) if n.level == level]
-            for bucket in length_buckets([len(nodes[i].tokens) for i in here], self.max_rows,
-                                         max_tokens=max(16384, 4 * self.min_saving), overhead=self.min_saving):
-                members = [here[j] for j in bucket]
-                plan.append((members, max(nodes[i].start for i in members), max(len(nodes[i].tokens) for i in members)))
+        plan = [(members, max(nodes[i].start for i in members), max(len(nodes[i].tokens) for i in members))
+                for members in forward_plan(nodes, self.min_saving, self.max_rows, max(16384, 4 * self.min_saving))]
+        # (members, past width, segment width), in dependency order
         offset = [0] * len(nodes)  # store row of each node's first token
         used = 1
         for i in cached:  # prefixes computed by an earlier call of this session come first
@@ -322,19 +349,15 @@ class Decoder:
         used = start
         for members, wp, ws in plan:
             b = len(members)
-            ids = torch.zeros(b, ws, dtype=torch.long)
-            mask = torch.zeros(b, wp + ws, dtype=torch.long)
-            pos = torch.zeros(b, ws, dtype=torch.long)
+            ids, own, pos = segments(nodes, members)
+            past_mask = torch.zeros(b, wp, dtype=torch.long)
             index = torch.zeros(b, wp, dtype=torch.long)  # past rows in the store (0: padding)
             for r, i in enumerate(members):
-                n = nodes[i]
-                s, p = len(n.tokens), n.start
-                ids[r, ws - s:] = torch.tensor(n.tokens)
-                mask[r, wp - p:wp] = 1
-                mask[r, wp + ws - s:] = 1
-                pos[r, ws - s:] = torch.arange(p, p + s)
+                p = nodes[i].start
                 if p:
-                    index[r, wp - p:] = torch.tensor(spans[n.parent])
+                    past_mask[r, wp - p:] = 1
+                    index[r, wp - p:] = torch.tensor(spans[nodes[i].parent])
+            mask = torch.cat([past_mask, own], dim=1)
             index = index.to(device)
             past = [(k[index].transpose(1, 2), v[index].transpose(1, 2)) for k, v in store] if wp else None
             logits, layers = self._forward(ids.to(device), mask.to(device), pos.to(device), past)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from selfplay.agents.base import Completion, Request
-from selfplay.agents.decode import Decoder, next_allowed, plain_head, radix_tree
+from selfplay.agents.decode import Decoder, default_min_saving, next_allowed, plain_head, radix_tree
 from selfplay.agents.models import MODEL_OPTIONS, load_model
 from selfplay.agents.tree_forward import forward_plan, tree_may_pay, tree_pays, tree_states
 from selfplay.agents.weights import activate_adapter
@@ -208,7 +208,7 @@ def completion_states(decoder: torch.nn.Module, input_ids: torch.Tensor, attenti
     if getattr(decoder, "gradient_checkpointing", False):
         return plain()
     rows, width = input_ids.shape
-    saving = 8192 if input_ids.device.type == "cuda" else 64  # as the decoder's min_saving: a forward's fixed cost
+    saving = default_min_saving(input_ids.device)
     lengths = attention_mask[:, :prompt_width].sum(1).tolist(), attention_mask[:, prompt_width:].sum(1).tolist()
     sequences = [r[prompt_width - p:prompt_width + c] for r, p, c in zip(input_ids.tolist(), *lengths)]
     if not tree_may_pay(decoder, rows * width, len(set(map(tuple, sequences)))):

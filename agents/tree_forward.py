@@ -13,17 +13,7 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import DynamicCache
 
-from selfplay.agents.decode import Node, cache_keyword, length_buckets, radix_tree
-
-
-def forward_plan(nodes: list[Node], min_saving: int, max_rows: int = 256) -> list[list[int]]:
-    """The forwards that compute ``nodes``: level by level, each level's segments bucketed by length at least cost."""
-    plan = []
-    for level in range(max(n.level for n in nodes) + 1):
-        here = [i for i, n in enumerate(nodes) if n.level == level]
-        for bucket in length_buckets([len(nodes[i].tokens) for i in here], max_rows, overhead=min_saving):
-            plan.append([here[j] for j in bucket])
-    return plan
+from selfplay.agents.decode import Node, cache_keyword, forward_plan, radix_tree, segments
 
 
 def _costs(decoder: torch.nn.Module) -> tuple[float, float, float]:
@@ -95,19 +85,10 @@ def tree_states(decoder: torch.nn.Module, sequences: list[list[int]], wanted: li
 def _forward(decoder, kw: str, nodes: list[Node], members: list[int], path_kv, path_mask, device):
     """One batched forward of ``members``' segments on their parents' paths; returns the hidden states, per layer
     the keys and values of each member's whole path (past + segment) and the paths' masks."""
-    b, ws = len(members), max(len(nodes[i].tokens) for i in members)
+    b = len(members)
     parents = [nodes[i].parent for i in members]
     wp = max((path_mask[p].shape[0] for p in parents if p >= 0), default=0)
-    ids = torch.zeros(b, ws, dtype=torch.long)
-    own = torch.zeros(b, ws, dtype=torch.long)
-    pos = torch.zeros(b, ws, dtype=torch.long)
-    for r, i in enumerate(members):
-        n = nodes[i]
-        s = len(n.tokens)
-        ids[r, ws - s:] = torch.tensor(n.tokens)
-        own[r, ws - s:] = 1
-        pos[r, ws - s:] = torch.arange(n.start, n.start + s)
-    ids, own, pos = ids.to(device), own.to(device), pos.to(device)
+    ids, own, pos = (t.to(device) for t in segments(nodes, members))
     past_mask = torch.zeros(b, wp, dtype=torch.long, device=device)
     past = None
     if wp:

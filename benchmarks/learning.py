@@ -3,8 +3,9 @@
     python benchmarks/learning.py            # tiny model, TicTacToe vs random and expert opponents: win+draw vs random
     python benchmarks/learning.py --smollm2  # SmolLM2-135M-Instruct, short run: invalid-move rate per step
 
-The tiny run decodes only legal moves (``constrained=true``; the constrained policy is what is trained) on the
-compact board prompt (each cell after its number), so what it must learn is strategy. Its opponents are drawn
+The tiny run is the recipe configs/tictactoe_tiny.yaml. It decodes only legal moves (``constrained=true``; the
+constrained policy is what is trained) on the compact board prompt (each cell after its number), so what it must
+learn is strategy. Its opponents are drawn
 uniformly from the random and the minimax expert agent (a uniform curriculum over opponent arms): the random one
 is beaten by attacking, the expert punishes every missed block. Sixteen clipped-ratio passes per batch
 (``ppo_epochs=16``) at lr 1e-3 decaying on a cosine to 3e-4; per-state baselines (by opponent) with TD(0.5) returns;
@@ -24,10 +25,6 @@ from pathlib import Path
 from selfplay.training.config import load_config
 from selfplay.training.train import train
 
-TINY = ["model=tiny", "constrained=true", "game_options.compact=true", "games_per_step=128", "scripted_prob=0",
-        "curriculum=uniform", "curriculum_option=opponent", "curriculum_arms=[random,expert]", "ppo_epochs=16",
-        "lr=1e-3", "advantage=state", "gae_lambda=0.5", "entropy_coef=0.05", "lr_schedule=cosine", "lr_floor=0.3", "eval_every=25", "eval_games=200", "eval_temperature=0", "checkpoint_every=200", "keep_checkpoints=5",
-        "progress=false"]
 SMOLLM2 = ["model=smollm2", "games_per_step=16", "scripted_prob=0.5", "lr=5e-5", "max_new_tokens=6", "eval_every=100",
            "eval_games=32", "eval_opponents=[random]", "checkpoint_every=100", "progress=false"]
 
@@ -54,9 +51,9 @@ def main() -> None:
     name = "smollm2" if args.smollm2 else "tiny"
     steps = args.steps or (12 if args.smollm2 else 500)
     out = Path(args.out or f"runs/learning-{name}")
-    config = load_config(Path(__file__).parents[1] / "configs/tictactoe_quick.yaml",
-                         [*(SMOLLM2 if args.smollm2 else TINY), f"steps={steps}", f"out={out}", "resume=never",
-                          *args.overrides])
+    recipe, overrides = ("tictactoe_quick", SMOLLM2) if args.smollm2 else ("tictactoe_tiny", ["progress=false"])
+    config = load_config(Path(__file__).parents[1] / f"configs/{recipe}.yaml",
+                         [*overrides, f"steps={steps}", f"out={out}", "resume=never", *args.overrides])
     start = time.perf_counter()
     train(config)
     wall = time.perf_counter() - start
