@@ -39,6 +39,8 @@ class SamplingConfig:
     observer: str = "chat"  # chat: the game's chat messages | compact: its one-line observation, where it has one
     graphs: bool = True  # on a GPU, replay each decode step as a CUDA graph (Llama-family models; agents/graph_step.py)
     pack: bool = True  # on a CPU, prepack float32 linear weights for oneDNN during a play (agents/packing.py)
+    backend: str = "native"  # native: our decoder | vllm: a colocated vLLM engine on the GPU (agents/vllm_backend.py)
+    vllm_memory: float = 0.3  # backend=vllm: the share of GPU memory the engine may take (weights and KV cache)
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> SamplingConfig:
@@ -62,12 +64,21 @@ class SamplingConfig:
             raise ValueError(f"unknown cache {config.cache!r}: expected dynamic or static")
         if config.observer not in OBSERVERS:
             raise ValueError(f"unknown observer {config.observer!r}: expected one of {', '.join(OBSERVERS)}")
+        if config.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {config.backend!r}: expected one of {', '.join(BACKENDS)}")
+        if config.backend == "vllm" and (config.constrained or config.cache == "static"):
+            raise ValueError("backend=vllm samples free text only: constrained decoding and cache=static are native-only "
+                             "(vLLM's structured outputs accept any tokenisation of an action, and training needs the "
+                             "allowed tokens of each step); use backend=native for them")
+        if not 0 < config.vllm_memory < 1:
+            raise ValueError(f"vllm_memory={config.vllm_memory!r}: expected a share of GPU memory between 0 and 1")
         if config.temperature < 0 or not 0 < config.top_p <= 1 or config.max_new_tokens < 1:
             raise ValueError(f"bad sampling options {options}: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1")
         return config
 
 
 OBSERVERS = ("chat", "compact")
+BACKENDS = ("native", "vllm")
 
 
 def observation(request: Request, observer: str, bare_system: bool = False) -> list[dict]:
@@ -254,9 +265,16 @@ class LLMAgent:
     """A causal LM playing from chat observations; ``adapter`` selects one LoRA adapter of a PEFT model."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, sampling: SamplingConfig | None = None,
-                 name: str = "llm", adapter: str | None = None):
+                 name: str = "llm", adapter: str | None = None, engine_factory=None):
         self.name, self.model, self.tokenizer, self.adapter = name, model, tokenizer, adapter
         self.sampling = sampling or SamplingConfig()
+        self.engine_factory = engine_factory  # backend=vllm: what builds the engine (vllm.LLM unless given)
+        if self.sampling.backend == "vllm" and engine_factory is None:
+            from selfplay.agents.vllm_backend import unavailable
+
+            reason = unavailable()
+            if reason:
+                raise ValueError(f"agent {name!r}: backend=vllm, but {reason}; use backend=native")
         self.calls = 0
         self.decoder: Decoder | None = None
         self.bare_system: bool | None = None  # decided on first use from the chat template
@@ -281,6 +299,8 @@ class LLMAgent:
         """Sample one completion per prompt in one batched call (optionally constrained to legal actions)."""
         if self.sampling.cache == "static":
             return self._generate_hf(prompts, legal)
+        if self.sampling.backend == "vllm":
+            return self._generate_vllm(prompts)
         s, tok = self.sampling, self.tokenizer
         decoder = self._decoder()
         spelled = None
@@ -299,6 +319,36 @@ class LLMAgent:
         return [Completion(tok.decode(r.tokens, skip_special_tokens=True), prompt_ids=list(p), completion_ids=r.tokens,
                            logprobs=r.logprobs, allowed=r.allowed) for p, r in zip(prompts, rows)]
 
+    def _generate_vllm(self, prompts: list[list[int]]) -> list[Completion]:
+        """Sample with the colocated vLLM engine (synchronised to this agent's weights first), then score the tokens
+        with this agent's own model: the log-probabilities training uses are the teacher-forced ones."""
+        from selfplay.agents.vllm_backend import engine_for
+
+        s, tok = self.sampling, self.tokenizer
+        engine = engine_for(self.model, s.vllm_memory, s.seed, self.engine_factory)
+        engine.sync(self.model, self.adapter)
+        call, self.calls = self.calls, self.calls + 1
+        seeds = [hash((s.seed, call, i)) & 0x7FFFFFFF for i in range(len(prompts))]  # reproducible, fresh per call
+        rows = engine.generate(prompts, s.max_new_tokens, s.temperature, s.top_p, seeds, self.stop_ids)
+        tokens = [self._until_stop(t) for t, _ in rows]
+        with self._adapter():
+            exact = token_logprobs(self.model, prompts, tokens, tok.pad_token_id, s.temperature or 1.0)
+        return [Completion(tok.decode(t, skip_special_tokens=True), prompt_ids=list(p), completion_ids=t,
+                           logprobs=x.tolist(), meta={"engine_logprobs": lp[:len(t)]})
+                for p, t, x, (_, lp) in zip(prompts, tokens, exact, rows)]
+
+    def _until_stop(self, tokens: list[int]) -> list[int]:
+        """``tokens`` up to the first stop token or the token that completes a stop string (where the native
+        decoder stops)."""
+        end = next((j + 1 for j, t in enumerate(tokens) if t in self.stop_ids), len(tokens))
+        tokens = tokens[:end]
+        if self.sampling.stop:
+            for n in range(1, len(tokens) + 1):
+                text = self.tokenizer.decode(tokens[:n], skip_special_tokens=True)
+                if any(x in text for x in self.sampling.stop):
+                    return tokens[:n]
+        return tokens
+
     def _decoder(self) -> Decoder:
         if self.decoder is None:
             self.decoder = Decoder(self.model, self.tokenizer.eos_token_id, self.stop_ids,
@@ -310,7 +360,7 @@ class LLMAgent:
     def session(self) -> Iterator[None]:
         """A stretch of calls with unchanged weights (one arena ``play``): shared prompt prefixes computed by one
         call are reused by the next (``Decoder.session``)."""
-        if self.sampling.cache == "static":
+        if self.sampling.cache == "static" or self.sampling.backend == "vllm":
             yield
             return
         with self._decoder().session():

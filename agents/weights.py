@@ -70,6 +70,20 @@ def snapshot_adapter(model: PeftModel, source: str, name: str) -> str:
     return name
 
 
+_UPDATES = [0]
+
+
+def note_update() -> None:
+    """Record that an optimizer step changed some weights in this process (copies of weights elsewhere, such as a
+    vLLM engine's, are stale from now on; see ``agents.vllm_backend.weights_key``)."""
+    _UPDATES[0] += 1
+
+
+def updates() -> int:
+    """How many optimizer steps this process has recorded (``note_update``)."""
+    return _UPDATES[0]
+
+
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     """An independent copy that no later training changes (a clone for a role, or a full snapshot)."""
     clone = copy.deepcopy(model).eval()

@@ -139,10 +139,12 @@ def naive(model, tokenizer, games: int, new: int, seed: int, device: str) -> dic
     return {"generated_tokens": generated}
 
 
-def arena(model, tokenizer, games: int, new: int, seed: int, constrained: bool = False, graphs: bool = True) -> dict:
+def arena(model, tokenizer, games: int, new: int, seed: int, constrained: bool = False, graphs: bool = True,
+          backend: str = "native") -> dict:
     """The arena: ``play`` with one LLM agent in both seats, every game live at once."""
     agent = LLMAgent(model, tokenizer, SamplingConfig(temperature=1.0, max_new_tokens=new, seed=seed, graphs=graphs,
-                                                    constrained=constrained, batch_size=max(games, 1)), name="m")
+                                                    constrained=constrained, batch_size=max(games, 1),
+                                                    backend=backend), name="m")
     matches = paired_matches(FallbackTicTacToe.roles, ["m", "m2"], games, seed=seed)
     episodes = play(FallbackTicTacToe, matches, {"m": agent, "m2": agent}, progress=False, concurrency=games)
     generated = sum(len(s.completion_ids or []) for ep in episodes for s in ep.steps if getattr(s, "completion_ids", None))
@@ -206,6 +208,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     parser.add_argument("--constrained", action="store_true", help="also time the arena with constrained decoding")
+    parser.add_argument("--vllm", action="store_true", help="also time the arena sampling through vLLM (GPU, needs "
+                        "the vllm package; log-probs recomputed by the model, as in training: its decode runs inside vLLM, so its "
+                        "decode columns stay empty and its prefill columns are that re-scoring)")
     parser.add_argument("--profile", action="store_true", help="print where one arena run's time goes (cProfile)")
     parser.add_argument("--out", help="also write the JSON lines here")
     args = parser.parse_args()
@@ -239,7 +244,7 @@ def main() -> None:
           f"(F.linear{' / prepacked oneDNN' if len(rates) > 1 else ''}) -> decode floor {floor_ms(args.games):.1f} "
           f"ms per step of {args.games} rows ({2 * params / 1e9:.2f} GFLOP per token)", flush=True)
     kinds = ["naive", "arena"] + (["arena-constrained"] if args.constrained else []) + (
-        ["arena-eager"] if args.device.startswith("cuda") else [])
+        ["arena-eager"] if args.device.startswith("cuda") else []) + (["arena-vllm"] if args.vllm else [])
     runs = {
         "naive": lambda seed: timed(naive, clock, model=model, tokenizer=tokenizer, games=args.games,
                                     new=args.new, seed=seed, device=args.device),
@@ -249,6 +254,8 @@ def main() -> None:
                                                 games=args.games, new=args.new, seed=seed, constrained=True),
         "arena-eager": lambda seed: timed(arena, clock, model=model, tokenizer=tokenizer, games=args.games,
                                           new=args.new, seed=seed, graphs=False),
+        "arena-vllm": lambda seed: timed(arena, clock, model=model, tokenizer=tokenizer, games=args.games,
+                                         new=args.new, seed=seed, backend="vllm"),
     }
     for kind in kinds:  # warm-up (and, on a GPU, kernel selection and graph capture) with every game
         runs[kind](999)

@@ -132,6 +132,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         gpu = torch.cuda.is_available()
         line(None, f"GPU: {torch.cuda.get_device_name(0)}" if gpu else "no GPU: training runs on the CPU")
         line(None, f"torch threads: {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
+        from selfplay.agents.vllm_backend import unavailable
+
+        why = unavailable()
+        line(None, f"vLLM rollouts (sampling.backend=vllm, optional): {'available' if not why else why}")
         _doctor_model(line)
     except ImportError:
         pass

@@ -47,6 +47,10 @@ class Sampling:
                                "observation (small models)", choices=("chat", "compact"))
     pack: bool = _f(True, "on a CPU, rollouts multiply by prepacked float32 weights (oneDNN; equal to float32 "
                           "rounding)")
+    backend: str = _f("native", "who samples: our decoder, or a vLLM engine colocated on the GPU (needs the vllm "
+                                "package; weights synchronised after every update; log-probs recomputed exactly)",
+                      choices=("native", "vllm"))
+    vllm_memory: float = _f(0.3, "backend=vllm: the share of GPU memory the engine may take", above=0.0, high=0.99)
 
 
 @dataclass
@@ -118,6 +122,9 @@ class Update:
     lr_floor: float = _f(0.1, "the decayed learning rate at the last step, as a share of lr", low=0.0, high=1.0)
     micro_batches: int = _f(1, "gradient-accumulation micro-batches per update (the same count on every rank), cut "
                                "where the largest padded one, the memory peak, is smallest", low=1)
+    micro_batch_tokens: int = _f(0, "size micro-batches to memory instead: the fewest per update whose padded size, "
+                                    "rows x (longest prompt + completion), stays within this many tokens (a longer "
+                                    "sample alone); 0: exactly micro_batches", low=0)
     gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass")
 
 
@@ -339,6 +346,14 @@ def validate(config: TrainConfig) -> None:
     if opp.pool_prob + opp.scripted_prob > 1:
         raise ValueError(f"config keys 'opponents.pool_prob' + 'opponents.scripted_prob' = "
                          f"{opp.pool_prob + opp.scripted_prob} exceed 1")
+    if config.sampling.backend == "vllm":
+        if config.sampling.constrained:
+            raise ValueError("config keys 'sampling.backend' = vllm and 'sampling.constrained' = true: constrained "
+                             "decoding is native-only; set one of them back")
+        from selfplay.agents.vllm_backend import unavailable
+
+        if unavailable():
+            raise ValueError(f"config key 'sampling.backend' = vllm: {unavailable()}; or use backend native")
 
 
 def bind_game(config: TrainConfig) -> type:

@@ -99,6 +99,13 @@ def sum_scalar(accelerator: Accelerator, value: float) -> float:
     return float(accelerator.reduce(tensor, reduction="sum")[0])
 
 
+def max_scalar(accelerator: Accelerator, value: float) -> float:
+    """The largest ``value`` over ranks."""
+    if accelerator.num_processes == 1:
+        return float(value)
+    return float(accelerator.gather(torch.tensor([float(value)], dtype=torch.float64, device=accelerator.device)).max())
+
+
 def flatten(obj: Any, prefix: tuple = ()) -> dict[tuple, float]:
     """A dataclass of numbers, dicts of numbers or of dataclasses, and nested dataclasses as {path: number}."""
     out: dict[tuple, float] = {}

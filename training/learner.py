@@ -78,8 +78,8 @@ def lr_multiplier(step: int, steps: int, warmup: int, schedule: str, floor: floa
 
 def at_temperature(agents: dict[str, LLMAgent], temperature: float) -> dict[str, LLMAgent]:
     """The same agents (model, adapter, name) sampling at another temperature."""
-    return {name: LLMAgent(a.model, a.tokenizer, replace(a.sampling, temperature=temperature), name, a.adapter)
-            for name, a in agents.items()}
+    return {name: LLMAgent(a.model, a.tokenizer, replace(a.sampling, temperature=temperature), name, a.adapter,
+                           a.engine_factory) for name, a in agents.items()}
 
 
 def group_agent(policy: Policy, group: str, tokenizer, kind: str, sampling: SamplingConfig) -> LLMAgent:
@@ -92,7 +92,8 @@ def sampling_config(cfg: TrainConfig, seed: int | None = None) -> SamplingConfig
     """The learner's sampling settings."""
     s = cfg.sampling
     return SamplingConfig(temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens,
-                          constrained=s.constrained, observer=s.observer, pack=s.pack,
+                          constrained=s.constrained, observer=s.observer, pack=s.pack, backend=s.backend,
+                          vllm_memory=s.vllm_memory,
                           **({"seed": seed} if seed is not None else {}))
 
 

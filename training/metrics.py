@@ -22,6 +22,7 @@ def step_metrics(stats: StepStats, world: int, rollout_seconds: float, update_se
                "entropy": -u.logp_sum / tokens, "grad_norm": u.grad_norm / world,
                "tokens_per_s": stats.gen_tokens / max(rollout_seconds, 1e-9), "filtered_samples": stats.filtered,
                "time/rollout": rollout_seconds, "time/update": update_seconds,
+               "update/micro_batches": u.micro_batches / world,
                "update/tokens_per_s": u.tokens / max(update_seconds, 1e-9),  # completion tokens trained per second
                "update/tflops_per_s": u.flops / max(update_seconds, 1e-9) / 1e12}  # model FLOPs, all ranks
     if torch.cuda.is_available():
@@ -59,6 +60,7 @@ def console_line(step: int, steps: int, m: dict[str, float]) -> str:
             f" (average {m['exploitability/average']:.3f})" if "exploitability/average" in m else "")
     return (f"step {step}/{steps} | reward {rewards} | invalid {invalid} | loss {m['loss/policy']:+.4f} "
             f"| {m['tokens_per_s']:.0f} tok/s | rollout {m['time/rollout']:.1f}s update {m['time/update']:.1f}s"
+            + (f" ({m['update/micro_batches']:.0f} micro-batches)" if m.get("update/micro_batches", 1) > 1 else "")
             + (f" | peak {m['memory/peak_gb']:.1f} GiB" if "memory/peak_gb" in m else "")
             + (f" | eval {evals}" if evals else ""))
 

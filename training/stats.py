@@ -19,12 +19,14 @@ class UpdateStats:
     tokens: float = 0.0
     grad_norm: float = 0.0  # the last optimizer step's (summed over ranks: divide by the world size)
     flops: float = 0.0  # model FLOPs of every pass (``Policy.update_flops``)
+    micro_batches: float = 0.0  # per optimizer step (the same on every rank: summed over ranks, divide by the world)
 
     def merged(self, other: UpdateStats) -> UpdateStats:
         """Two updates of one step (learning progress): sums add, the gradient norm is the larger."""
         return UpdateStats(self.loss_sum + other.loss_sum, self.clip_sum + other.clip_sum, self.kl_sum + other.kl_sum,
                            self.logp_sum + other.logp_sum, self.tokens + other.tokens,
-                           max(self.grad_norm, other.grad_norm), self.flops + other.flops)
+                           max(self.grad_norm, other.grad_norm), self.flops + other.flops,
+                           max(self.micro_batches, other.micro_batches))
 
 
 @dataclass

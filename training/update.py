@@ -10,15 +10,17 @@ rank, plus an optional KL penalty to the frozen initial model (``training.losses
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 
 import torch
 from tqdm.auto import tqdm
 
 from selfplay.agents.llm import constrained_positions, pack
+from selfplay.agents.weights import note_update
 from selfplay.games.core import LearningProgress
 from selfplay.training.config import Update
-from selfplay.training.distributed import gather, sum_scalar
+from selfplay.training.distributed import gather, max_scalar, sum_scalar
 from selfplay.training.learner import Learner
 from selfplay.training.losses import grpo_advantages, policy_loss, rae_advantages
 from selfplay.training.rollout import Sample, credit_progress
@@ -85,40 +87,52 @@ def lambda_returns(samples: Sequence[Sample], keys: Sequence[Hashable], values: 
     return out
 
 
+def _padded(lengths: Sequence[tuple[int, int]], a: int, b: int) -> int:
+    """rows x (longest prompt + longest completion) of the run [a, b): its padded size."""
+    return (b - a) * (max(p for p, _ in lengths[a:b]) + max(c for _, c in lengths[a:b])) if b > a else 0
+
+
+def _greedy_ends(lengths: Sequence[tuple[int, int]], cap: int, limit: int | None = None) -> list[int] | None:
+    """The ends of runs, each as long as its padded size stays within ``cap`` (a sample above it alone): the fewest
+    such runs, since a run's padded size only grows as it extends; None once more than ``limit`` are needed."""
+    ends, a = [], 0
+    while a < len(lengths):
+        b, top_p, top_c = a, 0, 0
+        while b < len(lengths):
+            p, c = max(top_p, lengths[b][0]), max(top_c, lengths[b][1])
+            if (b + 1 - a) * (p + c) > cap and b > a:
+                break
+            top_p, top_c, b = p, c, b + 1
+        ends.append(b)
+        a = b
+        if limit is not None and len(ends) > limit:
+            return None
+    return ends
+
+
+def runs_within(lengths: Sequence[tuple[int, int]], budget: int) -> int:
+    """The fewest micro-batches of (prompt, completion) lengths sorted by their sum whose padded sizes all stay
+    within ``budget`` tokens (a sample larger than the budget goes alone); at least 1."""
+    return max(1, len(_greedy_ends(lengths, budget)))
+
+
 def balanced_runs(lengths: Sequence[tuple[int, int]], parts: int) -> list[tuple[int, int]]:
     """``parts`` consecutive runs [a, b) of (prompt, completion) lengths sorted by their sum that minimise the largest
     padded size, rows x (longest prompt + longest completion), the activation memory a micro-batch takes (binary
     search on that size, greedy runs; runs are empty only when there are fewer samples than parts)."""
-    def cost(a: int, b: int) -> int:
-        return (b - a) * (max(p for p, _ in lengths[a:b]) + max(c for _, c in lengths[a:b])) if b > a else 0
-
-    def cuts(cap: int) -> list[int] | None:  # greedy: each run as long as it fits under cap
-        ends, a = [], 0
-        while a < len(lengths):
-            b, top_p, top_c = a, 0, 0
-            while b < len(lengths):
-                p, c = max(top_p, lengths[b][0]), max(top_c, lengths[b][1])
-                if (b + 1 - a) * (p + c) > cap and b > a:
-                    break
-                top_p, top_c, b = p, c, b + 1
-            ends.append(b)
-            a = b
-            if len(ends) > parts:
-                return None
-        return ends
-
     n = len(lengths)
-    low, high = max((cost(i, i + 1) for i in range(n)), default=0), cost(0, n)
+    low, high = max((_padded(lengths, i, i + 1) for i in range(n)), default=0), _padded(lengths, 0, n)
     while low < high:
         mid = (low + high) // 2
-        if cuts(mid) is None:
+        if _greedy_ends(lengths, mid, parts) is None:
             low = mid + 1
         else:
             high = mid
-    ends = cuts(high) or []
+    ends = _greedy_ends(lengths, high, parts) or []
     while len(ends) < min(parts, n):  # fewer runs than parts: split the costliest (a split never costs more)
         starts = [0] + ends[:-1]
-        k = max((i for i in range(len(ends)) if ends[i] - starts[i] > 1), key=lambda i: cost(starts[i], ends[i]))
+        k = max((i for i in range(len(ends)) if ends[i] - starts[i] > 1),
+                key=lambda i: _padded(lengths, starts[i], ends[i]))
         ends.insert(k, (starts[k] + ends[k]) // 2)
     ends += [n] * (parts - len(ends))
     return list(zip([0] + ends[:-1], ends))
@@ -126,42 +140,63 @@ def balanced_runs(lengths: Sequence[tuple[int, int]], parts: int) -> list[tuple[
 
 def update(cfg: Update, learner: Learner, samples: Sequence[Sample], temperature: float,
            progress: bool = False) -> UpdateStats:
-    """``ppo_epochs`` optimizer steps, each over ``micro_batches`` micro-batches (the same count on every rank).
+    """``ppo_epochs`` optimizer steps, each over the update's micro-batches (the same count on every rank):
+    ``micro_batches`` of them, or with ``micro_batch_tokens`` the fewest whose padded sizes fit that many tokens
+    (the largest count any rank needs).
 
-    Loss = sum of token losses * world * micro_batches / tokens over all ranks, so after accelerate's mean over
-    ranks and micro-batches every token weighs the same, however the batch is split. Micro-batches are runs of
-    samples sorted by length, so each pads little, cut where the largest padded batch is smallest
-    (:func:`balanced_runs`: the memory peak, not the sample count, is what a micro-batch must bound); ``progress``
-    shows a bar (main process) when there are several.
+    Loss = sum of token losses * world * G / tokens over all ranks, where G is the accumulation count accelerate
+    and DeepSpeed divide each micro-batch's loss by, so after their mean over ranks every token weighs the same,
+    however the batch is split. Micro-batches are runs of samples sorted by length, so each pads little, cut where
+    the largest padded batch is smallest (:func:`balanced_runs`: the memory peak, not the sample count, is what a
+    micro-batch must bound); the optimizer steps after the last one (gradients synchronised there only);
+    ``progress`` shows a bar (main process) when there are several.
     """
     acc, model = learner.accelerator, learner.model
     model.train()
     tokens_local = float(sum(len(s.completion_ids) for s in samples))
     tokens_global = sum_scalar(acc, tokens_local)
     by_length = sorted(samples, key=lambda s: len(s.prompt_ids) + len(s.completion_ids))
-    runs = balanced_runs([(len(s.prompt_ids), len(s.completion_ids)) for s in by_length], cfg.micro_batches)
-    chunks = [by_length[a:b] for a, b in runs]
-    stats = UpdateStats(tokens=tokens_local)
+    lengths = [(len(s.prompt_ids), len(s.completion_ids)) for s in by_length]
+    parts = cfg.micro_batches
+    if cfg.micro_batch_tokens:
+        parts = int(max_scalar(acc, runs_within(lengths, cfg.micro_batch_tokens)))
+    chunks = [by_length[a:b] for a, b in balanced_runs(lengths, parts)]
+    stats = UpdateStats(tokens=tokens_local, micro_batches=len(chunks))
     passes = cfg.ppo_epochs * len(chunks)
     bar = tqdm(total=passes, desc="update", unit="batch", leave=False, dynamic_ncols=True,
                disable=not (progress and acc.is_main_process and passes > 1))
+    scale = acc.num_processes * acc.gradient_accumulation_steps  # undoes their division: the loss is normalised here
     for _ in range(cfg.ppo_epochs):
-        for chunk in chunks:
-            with acc.accumulate(model):
-                loss, parts = _chunk_loss(cfg, learner, chunk, tokens_global, temperature)
-                stats.flops += parts.pop("flops", 0.0)
-                acc.backward(loss * acc.num_processes * cfg.micro_batches)
+        for i, chunk in enumerate(chunks):
+            with accumulating(acc, model, last=i == len(chunks) - 1):
+                loss, parts_ = _chunk_loss(cfg, learner, chunk, tokens_global, temperature)
+                stats.flops += parts_.pop("flops", 0.0)
+                acc.backward(loss * scale)
                 if acc.sync_gradients:
                     norm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                     stats.grad_norm = float(norm) if norm is not None else 0.0
-                learner.optimizer.step()
+                learner.optimizer.step()  # a no-op until the last micro-batch (accelerate reads sync_gradients)
+                note_update()  # engines holding copies of the weights (vLLM rollouts) resynchronise
                 learner.scheduler.step() if acc.sync_gradients else None
                 learner.optimizer.zero_grad()
-            for name, value in parts.items():
+            for name, value in parts_.items():
                 setattr(stats, name, getattr(stats, name) + value / cfg.ppo_epochs)
             bar.update(1)
     bar.close()
     return stats
+
+
+@contextmanager
+def accumulating(acc, model, last: bool) -> Iterator[None]:
+    """One micro-batch of a gradient-accumulation round of any length: gradients are synchronised across ranks, and
+    the optimizer, DeepSpeed's engine and the scheduler step, only at the ``last`` (accelerate's ``accumulate``
+    counts a fixed number of micro-batches instead)."""
+    acc.gradient_state._set_sync_gradients(last)
+    try:
+        with nullcontext() if last else acc.no_sync(model):
+            yield
+    finally:
+        acc.gradient_state._set_sync_gradients(True)
 
 
 def _chunk_loss(cfg: Update, learner: Learner, chunk: list[Sample], tokens_global: float,

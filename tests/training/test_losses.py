@@ -115,3 +115,27 @@ def test_micro_batches_are_cut_where_the_largest_padded_batch_is_smallest():
     # by hand: four short samples and two long ones in two micro-batches: the long pair alone (2 x 48 = 96), not
     # three samples each (3 x 38 = 114 for the second half, as equal counts would cut)
     assert balanced_runs([(5, 1), (5, 1), (6, 1), (6, 2), (30, 8), (40, 8)], 2) == [(0, 4), (4, 6)]
+
+
+def test_the_fewest_micro_batches_within_a_token_budget():
+    import itertools
+    import random
+
+    from selfplay.training.update import runs_within
+
+    def cost(lengths, a, b):
+        return (b - a) * (max(p for p, _ in lengths[a:b]) + max(c for _, c in lengths[a:b]))
+
+    rng = random.Random(1)
+    for trial in range(80):
+        n, budget = rng.randrange(1, 9), rng.randrange(10, 200)
+        lengths = sorted(((rng.randrange(1, 40), rng.randrange(1, 12)) for _ in range(n)), key=sum)
+        fewest = n  # brute force: the fewest cuts whose runs fit (a sample above the budget alone)
+        for k in range(1, n + 1):
+            if any(all(cost(lengths, a, b) <= budget or b - a == 1 for a, b in zip((0,) + cuts, cuts + (n,)))
+                   for cuts in itertools.combinations(range(1, n), k - 1)):
+                fewest = k
+                break
+        assert runs_within(lengths, budget) == fewest, (lengths, budget)
+    assert runs_within([(10, 2)] * 6, 36) == 2 and runs_within([(10, 2)] * 6, 35) == 3  # 3 x 12 = 36 fits
+    assert runs_within([(100, 20)], 8) == 1  # too long for any budget: alone

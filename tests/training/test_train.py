@@ -80,13 +80,19 @@ def test_zero2_on_two_processes_keeps_ranks_identical_and_matches_one_process(tm
     common = ["steps=2", "checkpoint_every=1", "keep_checkpoints=5", "temperature=0", "scripted_prob=0",
               "check_sync=true", "eval_every=0"]
     two, extensions = tmp_path / "two", tmp_path / "torch_extensions"
-    result = run([*common, "games_per_step=4"], two, launcher=accelerate("cpu_zero2.yaml"),
+    # the two ranks also cut their updates into micro-batches of at most 150 padded tokens (DeepSpeed's engine steps
+    # once, after the last), the one process not at all
+    result = run([*common, "games_per_step=4", "update.micro_batch_tokens=150"], two, launcher=accelerate("cpu_zero2.yaml"),
                  env={"TORCH_EXTENSIONS_DIR": str(extensions)})
     assert not extensions.exists() or not any(extensions.rglob("*.so"))  # DeepSpeed compiled nothing
     assert (result.stdout + result.stderr).count("Setting accelerator to CPU") <= 1  # the launcher's own, no rank's
     hashes = [json.loads(line) for line in (two / "weight_hashes.jsonl").read_text().splitlines()]
     assert [h["step"] for h in hashes] == [1, 2]
     assert all(len(h["hashes"]) == 2 and h["hashes"][0] == h["hashes"][1] for h in hashes)
+    import re
+
+    cuts = [int(n) for n in re.findall(r"update [\d.]+s \((\d+) micro-batches\)", result.stdout + result.stderr)]
+    assert len(cuts) == 2 and min(cuts) > 1, cuts  # each step's update was cut, the same count on both ranks
     one = tmp_path / "one"
     run([*common, "games_per_step=8"], one)
     # the same update as one process on all 8 games, up to float rounding: the two batches share prompt prefixes
@@ -163,3 +169,43 @@ def test_the_learning_rate_follows_the_schedule_in_training_steps():
             learner.scheduler.step()
     expected = [0.01, 0.01, 0.01 * (0.2 + 0.8 * 2 / 3), 0.01 * (0.2 + 0.8 / 3), 0.002]  # step 0 warm-up: 1/1
     assert seen == pytest.approx([e for e in expected for _ in range(3)])
+
+
+def test_micro_batches_sized_to_a_token_budget_give_the_same_step_as_one_batch():
+    """However many micro-batches a token budget cuts an update into, the optimizer steps once, on the same gradient
+    (accumulated, each micro-batch's loss scaled as accelerate and DeepSpeed expect)."""
+    from selfplay.training.config import load_config
+    from selfplay.training.distributed import make_accelerator
+    from selfplay.training.learner import build_learner
+    from selfplay.training.rollout import Sample
+    from selfplay.training.update import update
+
+    rng = torch.Generator().manual_seed(0)
+    samples = []
+    for i in range(10):
+        prompt = torch.randint(3, 200, (int(torch.randint(5, 30, (1,), generator=rng)),), generator=rng).tolist()
+        completion = torch.randint(3, 200, (int(torch.randint(1, 6, (1,), generator=rng)),), generator=rng).tolist()
+        samples.append(Sample("policy", ("tictactoe", "player_0"), (f"e{i}", 0), prompt, completion,
+                              [-1.0] * len(completion), float(i % 3 - 1), advantage=float(i % 3 - 1)))
+
+    def step(*overrides, accumulation=1):
+        cfg = load_config(ROOT / "configs/tictactoe_quick.yaml", [*TINY, "advantage=rae", *overrides])
+        learner = build_learner(cfg, make_accelerator(accumulation, 1.0, "float32", False), ("player_0", "player_1"))
+        before = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
+        stats = update(cfg.update, learner, samples, temperature=1.0)
+        steps = {int(state["step"]) for state in learner.optimizer.state_dict()["state"].values()}
+        assert steps == {1}  # one optimizer step, whatever the number of micro-batches
+        after = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
+        return stats, after, max(float((after[n] - before[n]).abs().max()) for n in after)
+
+    one, weights, size = step()
+    assert one.micro_batches == 1 and size > 1e-3
+    for overrides, accumulation in [(["update.micro_batch_tokens=60"], 1),
+                                    (["update.micro_batches=2", "update.micro_batch_tokens=40"], 2)]:
+        cut, other, _ = step(*overrides, accumulation=accumulation)
+        assert cut.micro_batches > 2
+        assert cut.loss_sum == pytest.approx(one.loss_sum, rel=1e-5)
+        gap = max(float((weights[n] - p).abs().max()) for n, p in other.items())
+        # the same step: Adam divides by |gradient|, so float rounding of another summation order shows on
+        # near-zero gradients; a wrong loss scale or a second step would move weights by about a step
+        assert gap < 0.01 * size, (gap, size)
