@@ -56,8 +56,9 @@ def merged_weights(model: torch.nn.Module, adapter: str | None = None) -> Iterat
     (``W + scale * B @ A``, out of place), other adapters left out; tied weights once."""
     lora = _lora_layers()
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if any(hasattr(p, "ds_id") for p in base.parameters()):
-        raise ValueError("vLLM rollouts cannot read ZeRO-3 partitioned weights: use ZeRO stage 0-2 or backend=native")
+    if any(hasattr(p, "ds_id") and p.data.numel() == 0 for p in base.parameters()):  # gathered ones are whole
+        raise ValueError("vLLM rollouts cannot read ZeRO-3 partitioned weights outside a gathered rollout phase: use "
+                         "ZeRO stage 0-2 or backend=native")
     seen: set[int] = set()
     inside: list[str] = []  # prefixes of LoRA layers: their children (base_layer, lora_A, ...) are not weights
     for prefix, module in base.named_modules():
