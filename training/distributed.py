@@ -33,8 +33,13 @@ def make_accelerator(micro_batches: int, max_grad_norm: float, dtype: str, find_
     if not torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
         handlers.append(InitProcessGroupKwargs(backend="gloo"))  # DeepSpeed on CPU: accelerate needs the backend named
         no_jit_ops()
+    # several processes launched on a machine without a GPU (torchrun, as accelerate's multi-GPU launcher starts them):
+    # DDP over gloo on the CPU; without cpu=True accelerate would make each process a lone single-process run
+    cpu_ranks = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1 and \
+        os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() != "true"
     accelerator = Accelerator(gradient_accumulation_steps=micro_batches, mixed_precision=mixed, kwargs_handlers=handlers,
-                              log_with=log_with or None, project_dir=str(run_dir) if run_dir else None)
+                              log_with=log_with or None, project_dir=str(run_dir) if run_dir else None,
+                              cpu=cpu_ranks)
     plugin = accelerator.state.deepspeed_plugin
     if plugin is not None:
         plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 1

@@ -76,13 +76,16 @@ def test_lora_run_saves_one_adapter_per_role_and_no_frozen_base(tmp_path):
     assert other.returncode != 0 and "frozen" in (other.stdout + other.stderr)
 
 
-def test_zero2_on_two_processes_keeps_ranks_identical_and_matches_one_process(tmp_path):
+@pytest.mark.parametrize("launch", ["cpu_zero2.yaml", "cpu_2proc.yaml"])
+def test_two_processes_keep_ranks_identical_and_match_one_process(tmp_path, launch):
+    """DeepSpeed ZeRO-2 and plain DDP on two CPU processes: each rank plays other games (random openings, then
+    greedy), and their update equals one process's over all the games."""
     common = ["steps=2", "checkpoint_every=1", "keep_checkpoints=5", "temperature=0", "scripted_prob=0",
-              "check_sync=true", "eval_every=0"]
+              "check_sync=true", "eval_every=0", "rollout.random_opening=4"]
     two, extensions = tmp_path / "two", tmp_path / "torch_extensions"
-    # the two ranks also cut their updates into micro-batches of at most 150 padded tokens (DeepSpeed's engine steps
-    # once, after the last), the one process not at all
-    result = run([*common, "games_per_step=4", "update.micro_batch_tokens=150"], two, launcher=accelerate("cpu_zero2.yaml"),
+    # the two ranks also cut their updates into micro-batches of at most 150 padded tokens (gradients synchronised
+    # and the optimizer stepped once, after the last), the one process not at all
+    result = run([*common, "games_per_step=4", "update.micro_batch_tokens=150"], two, launcher=accelerate(launch),
                  env={"TORCH_EXTENSIONS_DIR": str(extensions)})
     assert not extensions.exists() or not any(extensions.rglob("*.so"))  # DeepSpeed compiled nothing
     assert (result.stdout + result.stderr).count("Setting accelerator to CPU") <= 1  # the launcher's own, no rank's
