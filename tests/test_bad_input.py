@@ -41,6 +41,9 @@ TRAIN = [  # (arguments after `train`, words the error must contain)
     ([TINY, "update.baseline_decay=1.5"], "baseline_decay"),
     ([TINY, "update.ppo_epochs=0"], "ppo_epochs"),
     ([TINY, "update.micro_batches=0"], "micro_batches"),
+    ([TINY, "update.micro_batch_tokens=-5"], "micro_batch_tokens"),
+    ([TINY, "sampling.backend=sglang"], "sampling.backend"),
+    ([TINY, "sampling.vllm_memory=0"], "sampling.vllm_memory"),
     ([TINY, "update.max_grad_norm=-1"], "max_grad_norm"),
     ([TINY, "update.kl_coef=-1"], "kl_coef"),
     ([TINY, "update.entropy_coef=-0.1"], "entropy_coef"),
@@ -103,6 +106,8 @@ PLAY = [
     (["play", "tictactoe", "--agents", "random", "random", "--out", "/dev/null/run"], "/dev/null/run"),
     (["play", "tictactoe", "--agents", "random", "tiny:temperature=-1"], "temperature"),
     (["play", "tictactoe", "--agents", "random", "tiny:bogus=1"], "bogus"),
+    (["play", "tictactoe", "--agents", "random", "tiny:backend=vllm,vllm_memory=abc"], "vllm_memory"),
+    (["play", "tictactoe", "--agents", "random", "tiny:backend=vllm,constrained=true"], "native-only"),
 ]
 
 TOURNAMENT = [
