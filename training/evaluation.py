@@ -112,7 +112,6 @@ class Evaluator:
     def against(self, opponent: str, step: int) -> dict[str, Any]:
         """The learner against ``opponent`` in every seat (``evaluation.games`` games, paired seeds): win / draw /
         loss and invalid rates, and its mean reward per seat."""
-        rank = self.learner.accelerator.process_index
         fixed = {r: seat_name(r) for r in self.cfg.opponents.seats}
         lineup = [LEARNER] + [BASELINE] * (len(self.roles) - len(fixed) - 1)
         matches = paired_matches(self.roles, lineup, self.cfg.evaluation.games, seeds.EVAL_GAMES,
@@ -124,7 +123,7 @@ class Evaluator:
         # the learner is evaluated in the seats it learns (every seat unless learner_roles narrows them)
         matches = [m for m in matches if m.meta["learners"][0] in self.cfg.learner_roles]
         agents = {**self.learner.agents_at(self.temperature), **self._seat_agents(),
-                  BASELINE: build_agent(opponent, seed=seeds.EVAL_BASELINE + rank, name=BASELINE)}
+                  BASELINE: build_agent(opponent, seed=seeds.EVAL_BASELINE, name=BASELINE)}  # per-game draws
         tallies = SeatTallies()
         for ep in self._play(self._slice(matches), agents, self.store):
             seat = ep.learner_roles()[0]
@@ -147,8 +146,8 @@ class Evaluator:
 
     def _seat_agents(self) -> dict[str, Any]:
         """The fixed agents of ``opponents.seats``, seeded for evaluation."""
-        rank = self.learner.accelerator.process_index
-        return {seat_name(r): build_agent(spec, seed=seeds.EVAL_BASELINE + 7 + rank, name=seat_name(r))
+        # scripted agents draw per game from the match seed: the same moves on any number of ranks
+        return {seat_name(r): build_agent(spec, seed=seeds.EVAL_BASELINE + 7, name=seat_name(r))
                 for r, spec in self.cfg.opponents.seats.items()}
 
     def heldout(self, step: int) -> dict[str, dict[str, float]]:

@@ -11,7 +11,7 @@ import random
 
 EVAL_GAMES = 10_000_000  # the evaluation set: game j of every evaluation uses seed EVAL_GAMES + j // seats
 HELDOUT_GAMES = 20_000_000  # held-out seeds per curriculum arm
-EVAL_BASELINE = 10_000  # the scripted baseline's seed in evaluation: EVAL_BASELINE + rank
+EVAL_BASELINE = 10_000  # the scripted baselines' seed in evaluation (their draws are per game: agents/scripted.py)
 
 
 def derive(*parts: object) -> int:

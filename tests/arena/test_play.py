@@ -109,3 +109,27 @@ def test_opening_moves_are_random_recorded_and_reproducible():
         board = first_asked.messages[-1]["content"][1:]  # "O1X2.3O..." after the mark to play
         assert (board.count("X"), board.count("O")) == (2, 1)
     assert len(openings) > 10  # different seeds, different openings
+
+
+def test_a_scripted_baseline_plays_each_game_the_same_whatever_shares_its_batch():
+    """A baseline's moves in a game depend on the game's seed alone, not on which games share its calls, their order
+    or the concurrency (so an evaluation is the same on one rank or several, and paired before/after comparisons
+    meet the same baseline draws)."""
+    from selfplay.agents.scripted import ExpertAgent
+
+    def agents():
+        return {"r": RandomAgent(seed=3, name="r"), "e": ExpertAgent(seed=4, name="e")}
+
+    matches = paired_matches(TicTacToe.roles, ["r", "e"], 12, seed=100)
+    def moves(episodes):
+        return {(ep.seed, ep.agents["player_0"]): [s.action for s in ep.steps] for ep in episodes}
+
+    together = moves(play(TicTacToe, matches, agents(), progress=False, concurrency=24))
+    assert len(together) == 12 and len(set(map(tuple, together.values()))) > 6  # the games differ
+    for m in reversed(matches[:8]):  # each alone, in another order, by fresh agents with the same seeds
+        alone = moves(play(TicTacToe, [m], agents(), progress=False, concurrency=1))
+        assert alone.items() <= together.items()
+    pairs = {}
+    for i in range(0, 12, 2):
+        pairs.update(moves(play(TicTacToe, matches[i:i + 2], agents(), progress=False)))
+    assert pairs == together

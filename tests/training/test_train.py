@@ -79,7 +79,7 @@ def test_lora_run_saves_one_adapter_per_role_and_no_frozen_base(tmp_path):
 @pytest.mark.parametrize("launch", ["cpu_zero2.yaml", "cpu_2proc.yaml"])
 def test_two_processes_keep_ranks_identical_and_match_one_process(tmp_path, launch):
     """DeepSpeed ZeRO-2 and plain DDP on two CPU processes: each rank plays other games (random openings, then
-    greedy), and their update equals one process's over all the games."""
+    greedy), and their update equals one process's over all the games, and so does the evaluation."""
     common = ["steps=2", "checkpoint_every=1", "keep_checkpoints=5", "temperature=0", "scripted_prob=0",
               "check_sync=true", "eval_every=0", "rollout.random_opening=4"]
     two, extensions = tmp_path / "two", tmp_path / "torch_extensions"
@@ -109,6 +109,9 @@ def test_two_processes_keep_ranks_identical_and_match_one_process(tmp_path, laun
         gap = max((a[k] - b[k]).abs().max().item() for k in a)
         print(f"step {step}: largest difference {gap:.2e}, step size {step_size:.2e}")
         assert gap < 0.05 * step_size
+    # and the evaluation, split over the ranks, is the one process's to the last game (baselines draw per game)
+    summaries = [json.loads((d / "summary.json").read_text())["evaluation"] for d in (one, two)]
+    assert summaries[0] == summaries[1] and summaries[0]["random"]["games"] == 8
 
 
 def _episode_steps(run_dir):
