@@ -21,10 +21,12 @@ Nothing here imports vLLM until an engine is built; ``unavailable()`` says why o
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import importlib.util
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 
@@ -95,11 +97,11 @@ def _dtype_name(dtype: torch.dtype) -> str:
 def config_dir(model: torch.nn.Module) -> str:
     """A directory holding just the model's ``config.json`` (architecture named), for an engine with dummy weights."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = base.config.to_dict()
-    config.setdefault("architectures", None)
-    config["architectures"] = config["architectures"] or [type(base).__name__]
+    config = json.loads(base.config.to_json_string(use_diff=False))  # what save_pretrained writes
+    config["architectures"] = config.get("architectures") or [type(base).__name__]
     config.pop("quantization_config", None)
     folder = tempfile.mkdtemp(prefix="selfplay-vllm-")
+    atexit.register(shutil.rmtree, folder, True)
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(config, f)
     return folder
