@@ -214,6 +214,11 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print where one arena run's time goes (cProfile)")
     parser.add_argument("--out", help="also write the JSON lines here")
     args = parser.parse_args()
+    if args.vllm:
+        from selfplay.agents.vllm_backend import unavailable
+
+        if unavailable():
+            parser.error(f"--vllm: {unavailable()}")
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = "bfloat16" if args.device.startswith("cuda") else "float32"
