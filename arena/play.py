@@ -89,7 +89,6 @@ class _LiveGame:
         self.episode = Episode(game=game.name, seed=match.seed, agents=dict(match.agents), options=options,
                                meta={**match.meta, "outcome": outcome_of(game).record(game.reward_range)})
         self.fallback_rng = random.Random(match.seed ^ 0x5EED)
-        self.match_seed = match.seed
         self.penalties = {r: 0.0 for r in game.roles}
         self.turn = None
         self.slots: list[_Slot] = []
@@ -113,7 +112,7 @@ class _LiveGame:
             if not fresh and not retries:
                 continue
             legal, compact = self.game.legal_actions(role), self._compact[role]
-            seed = self.match_seed
+            seed = self.episode.seed  # the match's: scripted agents draw this game's moves from it
             if fresh:
                 out.append((Request(self.game, role, fresh[0].messages, len(fresh), legal, compact, seed), fresh))
             out += [(Request(self.game, role, s.messages, 1, legal, compact, seed), [s]) for s in retries]

@@ -157,10 +157,10 @@ def update(cfg: Update, learner: Learner, samples: Sequence[Sample], temperature
     tokens_global = sum_scalar(acc, tokens_local)
     by_length = sorted(samples, key=lambda s: len(s.prompt_ids) + len(s.completion_ids))
     lengths = [(len(s.prompt_ids), len(s.completion_ids)) for s in by_length]
-    parts = cfg.micro_batches
+    count = cfg.micro_batches
     if cfg.micro_batch_tokens:
-        parts = int(max_scalar(acc, runs_within(lengths, cfg.micro_batch_tokens)))
-    chunks = [by_length[a:b] for a, b in balanced_runs(lengths, parts)]
+        count = int(max_scalar(acc, runs_within(lengths, cfg.micro_batch_tokens)))
+    chunks = [by_length[a:b] for a, b in balanced_runs(lengths, count)]
     stats = UpdateStats(tokens=tokens_local, micro_batches=len(chunks))
     passes = cfg.ppo_epochs * len(chunks)
     bar = tqdm(total=passes, desc="update", unit="batch", leave=False, dynamic_ncols=True,
@@ -169,17 +169,17 @@ def update(cfg: Update, learner: Learner, samples: Sequence[Sample], temperature
     for _ in range(cfg.ppo_epochs):
         for i, chunk in enumerate(chunks):
             with accumulating(acc, model, last=i == len(chunks) - 1):
-                loss, parts_ = _chunk_loss(cfg, learner, chunk, tokens_global, temperature)
-                stats.flops += parts_.pop("flops", 0.0)
+                loss, parts = _chunk_loss(cfg, learner, chunk, tokens_global, temperature)
+                stats.flops += parts.pop("flops", 0.0)
                 acc.backward(loss * scale)
                 if acc.sync_gradients:
                     norm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                     stats.grad_norm = float(norm) if norm is not None else 0.0
+                    note_update()  # engines holding copies of the weights (vLLM rollouts) resynchronise
                 learner.optimizer.step()  # a no-op until the last micro-batch (accelerate reads sync_gradients)
-                note_update()  # engines holding copies of the weights (vLLM rollouts) resynchronise
                 learner.scheduler.step() if acc.sync_gradients else None
                 learner.optimizer.zero_grad()
-            for name, value in parts_.items():
+            for name, value in parts.items():
                 setattr(stats, name, getattr(stats, name) + value / cfg.ppo_epochs)
             bar.update(1)
     bar.close()
