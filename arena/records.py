@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from selfplay.arena import rundir
-from selfplay.games.core import Message
+from selfplay.games.core import Message, Outcome
 
 SCORES = {"win": 1.0, "draw": 0.5, "loss": 0.0}  # the one score map: what a result is worth in ratings
 
@@ -64,20 +64,13 @@ class Episode:
     seconds: float = 0.0
 
     def outcome(self, role: str) -> str:
-        """'win', 'draw' or 'loss' for ``role`` under the game's outcome model (recorded in ``meta["outcome"]``):
-        in a cooperative game a team success is a win and anything less a loss; otherwise a win is the strictly
-        highest reward, a draw a shared top; in a one-role game (a quiz) a positive reward is a win."""
+        """'win', 'draw' or 'loss' for ``role`` under the game's outcome model recorded in ``meta["outcome"]``
+        (``Outcome.result``); 'error' when the episode ended without rewards."""
         if not self.rewards:
             return "error"
         model = self.meta.get("outcome") or {}
-        if model.get("kind") == "cooperative":
-            return "win" if self.rewards[role] >= model["success"] - 1e-9 else "loss"
-        if len(self.rewards) == 1:
-            return "win" if self.rewards[role] > 0 else "loss"
-        top = max(self.rewards.values())
-        if self.rewards[role] < top:
-            return "loss"
-        return "draw" if list(self.rewards.values()).count(top) > 1 else "win"
+        outcome = Outcome(model.get("kind", "zero_sum"), success=model.get("success"))
+        return outcome.result(self.rewards, role, (0.0, 0.0))
 
     def pairwise(self, a: str, b: str) -> float:
         """Role ``a``'s result against role ``b`` alone, from their rewards: 1 higher, 0.5 equal, 0 lower (how a

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from selfplay.games.core import Failure, Game, InvalidAction, Turn, system, user
+from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, system, user
 from selfplay.games.registry import register
 
 SKILLS = ("add", "sub", "mul", "paren")
@@ -54,6 +54,7 @@ class Arithmetic(Game):
     description = "One-turn arithmetic quiz by skill and digits, K answers per question; 1 per exact answer."
     roles = ("solver",)
     zero_sum = False
+    outcome = Outcome("general_sum", win_lose=False)  # the fraction of K answers that are right: an amount
     reward_range = (0.0, 1.0)
     max_turns = 1
     action_format: ClassVar[str] = "one line 'ANSWER: <integer>'"

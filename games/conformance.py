@@ -3,7 +3,8 @@
 Run it as ``selfplay check-game GAME`` or call ``check_game``; the test suite runs it over every registered
 game. From many seeds it checks that the same seed gives identical prompts, actions and outcome; that the
 recorded action log replays to the same outcome; that the game ends within ``max_turns``; that rewards lie
-in ``reward_range`` and follow the outcome model (sum to zero when zero-sum, one team reward when cooperative);
+in ``reward_range`` and follow the outcome model (sum to zero when zero-sum, one team reward when cooperative, and
+where results are reported as wins, draws and losses, a reward that follows from the result alone);
 that ``info()``, ``forfeit_rewards`` and ``truncation_rewards`` are well formed; that no role's observation contains
 another role's declared secret, nor changes when what the role cannot see is re-sampled (``resample_hidden``: derived
 leaks, and simultaneous movers seeing each other's pending move); and that ``parse`` rejects garbage with
@@ -45,17 +46,19 @@ class Report:
     game: str
     seeds: int
     failures: list[CheckFailure] = field(default_factory=list)
+    notes: list[CheckFailure] = field(default_factory=list)  # findings that do not fail the game
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
     def __str__(self) -> str:
+        notes = "".join(f"\n  note: {n}" for n in self.notes)
         if self.ok:
-            return f"{self.game}: OK ({self.seeds} seeds, every check passed)"
+            return f"{self.game}: OK ({self.seeds} seeds, every check passed){notes}"
         shown = "\n".join(f"  {f}" for f in self.failures[:20])
         more = f"\n  ... and {len(self.failures) - 20} more" if len(self.failures) > 20 else ""
-        return f"{self.game}: FAILED {len(self.failures)} check(s) over {self.seeds} seeds\n{shown}{more}"
+        return f"{self.game}: FAILED {len(self.failures)} check(s) over {self.seeds} seeds\n{shown}{more}{notes}"
 
 
 @dataclass
@@ -101,13 +104,14 @@ def _apply(game: Game, turn: Turn, texts: list[str]) -> None:
         raise AssertionError(f"step returned {len(sample_rewards)} sample rewards for {turn.samples} samples")
 
 
-def _check_one(make: Callable[[], Game], seed: int) -> list[CheckFailure]:
+def _check_one(make: Callable[[], Game], seed: int, payouts: _Payouts) -> list[CheckFailure]:
     fail = lambda check, msg: CheckFailure(check, seed, msg)  # noqa: E731
     game = make()
     first = _playout(game, seed)
     if not first.terminated:
         return [fail("termination", f"still running after max_turns={game.max_turns} turns")]
     failures = []
+    _check_win_lose(game, seed, first.rewards, payouts)
     low, high = game.reward_range
     if set(first.rewards) != set(game.roles):
         failures.append(fail("rewards", f"rewards() has roles {sorted(first.rewards)}, expected {sorted(game.roles)}"))
@@ -130,6 +134,31 @@ def _check_one(make: Callable[[], Game], seed: int) -> list[CheckFailure]:
     failures += _check_hidden(make(), seed, first)
     failures += _check_garbage(make(), seed)
     return failures
+
+
+@dataclass
+class _Payouts:
+    """What each (role, result) paid across the playouts of one check, and the first sign that rewards are amounts."""
+
+    seen: dict[tuple[str, str], tuple[float, int]] = field(default_factory=dict)  # -> first reward and its seed
+    amounts: CheckFailure | None = None
+
+
+def _check_win_lose(game: Game, seed: int, rewards: dict[str, float], payouts: _Payouts) -> None:
+    """Where the outcome model reports win rates, a role's reward must follow from its result alone (a win always
+    pays the same): otherwise rewards are amounts, and a win rate would hide how much was won or lost."""
+    outcome = outcome_of(game)
+    if not outcome.win_lose or outcome.kind == "cooperative" or set(rewards) != set(game.roles) or payouts.amounts:
+        return
+    for role, reward in rewards.items():
+        result = outcome.result(rewards, role, game.reward_range)
+        before, where = payouts.seen.setdefault((role, result), (reward, seed))
+        if abs(before - reward) > 1e-9:
+            payouts.amounts = CheckFailure(
+                "outcome", seed, f"results are reported as wins, draws and losses, but a {result} pays {role} "
+                f"{reward:g} here and {before:g} at seed {where}: rewards are amounts; declare outcome = "
+                f"Outcome({outcome.kind!r}, win_lose=False) so that reports show mean rewards with intervals")
+            return
 
 
 def _check_secrets(game: Game, seed: int, playout: _Playout) -> list[CheckFailure]:
@@ -234,11 +263,14 @@ def check_game(game: str | type[Game], seeds: Iterable[int] | None = None, optio
     make = lambda: cls(**(options or {}))  # noqa: E731
     seeds = list(range(cls.check_seeds) if seeds is None else seeds)
     report = Report(cls.name, len(seeds))
+    payouts = _Payouts()
     for seed in seeds:
         try:
-            report.failures += _check_one(make, seed)
+            report.failures += _check_one(make, seed, payouts)
         except Exception as exc:  # noqa: BLE001
             where = traceback.extract_tb(exc.__traceback__)[-1]
             report.failures.append(CheckFailure("crash", seed, f"{type(exc).__name__}: {exc} "
                                                 f"(at {where.filename}:{where.lineno} in {where.name})"))
+    if payouts.amounts is not None:  # a declared outcome model that is wrong fails; one inferred from the range is a note
+        (report.failures if cls.outcome is not Game.outcome else report.notes).append(payouts.amounts)
     return report

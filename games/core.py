@@ -87,19 +87,40 @@ class Outcome:
         """What the reports count: ``win`` (win/draw/loss), ``success`` (team success) or ``reward`` (means only)."""
         return "success" if self.kind == "cooperative" else "win" if self.win_lose else "reward"
 
+    def result(self, rewards: dict[str, float], role: str, reward_range: tuple[float, float]) -> str:
+        """'win', 'draw' or 'loss' for ``role``: in a cooperative game a team success is a win and anything less a
+        loss; otherwise a win is the strictly highest reward, a draw a shared top; in a one-role game (a quiz) a
+        positive reward is a win."""
+        if self.kind == "cooperative":
+            success = reward_range[1] if self.success is None else self.success
+            return "win" if rewards[role] >= success - 1e-9 else "loss"
+        if len(rewards) == 1:
+            return "win" if rewards[role] > 0 else "loss"
+        top = max(rewards.values())
+        if rewards[role] < top:
+            return "loss"
+        return "draw" if list(rewards.values()).count(top) > 1 else "win"
+
     def record(self, reward_range: tuple[float, float]) -> dict[str, Any]:
         """The outcome model as stored with each episode, so records read alone still know what results mean."""
         success = reward_range[1] if self.success is None else self.success
         return {"kind": self.kind, "win_lose": self.win_lose, **({"success": success} if self.kind == "cooperative" else {})}
 
 
+WIN_LOSE_RANGES = ((-1.0, 1.0), (0.0, 1.0))
+
+
 def outcome_of(cls: type[Game] | Game) -> Outcome:
     """The game's outcome model: its ``outcome`` when it declares one, else derived from ``zero_sum`` (a game that
-    sets ``zero_sum = False`` and nothing else is general-sum)."""
+    sets ``zero_sum = False`` and nothing else is general-sum), ``roles`` and ``reward_range``: results are wins,
+    draws and losses only with two or more roles and a range in ``WIN_LOSE_RANGES`` (-1..1 or 0..1); any other range
+    holds amounts (chips, scores, tokens), and a one-role game's reward is its score, both reported as mean rewards
+    with intervals rather than win rates. The conformance checker notes a game whose rewards say otherwise."""
     declared = getattr(cls, "outcome", Outcome())
-    if declared is Game.outcome and not cls.zero_sum:
-        return Outcome("general_sum", win_lose=True)
-    return declared
+    if declared is not Game.outcome:
+        return declared
+    win_lose = len(cls.roles) > 1 and tuple(float(v) for v in cls.reward_range) in WIN_LOSE_RANGES
+    return Outcome("zero_sum" if cls.zero_sum else "general_sum", win_lose=win_lose)
 
 
 @dataclass(frozen=True)
@@ -290,8 +311,10 @@ class Game:
 class WriterAnswerer(Game):
     """The two-turn shape of creator/solver and teacher/student: ``roles[0]`` writes a task, which may be malformed
     (``self.malformed`` set: the game ends), then ``roles[1]`` answers it ``self.samples`` times; ``self.outcomes``
-    holds the answers' scores. Subclasses set ``task_ready`` and score the rest."""
+    holds the answers' scores. Subclasses set ``task_ready`` and score the rest. Rewards are fractions of the K
+    answers (success rates, learnability), so they are amounts, reported as means with intervals."""
 
+    outcome: ClassVar[Outcome] = Outcome("general_sum", win_lose=False)
     malformed_penalty: float = -1.0
 
     def start_task(self) -> None:

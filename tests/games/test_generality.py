@@ -12,7 +12,7 @@ from selfplay.arena.records import Episode
 from selfplay.arena.stats import error_summary, format_table, summarize
 from selfplay.agents.scripted import ExpertAgent, RandomAgent
 from selfplay.games.conformance import check_game
-from selfplay.games.core import Failure, Game, InvalidAction, Turn, outcome_of, system, user
+from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, outcome_of, system, user
 from selfplay.games.goofspiel import Goofspiel
 from selfplay.games.kuhn3 import KuhnPoker3
 from selfplay.games.kuhn_poker import KuhnPoker
@@ -29,6 +29,98 @@ def test_outcome_defaults_follow_the_declared_kind():
         roles = ("a", "b")
         zero_sum = False
     assert outcome_of(Plain).kind == "general_sum"
+
+
+def test_undeclared_outcomes_report_win_rates_only_for_win_lose_ranges():
+    class Board(Game):  # two players, -1..1: wins, draws and losses
+        roles = ("a", "b")
+    class Chips(Game):  # zero-sum chips
+        roles = ("a", "b")
+        reward_range = (-2.0, 2.0)
+    class Tokens(Game):  # three players banking tokens
+        roles = ("a", "b", "c")
+        zero_sum = False
+        reward_range = (0.0, 30.0)
+    class Quiz(Game):  # one role: its reward is a score
+        roles = ("solver",)
+        zero_sum = False
+        reward_range = (0.0, 1.0)
+    assert (outcome_of(Board).kind, outcome_of(Board).rates) == ("zero_sum", "win")
+    assert (outcome_of(Chips).kind, outcome_of(Chips).rates) == ("zero_sum", "reward")
+    assert (outcome_of(Tokens).kind, outcome_of(Tokens).rates) == ("general_sum", "reward")
+    assert outcome_of(Quiz).rates == "reward"
+
+    class Declared(Tokens):
+        outcome = Outcome("general_sum", win_lose=True)
+    assert outcome_of(Declared).rates == "win"
+
+
+@dataclass
+class SplitPot(Game):
+    """Two players; the higher of two private draws takes a pot of 1 or 2 chips from the other (amounts)."""
+
+    name = "split_pot"
+    roles = ("a", "b")
+    outcome = Outcome("zero_sum", win_lose=True)  # wrongly: a win of one chip and of two are not the same
+    reward_range = (-2.0, 2.0)
+    max_turns = 1
+
+    def reset(self, seed):
+        self.seed_rng(seed)
+        self.cards, self.pot, self.done = [self.rng.random(), self.rng.random()], self.rng.choice([1.0, 2.0]), False
+
+    def turn(self):
+        return None if self.done else Turn("a")
+
+    def observe(self, role):
+        return [system("split pot"), user("Say [go].")]
+
+    def parse(self, role, text):
+        if "[go]" not in text:
+            raise InvalidAction(Failure.PARSE_ERROR, "say [go]")
+        return "go"
+
+    def step(self, role, actions):
+        self.done = True
+
+    def rewards(self):
+        sign = 1.0 if self.cards[0] > self.cards[1] else -1.0
+        return {"a": sign * self.pot, "b": -sign * self.pot}
+
+    def legal_actions(self, role):
+        return ["[go]"]
+
+    def resample_hidden(self, role, rng):
+        pass
+
+
+def test_check_game_fails_a_declared_win_lose_game_whose_rewards_are_amounts():
+    report = check_game(SplitPot, range(40))
+    assert [f.check for f in report.failures] == ["outcome"], str(report)  # once, not once per seed
+    assert "win_lose=False" in str(report) and f"seed={report.failures[0].seed}" in str(report)
+
+    class Declared(SplitPot):
+        outcome = Outcome("zero_sum", win_lose=False)
+    assert check_game(Declared, range(40)).ok
+
+    class Inferred(SplitPot):  # undeclared with a -1..1 range: still reported as wins, so the checker notes it
+        outcome = Game.outcome
+        reward_range = (-1.0, 1.0)
+        def rewards(self):
+            return {r: v / 2 for r, v in super().rewards().items()}
+    report = check_game(Inferred, range(40))
+    assert report.ok and [n.check for n in report.notes] == ["outcome"] and "note:" in str(report)
+
+
+def test_the_play_table_of_an_amounts_game_shows_no_win_rates():
+    class Tokens(SplitPot):
+        outcome = Game.outcome
+        zero_sum = False
+    agents = {"x": ScriptAgent(["[go]"] * 6), "y": ScriptAgent([])}
+    episodes = play(Tokens, paired_matches(Tokens.roles, ["x", "y"], 6), agents, progress=False)
+    assert {ep.meta["outcome"]["win_lose"] for ep in episodes} == {False}
+    table = format_table(summarize(episodes), outcome_of(Tokens).rates)
+    assert "reward" in table and "win" not in table and "loss" not in table
 
 
 def test_cooperative_forfeit_costs_the_whole_team():
