@@ -93,6 +93,12 @@ class Evaluator:
             result["learner_elo"] = elo
             if rates == "success":
                 result["success"] = result["win"]
+                for seat in result["seats"].values():
+                    seat["success"] = seat["win"]
+            if not win_lose:  # no win rates where results are not wins and losses (summary.json, report, metrics)
+                for counts in (result, *result["seats"].values()):
+                    for key in ("win", "draw", "loss", "win_or_draw"):
+                        counts.pop(key, None)
         metrics = {f"winrate/vs_{k}": v["win_or_draw"] for k, v in evaluation.items()} if win_lose else \
             {f"success/vs_{k}": v["success"] for k, v in evaluation.items()} if rates == "success" else {}
         if not win_lose:

@@ -105,7 +105,8 @@ def test_a_cooperative_learner_that_never_answers_validly_is_reported_as_failing
     entry = json.loads((out / "summary.json").read_text())["history"][-1]
     for opponent in ("random", "expert"):
         result = entry["evaluation"][opponent]
-        assert result["invalid_rate"] == 1.0 and result["success"] == 0.0 and result["win_or_draw"] == 0.0
+        assert result["invalid_rate"] == 1.0 and result["success"] == 0.0 and "win_or_draw" not in result
+        assert all(set(seat) == {"games", "success"} for seat in result["seats"].values())
         assert result["mean_reward"] == 0.0
     assert "winrate/vs_random" not in (out / "report.md").read_text()
 
