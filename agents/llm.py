@@ -13,11 +13,13 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from selfplay.agents.base import Completion, Request
+from selfplay.agents.checkpoints import RoleAgent, checkpoint_policy, load_role_models, policy_dir
 from selfplay.agents.decode import Decoder, default_min_saving, next_allowed, plain_head, radix_tree
 from selfplay.agents.models import MODEL_OPTIONS, load_model
 from selfplay.agents.tree_forward import forward_plan, tree_may_pay, tree_pays, tree_states
@@ -489,14 +491,26 @@ class LLMAgent:
 _MODELS: dict[tuple, tuple[torch.nn.Module, object]] = {}
 
 
-def build_llm_agent(spec, seed: int = 0, name: str | None = None) -> LLMAgent:
-    """An LLM agent from a parsed spec; agents with the same model options share one loaded model."""
+def build_llm_agent(spec, seed: int = 0, name: str | None = None) -> LLMAgent | RoleAgent:
+    """An LLM agent from a parsed spec; agents with the same model options share one loaded model. ``hf:`` of a
+    training checkpoint plays its policy: a LoRA or clone checkpoint as a ``RoleAgent``, each role with its own
+    adapter or clone."""
     options = dict(spec.options)
     load = {k: options.pop(k) for k in MODEL_OPTIONS if k in options}
     options.setdefault("seed", seed)
     sampling = SamplingConfig.from_options(options)
-    key = (spec.kind, spec.arg, *sorted(load.items()))
+    path = spec.arg
+    if spec.kind == "hf" and Path(path).is_dir():
+        path = str(checkpoint_policy(path) or path)  # a checkpoint: its policy/
+    key = (spec.kind, path, *sorted(load.items()))
+    name = name or spec.text
+    if spec.kind == "hf" and policy_dir(path) is not None:
+        if key not in _MODELS:
+            _MODELS[key] = load_role_models(path, **load)
+        roles, tokenizer = _MODELS[key]
+        return RoleAgent({role: LLMAgent(module, tokenizer, sampling, name=name, adapter=adapter)
+                          for role, (module, adapter) in roles.items()}, name)
     if key not in _MODELS:
-        _MODELS[key] = load_model(spec.kind, spec.arg, seed=seed, **load)
+        _MODELS[key] = load_model(spec.kind, path, seed=seed, **load)
     model, tokenizer = _MODELS[key]
-    return LLMAgent(model, tokenizer, sampling, name=name or spec.text)
+    return LLMAgent(model, tokenizer, sampling, name=name)

@@ -65,9 +65,12 @@ def parse_seats(pairs: list[str] | None, roles) -> dict[str, str]:
 
 
 def _local_model(arg: str) -> bool:
-    """A model directory, or a hub id already in the local Hugging Face cache."""
+    """A model directory, a training checkpoint (any weight mode) or its ``policy/``, or a hub id already in the
+    local Hugging Face cache."""
     if Path(arg).is_dir():
-        return (Path(arg) / "config.json").exists()
+        from selfplay.agents.checkpoints import checkpoint_policy
+
+        return checkpoint_policy(arg) is not None
     if arg.count("/") != 1 or arg.startswith(("/", ".")):
         return False
     from huggingface_hub import try_to_load_from_cache
@@ -97,8 +100,8 @@ def parse_spec(text: str) -> AgentSpec:
     if kind == "hf" and not arg:
         raise ValueError(f"agent spec {text!r} needs a model path: hf:PATH")
     if kind == "hf" and not _local_model(arg):
-        raise ValueError(f"agent spec {text!r}: {arg!r} is neither a model directory nor a model in the local "
-                         f"Hugging Face cache (nothing is downloaded)")
+        raise ValueError(f"agent spec {text!r}: {arg!r} is neither a model directory, a training checkpoint nor a "
+                         f"model in the local Hugging Face cache (nothing is downloaded)")
     if kind == "openai" and (not arg or "@" not in arg or not arg.partition("@")[2].startswith(("http://", "https://"))):
         raise ValueError(f"agent spec {text!r}: expected openai:MODEL@BASE_URL, e.g. openai:policy@http://127.0.0.1:8000/v1")
     if kind not in ("hf", "openai") and arg:

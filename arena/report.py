@@ -103,9 +103,9 @@ def _plots(order, ratings, intervals, scores, steps, scale: str = "Elo") -> dict
     plots = {}
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(order) + 1.2))
     y = range(len(order))[::-1]
-    ax.errorbar([ratings[n] for n in order], list(y),
-                xerr=[[ratings[n] - intervals[n][0] for n in order], [intervals[n][1] - ratings[n] for n in order]],
-                fmt="o", capsize=4)
+    # the interval as drawn from its ends: with few games a bootstrap interval need not contain the point estimate
+    ax.hlines(list(y), [intervals[n][0] for n in order], [intervals[n][1] for n in order], color="C0")
+    ax.plot([ratings[n] for n in order], list(y), "o", color="C0")
     ax.set_yticks(list(y), order)
     ax.set_xlabel("Elo (Bradley-Terry), 95% bootstrap interval" if scale == "Elo" else f"{scale}, 95% interval")
     ax.grid(axis="x", alpha=0.3)

@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
+from selfplay.agents.checkpoints import checkpoint_policy
 from selfplay.agents.specs import MODEL_KINDS, build_agent, parse_key_values, parse_seats, parse_spec
 from selfplay.arena.play import Match, paired_matches, play, seatings
 from selfplay.arena.rundir import checkpoint_step, list_checkpoints, make_run_dir
 from selfplay.arena.records import Episode, open_store
 from selfplay.arena.ratings import Result
 from selfplay.arena.stats import error_summary
+from selfplay.games.core import with_options
 from selfplay.games.registry import game_class
 
 
@@ -42,17 +44,17 @@ class Participant:
 
 
 def checkpoint_participants(run_dir: str | Path, options: str = "") -> list[Participant]:
-    """One participant per complete checkpoint of a training run (shared weights: ``hf:`` on ``policy/``),
-    with sampling ``options`` such as ``temperature=0,constrained=true``."""
+    """One participant per complete checkpoint of a training run (``hf:`` on its ``policy/``: one model, or each
+    role with its own LoRA adapter or clone), with sampling ``options`` such as ``temperature=0,constrained=true``."""
     run = Path(run_dir)
     if not run.is_dir():
         raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
     found = []
     for ckpt in list_checkpoints(run):
         policy = ckpt / "policy"
-        if not (policy / "config.json").exists():
-            raise FileNotFoundError(f"checkpoint {ckpt} has no plain model in policy/ (LoRA and clone runs: "
-                                    f"name the adapter or clone directory with hf:PATH)")
+        if checkpoint_policy(policy) is None:
+            raise FileNotFoundError(f"checkpoint {ckpt} has no model in policy/: expected config.json (shared "
+                                    f"weights) or one adapter or model folder per role")
         step = checkpoint_step(ckpt)
         found.append(Participant(f"step_{step}", f"hf:{policy}" + (f":{options}" if options else ""), step))
     if not found:
@@ -140,9 +142,8 @@ def run_tournament(game: str, participants: list[Participant], games: int = 20, 
                    ) -> dict:
     """Play the missing games of every table, then rate and report; returns the summary. ``seats``: roles held
     by a fixed agent spec in every game (e.g. a judge), not rated; the participants rotate through the others."""
-    cls = game_class(game)
     game_options = game_options or {}
-    cls(**game_options)  # bad options fail before any game
+    cls = with_options(game_class(game), game_options)  # bad options fail before any game
     names = [p.name for p in participants]
     if len(set(names)) != len(names):
         raise ValueError(f"participant names must be unique: {names}")
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--anchor {args.anchor!r} is not a participant: expected one of "
                              f"{', '.join(p.name for p in participants)}")
         anchor = args.anchor or ("random" if any(p.name == "random" for p in participants) else None)
-        seats = parse_seats(args.seats, game_class(args.game).roles)
+        seats = parse_seats(args.seats, with_options(game_class(args.game), parse_key_values(args.option)).roles)
         summary = run_tournament(args.game, participants, args.games, args.schedule, args.candidates, args.out,
                                  args.seed, anchor, args.bootstrap, args.concurrency,
                                  game_options=parse_key_values(args.option), seats=seats)

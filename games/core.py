@@ -361,7 +361,6 @@ class LearningProgress:
 
 
 REQUIRED_METHODS = ("reset", "turn", "observe", "parse", "step", "rewards")
-REQUIRED_ATTRIBUTES = ("name", "roles")
 
 
 def validate_game_class(cls: type) -> None:
@@ -370,10 +369,9 @@ def validate_game_class(cls: type) -> None:
     missing = [m for m in REQUIRED_METHODS if not callable(getattr(cls, m, None)) or getattr(cls, m) is getattr(Game, m)]
     if missing:
         raise TypeError(f"game class {label} is missing required method(s): {', '.join(missing)}")
-    for attr in REQUIRED_ATTRIBUTES:
-        if not getattr(cls, attr, None):
-            raise TypeError(f"game class {label} must set the class attribute {attr!r}")
-    roles = cls.roles
+    if not getattr(cls, "name", None):
+        raise TypeError(f"game class {label} must set the class attribute 'name'")
+    roles = cls.roles or _default_roles(cls, label)
     if len(set(roles)) != len(roles):
         raise TypeError(f"game class {label} has duplicate roles: {roles}")
     low, high = cls.reward_range
@@ -381,6 +379,37 @@ def validate_game_class(cls: type) -> None:
         raise TypeError(f"game class {label} has reward_range {cls.reward_range}: expected (low, high) with low <= high")
     if cls.max_turns < 1:
         raise TypeError(f"game class {label} has max_turns={cls.max_turns}: expected >= 1")
+
+
+def _default_roles(cls: type, label: str) -> tuple[str, ...]:
+    """The roles of a game that sets them per instance from its options (``players: int = 3`` and
+    ``self.roles = ...`` in ``__post_init__``), read off an instance with the default options."""
+    try:
+        roles = tuple(cls().roles)
+    except Exception as exc:  # noqa: BLE001 - any failure means the roles cannot be known
+        raise TypeError(f"game class {label} must set the class attribute 'roles', or set self.roles from its "
+                        f"options in __init__ / __post_init__ ({label}() failed: {type(exc).__name__}: {exc})") from None
+    if not roles or not all(isinstance(r, str) and r for r in roles):
+        raise TypeError(f"game class {label} must set the class attribute 'roles' (a tuple of role names), or set "
+                        f"self.roles from its options; got {roles!r}")
+    return roles
+
+
+def with_options(cls: type[Game], options: dict[str, Any] | None) -> type[Game]:
+    """``cls`` as played with ``options``: a bad option is a ValueError naming it, and a game whose roles depend on
+    its options (a ``players`` option) comes back as a subclass whose class attribute ``roles`` holds that
+    instance's roles, so seatings, the trainer and the reports all see the roles that will play."""
+    options = dict(options or {})
+    try:
+        game = cls(**options)
+    except TypeError as exc:
+        raise ValueError(f"bad options {options} for game {cls.name!r}: {exc}") from None
+    roles = tuple(game.roles)
+    if roles == tuple(cls.roles):
+        return cls
+    bound = type(cls.__name__, (cls,), {"roles": roles, "__module__": cls.__module__, "__qualname__": cls.__qualname__})
+    validate_game_class(bound)
+    return bound
 
 
 def bracket_word(text: str, words: Sequence[str], legal: Sequence[str], action_format: str) -> str:

@@ -11,16 +11,18 @@ from pathlib import Path
 
 
 def cmd_games(args: argparse.Namespace) -> int:
+    from selfplay.games.core import with_options
     from selfplay.games.registry import registered_games
 
     for name, cls in registered_games().items():
-        print(f"{name:<14} roles: {', '.join(cls.roles):<22} {cls.description}")
+        print(f"{name:<14} roles: {', '.join(with_options(cls, {}).roles):<22} {cls.description}")
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from selfplay.agents.specs import parse_key_values
     from selfplay.games.conformance import check_game
+    from selfplay.games.core import with_options
     from selfplay.games.registry import game_class
 
     cls = game_class(args.game)
@@ -28,10 +30,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if count < 1:
         raise ValueError(f"--seeds {count}: expected a number of playouts >= 1")
     options = parse_key_values(args.option)
-    try:
-        cls(**options)  # a bad option is one line, not a report of every seed failing
-    except TypeError as exc:
-        raise ValueError(f"--option for {cls.name}: {exc}") from None
+    cls = with_options(cls, options)  # a bad option is one line, not a report of every seed failing
     report = check_game(cls, range(args.seed, args.seed + count), options)
     print(report)
     return 0 if report.ok else 1
@@ -43,16 +42,15 @@ def cmd_play(args: argparse.Namespace) -> int:
     from selfplay.arena.records import open_store
     from selfplay.arena.rundir import make_run_dir
     from selfplay.arena.stats import error_summary, format_table, summarize
-    from selfplay.games.core import outcome_of
+    from selfplay.games.core import outcome_of, with_options
     from selfplay.games.registry import game_class
 
     if args.games < 1:
         raise ValueError(f"--games {args.games}: expected a number of games >= 1")
     if args.concurrency < 1:
         raise ValueError(f"--concurrency {args.concurrency}: expected a number of games live at once >= 1")
-    cls = game_class(args.game)
     options = parse_key_values(args.option)
-    cls(**options)  # fail fast on bad options
+    cls = with_options(game_class(args.game), options)  # fail fast on bad options; roles that depend on them
     fixed = parse_seats(args.seats, cls.roles)
     specs = list(args.agents or [])
     agents = build_agents([*specs, *fixed.values()], seed=args.seed)

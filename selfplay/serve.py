@@ -30,19 +30,19 @@ def resolve_model(target: str) -> str:
     already a spec (``smollm2``, ``tiny``, ``hf:PATH``)."""
     from selfplay.arena.rundir import list_checkpoints
 
+    from selfplay.agents.checkpoints import checkpoint_policy
+
     path = Path(target)
     if not path.exists():
         from selfplay.agents.specs import parse_spec
 
         parse_spec(target)  # a spec, or a clear error naming what was expected
         return target
-    if (path / "config.json").exists():
-        return f"hf:{path}"
-    if (path / "policy" / "config.json").exists():
-        return f"hf:{path / 'policy'}"
     checkpoints = list_checkpoints(path) if path.is_dir() else []
-    if checkpoints and (checkpoints[-1] / "policy" / "config.json").exists():
-        return f"hf:{checkpoints[-1] / 'policy'}"
+    for candidate in (path, *checkpoints[-1:]):  # a model or checkpoint, else the run's latest checkpoint
+        policy = checkpoint_policy(candidate)
+        if policy is not None:
+            return f"hf:{policy}"
     raise FileNotFoundError(f"{target!r} is neither a model directory, a checkpoint with policy/, nor a run with "
                             f"checkpoints; expected one of those or an agent spec (smollm2, tiny, hf:PATH)")
 
@@ -52,21 +52,23 @@ class _Job:
     messages: list[dict]
     sampling: tuple
     n: int
+    model: str
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
 
 
 class Generator:
-    """One thread that owns the model: it takes every waiting request, groups them by sampling settings and
-    answers each group with one batched ``generate`` call."""
+    """One thread that owns the models: it takes every waiting request, groups them by model and sampling settings
+    and answers each group with one batched ``generate`` call. ``agents``: {served model id: LLM agent} (a LoRA or
+    clone checkpoint serves one id per role)."""
 
-    def __init__(self, agent, max_batch: int = 64):
-        self.agent, self.max_batch = agent, max_batch
+    def __init__(self, agents: dict[str, Any], max_batch: int = 64):
+        self.agents, self.max_batch = agents, max_batch
         self.jobs: queue.Queue[_Job] = queue.Queue()
         threading.Thread(target=self._loop, daemon=True).start()
 
-    def submit(self, messages: list[dict], sampling: tuple, n: int) -> Any:
-        job = _Job(messages, sampling, n)
+    def submit(self, messages: list[dict], sampling: tuple, n: int, model: str) -> Any:
+        job = _Job(messages, sampling, n, model)
         self.jobs.put(job)
         job.done.wait()
         if isinstance(job.result, Exception):
@@ -84,20 +86,20 @@ class Generator:
                     break
             groups: dict[tuple, list[_Job]] = {}
             for job in batch:
-                groups.setdefault(job.sampling, []).append(job)
-            for sampling, jobs in groups.items():
-                self._generate(sampling, jobs)
+                groups.setdefault((job.model, job.sampling), []).append(job)
+            for (model, sampling), jobs in groups.items():
+                self._generate(self.agents[model], sampling, jobs)
 
-    def _generate(self, sampling: tuple, jobs: list[_Job]) -> None:
+    def _generate(self, agent, sampling: tuple, jobs: list[_Job]) -> None:
         from selfplay.agents.llm import SamplingConfig, render_prompt
 
         max_tokens, temperature, top_p, stop, seed = sampling
         try:
-            self.agent.sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_tokens,
-                                                 stop=list(stop), seed=seed)
-            prompts = [render_prompt(self.agent.tokenizer, job.messages) for job in jobs]
+            agent.sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_tokens,
+                                            stop=list(stop), seed=seed)
+            prompts = [render_prompt(agent.tokenizer, job.messages) for job in jobs]
             rows = [p for p, job in zip(prompts, jobs) for _ in range(job.n)]
-            completions = self.agent.generate(rows)
+            completions = agent.generate(rows)
             i = 0
             for prompt, job in zip(prompts, jobs):
                 job.result = (len(prompt), completions[i:i + job.n], max_tokens)
@@ -130,8 +132,10 @@ def _sampling(body: dict) -> tuple:
     return max_tokens, float(temperature), float(top_p), tuple(stop), seed
 
 
-def make_handler(generator: Generator, name: str):
-    """The request handler class serving ``name``."""
+def make_handler(generator: Generator):
+    """The request handler class serving the generator's models (with one model, a request's ``model`` is not
+    checked; with one per role it picks the role's)."""
+    ids = list(generator.agents)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -153,7 +157,8 @@ def make_handler(generator: Generator, name: str):
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             if self.path.rstrip("/") in ("/v1/models", "/models"):
-                self._send(200, {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "selfplay"}]})
+                self._send(200, {"object": "list", "data": [{"id": i, "object": "model", "owned_by": "selfplay"}
+                                                            for i in ids]})
             else:
                 self._error(404, f"no route {self.path}: try POST /v1/chat/completions or GET /v1/models")
 
@@ -174,16 +179,20 @@ def make_handler(generator: Generator, name: str):
                 if not isinstance(n, int) or not 1 <= n <= 64:
                     raise ValueError(f"n {n!r}: expected an integer in [1, 64]")
                 sampling = _sampling(body)
+                model = body.get("model") if len(ids) > 1 else ids[0]
+                if model not in ids:
+                    raise ValueError(f"model {model!r}: this server holds one model per role; expected one of "
+                                     f"{', '.join(ids)}")
             except (ValueError, TypeError) as exc:
                 return self._error(400, str(exc))
             try:
-                prompt_tokens, completions, max_tokens = generator.submit(messages, sampling, n)
+                prompt_tokens, completions, max_tokens = generator.submit(messages, sampling, n, model)
             except Exception as exc:  # noqa: BLE001
                 return self._error(500, f"generation failed: {type(exc).__name__}: {exc}")
             used = sum(len(c.completion_ids or []) for c in completions)
             self._send(200, {
                 "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
-                "model": name,
+                "model": model,
                 "choices": [{"index": i, "message": {"role": "assistant", "content": c.text},
                              "finish_reason": "length" if len(c.completion_ids or []) >= max_tokens else "stop"}
                             for i, c in enumerate(completions)],
@@ -203,9 +212,11 @@ def serve(target: str, host: str = "127.0.0.1", port: int = 8000, name: str | No
     hf_logging.disable_progress_bar()
     spec = resolve_model(target)
     agent = build_agent(spec, name=name or Path(target).name or target)
-    server = ThreadingHTTPServer((host, port), make_handler(Generator(agent), agent.name))
+    agents = getattr(agent, "agents", None) or {agent.name: agent}  # a LoRA or clone checkpoint: one id per role
+    server = ThreadingHTTPServer((host, port), make_handler(Generator(agents)))
     url = f"http://{host}:{server.server_address[1]}/v1"
-    (ready or (lambda u: print(f"serving {agent.name} ({spec}) at {u}", flush=True)))(url)
+    served = f"{agent.name} ({spec})" if len(agents) == 1 else f"{spec} as models {', '.join(agents)} (one per role)"
+    (ready or (lambda u: print(f"serving {served} at {u}", flush=True)))(url)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

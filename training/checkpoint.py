@@ -9,13 +9,13 @@ the adapters and their optimizer state, and resuming reloads the base from its s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
 from accelerate import Accelerator
 
+from selfplay.agents.checkpoints import frozen_sha256
 from selfplay.arena import rundir
 from selfplay.training.distributed import zero_stage
 from selfplay.training.learner import Learner
@@ -24,12 +24,7 @@ from selfplay.training.state import TrainerState
 
 def frozen_hash(learner: Learner) -> str:
     """SHA-256 over the frozen parameters' names and values (the base under LoRA; empty otherwise)."""
-    digest = hashlib.sha256()
-    for name, p in sorted(learner.policy.named_parameters()):
-        if not p.requires_grad:
-            digest.update(name.encode())
-            digest.update(p.detach().float().cpu().numpy().tobytes())
-    return digest.hexdigest()
+    return frozen_sha256(learner.policy.named_parameters())
 
 
 def install_hooks(accelerator: Accelerator) -> None:
@@ -43,7 +38,8 @@ def install_hooks(accelerator: Accelerator) -> None:
     accelerator.register_save_state_pre_hook(trainable_only)
 
 
-def save(learner: Learner, run_dir: Path, step: int, state: TrainerState, base_spec: str, keep: int) -> Path | None:
+def save(learner: Learner, run_dir: Path, step: int, state: TrainerState, base_spec: str, keep: int,
+         seed: int = 0) -> Path | None:
     """Write the checkpoint of ``step`` into a staging directory on every rank, then publish it atomically."""
     accelerator = learner.accelerator
     stage = rundir.staging_dir(run_dir, step)
@@ -59,7 +55,8 @@ def save(learner: Learner, run_dir: Path, step: int, state: TrainerState, base_s
         for folder in [stage / "policy", *(stage / "policy" / r for r in policy.roles if policy.mode != "shared")]:
             if folder.is_dir():  # each saved model or adapter loads on its own, tokenizer included
                 learner.tokenizer.save_pretrained(folder)
-        (stage / "base.json").write_text(json.dumps({"model": base_spec, "weights": policy.mode,
+        # the base model's spec and seed rebuild it (``hf:CHECKPOINT`` loads the adapters over it); the hash checks it
+        (stage / "base.json").write_text(json.dumps({"model": base_spec, "seed": seed, "weights": policy.mode,
                                                      "frozen_sha256": frozen_hash(learner)}, indent=1))
         final = _publish(run_dir, step, state, keep)
     accelerator.wait_for_everyone()

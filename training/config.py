@@ -361,11 +361,17 @@ def bind_game(config: TrainConfig) -> type:
     plus expert when the game has one) and ``learner_roles`` (every role not held by ``opponents.seats``).
     ValueError names a role the game lacks or a baseline it cannot supply. Returns the game class; idempotent."""
     from selfplay.agents.specs import parse_spec
-    from selfplay.games.core import Game
+    from selfplay.games.core import Game, with_options
     from selfplay.games.registry import game_class
 
-    cls = game_class(config.game)
+    cls = with_options(game_class(config.game), config.game_options)
     roles, seats = list(cls.roles), config.opponents.seats
+    cur = config.curriculum
+    for value in cur.arms if cur.option and cur.option != "opponent" else []:
+        arm_roles = list(with_options(cls, {**config.game_options, cur.option: value}).roles)
+        if arm_roles != roles:
+            raise ValueError(f"config key 'curriculum.arms': {cur.option}={value} gives {cls.name} the roles "
+                             f"{arm_roles}, not {roles}: the arms of one run must keep the same roles")
     for key, named in (("opponents.seats", list(seats)), ("learner_roles", config.learner_roles or [])):
         unknown = [r for r in named if r not in roles]
         if unknown:

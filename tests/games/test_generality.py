@@ -465,3 +465,77 @@ def test_debate_rewards_follow_the_judge_and_the_truth():
     rewards = game.rewards()
     assert rewards[truthful] == 1.0 and rewards["judge"] == 1.0 and sum(rewards.values()) == 1.0
     assert Debate().forfeit_rewards("judge") == {"debater_a": 0.0, "debater_b": 0.0, "judge": 0.0}
+
+
+# -- roles set by an option -------------------------------------------------------------------------------------
+@dataclass
+class SealedBids(Game):
+    """``players`` bidders (roles from the option) bid 0-3 at once for a prize worth 3; the top bid pays and wins."""
+
+    name = "sealed_bids"
+    outcome = Outcome("general_sum", win_lose=False)
+    reward_range = (-3.0, 3.0)
+    max_turns = 1
+    players: int = 3
+
+    def __post_init__(self):
+        if self.players < 2:
+            raise ValueError(f"players={self.players}: expected >= 2")
+        self.roles = tuple(f"bidder_{i}" for i in range(self.players))
+
+    def reset(self, seed):
+        self.seed_rng(seed)
+        self.bids = None
+
+    def turn(self):
+        return None if self.bids is not None else Turn.together(*self.roles)
+
+    def observe(self, role):
+        return [system("Bid 0-3 for a prize worth 3."), user("Your bid?")]
+
+    def parse(self, role, text):
+        if text.strip() not in ("0", "1", "2", "3"):
+            raise InvalidAction(Failure.PARSE_ERROR, f"expected 0-3, got {text!r}")
+        return int(text)
+
+    def step_together(self, actions):
+        self.bids = actions
+
+    def step(self, role, actions):
+        raise NotImplementedError
+
+    def rewards(self):
+        winner = max(self.roles, key=lambda r: (self.bids[r], -self.roles.index(r)))
+        return {r: 3.0 - self.bids[r] if r == winner else 0.0 for r in self.roles}
+
+    def legal_actions(self, role):
+        return ["0", "1", "2", "3"]
+
+    def resample_hidden(self, role, rng):
+        pass
+
+
+def test_a_game_whose_roles_follow_an_option_is_checked_and_played_with_those_roles():
+    from selfplay.games.core import validate_game_class, with_options
+
+    validate_game_class(SealedBids)  # no class attribute roles: read off a default instance
+    assert with_options(SealedBids, {}).roles == ("bidder_0", "bidder_1", "bidder_2")
+    five = with_options(SealedBids, {"players": 5})
+    assert five.roles == tuple(f"bidder_{i}" for i in range(5)) and issubclass(five, SealedBids)
+    assert check_game(five, range(20), {"players": 5}).ok
+    with pytest.raises(ValueError, match="bad options .*players"):
+        with_options(SealedBids, {"players": "many"})
+    agents = {f"r{i}": RandomAgent(seed=i, name=f"r{i}") for i in range(5)}
+    episodes = play(lambda: five(players=5), paired_matches(five.roles, list(agents), 10), agents, progress=False)
+    assert all(set(ep.rewards) == set(five.roles) for ep in episodes)
+    assert {ep.agents["bidder_4"] for ep in episodes} == set(agents)  # every agent sat in the fifth seat
+
+
+def test_a_game_without_roles_is_refused_by_name():
+    from selfplay.games.core import validate_game_class
+
+    class NoRoles(SealedBids):
+        def __post_init__(self):
+            pass
+    with pytest.raises(TypeError, match="must set the class attribute 'roles'"):
+        validate_game_class(NoRoles)

@@ -5,7 +5,8 @@ import yaml
 
 from selfplay.training.config import TrainConfig, load_config
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "configs"
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
@@ -108,3 +109,15 @@ def test_run_paths_are_checked_before_any_model_loads(tmp_path):
         check_config(load_config(None, ["run.resume=/nope", f"run.out={tmp_path}"]))
     with pytest.raises(ValueError, match="'run.out': cannot create '/dev/null/run'"):
         check_config(load_config(None, ["run.out=/dev/null/run"]))
+
+
+def test_roles_set_by_a_game_option_reach_the_trainer_and_arms_may_not_change_them():
+    from selfplay.training.config import bind_game
+
+    game = "tests/games/test_generality.py:SealedBids"
+    config = load_config(None, [f"game={ROOT / game}", "game_options={players: 4}"])
+    assert bind_game(config).roles == ("bidder_0", "bidder_1", "bidder_2", "bidder_3")
+    assert config.learner_roles == ["bidder_0", "bidder_1", "bidder_2", "bidder_3"]
+    arms = load_config(None, [f"game={ROOT / game}", "curriculum.option=players", "curriculum.arms=[2, 3]"])
+    with pytest.raises(ValueError, match="arms of one run must keep the same roles"):
+        bind_game(arms)

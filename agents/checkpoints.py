@@ -1,0 +1,136 @@
+"""A training checkpoint as an agent, whatever its weight mode: every role plays with the weights it trained.
+
+A checkpoint's ``policy/`` holds one plain model (``weights=shared``), one LoRA adapter per role over a frozen
+base (``lora``: ``policy/<role>/adapter_config.json``, the base named by the checkpoint's ``base.json``), or one
+full model per role (``clone``: ``policy/<role>/config.json``). ``hf:CHECKPOINT`` or ``hf:CHECKPOINT/policy`` loads
+any of them; a LoRA or clone checkpoint becomes a ``RoleAgent`` that answers each request with its role's weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+from selfplay.agents.base import Agent, Completion, Request
+
+
+class RoleAgent:
+    """Answers each request with the agent of its role (the roles of a LoRA or clone checkpoint); requests of a
+    role it has no weights for are a ValueError naming the roles it has."""
+
+    def __init__(self, agents: dict[str, Agent], name: str):
+        self.agents, self.name = dict(agents), name
+
+    def act(self, requests: list[Request]) -> list[list[Completion]]:
+        answers: list[list[Completion] | None] = [None] * len(requests)
+        by_role: dict[str, list[int]] = {}
+        for i, request in enumerate(requests):
+            by_role.setdefault(request.role, []).append(i)
+        missing = sorted(set(by_role) - set(self.agents))
+        if missing:
+            raise ValueError(f"agent {self.name!r} has no weights for role(s) {missing}: its checkpoint trained "
+                             f"{', '.join(self.agents)}")
+        for role, rows in by_role.items():  # one batched call per role: a batch never mixes adapters
+            for i, answer in zip(rows, self.agents[role].act([requests[i] for i in rows])):
+                answers[i] = answer
+        return answers
+
+
+def frozen_sha256(named: Iterable[tuple[str, torch.nn.Parameter]]) -> str:
+    """SHA-256 over the frozen parameters' names and values (a LoRA run's base: ``base.json`` keeps it, so a
+    checkpoint is only ever resumed or loaded over the base it was trained on)."""
+    digest = hashlib.sha256()
+    for name, p in sorted(named, key=lambda item: item[0]):
+        if not p.requires_grad:
+            digest.update(name.encode())
+            digest.update(p.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def model_dir(path: str | Path) -> bool:
+    """A Hugging Face model directory: a ``config.json`` that names a model type (a training run's own
+    ``config.json``, its recipe, does not)."""
+    config = Path(path) / "config.json"
+    try:
+        found = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(found, dict) and ("model_type" in found or "architectures" in found)
+
+
+def checkpoint_policy(path: str | Path) -> Path | None:
+    """The folder ``hf:PATH`` loads for a checkpoint or its ``policy/``: a plain model (shared weights) or the
+    per-role weights; None when ``path`` is neither."""
+    path = Path(path)
+    if (path / "policy").is_dir() and (model_dir(path / "policy") or policy_dir(path) is not None):
+        return path / "policy"
+    if model_dir(path) or policy_dir(path) is not None:
+        return path
+    return None
+
+
+def policy_dir(path: str | Path) -> Path | None:
+    """The ``policy/`` folder of a checkpoint given the checkpoint or the folder itself, when it holds per-role
+    weights (LoRA adapters or clones); None otherwise (a plain model directory, or not a checkpoint)."""
+    path = Path(path)
+    for policy in (path / "policy", path):
+        if policy.is_dir() and not model_dir(policy) and role_dirs(policy):
+            return policy
+    return None
+
+
+def role_dirs(policy: Path) -> dict[str, Path]:
+    """{role: folder} of the per-role adapters or clones under ``policy``."""
+    return {d.name: d for d in sorted(policy.iterdir()) if d.is_dir() and
+            ((d / "adapter_config.json").exists() or model_dir(d))}
+
+
+def _base_json(policy: Path) -> dict:
+    found = policy.parent / "base.json"
+    if not found.exists():
+        raise FileNotFoundError(f"{policy} holds LoRA adapters but {found} is missing: it names the frozen base model")
+    base = json.loads(found.read_text())
+    if "seed" not in base:  # checkpoints written before base.json kept the seed: the run's config has it
+        config = policy.parent.parent.parent / "config.json"
+        base["seed"] = json.loads(config.read_text())["run"]["seed"] if config.exists() else 0
+    return base
+
+
+def load_role_models(path: str | Path, device: str | None = None, dtype: str | None = None
+                     ) -> tuple[dict[str, tuple[torch.nn.Module, str | None]], object]:
+    """{role: (module, adapter name or None)} and the tokenizer of a LoRA or clone checkpoint. LoRA: the base is
+    rebuilt from ``base.json`` and checked against its ``frozen_sha256``; each role's adapter is loaded by name."""
+    from peft import PeftModel
+
+    from selfplay.agents.models import load_model
+    from selfplay.agents.specs import parse_spec
+
+    policy = policy_dir(path)
+    if policy is None:
+        raise FileNotFoundError(f"{path} is not a checkpoint with per-role weights (policy/<role>/)")
+    roles = role_dirs(policy)
+    if all(model_dir(d) for d in roles.values()):  # clones: one full model per role
+        models = {role: load_model("hf", str(d), device=device, dtype=dtype) for role, d in roles.items()}
+        return {role: (m, None) for role, (m, _) in models.items()}, next(iter(models.values()))[1]
+    base = _base_json(policy)
+    spec = parse_spec(base["model"])
+    sizes = {k: v for k, v in spec.options.items() if k != "dtype"}
+    module, tokenizer = load_model(spec.kind, spec.arg, device=device, dtype=dtype or "float32", seed=base["seed"], **sizes)
+    first, *others = roles
+    with warnings.catch_warnings():  # PEFT asks transformers a deprecated question while loading
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+        module = PeftModel.from_pretrained(module, str(roles[first]), adapter_name=first, is_trainable=False)
+        for role in others:
+            module.load_adapter(str(roles[role]), adapter_name=role, is_trainable=False)
+    expected = base.get("frozen_sha256")
+    # the trainer hashes its Policy module, whose PEFT model sits under ``model.``; adapters are trainable there
+    frozen = [(f"model.{n}", p) for n, p in module.named_parameters() if "lora_" not in n]
+    if expected and frozen_sha256(frozen) != expected:
+        raise ValueError(f"{policy.parent}: the base model rebuilt from base.json ({base['model']}, seed {base['seed']}) "
+                         f"is not the one these adapters were trained on (frozen_sha256 differs)")
+    return {role: (module, role) for role in roles}, tokenizer

@@ -1,0 +1,160 @@
+"""A LoRA or clone run's checkpoint plays outside the trainer (``hf:CHECKPOINT`` in play, tournaments and
+serve), each role with the weights it trained: checked against the checkpoint's files merged by hand."""
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from selfplay.agents.base import Request
+from selfplay.agents.checkpoints import RoleAgent
+from selfplay.agents.llm import LLMAgent
+from selfplay.agents.models import load_model, tiny_model
+from selfplay.agents.specs import build_agent
+from selfplay.arena.tournament import checkpoint_participants
+from selfplay.games.tictactoe import TicTacToe
+from selfplay.games.core import system, user
+from selfplay.serve import resolve_model
+from tests.training.test_train import TINY, run
+
+ROLES = ("player_0", "player_1")
+
+
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lora") / "run"
+    run(["weights=lora", "steps=1", "games_per_step=8", "eval_every=0", "checkpoint_every=1", "seed=3",
+         "sampling.constrained=false"], out, base=TINY)
+    return out
+
+
+def merged_by_hand(checkpoint: Path, role: str) -> torch.nn.Module:
+    """The tiny base of seed 3 with ``role``'s adapter file merged in: W + (alpha / r) * B @ A."""
+    model, _ = tiny_model(3)
+    folder = checkpoint / "policy" / role
+    config = json.loads((folder / "adapter_config.json").read_text())
+    scale = config["lora_alpha"] / config["r"]
+    weights = load_file(folder / "adapter_model.safetensors")
+    params = dict(model.named_parameters())
+    merged = 0
+    with torch.no_grad():
+        for key, a in weights.items():
+            if ".lora_A." not in key:
+                continue
+            b = weights[key.replace(".lora_A.", ".lora_B.")]
+            name = key.removeprefix("base_model.model.").replace(".lora_A.weight", ".weight")
+            params[name] += scale * b @ a
+            merged += 1
+    assert merged > 0
+    return model.eval()
+
+
+def teacher_forced(model: torch.nn.Module, prompt: list[int], completion: list[int]) -> torch.Tensor:
+    ids = torch.tensor([prompt + completion])
+    with torch.no_grad():
+        logits = model(ids).logits[0, len(prompt) - 1:-1].float()
+    return torch.log_softmax(logits, -1).gather(1, torch.tensor(completion)[:, None])[:, 0]
+
+
+def requests(roles):
+    game = TicTacToe()
+    game.reset(0)
+    messages = [system("TicTacToe. Answer with a cell."), user("board: ......... your move")]
+    return [Request(game, role, messages) for role in roles]
+
+
+def test_a_lora_checkpoint_plays_each_role_with_its_own_adapter(lora_run):
+    checkpoint = lora_run / "checkpoints" / "step_000001"
+    agent = build_agent(f"hf:{checkpoint}:temperature=1,max_new_tokens=6,seed=1", name="ckpt")
+    assert isinstance(agent, RoleAgent) and set(agent.agents) == set(ROLES)
+    by_hand = {role: merged_by_hand(checkpoint, role) for role in ROLES}
+    answers = agent.act(requests(["player_1", "player_0", "player_1"]))
+    for role, [completion] in zip(["player_1", "player_0", "player_1"], answers):
+        other = ROLES[1 - ROLES.index(role)]
+        mine = teacher_forced(by_hand[role], completion.prompt_ids, completion.completion_ids)
+        theirs = teacher_forced(by_hand[other], completion.prompt_ids, completion.completion_ids)
+        assert torch.allclose(torch.tensor(completion.logprobs), mine, atol=1e-4), role
+        assert not torch.allclose(mine, theirs, atol=1e-3)  # the roles' adapters differ: routing is seen
+    with pytest.raises(ValueError, match="no weights for role"):
+        agent.act(requests(["judge"]))
+
+
+def test_a_lora_checkpoint_refuses_another_base(lora_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(lora_run, copy)
+    base = copy / "checkpoints" / "step_000001" / "base.json"
+    base.write_text(json.dumps({**json.loads(base.read_text()), "seed": 4}))
+    with pytest.raises(ValueError, match="frozen_sha256 differs"):
+        build_agent(f"hf:{copy / 'checkpoints' / 'step_000001'}")
+
+
+def test_lora_runs_enter_tournaments_and_serve_one_model_per_role(lora_run):
+    [participant] = checkpoint_participants(lora_run, "temperature=0")
+    assert participant.spec == f"hf:{lora_run / 'checkpoints' / 'step_000001' / 'policy'}:temperature=0"
+    assert resolve_model(str(lora_run)) == f"hf:{lora_run / 'checkpoints' / 'step_000001' / 'policy'}"
+
+    from http.server import ThreadingHTTPServer
+
+    from selfplay.serve import Generator, make_handler
+
+    agent = build_agent(resolve_model(str(lora_run)))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(Generator(agent.agents)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    try:
+        models = json.loads(urllib.request.urlopen(f"{url}/models", timeout=30).read())
+        assert [m["id"] for m in models["data"]] == list(ROLES)
+
+        def chat(model):
+            body = json.dumps({"model": model, "messages": [{"role": "user", "content": "move"}], "max_tokens": 3,
+                               "temperature": 0}).encode()
+            return json.loads(urllib.request.urlopen(urllib.request.Request(f"{url}/chat/completions", body),
+                                                     timeout=60).read())
+        assert chat("player_1")["model"] == "player_1"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            chat("judge")
+        assert refused.value.code == 400 and "player_0, player_1" in refused.value.read().decode()
+    finally:
+        server.shutdown()
+
+
+def test_a_clone_checkpoint_plays_each_role_with_its_own_model(tmp_path):
+    out = tmp_path / "run"
+    run(["weights=clone", "steps=1", "games_per_step=8", "eval_every=0", "checkpoint_every=1",
+         "sampling.constrained=false"], out, base=TINY)
+    checkpoint = out / "checkpoints" / "step_000001"
+    agent = build_agent(f"hf:{checkpoint}:temperature=1,max_new_tokens=6")
+    assert isinstance(agent, RoleAgent) and set(agent.agents) == set(ROLES)
+    for role in ROLES:
+        plain, _ = load_model("hf", str(checkpoint / "policy" / role))
+        [[completion]] = agent.act(requests([role]))
+        expected = teacher_forced(plain, completion.prompt_ids, completion.completion_ids)
+        assert torch.allclose(torch.tensor(completion.logprobs), expected, atol=1e-4), role
+    assert isinstance(agent.agents["player_0"], LLMAgent)
+    assert agent.agents["player_0"].model is not agent.agents["player_1"].model
+
+
+def test_a_four_player_game_from_an_option_trains_and_its_checkpoint_plays(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    game = Path(__file__).resolve().parents[1] / "games" / "test_generality.py"
+    base = [o for o in TINY if not o.startswith("game_options")]
+    run([f"game={game}:SealedBids", "game_options={players: 4}", "weights=lora", "steps=1", "games_per_step=8",
+         "eval_every=1", "eval_games=8", "eval_opponents=[random]", "checkpoint_every=1"], out, base=base)
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["history"][-1]["evaluation"]["random"]["reward"]) == {f"bidder_{i}" for i in range(4)}
+    played = subprocess.run([sys.executable, "-m", "selfplay.cli", "play", f"{game}:SealedBids", "--option", "players=4",
+                             "--agents", f"hf:{out / 'checkpoints' / 'step_000001'}:constrained=true", "random",
+                             "random", "random", "--games", "8", "--out", str(tmp_path / "play")],
+                            capture_output=True, text=True, timeout=300)
+    assert played.returncode == 0, played.stderr[-2000:]
+    assert "bidder_3" in played.stdout and "win" not in played.stdout  # amounts: mean rewards only
