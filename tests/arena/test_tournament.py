@@ -81,3 +81,12 @@ def test_poker_tournaments_state_exact_exploitability(tmp_path):
     assert abs(exploit["random"] - 0.458333) < 1e-5 and abs(exploit["expert"]) < 1e-9
     assert 0 < exploit["model"] <= 2 and exploit["free"] is None  # free decoding has no exact policy
     assert "## Exact exploitability" in (tmp_path / "report.md").read_text()
+
+
+def test_the_rating_plot_draws_an_interval_that_misses_its_estimate():
+    from selfplay.arena.report import _plots
+
+    # a few games: the bootstrap's percentile interval need not contain the maximum-likelihood rating
+    plots = _plots(["a", "b"], {"a": 40.0, "b": -40.0}, {"a": (55.0, 90.0), "b": (-90.0, -55.0)},
+                   {("a", "b"): (3.0, 4.0), ("b", "a"): (1.0, 4.0)}, {})
+    assert plots["ratings.png"].startswith(b"\x89PNG")
