@@ -167,11 +167,11 @@ def _text_table(rows: list[dict], scale: str, team: bool) -> list[str]:
               + (f"{'success':>8} " if team else f"{'openskill':>14} {'mean reward [95%]':>24} ") + f"{'invalid':>8}")
     lines = [header, "-" * len(header)]
     for r in rows:
-        value = f"{r['elo']:>+16.3f} [{r['low']:>+7.3f}, {r['high']:>+7.3f}]" if team else \
-            f"{r['elo']:>+16.0f} [{r['low']:>+7.0f}, {r['high']:>+7.0f}]"
+        value = f"{r['elo']:>+z16.3f} [{r['low']:>+z7.3f}, {r['high']:>+z7.3f}]" if team else \
+            f"{r['elo']:>+z16.0f} [{r['low']:>+z7.0f}, {r['high']:>+z7.0f}]"
         extra = f"{r['success']:>8.1%} " if team else (
             f"{r['openskill_mu']:>7.1f}±{r['openskill_sigma']:<5.1f} "
-            f"{r['mean_reward']:>+8.3f} [{r['reward_ci'][0]:+.3f}, {r['reward_ci'][1]:+.3f}] ")
+            f"{r['mean_reward']:>+z8.3f} [{r['reward_ci'][0]:+z.3f}, {r['reward_ci'][1]:+z.3f}] ")
         lines.append(f"{r['rank_ub']:>4} {r['agent']:<22} {value} {r['games']:>6} {extra}{r['invalid_rate']:>8.1%}"
                      + (f"  exploitability {r['exploitability']:.4f}" if r["exploitability"] is not None else ""))
     return lines
@@ -291,7 +291,7 @@ class _View:
             if t is None:
                 return "–"
             low, high = t.reward_interval()
-            return f"{t.mean_reward:+.3f} [{low:+.3f}, {high:+.3f}] ({int(t.games)})"
+            return f"{t.mean_reward:+z.3f} [{low:+z.3f}, {high:+z.3f}] ({int(t.games)})"
         return ["", *self.order], [[a, *(cell(a, b) for b in self.order)] for a in self.order]
 
     @property
@@ -315,22 +315,22 @@ class _View:
         """The ranking table's header and cells."""
         if self.team:
             head = ["rank", "agent", "mean team reward", "95% interval", "success", "games", "invalid"]
-            body = [[str(r["rank_ub"]), r["agent"], f"{r['elo']:+.3f}", f"[{r['low']:+.3f}, {r['high']:+.3f}]",
+            body = [[str(r["rank_ub"]), r["agent"], f"{r['elo']:+z.3f}", f"[{r['low']:+z.3f}, {r['high']:+z.3f}]",
                      f"{r['success']:.1%}", str(r["games"]), f"{r['invalid_rate']:.1%}"] for r in self.rows]
             return head, body
         head = ["rank", "agent", "Elo", "95% interval", "games", "mean reward [95%]", "OpenSkill μ±σ", "invalid",
                 *(f"Elo as {r}" for r in self.seats)]
-        body = [[str(r["rank_ub"]), r["agent"], f"{r['elo']:+.0f}", f"[{r['low']:+.0f}, {r['high']:+.0f}]",
-                 str(r["games"]), f"{r['mean_reward']:+.3f} [{r['reward_ci'][0]:+.3f}, {r['reward_ci'][1]:+.3f}]",
+        body = [[str(r["rank_ub"]), r["agent"], f"{r['elo']:+z.0f}", f"[{r['low']:+z.0f}, {r['high']:+z.0f}]",
+                 str(r["games"]), f"{r['mean_reward']:+z.3f} [{r['reward_ci'][0]:+z.3f}, {r['reward_ci'][1]:+z.3f}]",
                  f"{r['openskill_mu']:.1f}±{r['openskill_sigma']:.1f}", f"{r['invalid_rate']:.1%}",
-                 *(f"{r['per_role'].get(role, float('nan')):+.0f}" for role in self.seats)] for r in self.rows]
+                 *(f"{r['per_role'].get(role, float('nan')):+z.0f}" for role in self.seats)] for r in self.rows]
         return head, body
 
     def rewards(self) -> tuple[list[str], list[list[str]]]:
         """Mean reward per seat with 95% intervals."""
         head = ["agent", "all seats", *self.seats]
-        cell = lambda d: f"{d['mean']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] ({d['games']})"  # noqa: E731
-        body = [[r["agent"], f"{r['mean_reward']:+.3f} [{r['reward_ci'][0]:+.3f}, {r['reward_ci'][1]:+.3f}]",
+        cell = lambda d: f"{d['mean']:+z.3f} [{d['ci'][0]:+z.3f}, {d['ci'][1]:+z.3f}] ({d['games']})"  # noqa: E731
+        body = [[r["agent"], f"{r['mean_reward']:+z.3f} [{r['reward_ci'][0]:+z.3f}, {r['reward_ci'][1]:+z.3f}]",
                  *(cell(r["reward_per_role"][s]) if s in r["reward_per_role"] else "–" for s in self.seats)]
                 for r in self.rows]
         return head, body

@@ -113,7 +113,7 @@ def format_table(rows: list[Row], rates: str = "win") -> str:
         low, high = t.reward_interval()
         shown = {"win": f"{t.rate(t.wins):>6.1%} {t.rate(t.draws):>6.1%} {t.rate(t.losses):>6.1%} ",
                  "success": f"{t.rate(t.wins):>7.1%} ", "reward": ""}[rates]
-        reward = f"{t.mean_reward:+.3f} [{low:+.3f}, {high:+.3f}]"
+        reward = f"{t.mean_reward:+z.3f} [{low:+z.3f}, {high:+z.3f}]"
         lines.append(f"{r.agent:<22} {r.role:<12} {int(t.games):>6} {shown}{reward:>26} {t.invalid_rate:>8.1%} "
                      f"{t.mean_turns:>6.2f}" + (f"  ({int(t.errors)} errors)" if t.errors else ""))
     return "\n".join(lines)

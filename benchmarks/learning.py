@@ -73,7 +73,7 @@ def main() -> None:
             r = ev.get(name)
             seats = " ".join(f"{s['win'] + s['draw']:.2f}" for s in (r or {}).get("seats", {}).values())
             cols.append(f"{r['win_or_draw'] if r else float('nan'):>10.3f} {seats:>13}")
-        print(f"{h['step']:>5} {cols[0]:>33} {cols[1]:>24} {elo['elo']:>+8.0f} [{elo['low']:+.0f}, {elo['high']:+.0f}]")
+        print(f"{h['step']:>5} {cols[0]:>33} {cols[1]:>24} {elo['elo']:>+z8.0f} [{elo['low']:+z.0f}, {elo['high']:+z.0f}]")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def main() -> None:
             ev = h["evaluation"]["expert"]
             reward = ev["reward"].get(seat, float("nan"))
             accuracy = (reward + 1) / 2 if args.family == "critic" else reward
-            print(f"{h['step']:>5} {int(ev['games'] / 2):>15} {reward:>+16.3f} {accuracy:>9.3f} {ev['invalid_rate']:>8.1%}")
+            print(f"{h['step']:>5} {int(ev['games'] / 2):>15} {reward:>+z16.3f} {accuracy:>9.3f} {ev['invalid_rate']:>8.1%}")
         return
     common = ["game_options={samples: 4, teacher_reward: progress, probe_size: 16, probe_digits: 1}",
               "games_per_step=16", "eval_games=8", "eval_opponents=[expert]", *args.overrides]

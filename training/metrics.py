@@ -49,16 +49,16 @@ def peak_flops(device_name: str) -> float | None:
 
 def console_line(step: int, steps: int, m: dict[str, float]) -> str:
     """One line per step: rewards, invalid rate, loss, speed, and the evaluation when there was one."""
-    rewards = " ".join(f"{k.split('/')[1]}={v:+.2f}" for k, v in m.items()
+    rewards = " ".join(f"{k.split('/')[1]}={v:+z.2f}" for k, v in m.items()
                        if k.startswith("reward/") and not k.startswith("reward/vs_"))
     invalid = " ".join(f"{k.split('/')[1]}={v:.0%}" for k, v in m.items() if k.startswith("invalid_rate/"))
     evals = " ".join([*(f"{k.split('/')[1]}={v:.2f}" for k, v in m.items() if k.startswith("winrate/")),
-                      *(f"{k.split('/')[1]}={v:+.3f}" for k, v in m.items() if k.startswith("reward/vs_")),
+                      *(f"{k.split('/')[1]}={v:+z.3f}" for k, v in m.items() if k.startswith("reward/vs_")),
                       *(f"success {k.split('/')[1]}={v:.2f}" for k, v in m.items() if k.startswith("success/"))])
     if "exploitability" in m:
         evals += f" exploitability={m['exploitability']:.3f}" + (
             f" (average {m['exploitability/average']:.3f})" if "exploitability/average" in m else "")
-    return (f"step {step}/{steps} | reward {rewards} | invalid {invalid} | loss {m['loss/policy']:+.4f} "
+    return (f"step {step}/{steps} | reward {rewards} | invalid {invalid} | loss {m['loss/policy']:+z.4f} "
             f"| {m['tokens_per_s']:.0f} tok/s | rollout {m['time/rollout']:.1f}s update {m['time/update']:.1f}s"
             + (f" ({m['update/micro_batches']:.0f} micro-batches)" if m.get("update/micro_batches", 1) > 1 else "")
             + (f" | peak {m['memory/peak_gb']:.1f} GiB" if "memory/peak_gb" in m else "")
@@ -139,10 +139,10 @@ def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> di
         print(f"  {'opponent':<10} {'games':>6} {'mean reward [95%]':>26}  per seat [95%]")
         for name, r in summary.items():
             lo, hi = r["mean_reward_ci"]
-            seats = "  ".join(f"{s} {v:+.3f} [{r['reward_ci'][s][0]:+.3f}, {r['reward_ci'][s][1]:+.3f}]"
+            seats = "  ".join(f"{s} {v:+z.3f} [{r['reward_ci'][s][0]:+z.3f}, {r['reward_ci'][s][1]:+z.3f}]"
                               for s, v in r["reward"].items())
             success = f"  team success {r['success']:.1%}" if "success" in r else ""
-            print(f"  {name:<10} {int(r['games']):>6} {r['mean_reward']:>+8.3f} [{lo:+.3f}, {hi:+.3f}]  {seats}{success}")
+            print(f"  {name:<10} {int(r['games']):>6} {r['mean_reward']:>+z8.3f} [{lo:+z.3f}, {hi:+z.3f}]  {seats}{success}")
     else:
         print(f"  {'opponent':<10} {'games':>6} {'win':>6} {'draw':>6} {'loss':>6} {'invalid':>8}")
         for name, r in summary.items():
@@ -157,7 +157,7 @@ def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> di
               + (f"; average policy {exact['average']:.4f}" if "average" in exact else ""))
     elo = next(iter(summary.values()), {}).get("learner_elo")
     if elo:
-        print(f"  learner Elo {elo['elo']:+.0f} [{elo['low']:+.0f}, {elo['high']:+.0f}] (anchor: {elo['anchor']})")
+        print(f"  learner Elo {elo['elo']:+z.0f} [{elo['low']:+z.0f}, {elo['high']:+z.0f}] (anchor: {elo['anchor']})")
     changes = before_after(history)
     if changes:
         print(f"\nbefore and after training (the same evaluation seeds; [95% interval]):")
@@ -197,9 +197,9 @@ def before_after(history: list[dict[str, Any]]) -> dict[str, Any] | None:
             if start["invalid_rate"] or end["invalid_rate"]:
                 wins += f"  invalid moves {start['invalid_rate']:.1%} -> {end['invalid_rate']:.1%}"
         verdict = "better" if change - half > 0 else "worse" if change + half < 0 else "no clear change"
-        lines.append(f"vs {name:<8} mean reward {start['mean_reward']:+.3f} [{start['mean_reward_ci'][0]:+.3f}, "
-                     f"{start['mean_reward_ci'][1]:+.3f}] -> {end['mean_reward']:+.3f} [{end['mean_reward_ci'][0]:+.3f}, "
-                     f"{end['mean_reward_ci'][1]:+.3f}]  change {change:+.3f} [{change - half:+.3f}, {change + half:+.3f}] "
+        lines.append(f"vs {name:<8} mean reward {start['mean_reward']:+z.3f} [{start['mean_reward_ci'][0]:+z.3f}, "
+                     f"{start['mean_reward_ci'][1]:+z.3f}] -> {end['mean_reward']:+z.3f} [{end['mean_reward_ci'][0]:+z.3f}, "
+                     f"{end['mean_reward_ci'][1]:+z.3f}]  change {change:+z.3f} [{change - half:+z.3f}, {change + half:+z.3f}] "
                      f"({verdict}){wins}")
     if first.get("exact") and last.get("exact"):
         a, b = first["exact"]["exploitability"], last["exact"]["exploitability"]

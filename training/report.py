@@ -48,7 +48,7 @@ def write_training_report(run_dir: Path, history: list[dict], curriculum: list[d
                   "| step | " + " | ".join(f"{r} vs {o}" for o, r in seats) + " |", "|---:|" + "---:|" * len(seats)]
         for h in history:
             lines.append(f"| {h['step']} | " + " | ".join(
-                f"{h['evaluation'].get(o, {}).get('reward', {}).get(r, float('nan')):+.3f}" for o, r in seats) + " |")
+                f"{h['evaluation'].get(o, {}).get('reward', {}).get(r, float('nan')):+z.3f}" for o, r in seats) + " |")
     if any("heldout" in h for h in history):
         lines += _heldout_section(run_dir, [h for h in history if "heldout" in h])
     if curriculum:
@@ -104,7 +104,7 @@ def _evaluation_table(history: list[dict]) -> list[str]:
             e = h["evaluation"][opponents[0]].get("learner_elo") if opponents else None
             cells = [f"{h['evaluation'][o]['win']:.2f} / {h['evaluation'][o]['draw']:.2f} / "
                      f"{h['evaluation'][o]['loss']:.2f}" if o in h["evaluation"] else "–" for o in opponents]
-            rating = f"{e['elo']:+.0f} [{e['low']:+.0f}, {e['high']:+.0f}]" if e else "–"
+            rating = f"{e['elo']:+z.0f} [{e['low']:+z.0f}, {e['high']:+z.0f}]" if e else "–"
             lines.append(f"| {h['step']} | " + " | ".join(cells) + f" | {rating} |")
         return lines
     games = int(history[-1]["evaluation"][opponents[0]]["games"]) if opponents else 0
@@ -114,8 +114,8 @@ def _evaluation_table(history: list[dict]) -> list[str]:
              + " | exploitability | average policy |", "|---:|" + "---|" * len(opponents) + "---:|---:|"]
     for h in history:
         x = h.get("exact")
-        cells = [f"{h['evaluation'][o]['mean_reward']:+.3f} [{h['evaluation'][o]['mean_reward_ci'][0]:+.3f}, "
-                 f"{h['evaluation'][o]['mean_reward_ci'][1]:+.3f}]"
+        cells = [f"{h['evaluation'][o]['mean_reward']:+z.3f} [{h['evaluation'][o]['mean_reward_ci'][0]:+z.3f}, "
+                 f"{h['evaluation'][o]['mean_reward_ci'][1]:+z.3f}]"
                  + (f", team success {h['evaluation'][o]['success']:.0%}" if "success" in h["evaluation"][o] else "")
                  if o in h["evaluation"] else "–" for o in opponents]
         ex = (f"{x['exploitability']:.4f}", f"{x['average']:.4f}" if "average" in x else "–") if x else ("–", "–")
