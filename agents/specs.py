@@ -6,6 +6,7 @@ Examples: ``random``, ``expert:seed=3``, ``tiny``, ``smollm2:temperature=0.7,max
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +31,15 @@ class AgentSpec:
 
 
 def _value(text: str) -> Any:
+    """``text`` as an int, a finite float, a boolean or None where it spells one; otherwise the string itself
+    (``nan``, ``inf`` and ``infinity`` stay words)."""
     for cast in (int, float):
         try:
-            return cast(text)
+            value = cast(text)
         except ValueError:
-            pass
+            continue
+        if math.isfinite(value):
+            return value
     return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 

@@ -9,6 +9,8 @@ exception inside one game ends that episode with status ``error``; the other gam
 
 from __future__ import annotations
 
+import math
+import numbers
 import random
 import time
 import traceback
@@ -21,7 +23,7 @@ from tqdm.auto import tqdm
 
 from selfplay.agents.base import Agent, Completion, Request
 from selfplay.arena.records import Episode, RecordStore, Step
-from selfplay.games.core import Failure, Game, InvalidAction, Message, outcome_of
+from selfplay.games.core import Failure, Game, InvalidAction, Message, is_messages, outcome_of
 
 
 @dataclass
@@ -177,6 +179,11 @@ class _LiveGame:
 
     def _begin_turn(self) -> None:
         self.turn = self.game.turn()
+        if self.turn is not None:
+            strangers = [r for r in self.turn.roles if r not in self.game.roles]
+            if strangers:
+                raise ValueError(f"{self.game.name}.turn() named role(s) {strangers}: expected among "
+                                 f"{', '.join(self.game.roles)}")
         if self.turn is None:
             self._finish("done", self.game.rewards())
             return
@@ -188,6 +195,10 @@ class _LiveGame:
             return
         # every observation of a simultaneous turn is taken here, before any of its roles has moved
         views = {role: self.game.observe(role) for role in self.turn.roles}
+        for role, view in views.items():
+            if not is_messages(view):
+                raise ValueError(f"{self.game.name}.observe({role!r}) returned {str(view)[:80]!r}: expected a "
+                                 f"non-empty list of chat messages, e.g. [system('rules'), user('state')]")
         self._compact = {role: self.game.compact_observation(role) for role in self.turn.roles}
         self.slots = [_Slot(views[role], role) for role in self.turn.roles for _ in range(self.turn.samples)]
         self.turn_steps = [[] for _ in self.slots]
@@ -209,6 +220,8 @@ class _LiveGame:
 
     def _finish(self, status: str, rewards: dict[str, float]) -> None:
         ep = self.episode
+        check_rewards(self.game, rewards, {"done": "rewards()", "truncated": "truncation_rewards()"}.get(
+            status, "forfeit_rewards()"))
         if status == "forfeit":  # the forfeiting turn never reached step(): keep its attempts
             ep.steps.extend(s for steps in self.turn_steps for s in steps)
             ep.num_turns += 1
@@ -228,6 +241,20 @@ class _LiveGame:
             self.episode.steps.extend(s for steps in self.turn_steps for s in steps)
             self.episode.status, self.episode.error = "error", traceback.format_exc(limit=8)
             self.episode.seconds = time.perf_counter() - self.clock
+
+
+def check_rewards(game: Game, rewards: Any, source: str = "rewards()") -> None:
+    """ValueError unless ``rewards`` names every role of ``game`` once with a finite number within its
+    ``reward_range`` (a game's bug stops its episode, recorded as an error, rather than reaching the trainer)."""
+    if not isinstance(rewards, dict) or set(rewards) != set(game.roles):
+        named = sorted(rewards) if isinstance(rewards, dict) else type(rewards).__name__
+        raise ValueError(f"{game.name}.{source} returned {named}: expected a reward for each role "
+                         f"{', '.join(game.roles)}")
+    low, high = game.reward_range
+    for role, value in rewards.items():
+        if not isinstance(value, numbers.Real) or not math.isfinite(value) or not low - 1e-6 <= value <= high + 1e-6:
+            raise ValueError(f"{game.name}.{source} gave {role} {value!r}: expected a finite number within "
+                             f"reward_range {game.reward_range}")
 
 
 def _call_agent(agent: Agent, requests: list[Request]) -> tuple[list[list[Completion]] | None, str | None, float]:
@@ -284,7 +311,9 @@ def _round(live: dict[int, _LiveGame], agents: dict[str, Agent]) -> None:
     by_agent: dict[int, list[tuple[_LiveGame, Request, list[_Slot]]]] = {}
     for g in live.values():
         if not g.finished:
-            for request, slots in g.requests():
+            pending: list[tuple[Request, list[_Slot]]] = []
+            g._guard(lambda: pending.extend(g.requests()))  # legal_actions / compact_observation may raise
+            for request, slots in pending if not g.finished else []:
                 by_agent.setdefault(id(agents[g.episode.agents[request.role]]), []).append((g, request, slots))
     objects = {id(a): a for a in agents.values()}
     for key, pending in by_agent.items():

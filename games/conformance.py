@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from selfplay.games.core import Game, InvalidAction, Turn, outcome_of
+from selfplay.games.core import Game, InvalidAction, Turn, is_messages, outcome_of
 from selfplay.games.registry import game_class
 
 GARBAGE = "%%% this is not an action %%%"
@@ -69,6 +69,23 @@ class _Playout:
     terminated: bool
 
 
+class Nonconforming(Exception):
+    """A playout met something the game API does not allow; ``check`` names the failed check."""
+
+    def __init__(self, check: str, message: str):
+        super().__init__(message)
+        self.check = check
+
+
+def _observation(game: Game, role: str, turn_index: int) -> list:
+    """``game.observe(role)``, which must be chat messages: a list of {"role": system|user|assistant, "content": str}."""
+    view = game.observe(role)
+    if not is_messages(view):
+        raise Nonconforming("observe", f"turn {turn_index}: observe({role!r}) returned {str(view)[:80]!r}: expected a "
+                                       f"non-empty list of chat messages, e.g. [system('rules'), user('state')]")
+    return view
+
+
 def _playout(game: Game, seed: int, actions: list[list[str]] | None = None) -> _Playout:
     """Play to the end with random actions (or replay ``actions``), recording every role's view each turn."""
     rng = random.Random(seed + 1)
@@ -78,9 +95,13 @@ def _playout(game: Game, seed: int, actions: list[list[str]] | None = None) -> _
         turn = game.turn()
         if turn is None:
             return _Playout(transcript, game.rewards(), turn_index, True)
+        strangers = [r for r in turn.roles if r not in game.roles]
+        if strangers:
+            raise Nonconforming("turn", f"turn {turn_index}: turn() named role(s) {strangers}, not among the game's "
+                                        f"roles {', '.join(game.roles)}")
         if turn_index == game.max_turns:
             break
-        views = [game.observe(role) for role in game.roles]
+        views = [_observation(game, role, turn_index) for role in game.roles]
         movers = _movers(turn)
         texts = actions[turn_index] if actions is not None else [game.random_action(r, rng) for r in movers]
         _apply(game, turn, texts)
@@ -267,6 +288,8 @@ def check_game(game: str | type[Game], seeds: Iterable[int] | None = None, optio
     for seed in seeds:
         try:
             report.failures += _check_one(make, seed, payouts)
+        except Nonconforming as exc:
+            report.failures.append(CheckFailure(exc.check, seed, str(exc)))
         except Exception as exc:  # noqa: BLE001
             where = traceback.extract_tb(exc.__traceback__)[-1]
             report.failures.append(CheckFailure("crash", seed, f"{type(exc).__name__}: {exc} "

@@ -424,6 +424,14 @@ def bracket_word(text: str, words: Sequence[str], legal: Sequence[str], action_f
     return found[0]
 
 
+def is_messages(view: Any) -> bool:
+    """Whether ``view`` is what ``observe`` must return: a non-empty list of chat messages
+    (``{"role": "system" | "user" | "assistant", "content": str}``)."""
+    return isinstance(view, list) and bool(view) and all(
+        isinstance(m, dict) and m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
+        for m in view)
+
+
 def system(content: str) -> Message:
     """A system chat message."""
     return {"role": "system", "content": content}

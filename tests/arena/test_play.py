@@ -1,3 +1,5 @@
+import pytest
+
 from selfplay.agents.scripted import RandomAgent
 from selfplay.arena.play import OPENING, Match, paired_matches, play
 from selfplay.games.core import InvalidPolicy
@@ -133,3 +135,49 @@ def test_a_scripted_baseline_plays_each_game_the_same_whatever_shares_its_batch(
     for i in range(0, 12, 2):
         pairs.update(moves(play(TicTacToe, matches[i:i + 2], agents(), progress=False)))
     assert pairs == together
+
+
+class _Broken(TicTacToe):
+    """TicTacToe with one bug chosen by ``fault``."""
+
+    def __init__(self, fault: str):
+        super().__init__()
+        self.fault = fault
+
+    def turn(self):
+        turn = super().turn()
+        return type(turn)("referee") if self.fault == "stranger" and turn is not None and self.board.count(" ") < 8 else turn
+
+    def observe(self, role):
+        return "the board" if self.fault == "string" else super().observe(role)
+
+    def legal_actions(self, role):
+        if self.fault == "legal":
+            raise RuntimeError("legal_actions exploded")
+        return super().legal_actions(role)
+
+    def rewards(self):
+        rewards = super().rewards()
+        return {"nan": {r: float("nan") for r in rewards}, "missing": {"player_0": rewards["player_0"]},
+                "range": {r: 3 * v for r, v in rewards.items()}}.get(self.fault, rewards)
+
+
+@pytest.mark.parametrize("fault, words", [
+    ("stranger", "turn() named role(s) ['referee']"), ("string", "observe('player_0') returned 'the board'"),
+    ("legal", "legal_actions exploded"), ("nan", "gave player_0 nan"),
+    ("missing", "returned ['player_0']: expected a reward for each role"),
+    ("range", "within reward_range (-1.0, 1.0)")])
+def test_a_broken_game_ends_its_own_episodes_in_a_named_error_and_the_others_play_on(fault, words):
+    agents = {"r": RandomAgent(seed=1, name="r"), "r2": RandomAgent(seed=2, name="r2")}
+    matches = paired_matches(TicTacToe.roles, ["r", "r2"], 8)
+    broken = {m.seed for m in matches[:4]}
+    seeds = iter([m.seed for m in matches])  # the arena makes the games in match order
+
+    def make():
+        return _Broken(fault) if next(seeds) in broken else TicTacToe()
+    episodes = play(make, matches, agents, progress=False, concurrency=8)
+    errors = [ep for ep in episodes if ep.status == "error"]
+    assert errors and all(words in ep.error for ep in errors), [ep.error for ep in errors][:1]
+    if fault != "range":  # out of range only where someone won (3 x +-1); a draw's 0s are in range
+        assert {ep.seed for ep in errors} == broken
+    assert all(ep.status == "done" for ep in episodes if ep.seed not in broken)

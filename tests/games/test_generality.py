@@ -539,3 +539,25 @@ def test_a_game_without_roles_is_refused_by_name():
             pass
     with pytest.raises(TypeError, match="must set the class attribute 'roles'"):
         validate_game_class(NoRoles)
+
+
+def test_check_game_names_a_turn_for_a_stranger_and_an_observation_that_is_not_messages():
+    from tests.arena.test_play import _Broken
+
+    class Stranger(_Broken):
+        def __init__(self):
+            super().__init__("stranger")
+
+    class Text(_Broken):
+        def __init__(self):
+            super().__init__("string")
+    stranger, text = check_game(Stranger, range(3)), check_game(Text, range(3))
+    assert {f.check for f in stranger.failures} == {"turn"} and "['referee']" in str(stranger)
+    assert {f.check for f in text.failures} == {"observe"} and "chat messages" in str(text)
+
+
+def test_option_values_nan_and_inf_stay_words():
+    from selfplay.agents.specs import parse_key_values
+
+    assert parse_key_values(["mode=nan", "x=inf", "n=3", "p=0.5", "flag=true"]) == \
+        {"mode": "nan", "x": "inf", "n": 3, "p": 0.5, "flag": True}
