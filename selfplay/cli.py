@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -61,7 +62,8 @@ def cmd_play(args: argparse.Namespace) -> int:
     if games != args.games:
         print(f"playing {games} games, not {args.games}: a multiple of the {rounds} seatings, so every agent sits "
               f"in every seat equally often", file=sys.stderr)
-    out = make_run_dir(args.out or f"runs/play-{cls.name}-{time.strftime('%Y%m%d-%H%M%S')}", "--out")
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", cls.name).strip("_")  # openspiel:x(players=3) -> openspiel_x_players_3
+    out = make_run_dir(args.out or f"runs/play-{slug}-{time.strftime('%Y%m%d-%H%M%S')}", "--out")
     store = open_store(out)
     matches = paired_matches(cls.roles, free_names, games, seed=args.seed, fixed=fixed_names)
     start = time.perf_counter()
