@@ -99,9 +99,10 @@ def validate(raw):
 # -- inside the forked child ------------------------------------------------------------------------------------
 def _make_hook(tmp, forbidden):
     """The audit hook (PEP 578), defence in depth behind the operating system's isolation. Its whole state is in
-    default arguments (immutable tuples, frozensets and strings; setting a function's ``__code__`` or
-    ``__defaults__`` is itself an audited event it refuses) and it calls no Python-level function, so code that
-    patches modules, globals or builtins changes nothing it relies on."""
+    default arguments (immutable tuples, frozensets, strings and its own code object; setting the hook's
+    ``__code__`` or ``__defaults__`` is itself an audited event it refuses, while other functions' stay settable, as
+    ``collections.namedtuple(defaults=...)`` needs) and it calls no Python-level function, so code that patches
+    modules, globals or builtins changes nothing it relies on."""
     blocked = frozenset({
         "socket.__new__", "socket.connect", "socket.bind", "socket.getaddrinfo", "socket.sendto", "subprocess.Popen",
         "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "os.kill", "os.killpg",
@@ -122,7 +123,8 @@ def _make_hook(tmp, forbidden):
 
     def hook(event, args, _blocked=blocked, _modules=modules, _paths=path_events, _tmp=tmp, _stdlib=stdlib,
              _forbidden=forbidden, _str=str, _bytes=bytes, _int=int, _isinstance=isinstance,
-             _exact=str.__getitem__, _all=slice(None), _decode=bytes.decode):
+             _exact=str.__getitem__, _all=slice(None), _decode=bytes.decode, _type=type,
+             _function=type(_make_hook), _guarded=("__code__", "__defaults__", "__kwdefaults__"), _self=None):
         if event in _blocked:
             raise _forbidden(event + " is not allowed in the sandbox")
         if event == "import":
@@ -132,9 +134,13 @@ def _make_hook(tmp, forbidden):
             if _isinstance(where, _str) and not any(where.startswith(p + "/") for p in _stdlib):
                 raise _forbidden("loading native code from " + repr(where) + " is not allowed in the sandbox")
             return
-        if event == "object.__setattr__" and _isinstance(args[1], _str) and \
-                args[1] in ("__code__", "__defaults__", "__kwdefaults__"):
-            raise _forbidden("replacing a function's " + args[1] + " is not allowed in the sandbox")
+        if event == "object.__setattr__":
+            # type() and a real function's __code__ are read in C: no Python code of the job runs here
+            if _type(args[0]) is _function and args[0].__code__ is _self and \
+                    (_type(args[1]) is not _str or args[1] in _guarded):
+                raise _forbidden("replacing the audit hook's " + _exact(_str(args[1]), _all) + " is not allowed in "
+                                 "the sandbox")
+            return
         if event not in _paths or not args:
             return
         path = args[0]
@@ -150,15 +156,18 @@ def _make_hook(tmp, forbidden):
             raise _forbidden(event + " on " + repr(path) + ": '..' is not allowed in the sandbox")
         if not path.startswith("/") or path == _tmp or path.startswith(_tmp + "/"):
             return
-        writing = event != "open" or (args[1] and any(c in _str(args[1]) for c in "wax+")) or \
-            (len(args) > 2 and args[2] & 0o3103)  # O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND
-        reading_stdlib = not writing and event in ("open", "os.listdir", "os.scandir") and \
+        # listing a folder only reads it (the import system lists a package's folder to import its submodules)
+        writing = event not in ("open", "os.listdir", "os.scandir") or \
+            (event == "open" and ((args[1] and any(c in _str(args[1]) for c in "wax+")) or
+                                  (len(args) > 2 and args[2] & 0o3103)))  # O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND
+        reading_stdlib = not writing and \
             any(path == p or path.startswith(p + "/") for p in _stdlib)
         if reading_stdlib or (event == "open" and not writing and path in ("/dev/null", "/dev/urandom")):
             return
         raise _forbidden(event + " on " + repr(path) + " outside the sandbox")
 
-    return hook
+    # the same function, holding its own code object as a default: the one function whose attributes it guards
+    return type(hook)(hook.__code__, hook.__globals__, "hook", hook.__defaults__[:-1] + (hook.__code__,), hook.__closure__)
 
 
 def run_job(job, result_fd):

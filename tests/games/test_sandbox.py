@@ -77,7 +77,15 @@ HOSTILE.update({
     "swap the hook's code via gc": (
         "import gc\nfor f in gc.get_objects():\n    if getattr(f, '__name__', '') == 'hook':\n"
         "        f.__code__ = (lambda e, a: None).__code__\nimport os\nos.system('id')", "FORBIDDEN"),
-    "replace a function's defaults": ("def f(a=1):\n    return a\nf.__defaults__ = (2,)", "FORBIDDEN"),
+    # the hook is reachable through the frames of the job's runner; its attributes are not writable
+    "empty the hook's defaults via frames": (
+        "import sys\nh = sys._getframe(1).f_locals['hook']\nh.__defaults__ = ()\nopen('/etc/passwd').read()",
+        "FORBIDDEN"),
+    "swap the hook's code via frames": (
+        "import sys\nh = sys._getframe(1).f_locals['hook']\nh.__code__ = (lambda e, a: None).__code__\n"
+        "import os\nos.system('id')", "FORBIDDEN"),
+    "set the hook's kwdefaults with object.__setattr__": (
+        "import sys\nh = sys._getframe(1).f_locals['hook']\nobject.__setattr__(h, '__kwdefaults__', {})", "FORBIDDEN"),
     "patch os.path.realpath": ("import os\nos.path.realpath = lambda p: '/tmp/job'\nopen('/etc/passwd').read()",
                                "FORBIDDEN"),
     "patch builtins.isinstance": ("import builtins\nbuiltins.isinstance = lambda *a: False\nopen('/etc/passwd').read()",
@@ -195,7 +203,13 @@ def hostile_results(tmp_path_factory):
         "append to a file outside": (f"open({str(sentinel)!r}, 'a').write('x')", "FORBIDDEN"),
     }
     cases = {**HOSTILE, **extra}
-    benign = [("def f(x):\n    return x * 2", "f(21)"), ("import math", "math.factorial(10)")]
+    benign = [("def f(x):\n    return x * 2", "f(21)"), ("import math", "math.factorial(10)"),
+              # what model-written programs use: submodules of stdlib packages, typing, defaults set by the stdlib
+              ("from typing import List\nfrom collections.abc import Sequence\nfrom fractions import Fraction\n"
+               "from collections import namedtuple\nP = namedtuple('P', 'x y', defaults=[2])\n"
+               "from dataclasses import dataclass\n@dataclass\nclass A:\n    n: int = 3\n"
+               "def f(xs: List[int]) -> int:\n    return sum(xs) + P(1).y + A().n", "f([1, 2])"),
+              ("def g(a=1):\n    return a\ng.__defaults__ = (7,)", "g()")]
     jobs = [(code, None) for code, _ in cases.values()] + benign + [("import os", "dict(os.environ)")]
     before = parent_state()
     results = run_many(jobs, LIMITS, workers=4)
@@ -215,8 +229,8 @@ def test_at_least_seventy_hostile_snippets_are_contained(hostile_results):
 
 def test_the_parent_and_the_other_runs_are_unaffected(hostile_results):
     cases, results, found = hostile_results
-    benign, environ = results[len(cases):len(cases) + 2], results[-1]
-    assert [(r.status, r.value) for r in benign] == [("OK", 42), ("OK", 3628800)]
+    benign, environ = results[len(cases):len(cases) + 4], results[-1]
+    assert [(r.status, r.value) for r in benign] == [("OK", 42), ("OK", 3628800), ("OK", 8), ("OK", 7)], benign
     # an empty environment (Python itself sets LC_CTYPE, PEP 538), no secret of the parent
     assert environ.status == "OK" and set(environ.value) <= {"LC_CTYPE"}
     assert found["sentinel"].read_text() == "untouched"
