@@ -284,16 +284,25 @@ class LLMAgent:
 
     def act(self, requests: list[Request]) -> list[list[Completion]]:
         prompts = [render_prompt(self.tokenizer, self._messages(r)) for r in requests]
-        rows = [p for p, r in zip(prompts, requests) for _ in range(r.samples)]
-        legal = [r.legal_actions for r in requests for _ in range(r.samples)]
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        new = self.sampling.max_new_tokens
+        fits = [context is None or len(p) + new <= context for p in prompts]
+        rows = [p for p, r, ok in zip(prompts, requests, fits) if ok for _ in range(r.samples)]
+        legal = [r.legal_actions for r, ok in zip(requests, fits) if ok for _ in range(r.samples)]
         flat: list[Completion] = []
         size = self.sampling.batch_size
         for start in range(0, len(rows), size):
             flat += self.generate(rows[start:start + size], legal[start:start + size] if self.sampling.constrained else None)
         out, i = [], 0
-        for r in requests:
-            out.append(flat[i:i + r.samples])
-            i += r.samples
+        for p, r, ok in zip(prompts, requests, fits):
+            if ok:
+                out.append(flat[i:i + r.samples])
+                i += r.samples
+            else:  # beyond the positions the model was trained on, its answers would be noise: an attempt that failed
+                error = (f"the prompt of {len(p)} tokens plus max_new_tokens={new} exceeds the model's context of "
+                         f"{context} positions")
+                out.append([Completion("", prompt_ids=list(p), meta={"failure": "AGENT_ERROR", "error": error})
+                            for _ in range(r.samples)])
         return out
 
     @torch.no_grad()

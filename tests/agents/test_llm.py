@@ -195,3 +195,21 @@ def test_rows_with_the_same_prompt_share_one_pass_over_it_with_the_same_values_a
     (ref * b["completion_mask"]).sum().backward()
     for a, c in zip(mine, (p.grad for p in model.parameters())):
         assert torch.allclose(a, c, atol=1e-5)
+
+
+def test_a_prompt_beyond_the_models_context_is_a_failed_attempt_and_the_rest_of_the_batch_plays():
+    from selfplay.games.core import system, user
+
+    model, tok = tiny_model()
+    model.config.max_position_embeddings = 120
+    agent = LLMAgent(model, tok, SamplingConfig(max_new_tokens=8, temperature=0.0))
+    game = TicTacToe()
+    game.reset(0)
+    short = Request(game, "player_0", [system("play"), user("x" * 20)], samples=2)
+    long = Request(game, "player_1", [system("play"), user("x" * 200)], samples=2)
+    answers = agent.act([short, long, short])
+    assert [len(a) for a in answers] == [2, 2, 2]
+    assert all(c.completion_ids and "failure" not in c.meta for c in answers[0] + answers[2])
+    for c in answers[1]:
+        assert c.meta["failure"] == "AGENT_ERROR" and not c.completion_ids
+        assert "exceeds the model's context of 120 positions" in c.meta["error"] and "max_new_tokens=8" in c.meta["error"]
