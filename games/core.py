@@ -273,8 +273,9 @@ class Game:
 
     # -- exact enumeration (small games; see games/exact.py) -------------------------------------------
     def deals(self) -> list[tuple[float, Any]] | None:
-        """Every chance outcome of an episode decided up front, with its probability, or None when the game
-        cannot be enumerated. A card revealed later is part of the deal (dealt now, shown later)."""
+        """Every chance outcome of an episode decided up front as ``(probability, deal)`` pairs (probabilities
+        summing to 1), or None when the game cannot be enumerated. A card revealed later is part of the deal (dealt
+        now, shown later)."""
         return None
 
     def reset_deal(self, deal: Any) -> None:

@@ -99,6 +99,10 @@ def build_tree(make_game: Callable[[], Game], max_nodes: int = 2_000_000) -> Tre
             nodes[index].children.append(expand(child))
         return index
 
+    for entry in deals:
+        if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], (int, float))
+                and 0 <= entry[0] <= 1):
+            raise ValueError(f"game {probe.name!r}: deals() must list (probability, deal) pairs, got {entry!r}")
     roots = []
     for probability, deal in deals:
         game = make_game()

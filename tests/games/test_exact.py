@@ -86,3 +86,82 @@ def test_a_policy_missing_states_is_refused(kuhn):
     partial = dict(list(exact.uniform_policy(kuhn).items())[:5])
     with pytest.raises(ValueError, match="no probabilities for 7 information state"):
         exact.exploitability(kuhn, partial)
+
+
+
+# -- a game written outside the package, checked against a hand computation ----------------------------------------
+from dataclasses import dataclass  # noqa: E402
+from itertools import permutations  # noqa: E402
+
+from selfplay.games import Game, Outcome, Turn, bracket_word, system, user  # noqa: E402
+
+
+@dataclass
+class HighCard(Game):
+    name = "high_card_outsider"
+    roles = ("p0", "p1")
+    outcome = Outcome("zero_sum", win_lose=False)
+    reward_range = (-2.0, 2.0)
+    max_turns = 2
+
+    def deals(self):
+        return [(1 / 6, (a, b)) for a, b in permutations((1, 2, 3), 2)]
+
+    def reset_deal(self, deal):
+        self.cards, self.history = list(deal), []
+
+    def reset(self, seed):
+        self.seed_rng(seed)
+        deal = self.rng.choice([d for d, _ in self.deals()])
+        self.reset_deal(deal)
+
+    def turn(self):
+        if not self.history:
+            return Turn("p0")
+        if self.history == ["bet"]:
+            return Turn("p1")
+        return None
+
+    def observe(self, role):
+        me = self.roles.index(role)
+        return [system("High card."), user(f"Your card: {self.cards[me]}. History: {' '.join(self.history) or '-'}")]
+
+    def legal_actions(self, role):
+        return ["[bet]", "[check]"] if role == "p0" else ["[call]", "[fold]"]
+
+    def parse(self, role, text):
+        words = ["bet", "check"] if role == "p0" else ["call", "fold"]
+        return bracket_word(text, words, words, "[word]")
+
+    def step(self, role, actions):
+        self.history.append(actions[0])
+
+    def rewards(self):
+        s = 1.0 if self.cards[0] > self.cards[1] else -1.0
+        h = self.history
+        v = s if h == ["check"] else 1.0 if h == ["bet", "fold"] else 2 * s
+        return {"p0": v, "p1": -v}
+
+    def resample_hidden(self, role, rng):
+        me = self.roles.index(role)
+        self.cards[1 - me] = rng.choice([c for c in (1, 2, 3) if c != self.cards[me]])
+
+
+def test_exploitability_of_a_new_game_matches_a_hand_computation():
+    """High card, deck {1, 2, 3}: p0 checks (showdown for 1) or bets; p1 calls (showdown for 2) or folds (p0 +1).
+    Uniform play: p0 wins s + 1/4 on average, s = +-1 the showdown, so u0 = 1/4. p0's best response bets always:
+    s + 1/2 -> 1/2. p1's, after a bet: fold with 1 (-1), call with 2 (0) and with 3 (+2), 1/3 on average, and
+    0 after a check: 1/6. NashConv = (1/2 - 1/4) + (1/6 + 1/4) = 2/3; exploitability 1/3."""
+    tree = exact.build_tree(HighCard)
+    result = exact.exploitability(tree, exact.uniform_policy(tree))
+    assert result.value == pytest.approx((0.25, -0.25))
+    assert result.best_response == pytest.approx((0.5, 1 / 6))
+    assert result.exploitability == pytest.approx(1 / 3)
+
+
+def test_deals_in_the_wrong_order_are_named():
+    class Flipped(HighCard):
+        def deals(self):
+            return [(deal, p) for p, deal in super().deals()]
+    with pytest.raises(ValueError, match=r"deals\(\) must list \(probability, deal\) pairs"):
+        exact.build_tree(Flipped)
