@@ -1,9 +1,12 @@
 """Exact exploitability against known values: OpenSpiel's NashConv for uniform Kuhn and Leduc, the Kuhn
 equilibrium family, and a policy worked out by hand."""
 
+from dataclasses import dataclass
+from itertools import permutations
+
 import pytest
 
-from selfplay.games import exact
+from selfplay.games import Game, Outcome, Turn, bracket_word, exact, system, user
 from selfplay.games.kuhn_poker import KuhnPoker
 from selfplay.games.leduc_poker import LeducPoker
 
@@ -90,12 +93,6 @@ def test_a_policy_missing_states_is_refused(kuhn):
 
 
 # -- a game written outside the package, checked against a hand computation ----------------------------------------
-from dataclasses import dataclass  # noqa: E402
-from itertools import permutations  # noqa: E402
-
-from selfplay.games import Game, Outcome, Turn, bracket_word, system, user  # noqa: E402
-
-
 @dataclass
 class HighCard(Game):
     name = "high_card_outsider"
