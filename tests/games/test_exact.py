@@ -109,7 +109,7 @@ class HighCard(Game):
 
     def reset(self, seed):
         self.seed_rng(seed)
-        deal = self.rng.choice([d for d, _ in self.deals()])
+        deal = self.rng.choice([d for _, d in self.deals()])
         self.reset_deal(deal)
 
     def turn(self):
@@ -149,6 +149,9 @@ def test_exploitability_of_a_new_game_matches_a_hand_computation():
     Uniform play: p0 wins s + 1/4 on average, s = +-1 the showdown, so u0 = 1/4. p0's best response bets always:
     s + 1/2 -> 1/2. p1's, after a bet: fold with 1 (-1), call with 2 (0) and with 3 (+2), 1/3 on average, and
     0 after a check: 1/6. NashConv = (1/2 - 1/4) + (1/6 + 1/4) = 2/3; exploitability 1/3."""
+    from selfplay.games.conformance import check_game
+
+    assert check_game(HighCard, range(30)).ok and exact.is_enumerable(HighCard)
     tree = exact.build_tree(HighCard)
     result = exact.exploitability(tree, exact.uniform_policy(tree))
     assert result.value == pytest.approx((0.25, -0.25))
