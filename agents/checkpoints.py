@@ -26,6 +26,11 @@ class RoleAgent:
     def __init__(self, agents: dict[str, Agent], name: str):
         self.agents, self.name = dict(agents), name
 
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The roles it holds weights for (the arena refuses to seat it elsewhere)."""
+        return tuple(self.agents)
+
     def act(self, requests: list[Request]) -> list[list[Completion]]:
         answers: list[list[Completion] | None] = [None] * len(requests)
         by_role: dict[str, list[int]] = {}

@@ -278,6 +278,11 @@ def play(make_game: Callable[[], Game], matches: Sequence[Match], agents: dict[s
     missing = {name for m in matches for name in m.agents.values()} - set(agents)
     if missing:
         raise ValueError(f"matches name unknown agent(s) {sorted(missing)}: known {sorted(agents)}")
+    for name, role in sorted({(name, role) for m in matches for role, name in m.agents.items()}):
+        held = getattr(agents[name], "roles", None)  # an agent with weights per role (a LoRA or clone checkpoint)
+        if held is not None and role not in held:
+            raise ValueError(f"agent {name!r} holds weights for the roles {', '.join(held)}, not for {role!r}: it "
+                             f"was trained on another game or seat")
     queue = list(enumerate(matches))[::-1]
     live: dict[int, _LiveGame] = {}
     done: dict[int, Episode] = {}

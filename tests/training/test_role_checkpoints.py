@@ -158,3 +158,13 @@ def test_a_four_player_game_from_an_option_trains_and_its_checkpoint_plays(tmp_p
                             capture_output=True, text=True, timeout=300)
     assert played.returncode == 0, played.stderr[-2000:]
     assert "bidder_3" in played.stdout and "win" not in played.stdout  # amounts: mean rewards only
+
+
+def test_a_role_checkpoint_is_refused_a_seat_it_has_no_weights_for(lora_run):
+    from selfplay.arena.play import paired_matches, play
+    from selfplay.agents.scripted import RandomAgent
+
+    agents = {"ckpt": build_agent(f"hf:{lora_run / 'checkpoints' / 'step_000001'}"), "r": RandomAgent(name="r")}
+    agents["ckpt"].agents = {"player_0": agents["ckpt"].agents["player_0"]}  # as if trained with learner_roles=[player_0]
+    with pytest.raises(ValueError, match="holds weights for the roles player_0, not for 'player_1'"):
+        play(TicTacToe, paired_matches(TicTacToe.roles, ["ckpt", "r"], 2), agents, progress=False)
