@@ -258,6 +258,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             if not eq or not key:
                 raise ValueError(f"override {item!r} is not key=value")
             dotted.append(f"{_override_key(key)}={value}")
+            if value.strip().startswith("{") and len(layers) > 1:  # key={...} replaces the file's mapping, not merges
+                *parents, last = _override_key(key).split(".")
+                node = layers[1]
+                for part in parents:
+                    node = node.get(part) if node is not None and part in node else None
+                if node is not None and last in node:
+                    del node[last]
         layers.append(OmegaConf.from_dotlist(dotted))
         config: TrainConfig = OmegaConf.to_object(OmegaConf.merge(*layers))
     except OmegaConfBaseException as exc:

@@ -121,3 +121,11 @@ def test_roles_set_by_a_game_option_reach_the_trainer_and_arms_may_not_change_th
     arms = load_config(None, [f"game={ROOT / game}", "curriculum.option=players", "curriculum.arms=[2, 3]"])
     with pytest.raises(ValueError, match="arms of one run must keep the same roles"):
         bind_game(arms)
+
+
+def test_a_mapping_override_replaces_the_files_mapping_and_a_dotted_one_changes_one_entry():
+    judged = CONFIGS / "debate_judged_tiny.yaml"  # seats: {debater_a: expert, debater_b: expert}
+    replaced = load_config(judged, ["opponents.seats={judge: expert}", "learner_roles=[debater_a, debater_b]"])
+    assert replaced.opponents.seats == {"judge": "expert"}
+    changed = load_config(judged, ["opponents.seats.debater_b=random"])
+    assert changed.opponents.seats == {"debater_a": "expert", "debater_b": "random"}
