@@ -192,8 +192,13 @@ DELEGATED = {"train": "selfplay.train", "tournament": "selfplay.arena.tournament
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="selfplay", description="Multi-agent self-play for language models.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from selfplay import __version__
+
+    parser = argparse.ArgumentParser(prog="selfplay", description="Multi-agent self-play for language models.",
+                                     epilog="Start with: selfplay train configs/quickstart.yaml (README.md has every "
+                                            "command).")
+    parser.add_argument("--version", action="version", version=f"selfplay {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("games", help="list the registered games")
     p.set_defaults(fn=cmd_games)
     p = sub.add_parser("check-game", help="run the conformance checks on a game")
@@ -243,7 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``selfplay`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in DELEGATED:  # their own parsers take every argument, --help included
+    if not argv:  # no command: the list of commands, not a one-line complaint
+        build_parser().print_help(sys.stderr)
+        return 2
+    if argv[0] in DELEGATED:  # their own parsers take every argument, --help included
         import importlib
 
         return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:])

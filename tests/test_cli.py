@@ -89,3 +89,12 @@ def test_a_reader_that_leaves_early_is_no_error(tmp_path):
     result = subprocess.run(f"{sys.executable} -m selfplay.cli show {tmp_path} --limit 1000 | head -1; "
                             "exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True, text=True)
     assert result.returncode == 0 and "Traceback" not in result.stderr and result.stdout.count("\n") == 1
+
+
+def test_no_command_lists_the_commands_and_version_answers():
+    bare = run_cli()
+    assert bare.returncode == 2 and "check-game" in bare.stderr and "tournament" in bare.stderr
+    assert "configs/quickstart.yaml" in bare.stderr
+    from selfplay import __version__
+
+    assert run_cli("--version").stdout.strip() == f"selfplay {__version__}"
