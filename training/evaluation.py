@@ -58,13 +58,15 @@ class Evaluator:
     make_game: Callable[..., Game]
     roles: tuple[str, ...]
     store: RecordStore
+    options: Callable[[], dict[str, Any]] = dict  # the options ``make_game`` uses now, recorded with each episode
 
     def _play(self, matches: list[Match], agents: dict[str, Any], store: RecordStore | None,
               make_game: Callable[..., Game] | None = None) -> list[Episode]:
         self.learner.model.eval()
         with torch.no_grad(), full_parameters(self.learner.accelerator, self.learner.model):
             return play(make_game or self.make_game, matches, agents, store=store,
-                        concurrency=self.cfg.rollout.concurrency, progress=False)
+                        concurrency=self.cfg.rollout.concurrency, progress=False,
+                        options=None if make_game else self.options())
 
     def _slice(self, items: list) -> list:
         acc = self.learner.accelerator

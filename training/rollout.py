@@ -167,9 +167,13 @@ class Rollouts:
         self.opponent = frozen_copy(self.learner.policy) if opp.pool_prob or pool_arm else None
         self.filtering = (cur.filter_low, cur.filter_high) != (0.0, 1.0)
 
+    def options(self) -> dict[str, Any]:
+        """The options games are made with now: the run's and the current context's (recorded with each episode)."""
+        return {**self.cfg.game_options, **self.context}
+
     def make_game(self, **extra: Any) -> Game:
         """A game with the run's options, the current context and ``extra`` (a curriculum arm's option)."""
-        return self.game_cls(**{**self.cfg.game_options, **self.context, **extra})
+        return self.game_cls(**{**self.options(), **extra})
 
     # -- one step ----------------------------------------------------------------------------------------------
     def collect(self, step: int) -> Batch:
@@ -244,7 +248,7 @@ class Rollouts:
         with torch.no_grad(), full_parameters(acc, self.learner.model):
             return play(self.make_game, matches, agents, store=self.store, concurrency=cfg.rollout.concurrency,
                         progress="rollout" if cfg.run.progress and acc.is_main_process else False,
-                        options={**cfg.game_options, **self.context})
+                        options=self.options())
 
     # -- after the update ----------------------------------------------------------------------------------
     def observe(self, done: int, stats: StepStats) -> dict[str, float]:

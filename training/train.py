@@ -56,7 +56,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(run_dir)
     rollouts = Rollouts(cfg, learner, game_cls, store, run_dir)
-    evaluator = Evaluator(cfg, learner, rollouts.make_game, roles, store)
+    evaluator = Evaluator(cfg, learner, rollouts.make_game, roles, store, rollouts.options)
     state = TrainerState()
     resume_from = checkpoint.resume_point(run.resume, run_dir)
     if resume_from is not None:

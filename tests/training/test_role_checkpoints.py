@@ -152,6 +152,11 @@ def test_a_four_player_game_from_an_option_trains_and_its_checkpoint_plays(tmp_p
          "eval_every=1", "eval_games=8", "eval_opponents=[random]", "checkpoint_every=1"], out, base=base)
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["history"][-1]["evaluation"]["random"]["reward"]) == {f"bidder_{i}" for i in range(4)}
+    from selfplay.arena.records import open_store
+
+    recorded = list(open_store(out).episodes(with_steps=False))
+    assert {"eval" in ep.meta for ep in recorded} == {True, False}  # training and evaluation games alike
+    assert all(ep.options == {"players": 4} for ep in recorded)  # record the options they were played with
     played = subprocess.run([sys.executable, "-m", "selfplay.cli", "play", f"{game}:SealedBids", "--option", "players=4",
                              "--agents", f"hf:{out / 'checkpoints' / 'step_000001'}:constrained=true", "random",
                              "random", "random", "--games", "8", "--out", str(tmp_path / "play")],
