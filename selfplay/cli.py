@@ -67,7 +67,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     store = open_store(out)
     matches = paired_matches(cls.roles, free_names, games, seed=args.seed, fixed=fixed_names)
     start = time.perf_counter()
-    episodes = play(lambda: cls(**options), matches, agents, store=store, concurrency=args.concurrency)
+    episodes = play(lambda: cls(**options), matches, agents, store=store, concurrency=args.concurrency, options=options)
     seconds = time.perf_counter() - start
     print(format_table(summarize(episodes), outcome_of(cls).rates))
     print(f"\n{len(episodes)} games in {seconds:.1f}s ({len(episodes) / seconds:.1f} games/s)")

@@ -163,6 +163,7 @@ def test_a_four_player_game_from_an_option_trains_and_its_checkpoint_plays(tmp_p
                             capture_output=True, text=True, timeout=300)
     assert played.returncode == 0, played.stderr[-2000:]
     assert "bidder_3" in played.stdout and "win" not in played.stdout  # amounts: mean rewards only
+    assert {ep.options["players"] for ep in open_store(tmp_path / "play").episodes(with_steps=False)} == {4}
 
 
 def test_a_role_checkpoint_is_refused_a_seat_it_has_no_weights_for(lora_run):
