@@ -40,6 +40,10 @@ def pettingzoo_game(spec: str) -> type[Game]:
         if (exc.name or "").startswith("pettingzoo"):
             raise ValueError(f"PettingZoo has no environment {spec!r}") from None
         raise ValueError(f"PettingZoo's {spec} needs the package {exc.name!r}: pip install -e .[pettingzoo]") from None
+    except ImportError as exc:  # e.g. a family PettingZoo moved out ("MPE has been moved into its own package")
+        raise ValueError(f"PettingZoo's {spec} cannot be imported: {exc}") from None
+    if not callable(getattr(module, "env", None)):
+        raise ValueError(f"pettingzoo.{spec} has no env(): expected an AEC environment module")
     env = module.env()
     env.reset(seed=0)
     roles = tuple(env.possible_agents)

@@ -35,3 +35,17 @@ def test_tictactoe_through_pettingzoo_plays_and_pays_like_tictactoe():
 def test_unknown_environment_is_named():
     with pytest.raises(ValueError, match="PettingZoo has no environment 'classic.nothing_v1'"):
         game_class("pettingzoo:classic.nothing_v1")
+
+
+def test_an_environment_that_fails_to_import_is_one_named_error(monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def moved(name, *args):
+        if name == "pettingzoo.mpe.simple_v3":  # as PettingZoo 1.25+ does for the MPE family
+            raise ImportError("MPE has been moved into its own package: MPE2")
+        return real(name, *args)
+    monkeypatch.setattr(importlib, "import_module", moved)
+    with pytest.raises(ValueError, match="mpe.simple_v3 cannot be imported: MPE has been moved"):
+        game_class("pettingzoo:mpe.simple_v3")
