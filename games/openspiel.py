@@ -16,6 +16,7 @@ state (``resample_from_infostate``: Kuhn, Leduc, ...), the leak test by perturba
 
 from __future__ import annotations
 
+import difflib
 import random
 import re
 from contextlib import contextmanager
@@ -61,10 +62,16 @@ def _quiet_stderr():
 def openspiel_game(spec: str) -> type[Game]:
     """The selfplay game class of OpenSpiel's ``spec`` (``kuhn_poker``, ``goofspiel(num_cards=4)``, ...)."""
     pyspiel = _pyspiel()
+    name = spec.partition("(")[0].strip()
+    known = list(pyspiel.registered_names())
+    if name not in known:  # asked before load_game, which prints all ~200 names to stderr and into its message
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else "pyspiel.registered_names() lists them"
+        raise ValueError(f"OpenSpiel has no game {name!r}; {hint}")
     try:
         game = pyspiel.load_game(spec)
     except Exception as exc:  # noqa: BLE001 - pyspiel raises its own error types
-        raise ValueError(f"OpenSpiel cannot load {spec!r}: {exc}") from None
+        raise ValueError(f"OpenSpiel cannot load {spec!r}: {str(exc).splitlines()[0]}") from None
     info = game.get_type()
     kinds = {pyspiel.GameType.Utility.ZERO_SUM: "zero_sum", pyspiel.GameType.Utility.CONSTANT_SUM: "general_sum",
              pyspiel.GameType.Utility.IDENTICAL: "cooperative", pyspiel.GameType.Utility.GENERAL_SUM: "general_sum"}

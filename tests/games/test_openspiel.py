@@ -175,3 +175,12 @@ def test_an_openspiel_game_in_a_tournament(tmp_path):
                        "--bootstrap", "10"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["game"] == "openspiel:tic_tac_toe" and {r["agent"] for r in summary["ratings"]} == {"random", "r2"}
+
+
+def test_an_unknown_or_misparametrised_game_is_one_line_with_a_suggestion():
+    with pytest.raises(ValueError, match=r"^OpenSpiel has no game 'kuhn_pokr'; did you mean kuhn_poker") as unknown:
+        game_class("openspiel:kuhn_pokr")
+    assert "\n" not in str(unknown.value)
+    with pytest.raises(ValueError, match=r"cannot load 'kuhn_poker\(players=x\)': Wrong type") as bad:
+        game_class("openspiel:kuhn_poker(players=x)")
+    assert "\n" not in str(bad.value)
