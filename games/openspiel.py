@@ -149,7 +149,9 @@ class OpenSpielGame(Game):
 
     def parse(self, role: str, text: str) -> int:
         actions = self._actions(role)
-        named = [label for label in actions if f"[{label}]".lower() in text.lower()]
+        # the exact spelling first: chess's [Bxc4] (bishop) and [bxc4] (pawn) differ only in case
+        named = [label for label in actions if f"[{label}]" in text] or \
+            [label for label in actions if f"[{label}]".lower() in text.lower()]
         if len(named) > 1:  # "[Bet]" inside "[Bet 2]": prefer the longest label named
             longest = max(len(n) for n in named)
             named = [n for n in named if len(n) == longest]

@@ -184,3 +184,10 @@ def test_an_unknown_or_misparametrised_game_is_one_line_with_a_suggestion():
     with pytest.raises(ValueError, match=r"cannot load 'kuhn_poker\(players=x\)': Wrong type") as bad:
         game_class("openspiel:kuhn_poker(players=x)")
     assert "\n" not in str(bad.value)
+
+
+def test_labels_that_differ_only_in_case_are_told_apart():
+    game = game_class("openspiel:chess")()
+    game.reset(0)
+    game._actions = lambda role: {"Bxc4": 1, "bxc4": 2, "Nf3": 3}  # chess: bishop and pawn captures
+    assert [game.parse("player_0", t) for t in ("[Bxc4]", "I play [bxc4].", "[nf3]")] == [1, 2, 3]
