@@ -294,6 +294,7 @@ def check_game(game: str | type[Game], seeds: Iterable[int] | None = None, optio
             where = traceback.extract_tb(exc.__traceback__)[-1]
             report.failures.append(CheckFailure("crash", seed, f"{type(exc).__name__}: {exc} "
                                                 f"(at {where.filename}:{where.lineno} in {where.name})"))
-    if payouts.amounts is not None:  # a declared outcome model that is wrong fails; one inferred from the range is a note
-        (report.failures if cls.outcome is not Game.outcome else report.notes).append(payouts.amounts)
+    if payouts.amounts is not None:  # a declared outcome model that is wrong fails; an inferred one is a note
+        inferred = cls.outcome is Game.outcome or getattr(cls, "outcome_inferred", False)
+        (report.notes if inferred else report.failures).append(payouts.amounts)
     return report

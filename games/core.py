@@ -175,6 +175,7 @@ class Game:
     action_format: ClassVar[str] = ""  # one line shown to players, e.g. "a cell number in brackets, like [5]"
     invalid_policy: ClassVar[InvalidPolicy] = InvalidPolicy()  # an instance attribute may override it
     outcome: ClassVar[Outcome] = Outcome()  # what results mean: win/lose, or amounts reported as means
+    outcome_inferred: ClassVar[bool] = False  # set by adapters that guess ``outcome`` from a library's metadata
 
     # -- required ---------------------------------------------------------------------------------
     def reset(self, seed: int) -> None:

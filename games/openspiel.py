@@ -81,12 +81,21 @@ def openspiel_game(spec: str) -> type[Game]:
     attributes = {
         "name": PREFIX + spec, "description": f"OpenSpiel's {info.long_name}", "roles": roles,
         "zero_sum": kind == "zero_sum", "reward_range": (low, high),
-        "outcome": Outcome(kind, win_lose=kind != "cooperative" and (low, high) == (-1.0, 1.0)),
+        "outcome_inferred": True, "outcome": Outcome(kind, win_lose=kind != "cooperative" and (low, high) == (-1.0, 1.0)),
         "max_turns": max(1, game.max_game_length()) + 1, "check_seeds": 100,
         "action_format": "one legal action in square brackets, as listed", "spiel": game,
         "info_state": info.provides_information_state_string,
     }
-    return type(f"OpenSpiel_{re.sub(r'[^0-9a-zA-Z]', '_', spec)}", (OpenSpielGame,), attributes)
+    cls = type(f"OpenSpiel_{re.sub(r'[^0-9a-zA-Z]', '_', spec)}", (OpenSpielGame,), attributes)
+    probe = cls()
+    try:
+        with _quiet_stderr():
+            probe.reset(0)
+            if not probe.state.is_terminal() and not probe.state.is_simultaneous_node():
+                probe.legal_actions(probe.turn().role)
+    except Exception as exc:  # noqa: BLE001 - e.g. crossword: "This game uses action structs only"
+        raise ValueError(f"OpenSpiel's {spec!r} is not supported: {str(exc).splitlines()[0]}") from None
+    return cls
 
 
 class OpenSpielGame(Game):
@@ -97,7 +106,11 @@ class OpenSpielGame(Game):
 
     def reset(self, seed: int) -> None:
         self.seed_rng(seed)
-        self.state = self.spiel.new_initial_state()
+        spiel = self.spiel
+        if "rng_seed" in spiel.get_parameters():  # chance drawn inside the game (negotiation, tarok): seed it too
+            params = {**spiel.get_parameters(), "rng_seed": seed % 2_147_483_647}
+            spiel = _pyspiel().load_game(spiel.get_type().short_name, params)
+        self.state = spiel.new_initial_state()
         self.history: list[str] = []
         self._chance()
 
@@ -179,8 +192,11 @@ class OpenSpielGame(Game):
         return {r: float(returns[i]) for i, r in enumerate(self.roles)}
 
     def truncation_rewards(self) -> dict[str, float]:
-        returns = self.state.returns() if self.state.is_terminal() else [0.0] * len(self.roles)
-        return {r: float(returns[i]) for i, r in enumerate(self.roles)}
+        """What each player has earned so far (OpenSpiel's returns hold the running total before the end), within
+        ``reward_range`` (cliff walking's rewards are all negative, so a 0 would be outside it)."""
+        low, high = self.reward_range
+        returns = self.state.returns()
+        return {r: min(high, max(low, float(returns[i]))) for i, r in enumerate(self.roles)}
 
     def resample_hidden(self, role: str, rng: random.Random) -> None:
         cls = type(self)

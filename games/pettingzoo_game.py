@@ -48,7 +48,7 @@ def pettingzoo_game(spec: str) -> type[Game]:
     env.reset(seed=0)
     roles = tuple(env.possible_agents)
     attributes = {"name": PREFIX + spec, "description": f"PettingZoo's {spec}", "roles": roles, "module": module,
-                  "zero_sum": False, "reward_range": (-1.0, 1.0), "outcome": Outcome("general_sum", win_lose=True),
+                  "zero_sum": False, "reward_range": (-1.0, 1.0), "outcome_inferred": True, "outcome": Outcome("general_sum", win_lose=True),
                   "max_turns": 1000, "check_seeds": 30, "action_format": "one legal action number in brackets, like [3]"}
     return type(f"PettingZoo_{re.sub(r'[^0-9a-zA-Z]', '_', spec)}", (PettingZooGame,), attributes)
 

@@ -50,7 +50,7 @@ def textarena_game(spec: str) -> type[Game]:
         raise ValueError(f"TextArena has no environment {env_id!r}" + (f"; similar: {', '.join(close)}" if close else ""))
     attributes = {"name": PREFIX + spec, "description": f"TextArena's {env_id}", "env_id": env_id, "ta": ta,
                   "roles": tuple(f"player_{i}" for i in range(players)), "zero_sum": False,
-                  "reward_range": (-1.0, 1.0), "outcome": Outcome("general_sum", win_lose=True), "max_turns": 200,
+                  "reward_range": (-1.0, 1.0), "outcome_inferred": True, "outcome": Outcome("general_sum", win_lose=True), "max_turns": 200,
                   "check_seeds": 20, "action_format": "your move in square brackets, as the game describes"}
     return type(f"TextArena_{re.sub(r'[^0-9a-zA-Z]', '_', spec)}", (TextArenaGame,), attributes)
 

@@ -191,3 +191,27 @@ def test_labels_that_differ_only_in_case_are_told_apart():
     game.reset(0)
     game._actions = lambda role: {"Bxc4": 1, "bxc4": 2, "Nf3": 3}  # chess: bishop and pawn captures
     assert [game.parse("player_0", t) for t in ("[Bxc4]", "I play [bxc4].", "[nf3]")] == [1, 2, 3]
+
+
+def test_games_that_draw_chance_inside_them_are_seeded_per_episode():
+    # negotiation draws its item pool with its own rng_seed, not at chance nodes: the episode seed must reach it
+    cls = game_class("openspiel:negotiation")
+
+    def pool(seed):
+        game = cls()
+        game.reset(seed)
+        return str(game.state).split("Item pool:")[1].splitlines()[0]
+    pools = [pool(s) for s in range(6)]
+    assert [pool(s) for s in range(6)] == pools and len(set(pools)) > 1  # reproducible, and the seed matters
+    assert check_game(cls, range(4)).ok
+
+
+def test_truncation_pays_the_running_returns_within_range_and_action_structs_are_refused():
+    cls = game_class("openspiel:cliff_walking")  # every reward negative: a 0 at truncation would be out of range
+    game = cls()
+    game.reset(0)
+    low, high = cls.reward_range
+    assert all(low <= v <= high for v in game.truncation_rewards().values())
+    assert check_game(cls, range(4)).ok
+    with pytest.raises(ValueError, match="'crossword' is not supported: .*action structs"):
+        game_class("openspiel:crossword")
