@@ -1,4 +1,5 @@
-"""TextArena environments as selfplay games: ``textarena:ENV_ID`` or ``textarena:ENV_ID(players=3)``.
+"""TextArena environments as selfplay games: ``textarena:ENV_ID`` or ``textarena:ENV_ID(players=3)`` (without
+``players``: two where the environment accepts two, else the first count it starts with).
 
     selfplay check-game "textarena:TicTacToe-v0"
     selfplay play "textarena:KuhnPoker-v0" --agents random random
@@ -42,17 +43,42 @@ def textarena_game(spec: str) -> type[Game]:
     match = _SPEC.match(spec)
     if not match:
         raise ValueError(f"TextArena game {spec!r}: expected ENV_ID or ENV_ID(players=N), e.g. TicTacToe-v0")
-    env_id, players = match.group(1), int(match.group(2) or 2)
+    env_id = match.group(1)
     from textarena.envs.registration import ENV_REGISTRY
 
     if env_id not in ENV_REGISTRY:
         close = [n for n in ENV_REGISTRY if n.lower().startswith(env_id.lower()[:5])][:5]
         raise ValueError(f"TextArena has no environment {env_id!r}" + (f"; similar: {', '.join(close)}" if close else ""))
+    players = int(match.group(2)) if match.group(2) else _players(ta, env_id)
     attributes = {"name": PREFIX + spec, "description": f"TextArena's {env_id}", "env_id": env_id, "ta": ta,
                   "roles": tuple(f"player_{i}" for i in range(players)), "zero_sum": False,
                   "reward_range": (-1.0, 1.0), "outcome_inferred": True, "outcome": Outcome("general_sum", win_lose=True), "max_turns": 200,
                   "check_seeds": 20, "action_format": "your move in square brackets, as the game describes"}
     return type(f"TextArena_{re.sub(r'[^0-9a-zA-Z]', '_', spec)}", (TextArenaGame,), attributes)
+
+
+PLAYER_COUNTS = (2, 1, 3, 4, 5, 6, 8)  # tried in this order when the spec names none
+
+
+def _players(ta: Any, env_id: str) -> int:
+    """The number of players ``env_id`` plays with by default: two where it accepts two, else the first count its
+    ``reset`` accepts (1 for puzzles like Sudoku-v0, 3 for ThreePlayerIPD-v0, 4 for Taboo-v0, ...)."""
+    outside = random.getstate()
+    first_error = None
+    try:
+        for count in PLAYER_COUNTS:
+            try:
+                ta.make(env_id).reset(num_players=count, seed=0)
+                return count
+            except AssertionError as exc:  # TextArena asserts on the number of players
+                first_error = first_error or exc
+            except Exception as exc:  # noqa: BLE001 - an environment that cannot start at all (its own bug, a key)
+                raise ValueError(f"TextArena's {env_id} cannot start: {type(exc).__name__}: "
+                                 f"{(str(exc).splitlines() or [''])[0]}") from None
+    finally:
+        random.setstate(outside)
+    raise ValueError(f"TextArena's {env_id} did not start with {', '.join(map(str, PLAYER_COUNTS))} players: "
+                     f"{type(first_error).__name__}: {str(first_error).splitlines()[0] if str(first_error) else ''}")
 
 
 class TextArenaGame(Game):

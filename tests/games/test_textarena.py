@@ -74,3 +74,20 @@ def test_one_tiny_training_step_on_a_textarena_game(tmp_path):
     run(["game=textarena:TicTacToe-v0", "steps=1", "games_per_step=4", "eval_games=4", "eval_opponents=[random]",
          "sampling.constrained=false", "max_new_tokens=6"], out, base=base)
     assert (out / "summary.json").exists()
+
+
+@pytest.mark.parametrize("env_id, players", [("Sudoku-v0", 1), ("ThreePlayerIPD-v0", 3), ("Taboo-v0", 4),
+                                             ("TicTacToe-v0", 2)])
+def test_the_default_number_of_players_is_one_the_environment_accepts(env_id, players):
+    before = random.getstate()
+    cls = game_class(f"textarena:{env_id}")
+    assert random.getstate() == before  # probing the counts leaves the caller's random state alone
+    assert cls.roles == tuple(f"player_{i}" for i in range(players))
+    assert check_game(cls, range(2)).ok
+    assert game_class(f"textarena:{env_id}(players={players})").roles == cls.roles
+
+
+def test_an_environment_that_cannot_start_is_one_named_error(monkeypatch):
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    with pytest.raises(ValueError, match="TextArena's Debate-v0 cannot start: ValueError: OpenRouter API key"):
+        game_class("textarena:Debate-v0")
