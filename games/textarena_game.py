@@ -73,8 +73,9 @@ def _players(ta: Any, env_id: str) -> int:
             except AssertionError as exc:  # TextArena asserts on the number of players
                 first_error = first_error or exc
             except Exception as exc:  # noqa: BLE001 - an environment that cannot start at all (its own bug, a key)
+                said = [line.strip() for line in str(exc).splitlines() if line.strip(" *")]  # NLTK frames its message
                 raise ValueError(f"TextArena's {env_id} cannot start: {type(exc).__name__}: "
-                                 f"{(str(exc).splitlines() or [''])[0]}") from None
+                                 f"{said[0] if said else ''}") from None
     finally:
         random.setstate(outside)
     raise ValueError(f"TextArena's {env_id} did not start with {', '.join(map(str, PLAYER_COUNTS))} players: "
