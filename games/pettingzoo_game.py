@@ -39,13 +39,17 @@ def pettingzoo_game(spec: str) -> type[Game]:
     except ModuleNotFoundError as exc:
         if (exc.name or "").startswith("pettingzoo"):
             raise ValueError(f"PettingZoo has no environment {spec!r}") from None
-        raise ValueError(f"PettingZoo's {spec} needs the package {exc.name!r}: pip install -e .[pettingzoo]") from None
+        raise ValueError(f"PettingZoo's {spec} needs the package {exc.name!r}, which selfplay's extra does not "
+                         f"install: pip install {exc.name.partition('.')[0]} (PettingZoo's own extras list it)") from None
     except ImportError as exc:  # e.g. a family PettingZoo moved out ("MPE has been moved into its own package")
         raise ValueError(f"PettingZoo's {spec} cannot be imported: {exc}") from None
     if not callable(getattr(module, "env", None)):
         raise ValueError(f"pettingzoo.{spec} has no env(): expected an AEC environment module")
-    env = module.env()
-    env.reset(seed=0)
+    try:
+        env = module.env()
+        env.reset(seed=0)
+    except Exception as exc:  # noqa: BLE001 - e.g. hanabi_v5 raises ImportError from its constructor
+        raise ValueError(f"PettingZoo's {spec} cannot start: {type(exc).__name__}: {exc}") from None
     roles = tuple(env.possible_agents)
     attributes = {"name": PREFIX + spec, "description": f"PettingZoo's {spec}", "roles": roles, "module": module,
                   "zero_sum": False, "reward_range": (-1.0, 1.0), "outcome_inferred": True, "outcome": Outcome("general_sum", win_lose=True),
