@@ -106,10 +106,12 @@ def _base_json(policy: Path) -> dict:
     return base
 
 
-def load_role_models(path: str | Path, device: str | None = None, dtype: str | None = None
+def load_role_models(path: str | Path, device: str | None = None, dtype: str | None = None, **sizes: int
                      ) -> tuple[dict[str, tuple[torch.nn.Module, str | None]], object]:
     """{role: (module, adapter name or None)} and the tokenizer of a LoRA or clone checkpoint. LoRA: the base is
     rebuilt from ``base.json`` and checked against its ``frozen_sha256``; each role's adapter is loaded by name."""
+    if sizes:
+        raise ValueError(f"model size options {sorted(sizes)} do not apply to a checkpoint: its base.json names the model")
     from peft import PeftModel
 
     from selfplay.agents.models import load_model
@@ -125,7 +127,9 @@ def load_role_models(path: str | Path, device: str | None = None, dtype: str | N
     base = _base_json(policy)
     spec = parse_spec(base["model"])
     sizes = {k: v for k, v in spec.options.items() if k != "dtype"}
-    module, tokenizer = load_model(spec.kind, spec.arg, device=device, dtype=dtype or "float32", seed=base["seed"], **sizes)
+    # the base as the trainer loaded it (its hash is over those values), cast to ``dtype`` once checked
+    module, tokenizer = load_model(spec.kind, spec.arg, device=device, dtype=base.get("dtype", "float32"),
+                                   seed=base["seed"], **sizes)
     first, *others = roles
     with warnings.catch_warnings():  # PEFT asks transformers a deprecated question while loading
         warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -138,4 +142,8 @@ def load_role_models(path: str | Path, device: str | None = None, dtype: str | N
     if expected and frozen_sha256(frozen) != expected:
         raise ValueError(f"{policy.parent}: the base model rebuilt from base.json ({base['model']}, seed {base['seed']}) "
                          f"is not the one these adapters were trained on (frozen_sha256 differs)")
+    if dtype is not None:
+        from selfplay.agents.models import auto_device_dtype
+
+        module.to(dtype=auto_device_dtype(device, dtype)[1])
     return {role: (module, role) for role in roles}, tokenizer

@@ -39,7 +39,7 @@ def install_hooks(accelerator: Accelerator) -> None:
 
 
 def save(learner: Learner, run_dir: Path, step: int, state: TrainerState, base_spec: str, keep: int,
-         seed: int = 0) -> Path | None:
+         seed: int = 0, dtype: str = "float32") -> Path | None:
     """Write the checkpoint of ``step`` into a staging directory on every rank, then publish it atomically."""
     accelerator = learner.accelerator
     stage = rundir.staging_dir(run_dir, step)
@@ -56,8 +56,9 @@ def save(learner: Learner, run_dir: Path, step: int, state: TrainerState, base_s
             if folder.is_dir():  # each saved model or adapter loads on its own, tokenizer included
                 learner.tokenizer.save_pretrained(folder)
         # the base model's spec and seed rebuild it (``hf:CHECKPOINT`` loads the adapters over it); the hash checks it
-        (stage / "base.json").write_text(json.dumps({"model": base_spec, "seed": seed, "weights": policy.mode,
-                                                     "frozen_sha256": frozen_hash(learner)}, indent=1))
+        (stage / "base.json").write_text(json.dumps({"model": base_spec, "seed": seed, "dtype": dtype,
+                                                     "weights": policy.mode, "frozen_sha256": frozen_hash(learner)},
+                                                    indent=1))
         final = _publish(run_dir, step, state, keep)
     accelerator.wait_for_everyone()
     return final

@@ -136,7 +136,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         state.step, state.baselines, state.rollouts = done, baselines.state_dict(), rollouts.state_dict()
         state.exact = tracker.state_dict() if tracker is not None else {}
         if done % run.checkpoint_every == 0 or last:
-            checkpoint.save(learner, run_dir, done, state, cfg.model, run.keep_checkpoints, run.seed)
+            checkpoint.save(learner, run_dir, done, state, cfg.model, run.keep_checkpoints, run.seed,
+                            "float32" if cfg.dtype == "auto" else cfg.dtype)  # the dtype build_learner loads the base in
         log.step(done, metrics)
         if last:
             break

@@ -174,3 +174,15 @@ def test_a_role_checkpoint_is_refused_a_seat_it_has_no_weights_for(lora_run):
     agents["ckpt"].agents = {"player_0": agents["ckpt"].agents["player_0"]}  # as if trained with learner_roles=[player_0]
     with pytest.raises(ValueError, match="holds weights for the roles player_0, not for 'player_1'"):
         play(TicTacToe, paired_matches(TicTacToe.roles, ["ckpt", "r"], 2), agents, progress=False)
+
+
+def test_a_lora_checkpoint_loads_in_another_dtype_after_its_base_is_checked(lora_run):
+    checkpoint = lora_run / "checkpoints" / "step_000001"
+    assert json.loads((checkpoint / "base.json").read_text())["dtype"] == "float32"
+    agent = build_agent(f"hf:{checkpoint}:dtype=bfloat16,temperature=0,max_new_tokens=3")
+    module = agent.agents["player_0"].model
+    assert {p.dtype for p in module.parameters()} == {torch.bfloat16}
+    [[answer]] = agent.act(requests(["player_1"]))
+    assert len(answer.completion_ids) >= 1
+    with pytest.raises(ValueError, match="size options .* do not apply to a checkpoint"):
+        build_agent(f"hf:{checkpoint}:hidden_size=8")
