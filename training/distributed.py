@@ -46,6 +46,8 @@ def make_accelerator(micro_batches: int, max_grad_norm: float, dtype: str, find_
         plugin.deepspeed_config["train_batch_size"] = micro_batches * accelerator.num_processes
         plugin.deepspeed_config["gradient_accumulation_steps"] = micro_batches
         plugin.deepspeed_config["gradient_clipping"] = max_grad_norm
+        if int(plugin.zero_stage) == 3:  # checkpoints export the policy as plain HF weights: gathered on save
+            plugin.deepspeed_config.setdefault("zero_optimization", {})["stage3_gather_16bit_weights_on_model_save"] = True
     return accelerator
 
 

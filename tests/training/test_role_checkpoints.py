@@ -33,9 +33,9 @@ def lora_run(tmp_path_factory):
     return out
 
 
-def merged_by_hand(checkpoint: Path, role: str) -> torch.nn.Module:
-    """The tiny base of seed 3 with ``role``'s adapter file merged in: W + (alpha / r) * B @ A."""
-    model, _ = tiny_model(3)
+def merged_by_hand(checkpoint: Path, role: str, seed: int = 3) -> torch.nn.Module:
+    """The tiny base of ``seed`` with ``role``'s adapter file merged in: W + (alpha / r) * B @ A."""
+    model, _ = tiny_model(seed)
     folder = checkpoint / "policy" / role
     config = json.loads((folder / "adapter_config.json").read_text())
     scale = config["lora_alpha"] / config["r"]
@@ -186,3 +186,17 @@ def test_a_lora_checkpoint_loads_in_another_dtype_after_its_base_is_checked(lora
     assert len(answer.completion_ids) >= 1
     with pytest.raises(ValueError, match="size options .* do not apply to a checkpoint"):
         build_agent(f"hf:{checkpoint}:hidden_size=8")
+
+
+def test_a_zero3_lora_run_on_two_processes_saves_checkpoints_that_play(tmp_path):
+    from tests.training.test_train import accelerate
+
+    out = tmp_path / "run"
+    run(["weights=lora", "steps=1", "games_per_step=8", "eval_every=0", "checkpoint_every=1",
+         "sampling.constrained=false"], out, launcher=accelerate("cpu_zero3.yaml"), base=TINY)
+    checkpoint = out / "checkpoints" / "step_000001"
+    agent = build_agent(f"hf:{checkpoint}:temperature=1,max_new_tokens=6")
+    by_hand = merged_by_hand(checkpoint, "player_1", seed=0)
+    [[completion]] = agent.act(requests(["player_1"]))
+    assert torch.allclose(torch.tensor(completion.logprobs),
+                          teacher_forced(by_hand, completion.prompt_ids, completion.completion_ids), atol=1e-4)
