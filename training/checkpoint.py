@@ -23,8 +23,15 @@ from selfplay.training.state import TrainerState
 
 
 def frozen_hash(learner: Learner) -> str:
-    """SHA-256 over the frozen parameters' names and values (the base under LoRA; empty otherwise)."""
-    return frozen_sha256(learner.policy.named_parameters())
+    """SHA-256 over the frozen parameters' names and values (the base under LoRA; empty otherwise). Under ZeRO-3 the
+    parameters are gathered first (a collective: every rank calls this), since a shard is not the weights."""
+    if zero_stage(learner.accelerator) != 3:
+        return frozen_sha256(learner.policy.named_parameters())
+    import deepspeed
+
+    frozen = [p for p in learner.policy.parameters() if not p.requires_grad]
+    with deepspeed.zero.GatheredParameters(frozen):
+        return frozen_sha256(learner.policy.named_parameters())
 
 
 def install_hooks(accelerator: Accelerator) -> None:
@@ -48,6 +55,7 @@ def save(learner: Learner, run_dir: Path, step: int, state: TrainerState, base_s
     # every rank must be done writing (its RNG state, its ZeRO partition) before rank 0 renames the staging folder
     accelerator.wait_for_everyone()
     full = accelerator.get_state_dict(learner.model) if zero_stage(accelerator) == 3 else None
+    frozen = frozen_hash(learner)  # on every rank: under ZeRO-3 it gathers
     final = None
     if accelerator.is_main_process:
         policy = learner.policy
@@ -57,7 +65,7 @@ def save(learner: Learner, run_dir: Path, step: int, state: TrainerState, base_s
                 learner.tokenizer.save_pretrained(folder)
         # the base model's spec and seed rebuild it (``hf:CHECKPOINT`` loads the adapters over it); the hash checks it
         (stage / "base.json").write_text(json.dumps({"model": base_spec, "seed": seed, "dtype": dtype,
-                                                     "weights": policy.mode, "frozen_sha256": frozen_hash(learner)},
+                                                     "weights": policy.mode, "frozen_sha256": frozen},
                                                     indent=1))
         final = _publish(run_dir, step, state, keep)
     accelerator.wait_for_everyone()

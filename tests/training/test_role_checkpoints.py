@@ -188,13 +188,15 @@ def test_a_lora_checkpoint_loads_in_another_dtype_after_its_base_is_checked(lora
         build_agent(f"hf:{checkpoint}:hidden_size=8")
 
 
-def test_a_zero3_lora_run_on_two_processes_saves_checkpoints_that_play(tmp_path):
+def test_a_zero3_lora_run_on_two_processes_resumes_and_its_checkpoints_play(tmp_path):
     from tests.training.test_train import accelerate
 
     out = tmp_path / "run"
-    run(["weights=lora", "steps=1", "games_per_step=8", "eval_every=0", "checkpoint_every=1",
-         "sampling.constrained=false"], out, launcher=accelerate("cpu_zero3.yaml"), base=TINY)
-    checkpoint = out / "checkpoints" / "step_000001"
+    for steps in (1, 2):  # the second launch resumes: the base's hash is taken over gathered weights, not shards
+        result = run(["weights=lora", f"steps={steps}", "games_per_step=8", "eval_every=0", "checkpoint_every=1",
+                      "sampling.constrained=false"], out, launcher=accelerate("cpu_zero3.yaml"), base=TINY)
+    assert "resumed from" in result.stdout + result.stderr
+    checkpoint = out / "checkpoints" / "step_000002"
     agent = build_agent(f"hf:{checkpoint}:temperature=1,max_new_tokens=6")
     by_hand = merged_by_hand(checkpoint, "player_1", seed=0)
     [[completion]] = agent.act(requests(["player_1"]))
