@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
@@ -31,7 +32,17 @@ class RoleAgent:
         """The roles it holds weights for (the arena refuses to seat it elsewhere)."""
         return tuple(self.agents)
 
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """Each role's agent keeps its reuse of shared prompt prefixes across the calls of one ``play``."""
+        with ExitStack() as stack:
+            for agent in self.agents.values():
+                if hasattr(agent, "session"):
+                    stack.enter_context(agent.session())
+            yield
+
     def act(self, requests: list[Request]) -> list[list[Completion]]:
+        """Every request answered by its role's agent, one batched call per role, in the order given."""
         answers: list[list[Completion] | None] = [None] * len(requests)
         by_role: dict[str, list[int]] = {}
         for i, request in enumerate(requests):

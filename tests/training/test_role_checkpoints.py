@@ -73,8 +73,10 @@ def test_a_lora_checkpoint_plays_each_role_with_its_own_adapter(lora_run):
     agent = build_agent(f"hf:{checkpoint}:temperature=1,max_new_tokens=6,seed=1", name="ckpt")
     assert isinstance(agent, RoleAgent) and set(agent.agents) == set(ROLES)
     by_hand = {role: merged_by_hand(checkpoint, role) for role in ROLES}
-    answers = agent.act(requests(["player_1", "player_0", "player_1"]))
-    for role, [completion] in zip(["player_1", "player_0", "player_1"], answers):
+    with agent.session():  # as the arena calls it: shared prompt prefixes reused across calls, per role
+        answers = agent.act(requests(["player_1", "player_0", "player_1"]))
+        answers += agent.act(requests(["player_0", "player_1"]))
+    for role, [completion] in zip(["player_1", "player_0", "player_1", "player_0", "player_1"], answers):
         other = ROLES[1 - ROLES.index(role)]
         mine = teacher_forced(by_hand[role], completion.prompt_ids, completion.completion_ids)
         theirs = teacher_forced(by_hand[other], completion.prompt_ids, completion.completion_ids)
