@@ -287,7 +287,7 @@ def play(make_game: Callable[[], Game], matches: Sequence[Match], agents: dict[s
     live: dict[int, _LiveGame] = {}
     done: dict[int, Episode] = {}
     bar = tqdm(total=len(matches), desc=progress if isinstance(progress, str) else "games", unit="game",
-               disable=not progress, dynamic_ncols=True, leave=False)
+               disable=None if progress else True, dynamic_ncols=True, leave=False)  # None: off when not a terminal
     with ExitStack() as sessions:  # weights do not change during a play: agents may reuse work across calls
         for agent in {id(a): a for a in agents.values()}.values():
             if hasattr(agent, "session"):

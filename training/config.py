@@ -158,7 +158,7 @@ class Run:
     resume: str = _f("auto", "auto (latest complete checkpoint, if any) | never | path to a checkpoint")
     checkpoint_every: int = _f(10, "steps between checkpoints", low=1)
     keep_checkpoints: int = _f(2, "most recent checkpoints kept", low=1)
-    progress: bool = _f(True, "progress bars")
+    progress: bool = _f(True, "progress bars (on a terminal; a log file gets the per-step lines only)")
     trackers: list[str] = _f(None, "experiment trackers, through accelerate's log_with: tensorboard (RUN/tensorboard), "
                                    "wandb, mlflow, trackio (each when installed); [] for none",
                              factory=lambda: ["tensorboard"])

@@ -98,8 +98,9 @@ class Log:
         self.accelerator, self.steps, self.main = accelerator, steps, accelerator.is_main_process
         if accelerator.log_with:
             accelerator.init_trackers("selfplay", config=_flat(config))
-        self.bar = tqdm(total=steps, initial=done, desc="train", unit="step", disable=not (progress and self.main),
-                        dynamic_ncols=True)
+        # disable=None: bars only on a terminal (a log file gets the step lines, not carriage-return debris)
+        self.bar = tqdm(total=steps, initial=done, desc="train", unit="step",
+                        disable=None if progress and self.main else True, dynamic_ncols=True)
 
     def step(self, done: int, metrics: dict[str, float]) -> None:
         if self.accelerator.log_with:

@@ -164,7 +164,7 @@ def update(cfg: Update, learner: Learner, samples: Sequence[Sample], temperature
     stats = UpdateStats(tokens=tokens_local, micro_batches=len(chunks))
     passes = cfg.ppo_epochs * len(chunks)
     bar = tqdm(total=passes, desc="update", unit="batch", leave=False, dynamic_ncols=True,
-               disable=not (progress and acc.is_main_process and passes > 1))
+               disable=None if progress and acc.is_main_process and passes > 1 else True)
     scale = acc.num_processes * acc.gradient_accumulation_steps  # undoes their division: the loss is normalised here
     for _ in range(cfg.ppo_epochs):
         for i, chunk in enumerate(chunks):
