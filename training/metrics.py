@@ -134,20 +134,21 @@ def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> di
     (run_dir / "summary.json").write_text(json.dumps({"step": step, "evaluation": summary, "history": history},
                                                      indent=1))
     print(f"\nevaluation after {step} steps:")
+    w = max([10, *map(len, summary)])  # served opponents have long names
     if not summary:
         pass
     elif history and not history[-1].get("win_lose", True):  # amounts (chips): mean reward with its interval
-        print(f"  {'opponent':<10} {'games':>6} {'mean reward [95%]':>26}  per seat [95%]")
+        print(f"  {'opponent':<{w}} {'games':>6} {'mean reward [95%]':>26}  per seat [95%]")
         for name, r in summary.items():
             lo, hi = r["mean_reward_ci"]
             seats = "  ".join(f"{s} {v:+z.3f} [{r['reward_ci'][s][0]:+z.3f}, {r['reward_ci'][s][1]:+z.3f}]"
                               for s, v in r["reward"].items())
             success = f"  team success {r['success']:.1%}" if "success" in r else ""
-            print(f"  {name:<10} {int(r['games']):>6} {r['mean_reward']:>+z8.3f} [{lo:+z.3f}, {hi:+z.3f}]  {seats}{success}")
+            print(f"  {name:<{w}} {int(r['games']):>6} {r['mean_reward']:>+z8.3f} [{lo:+z.3f}, {hi:+z.3f}]  {seats}{success}")
     else:
-        print(f"  {'opponent':<10} {'games':>6} {'win':>6} {'draw':>6} {'loss':>6} {'invalid':>8}")
+        print(f"  {'opponent':<{w}} {'games':>6} {'win':>6} {'draw':>6} {'loss':>6} {'invalid':>8}")
         for name, r in summary.items():
-            print(f"  {name:<10} {int(r['games']):>6} {r['win']:>6.1%} {r['draw']:>6.1%} {r['loss']:>6.1%} "
+            print(f"  {name:<{w}} {int(r['games']):>6} {r['win']:>6.1%} {r['draw']:>6.1%} {r['loss']:>6.1%} "
                   f"{r['invalid_rate']:>8.1%}")
     heldout = history[-1].get("heldout") if history else None
     for role, accuracy in (heldout or {}).items():
