@@ -94,10 +94,8 @@ def policy_dir(path: str | Path) -> Path | None:
     """The ``policy/`` folder of a checkpoint given the checkpoint or the folder itself, when it holds per-role
     weights (LoRA adapters or clones); None otherwise (a plain model directory, or not a checkpoint)."""
     path = Path(path)
-    for policy in (path / "policy", path):
-        if policy.is_dir() and not model_dir(policy) and role_dirs(policy):
-            return policy
-    return None
+    policy = path / "policy" if (path / "policy").is_dir() else path  # a checkpoint, or its policy/ itself
+    return policy if policy.is_dir() and not model_dir(policy) and role_dirs(policy) else None
 
 
 def role_dirs(policy: Path) -> dict[str, Path]:

@@ -21,6 +21,13 @@ def check_config(cfg) -> None:
 
     bind_game(cfg)
     _check_paths(cfg.run)
+    model = parse_spec(cfg.model)
+    if model.kind == "hf":
+        from selfplay.agents.checkpoints import policy_dir
+
+        if policy_dir(model.arg) is not None:
+            raise ValueError(f"config key 'model' = {cfg.model}: a checkpoint with one adapter or model per role (a "
+                             f"lora or clone run) is not one base model; train from its base model (base.json)")
     cur = cfg.curriculum
     specs = [*cfg.evaluation.opponents, *cfg.opponents.seats.values(), cfg.model]
     if cfg.opponents.scripted_prob:

@@ -204,3 +204,20 @@ def test_a_zero3_lora_run_on_two_processes_resumes_and_its_checkpoints_play(tmp_
     [[completion]] = agent.act(requests(["player_1"]))
     assert torch.allclose(torch.tensor(completion.logprobs),
                           teacher_forced(by_hand, completion.prompt_ids, completion.completion_ids), atol=1e-4)
+
+
+def test_a_shared_checkpoint_is_a_base_model_and_a_role_checkpoint_is_refused_as_one(tmp_path, lora_run):
+    from selfplay.training.config import load_config
+    from selfplay.train import check_config
+
+    out = tmp_path / "shared"
+    run(["steps=1", "games_per_step=8", "eval_every=0", "checkpoint_every=1"], out, base=TINY)
+    checkpoint = out / "checkpoints" / "step_000001"
+    model, _ = load_model("hf", str(checkpoint))  # the checkpoint folder, not only its policy/
+    saved = load_file(checkpoint / "policy" / "model.safetensors")
+    assert all(torch.equal(p, saved[n]) for n, p in model.state_dict().items() if n in saved)
+    lora = lora_run / "checkpoints" / "step_000001"
+    with pytest.raises(ValueError, match="one adapter or model per role"):
+        check_config(load_config(None, [f"model=hf:{lora}", f"run.out={tmp_path / 'from_lora'}"]))
+    with pytest.raises(ValueError, match="one adapter or model per role"):
+        load_model("hf", str(lora))
