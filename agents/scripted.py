@@ -55,3 +55,11 @@ class ExpertAgent(ScriptedAgent):
     """Plays ``game.expert_action``: minimax, a Nash strategy or a heuristic, as the game defines it."""
 
     method = "expert_action"
+
+    def check(self, game_cls: type) -> None:
+        """ValueError when ``game_cls`` does not define the method this agent plays (a game without an expert)."""
+        from selfplay.games.core import Game
+
+        if getattr(game_cls, self.method, None) is getattr(Game, self.method, None):
+            raise ValueError(f"agent {self.name!r} plays the game's {self.method}, but {game_cls.name} defines none: "
+                             f"use random, or give the game an {self.method}")

@@ -278,6 +278,12 @@ def play(make_game: Callable[[], Game], matches: Sequence[Match], agents: dict[s
     missing = {name for m in matches for name in m.agents.values()} - set(agents)
     if missing:
         raise ValueError(f"matches name unknown agent(s) {sorted(missing)}: known {sorted(agents)}")
+    seated = {name for m in matches for name in m.agents.values()}
+    if any(hasattr(agents[name], "check") for name in seated):  # e.g. an expert for a game that has none
+        game_cls = type(make_game())
+        for name in sorted(seated):
+            if hasattr(agents[name], "check"):
+                agents[name].check(game_cls)
     for name, role in sorted({(name, role) for m in matches for role, name in m.agents.items()}):
         held = getattr(agents[name], "roles", None)  # an agent with weights per role (a LoRA or clone checkpoint)
         if held is not None and role not in held:

@@ -181,3 +181,12 @@ def test_a_broken_game_ends_its_own_episodes_in_a_named_error_and_the_others_pla
     if fault != "range":  # out of range only where someone won (3 x +-1); a draw's 0s are in range
         assert {ep.seed for ep in errors} == broken
     assert all(ep.status == "done" for ep in episodes if ep.seed not in broken)
+
+
+def test_an_expert_for_a_game_without_one_is_refused_before_any_game():
+    from selfplay.agents.scripted import ExpertAgent
+    from tests.fakes import GuessGame
+
+    agents = {"e": ExpertAgent(name="e"), "r": RandomAgent(name="r")}
+    with pytest.raises(ValueError, match="plays the game's expert_action, but guess defines none"):
+        play(GuessGame, paired_matches(GuessGame.roles, ["e", "r"], 2), agents, progress=False)
