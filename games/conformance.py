@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from selfplay.games.core import Game, InvalidAction, Turn, is_messages, outcome_of
 from selfplay.games.registry import game_class
 
@@ -277,15 +279,16 @@ def _check_garbage(game: Game, seed: int) -> list[CheckFailure]:
     return [CheckFailure("parse", seed, f"parse accepted garbage text {GARBAGE!r} as {action!r}")]
 
 
-def check_game(game: str | type[Game], seeds: Iterable[int] | None = None, options: dict[str, Any] | None = None) -> Report:
+def check_game(game: str | type[Game], seeds: Iterable[int] | None = None, options: dict[str, Any] | None = None,
+               progress: bool = False) -> Report:
     """Run every conformance check from each seed (default: the game's ``check_seeds``); a crash in the game is
-    reported as a failure too."""
+    reported as a failure too. ``progress``: a bar over the seeds (on a terminal)."""
     cls = game_class(game) if isinstance(game, str) else game
     make = lambda: cls(**(options or {}))  # noqa: E731
     seeds = list(range(cls.check_seeds) if seeds is None else seeds)
     report = Report(cls.name, len(seeds))
     payouts = _Payouts()
-    for seed in seeds:
+    for seed in tqdm(seeds, desc="check-game", unit="seed", disable=None if progress else True, leave=False):
         try:
             report.failures += _check_one(make, seed, payouts)
         except Nonconforming as exc:

@@ -32,7 +32,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds {count}: expected a number of playouts >= 1")
     options = parse_key_values(args.option)
     cls = with_options(cls, options)  # a bad option is one line, not a report of every seed failing
-    report = check_game(cls, range(args.seed, args.seed + count), options)
+    report = check_game(cls, range(args.seed, args.seed + count), options, progress=True)
     print(report)
     return 0 if report.ok else 1
 
