@@ -27,10 +27,11 @@ class RoleAgent:
     def __init__(self, agents: dict[str, Agent], name: str):
         self.agents, self.name = dict(agents), name
 
-    @property
-    def roles(self) -> tuple[str, ...]:
-        """The roles it holds weights for (the arena refuses to seat it elsewhere)."""
-        return tuple(self.agents)
+    def check_seat(self, game_cls: type, role: str) -> None:
+        """ValueError when it holds no weights for ``role`` (the arena asks before any game)."""
+        if role not in self.agents:
+            raise ValueError(f"agent {self.name!r} holds weights for the roles {', '.join(self.agents)}, not for "
+                             f"{role!r}: it was trained on another game or seat")
 
     @contextmanager
     def session(self) -> Iterator[None]:
@@ -88,6 +89,17 @@ def checkpoint_policy(path: str | Path) -> Path | None:
     if model_dir(path) or policy_dir(path) is not None:
         return path
     return None
+
+
+def one_model(path: str | None) -> str | None:
+    """``path``, or the ``policy/`` of a training checkpoint it names; a LoRA or clone checkpoint (one set of weights
+    per role) is not one model and is refused by name."""
+    if path is None or not Path(path).is_dir():
+        return path
+    if policy_dir(path) is not None:
+        raise ValueError(f"{path} holds one adapter or model per role (a lora or clone run): it is not one model; "
+                         f"play it as an agent (hf:{path}), or train from its base model (base.json)")
+    return str(checkpoint_policy(path) or path)
 
 
 def policy_dir(path: str | Path) -> Path | None:

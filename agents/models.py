@@ -95,19 +95,6 @@ def tiny_model(seed: int = 0, **sizes: int) -> tuple[LlamaForCausalLM, PreTraine
 MODEL_OPTIONS = ("device", "dtype", *TINY_SIZES)  # spec options that shape the model, not the sampling
 
 
-def _plain_model(path: str | None) -> str | None:
-    """``path``, or the ``policy/`` of a training checkpoint it names; a LoRA or clone checkpoint (one set of weights
-    per role) is not one model and is refused by name."""
-    from selfplay.agents.checkpoints import checkpoint_policy, policy_dir
-
-    if path is None or not Path(path).is_dir():
-        return path
-    if policy_dir(path) is not None:
-        raise ValueError(f"{path} holds one adapter or model per role (a lora or clone run): it is not one model; "
-                         f"play it as an agent (hf:{path}), or train from its base model")
-    return str(checkpoint_policy(path) or path)
-
-
 def load_model(kind: str, path: str | None = None, device: str | None = None, dtype: str | None = None,
                seed: int = 0, **sizes: int) -> tuple[torch.nn.Module, object]:
     """Load ``smollm2``, ``tiny`` (``sizes`` override TINY_SIZES) or ``hf`` (a local directory or an
@@ -118,7 +105,9 @@ def load_model(kind: str, path: str | None = None, device: str | None = None, dt
     if kind == "tiny":
         model, tokenizer = tiny_model(seed, **sizes)
     elif kind in ("smollm2", "hf"):
-        source = smollm2_path() if kind == "smollm2" else _plain_model(path)
+        from selfplay.agents.checkpoints import one_model
+
+        source = smollm2_path() if kind == "smollm2" else one_model(path)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=True)

@@ -56,7 +56,7 @@ class ExpertAgent(ScriptedAgent):
 
     method = "expert_action"
 
-    def check(self, game_cls: type) -> None:
+    def check_seat(self, game_cls: type, role: str) -> None:
         """ValueError when ``game_cls`` does not define the method this agent plays (a game without an expert)."""
         from selfplay.games.core import Game
 

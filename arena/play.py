@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from selfplay.agents.base import Agent, Completion, Request
 from selfplay.arena.records import Episode, RecordStore, Step
-from selfplay.games.core import Failure, Game, InvalidAction, Message, is_messages, outcome_of
+from selfplay.games.core import Failure, Game, InvalidAction, Message, observation_error, outcome_of, turn_error
 
 
 @dataclass
@@ -179,11 +179,8 @@ class _LiveGame:
 
     def _begin_turn(self) -> None:
         self.turn = self.game.turn()
-        if self.turn is not None:
-            strangers = [r for r in self.turn.roles if r not in self.game.roles]
-            if strangers:
-                raise ValueError(f"{self.game.name}.turn() named role(s) {strangers}: expected among "
-                                 f"{', '.join(self.game.roles)}")
+        if self.turn is not None and (error := turn_error(self.game, self.turn)):
+            raise ValueError(error)
         if self.turn is None:
             self._finish("done", self.game.rewards())
             return
@@ -196,9 +193,8 @@ class _LiveGame:
         # every observation of a simultaneous turn is taken here, before any of its roles has moved
         views = {role: self.game.observe(role) for role in self.turn.roles}
         for role, view in views.items():
-            if not is_messages(view):
-                raise ValueError(f"{self.game.name}.observe({role!r}) returned {str(view)[:80]!r}: expected a "
-                                 f"non-empty list of chat messages, e.g. [system('rules'), user('state')]")
+            if error := observation_error(self.game, role, view):
+                raise ValueError(error)
         self._compact = {role: self.game.compact_observation(role) for role in self.turn.roles}
         self.slots = [_Slot(views[role], role) for role in self.turn.roles for _ in range(self.turn.samples)]
         self.turn_steps = [[] for _ in self.slots]
@@ -278,17 +274,13 @@ def play(make_game: Callable[[], Game], matches: Sequence[Match], agents: dict[s
     missing = {name for m in matches for name in m.agents.values()} - set(agents)
     if missing:
         raise ValueError(f"matches name unknown agent(s) {sorted(missing)}: known {sorted(agents)}")
-    seated = {name for m in matches for name in m.agents.values()}
-    if any(hasattr(agents[name], "check") for name in seated):  # e.g. an expert for a game that has none
-        game_cls = type(make_game())
-        for name in sorted(seated):
-            if hasattr(agents[name], "check"):
-                agents[name].check(game_cls)
-    for name, role in sorted({(name, role) for m in matches for role, name in m.agents.items()}):
-        held = getattr(agents[name], "roles", None)  # an agent with weights per role (a LoRA or clone checkpoint)
-        if held is not None and role not in held:
-            raise ValueError(f"agent {name!r} holds weights for the roles {', '.join(held)}, not for {role!r}: it "
-                             f"was trained on another game or seat")
+    # agents that cannot take a seat say so before any game: an expert of a game without one, a checkpoint without
+    # weights for the role
+    seats = sorted({(name, role) for m in matches for role, name in m.agents.items()
+                    if hasattr(agents[name], "check_seat")})
+    game_cls = type(make_game()) if seats else None
+    for name, role in seats:
+        agents[name].check_seat(game_cls, role)
     queue = list(enumerate(matches))[::-1]
     live: dict[int, _LiveGame] = {}
     done: dict[int, Episode] = {}

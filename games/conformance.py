@@ -23,7 +23,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from selfplay.games.core import Game, InvalidAction, Turn, is_messages, outcome_of
+from selfplay.games.core import Game, InvalidAction, Turn, observation_error, outcome_of, turn_error
 from selfplay.games.registry import game_class
 
 GARBAGE = "%%% this is not an action %%%"
@@ -80,11 +80,10 @@ class Nonconforming(Exception):
 
 
 def _observation(game: Game, role: str, turn_index: int) -> list:
-    """``game.observe(role)``, which must be chat messages: a list of {"role": system|user|assistant, "content": str}."""
+    """``game.observe(role)``, which must be chat messages (``observation_error``)."""
     view = game.observe(role)
-    if not is_messages(view):
-        raise Nonconforming("observe", f"turn {turn_index}: observe({role!r}) returned {str(view)[:80]!r}: expected a "
-                                       f"non-empty list of chat messages, e.g. [system('rules'), user('state')]")
+    if error := observation_error(game, role, view):
+        raise Nonconforming("observe", f"turn {turn_index}: {error}")
     return view
 
 
@@ -97,10 +96,8 @@ def _playout(game: Game, seed: int, actions: list[list[str]] | None = None) -> _
         turn = game.turn()
         if turn is None:
             return _Playout(transcript, game.rewards(), turn_index, True)
-        strangers = [r for r in turn.roles if r not in game.roles]
-        if strangers:
-            raise Nonconforming("turn", f"turn {turn_index}: turn() named role(s) {strangers}, not among the game's "
-                                        f"roles {', '.join(game.roles)}")
+        if error := turn_error(game, turn):
+            raise Nonconforming("turn", f"turn {turn_index}: {error}")
         if turn_index == game.max_turns:
             break
         views = [_observation(game, role, turn_index) for role in game.roles]

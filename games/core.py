@@ -426,12 +426,21 @@ def bracket_word(text: str, words: Sequence[str], legal: Sequence[str], action_f
     return found[0]
 
 
-def is_messages(view: Any) -> bool:
-    """Whether ``view`` is what ``observe`` must return: a non-empty list of chat messages
-    (``{"role": "system" | "user" | "assistant", "content": str}``)."""
-    return isinstance(view, list) and bool(view) and all(
-        isinstance(m, dict) and m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
-        for m in view)
+def turn_error(game: Game, turn: Turn) -> str | None:
+    """Why ``turn`` breaks the game API (it names a role the game does not have), or None."""
+    strangers = [r for r in turn.roles if r not in game.roles]
+    return f"{game.name}.turn() named role(s) {strangers}: expected among {', '.join(game.roles)}" if strangers else None
+
+
+def observation_error(game: Game, role: str, view: Any) -> str | None:
+    """Why ``view``, what ``observe(role)`` returned, is not a non-empty list of chat messages
+    (``{"role": "system" | "user" | "assistant", "content": str}``), or None."""
+    if isinstance(view, list) and view and all(
+            isinstance(m, dict) and m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
+            for m in view):
+        return None
+    return (f"{game.name}.observe({role!r}) returned {str(view)[:80]!r}: expected a non-empty list of chat messages, "
+            f"e.g. [system('rules'), user('state')]")
 
 
 def system(content: str) -> Message:

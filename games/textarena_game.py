@@ -73,13 +73,17 @@ def _players(ta: Any, env_id: str) -> int:
             except AssertionError as exc:  # TextArena asserts on the number of players
                 first_error = first_error or exc
             except Exception as exc:  # noqa: BLE001 - an environment that cannot start at all (its own bug, a key)
-                said = [line.strip() for line in str(exc).splitlines() if line.strip(" *")]  # NLTK frames its message
-                raise ValueError(f"TextArena's {env_id} cannot start: {type(exc).__name__}: "
-                                 f"{said[0] if said else ''}") from None
+                raise ValueError(f"TextArena's {env_id} cannot start: {_first_line(exc)}") from None
     finally:
         random.setstate(outside)
     raise ValueError(f"TextArena's {env_id} did not start with {', '.join(map(str, PLAYER_COUNTS))} players: "
-                     f"{type(first_error).__name__}: {str(first_error).splitlines()[0] if str(first_error) else ''}")
+                     f"{_first_line(first_error)}")
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (NLTK frames its message in lines of asterisks)."""
+    said = [line.strip() for line in str(exc).splitlines() if line.strip(" *")]
+    return f"{type(exc).__name__}: {said[0] if said else ''}"
 
 
 class TextArenaGame(Game):

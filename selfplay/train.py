@@ -22,12 +22,13 @@ def check_config(cfg) -> None:
     bind_game(cfg)
     _check_paths(cfg.run)
     model = parse_spec(cfg.model)
-    if model.kind == "hf":
-        from selfplay.agents.checkpoints import policy_dir
+    if model.kind == "hf":  # the base must be one model, before any loads (a lora or clone checkpoint is not)
+        from selfplay.agents.checkpoints import one_model
 
-        if policy_dir(model.arg) is not None:
-            raise ValueError(f"config key 'model' = {cfg.model}: a checkpoint with one adapter or model per role (a "
-                             f"lora or clone run) is not one base model; train from its base model (base.json)")
+        try:
+            one_model(model.arg)
+        except ValueError as exc:
+            raise ValueError(f"config key 'model' = {cfg.model}: {exc}") from None
     cur = cfg.curriculum
     specs = [*cfg.evaluation.opponents, *cfg.opponents.seats.values(), cfg.model]
     if cfg.opponents.scripted_prob:
