@@ -19,14 +19,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from selfplay.arena.records import open_store
+from selfplay.arena.records import read_store
 
 FORMATS = ("jsonl", "parquet")
 
 
 def rows(run: str | Path) -> Iterator[dict[str, Any]]:
     """One dict per recorded step of every episode of ``run`` (a run directory or an episodes.sqlite file)."""
-    store = open_store(run)
+    store = read_store(run)
     try:
         for ep in store.episodes():
             split = "eval" if "eval" in ep.meta else "probe" if "probe" in ep.meta else \
@@ -50,11 +50,14 @@ def export(run: str | Path, fmt: str = "jsonl", out: str | Path | None = None) -
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     source = Path(run)
-    if not source.exists():
-        raise FileNotFoundError(f"run {str(run)!r} does not exist: expected a run directory or an episodes.sqlite file")
+    read_store(source).close()  # a path that holds no records is named before any file is written
     folder = source if source.is_dir() else source.parent
     path = Path(out) if out else folder / f"episodes.{fmt}"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # the output is checked writable before the rows are read
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    except OSError as exc:
+        raise ValueError(f"--out {str(path)!r}: cannot write there ({exc.strerror}: {exc.filename!r})") from None
     if fmt == "jsonl":
         count = 0
         with open(path, "w") as f:

@@ -7,6 +7,7 @@ leaves every earlier episode complete and no partial one: SQLite's journal rolls
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import time
 import uuid
@@ -107,11 +108,19 @@ _JSON_COLUMNS = {"agents", "rewards", "options", "meta"}
 class RecordStore:
     """The run's episode database: ``add`` writes whole episodes atomically, the readers yield them back."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
-        rundir.make_run_dir(self.path.parent, "run directory")
+        if create:
+            rundir.make_run_dir(self.path.parent, "run directory")
+        elif not self.path.is_file():
+            raise FileNotFoundError(f"{str(self.path)!r} does not exist: expected a run directory holding "
+                                    f"{rundir.EPISODES} or the file itself")
         self.db = sqlite3.connect(self.path, timeout=60)
         try:
+            if not create:  # a reader changes nothing in the file, not even its journal mode
+                if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='episodes'").fetchone():
+                    raise sqlite3.DatabaseError("it has no episodes table")
+                return
             for attempt in range(100):  # switching to WAL can meet another rank's lock without waiting for it
                 try:
                     self.db.execute("PRAGMA journal_mode=WAL")
@@ -145,7 +154,8 @@ class RecordStore:
         """Record the advantage each trained sample got, by (episode id, step index), in one transaction."""
         with self.db:
             self.db.executemany("UPDATE steps SET data = json_set(data, '$.advantage', ?) WHERE episode_id = ? AND idx = ?",
-                                [(a, e, i) for (e, i), a in advantages.items()])
+                                [(a if a is None or math.isfinite(a) else None, e, i)  # JSON has no nan
+                                 for (e, i), a in advantages.items()])
 
     def count(self, **where: Any) -> int:
         """Number of stored episodes matching the column filters."""
@@ -204,8 +214,17 @@ def _where(filters: dict[str, Any]) -> tuple[str, list[Any]]:
 
 
 def open_store(run_dir: str | Path) -> RecordStore:
-    """The store of a run directory (``RUN/episodes.sqlite``), or a path to the file itself."""
+    """The store of a run directory (``RUN/episodes.sqlite``), or a path to the file itself; created if absent."""
     path = Path(run_dir)
     if path.is_dir() or not path.suffix:
         path = path / rundir.EPISODES
     return RecordStore(path)
+
+
+def read_store(run: str | Path) -> RecordStore:
+    """The existing store of a run directory or episodes file, for reading: nothing is created, and a path that
+    holds no episode database is a ``FileNotFoundError`` / ``ValueError`` naming it."""
+    path = Path(run)
+    if not path.exists():
+        raise FileNotFoundError(f"run {str(run)!r} does not exist: expected a run directory or an episodes.sqlite file")
+    return RecordStore(path / rundir.EPISODES if path.is_dir() else path, create=False)

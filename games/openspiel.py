@@ -69,7 +69,8 @@ def openspiel_game(spec: str) -> type[Game]:
         hint = f"did you mean {', '.join(close)}?" if close else "pyspiel.registered_names() lists them"
         raise ValueError(f"OpenSpiel has no game {name!r}; {hint}")
     try:
-        game = pyspiel.load_game(spec)
+        with _quiet_stderr():  # a bad parameter is also printed to stderr by the C++ side: said once, below
+            game = pyspiel.load_game(spec)
     except Exception as exc:  # noqa: BLE001 - pyspiel raises its own error types
         raise ValueError(f"OpenSpiel cannot load {spec!r}: {str(exc).splitlines()[0]}") from None
     info = game.get_type()

@@ -56,24 +56,45 @@ def registered_games() -> dict[str, type[Game]]:
     return dict(sorted(_REGISTRY.items()))
 
 
+def _load_file(target: str):
+    """The module a game file defines, executed once per process."""
+    path = Path(target)
+    if not path.is_file():
+        raise ValueError(f"game file {target!r} does not exist")
+    module_name = f"selfplay_user_game_{abs(hash(str(path.resolve())))}"
+    module = sys.modules.get(module_name)
+    if module is None:
+        loader_spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[module_name] = module  # dataclasses look their module up while the file executes
+        try:
+            loader_spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[module_name]
+            raise ValueError(f"cannot load game file {target!r}: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def _only_game_in(target: str) -> type[Game]:
+    """``file.py`` without ``:Class``: the one game class the file defines."""
+    module = _load_file(target)
+    found = [c for c in vars(module).values()
+             if isinstance(c, type) and issubclass(c, Game) and c is not Game and c.__module__ == module.__name__]
+    if len(found) != 1:
+        names = ", ".join(c.__name__ for c in found)
+        raise ValueError(f"game file {target!r} defines {f'several games ({names})' if found else 'no Game subclass'}: "
+                         f"name one as '{target}:CLASS'")
+    validate_game_class(found[0])
+    return found[0]
+
+
 def _load_from_spec(spec: str) -> type[Game]:
     target, _, attr = spec.rpartition(":")
     if target.endswith(".py"):
-        path = Path(target)
-        if not path.is_file():
-            raise ValueError(f"game file {target!r} does not exist")
-        module_name = f"selfplay_user_game_{abs(hash(str(path.resolve())))}"
-        module = sys.modules.get(module_name)
-        if module is None:
-            loader_spec = importlib.util.spec_from_file_location(module_name, path)
-            module = importlib.util.module_from_spec(loader_spec)
-            sys.modules[module_name] = module  # dataclasses look their module up while the file executes
-            try:
-                loader_spec.loader.exec_module(module)
-            except Exception as exc:
-                del sys.modules[module_name]
-                raise ValueError(f"cannot load game file {target!r}: {type(exc).__name__}: {exc}") from exc
+        module = _load_file(target)
     else:
+        if not target or not attr:
+            raise ValueError(f"game spec {spec!r}: expected module:Class or path/to/file.py:Class")
         try:
             module = importlib.import_module(target)
         except ImportError as exc:
@@ -87,8 +108,7 @@ def _load_from_spec(spec: str) -> type[Game]:
 
 def game_class(spec: str) -> type[Game]:
     """Resolve a registered name, ``openspiel:GAME(params)``, ``textarena:ENV_ID``, ``pettingzoo:FAMILY.ENV``,
-    ``module:Class`` or ``path/to/file.py:Class`` to a game
-    class."""
+    ``module:Class``, ``path/to/file.py:Class`` or ``path/to/file.py`` (its one game class) to a game class."""
     if spec.startswith("openspiel:"):
         from selfplay.games.openspiel import openspiel_game
 
@@ -103,9 +123,11 @@ def game_class(spec: str) -> type[Game]:
         return textarena_game(spec[len("textarena:"):])
     if ":" in spec:
         return _load_from_spec(spec)
+    if spec.endswith(".py"):
+        return _only_game_in(spec)
     games = registered_games()
     if spec not in games:
-        raise ValueError(f"unknown game {spec!r}: expected one of {', '.join(games)} or a 'module:Class' / 'file.py:Class' spec")
+        raise ValueError(f"unknown game {spec!r}: expected one of {', '.join(games)} or a 'module:Class' / 'file.py:Class' / 'file.py' spec")
     return games[spec]
 
 

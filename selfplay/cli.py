@@ -53,7 +53,7 @@ def cmd_play(args: argparse.Namespace) -> int:
     options = parse_key_values(args.option)
     cls = with_options(game_class(args.game), options)  # fail fast on bad options; roles that depend on them
     fixed = parse_seats(args.seats, cls.roles)
-    specs = list(args.agents or [])
+    specs = [*args.agent_specs, *(args.agents or [])]
     agents = build_agents([*specs, *fixed.values()], seed=args.seed)
     names = list(agents)
     free_names, fixed_names = names[:len(specs)], dict(zip(fixed, names[len(specs):]))
@@ -80,15 +80,12 @@ def cmd_play(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from selfplay.arena.records import open_store
+    from selfplay.arena.records import read_store
     from selfplay.arena.stats import transcript
 
-    path = Path(args.run)
     if args.limit < 1:
         raise ValueError(f"--limit {args.limit}: expected a number of episodes to list >= 1")
-    if not path.exists():
-        raise ValueError(f"run {args.run!r} does not exist: expected a run directory or an episodes.sqlite file")
-    store = open_store(path)
+    store = read_store(args.run)
     if args.episode:
         print(transcript(store.episode(args.episode)))
         return 0
@@ -208,7 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="game constructor option")
     p.set_defaults(fn=cmd_check)
     p = sub.add_parser("play", help="play games between agents and record them")
-    p.add_argument("game", help="a registered name, module:Class or path/to/file.py:Class")
+    p.add_argument("game", help="a registered name, module:Class, path/to/file.py[:Class] or openspiel:/textarena:/"
+                                "pettingzoo: GAME")
+    p.add_argument("agent_specs", nargs="*", metavar="AGENT", help="the same as --agents (selfplay play tictactoe "
+                                                                  "expert random)")
     p.add_argument("--agents", nargs="*", default=[], metavar="SPEC",
                    help="one agent spec per role not fixed by --seats, e.g. expert random; rotated through those seats")
     p.add_argument("--seats", nargs="+", metavar="ROLE=SPEC", help="fix an agent to a role, e.g. judge=expert")
@@ -255,15 +255,22 @@ def main(argv: list[str] | None = None) -> int:
         import importlib
 
         return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:])
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if extra:  # argparse would name the top-level parser and print its usage
+        hint = " (agents go right after the game or after --agents: selfplay play GAME AGENT AGENT ...)" \
+            if args.command == "play" and not extra[0].startswith("-") else f" (selfplay {args.command} --help)"
+        print(f"selfplay {args.command}: error: unrecognized arguments: {' '.join(extra)}{hint}", file=sys.stderr)
+        return 2
     try:
         return args.fn(args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:
-        print(f"selfplay {args.command}: error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # `selfplay show RUN | head`: the reader left; what was recorded is recorded
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush stays quiet
         return 0
+    except (ValueError, TypeError, KeyError, OSError) as exc:
+        message = f"{exc.strerror}: {exc.filename!r}" if isinstance(exc, OSError) and exc.filename and exc.strerror \
+            else exc.args[0] if exc.args else exc
+        print(f"selfplay {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def test_user_game_in_a_file_is_checked_and_played(tmp_path):
     path.write_text(USER_GAME)
     check = run_cli("check-game", f"{path}:Nim", "--seeds", "50")
     assert check.returncode == 0 and "OK (50 seeds" in check.stdout
-    played = run_cli("play", f"{path}:Nim", "--agents", "random", "random", "--games", "40", "--out", str(tmp_path / "run"))
+    played = run_cli("play", str(path), "--agents", "random", "random", "--games", "40", "--out", str(tmp_path / "run"))
     assert played.returncode == 0, played.stderr
     assert "random#2" in played.stdout and "40 games" in played.stdout
     shown = run_cli("show", str(tmp_path / "run"))
@@ -56,6 +56,10 @@ def test_check_game_exits_nonzero_on_a_broken_game():
     (["play", "kuhn_poker_3", "--agents", "random", "random", "--seats", "dealer=expert"], "'dealer' is not a role"),
     (["export", "nowhere"], "does not exist"),
     (["check-game", "nowhere/game.py:G"], "does not exist"),
+    (["check-game", "nowhere/game.py"], "game file 'nowhere/game.py' does not exist"),
+    (["play", "tictactoe", "--games", "2", "random", "expert"], "unrecognized arguments: random expert (agents go"),
+    (["doctor", "--bogus"], "selfplay doctor: error: unrecognized arguments: --bogus"),
+    (["check-game", "tests/fakes.py"], "defines several games ("),
 ])
 def test_bad_input_gets_a_clear_error(args, words, capsys):
     assert main(args) == 2
@@ -91,6 +95,11 @@ def test_a_reader_that_leaves_early_is_no_error(tmp_path):
     assert result.returncode == 0 and "Traceback" not in result.stderr and result.stdout.count("\n") == 1
 
 
+def test_agents_may_follow_the_game_directly(tmp_path, capsys):
+    assert main(["play", "tictactoe", "expert", "random", "--games", "2", "--out", str(tmp_path)]) == 0
+    assert "expert" in capsys.readouterr().out
+
+
 def test_no_command_lists_the_commands_and_version_answers():
     bare = run_cli()
     assert bare.returncode == 2 and "check-game" in bare.stderr and "tournament" in bare.stderr
@@ -98,3 +107,22 @@ def test_no_command_lists_the_commands_and_version_answers():
     from selfplay import __version__
 
     assert run_cli("--version").stdout.strip() == f"selfplay {__version__}"
+
+
+def test_show_and_export_read_runs_and_create_nothing(tmp_path, capsys):
+    """A folder without records, a text file or a foreign SQLite file is named as not a run; none gets a database."""
+    import sqlite3
+
+    empty, text, foreign = tmp_path / "empty", tmp_path / "notes.txt", tmp_path / "other.sqlite"
+    empty.mkdir()
+    text.write_text("root:x:0:0\n")
+    sqlite3.connect(foreign).execute("CREATE TABLE t (x)").connection.commit()
+    for command in ("show", "export"):
+        assert main([command, str(empty)]) == 2
+        assert "empty/episodes.sqlite' does not exist" in capsys.readouterr().err
+        for path in (text, foreign):
+            assert main([command, str(path)]) == 2
+            assert f"{str(path)!r} is not an episode database" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["empty", "notes.txt", "other.sqlite"]
+    assert [r[0] for r in sqlite3.connect(foreign).execute("SELECT name FROM sqlite_master")] == ["t"]
+    assert sqlite3.connect(foreign).execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # not switched to WAL

@@ -207,6 +207,15 @@ def _section_type(name: str) -> type:
     return next(f.default_factory for f in fields(TrainConfig) if f.name == name)
 
 
+def _is_list(key: str) -> bool:
+    """Whether the dotted section key (``evaluation.opponents``) holds a list."""
+    *section, name = key.split(".")
+    owner = _section_type(section[0]) if len(section) == 1 and section[0] in SECTIONS else TrainConfig if not section \
+        else None
+    found = [f for f in fields(owner) if f.name == name] if owner else []
+    return bool(found) and str(found[0].type).startswith("list[")
+
+
 def _move_flat_keys(data: dict) -> dict:
     """A YAML mapping with old flat keys moved into their sections (``curriculum: sec`` is the old key)."""
     table, out = aliases(), {}
@@ -254,9 +263,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             layers.append(OmegaConf.create(_move_flat_keys(data)))
         dotted = []
         for item in overrides or []:
-            key, eq, value = item.partition("=")
+            key, eq, value = item.removeprefix("--").partition("=")  # --steps=3 is steps=3
             if not eq or not key:
-                raise ValueError(f"override {item!r} is not key=value")
+                hint = f" (write {key.lstrip('-')}=VALUE)" if item.startswith("-") and key.lstrip("-") else ""
+                raise ValueError(f"override {item!r} is not key=value{hint}")
+            if _override_key(key) in SECTIONS and not value.strip().startswith("{"):
+                example = fields(_section_type(key))[0].name
+                raise ValueError(f"config key {key!r} is a section, not a value: set its keys ({key}.{example}=...) "
+                                 f"or give a mapping ({key}={{{example}: ...}})")
+            if _is_list(_override_key(key)) and not value.strip().startswith("[") and value.strip() != "null":
+                value = f"[{value}]"  # eval_opponents=random is a list of one; a,b is a list of two
             dotted.append(f"{_override_key(key)}={value}")
             if value.strip().startswith("{") and len(layers) > 1:  # key={...} replaces the file's mapping, not merges
                 *parents, last = _override_key(key).split(".")
@@ -291,6 +307,9 @@ def _read_yaml(path: str | Path) -> Any:
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ValueError(f"config file {str(path)!r}{where}: invalid YAML: {problem}") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"config file {str(path)!r}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                         f"{exc.start}): expected a YAML file") from None
 
 
 def _one_line(exc: Exception) -> str:
@@ -311,6 +330,8 @@ def _check_fields(obj: Any, prefix: str) -> None:
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         low, high, above = meta.get("low"), meta.get("high"), meta.get("above")
+        if math.isinf(value):
+            raise ValueError(f"config key {key!r}: {value} is not a finite number")
         if (math.isnan(value) or (low is not None and value < low) or (high is not None and value > high)
                 or (above is not None and value <= above)):
             lower = f"[{low}" if low is not None else f"({above}" if above is not None else None

@@ -10,6 +10,7 @@ rank, plus an optional KL penalty to the frozen initial model (``training.losses
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 
@@ -175,6 +176,11 @@ def update(cfg: Update, learner: Learner, samples: Sequence[Sample], temperature
                 if acc.sync_gradients:
                     norm = acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                     stats.grad_norm = float(norm) if norm is not None else 0.0
+                    if not math.isfinite(stats.grad_norm) or not math.isfinite(float(loss.detach())):
+                        # the same on every rank (gradients are synchronised), so every rank stops here together
+                        raise RuntimeError(
+                            f"the update's gradient norm is {stats.grad_norm:g} and its loss {float(loss.detach()):g}: "
+                            f"the policy diverged (update.lr={cfg.lr:g}); stopped before applying it: lower update.lr")
                     note_update()  # engines holding copies of the weights (vLLM rollouts) resynchronise
                 learner.optimizer.step()  # a no-op until the last micro-batch (accelerate reads sync_gradients)
                 learner.scheduler.step() if acc.sync_gradients else None

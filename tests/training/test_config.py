@@ -35,9 +35,13 @@ def test_every_launch_config_is_an_accelerate_config(path):
     ("scripted_prob=1.5", "config key 'opponents.scripted_prob': 1.5 is out of range; expected a value in [0.0, 1.0]"),
     ("opponents.pool_prob=-0.1", "config key 'opponents.pool_prob'"),
     ("steps", "is not key=value"),
+    ("--steps", "override '--steps' is not key=value (write steps=VALUE)"),
+    ("sampling=3", "config key 'sampling' is a section, not a value: set its keys (sampling.temperature=...)"),
     ("filter_refill=-1", "config key 'curriculum.filter_refill': -1"),
     ("random_opening=-2", "config key 'rollout.random_opening': -2"),
     ("update.lr=nan", "config key 'update.lr': nan"),
+    ("update.lr=inf", "config key 'update.lr': inf is not a finite number"),
+    ("run.max_minutes=inf", "config key 'run.max_minutes': inf is not a finite number"),
     ("curriculum=sec", "'curriculum.policy': 'sec' needs curriculum.option and curriculum.arms"),
     ("curriculum.policy=bandit", "'bandit' is not one of none, uniform, sec, dump, adarft"),
 ])
@@ -45,6 +49,15 @@ def test_bad_keys_get_a_one_line_error_naming_them(override, words):
     with pytest.raises(ValueError) as info:
         load_config(CONFIGS / "tictactoe_quick.yaml", [override])
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_list_keys_take_a_bare_value_or_commas_and_dashes_are_allowed():
+    config = load_config(CONFIGS / "tictactoe_quick.yaml", ["eval_opponents=random", "--steps=3", "trackers="])
+    assert config.evaluation.opponents == ["random"] and config.run.steps == 3 and config.run.trackers == []
+    config = load_config(CONFIGS / "tictactoe_quick.yaml", ["evaluation.opponents=random,expert", "eval_opponents=null"])
+    assert config.evaluation.opponents is None
+    assert load_config(CONFIGS / "tictactoe_quick.yaml", ["eval_opponents=random,expert"]).evaluation.opponents == \
+        ["random", "expert"]
 
 
 def test_overrides_win_over_the_file():
@@ -93,10 +106,11 @@ def test_config_loads_without_torch():
     ("game:\n\tsteps: 3\n", "invalid YAML: found character that cannot start any token"),
     ("", "is empty: expected a mapping of keys"),
     ("- a\n- b\n", "expected a mapping of keys, got a list"),
+    (b"\xff\xfe\x00", "not UTF-8 text (byte 0xff at offset 0)"),
 ])
 def test_bad_yaml_is_one_line_naming_file_and_place(tmp_path, text, words):
     path = tmp_path / "bad.yaml"
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(ValueError) as err:
         load_config(path)
     assert words in str(err.value) and str(path) in str(err.value) and "\n" not in str(err.value)

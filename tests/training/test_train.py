@@ -215,3 +215,24 @@ def test_micro_batches_sized_to_a_token_budget_give_the_same_step_as_one_batch()
         # the same step: Adam divides by |gradient|, so float rounding of another summation order shows on
         # near-zero gradients; a wrong loss scale or a second step would move weights by about a step
         assert gap < 0.01 * size, (gap, size)
+
+
+def test_a_diverged_update_stops_with_one_line_and_leaves_the_weights_unchanged():
+    """A non-finite gradient (weights blown up by a huge learning rate) stops the run naming update.lr, before the
+    optimizer writes nan into every weight."""
+    from selfplay.training.config import load_config
+    from selfplay.training.distributed import make_accelerator
+    from selfplay.training.learner import build_learner
+    from selfplay.training.rollout import Sample
+    from selfplay.training.update import update
+
+    cfg = load_config(ROOT / "configs/tictactoe_quick.yaml", [*TINY, "advantage=rae"])
+    learner = build_learner(cfg, make_accelerator(1, 1.0, "float32", False), ("player_0", "player_1"))
+    samples = [Sample("policy", ("tictactoe", "player_0"), (f"e{i}", 0), [5, 6, 7, 8], [9, 10], [-1.0, -1.0], 1.0,
+                      advantage=1.0) for i in range(4)]
+    with torch.no_grad():
+        next(learner.model.parameters())[0, 0] = float("inf")  # what lr=1e30 does after one step
+    before = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
+    with pytest.raises(RuntimeError, match=r"gradient norm is nan.*update\.lr=0\.01.*lower update\.lr"):
+        update(cfg.update, learner, samples, temperature=1.0)
+    assert all(torch.equal(before[n], p) for n, p in learner.model.named_parameters())
