@@ -5,9 +5,10 @@
     selfplay serve smollm2                                    # any agent spec: smollm2, tiny, hf:PATH
 
 Other harnesses (and selfplay's own ``openai:`` agents) can then evaluate the trained policy:
-``POST /v1/chat/completions`` (``model``, ``messages``, ``max_tokens``, ``temperature``, ``top_p``, ``n``, ``stop``,
-``seed``) and ``GET /v1/models``. Requests that arrive together with the same sampling settings are generated
-in one batched call. Standard library HTTP server, on localhost by default.
+``POST /v1/chat/completions`` (``model``, ``messages`` with string or text-part content, ``max_tokens``,
+``temperature``, ``top_p``, ``n``, ``stop``, ``seed``, ``logprobs``, ``stream``) and ``GET /v1/models``. Requests that
+arrive together with the same sampling settings are generated in one batched call. Standard library HTTP server, on
+localhost by default.
 """
 
 from __future__ import annotations
@@ -132,6 +133,48 @@ def _sampling(body: dict) -> tuple:
     return max_tokens, float(temperature), float(top_p), tuple(stop), seed
 
 
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+
+def _messages(body: Any) -> list[dict]:
+    """The request's chat messages as ``{role, content: str}``: text parts joined, OpenAI's ``developer`` role read
+    as ``system``; ValueError names the first bad message and what was expected."""
+    if not isinstance(body, dict):
+        raise ValueError(f"request body: expected a JSON object, got {type(body).__name__}")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages: expected a non-empty list of {role: system|user|assistant, content}")
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            raise ValueError(f"messages[{i}]: expected {{role: system|developer|user|assistant, content}}, got "
+                             f"{json.dumps(m)[:80]}")
+        content = m.get("content")
+        if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text"
+                                             and isinstance(p.get("text"), str) for p in content):
+            content = "".join(p["text"] for p in content)
+        if not isinstance(content, str):
+            raise ValueError(f"messages[{i}].content: expected a string or a list of text parts "
+                             f"([{{type: text, text}}]), got {json.dumps(content)[:80]}")
+        out.append({"role": ROLES[m["role"]], "content": content})
+    return out
+
+
+def _choice(i: int, completion: Any, stop: tuple, max_tokens: int, logprobs: bool, tokenizer: Any) -> dict:
+    """One choice of the answer: the text cut before the first stop string (as OpenAI returns it), why it ended,
+    and with ``logprobs`` each sampled token's log-probability."""
+    text, ids = completion.text, completion.completion_ids or []
+    cuts = [text.find(x) for x in stop if x in text]
+    finish = "stop" if cuts or len(ids) < max_tokens else "length"
+    choice = {"index": i, "message": {"role": "assistant", "content": text[:min(cuts)] if cuts else text},
+              "logprobs": None, "finish_reason": finish}
+    if logprobs:
+        pieces = [tokenizer.decode([t]) for t in ids]
+        choice["logprobs"] = {"content": [{"token": p, "logprob": float(lp), "bytes": list(p.encode()),
+                                           "top_logprobs": []} for p, lp in zip(pieces, completion.logprobs or [])]}
+    return choice
+
+
 def make_handler(generator: Generator):
     """The request handler class serving the generator's models (with one model, a request's ``model`` is not
     checked; with one per role it picks the role's)."""
@@ -139,17 +182,23 @@ def make_handler(generator: Generator):
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = 120  # seconds a connection may stay silent (a body shorter than its Content-Length)
 
         def log_message(self, *args) -> None:  # quiet: one line per request is noise for an evaluation harness
             pass
 
         def _send(self, status: int, payload: dict) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self._write(status, "application/json", json.dumps(payload).encode())
+
+        def _write(self, status: int, kind: str, data: bytes) -> None:
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):  # the client left before its answer: nothing to tell
+                self.close_connection = True
 
         def _error(self, status: int, message: str) -> None:
             self._send(status, {"error": {"message": message, "type": "invalid_request_error" if status < 500
@@ -170,15 +219,17 @@ def make_handler(generator: Generator):
                 if size > 8_000_000:
                     return self._error(413, "request body over 8 MB")
                 body = json.loads(self.rfile.read(size) or b"{}")
-                messages = body.get("messages")
-                if not isinstance(messages, list) or not messages or not all(
-                        isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in
-                        ("system", "user", "assistant") for m in messages):
-                    raise ValueError("messages: expected a non-empty list of {role: system|user|assistant, content}")
+                messages = _messages(body)
                 n = body.get("n", 1)
                 if not isinstance(n, int) or not 1 <= n <= 64:
                     raise ValueError(f"n {n!r}: expected an integer in [1, 64]")
                 sampling = _sampling(body)
+                logprobs, stream = body.get("logprobs") or False, body.get("stream") or False
+                if not isinstance(logprobs, bool) or not isinstance(stream, bool):
+                    raise ValueError("logprobs and stream: expected true or false")
+                if body.get("top_logprobs"):
+                    raise ValueError(f"top_logprobs {body['top_logprobs']!r}: not served; logprobs=true gives the "
+                                     f"sampled tokens' log-probabilities")
                 model = body.get("model") if len(ids) > 1 else ids[0]
                 if model not in ids:
                     raise ValueError(f"model {model!r}: this server holds one model per role; expected one of "
@@ -190,14 +241,33 @@ def make_handler(generator: Generator):
             except Exception as exc:  # noqa: BLE001
                 return self._error(500, f"generation failed: {type(exc).__name__}: {exc}")
             used = sum(len(c.completion_ids or []) for c in completions)
-            self._send(200, {
-                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
-                "model": model,
-                "choices": [{"index": i, "message": {"role": "assistant", "content": c.text},
-                             "finish_reason": "length" if len(c.completion_ids or []) >= max_tokens else "stop"}
-                            for i, c in enumerate(completions)],
-                "usage": {"prompt_tokens": prompt_tokens * n, "completion_tokens": used,
-                          "total_tokens": prompt_tokens * n + used}})
+            tokenizer = generator.agents[model].tokenizer
+            answer = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
+                      "created": int(time.time()), "model": model,
+                      "choices": [_choice(i, c, sampling[3], max_tokens, logprobs, tokenizer)
+                                  for i, c in enumerate(completions)],
+                      "usage": {"prompt_tokens": prompt_tokens * n, "completion_tokens": used,
+                                "total_tokens": prompt_tokens * n + used}}
+            if stream:
+                options = body.get("stream_options")
+                self._stream(answer, isinstance(options, dict) and options.get("include_usage") is True)
+            else:
+                self._send(200, answer)
+
+        def _stream(self, answer: dict, usage: bool) -> None:
+            """The answer as server-sent events, as OpenAI streams it: per choice a chunk with the role and the whole
+            text, then one with the finish reason, then ``[DONE]`` (generation is batched, so nothing is gained by
+            sending tokens earlier); with ``stream_options.include_usage`` a last chunk with the usage."""
+            head = {k: answer[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+            events = []
+            for c in answer["choices"]:
+                delta = {"index": c["index"], "delta": c["message"], "logprobs": c["logprobs"], "finish_reason": None}
+                events += [head | {"choices": [delta]},
+                           head | {"choices": [{"index": c["index"], "delta": {}, "finish_reason": c["finish_reason"]}]}]
+            if usage:
+                events.append(head | {"choices": [], "usage": answer["usage"]})
+            data = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+            self._write(200, "text/event-stream", data)
 
     return Handler
 

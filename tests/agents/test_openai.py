@@ -56,6 +56,45 @@ def test_the_server_speaks_the_chat_completions_api(served):
         assert status == 400 and words in reply["error"]["message"]
 
 
+def test_the_server_reads_what_openai_clients_send_and_answers_as_openai_does(served):
+    """Text-part content and the developer role, stop strings cut from the text, the sampled tokens' log-probs, a
+    streamed answer as server-sent events; a body that is not an object or an image part is a 400 naming it."""
+    user = [{"role": "developer", "content": "short"}, {"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    status, reply = post(served, {"messages": user, "max_tokens": 8, "temperature": 0, "logprobs": True})
+    assert status == 200
+    [choice] = reply["choices"]
+    text, logprobs = choice["message"]["content"], choice["logprobs"]["content"]
+    assert len(logprobs) == reply["usage"]["completion_tokens"] and all(-50 < x["logprob"] <= 0 for x in logprobs)
+    assert len(text) >= 3, text
+    _, same = post(served, {"messages": [{"role": "system", "content": "short"}, {"role": "user", "content": "hi"}],
+                            "max_tokens": 8, "temperature": 0})
+    assert same["choices"][0]["message"]["content"] == text  # parts and developer read as plain text and system
+    cut = text[2]
+    _, stopped = post(served, {"messages": user, "max_tokens": 8, "temperature": 0, "stop": cut})
+    assert stopped["choices"][0]["message"]["content"] == text[:text.index(cut)]
+    assert stopped["choices"][0]["finish_reason"] == "stop"
+    request = urllib.request.Request(served + "/chat/completions", headers={"Content-Type": "application/json"},
+                                     data=json.dumps({"messages": user, "max_tokens": 8, "temperature": 0, "n": 2,
+                                                      "stream": True, "stream_options": {"include_usage": True}}).encode())
+    with urllib.request.urlopen(request, timeout=30) as r:
+        assert r.headers["Content-Type"] == "text/event-stream"
+        events = [line[6:] for line in r.read().decode().splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    streamed = {}
+    for chunk in chunks:
+        for c in chunk["choices"]:
+            streamed[c["index"]] = streamed.get(c["index"], "") + c["delta"].get("content", "")
+    assert streamed == {0: text, 1: text} and chunks[-1]["usage"]["completion_tokens"] == 16
+    for bad, words in (([1, 2], "request body: expected a JSON object"),
+                       ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}]},
+                        "messages[0].content: expected a string or a list of text parts"),
+                       ({"messages": [{"role": "user", "content": "x"}], "logprobs": True, "top_logprobs": 2},
+                        "top_logprobs 2: not served")):
+        status, reply = post(served, bad)
+        assert status == 400 and words in reply["error"]["message"], reply
+
+
 def test_a_served_checkpoint_plays_and_is_rated(served, tmp_path):
     spec = f"openai:policy@{served}:max_tokens=6,temperature=0"
     agents = {"served": build_agent(spec, name="served"), "random": build_agent("random")}
