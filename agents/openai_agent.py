@@ -78,7 +78,7 @@ class OpenAIAgent:
                 text = reply["choices"][0]["message"]["content"] or ""
                 return Completion(text, meta={"usage": reply.get("usage", {}), "attempts": attempt + 1})
             except urllib.error.HTTPError as exc:
-                error, failure = f"HTTP {exc.code} from {self.url}", "AGENT_ERROR"
+                error, failure = f"HTTP {exc.code} from {self.url}{_said(exc)}", "AGENT_ERROR"
                 if exc.code != 429 and exc.code < 500:
                     break  # a client error does not improve with retries
             except (TimeoutError, socket.timeout) as exc:
@@ -89,4 +89,19 @@ class OpenAIAgent:
                 failure = "TIMEOUT" if timed_out else "AGENT_ERROR"
             except (ValueError, KeyError, IndexError, TypeError) as exc:
                 error, failure = f"malformed reply from {self.url}: {type(exc).__name__}: {exc}", "AGENT_ERROR"
-        return Completion("", meta={"failure": failure, "error": f"{error} (after {self.retries + 1} tries)"})
+        tries = attempt + 1
+        return Completion("", meta={"failure": failure, "error": f"{error} (after {tries} tr{'ies' if tries > 1 else 'y'})"})
+
+
+def _said(exc: urllib.error.HTTPError) -> str:
+    """What the server said about the error (its ``error.message``, else the body's start), for the record."""
+    try:
+        body = exc.read(20_000).decode(errors="replace")
+    except OSError:
+        return ""
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = body
+    message = " ".join(str(message).split())[:300]
+    return f": {message}" if message else ""

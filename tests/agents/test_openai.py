@@ -159,6 +159,17 @@ def test_retries_with_backoff_after_a_server_error():
     assert completion.text == "[5]" and completion.meta["attempts"] == 2 and FailFirst.calls == 2
 
 
+def test_a_refused_request_records_what_the_server_said_and_is_not_retried(served):
+    agent = OpenAIAgent("policy", served, retries=3, max_tokens=5000)  # over the server's 4096
+    game = TicTacToe()
+    game.reset(0)
+    start = time.perf_counter()
+    [[completion]] = agent.act([Request(game, "player_0", game.observe("player_0"))])
+    assert completion.meta["failure"] == "AGENT_ERROR" and time.perf_counter() - start < 2
+    assert "HTTP 400" in completion.meta["error"] and "max_tokens 5000: expected an integer in [1, 4096]" in \
+        completion.meta["error"] and "(after 1 try)" in completion.meta["error"]
+
+
 def test_serve_resolves_runs_checkpoints_and_models(tmp_path):
     from tests.arena.test_tournament import fake_run
 
