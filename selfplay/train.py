@@ -79,14 +79,37 @@ def main(argv: list[str] | None = None) -> int:
     from selfplay.training.metrics import quiet_libraries  # torch, transformers and accelerate load only now
 
     quiet_libraries()
+    from selfplay.training.interrupt import StopRequest
     from selfplay.training.train import train
 
     try:
-        train(config)
+        with StopRequest() as stop:
+            train(config, stop)
     except RuntimeError as exc:
         print(f"selfplay train: error: {exc}", file=sys.stderr)
         return 1
-    return _report_errors(config.run.out)
+    except KeyboardInterrupt:  # the second Ctrl-C: no traceback, and where the run can pick up
+        from selfplay.arena.rundir import latest_checkpoint
+
+        kept = latest_checkpoint(config.run.out)
+        where = f"the last checkpoint is {kept} (the same command resumes from it)" if kept else \
+            "no checkpoint was saved yet (the same command starts again)"
+        print(f"\nselfplay train: interrupted; {where}", file=sys.stderr)
+        return 130
+    code, done = _report_errors(config.run.out), _steps_done(config.run.out)
+    if stop.requested and done < config.run.steps:
+        print(f"selfplay train: stopped on request at step {done} of {config.run.steps}; the same command resumes",
+              file=sys.stderr)
+        return code or 130
+    return code
+
+
+def _steps_done(run_dir: str) -> int:
+    """The step of the run's latest checkpoint (0 without one)."""
+    from selfplay.arena.rundir import latest_checkpoint
+
+    kept = latest_checkpoint(run_dir)
+    return int(kept.name.rsplit("_", 1)[1]) if kept else 0
 
 
 def _report_errors(run_dir: str) -> int:

@@ -31,6 +31,7 @@ from selfplay.training.config import TrainConfig, bind_game
 from selfplay.training.distributed import make_accelerator, record_weight_hashes, reduce_sum, sum_scalar
 from selfplay.training.evaluation import Evaluator, infos
 from selfplay.training.exploit import ExactTracker
+from selfplay.training.interrupt import StopRequest
 from selfplay.training.learner import build_learner
 from selfplay.training.metrics import Log, final_summary, step_metrics
 from selfplay.training.report import write_training_report
@@ -40,8 +41,9 @@ from selfplay.training.stats import StepStats
 from selfplay.training.update import Baselines, update, update_with_progress
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run (or resume) a training run; return its final evaluation summary."""
+def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
+    """Run (or resume) a training run; return its final evaluation summary. ``stop.requested`` (Ctrl-C, SIGTERM)
+    ends it at the end of the current step as the last step would: checkpoint, evaluation, report."""
     run, ev, up = cfg.run, cfg.evaluation, cfg.update
     game_cls = bind_game(cfg)  # game-dependent defaults and checks, before any model loads
     accelerator = make_accelerator(up.micro_batches, up.max_grad_norm, cfg.dtype, find_unused=cfg.weights != "shared",
@@ -125,16 +127,20 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         metrics.update({f"progress/{k}": v for k, v in gains.items()})
         metrics["lr"] = learner.optimizer.param_groups[0]["lr"]
         done = step + 1
-        # the time limit ends every rank at the same step: any rank over it stops them all
-        last = done == run.steps or bool(run.max_minutes) and \
-            sum_scalar(accelerator, float(state.seconds >= 60 * run.max_minutes)) > 0
+        # the time limit or a stop request ends every rank at the same step: any rank's stops them all
+        halt = bool(run.max_minutes) and state.seconds >= 60 * run.max_minutes or stop is not None and stop.requested
+        early = done < run.steps and sum_scalar(accelerator, float(halt)) > 0
+        last = done == run.steps or early
         rollouts.snapshot(done)
+        state.step, state.baselines, state.rollouts = done, baselines.state_dict(), rollouts.state_dict()
+        state.exact = tracker.state_dict() if tracker is not None else {}
+        if early:  # saved before the evaluation too, so a second Ctrl-C during it loses nothing
+            checkpoint.save(learner, run_dir, done, state, cfg.model, run.keep_checkpoints, run.seed,
+                            "float32" if cfg.dtype == "auto" else cfg.dtype)
         if (ev.every and done % ev.every == 0) or last:
             entry, eval_metrics = evaluator.entry(done, state.seconds, tracker.measure(current) if tracker else None)
             state.history.append(entry)
             metrics.update(eval_metrics)
-        state.step, state.baselines, state.rollouts = done, baselines.state_dict(), rollouts.state_dict()
-        state.exact = tracker.state_dict() if tracker is not None else {}
         if done % run.checkpoint_every == 0 or last:
             checkpoint.save(learner, run_dir, done, state, cfg.model, run.keep_checkpoints, run.seed,
                             "float32" if cfg.dtype == "auto" else cfg.dtype)  # the dtype build_learner loads the base in

@@ -157,6 +157,29 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
         assert sorted(s for s, _, e in rows if e) == sorted([4] * 16 + [8] * 16)
 
 
+def test_ctrl_c_stops_at_the_end_of_the_step_with_a_checkpoint_and_the_same_command_resumes(tmp_path):
+    """The first SIGINT: the step finishes, a checkpoint and an evaluation are written, status 130; the second run
+    of the same command resumes there."""
+    out = tmp_path / "run"
+    args = ["steps=200", "games_per_step=4", "eval_games=4", "eval_every=0", "checkpoint_every=1000"]
+    proc = subprocess.Popen([sys.executable, "-m", "selfplay.train", str(ROOT / "configs/tictactoe_quick.yaml"), *TINY,
+                             f"out={out}", *args], cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # the first step line: the loop is running
+        if line.startswith("step 1/"):
+            break
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "SIGINT: stopping at the end of this step" in stderr
+    [kept] = (out / "checkpoints").iterdir()
+    done = int(kept.name.rsplit("_", 1)[1])
+    assert 1 <= done < 200 and f"stopped on request at step {done} of 200" in stderr
+    assert f"evaluation after {done} steps" in stdout and json.loads((out / "summary.json").read_text())["step"] == done
+    resumed = run([*args, f"steps={done + 1}"], out)
+    assert f"resumed from {kept} at step {done}" in resumed.stdout
+
+
 def test_the_learning_rate_follows_the_schedule_in_training_steps():
     """Warm-up then linear decay, set per training step however many optimizer steps it takes (scheduler steps
     between must not move it)."""
