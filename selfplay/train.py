@@ -6,6 +6,7 @@ curriculum arm and scripted opponent. A bad one exits with status 2 and one line
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -98,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     code, done = _report_errors(config.run.out), _steps_done(config.run.out)
     if stop.requested and done < config.run.steps:
-        print(f"selfplay train: stopped on request at step {done} of {config.run.steps}; the same command resumes",
-              file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"selfplay train: stopped on request at step {done} of {config.run.steps}; the same command resumes",
+                  file=sys.stderr)
         return code or 130
     return code
 
@@ -115,8 +117,6 @@ def _steps_done(run_dir: str) -> int:
 def _report_errors(run_dir: str) -> int:
     """1 (and the count with the first traceback's last line on stderr) when any recorded episode ended in an
     error, else 0; only the main process reports."""
-    import os
-
     if os.environ.get("RANK", "0") != "0":
         return 0
     from selfplay.arena.records import open_store
