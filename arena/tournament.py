@@ -266,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, TypeError) as exc:
         print(f"selfplay tournament: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the games finished so far are recorded; the same command plays only the rest
+        print(f"\nselfplay tournament: interrupted; the games finished are kept in {args.out} and the same command "
+              f"plays only the missing ones", file=sys.stderr)
+        return 130
     except RuntimeError as exc:  # every game ended in an error
         print(f"selfplay tournament: error: {exc} (see `selfplay show {args.out}`)", file=sys.stderr)
         return 1

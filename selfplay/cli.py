@@ -263,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.fn(args)
+    except KeyboardInterrupt:  # Ctrl-C: every finished game is already in the run's database
+        print(f"\nselfplay {args.command}: interrupted (every game finished before it is recorded)", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `selfplay show RUN | head`: the reader left; what was recorded is recorded
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush stays quiet
         return 0
