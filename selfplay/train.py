@@ -23,6 +23,10 @@ def check_config(cfg) -> None:
     bind_game(cfg)
     _check_paths(cfg.run)
     model = parse_spec(cfg.model)
+    if model.kind not in ("smollm2", "tiny", "hf"):
+        raise ValueError(f"config key 'model' = {cfg.model!r}: {model.kind!r} agents have no weights to train; expected "
+                         f"smollm2, tiny or hf:PATH (a model folder or checkpoint); {model.kind} plays as an opponent "
+                         f"(evaluation.opponents, opponents.seats)")
     if model.kind == "hf":  # the base must be one model, before any loads (a lora or clone checkpoint is not)
         from selfplay.agents.checkpoints import one_model
 

@@ -92,6 +92,8 @@ TRAIN = [  # (arguments after `train`, words the error must contain)
     ([TINY, "run.resume=/no/such/checkpoint"], "run.resume"),
     ([TINY, "run.out=/dev/null/run"], "run.out"),
     ([TINY, "run.trackers=[carrier_pigeon]"], "carrier_pigeon"),
+    ([TINY, "model=random"], "'random' agents have no weights to train"),
+    ([TINY, "model=openai:gpt@http://127.0.0.1:9/v1"], "'openai' agents have no weights to train"),
 ]
 
 PLAY = [

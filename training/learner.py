@@ -104,6 +104,10 @@ def build_learner(cfg: TrainConfig, accelerator: Accelerator, roles: tuple[str, 
     sizes = {k: v for k, v in spec.options.items() if k != "dtype"}
     base, tokenizer = load_model(spec.kind, spec.arg, device=str(accelerator.device), dtype=dtype or "float32",
                                  seed=cfg.run.seed, **sizes)
+    context = getattr(base.config, "max_position_embeddings", None)
+    if context and cfg.sampling.max_new_tokens >= context:  # every attempt would fail: say so before playing
+        raise RuntimeError(f"config key 'sampling.max_new_tokens' = {cfg.sampling.max_new_tokens} leaves no room for a "
+                           f"prompt in {cfg.model}'s context of {context} positions")
     policy = Policy(base, roles, cfg.weights, cfg.lora_r, cfg.lora_alpha, seed=cfg.run.seed)
     if cfg.update.gradient_checkpointing:
         for module in {id(m): m for m in (policy.generator(g)[0] for g in policy.groups)}.values():

@@ -97,7 +97,16 @@ class Log:
     def __init__(self, accelerator, config: dict[str, Any], steps: int, done: int, progress: bool):
         self.accelerator, self.steps, self.main = accelerator, steps, accelerator.is_main_process
         if accelerator.log_with:
-            accelerator.init_trackers("selfplay", config=_flat(config))
+            try:
+                # wandb writes its files into the run directory too (its default is the working directory)
+                place = {} if os.environ.get("WANDB_DIR") else {"wandb": {"dir": str(config["run"]["out"])}}
+                accelerator.init_trackers("selfplay", config=_flat(config), init_kwargs=place)
+            except Exception as exc:  # noqa: BLE001 - a tracker's own error (no login, no server), said in one line
+                names = ", ".join(str(getattr(t, "value", None) or getattr(t, "name", t)) for t in accelerator.log_with)
+                hint = " (wandb: run `wandb login`, or set WANDB_MODE=offline)" if "wandb" in names else ""
+                raise RuntimeError(f"config key 'run.trackers' = [{names}]: a tracker could not start: "
+                                   f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                                   f"{hint}") from exc
         # disable=None: bars only on a terminal (a log file gets the step lines, not carriage-return debris)
         self.bar = tqdm(total=steps, initial=done, desc="train", unit="step",
                         disable=None if progress and self.main else True, dynamic_ncols=True)

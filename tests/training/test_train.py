@@ -180,6 +180,17 @@ def test_ctrl_c_stops_at_the_end_of_the_step_with_a_checkpoint_and_the_same_comm
     assert f"resumed from {kept} at step {done}" in resumed.stdout
 
 
+def test_max_new_tokens_beyond_the_models_context_is_refused_before_any_game():
+    from selfplay.training.config import load_config
+    from selfplay.training.distributed import make_accelerator
+    from selfplay.training.learner import build_learner
+
+    cfg = load_config(ROOT / "configs/tictactoe_quick.yaml", [*TINY, "max_new_tokens=4096"])
+    with pytest.raises(RuntimeError, match="'sampling.max_new_tokens' = 4096 leaves no room for a prompt in tiny's "
+                                           "context of 2048 positions"):
+        build_learner(cfg, make_accelerator(1, 1.0, "float32", False), ("player_0", "player_1"))
+
+
 def test_the_learning_rate_follows_the_schedule_in_training_steps():
     """Warm-up then linear decay, set per training step however many optimizer steps it takes (scheduler steps
     between must not move it)."""
