@@ -64,6 +64,9 @@ def _load_file(target: str):
     module_name = f"selfplay_user_game_{abs(hash(str(path.resolve())))}"
     module = sys.modules.get(module_name)
     if module is None:
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:  # as for a script: the file's siblings import (a game split over several files)
+            sys.path.insert(0, folder)
         loader_spec = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(loader_spec)
         sys.modules[module_name] = module  # dataclasses look their module up while the file executes

@@ -37,6 +37,15 @@ def test_user_game_in_a_file_is_checked_and_played(tmp_path):
     assert "stones left" in transcript and "rewards:" in transcript
 
 
+def test_a_game_file_imports_its_sibling_modules(tmp_path):
+    """A game split over files (rules in a sibling module) loads as a script would, from any working directory."""
+    (tmp_path / "nim_rules.py").write_text("START = 9\n")
+    (tmp_path / "split.py").write_text(USER_GAME.replace("from dataclasses", "from nim_rules import START\nfrom dataclasses", 1))
+    check = subprocess.run([sys.executable, "-m", "selfplay.cli", "check-game", str(tmp_path / "split.py"), "--seeds", "5"],
+                           cwd="/", capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0 and "OK (5 seeds" in check.stdout, check.stderr
+
+
 def test_check_game_exits_nonzero_on_a_broken_game():
     result = run_cli("check-game", "tests.fakes:LeakyTTT", "--seeds", "5")
     assert result.returncode == 1 and "FAILED" in result.stdout and "seed=0" in result.stdout
