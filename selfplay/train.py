@@ -8,6 +8,17 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
+
+
+def _quickstart() -> Path:
+    """The quickstart recipe shipped with the package (``selfplay.training``'s folder, found without importing it)."""
+    import importlib.util
+
+    return Path(importlib.util.find_spec("selfplay.training").submodule_search_locations[0]) / "quickstart.yaml"
+
+
+QUICKSTART = _quickstart()
 
 
 def check_config(cfg) -> None:
@@ -54,8 +65,6 @@ def check_config(cfg) -> None:
 
 def _check_paths(run) -> None:
     """The run directory can be created, and an explicit resume path is a complete checkpoint."""
-    from pathlib import Path
-
     from selfplay.arena.rundir import make_run_dir
 
     make_run_dir(run.out, "config key 'run.out'")
@@ -71,10 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help"):
         print("usage: selfplay train [CONFIG.yaml] [key=value ...]\n\n"
+              "Without CONFIG.yaml: the quickstart recipe (SmolLM2 learns Kuhn poker by self-play in about a minute; "
+              f"{QUICKSTART}).\n"
               "Keys go as section.key=value (update.lr=1e-4) or by their old flat name (lr=1e-4).\n\nkeys:\n"
               + describe())
         return 0
     path = argv.pop(0) if argv and "=" not in argv[0] else None
+    if path is None:
+        print(f"selfplay train: no config given: the quickstart recipe ({QUICKSTART})", file=sys.stderr)
+        path = str(QUICKSTART)
     try:
         config = load_config(path, argv)
         check_config(config)

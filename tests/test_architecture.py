@@ -54,3 +54,24 @@ def test_help_imports_no_heavy_library(tmp_path):
             "heavy = sorted(m for m in ('torch', 'transformers', 'accelerate', 'deepspeed') if m in sys.modules)\n"
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+
+
+def test_every_data_file_of_the_packages_is_installed():
+    """Non-Python files inside the package folders (the Leduc expert's table, the quickstart recipe) match the
+    package-data patterns, so a wheel install (pip install ., not -e) carries them."""
+    import fnmatch
+    import tomllib
+
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    missing = []
+    for package, folder in setup["package-dir"].items():
+        patterns = setup.get("package-data", {}).get(package, [])
+        for name in tracked:
+            inside = Path(name).parent == Path(folder)
+            if inside and not name.endswith(".py") and not any(fnmatch.fnmatch(Path(name).name, p) for p in patterns):
+                missing.append(name)
+    assert not missing, f"not in [tool.setuptools.package-data]: {missing}"
+    from selfplay.train import QUICKSTART
+
+    assert QUICKSTART.is_file() and (ROOT / "configs/quickstart.yaml").resolve() == QUICKSTART.resolve()

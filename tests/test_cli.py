@@ -109,6 +109,14 @@ def test_agents_may_follow_the_game_directly(tmp_path, capsys):
     assert "expert" in capsys.readouterr().out
 
 
+def test_train_without_a_config_is_the_quickstart(capsys):
+    from selfplay.train import main as train
+
+    assert train(["game_options.compact=true"]) == 2  # compact is TicTacToe's option, not Kuhn poker's
+    err = capsys.readouterr().err
+    assert "no config given: the quickstart recipe" in err and "for game 'kuhn_poker'" in err
+
+
 def test_no_command_lists_the_commands_and_version_answers():
     bare = run_cli()
     assert bare.returncode == 2 and "check-game" in bare.stderr and "tournament" in bare.stderr
