@@ -283,6 +283,15 @@ class Game:
         """Start an episode from one of ``deals()`` instead of a seed."""
         raise NotImplementedError(f"{type(self).__name__} lists no deals")
 
+    def chance_outcomes(self) -> list[tuple[float, Any]] | None:
+        """After ``reset_deal``: the ``(probability, outcome)`` pairs of a chance event the game waits on now (a card
+        turned mid-hand), or None when none is pending. Games whose chance is all in the deal leave it None."""
+        return None
+
+    def apply_chance(self, outcome: Any) -> None:
+        """Resolve the pending chance event with one of ``chance_outcomes()``."""
+        raise NotImplementedError(f"{type(self).__name__} has no pending chance events")
+
     # -- optional hooks the trainer calls on the class ------------------------------------------------
     @classmethod
     def learning_progress(cls, options: dict[str, Any]) -> LearningProgress | None:

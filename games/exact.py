@@ -1,8 +1,10 @@
 """Exact evaluation of small two-player zero-sum games: the game tree, best responses and exploitability.
 
-A game is enumerable when it puts all its chance into one deal made up front: ``deals()`` lists every deal with
-its probability and ``reset_deal(deal)`` starts an episode from one (a card revealed later, like Leduc's public
-card, is part of the deal and simply not shown yet). The tree is then built with the game's own rules (``step``,
+A game is enumerable when it lists its chance: ``deals()`` gives every deal made up front with its probability
+and ``reset_deal(deal)`` starts an episode from one (a card revealed later, like Leduc's public card, may be part
+of the deal and simply not shown yet); a chance event inside the hand is a chance node, where the game's
+``chance_outcomes()`` lists ``(probability, outcome)`` and ``apply_chance`` resolves it (OpenSpiel's games list
+one empty deal and every chance node so). The tree is then built with the game's own rules (``step``,
 ``legal_actions``, ``rewards``), and a player's information state is exactly what it is shown: its observation
 messages. So the policy evaluated is the one an agent plays from those prompts, and a game whose observation
 leaks nothing and recalls the player's own history has perfect recall by construction.
@@ -41,14 +43,26 @@ class InfoState:
         return [{"role": r, "content": c} for r, c in self.messages]
 
 
+CHANCE = -2  # the ``player`` of a chance node
+
+
 @dataclass
 class Node:
-    """A node of the tree: a decision (``player`` >= 0, ``info``, one child per legal action) or a terminal."""
+    """A node of the tree: a decision (``player`` >= 0, ``info``, one child per legal action), a chance event
+    (``player`` CHANCE, one child per ``(probability, outcome)`` in ``chance``) or a terminal (``returns``)."""
 
     player: int = -1
     info: InfoState | None = None
     children: list[int] = field(default_factory=list)
     returns: tuple[float, ...] = ()
+    chance: tuple[tuple[float, Any], ...] = ()
+
+    def branches(self, policy: Policy) -> list[tuple[float, int]]:
+        """(probability, child) of each branch at a chance node or, under ``policy``, at a decision."""
+        if self.player == CHANCE:
+            return [(p, c) for (p, _), c in zip(self.chance, self.children)]
+        probs = policy[self.info.key]
+        return [(probs.get(a, 0.0), c) for a, c in zip(self.info.legal, self.children)]
 
 
 @dataclass
@@ -82,6 +96,17 @@ def build_tree(make_game: Callable[[], Game], max_nodes: int = 2_000_000) -> Tre
         nodes.append(Node())
         if len(nodes) > max_nodes:
             raise ValueError(f"game {probe.name!r} has more than {max_nodes} nodes: too large to enumerate")
+        pending = game.chance_outcomes()
+        if pending:
+            if abs(sum(p for p, _ in pending) - 1) > 1e-9:
+                raise ValueError(f"game {probe.name!r}: chance_outcomes() probabilities sum to "
+                                 f"{sum(p for p, _ in pending)}, not 1")
+            nodes[index].player, nodes[index].chance = CHANCE, tuple((float(p), o) for p, o in pending)
+            for _, outcome in pending:
+                child = copy.deepcopy(game)
+                child.apply_chance(outcome)
+                nodes[index].children.append(expand(child))
+            return index
         turn = game.turn()
         if turn is None:
             rewards = game.rewards()
@@ -124,12 +149,10 @@ def policy_value(tree: Tree, policy: Policy) -> tuple[float, ...]:
 
     def value(i: int) -> tuple[float, ...]:
         node = tree.nodes[i]
-        if node.info is None:
+        if not node.children:
             return node.returns
-        probs = policy[node.info.key]
-        parts = [value(c) for c in node.children]
-        return tuple(sum(probs.get(a, 0.0) * v[p] for a, v in zip(node.info.legal, parts))
-                     for p in range(len(tree.roles)))
+        parts = [(p, value(c)) for p, c in node.branches(policy)]
+        return tuple(sum(p * v[seat] for p, v in parts) for seat in range(len(tree.roles)))
 
     total = [0.0] * len(tree.roles)
     for probability, root in tree.roots:
@@ -149,16 +172,15 @@ def best_response_value(tree: Tree, policy: Policy, player: int) -> float:
 
     def collect(i: int, reach: float) -> None:
         node = tree.nodes[i]
-        if node.info is None:
+        if not node.children:
             return
         if node.player == player:
             members.setdefault(node.info.key, []).append((i, reach))
             for c in node.children:
                 collect(c, reach)
-        else:
-            probs = policy[node.info.key]
-            for a, c in zip(node.info.legal, node.children):
-                collect(c, reach * probs.get(a, 0.0))
+        else:  # the others' and chance's reach
+            for p, c in node.branches(policy):
+                collect(c, reach * p)
 
     for probability, root in tree.roots:
         collect(root, probability)
@@ -169,13 +191,12 @@ def best_response_value(tree: Tree, policy: Policy, player: int) -> float:
         if i in memo:
             return memo[i]
         node = tree.nodes[i]
-        if node.info is None:
+        if not node.children:
             out = node.returns[player]
         elif node.player == player:
             out = value(node.children[best(node.info.key)])
         else:
-            probs = policy[node.info.key]
-            out = sum(probs.get(a, 0.0) * value(c) for a, c in zip(node.info.legal, node.children) if probs.get(a, 0.0))
+            out = sum(p * value(c) for p, c in node.branches(policy) if p)
         memo[i] = out
         return out
 
@@ -222,6 +243,10 @@ def own_reach(tree: Tree, policy: Policy) -> dict[str, float]:
 
     def walk(i: int, mine: tuple[float, ...]) -> None:
         node = tree.nodes[i]
+        if node.player == CHANCE:
+            for c in node.children:
+                walk(c, mine)
+            return
         if node.info is None:
             return
         reach[node.info.key] = mine[node.player]
@@ -303,6 +328,12 @@ def decision_games(tree: Tree, make_game: Callable[[], Game]):
         while stack:
             i, g = stack.pop()
             node = tree.nodes[i]
+            if node.player == CHANCE:
+                for (_, outcome), child in zip(node.chance, node.children):
+                    nxt = copy.deepcopy(g)
+                    nxt.apply_chance(outcome)
+                    stack.append((child, nxt))
+                continue
             if node.info is None:
                 continue
             yield g, node.info
@@ -337,6 +368,9 @@ def cfr(tree: Tree, iterations: int, plus: bool = True, progress: Callable[[int]
     def walk(i: int, player: int, reach_me: float, reach_other: float, weight: float, sigmas: list,
              delta: list) -> float:
         node = tree.nodes[i]
+        if node.player == CHANCE:
+            return sum(p * walk(c, player, reach_me, reach_other * p, weight, sigmas, delta)
+                       for (p, _), c in zip(node.chance, node.children))
         if node.info is None:
             return node.returns[player]
         j = node_key[i]

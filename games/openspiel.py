@@ -87,6 +87,8 @@ def openspiel_game(spec: str) -> type[Game]:
         "action_format": "one legal action in square brackets, as listed", "spiel": game,
         "info_state": info.provides_information_state_string,
     }
+    if _small_two_player_zero_sum(game):  # exact exploitability (games.exact) walks its whole tree
+        attributes["deals"] = OpenSpielGame.one_deal
     cls = type(f"OpenSpiel_{re.sub(r'[^0-9a-zA-Z]', '_', spec)}", (OpenSpielGame,), attributes)
     probe = cls()
     try:
@@ -99,11 +101,52 @@ def openspiel_game(spec: str) -> type[Game]:
     return cls
 
 
+EXACT_NODES = 50_000  # the largest OpenSpiel tree (chance nodes included) evaluated exactly: Leduc has 9,457
+
+
+def _small_two_player_zero_sum(game: Any) -> bool:
+    """Whether a loaded OpenSpiel game can be evaluated exactly: two players, zero-sum, sequential, its chance all at
+    chance nodes (no internal rng_seed), and a tree of at most EXACT_NODES histories."""
+    pyspiel = _pyspiel()
+    kind = game.get_type()
+    if (game.num_players() != 2 or kind.utility != pyspiel.GameType.Utility.ZERO_SUM
+            or kind.dynamics != pyspiel.GameType.Dynamics.SEQUENTIAL or "rng_seed" in game.get_parameters()):
+        return False
+    stack, count = [game.new_initial_state()], 0
+    while stack:
+        state = stack.pop()
+        count += 1
+        if count > EXACT_NODES:
+            return False
+        if not state.is_terminal():
+            moves = [a for a, _ in state.chance_outcomes()] if state.is_chance_node() else state.legal_actions()
+            stack += [state.child(a) for a in moves]
+    return True
+
+
 class OpenSpielGame(Game):
     """Base of the generated OpenSpiel classes (see the module docstring)."""
 
     spiel: Any = None
     info_state: bool = True
+    enumerating: bool = False  # after reset_deal: chance nodes wait for apply_chance instead of being drawn
+
+    def one_deal(self) -> list[tuple[float, Any]]:
+        """``deals()`` of a small two-player zero-sum game: one empty deal, its chance left at chance nodes."""
+        return [(1.0, None)]
+
+    def reset_deal(self, deal: Any) -> None:
+        self.seed_rng(0)
+        self.state, self.history, self.enumerating = self.spiel.new_initial_state(), [], True
+
+    def chance_outcomes(self) -> list[tuple[float, Any]] | None:
+        if not self.enumerating or not self.state.is_chance_node():
+            return None
+        return [(p, a) for a, p in self.state.chance_outcomes()]
+
+    def apply_chance(self, outcome: Any) -> None:
+        self.history.append(f"chance:{self.state.action_to_string(outcome)}")
+        self.state.apply_action(outcome)
 
     def reset(self, seed: int) -> None:
         self.seed_rng(seed)
@@ -116,8 +159,8 @@ class OpenSpielGame(Game):
         self._chance()
 
     def _chance(self) -> None:
-        """Resolve chance nodes with the episode's RNG, by OpenSpiel's probabilities."""
-        while self.state.is_chance_node():
+        """Resolve chance nodes with the episode's RNG, by OpenSpiel's probabilities (left pending when enumerating)."""
+        while self.state.is_chance_node() and not self.enumerating:
             outcomes = self.state.chance_outcomes()
             action = self.rng.choices([a for a, _ in outcomes], weights=[p for _, p in outcomes])[0]
             self.state.apply_action(action)
