@@ -192,7 +192,7 @@ def run_tournament(game: str, participants: list[Participant], games: int = 20, 
 
 
 def exploitabilities(make_game, participants: list[Participant], seed: int = 0) -> dict[str, float]:
-    """Exact exploitability (NashConv / 2) of each participant whose policy is known exactly, for games that can be
+    """Exact exploitability (NashConv / n) of each participant whose policy is known exactly, for games that can be
     enumerated: ``random`` (uniform), ``expert`` (when the game states its probabilities) and model agents with
     constrained decoding (read off the model). Others are left out."""
     from selfplay.games import exact
@@ -212,9 +212,9 @@ def exploitabilities(make_game, participants: list[Participant], seed: int = 0) 
                 agent = build_agent(p.spec, seed=seed + i, name=p.name)
                 if not agent.sampling.constrained:
                     continue
+                policy = agent.tabular_policy(tree)
             else:  # a served model: its probabilities are not known exactly
                 continue
-                policy = agent.tabular_policy(tree)
         except ValueError:  # an expert that does not state its probabilities
             continue
         out[p.name] = exact.exploitability(tree, policy).exploitability

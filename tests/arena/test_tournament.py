@@ -79,7 +79,15 @@ def test_poker_tournaments_state_exact_exploitability(tmp_path):
     summary = run_tournament("kuhn_poker", participants, games=4, out=tmp_path, progress=False)
     exploit = {r["agent"]: r["exploitability"] for r in summary["ratings"]}
     assert abs(exploit["random"] - 0.458333) < 1e-5 and abs(exploit["expert"]) < 1e-9
-    assert 0 < exploit["model"] <= 2 and exploit["free"] is None  # free decoding has no exact policy
+    assert exploit["free"] is None  # free decoding has no exact policy
+    from selfplay.agents.specs import build_agent
+    from selfplay.games import exact
+    from selfplay.games.kuhn_poker import KuhnPoker
+
+    tree = exact.build_tree(KuhnPoker)
+    own = build_agent("tiny:constrained=true,observer=compact", seed=2, name="model").tabular_policy(tree)
+    assert exploit["model"] == pytest.approx(exact.exploitability(tree, own).exploitability, abs=1e-9)
+    assert exploit["model"] > 0.05  # its own policy, not the participant's before it (the expert's 0)
     assert "## Exact exploitability" in (tmp_path / "report.md").read_text()
 
 
