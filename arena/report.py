@@ -356,10 +356,10 @@ def _markdown(v: _View) -> str:
     md += _md_table(*v.headline())
     exact = [r for r in v.rows if r.get("exploitability") is not None]
     if exact:
-        md += ["", "## Exact exploitability", "", "NashConv / 2 of each participant whose policy is known exactly (the "
-               "uniform random agent, a stated expert, model agents with constrained decoding read off at every "
-               "information state): what a best-responding opponent wins per game on average over the seats; 0 is "
-               "an equilibrium.", "", "| agent | exploitability |", "|---|---:|"]
+        md += ["", "## Exact exploitability", "", "NashConv / number of players of each participant whose policy is "
+               "known exactly (the uniform random agent, a stated expert, model agents with constrained decoding read "
+               "off at every information state), all seats playing it: what a player gains per game by best-responding "
+               "alone, on average over the seats; 0 is an equilibrium.", "", "| agent | exploitability |", "|---|---:|"]
         md += [f"| {r['agent']} | {r['exploitability']:.4f} |" for r in exact]
     md += ["", f"**{v.warning}**", "", "![ratings](ratings.png)", "", "## Mean reward per seat", "",
            "Each participant's mean reward in each seat with its 95% interval (games in parentheses).", ""]
@@ -392,8 +392,8 @@ def _html(v: _View) -> str:
     transcripts = "".join(f'<li><a href="{esc(link)}">{esc(p.replace("|", " vs "))}</a></li>' for p, link in v.links.items())
     progress = f"<h2>Rating against training step</h2>{img('progress.png')}" if "progress.png" in v.plots else ""
     exact = [r for r in v.rows if r.get("exploitability") is not None]
-    exact_html = ("<h2>Exact exploitability</h2><p>NashConv / 2 of each participant whose policy is known exactly; 0 is "
-                  "an equilibrium.</p>" + _html_table(["agent", "exploitability"],
+    exact_html = ("<h2>Exact exploitability</h2><p>NashConv / number of players of each participant whose policy is "
+                  "known exactly; 0 is an equilibrium.</p>" + _html_table(["agent", "exploitability"],
                                                        [[r["agent"], f"{r['exploitability']:.4f}"] for r in exact])
                   if exact else "")
     fixed = f"<p>{esc(v.fixed_note)}</p>" if v.fixed else ""

@@ -1,4 +1,4 @@
-"""Exact evaluation of small two-player zero-sum games: the game tree, best responses and exploitability.
+"""Exact evaluation of small games: the game tree, best responses, NashConv and exploitability.
 
 A game is enumerable when it lists its chance: ``deals()`` gives every deal made up front with its probability
 and ``reset_deal(deal)`` starts an episode from one (a card revealed later, like Leduc's public card, may be part
@@ -10,8 +10,10 @@ messages. So the policy evaluated is the one an agent plays from those prompts, 
 leaks nothing and recalls the player's own history has perfect recall by construction.
 
 Exploitability (Lanctot et al. 2017; Johanson et al. 2011): NashConv(sigma) = sum_i [u_i(BR_i, sigma_-i) -
-u_i(sigma)], and exploitability = NashConv / 2, which for a zero-sum game is the mean of the two best-response
-values. Uniform random in Kuhn poker: 0.4583; any Kuhn equilibrium: 0.
+u_i(sigma)], and exploitability = NashConv / n, the mean gain a player makes by deviating alone; for two-player
+zero-sum games that is NashConv / 2, the mean of the two best-response values. NashConv is 0 exactly at a Nash
+equilibrium, for any number of players and any rewards (three-player Kuhn too). Uniform random in Kuhn poker:
+0.4583; any Kuhn equilibrium: 0.
 """
 
 from __future__ import annotations
@@ -79,8 +81,13 @@ class Tree:
 
 
 def is_enumerable(game_cls: type[Game]) -> bool:
-    """Whether a game can be evaluated exactly here: two roles, zero-sum, and a ``deals()`` hook."""
-    return len(game_cls.roles) == 2 and game_cls.zero_sum and game_cls.deals is not Game.deals
+    """Whether a game can be evaluated exactly here: at least two roles and a ``deals()`` hook."""
+    return len(game_cls.roles) >= 2 and game_cls.deals is not Game.deals
+
+
+def is_two_player_zero_sum(game_cls: type[Game]) -> bool:
+    """An enumerable two-player zero-sum game (where the average policy converges to equilibrium in self-play)."""
+    return is_enumerable(game_cls) and len(game_cls.roles) == 2 and game_cls.zero_sum
 
 
 def build_tree(make_game: Callable[[], Game], max_nodes: int = 2_000_000) -> Tree:
@@ -213,7 +220,7 @@ def best_response_value(tree: Tree, policy: Policy, player: int) -> float:
 
 @dataclass
 class Exploitability:
-    """NashConv / 2 and its parts: each seat's best-response value and the policy's own value per seat."""
+    """NashConv / n and its parts: each seat's best-response value and the policy's own value per seat."""
 
     exploitability: float
     nash_conv: float
@@ -226,7 +233,7 @@ class Exploitability:
 
 
 def exploitability(tree: Tree, policy: Policy) -> Exploitability:
-    """How much a best-responding opponent gains against ``policy``, averaged over the seats (NashConv / 2)."""
+    """How much a player gains by best-responding alone to ``policy``, averaged over the seats (NashConv / n)."""
     missing = [k for k in tree.infostates() if k not in policy]
     if missing:
         raise ValueError(f"the policy has no probabilities for {len(missing)} information state(s), e.g. "
@@ -234,7 +241,7 @@ def exploitability(tree: Tree, policy: Policy) -> Exploitability:
     values = policy_value(tree, policy)
     br = tuple(best_response_value(tree, policy, p) for p in range(len(tree.roles)))
     nash_conv = sum(b - v for b, v in zip(br, values))
-    return Exploitability(nash_conv / 2, nash_conv, br, values)
+    return Exploitability(nash_conv / len(tree.roles), nash_conv, br, values)
 
 
 def own_reach(tree: Tree, policy: Policy) -> dict[str, float]:

@@ -38,6 +38,15 @@ class KuhnPoker3(Game):
         self.actions: list[tuple[int, str]] = []  # (seat, action)
         self.bettor: int | None = None
 
+    def deals(self) -> list[tuple[float, tuple[int, int, int]]]:
+        """The 24 deals of three distinct cards from four, each with probability 1/24."""
+        return [(1 / 24, (a, b, c)) for a in range(4) for b in range(4) for c in range(4) if len({a, b, c}) == 3]
+
+    def reset_deal(self, deal: tuple[int, int, int]) -> None:
+        self.cards = list(deal)
+        self.actions = []
+        self.bettor = None
+
     def _next_seat(self) -> int | None:
         if self.bettor is None:
             return len(self.actions) if len(self.actions) < 3 else None

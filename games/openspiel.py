@@ -87,8 +87,6 @@ def openspiel_game(spec: str) -> type[Game]:
         "action_format": "one legal action in square brackets, as listed", "spiel": game,
         "info_state": info.provides_information_state_string,
     }
-    if _small_two_player_zero_sum(game):  # exact exploitability (games.exact) walks its whole tree
-        attributes["deals"] = OpenSpielGame.one_deal
     cls = type(f"OpenSpiel_{re.sub(r'[^0-9a-zA-Z]', '_', spec)}", (OpenSpielGame,), attributes)
     probe = cls()
     try:
@@ -98,29 +96,33 @@ def openspiel_game(spec: str) -> type[Game]:
                 probe.legal_actions(probe.turn().role)
     except Exception as exc:  # noqa: BLE001 - e.g. crossword: "This game uses action structs only"
         raise ValueError(f"OpenSpiel's {spec!r} is not supported: {str(exc).splitlines()[0]}") from None
+    if _small_sequential(game):  # exact exploitability (games.exact) walks its whole tree
+        cls.deals = OpenSpielGame.one_deal
     return cls
 
 
 EXACT_NODES = 50_000  # the largest OpenSpiel tree (chance nodes included) evaluated exactly: Leduc has 9,457
 
 
-def _small_two_player_zero_sum(game: Any) -> bool:
-    """Whether a loaded OpenSpiel game can be evaluated exactly: two players, zero-sum, sequential, its chance all at
-    chance nodes (no internal rng_seed), and a tree of at most EXACT_NODES histories."""
+def _small_sequential(game: Any) -> bool:
+    """Whether a loaded OpenSpiel game can be evaluated exactly: sequential, its chance all at chance nodes (no
+    internal rng_seed), and a tree of at most EXACT_NODES histories."""
     pyspiel = _pyspiel()
-    kind = game.get_type()
-    if (game.num_players() != 2 or kind.utility != pyspiel.GameType.Utility.ZERO_SUM
-            or kind.dynamics != pyspiel.GameType.Dynamics.SEQUENTIAL or "rng_seed" in game.get_parameters()):
+    if game.get_type().dynamics != pyspiel.GameType.Dynamics.SEQUENTIAL or "rng_seed" in game.get_parameters():
         return False
     stack, count = [game.new_initial_state()], 0
-    while stack:
-        state = stack.pop()
-        count += 1
-        if count > EXACT_NODES:
-            return False
-        if not state.is_terminal():
-            moves = [a for a, _ in state.chance_outcomes()] if state.is_chance_node() else state.legal_actions()
-            stack += [state.child(a) for a in moves]
+    with _quiet_stderr():
+        while stack:
+            state = stack.pop()
+            count += 1
+            if count > EXACT_NODES:
+                return False
+            if not state.is_terminal():
+                try:
+                    moves = [a for a, _ in state.chance_outcomes()] if state.is_chance_node() else state.legal_actions()
+                except Exception:  # noqa: BLE001 - a node OpenSpiel cannot list: not enumerable here
+                    return False
+                stack += [state.child(a) for a in moves]
     return True
 
 
@@ -132,7 +134,7 @@ class OpenSpielGame(Game):
     enumerating: bool = False  # after reset_deal: chance nodes wait for apply_chance instead of being drawn
 
     def one_deal(self) -> list[tuple[float, Any]]:
-        """``deals()`` of a small two-player zero-sum game: one empty deal, its chance left at chance nodes."""
+        """``deals()`` of a small sequential game: one empty deal, its chance left at chance nodes."""
         return [(1.0, None)]
 
     def reset_deal(self, deal: Any) -> None:

@@ -53,7 +53,8 @@ def check_config(cfg) -> None:
         specs += [str(v) for v in cur.arms if str(v) not in (MIRROR, POOL)]
     for spec in specs:
         if spec == AVERAGE:
-            if not (exact.is_enumerable(game_class(cfg.game)) and cfg.sampling.constrained and cfg.evaluation.exact):
+            if not (exact.is_two_player_zero_sum(game_class(cfg.game)) and cfg.sampling.constrained
+                    and cfg.evaluation.exact):
                 raise ValueError(f"opponent 'average' (the learner's exact average policy) needs a two-player zero-sum "
                                  f"game that lists its deals, sampling.constrained=true and evaluation.exact=true; "
                                  f"game {cfg.game!r} with constrained={cfg.sampling.constrained}")

@@ -142,8 +142,9 @@ class Evaluation:
                        alias="eval_heldout")
     temperature: float | None = _f(None, "sampling temperature in evaluation (None: as in training; 0: greedy)",
                                    low=0.0, alias="eval_temperature")
-    exact: bool = _f(True, "exact exploitability of the current and the average policy at each evaluation (two-player "
-                           "zero-sum games that list their deals, with constrained decoding)", alias="eval_exact")
+    exact: bool = _f(True, "exact exploitability (NashConv / players) of the current and the average policy at each "
+                           "evaluation (small games that list their chance, with constrained decoding)",
+                     alias="eval_exact")
 
 
 @dataclass

@@ -164,7 +164,7 @@ def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> di
         print(f"  held-out accuracy ({role}): " + ", ".join(f"{k} {v:.1%}" for k, v in accuracy.items()))
     exact = history[-1].get("exact") if history else None
     if exact:
-        print(f"  exploitability {exact['exploitability']:.4f} chips per hand (NashConv / 2)"
+        print(f"  exploitability {exact['exploitability']:.4f} per game (NashConv / {exact.get('players', 2)})"
               + (f"; average policy {exact['average']:.4f}" if "average" in exact else ""))
     elo = next(iter(summary.values()), {}).get("learner_elo")
     if elo:
@@ -215,7 +215,8 @@ def before_after(history: list[dict[str, Any]]) -> dict[str, Any] | None:
     if first.get("exact") and last.get("exact"):
         a, b = first["exact"]["exploitability"], last["exact"]["exploitability"]
         rows["exploitability"] = {"before": a, "after": b}
-        lines.append(f"exploitability (exact, NashConv / 2; 0 is a Nash equilibrium) {a:.4f} -> {b:.4f}")
+        lines.append(f"exploitability (exact, NashConv / {last['exact'].get('players', 2)}; 0 is a Nash equilibrium) "
+                     f"{a:.4f} -> {b:.4f}")
     for role, end in (last.get("heldout") or {}).items():
         start = (first.get("heldout") or {}).get(role)
         if start and "all" in end and "all" in start:

@@ -84,7 +84,7 @@ def _progress_plot(history: list[dict]) -> bytes:
         right.plot(steps, [x["exploitability"] if x else float("nan") for x in exact], "o-", label="current policy")
         right.plot(steps, [x.get("average", float("nan")) if x else float("nan") for x in exact], "s--",
                    label="average policy")
-        right.set_ylabel("exploitability (NashConv / 2)")
+        right.set_ylabel(f"exploitability (NashConv / {next(x for x in exact if x).get('players', 2)})")
         right.set_ylim(bottom=0)
     for ax in (left, right):
         ax.set_xlabel("training step")
@@ -109,7 +109,8 @@ def _evaluation_table(history: list[dict]) -> list[str]:
         return lines
     games = int(history[-1]["evaluation"][opponents[0]]["games"]) if opponents else 0
     lines = [f"The learner's mean reward over its seats against each baseline, with its 95% interval ({games} fixed "
-             "evaluation games each); exploitability is exact (NashConv / 2) where the game can be enumerated.", "",
+             "evaluation games each); exploitability is exact (NashConv / number of players) where the game can be "
+             "enumerated.", "",
              "| step | " + " | ".join(f"vs {o}: mean reward [95%]" for o in opponents)
              + " | exploitability | average policy |", "|---:|" + "---|" * len(opponents) + "---:|---:|"]
     for h in history:

@@ -234,10 +234,11 @@ class _ThroughAdapter(os_policy.Policy):
         return {labels[a.strip("[]")]: p for a, p in self.ours[key].items()}
 
 
-@pytest.mark.parametrize("name", ["kuhn_poker", "leduc_poker"])
+@pytest.mark.parametrize("name", ["kuhn_poker", "leduc_poker", "kuhn_poker(players=3)"])
 def test_openspiel_games_with_chance_inside_the_hand_are_evaluated_exactly(name):
     """An OpenSpiel game is enumerated with its chance nodes (Leduc's public card turns mid-hand): for random
-    policies, our exploitability and best responses equal OpenSpiel's own, computed from the same numbers."""
+    policies, our NashConv and each seat's best-response gain equal OpenSpiel's own, computed from the same numbers;
+    three players too."""
     import random
 
     cls = game_class(f"openspiel:{name}")
@@ -256,4 +257,18 @@ def test_openspiel_games_with_chance_inside_the_hand_are_evaluated_exactly(name)
         gains = [b - v for b, v in zip(mine.best_response, mine.value)]  # each seat's gain from best-responding
         assert gains == pytest.approx(list(theirs.player_improvements), abs=1e-9)
     assert not exact.is_enumerable(game_class("openspiel:tic_tac_toe"))  # 549,946 histories: too large
-    assert not exact.is_enumerable(game_class("openspiel:kuhn_poker(players=3)"))  # three players
+    assert not exact.is_enumerable(game_class("openspiel:goofspiel(num_cards=3)"))  # simultaneous moves
+
+
+def test_three_player_kuhn_nash_conv_matches_openspiel():
+    """The built-in three-player Kuhn lists its 24 deals; its uniform policy's NashConv is OpenSpiel's for the same
+    game (kuhn_poker(players=3), an independent implementation), and exploitability is NashConv / 3."""
+    from selfplay.games.kuhn3 import KuhnPoker3
+
+    tree = exact.build_tree(KuhnPoker3)
+    mine = exact.exploitability(tree, exact.uniform_policy(tree))
+    game = pyspiel.load_game("kuhn_poker(players=3)")
+    theirs = os_exploitability.nash_conv(game, os_policy.UniformRandomPolicy(game))
+    assert mine.nash_conv == pytest.approx(theirs, abs=1e-12) and mine.exploitability == pytest.approx(theirs / 3)
+    assert len(tree.infostates()) == 48 and exact.is_enumerable(KuhnPoker3)
+    assert not exact.is_two_player_zero_sum(KuhnPoker3)  # no fictitious-play opponent for three players
