@@ -233,7 +233,8 @@ def make_handler(generator: Generator):
                 model = body.get("model") if len(ids) > 1 else ids[0]
                 if model not in ids:
                     raise ValueError(f"model {model!r}: this server holds one model per role; expected one of "
-                                     f"{', '.join(ids)}")
+                                     f"{', '.join(ids)}" if model is not None else
+                                     f"model: required, this server holds one model per role: {', '.join(ids)}")
             except (ValueError, TypeError) as exc:
                 return self._error(400, str(exc))
             try:
