@@ -233,10 +233,25 @@ def _check_endings(game: Game, seed: int, midgame: bool = False) -> list[CheckFa
     return failures
 
 
+def _shown(game: Game, role: str, moving: bool) -> list[tuple[str, Any]]:
+    """Everything ``role`` is shown now: its observation and compact observation and, when it moves, the legal
+    actions an agent may be given and the message a re-prompt would show after an unusable answer."""
+    shown = [("observation", game.observe(role)), ("compact observation", game.compact_observation(role))]
+    if moving:
+        shown.append(("legal actions", game.legal_actions(role)))
+        try:
+            copy.deepcopy(game).parse(role, GARBAGE)
+            shown.append(("re-prompt message", None))
+        except InvalidAction as exc:
+            shown.append(("re-prompt message", str(exc)))
+    return shown
+
+
 def _check_hidden(game: Game, seed: int, playout: _Playout) -> list[CheckFailure]:
     """Leak test by perturbation: at every turn, for every role, re-sample on a copy what the role cannot see
-    (``resample_hidden``) and check its observation is unchanged; a simultaneous turn's observations must also not
-    change once every mover's answer is parsed. Skipped for games without ``resample_hidden``."""
+    (``resample_hidden``) and check that nothing it is shown changes (observation, compact observation and, when it
+    moves, its legal actions and the re-prompt message); a simultaneous turn's observations must also not change once
+    every mover's answer is parsed. Skipped for games without ``resample_hidden``."""
     rng = random.Random(seed ^ 0xC0FFEE)
     game.reset(seed)
     for turn_index, (_, _, texts) in enumerate(playout.transcript):
@@ -247,9 +262,12 @@ def _check_hidden(game: Game, seed: int, playout: _Playout) -> list[CheckFailure
                 probe.resample_hidden(role, rng)
             except NotImplementedError:
                 return []
-            if probe.observe(role) != game.observe(role):
-                return [CheckFailure("hidden", seed, f"turn {turn_index}: {role}'s observation changes when what it "
-                                                     f"cannot see is re-sampled: it leaks hidden state")]
+            moving = role in turn.roles
+            for (what, seen), (_, resampled) in zip(_shown(game, role, moving), _shown(probe, role, moving)):
+                if seen != resampled:
+                    return [CheckFailure("hidden", seed, f"turn {turn_index}: what {role} is shown (its {what}) "
+                                                         f"changes when what it cannot see is re-sampled: it leaks "
+                                                         f"hidden state")]
         if turn.simultaneous:
             before = {r: game.observe(r) for r in turn.roles}
             for r, t in zip(turn.roles, texts):

@@ -299,6 +299,50 @@ def test_derived_leak_is_caught_by_perturbation_not_by_secrets():
     assert check_game(KuhnPoker, range(20)).ok
 
 
+def _higher(game, role) -> bool:
+    seat = game.roles.index(role)
+    return game.cards[1 - seat] > game.cards[seat]
+
+
+class CompactHint(KuhnPoker):
+    """The chat observation is clean; the one-line observation a small model reads says who holds more."""
+
+    name = "compact_hint"
+
+    def compact_observation(self, role):
+        return super().compact_observation(role) + ("+" if _higher(self, role) else "-")
+
+
+class OrderHint(KuhnPoker):
+    """The legal actions come in an order that depends on the opponent's card."""
+
+    name = "order_hint"
+
+    def legal_actions(self, role):
+        actions = super().legal_actions(role)
+        return actions[::-1] if _higher(self, role) else actions
+
+
+class RepromptHint(KuhnPoker):
+    """A re-prompt after an unusable answer tells the player whether its opponent's card is higher."""
+
+    name = "reprompt_hint"
+
+    def parse(self, role, text):
+        try:
+            return super().parse(role, text)
+        except InvalidAction as exc:
+            raise InvalidAction(exc.code, f"{exc} (you are {'behind' if _higher(self, role) else 'ahead'})") from None
+
+
+@pytest.mark.parametrize("cls, what", [(CompactHint, "compact observation"), (OrderHint, "legal actions"),
+                                       (RepromptHint, "re-prompt message")])
+def test_leaks_through_every_channel_a_player_reads_are_caught(cls, what):
+    report = check_game(cls, range(20))
+    assert not report.ok and {f.check for f in report.failures} == {"hidden"}, str(report)
+    assert f"(its {what}) changes when what it cannot see is re-sampled" in str(report)
+
+
 @dataclass
 class WalkAway(Game):
     """Two roles whose private values are stated in the same words: equal values are not a leak."""
