@@ -65,7 +65,7 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
         state = checkpoint.load(learner, resume_from)
         rollouts.load_state_dict(state.rollouts)
         accelerator.print(f"resumed from {resume_from} at step {state.step}")
-    tracker = ExactTracker(rollouts.make_game, learner, state.exact) \
+    tracker = ExactTracker.create(rollouts.make_game, learner, state.exact, accelerator.print) \
         if ev.exact and ExactTracker.applies(game_cls, cfg.sampling.constrained) else None
     rollouts.average = tracker.average.policy if tracker is not None else None
     if accelerator.is_main_process:
