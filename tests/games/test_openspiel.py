@@ -272,3 +272,20 @@ def test_three_player_kuhn_nash_conv_matches_openspiel():
     assert mine.nash_conv == pytest.approx(theirs, abs=1e-12) and mine.exploitability == pytest.approx(theirs / 3)
     assert len(tree.infostates()) == 48 and exact.is_enumerable(KuhnPoker3)
     assert not exact.is_two_player_zero_sum(KuhnPoker3)  # no fictitious-play opponent for three players
+
+
+def test_small_two_player_zero_sum_openspiel_games_get_a_cfr_expert(capsys):
+    """openspiel:kuhn_poker's expert is CFR+'s average strategy, computed once on first use: exact exploitability near
+    0 (uniform 0.4583), and it beats random; games it cannot solve (three players, too large) still have none."""
+    cls = game_class("openspiel:kuhn_poker")
+    tree = exact.build_tree(cls)
+    assert exact.exploitability(tree, exact.expert_policy(tree, cls)).exploitability < 1e-3
+    assert "expert = CFR+ average strategy after 1000 iterations" in capsys.readouterr().err
+    agents = build_agents(["expert", "random"], seed=0)
+    episodes = play(cls, paired_matches(cls.roles, list(agents), 400), agents, progress=False)
+    expert = [v for ep in episodes for r, v in ep.rewards.items() if ep.agents[r] == "expert"]
+    assert sum(expert) / len(expert) > 0.05 and capsys.readouterr().err == ""  # computed once
+    from selfplay.games.core import Game
+
+    for spec in ("openspiel:kuhn_poker(players=3)", "openspiel:tic_tac_toe"):
+        assert game_class(spec).expert_action is Game.expert_action  # none
