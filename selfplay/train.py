@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"selfplay train: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `selfplay train | head`: the reader left, so the run ends as any pipeline stage would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush stays quiet
+        return 141
     except KeyboardInterrupt:  # the second Ctrl-C: no traceback, and where the run can pick up
         from selfplay.arena.rundir import latest_checkpoint
 
