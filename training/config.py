@@ -208,13 +208,41 @@ def _section_type(name: str) -> type:
     return next(f.default_factory for f in fields(TrainConfig) if f.name == name)
 
 
-def _is_list(key: str) -> bool:
-    """Whether the dotted section key (``evaluation.opponents``) holds a list."""
+def _field_type(key: str) -> str | None:
+    """The declared type of a dotted section key (``evaluation.opponents`` -> ``list[str] | None``), or None."""
     *section, name = key.split(".")
     owner = _section_type(section[0]) if len(section) == 1 and section[0] in SECTIONS else TrainConfig if not section \
         else None
     found = [f for f in fields(owner) if f.name == name] if owner else []
-    return bool(found) and str(found[0].type).startswith("list[")
+    return str(found[0].type) if found else None
+
+
+def _shaped(data: dict, path: str) -> dict:
+    """A recipe's values in the shape their keys declare: a bare value where a list is expected becomes a list of
+    one; a list or value where a mapping is expected is a ValueError naming the key (OmegaConf's merge would not)."""
+    out = {}
+    for key, value in data.items():
+        if key in SECTIONS and isinstance(value, dict):
+            out[key] = {name: _shape(f"{key}.{name}", v, path) for name, v in value.items()}
+        else:
+            out[key] = _shape(key, value, path)
+    return out
+
+
+def _shape(key: str, value: Any, path: str) -> Any:
+    kind = _field_type(key) or ""
+    if kind.startswith("list[") and value is not None and not isinstance(value, list):
+        return [value]
+    if kind.startswith("dict[") and value is not None and not isinstance(value, dict):
+        raise ValueError(f"config file {path!r}: key {key!r} = {value!r}: expected a mapping, e.g. "
+                         f"{key.split('.')[-1]}: {{player_1: expert}}" if key.endswith("seats") else
+                         f"config file {path!r}: key {key!r} = {value!r}: expected a mapping (key: value)")
+    return value
+
+
+def _is_list(key: str) -> bool:
+    """Whether the dotted section key (``evaluation.opponents``) holds a list."""
+    return (_field_type(key) or "").startswith("list[")
 
 
 def _move_flat_keys(data: dict) -> dict:
@@ -261,7 +289,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 raise ValueError(f"config file {str(path)!r} is empty: expected a mapping of keys, e.g. 'game: tictactoe'")
             if not isinstance(data, dict):
                 raise ValueError(f"config file {str(path)!r}: expected a mapping of keys, got a {type(data).__name__}")
-            layers.append(OmegaConf.create(_move_flat_keys(data)))
+            layers.append(OmegaConf.create(_shaped(_move_flat_keys(data), str(path))))
         dotted = []
         for item in overrides or []:
             key, eq, value = item.removeprefix("--").partition("=")  # --steps=3 is steps=3

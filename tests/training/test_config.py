@@ -60,6 +60,13 @@ def test_list_keys_take_a_bare_value_or_commas_and_dashes_are_allowed():
         ["random", "expert"]
 
 
+def test_a_recipe_may_give_a_list_key_one_bare_value(tmp_path):
+    path = tmp_path / "one.yaml"
+    path.write_text("game: kuhn_poker\nevaluation:\n  opponents: random\nlearner_roles: player_0\n")
+    config = load_config(path)
+    assert config.evaluation.opponents == ["random"] and config.learner_roles == ["player_0"]
+
+
 def test_overrides_win_over_the_file():
     config = load_config(CONFIGS / "tictactoe.yaml", ["lr=0.5", "game_options.compact=true"])
     assert config.update.lr == 0.5 and config.game_options == {"compact": True} and config.game == "tictactoe"
@@ -107,6 +114,8 @@ def test_config_loads_without_torch():
     ("", "is empty: expected a mapping of keys"),
     ("- a\n- b\n", "expected a mapping of keys, got a list"),
     (b"\xff\xfe\x00", "not UTF-8 text (byte 0xff at offset 0)"),
+    ("game: kuhn_poker\nopponents:\n  seats: [player_0]\n", "key 'opponents.seats' = ['player_0']: expected a mapping"),
+    ("game: kuhn_poker\ngame_options: 3\n", "key 'game_options' = 3: expected a mapping"),
 ])
 def test_bad_yaml_is_one_line_naming_file_and_place(tmp_path, text, words):
     path = tmp_path / "bad.yaml"
