@@ -270,8 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush stays quiet
         return 0
     except (ValueError, TypeError, KeyError, OSError) as exc:
-        message = f"{exc.strerror}: {exc.filename!r}" if isinstance(exc, OSError) and exc.filename and exc.strerror \
-            else exc.args[0] if exc.args else exc
+        if isinstance(exc, OSError) and exc.strerror:
+            message = f"{exc.strerror}: {exc.filename!r}" if exc.filename else exc.strerror
+        else:
+            message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else exc
         print(f"selfplay {args.command}: error: {message}", file=sys.stderr)
         return 2
 

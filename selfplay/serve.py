@@ -282,9 +282,13 @@ def serve(target: str, host: str = "127.0.0.1", port: int = 8000, name: str | No
 
     hf_logging.disable_progress_bar()
     spec = resolve_model(target)
+    try:  # the socket first: a taken port is said before the model loads (requests wait in the backlog meanwhile)
+        server = ThreadingHTTPServer((host, port), BaseHTTPRequestHandler)
+    except OSError as exc:  # the port is taken, the host is not this machine's
+        raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     agent = build_agent(spec, name=name or Path(target).name or target)
     agents = getattr(agent, "agents", None) or {agent.name: agent}  # a LoRA or clone checkpoint: one id per role
-    server = ThreadingHTTPServer((host, port), make_handler(Generator(agents)))
+    server.RequestHandlerClass = make_handler(Generator(agents))
     url = f"http://{host}:{server.server_address[1]}/v1"
     served = f"{agent.name} ({spec})" if len(agents) == 1 else f"{spec} as models {', '.join(agents)} (one per role)"
     (ready or (lambda u: print(f"serving {served} at {u}", flush=True)))(url)

@@ -143,3 +143,14 @@ def test_show_and_export_read_runs_and_create_nothing(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["empty", "notes.txt", "other.sqlite"]
     assert [r[0] for r in sqlite3.connect(foreign).execute("SELECT name FROM sqlite_master")] == ["t"]
     assert sqlite3.connect(foreign).execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # not switched to WAL
+
+
+def test_serve_on_a_taken_port_says_so_before_loading_a_model(capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "tiny", "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
