@@ -37,7 +37,10 @@ def resolve_model(target: str) -> str:
     if not path.exists():
         from selfplay.agents.specs import parse_spec
 
-        parse_spec(target)  # a spec, or a clear error naming what was expected
+        kind = parse_spec(target).kind  # a spec, or a clear error naming what was expected
+        if kind not in ("smollm2", "tiny", "hf"):
+            raise ValueError(f"{target!r}: a {kind} agent answers from a game's state, not from chat messages; "
+                             f"expected a model (smollm2, tiny, hf:PATH), a checkpoint or a run")
         return target
     checkpoints = list_checkpoints(path) if path.is_dir() else []
     for candidate in (path, *checkpoints[-1:]):  # a model or checkpoint, else the run's latest checkpoint

@@ -68,6 +68,7 @@ def test_check_game_exits_nonzero_on_a_broken_game():
     (["check-game", "nowhere/game.py"], "game file 'nowhere/game.py' does not exist"),
     (["play", "tictactoe", "--games", "2", "random", "expert"], "unrecognized arguments: random expert (agents go"),
     (["doctor", "--bogus"], "selfplay doctor: error: unrecognized arguments: --bogus"),
+    (["serve", "random"], "'random': a random agent answers from a game's state, not from chat messages"),
     (["check-game", "tests/fakes.py"], "defines several games ("),
 ])
 def test_bad_input_gets_a_clear_error(args, words, capsys):
