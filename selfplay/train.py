@@ -33,6 +33,7 @@ def check_config(cfg) -> None:
 
     bind_game(cfg)
     _check_paths(cfg.run)
+    _check_resume(cfg)
     model = parse_spec(cfg.model)
     if model.kind not in ("smollm2", "tiny", "hf"):
         raise ValueError(f"config key 'model' = {cfg.model!r}: {model.kind!r} agents have no weights to train; expected "
@@ -62,6 +63,29 @@ def check_config(cfg) -> None:
         parse_spec(spec)
     for value in (cur.arms if cur.option != OPPONENT else []) or [None]:
         make_game(cfg.game, **{**cfg.game_options, **({cur.option: value} if value is not None else {})})
+
+
+IDENTITY = ("game", "game_options", "model", "weights", "lora_r", "lora_alpha")  # what a resumed run must keep
+
+
+def _check_resume(cfg) -> None:
+    """Resuming continues the same experiment: a run directory whose checkpoints were trained on another game, model
+    or weight layout is refused by name (its history and weights would be mixed with the new ones)."""
+    import json
+    from dataclasses import asdict
+
+    from selfplay.arena.rundir import latest_checkpoint
+
+    recorded = Path(cfg.run.out) / "config.json"
+    if cfg.run.resume != "auto" or not recorded.is_file() or latest_checkpoint(cfg.run.out) is None:
+        return
+    old, new = json.loads(recorded.read_text()), asdict(cfg)
+    changed = [k for k in IDENTITY if k in old and old[k] != new[k]]
+    if changed:
+        was = ", ".join(f"{k}={old[k]!r}" for k in changed)
+        now = ", ".join(f"{k}={new[k]!r}" for k in changed)
+        raise ValueError(f"config key 'run.out': {cfg.run.out!r} holds a run trained with {was}, which this config "
+                         f"would resume with {now}: choose another run.out for the new experiment")
 
 
 def _check_paths(run) -> None:

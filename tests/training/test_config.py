@@ -152,3 +152,24 @@ def test_a_mapping_override_replaces_the_files_mapping_and_a_dotted_one_changes_
     assert replaced.opponents.seats == {"judge": "expert"}
     changed = load_config(judged, ["opponents.seats.debater_b=random"])
     assert changed.opponents.seats == {"debater_a": "expert", "debater_b": "random"}
+
+
+def test_resuming_a_run_dir_of_another_game_or_model_is_refused_by_name(tmp_path):
+    """run.out holds a TicTacToe run with a checkpoint: a Kuhn config there is refused before any model loads; the
+    same game with another learning rate resumes."""
+    import json
+    from dataclasses import asdict
+
+    from selfplay.arena import rundir
+    from selfplay.train import check_config
+
+    old = load_config(CONFIGS / "tictactoe_quick.yaml", [f"out={tmp_path}"])
+    (tmp_path / "config.json").write_text(json.dumps(asdict(old)))
+    checkpoint = rundir.checkpoint_dir(tmp_path, 1)
+    checkpoint.mkdir(parents=True)
+    (checkpoint / rundir.MARKER).write_text("ok\n")
+    check_config(load_config(CONFIGS / "tictactoe_quick.yaml", [f"out={tmp_path}", "update.lr=0.5"]))
+    with pytest.raises(ValueError, match=r"holds a run trained with game='tictactoe', .*game='kuhn_poker'"):
+        check_config(load_config(CONFIGS / "kuhn_poker_tiny.yaml", [f"out={tmp_path}"]))
+    with pytest.raises(ValueError, match=r"weights='shared'.* weights='lora'"):
+        check_config(load_config(CONFIGS / "tictactoe_quick.yaml", [f"out={tmp_path}", "weights=lora"]))
