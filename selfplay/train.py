@@ -88,6 +88,28 @@ def _check_resume(cfg) -> None:
                          f"would resume with {now}: choose another run.out for the new experiment")
 
 
+def _lock(run_dir: str):
+    """An exclusive lock on ``RUN/.lock`` for this launch's main process (its other ranks share the directory), so a
+    second training into the same run directory is refused instead of interleaving checkpoints and records."""
+    import fcntl
+
+    if os.environ.get("RANK", "0") != "0":
+        return None
+    handle = open(Path(run_dir) / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ValueError(f"config key 'run.out': {run_dir!r} is in use by another training ({holder}): wait for it "
+                         f"to end, or choose another run.out") from None
+    handle.truncate(0)
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
+
+
 def _check_paths(run) -> None:
     """The run directory can be created, and an explicit resume path is a complete checkpoint."""
     from selfplay.arena.rundir import make_run_dir
@@ -117,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(path, argv)
         check_config(config)
+        lock = _lock(config.run.out)  # held until the process ends
     except (ValueError, FileNotFoundError, TypeError) as exc:
         print(f"selfplay train: error: {exc}", file=sys.stderr)
         return 2

@@ -155,3 +155,16 @@ def test_serve_on_a_taken_port_says_so_before_loading_a_model(capsys):
         port = taken.getsockname()[1]
         assert main(["serve", "tiny", "--port", str(port)]) == 2
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
+
+
+def test_a_second_training_into_a_busy_run_directory_is_refused(tmp_path, capsys):
+    import fcntl
+
+    from selfplay.train import main as train
+
+    with open(tmp_path / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("pid 4242")
+        held.flush()
+        assert train([str(ROOT / "configs/tictactoe_tiny.yaml"), f"out={tmp_path}"]) == 2
+    assert f"{str(tmp_path)!r} is in use by another training (pid 4242)" in capsys.readouterr().err
