@@ -63,7 +63,7 @@ def test_plan_matches_trains_only_the_learner_roles_and_keeps_fixed_seats():
     ("negotiation", ["sampling.constrained=false", "max_new_tokens=12"]),
     ("debate", ["sampling.constrained=false", "max_new_tokens=12", "learner_roles=[debater_a,debater_b]",
                 "opponents.seats={judge: expert}"]),
-    ("openspiel:kuhn_poker", ["eval_opponents=[random]"]),  # through the adapter (OpenSpiel ships no expert)
+    ("openspiel:kuhn_poker", []),  # through the adapter, with its CFR+ expert among the default baselines
     ("pettingzoo:classic.tictactoe_v3", ["eval_opponents=[random]"]),
 ])
 def test_one_tiny_step_on_each_new_kind_of_game(tmp_path, game, extra):
@@ -73,7 +73,9 @@ def test_one_tiny_step_on_each_new_kind_of_game(tmp_path, game, extra):
     summary = json.loads((out / "summary.json").read_text())
     entry = summary["history"][-1]
     if game.startswith(("openspiel:", "pettingzoo:")):  # chips for Kuhn; TicTacToe's results are win/lose
-        assert list(entry["evaluation"]) == ["random"] and entry["rates"] == ("win" if "tictactoe" in game else "reward")
+        baselines = ["random", "expert"] if game == "openspiel:kuhn_poker" else ["random"]
+        assert list(entry["evaluation"]) == baselines and entry["rates"] == ("win" if "tictactoe" in game else "reward")
+        assert ("exact" in entry) == (game == "openspiel:kuhn_poker")  # enumerated with its chance nodes
     store = open_store(out)
     train = [ep for ep in store.episodes() if "eval" not in ep.meta]
     assert len(train) == 6 and all(ep.status in ("done", "forfeit") for ep in train)
