@@ -326,7 +326,7 @@ class LLMAgent:
         seed = s.seed + self.calls  # reproducible, yet every call samples afresh
         self.calls += 1
         with self._adapter():
-            rows = decoder.decode(prompts, s.max_new_tokens, s.temperature, s.top_p, spelled, seed, stopped)
+            rows = decoder.decode(prompts, self._budget(spelled), s.temperature, s.top_p, spelled, seed, stopped)
         return [Completion(tok.decode(r.tokens, skip_special_tokens=True), prompt_ids=list(p), completion_ids=r.tokens,
                            logprobs=r.logprobs, allowed=r.allowed) for p, r in zip(prompts, rows)]
 
@@ -377,6 +377,12 @@ class LLMAgent:
         with self._decoder().session():
             yield
 
+    def _budget(self, spelled: list[list[list[int]] | None] | None) -> int:
+        """``max_new_tokens``, raised where a constrained row's longest legal action (and its end) needs more: a
+        constrained answer can only be a legal action, so cutting one short would only make it invalid."""
+        longest = max((len(t) + 1 for options in spelled or [] if options for t in options), default=0)
+        return max(self.sampling.max_new_tokens, longest)
+
     def _generate_hf(self, prompts: list[list[int]], legal: list[list[str] | None] | None = None) -> list[Completion]:
         """Transformers' ``generate`` with a static KV cache and compiled decoding (shapes bucketed), for GPUs."""
         s, tok = self.sampling, self.tokenizer
@@ -387,11 +393,13 @@ class LLMAgent:
         legal = legal + [legal[0]] * (len(prompts) - real) if legal else legal
         ids, mask = left_pad(prompts, tok.pad_token_id, device, multiple=64)
         allowed, allowed_log = self._constraint(legal, ids.shape[1]) if legal else (None, {})
+        budget = self._budget([None if o is None else [tok.encode(a, add_special_tokens=False) for a in o]
+                               for o in legal] if legal else None)
         torch.manual_seed(s.seed + self.calls)  # reproducible, yet every call samples afresh
         self.calls += 1
         with self._adapter():
             out = self.model.generate(
-                input_ids=ids, attention_mask=mask, do_sample=s.temperature > 0, max_new_tokens=s.max_new_tokens,
+                input_ids=ids, attention_mask=mask, do_sample=s.temperature > 0, max_new_tokens=budget,
                 temperature=s.temperature if s.temperature > 0 else None, top_p=s.top_p if s.temperature > 0 else None,
                 top_k=None, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                 stop_strings=s.stop or None, tokenizer=tok if s.stop else None, prefix_allowed_tokens_fn=allowed,

@@ -121,6 +121,21 @@ def test_constrained_decoding_plays_legal_moves_and_reports_the_constrained_poli
         assert torch.allclose(torch.tensor(c.logprobs), r, atol=1e-4)
 
 
+def test_a_constrained_answer_longer_than_max_new_tokens_is_still_finished():
+    """A legal action needs more tokens than max_new_tokens (a recipe moved to a game with longer actions): the
+    constrained decoder finishes it rather than cutting it into an invalid answer."""
+    from selfplay.games.liars_dice import LiarsDice
+
+    model, tok = tiny_model(seed=4)
+    game = LiarsDice()
+    game.reset(0)
+    legal = game.legal_actions(game.turn().role)
+    assert max(len(tok.encode(a, add_special_tokens=False)) for a in legal) > 2
+    agent = LLMAgent(model, tok, SamplingConfig(temperature=1.0, max_new_tokens=2, constrained=True, seed=2))
+    out = agent.act([Request(game, game.turn().role, game.observe(game.turn().role), samples=8, legal_actions=legal)])[0]
+    assert all(c.text in legal for c in out) and max(len(c.completion_ids) for c in out) > 2
+
+
 def test_scoring_only_the_needed_output_rows_equals_the_full_logits_and_their_gradients():
     """scored_logprobs (the decoder's hidden states through the output layer at completion positions only, and a
     constrained position through its allowed rows only) against completion_logprobs on the model's full logits,
