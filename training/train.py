@@ -80,6 +80,10 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
     if ev.before and not state.history:  # the starting point of the curves: step 0, before any update
         state.history.append(evaluator.entry(0, state.seconds, tracker.measure() if tracker else None)[0])
 
+    def save(step: int) -> None:  # the base's dtype as build_learner loads it, for hf:CHECKPOINT to rebuild it
+        checkpoint.save(learner, run_dir, step, state, cfg.model, run.keep_checkpoints, run.seed,
+                        "float32" if cfg.dtype == "auto" else cfg.dtype)
+
     for step in range(state.step, run.steps):
         # -- rollout: this rank's slice of the step's games ----------------------------------------------------
         batch = rollouts.collect(step)
@@ -135,15 +139,13 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
         state.step, state.baselines, state.rollouts = done, baselines.state_dict(), rollouts.state_dict()
         state.exact = tracker.state_dict() if tracker is not None else {}
         if early:  # saved before the evaluation too, so a second Ctrl-C during it loses nothing
-            checkpoint.save(learner, run_dir, done, state, cfg.model, run.keep_checkpoints, run.seed,
-                            "float32" if cfg.dtype == "auto" else cfg.dtype)
+            save(done)
         if (ev.every and done % ev.every == 0) or last:
             entry, eval_metrics = evaluator.entry(done, state.seconds, tracker.measure(current) if tracker else None)
             state.history.append(entry)
             metrics.update(eval_metrics)
         if done % run.checkpoint_every == 0 or last:
-            checkpoint.save(learner, run_dir, done, state, cfg.model, run.keep_checkpoints, run.seed,
-                            "float32" if cfg.dtype == "auto" else cfg.dtype)  # the dtype build_learner loads the base in
+            save(done)
         log.step(done, metrics)
         if last:
             break
