@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except KeyboardInterrupt:  # Ctrl-C: every finished game is already in the run's database
-        print(f"\nselfplay {args.command}: interrupted (every game finished before it is recorded)", file=sys.stderr)
+        kept = " (every game finished before it is recorded)" if args.command == "play" else ""
+        print(f"\nselfplay {args.command}: interrupted{kept}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `selfplay show RUN | head`: the reader left; what was recorded is recorded
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush stays quiet
