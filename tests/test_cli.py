@@ -168,3 +168,26 @@ def test_a_second_training_into_a_busy_run_directory_is_refused(tmp_path, capsys
         held.flush()
         assert train([str(ROOT / "configs/tictactoe_tiny.yaml"), f"out={tmp_path}"]) == 2
     assert f"{str(tmp_path)!r} is in use by another training (pid 4242)" in capsys.readouterr().err
+
+
+def test_ctrl_c_during_play_keeps_the_finished_games(tmp_path):
+    import signal
+    import sqlite3
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "selfplay.cli", "play", "tictactoe", "random", "random", "--games",
+                             "200000", "--concurrency", "64", "--out", str(tmp_path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if sqlite3.connect(tmp_path / "episodes.sqlite").execute("SELECT COUNT(*) FROM episodes").fetchone()[0]:
+                break
+        except sqlite3.OperationalError:  # not created yet
+            pass
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err and "interrupted (every game finished" in err
+    shown = run_cli("show", str(tmp_path), "--limit", "1")
+    assert int(shown.stdout.split()[0]) > 0
