@@ -33,7 +33,7 @@ from selfplay.training.evaluation import Evaluator, infos
 from selfplay.training.exploit import ExactTracker
 from selfplay.training.interrupt import StopRequest
 from selfplay.training.learner import build_learner
-from selfplay.training.metrics import Log, final_summary, step_metrics
+from selfplay.training.metrics import Log, cut_note, final_summary, step_metrics
 from selfplay.training.report import write_training_report
 from selfplay.training.rollout import Rollouts
 from selfplay.training.state import TrainerState
@@ -80,6 +80,8 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
     if ev.before and not state.history:  # the starting point of the curves: step 0, before any update
         state.history.append(evaluator.entry(0, state.seconds, tracker.measure() if tracker else None)[0])
 
+    noted = False  # the note on answers cut at max_new_tokens, said once
+
     def save(step: int) -> None:  # the base's dtype as build_learner loads it, for hf:CHECKPOINT to rebuild it
         checkpoint.save(learner, run_dir, step, state, cfg.model, run.keep_checkpoints, run.seed,
                         "float32" if cfg.dtype == "auto" else cfg.dtype)
@@ -87,6 +89,10 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
     for step in range(state.step, run.steps):
         # -- rollout: this rank's slice of the step's games ----------------------------------------------------
         batch = rollouts.collect(step)
+        if not noted:
+            note = cut_note(batch.episodes, cfg.sampling.max_new_tokens)
+            noted = note is not None
+            accelerator.print(note) if noted else None
         failed = sum_scalar(accelerator, float(sum(ep.status == "error" for ep in batch.episodes)))
         if failed and failed == sum_scalar(accelerator, float(len(batch.episodes))):
             raise RuntimeError(f"every game of step {step + 1} ended in an error, nothing to train on: "

@@ -270,3 +270,19 @@ def test_a_diverged_update_stops_with_one_line_and_leaves_the_weights_unchanged(
     with pytest.raises(RuntimeError, match=r"gradient norm is nan.*update\.lr=0\.01.*lower update\.lr"):
         update(cfg.update, learner, samples, temperature=1.0)
     assert all(torch.equal(before[n], p) for n, p in learner.model.named_parameters())
+
+
+def test_answers_cut_at_max_new_tokens_are_named_once_most_fail_to_parse():
+    from selfplay.arena.records import Episode, Step
+    from selfplay.training.metrics import cut_note
+
+    def episode(texts):
+        steps = [Step(i, "player_0", 0, 0, "learner", [], t, failure=None if t.endswith("]") else "PARSE_ERROR",
+                      completion_ids=list(range(len(t)))) for i, t in enumerate(texts)]
+        return Episode("tictactoe", 0, {"player_0": "learner"}, steps, meta={"learners": ["player_0"]})
+
+    cut = episode(["I would play squ", "Let me think ab", "[5]"])
+    note = cut_note([cut], max_new_tokens=15)
+    assert note.startswith("note: 67% of the learner's answers were cut at sampling.max_new_tokens=15")
+    assert cut_note([cut], max_new_tokens=40) is None  # short answers that fail are another problem
+    assert cut_note([episode(["[1]", "[2]", "xx long enough answer"])], max_new_tokens=8) is None
