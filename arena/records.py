@@ -189,6 +189,14 @@ class RecordStore:
             self.db.executemany("DELETE FROM episodes WHERE id = ?", [(i,) for i in ids])
         return len(ids)
 
+    def clear(self) -> int:
+        """Remove every episode (a run started over in its directory); the number removed."""
+        with self.db:
+            count = self.db.execute("SELECT COUNT(*) FROM episodes").fetchone()[0]
+            self.db.execute("DELETE FROM steps")
+            self.db.execute("DELETE FROM episodes")
+        return count
+
     def integrity(self) -> list[str]:
         """Episodes whose stored step count differs from the steps present (always empty unless corrupted)."""
         rows = self.db.execute("SELECT e.id FROM episodes e LEFT JOIN steps s ON s.episode_id = e.id "

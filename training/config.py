@@ -156,7 +156,8 @@ class Run:
                                  "checkpoint; 0: no limit", low=0.0)
     seed: int = _f(0, "base seed (every rank and step derives its own)")
     out: str = _f("runs/train", "run directory: episodes, checkpoints, TensorBoard logs, report")
-    resume: str = _f("auto", "auto (latest complete checkpoint, if any) | never | path to a checkpoint")
+    resume: str = _f("auto", "auto (latest complete checkpoint, if any) | never (start over: the directory's earlier "
+                             "checkpoints and episodes are removed) | path to a checkpoint")
     checkpoint_every: int = _f(10, "steps between checkpoints", low=1)
     keep_checkpoints: int = _f(2, "most recent checkpoints kept", low=1)
     progress: bool = _f(True, "progress bars (on a terminal; a log file gets the per-step lines only)")

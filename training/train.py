@@ -17,6 +17,7 @@ per-turn shaping).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 from accelerate.utils import set_seed
 
+from selfplay.arena import rundir
 from selfplay.arena.records import open_store
 from selfplay.arena.stats import error_summary
 from selfplay.training import checkpoint
@@ -69,9 +71,17 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
         if ev.exact and ExactTracker.applies(game_cls, cfg.sampling.constrained) else None
     rollouts.average = tracker.average.policy if tracker is not None else None
     if accelerator.is_main_process:
-        dropped = store.delete_after_step(state.step)  # rollouts of steps the checkpoint does not include
-        if dropped:
-            accelerator.print(f"dropped {dropped} episodes recorded after step {state.step} (replayed now)")
+        if resume_from is None:  # a fresh start: nothing an earlier run left in this directory stays to mix in
+            dropped, stale = store.clear(), rundir.list_checkpoints(run_dir)
+            for old in stale:
+                shutil.rmtree(old)
+            if dropped or stale:
+                accelerator.print(f"starting over in {run_dir} (run.resume={run.resume}): removed {dropped} episodes "
+                                  f"and {len(stale)} checkpoints of an earlier run")
+        else:
+            dropped = store.delete_after_step(state.step)  # rollouts of steps the checkpoint does not include
+            if dropped:
+                accelerator.print(f"dropped {dropped} episodes recorded after step {state.step} (replayed now)")
         (run_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     accelerator.wait_for_everyone()
     baselines = Baselines(up.baseline_decay, state.baselines)

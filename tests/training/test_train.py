@@ -286,3 +286,16 @@ def test_answers_cut_at_max_new_tokens_are_named_once_most_fail_to_parse():
     assert note.startswith("note: 67% of the learner's answers were cut at sampling.max_new_tokens=15")
     assert cut_note([cut], max_new_tokens=40) is None  # short answers that fail are another problem
     assert cut_note([episode(["[1]", "[2]", "xx long enough answer"])], max_new_tokens=8) is None
+
+
+def test_resume_never_starts_over_with_nothing_of_the_earlier_run_left(tmp_path):
+    """run.resume=never in a directory that holds a run: its checkpoints and episodes are removed (and said so), so
+    a later resume cannot pick an old checkpoint and the records hold one run only."""
+    out = tmp_path / "run"
+    args = ["games_per_step=4", "eval_games=4", "eval_every=0", "checkpoint_every=1", "keep_checkpoints=5"]
+    run([*args, "steps=3"], out)
+    again = run([*args, "steps=1", "run.resume=never"], out)
+    assert f"starting over in {out} (run.resume=never): removed" in again.stdout and "and 3 checkpoints" in again.stdout
+    assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step_000001"]
+    steps = [s for s, _, e in _episode_steps(out) if e is None]
+    assert len(steps) == 4 and set(steps) == {1}  # the new run's one step of four games, nothing older
