@@ -8,7 +8,9 @@ split (train / eval / probe / play), turn, role, agent, sample, attempt, prompt 
 completion (its text), action (the action applied, when valid), failure and error (when not), fallback, reward
 (the sample's training reward: its own, the final reward of its role, or the invalid-action penalty), episode_reward
 (the role's final reward), learner (whether trained weights played it), advantage (what the update gave the sample,
-for trained samples; written back by the trainer after each update). Load either with
+for trained samples; written back by the trainer after each update); with ``--tokens`` also prompt_ids,
+completion_ids and logprobs (each sampled token's log-probability, as training used it) for model agents' samples,
+for offline RL or distillation. Load either with
 ``datasets.load_dataset("json", data_files=PATH)`` / ``load_dataset("parquet", data_files=PATH)``.
 """
 
@@ -24,8 +26,9 @@ from selfplay.arena.records import read_store
 FORMATS = ("jsonl", "parquet")
 
 
-def rows(run: str | Path) -> Iterator[dict[str, Any]]:
-    """One dict per recorded step of every episode of ``run`` (a run directory or an episodes.sqlite file)."""
+def rows(run: str | Path, tokens: bool = False) -> Iterator[dict[str, Any]]:
+    """One dict per recorded step of every episode of ``run`` (a run directory or an episodes.sqlite file); with
+    ``tokens`` also the token ids and sampling log-probabilities of model agents' samples (None for the others)."""
     store = read_store(run)
     try:
         for ep in store.episodes():
@@ -33,7 +36,7 @@ def rows(run: str | Path) -> Iterator[dict[str, Any]]:
                 "train" if "step" in ep.meta else "play"
             learners = set(ep.learner_roles())
             for s in ep.steps:
-                yield {"game": ep.game, "options": json.dumps(ep.options, sort_keys=True), "seed": ep.seed,
+                row = {"game": ep.game, "options": json.dumps(ep.options, sort_keys=True), "seed": ep.seed,
                        "episode": ep.id, "status": ep.status, "step": ep.meta.get("step"), "split": split,
                        "turn": s.turn, "role": s.role, "agent": s.agent, "sample": s.sample, "attempt": s.attempt,
                        "prompt": [{"role": m["role"], "content": m["content"]} for m in s.messages],
@@ -41,12 +44,17 @@ def rows(run: str | Path) -> Iterator[dict[str, Any]]:
                        "failure": s.failure, "error": s.error, "fallback": s.fallback, "reward": s.reward,
                        "episode_reward": ep.rewards.get(s.role), "learner": s.role in learners,
                        "advantage": s.advantage}
+                if tokens:
+                    row.update(prompt_ids=s.prompt_ids, completion_ids=s.completion_ids, logprobs=s.logprobs)
+                yield row
     finally:
         store.close()
 
 
-def export(run: str | Path, fmt: str = "jsonl", out: str | Path | None = None) -> tuple[Path, int]:
-    """Write ``run``'s episodes as ``fmt`` to ``out`` (default: next to the records); (path, rows written)."""
+def export(run: str | Path, fmt: str = "jsonl", out: str | Path | None = None,
+           tokens: bool = False) -> tuple[Path, int]:
+    """Write ``run``'s episodes as ``fmt`` to ``out`` (default: next to the records), ``tokens``: with token ids and
+    log-probabilities; (path, rows written)."""
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     source = Path(run)
@@ -61,7 +69,7 @@ def export(run: str | Path, fmt: str = "jsonl", out: str | Path | None = None) -
     if fmt == "jsonl":
         count = 0
         with open(path, "w") as f:
-            for row in rows(source):
+            for row in rows(source, tokens):
                 f.write(json.dumps(row) + "\n")
                 count += 1
         return path, count
@@ -70,17 +78,18 @@ def export(run: str | Path, fmt: str = "jsonl", out: str | Path | None = None) -
         import pyarrow.parquet as pq
     except ImportError:
         raise ValueError("--format parquet needs pyarrow: pip install pyarrow (or use --format jsonl)") from None
-    table = pa.Table.from_pylist(list(rows(source)), schema=_schema(pa))
+    table = pa.Table.from_pylist(list(rows(source, tokens)), schema=_schema(pa, tokens))
     pq.write_table(table, path)
     return path, table.num_rows
 
 
-def _schema(pa):
+def _schema(pa, tokens: bool = False):
     text, number = pa.string(), pa.int64()
+    ids = [("prompt_ids", pa.list_(number)), ("completion_ids", pa.list_(number)), ("logprobs", pa.list_(pa.float64()))]
     return pa.schema([("game", text), ("options", text), ("seed", number), ("episode", text), ("status", text),
                       ("step", number), ("split", text), ("turn", number), ("role", text), ("agent", text),
                       ("sample", number), ("attempt", number),
                       ("prompt", pa.list_(pa.struct([("role", text), ("content", text)]))), ("completion", text),
                       ("action", text), ("failure", text), ("error", text), ("fallback", text),
                       ("reward", pa.float64()), ("episode_reward", pa.float64()), ("learner", pa.bool_()),
-                      ("advantage", pa.float64())])
+                      ("advantage", pa.float64()), *(ids if tokens else [])])

@@ -146,7 +146,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from selfplay.arena.export import export
 
-    path, count = export(args.run, args.format, args.out)
+    path, count = export(args.run, args.format, args.out, args.tokens)
     print(f"{count} rows written to {path}")
     return 0
 
@@ -230,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory or episodes.sqlite")
     p.add_argument("--format", default="jsonl", help="jsonl (default) or parquet")
     p.add_argument("--out", help="output file (default: RUN/episodes.jsonl or .parquet)")
+    p.add_argument("--tokens", action="store_true", help="also prompt_ids, completion_ids and the sampling logprobs "
+                                                         "of model agents' samples")
     p.set_defaults(fn=cmd_export)
     p = sub.add_parser("serve", help="serve a checkpoint or model as an OpenAI-compatible chat endpoint")
     p.add_argument("model", help="a run directory (latest checkpoint), a checkpoint, a model directory or an agent "

@@ -69,3 +69,31 @@ def test_a_training_run_exports_each_trained_sample_with_its_advantage(tmp_path)
     assert trained and all(r["learner"] for r in trained)
     assert all(r["advantage"] == pytest.approx(r["reward"]) for r in trained)
     assert all(r["advantage"] is None for r in data if r["split"] == "eval")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_tokens_export_the_ids_and_logprobs_the_model_sampled(tmp_path, fmt):
+    """--tokens: each model sample's prompt and completion ids and its sampling log-probabilities, equal to a
+    teacher-forced pass of the same model over those ids; scripted agents' rows have none; without --tokens, no
+    such columns."""
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow")
+    import torch
+
+    from selfplay.agents.llm import token_logprobs
+    from selfplay.agents.models import tiny_model
+
+    assert cli(["play", "kuhn_poker", "tiny:max_new_tokens=4", "random", "--games", "4", "--out",
+                str(tmp_path / "run")]) == 0
+    path, _ = export(tmp_path / "run", fmt, tokens=True)
+    data = list(datasets.load_dataset("json" if fmt == "jsonl" else "parquet", data_files=str(path))["train"])
+    model_rows = [r for r in data if r["agent"].startswith("tiny")]
+    assert model_rows and all(r["prompt_ids"] is None and r["logprobs"] is None for r in data if r["agent"] == "random")
+    model, tok = tiny_model(seed=0)
+    ref = token_logprobs(model, [r["prompt_ids"] for r in model_rows], [r["completion_ids"] for r in model_rows],
+                         tok.pad_token_id, 1.0)
+    for r, x in zip(model_rows, ref):
+        assert tok.decode(r["completion_ids"], skip_special_tokens=True) == r["completion"]
+        assert torch.allclose(torch.tensor(r["logprobs"]), x[:len(r["logprobs"])].float(), atol=1e-4)
+    plain, _ = export(tmp_path / "run", "jsonl", tmp_path / "plain.jsonl")
+    assert "prompt_ids" not in json.loads(plain.read_text().splitlines()[0])
