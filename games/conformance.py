@@ -34,11 +34,11 @@ class CheckFailure:
     """One failed check, with the seed that reproduces it."""
 
     check: str
-    seed: int
+    seed: int | None  # None: a check of the whole game, not of one playout
     message: str
 
     def __str__(self) -> str:
-        return f"[{self.check}] seed={self.seed}: {self.message}"
+        return f"[{self.check}] {'' if self.seed is None else f'seed={self.seed}: '}{self.message}"
 
 
 @dataclass
@@ -280,6 +280,30 @@ def _check_hidden(game: Game, seed: int, playout: _Playout) -> list[CheckFailure
     return []
 
 
+def _check_deals(cls: type[Game], make: Callable[[], Game]) -> list[CheckFailure]:
+    """A game that lists its chance (``deals()``, ``chance_outcomes()``) is enumerated as exact evaluation will:
+    probabilities that do not sum to 1, a deal that cannot be played, or a legal action that does not parse fail
+    here instead of silently turning the exact figures off in training. A tree too large to enumerate is no failure."""
+    from selfplay.games import exact
+
+    if not exact.is_enumerable(cls):
+        return []
+    try:
+        exact.build_tree(make, max_nodes=EXACT_CHECK_NODES)
+    except ValueError as exc:
+        if "too large to enumerate" in str(exc):
+            return []
+        return [CheckFailure("deals", None, str(exc))]
+    except Exception as exc:  # noqa: BLE001 - the game's own code failed while a deal was played out
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return [CheckFailure("deals", None, f"enumerating the deals: {type(exc).__name__}: {exc} "
+                                         f"(at {where.filename}:{where.lineno} in {where.name})")]
+    return []
+
+
+EXACT_CHECK_NODES = 200_000  # check-game enumerates trees up to this size
+
+
 def _check_garbage(game: Game, seed: int) -> list[CheckFailure]:
     game.reset(seed)
     turn = game.turn()
@@ -312,6 +336,7 @@ def check_game(game: str | type[Game], seeds: Iterable[int] | None = None, optio
             where = traceback.extract_tb(exc.__traceback__)[-1]
             report.failures.append(CheckFailure("crash", seed, f"{type(exc).__name__}: {exc} "
                                                 f"(at {where.filename}:{where.lineno} in {where.name})"))
+    report.failures += _check_deals(cls, make)
     if payouts.amounts is not None:  # a declared outcome model that is wrong fails; an inferred one is a note
         inferred = cls.outcome is Game.outcome or getattr(cls, "outcome_inferred", False)
         (report.notes if inferred else report.failures).append(payouts.amounts)

@@ -605,3 +605,31 @@ def test_option_values_nan_and_inf_stay_words():
 
     assert parse_key_values(["mode=nan", "x=inf", "n=3", "p=0.5", "flag=true"]) == \
         {"mode": "nan", "x": "inf", "n": 3, "p": 0.5, "flag": True}
+
+
+class MissingDeal(KuhnPoker):
+    """Lists five of Kuhn's six deals: exact figures would be computed over 5/6 of the hands."""
+
+    name = "missing_deal"
+
+    def deals(self):
+        return super().deals()[:5]
+
+
+class ForgetfulDeal(KuhnPoker):
+    """Starts a deal with one card dealt: play from a seed works, exact enumeration cannot."""
+
+    name = "forgetful_deal"
+
+    def reset_deal(self, deal):
+        super().reset_deal(deal)
+        self.cards = self.cards[:1]
+
+
+@pytest.mark.parametrize("cls, words", [(MissingDeal, "deal probabilities sum to 0.8333333333333333, not 1"),
+                                        (ForgetfulDeal, "enumerating the deals: IndexError")])
+def test_check_game_enumerates_the_deals_as_exact_evaluation_will(cls, words):
+    report = check_game(cls, range(5))
+    deals = [f for f in report.failures if f.check == "deals"]
+    assert len(deals) == 1 and words in str(deals[0]) and "seed=" not in str(deals[0]), str(report)
+    assert check_game(KuhnPoker, range(5)).ok
