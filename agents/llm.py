@@ -314,10 +314,7 @@ class LLMAgent:
             return self._generate_vllm(prompts)
         s, tok = self.sampling, self.tokenizer
         decoder = self._decoder()
-        spelled = None
-        if legal:
-            spelled = [None if options is None else [tok.encode(a, add_special_tokens=False) for a in options]
-                       for options in legal]
+        spelled = self._spell(legal)
         stopped = None
         if s.stop:
             def stopped(row: int, tokens: list[int]) -> bool:
@@ -377,6 +374,13 @@ class LLMAgent:
         with self._decoder().session():
             yield
 
+    def _spell(self, legal: list[list[str] | None] | None) -> list[list[list[int]] | None] | None:
+        """Each row's legal action texts as token ids (None for an unconstrained row, or for no constraint at all)."""
+        if not legal:
+            return None
+        return [None if options is None else [self.tokenizer.encode(a, add_special_tokens=False) for a in options]
+                for options in legal]
+
     def _budget(self, spelled: list[list[list[int]] | None] | None) -> int:
         """``max_new_tokens``, raised where a constrained row's longest legal action (and its end) needs more: a
         constrained answer can only be a legal action, so cutting one short would only make it invalid."""
@@ -392,9 +396,9 @@ class LLMAgent:
         prompts = prompts + [prompts[0]] * ((1 << (real - 1).bit_length()) - real)
         legal = legal + [legal[0]] * (len(prompts) - real) if legal else legal
         ids, mask = left_pad(prompts, tok.pad_token_id, device, multiple=64)
-        allowed, allowed_log = self._constraint(legal, ids.shape[1]) if legal else (None, {})
-        budget = self._budget([None if o is None else [tok.encode(a, add_special_tokens=False) for a in o]
-                               for o in legal] if legal else None)
+        spelled = self._spell(legal)
+        allowed, allowed_log = self._constraint(spelled, ids.shape[1]) if spelled else (None, {})
+        budget = self._budget(spelled)
         torch.manual_seed(s.seed + self.calls)  # reproducible, yet every call samples afresh
         self.calls += 1
         with self._adapter():
@@ -473,15 +477,13 @@ class LLMAgent:
         probs = self.action_probabilities([Request(None, i.role, i.chat(), 1, list(i.legal), i.compact) for i in infos])
         return {i.key: p for i, p in zip(infos, probs)}
 
-    def _constraint(self, legal: list[list[str] | None], width: int):
+    def _constraint(self, spelled: list[list[list[int]] | None], width: int):
         """``prefix_allowed_tokens_fn`` that lets row b spell only one of its legal actions, then stop; and the
         log of what was allowed (row -> step -> token ids), so that log-probabilities and training use the
         constrained policy: a forced token has probability 1 and so no gradient.
         """
         vocab = list(range(len(self.tokenizer)))
         eos = self.tokenizer.eos_token_id
-        spelled = [None if options is None else [self.tokenizer.encode(t, add_special_tokens=False) for t in options]
-                   for options in legal]
         log: dict[int, dict[int, list[int]]] = {i: {} for i, options in enumerate(spelled) if options is not None}
 
         def allowed(batch_id: int, sent: torch.Tensor) -> list[int]:
