@@ -112,10 +112,10 @@ def _lock(run_dir: str):
 
 def _check_paths(run) -> None:
     """The run directory can be created, and an explicit resume path is a complete checkpoint."""
-    from selfplay.arena.rundir import make_run_dir
+    from selfplay.arena.rundir import is_complete, make_run_dir
 
     make_run_dir(run.out, "config key 'run.out'")
-    if run.resume not in ("auto", "never") and not (Path(run.resume) / "COMPLETE").exists():
+    if run.resume not in ("auto", "never") and not is_complete(run.resume):
         raise ValueError(f"config key 'run.resume': {run.resume!r} is not a complete checkpoint directory (expected "
                          f"auto, never, or RUN/checkpoints/step_N with its COMPLETE marker)")
 
@@ -177,10 +177,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _steps_done(run_dir: str) -> int:
     """The step of the run's latest checkpoint (0 without one)."""
-    from selfplay.arena.rundir import latest_checkpoint
+    from selfplay.arena.rundir import checkpoint_step, latest_checkpoint
 
     kept = latest_checkpoint(run_dir)
-    return int(kept.name.rsplit("_", 1)[1]) if kept else 0
+    return checkpoint_step(kept) if kept else 0
 
 
 def _report_errors(run_dir: str) -> int:

@@ -140,8 +140,7 @@ def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def cut_note(episodes: list, max_new_tokens: int) -> str | None:
     """A note when most of the learner's answers failed to parse because they ran into ``max_new_tokens`` (the
     usual cause of an invalid rate near 100% with free-text decoding), else None."""
-    mine = [s for ep in episodes for s in ep.steps if ep.meta.get("learners") and s.role in ep.learner_roles()
-            and s.completion_ids is not None]
+    mine = [s for ep in episodes for s in ep.steps if s.role in ep.learner_roles() and s.completion_ids is not None]
     cut = [s for s in mine if s.failure == "PARSE_ERROR" and len(s.completion_ids) >= max_new_tokens]
     if not mine or len(cut) <= len(mine) / 2:
         return None
