@@ -90,7 +90,7 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
     if ev.before and not state.history:  # the starting point of the curves: step 0, before any update
         state.history.append(evaluator.entry(0, state.seconds, tracker.measure() if tracker else None)[0])
 
-    noted = False  # the note on answers cut at max_new_tokens, said once
+    noted = cfg.sampling.constrained  # the note on answers cut at max_new_tokens, said once (constrained ones finish)
 
     def save(step: int) -> None:  # the base's dtype as build_learner loads it, for hf:CHECKPOINT to rebuild it
         checkpoint.save(learner, run_dir, step, state, cfg.model, run.keep_checkpoints, run.seed,
@@ -101,8 +101,9 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
         batch = rollouts.collect(step)
         if not noted:
             note = cut_note(batch.episodes, cfg.sampling.max_new_tokens)
-            noted = note is not None
-            accelerator.print(note) if noted else None
+            if note is not None:
+                accelerator.print(note)
+                noted = True
         failed = sum_scalar(accelerator, float(sum(ep.status == "error" for ep in batch.episodes)))
         if failed and failed == sum_scalar(accelerator, float(len(batch.episodes))):
             raise RuntimeError(f"every game of step {step + 1} ended in an error, nothing to train on: "
