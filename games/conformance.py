@@ -58,9 +58,17 @@ class Report:
         notes = "".join(f"\n  note: {n}" for n in self.notes)
         if self.ok:
             return f"{self.game}: OK ({self.seeds} seeds, every check passed){notes}"
-        shown = "\n".join(f"  {f}" for f in self.failures[:20])
-        more = f"\n  ... and {len(self.failures) - 20} more" if len(self.failures) > 20 else ""
-        return f"{self.game}: FAILED {len(self.failures)} check(s) over {self.seeds} seeds\n{shown}{more}{notes}"
+        by_check: dict[str, list[CheckFailure]] = {}
+        for failure in self.failures:
+            by_check.setdefault(failure.check, []).append(failure)
+        lines = []  # the first few of each check, so one check failing at every seed hides no other
+        for check, found in by_check.items():
+            lines += [f"  {f}" for f in found[:3]]
+            if len(found) > 3:
+                lines.append(f"  ... and {len(found) - 3} more [{check}] failure(s)")
+        counts = ", ".join(f"{check} {len(found)}" for check, found in by_check.items())
+        return f"{self.game}: FAILED {len(self.failures)} check(s) over {self.seeds} seeds ({counts})\n" + \
+            "\n".join(lines[:40]) + (f"\n  ... ({len(lines) - 40} more lines)" if len(lines) > 40 else "") + notes
 
 
 @dataclass
@@ -137,8 +145,8 @@ def _check_one(make: Callable[[], Game], seed: int, payouts: _Payouts) -> list[C
         failures.append(fail("rewards", f"rewards() has roles {sorted(first.rewards)}, expected {sorted(game.roles)}"))
     elif any(not low - 1e-9 <= v <= high + 1e-9 for v in first.rewards.values()):
         failures.append(fail("reward-range", f"rewards {first.rewards} outside reward_range {game.reward_range}"))
-    elif outcome_of(game).kind == "zero_sum" and abs(sum(first.rewards.values())) > 1e-6:
-        failures.append(fail("zero-sum", f"rewards {first.rewards} sum to {sum(first.rewards.values()):g}, not 0"))
+    elif outcome_of(game).competitive and _sum_error(game, first.rewards):
+        failures.append(fail(outcome_of(game).kind.replace("_", "-"), _sum_error(game, first.rewards)))
     elif outcome_of(game).kind == "cooperative" and len(set(first.rewards.values())) > 1:
         failures.append(fail("cooperative", f"rewards {first.rewards} differ: a cooperative game gives every role "
                                             f"the one team reward"))
@@ -201,6 +209,21 @@ def _check_secrets(game: Game, seed: int, playout: _Playout) -> list[CheckFailur
     return []
 
 
+def _sum_error(game: Game, rewards: dict[str, float]) -> str | None:
+    """Why ``rewards`` break a zero-sum or constant-sum outcome model, or None."""
+    outcome, total = outcome_of(game), sum(rewards.values())
+    if abs(total - outcome.total) <= 1e-6:
+        return None
+    hint = ""
+    if outcome.kind == "zero_sum" and game.reward_range[0] >= 0:
+        hint = (f" (reward_range {tuple(game.reward_range)} holds no negative reward: a win paying 1 and a loss 0 is "
+                f"constant-sum, outcome = Outcome('constant_sum', total={total:g}); scores are zero_sum = False)")
+    elif outcome.kind == "constant_sum" and game.outcome is Game.outcome:
+        hint = (" (constant-sum was inferred from reward_range (0, 1) and the default zero_sum: declare zero_sum = "
+                "False for a general-sum game, or outcome = Outcome(...))")
+    return f"rewards {rewards} sum to {total:g}, not {outcome.total:g}{hint}"
+
+
 def _check_endings(game: Game, seed: int, midgame: bool = False) -> list[CheckFailure]:
     """``info()`` of the episode is a JSON dict; ``forfeit_rewards`` (for every offender) and ``truncation_rewards``
     name every role, within ``reward_range``, and follow the outcome model (at the end, or ``midgame``, where a
@@ -225,6 +248,8 @@ def _check_endings(game: Game, seed: int, midgame: bool = False) -> list[CheckFa
         elif kind == "cooperative" and len(set(rewards.values())) > 1:
             failures.append(CheckFailure("endings", seed, f"{label} = {rewards}: a cooperative game must give the "
                                                           f"team one reward"))
+        elif outcome_of(game).competitive and _sum_error(game, rewards):
+            failures.append(CheckFailure("endings", seed, f"{label}: {_sum_error(game, rewards)}"))
         elif offender is not None and kind == "cooperative" and rewards[offender] >= high and low < high:
             failures.append(CheckFailure("endings", seed, f"{label} = {rewards} rewards the team for a forfeit"))
         elif offender is not None and len(game.roles) > 1 and \
@@ -340,4 +365,9 @@ def check_game(game: str | type[Game], seeds: Iterable[int] | None = None, optio
     if payouts.amounts is not None:  # a declared outcome model that is wrong fails; an inferred one is a note
         inferred = cls.outcome is Game.outcome or getattr(cls, "outcome_inferred", False)
         (report.notes if inferred else report.failures).append(payouts.amounts)
+    outcome = outcome_of(cls)
+    if outcome.kind == "constant_sum" and cls.outcome is Game.outcome:
+        report.notes.append(CheckFailure("outcome", None, f"read as constant-sum (rewards sum to {outcome.total:g}: a "
+                                         f"win pays {cls.reward_range[1]:g}, a loss {cls.reward_range[0]:g}) from "
+                                         "reward_range (0, 1); declare outcome = Outcome(...) to say otherwise"))
     return report

@@ -60,7 +60,7 @@ class InvalidPolicy:
             raise ValueError(f"invalid-action retries must be >= 0, got {self.retries}")
 
 
-OUTCOME_KINDS = ("zero_sum", "cooperative", "general_sum")
+OUTCOME_KINDS = ("zero_sum", "constant_sum", "cooperative", "general_sum")
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,9 @@ class Outcome:
     """What a game's results mean, which every report follows (one shared definition: the play table, training
     evaluation, summary.json, tournaments).
 
-    ``kind``: ``zero_sum`` (rewards sum to zero), ``cooperative`` (every role receives the one team reward) or
-    ``general_sum``. ``win_lose``: a result is a win, draw or loss (TicTacToe), so win rates mean something;
+    ``kind``: ``zero_sum`` (rewards sum to zero), ``constant_sum`` (rewards sum to ``total`` in every episode, e.g.
+    a win paying 1 and a loss 0: strategically zero-sum), ``cooperative`` (every role receives the one team reward)
+    or ``general_sum``. ``win_lose``: a result is a win, draw or loss (TicTacToe), so win rates mean something;
     otherwise rewards are amounts (poker chips, scores), reported as means with 95% intervals. ``success``
     (cooperative games): a team reward at or above it is a team success (default: the top of ``reward_range``).
     """
@@ -77,10 +78,18 @@ class Outcome:
     kind: str = "zero_sum"
     win_lose: bool = True
     success: float | None = None
+    total: float = 0.0  # constant_sum: what every episode's rewards sum to
 
     def __post_init__(self) -> None:
         if self.kind not in OUTCOME_KINDS:
             raise ValueError(f"outcome kind {self.kind!r}: expected one of {', '.join(OUTCOME_KINDS)}")
+        if self.total and self.kind != "constant_sum":
+            raise ValueError(f"outcome total={self.total:g} applies to kind 'constant_sum', not {self.kind!r}")
+
+    @property
+    def competitive(self) -> bool:
+        """Zero-sum or constant-sum: one role's gain is the others' loss (two players: strategically zero-sum)."""
+        return self.kind in ("zero_sum", "constant_sum")
 
     @property
     def rates(self) -> str:
@@ -104,7 +113,8 @@ class Outcome:
     def record(self, reward_range: tuple[float, float]) -> dict[str, Any]:
         """The outcome model as stored with each episode, so records read alone still know what results mean."""
         success = reward_range[1] if self.success is None else self.success
-        return {"kind": self.kind, "win_lose": self.win_lose, **({"success": success} if self.kind == "cooperative" else {})}
+        return {"kind": self.kind, "win_lose": self.win_lose, **({"success": success} if self.kind == "cooperative" else {}),
+                **({"total": self.total} if self.kind == "constant_sum" else {})}
 
 
 WIN_LOSE_RANGES = ((-1.0, 1.0), (0.0, 1.0))
@@ -115,12 +125,26 @@ def outcome_of(cls: type[Game] | Game) -> Outcome:
     sets ``zero_sum = False`` and nothing else is general-sum), ``roles`` and ``reward_range``: results are wins,
     draws and losses only with two or more roles and a range in ``WIN_LOSE_RANGES`` (-1..1 or 0..1); any other range
     holds amounts (chips, scores, tokens), and a one-role game's reward is its score, both reported as mean rewards
-    with intervals rather than win rates. The conformance checker notes a game whose rewards say otherwise."""
+    with intervals rather than win rates. A game that leaves ``zero_sum`` at its default while its range holds no
+    negative reward cannot be zero-sum: with a 0..1 range and two or more roles it is read as a win paying 1 and a
+    loss 0, constant-sum (``total`` 1); with any other such range, general-sum. The conformance checker notes a game
+    whose rewards say otherwise."""
     declared = getattr(cls, "outcome", Outcome())
     if declared is not Game.outcome:
         return declared
-    win_lose = len(cls.roles) > 1 and tuple(float(v) for v in cls.reward_range) in WIN_LOSE_RANGES
-    return Outcome("zero_sum" if cls.zero_sum else "general_sum", win_lose=win_lose)
+    low, high = (float(v) for v in cls.reward_range)
+    win_lose = len(cls.roles) > 1 and (low, high) in WIN_LOSE_RANGES
+    if not cls.zero_sum:
+        return Outcome("general_sum", win_lose=win_lose)
+    if low >= 0 and high > 0 and not any("zero_sum" in vars(k) for k in type.mro(_class(cls)) if k is not Game):
+        if win_lose:
+            return Outcome("constant_sum", win_lose=True, total=high + (len(cls.roles) - 1) * low)
+        return Outcome("general_sum", win_lose=win_lose)
+    return Outcome("zero_sum", win_lose=win_lose)
+
+
+def _class(game: type[Game] | Game) -> type:
+    return game if isinstance(game, type) else type(game)
 
 
 @dataclass(frozen=True)
@@ -239,19 +263,18 @@ class Game:
         raise NotImplementedError
 
     def forfeit_rewards(self, offender: str) -> dict[str, float]:
-        """Rewards when ``offender`` forfeits, following the outcome model: zero-sum, the lowest reward for it and
-        the rest shared by the others (two roles: the highest); cooperative, the lowest for the whole team;
-        general-sum, the lowest for it and a neutral 0 (clipped into ``reward_range``) for the others."""
+        """Rewards when ``offender`` forfeits, following the outcome model: zero-sum or constant-sum, the lowest
+        reward for it that leaves the others' equal shares of the rest within range (two roles -1..1: -1 and +1);
+        cooperative, the lowest for the whole team; general-sum, the lowest for it and a neutral 0 (clipped into
+        ``reward_range``) for the others."""
         low, high = self.reward_range
         others = [r for r in self.roles if r != offender]
-        kind = outcome_of(self).kind
-        if kind == "cooperative":
+        outcome = outcome_of(self)
+        if outcome.kind == "cooperative":
             return {r: low for r in self.roles}
-        if kind == "zero_sum" and len(self.roles) == 2:
-            return {offender: -abs(high), **{r: abs(high) for r in others}}
-        if kind == "zero_sum":
-            share = min(high, -low / max(1, len(others)))
-            return {offender: low, **{r: share for r in others}}
+        if outcome.competitive and others:
+            worst = max(low, outcome.total - len(others) * high)
+            return {offender: worst, **{r: (outcome.total - worst) / len(others) for r in others}}
         return {offender: low, **{r: min(high, max(low, 0.0)) for r in others}}
 
     def info(self) -> dict[str, Any]:
@@ -259,8 +282,13 @@ class Game:
         return {}
 
     def truncation_rewards(self) -> dict[str, float]:
-        """Rewards when the turn limit is hit: a draw by default."""
-        return {r: 0.0 for r in self.roles}
+        """Rewards when the turn limit is hit: a draw by default (constant-sum: equal shares of the total; else 0,
+        clipped into ``reward_range``)."""
+        outcome = outcome_of(self)
+        if outcome.kind == "constant_sum":
+            return {r: outcome.total / len(self.roles) for r in self.roles}
+        low, high = self.reward_range
+        return {r: min(high, max(low, 0.0)) for r in self.roles}
 
     def compact_observation(self, role: str) -> str | None:
         """What ``role`` sees as one short line, for small models (an agent chooses it with ``observer=compact``);

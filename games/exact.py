@@ -19,11 +19,13 @@ equilibrium, for any number of players and any rewards (three-player Kuhn too). 
 from __future__ import annotations
 
 import copy
+import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from selfplay.games.core import Game
+from selfplay.games.core import Game, outcome_of
 
 Policy = dict[str, dict[str, float]]  # information-state key -> {action text: probability}
 
@@ -87,7 +89,7 @@ def is_enumerable(game_cls: type[Game]) -> bool:
 
 def is_two_player_zero_sum(game_cls: type[Game]) -> bool:
     """An enumerable two-player zero-sum game (where the average policy converges to equilibrium in self-play)."""
-    return is_enumerable(game_cls) and len(game_cls.roles) == 2 and game_cls.zero_sum
+    return is_enumerable(game_cls) and len(game_cls.roles) == 2 and outcome_of(game_cls).competitive
 
 
 def build_tree(make_game: Callable[[], Game], max_nodes: int = 2_000_000) -> Tree:
@@ -242,6 +244,31 @@ def exploitability(tree: Tree, policy: Policy) -> Exploitability:
     br = tuple(best_response_value(tree, policy, p) for p in range(len(tree.roles)))
     nash_conv = sum(b - v for b, v in zip(br, values))
     return Exploitability(nash_conv / len(tree.roles), nash_conv, br, values)
+
+
+TEAM_WORK = 5_000_000  # at most this many node visits (pure policies x tree nodes) for ``team_optimum``
+
+
+def team_optimum(tree: Tree, work: int = TEAM_WORK) -> float | None:
+    """The best team value of a cooperative game over all joint policies, or None when that search is too large.
+
+    A Nash equilibrium of a cooperative game can be far from its best (a babbling equilibrium, where no signal is
+    read, has NashConv 0), so cooperative games are measured against the optimum too. The team value is multilinear
+    in the players' behaviour strategies, so a pure joint policy attains it: the maximum, over the pure policies of
+    every player but one, of that last player's best-response value. The player left out is the one with the most
+    pure policies, so the fewest are enumerated."""
+    infos = tree.infostates()
+    by_player = [[k for k, i in infos.items() if i.role == role] for role in tree.roles]
+    counts = [math.prod(len(infos[k].legal) for k in keys) for keys in by_player]
+    last = max(range(len(tree.roles)), key=lambda p: counts[p])
+    others = [k for p, keys in enumerate(by_player) if p != last for k in keys]
+    if math.prod(len(infos[k].legal) for k in others) * len(tree.nodes) > work:
+        return None
+    best = -math.inf
+    for choice in itertools.product(*(infos[k].legal for k in others)):
+        policy = {k: {a: 1.0} for k, a in zip(others, choice)}
+        best = max(best, best_response_value(tree, policy, last))
+    return best
 
 
 def own_reach(tree: Tree, policy: Policy) -> dict[str, float]:

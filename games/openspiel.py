@@ -24,7 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 from selfplay.games import exact
-from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, system, user
+from selfplay.games.core import WIN_LOSE_RANGES as WIN_LOSE, Failure, Game, InvalidAction, Outcome, Turn, system, user
 from selfplay.games.registry import optional_package
 
 PREFIX = "openspiel:"
@@ -75,7 +75,7 @@ def openspiel_game(spec: str) -> type[Game]:
     except Exception as exc:  # noqa: BLE001 - pyspiel raises its own error types
         raise ValueError(f"OpenSpiel cannot load {spec!r}: {str(exc).splitlines()[0]}") from None
     info = game.get_type()
-    kinds = {pyspiel.GameType.Utility.ZERO_SUM: "zero_sum", pyspiel.GameType.Utility.CONSTANT_SUM: "general_sum",
+    kinds = {pyspiel.GameType.Utility.ZERO_SUM: "zero_sum", pyspiel.GameType.Utility.CONSTANT_SUM: "constant_sum",
              pyspiel.GameType.Utility.IDENTICAL: "cooperative", pyspiel.GameType.Utility.GENERAL_SUM: "general_sum"}
     low, high = float(game.min_utility()), float(game.max_utility())
     kind = kinds.get(info.utility, "general_sum")
@@ -83,7 +83,8 @@ def openspiel_game(spec: str) -> type[Game]:
     attributes = {
         "name": PREFIX + spec, "description": f"OpenSpiel's {info.long_name}", "roles": roles,
         "zero_sum": kind == "zero_sum", "reward_range": (low, high),
-        "outcome_inferred": True, "outcome": Outcome(kind, win_lose=kind != "cooperative" and (low, high) == (-1.0, 1.0)),
+        "outcome_inferred": True, "outcome": Outcome(kind, win_lose=kind != "cooperative" and (low, high) in WIN_LOSE,
+                                                     total=float(game.utility_sum()) if kind == "constant_sum" else 0.0),
         "max_turns": max(1, game.max_game_length()) + 1, "check_seeds": 100,
         "action_format": "one legal action in square brackets, as listed", "spiel": game,
         "info_state": info.provides_information_state_string,
@@ -99,7 +100,7 @@ def openspiel_game(spec: str) -> type[Game]:
         raise ValueError(f"OpenSpiel's {spec!r} is not supported: {str(exc).splitlines()[0]}") from None
     if _small_sequential(game):  # exact exploitability (games.exact) walks its whole tree
         cls.deals = OpenSpielGame.one_deal
-        if kind == "zero_sum" and len(roles) == 2:  # CFR+ converges to an equilibrium there: an expert
+        if kind in ("zero_sum", "constant_sum") and len(roles) == 2:  # CFR+ converges to an equilibrium there: an expert
             cls.expert_policy, cls.expert_action = OpenSpielGame.cfr_policy, OpenSpielGame.cfr_action
     return cls
 

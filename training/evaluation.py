@@ -112,6 +112,8 @@ class Evaluator:
             metrics["exploitability"] = exact["exploitability"]
             if "average" in exact:
                 metrics["exploitability/average"] = exact["average"]
+            if "team_value" in exact:
+                metrics["team_value"] = exact["team_value"]
         if self.cfg.evaluation.heldout:
             entry["heldout"] = self.heldout(step)
             metrics.update({f"heldout/{role}/{arm}": v for role, arms in entry["heldout"].items() for arm, v in arms.items()})

@@ -57,7 +57,8 @@ def console_line(step: int, steps: int, m: dict[str, float]) -> str:
                       *(f"success {k.split('/')[1]}={v:.2f}" for k, v in m.items() if k.startswith("success/"))])
     if "exploitability" in m:
         evals += f" exploitability={m['exploitability']:.3f}" + (
-            f" (average {m['exploitability/average']:.3f})" if "exploitability/average" in m else "")
+            f" (average {m['exploitability/average']:.3f})" if "exploitability/average" in m else "") + (
+            f" team_value={m['team_value']:.3f}" if "team_value" in m else "")
     return (f"step {step}/{steps} | reward {rewards} | invalid {invalid} | loss {m['loss/policy']:+z.4f} "
             f"| {m['tokens_per_s']:.0f} tok/s | rollout {m['time/rollout']:.1f}s update {m['time/update']:.1f}s"
             + (f" ({m['update/micro_batches']:.0f} micro-batches)" if m.get("update/micro_batches", 1) > 1 else "")
@@ -178,6 +179,8 @@ def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> di
     if exact:
         print(f"  exploitability {exact['exploitability']:.4f} per game (NashConv / {exact.get('players', 2)})"
               + (f"; average policy {exact['average']:.4f}" if "average" in exact else ""))
+        if "team_value" in exact:
+            print(f"  {team_line(exact)}")
     elo = next(iter(summary.values()), {}).get("learner_elo")
     if elo:
         print(f"  learner Elo {elo['elo']:+z.0f} [{elo['low']:+z.0f}, {elo['high']:+z.0f}] (anchor: {elo['anchor']})")
@@ -192,6 +195,14 @@ def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> di
         summary_path.write_text(json.dumps(data, indent=1))
     print(f"outputs in {run_dir}/ (report.md, progress.png, summary.json, episodes.sqlite, checkpoints/, tensorboard/)")
     return summary
+
+
+def team_line(exact: dict[str, Any]) -> str:
+    """A cooperative game's exact team value in self-play, against the best joint policy's where it was found."""
+    if "team_optimum" not in exact:
+        return f"team value {exact['team_value']:.4f} in self-play (exact; the best joint policy is too costly to find)"
+    return (f"team value {exact['team_value']:.4f} in self-play, of the best joint policy's {exact['team_optimum']:.4f} "
+            f"(exact; a Nash equilibrium can fall short of the best: exploitability 0 is not the optimum)")
 
 
 def before_after(history: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -229,6 +240,12 @@ def before_after(history: list[dict[str, Any]]) -> dict[str, Any] | None:
         rows["exploitability"] = {"before": a, "after": b}
         lines.append(f"exploitability (exact, NashConv / {last['exact'].get('players', 2)}; 0 is a Nash equilibrium) "
                      f"{a:.4f} -> {b:.4f}")
+        if "team_value" in first["exact"] and "team_value" in last["exact"]:
+            a, b = first["exact"]["team_value"], last["exact"]["team_value"]
+            rows["team_value"] = {"before": a, "after": b, **({"optimum": last["exact"]["team_optimum"]}
+                                                              if "team_optimum" in last["exact"] else {})}
+            best = f" (the best joint policy: {last['exact']['team_optimum']:.4f})" if "team_optimum" in last["exact"] else ""
+            lines.append(f"team value (exact, in self-play){best} {a:.4f} -> {b:.4f}")
     for role, end in (last.get("heldout") or {}).items():
         start = (first.get("heldout") or {}).get(role)
         if start and "all" in end and "all" in start:

@@ -113,6 +113,12 @@ def _evaluation_table(history: list[dict]) -> list[str]:
              "enumerated.", "",
              "| step | " + " | ".join(f"vs {o}: mean reward [95%]" for o in opponents)
              + " | exploitability | average policy |", "|---:|" + "---|" * len(opponents) + "---:|---:|"]
+    team = next((x["exact"] for x in reversed(history) if "team_value" in (x.get("exact") or {})), None)
+    if team:  # cooperative: the exact team value in self-play, against the best joint policy's
+        best = f" (the best joint policy's: {team['team_optimum']:.4f})" if "team_optimum" in team else ""
+        lines[0] += (f" The team value is the exact expected team reward in self-play{best}: a Nash equilibrium of a "
+                     "cooperative game can fall short of the best.")
+        lines[2], lines[3] = lines[2] + " team value |", lines[3] + "---:|"
     for h in history:
         x = h.get("exact")
         cells = [f"{h['evaluation'][o]['mean_reward']:+z.3f} [{h['evaluation'][o]['mean_reward_ci'][0]:+z.3f}, "
@@ -120,7 +126,8 @@ def _evaluation_table(history: list[dict]) -> list[str]:
                  + (f", team success {h['evaluation'][o]['success']:.0%}" if "success" in h["evaluation"][o] else "")
                  if o in h["evaluation"] else "–" for o in opponents]
         ex = (f"{x['exploitability']:.4f}", f"{x['average']:.4f}" if "average" in x else "–") if x else ("–", "–")
-        lines.append(f"| {h['step']} | " + " | ".join(cells) + f" | {ex[0]} | {ex[1]} |")
+        value = (f" {x['team_value']:.4f} |" if x and "team_value" in x else " – |") if team else ""
+        lines.append(f"| {h['step']} | " + " | ".join(cells) + f" | {ex[0]} | {ex[1]} |{value}")
     return lines
 
 

@@ -11,6 +11,7 @@ from selfplay.arena.play import Match, paired_matches, play, seatings
 from selfplay.arena.records import Episode
 from selfplay.arena.stats import error_summary, format_table, summarize
 from selfplay.agents.scripted import ExpertAgent, RandomAgent
+from selfplay.games import exact
 from selfplay.games.conformance import check_game
 from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, outcome_of, system, user
 from selfplay.games.goofspiel import Goofspiel
@@ -53,6 +54,86 @@ def test_undeclared_outcomes_report_win_rates_only_for_win_lose_ranges():
     class Declared(Tokens):
         outcome = Outcome("general_sum", win_lose=True)
     assert outcome_of(Declared).rates == "win"
+
+
+class Race(Game):
+    """Add 1 or 2; whoever reaches 5 wins 1, the other 0: written as users write it, with no outcome declared."""
+    name = "race_01"
+    roles = ("a", "b")
+    reward_range = (0.0, 1.0)
+    max_turns = 10
+
+    def reset(self, seed):
+        self.seed_rng(seed)
+        self.total, self.mover = 0, 0
+
+    def turn(self):
+        return None if self.total >= 5 else Turn(self.roles[self.mover])
+
+    def observe(self, role):
+        return [system("Add [1] or [2]; reach 5 to win."), user(f"Total {self.total}.")]
+
+    def parse(self, role, text):
+        if text.strip() not in ("[1]", "[2]"):
+            raise InvalidAction(Failure.PARSE_ERROR, f"expected [1] or [2], got {text!r}")
+        return int(text.strip()[1])
+
+    def step(self, role, actions):
+        self.total += actions[0]
+        self.mover ^= 1
+
+    def rewards(self):
+        return {r: float(r == self.roles[self.mover ^ 1]) for r in self.roles}
+
+    def legal_actions(self, role):
+        return ["[1]", "[2]"]
+
+
+def test_a_win_paying_1_and_a_loss_0_is_read_as_constant_sum():
+    outcome = outcome_of(Race)
+    assert (outcome.kind, outcome.total, outcome.rates, outcome.competitive) == ("constant_sum", 1.0, "win", True)
+    game = Race()
+    assert game.forfeit_rewards("a") == {"a": 0.0, "b": 1.0} and game.truncation_rewards() == {"a": 0.5, "b": 0.5}
+    report = check_game(Race, seeds=range(30))
+    assert report.ok and "read as constant-sum" in str(report)
+    # a model that never answers legally forfeits inside the range, and loses
+    agents = {"bad": ScriptAgent([]), "random": RandomAgent()}
+    episodes = play(Race, [Match(s, {"a": "bad", "b": "random"}) for s in range(4)], agents, progress=False)
+    assert all(e.rewards == {"a": 0.0, "b": 1.0} and e.outcome("a") == "loss" for e in episodes)
+
+    class Scores(Race):  # a non-negative range other than 0..1: amounts, so general-sum
+        reward_range = (0.0, 5.0)
+    assert outcome_of(Scores).kind == "general_sum"
+
+
+def test_a_declared_zero_sum_game_paying_1_and_0_fails_with_the_fix_named():
+    class Declared(Race):
+        zero_sum = True
+    report = check_game(Declared, seeds=range(5))
+    assert not report.ok and {f.check for f in report.failures} == {"zero-sum"}
+    assert "Outcome('constant_sum', total=1)" in report.failures[0].message
+    assert str(report).count("[zero-sum]") == 4  # three shown, then one line counting the rest
+
+
+def test_a_general_sum_declaration_is_not_evaluated_as_zero_sum():
+    class Shifted(KuhnPoker):  # Kuhn's chips, declared general-sum (zero_sum left at its default)
+        outcome = Outcome("general_sum", win_lose=False)
+    assert exact.is_two_player_zero_sum(KuhnPoker) and not exact.is_two_player_zero_sum(Shifted)
+
+
+def test_constant_sum_kuhn_has_a_quarter_of_kuhns_exploitability():
+    class KuhnShare(KuhnPoker):  # the winner's share of a pot of 4: chips c -> (c + 2) / 4, summing to 1
+        name = "kuhn_share"
+        reward_range = (0.0, 1.0)
+        outcome = Outcome("constant_sum", win_lose=False, total=1.0)
+
+        def rewards(self):
+            return {r: (v + 2) / 4 for r, v in super().rewards().items()}
+    assert exact.is_two_player_zero_sum(KuhnShare) and check_game(KuhnShare, seeds=range(20)).ok
+    tree = exact.build_tree(KuhnShare)
+    result = exact.exploitability(tree, exact.uniform_policy(tree))
+    assert result.nash_conv == pytest.approx(11 / 12 / 4)  # Kuhn's uniform NashConv 11/12 (OpenSpiel), scaled
+    assert exact.exploitability(tree, exact.cfr(tree, 200)).exploitability < 1e-3 / 4
 
 
 @dataclass
