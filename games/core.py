@@ -413,11 +413,28 @@ def validate_game_class(cls: type) -> None:
     roles = cls.roles or _default_roles(cls, label)
     if len(set(roles)) != len(roles):
         raise TypeError(f"game class {label} has duplicate roles: {roles}")
+    for role in roles:
+        problem = _role_problem(role)
+        if problem:
+            raise TypeError(f"game class {label} has the role {role!r}: {problem}")
     low, high = cls.reward_range
     if not low <= high:
         raise TypeError(f"game class {label} has reward_range {cls.reward_range}: expected (low, high) with low <= high")
     if cls.max_turns < 1:
         raise TypeError(f"game class {label} has max_turns={cls.max_turns}: expected >= 1")
+
+
+def _role_problem(role: Any) -> str | None:
+    """Why ``role`` cannot name a role, or None: a role names a checkpoint folder (one adapter or clone per role),
+    a config key and ``ROLE=SPEC`` on the command line."""
+    if not isinstance(role, str) or not role.strip():
+        return "expected a non-empty string"
+    bad = sorted({c for c in role if c in '/\\=' or not c.isprintable()})
+    if bad or role in (".", "..") or role != role.strip():
+        return (f"a role name may not contain {', '.join(map(repr, bad))}" if bad else
+                "a role name may not be '.' or '..' or start or end with a space") + \
+            " (it names a checkpoint folder and appears as ROLE=SPEC on the command line)"
+    return None
 
 
 def _default_roles(cls: type, label: str) -> tuple[str, ...]:

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from selfplay.games.conformance import check_game
@@ -40,3 +42,17 @@ def test_a_class_missing_a_method_is_named():
 
     with pytest.raises(TypeError, match="missing required method.*turn.*observe.*parse.*step.*rewards"):
         validate_game_class(Half)
+
+
+@pytest.mark.parametrize("role, words", [("bob/2", "'/'"), ("a=b", "'='"), ("tab\there", repr("\t")), ("..", "'..'"),
+                                         (" x", "start or end with a space"), ("", "non-empty")])
+def test_a_role_that_cannot_name_a_folder_or_a_seat_is_refused(role, words):
+    """A role names its checkpoint folder (a "bob/2" adapter was saved as bob/2/ and never found again) and is
+    written ROLE=SPEC on the command line."""
+    from tests.games.test_generality import Race
+
+    class Odd(Race):
+        roles = ("a", role)
+
+    with pytest.raises(TypeError, match=f"has the role {re.escape(repr(role))}: .*{re.escape(words)}"):
+        validate_game_class(Odd)
