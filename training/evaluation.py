@@ -24,6 +24,7 @@ from selfplay.training.learner import Learner
 from selfplay.training.names import LEARNER, OPPONENT, seat_name
 
 BASELINE = "baseline"
+ALONE = "none"  # the evaluation's name where the learner has no opponent seat (a one-role game, every other seat fixed)
 
 
 @dataclass
@@ -87,7 +88,10 @@ class Evaluator:
         """One history entry (the evaluation against every baseline, the held-out one, the exact exploitability
         when the game is small enough) and its metrics. Win rates only for win/lose games; otherwise the mean
         reward over the seats."""
-        evaluation = {opponent: self.against(opponent, step) for opponent in self.cfg.evaluation.opponents}
+        opponents = self.cfg.evaluation.opponents
+        if opponents and not self.free_seats:  # the learner plays alone: one evaluation, not one per named baseline
+            opponents = [ALONE]
+        evaluation = {opponent: self.against(opponent, step) for opponent in opponents}
         rates = self.outcome.rates  # win (win/lose games), success (cooperative) or reward (amounts)
         win_lose = rates == "win"
         elo = gauntlet_elo(evaluation) if evaluation and win_lose else None
@@ -119,11 +123,17 @@ class Evaluator:
             metrics.update({f"heldout/{role}/{arm}": v for role, arms in entry["heldout"].items() for arm, v in arms.items()})
         return entry, metrics
 
+    @property
+    def free_seats(self) -> int:
+        """Seats a baseline takes beside the learner's (0 in a one-role game, or when ``opponents.seats`` fixes
+        every other role)."""
+        return len(self.roles) - len(self.cfg.opponents.seats) - 1
+
     def against(self, opponent: str, step: int) -> dict[str, Any]:
         """The learner against ``opponent`` in every seat (``evaluation.games`` games, paired seeds): win / draw /
         loss and invalid rates, and its mean reward per seat."""
         fixed = {r: seat_name(r) for r in self.cfg.opponents.seats}
-        lineup = [LEARNER] + [BASELINE] * (len(self.roles) - len(fixed) - 1)
+        lineup = [LEARNER] + [BASELINE] * self.free_seats
         matches = paired_matches(self.roles, lineup, self.cfg.evaluation.games, seeds.EVAL_GAMES,
                                  {"step": step, "eval": opponent}, fixed)
         for m in matches:
@@ -132,8 +142,9 @@ class Evaluator:
             m.meta["learners"] = [seat]
         # the learner is evaluated in the seats it learns (every seat unless learner_roles narrows them)
         matches = [m for m in matches if m.meta["learners"][0] in self.cfg.learner_roles]
-        agents = {**self.learner.agents_at(self.temperature), **self._seat_agents(),
-                  BASELINE: build_agent(opponent, seed=seeds.EVAL_BASELINE, name=BASELINE)}  # per-game draws
+        agents = {**self.learner.agents_at(self.temperature), **self._seat_agents()}
+        if self.free_seats:
+            agents[BASELINE] = build_agent(opponent, seed=seeds.EVAL_BASELINE, name=BASELINE)  # per-game draws
         tallies = SeatTallies()
         for ep in self._play(self._slice(matches), agents, self.store):
             seat = ep.learner_roles()[0]

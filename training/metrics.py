@@ -157,7 +157,10 @@ def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> di
                                                      indent=1))
     print(f"\nevaluation after {step} steps:")
     w = max([10, *map(len, summary)])  # served opponents have long names
-    if not summary:
+    last = history[-1] if history else {}
+    if not summary and not last.get("heldout") and not last.get("exact"):
+        print("  nothing was evaluated: evaluation.opponents is empty and evaluation.heldout is false")
+    elif not summary:
         pass
     elif history and not history[-1].get("win_lose", True):  # amounts (chips): mean reward with its interval
         print(f"  {'opponent':<{w}} {'games':>6} {'mean reward [95%]':>26}  per seat [95%]")

@@ -113,6 +113,17 @@ def test_a_cooperative_learner_that_never_answers_validly_is_reported_as_failing
     assert "winrate/vs_random" not in (out / "report.md").read_text()
 
 
+def test_a_learner_without_an_opponent_seat_is_evaluated_once_not_per_baseline(tmp_path):
+    """A one-role quiz: "vs random" and "vs expert" would be the same games twice under two names."""
+    out = tmp_path / "quiz"
+    run(["game=arithmetic", "game_options={choices: 4}", "steps=1", "games_per_step=4", "eval_games=6",
+         "eval_opponents=[random,expert]"], out, base=BASE)
+    entry = json.loads((out / "summary.json").read_text())["history"][-1]
+    assert list(entry["evaluation"]) == ["none"] and entry["evaluation"]["none"]["games"] == 6
+    evals = [ep for ep in open_store(out).episodes(with_steps=False) if "eval" in ep.meta]
+    assert len(evals) == 6 and {ep.meta["eval"] for ep in evals} == {"none"}
+
+
 BROKEN = """
 from selfplay.games.kuhn_poker import KuhnPoker
 
