@@ -50,6 +50,15 @@ class RandomAgent(ScriptedAgent):
 
     method = "random_action"
 
+    def check_seat(self, game_cls: type, role: str) -> None:
+        """ValueError when ``game_cls`` neither defines ``random_action`` nor lists legal actions (free text)."""
+        from selfplay.games.core import plays_random
+
+        if not plays_random(game_cls):
+            raise ValueError(f"agent {self.name!r} plays a uniformly random legal action, but {game_cls.name} lists "
+                             f"no legal actions (legal_actions() gives None) and defines no random_action: give the "
+                             f"game a random_action, or use another agent")
+
 
 class ExpertAgent(ScriptedAgent):
     """Plays ``game.expert_action``: minimax, a Nash strategy or a heuristic, as the game defines it."""

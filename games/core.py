@@ -451,6 +451,22 @@ def _default_roles(cls: type, label: str) -> tuple[str, ...]:
     return roles
 
 
+def plays_random(cls: type[Game]) -> bool:
+    """Whether the random baseline can play ``cls``: it defines ``random_action``, or lists legal actions (probed at
+    the first turn of seed 0; a free-text game's ``legal_actions`` gives None)."""
+    if cls.random_action is not Game.random_action:
+        return True
+    if cls.legal_actions is Game.legal_actions:
+        return False
+    try:
+        game = cls()
+        game.reset(0)
+        turn = game.turn()
+        return turn is None or game.legal_actions(turn.role) is not None
+    except Exception:  # noqa: BLE001 - a game that cannot be probed is left to fail where it is played
+        return True
+
+
 def with_options(cls: type[Game], options: dict[str, Any] | None) -> type[Game]:
     """``cls`` as played with ``options``: a bad option is a ValueError naming it, and a game whose roles depend on
     its options (a ``players`` option) comes back as a subclass whose class attribute ``roles`` holds that

@@ -59,6 +59,15 @@ class GuessGame(Game):
         return [f"The secret is {self.secret}"] if role == "setter" and self.secret is not None else []
 
 
+
+class FreeGuess(GuessGame):
+    """GuessGame answered in free text: no legal actions listed, no random_action."""
+
+    name = "free_guess"
+
+    def legal_actions(self, role: str) -> None:
+        return None
+
 class ScriptAgent:
     """Answers from a fixed list of texts, in order, recording every batch it was given."""
 

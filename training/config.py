@@ -419,7 +419,7 @@ def bind_game(config: TrainConfig) -> type:
     plus expert when the game has one) and ``learner_roles`` (every role not held by ``opponents.seats``).
     ValueError names a role the game lacks or a baseline it cannot supply. Returns the game class; idempotent."""
     from selfplay.agents.specs import parse_spec
-    from selfplay.games.core import Game, with_options
+    from selfplay.games.core import Game, plays_random, with_options
     from selfplay.games.registry import game_class
 
     cls = with_options(game_class(config.game), config.game_options)
@@ -440,17 +440,22 @@ def bind_game(config: TrainConfig) -> type:
     if both or not config.learner_roles:
         raise ValueError(f"config key 'learner_roles': {config.learner_roles} must name at least one role and none "
                          f"held by opponents.seats ({both or list(seats)})")
-    has_expert = cls.expert_action is not Game.expert_action
+    has_expert, has_random = cls.expert_action is not Game.expert_action, plays_random(cls)
     if config.evaluation.opponents is None:
-        config.evaluation.opponents = ["random", *(["expert"] if has_expert else [])]
+        config.evaluation.opponents = [*(["random"] if has_random else []), *(["expert"] if has_expert else [])]
     named = {"evaluation.opponents": config.evaluation.opponents, "opponents.seats": list(seats.values()),
              "opponents.scripted_opponent": [config.opponents.scripted_opponent] if config.opponents.scripted_prob else [],
              "curriculum.arms": [str(v) for v in config.curriculum.arms] if config.curriculum.option == "opponent" else []}
     for key, specs in named.items():
         for spec in specs:
-            if spec not in ("mirror", "pool", "average") and parse_spec(spec).kind == "expert" and not has_expert:
+            kind = None if spec in ("mirror", "pool", "average") else parse_spec(spec).kind
+            if kind == "expert" and not has_expert:
                 raise ValueError(f"config key {key!r} names 'expert', but game {cls.name!r} ships no expert agent "
                                  f"(it defines no expert_action): use random, or give the game an expert")
+            if kind == "random" and not has_random:
+                raise ValueError(f"config key {key!r} names 'random', but game {cls.name!r} lists no legal actions "
+                                 f"(free text) and defines no random_action: give the game a random_action, or use "
+                                 f"{'expert' if has_expert else 'another agent'}")
     return cls
 
 

@@ -171,7 +171,7 @@ def test_a_broken_game_ends_its_own_episodes_in_a_named_error_and_the_others_pla
     agents = {"r": RandomAgent(seed=1, name="r"), "r2": RandomAgent(seed=2, name="r2")}
     matches = paired_matches(TicTacToe.roles, ["r", "r2"], 8)
     broken = {m.seed for m in matches[:4]}
-    seeds = iter([m.seed for m in matches])  # the arena makes the games in match order
+    seeds = iter([None, *(m.seed for m in matches)])  # the arena makes a probe (to check seats), then the games in order
 
     def make():
         return _Broken(fault) if next(seeds) in broken else TicTacToe()
@@ -181,6 +181,14 @@ def test_a_broken_game_ends_its_own_episodes_in_a_named_error_and_the_others_pla
     if fault != "range":  # out of range only where someone won (3 x +-1); a draw's 0s are in range
         assert {ep.seed for ep in errors} == broken
     assert all(ep.status == "done" for ep in episodes if ep.seed not in broken)
+
+
+def test_a_random_agent_for_a_free_text_game_is_refused_before_any_game():
+    from tests.fakes import FreeGuess
+
+    agents = {"r": RandomAgent(name="r"), "r2": RandomAgent(name="r2")}
+    with pytest.raises(ValueError, match="agent 'r' plays a uniformly random legal action, but free_guess lists no"):
+        play(FreeGuess, paired_matches(FreeGuess.roles, ["r", "r2"], 2), agents, progress=False)
 
 
 def test_an_expert_for_a_game_without_one_is_refused_before_any_game():

@@ -25,11 +25,16 @@ def test_defaults_follow_the_game():
     cfg = config(game="tests.fakes:GuessGame")  # no expert: the default baselines leave it out
     bind_game(cfg)
     assert cfg.evaluation.opponents == ["random"]
+    cfg = config(game="tests.fakes:FreeGuess")  # free text without random_action: no random baseline either
+    bind_game(cfg)
+    assert cfg.evaluation.opponents == []
 
 
 @pytest.mark.parametrize("keys, words", [
     ({"game": "tests.fakes:GuessGame", "eval_opponents": "[random,expert]"}, "ships no expert agent"),
     ({"game": "tests.fakes:GuessGame", "scripted_prob": 0.5, "scripted_opponent": "expert"}, "'opponents.scripted_opponent'"),
+    ({"game": "tests.fakes:FreeGuess", "eval_opponents": "[random]"}, "names 'random', but game 'free_guess' lists no"),
+    ({"game": "tests.fakes:FreeGuess", "scripted_prob": 0.5}, "'opponents.scripted_opponent' names 'random'"),
     ({"game": "kuhn_poker_3", "learner_roles": "[dealer]"}, "'learner_roles': ['dealer'] not role(s)"),
     ({"game": "kuhn_poker_3", "opponents.seats": "{judge: expert}"}, "'opponents.seats': ['judge']"),
     ({"game": "kuhn_poker_3", "learner_roles": "[player_2]", "opponents.seats": "{player_2: expert}"}, "none held"),
