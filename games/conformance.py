@@ -23,7 +23,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from selfplay.games.core import Game, InvalidAction, Turn, observation_error, outcome_of, turn_error
+from selfplay.games.core import Game, InvalidAction, Turn, observation_error, outcome_of, plays_random, turn_error
 from selfplay.games.registry import game_class
 
 GARBAGE = "%%% this is not an action %%%"
@@ -352,6 +352,11 @@ def check_game(game: str | type[Game], seeds: Iterable[int] | None = None, optio
     seeds = list(range(cls.check_seeds) if seeds is None else seeds)
     report = Report(cls.name, len(seeds))
     payouts = _Payouts()
+    if not plays_random(cls):  # every playout would crash at its first move: say so once
+        report.failures.append(CheckFailure("playouts", None, "the checks play random playouts, but the game lists no "
+                                            "legal actions (legal_actions() gives None) and defines no random_action: "
+                                            "define random_action(role, rng) to draw a valid free-text answer"))
+        return report
     for seed in tqdm(seeds, desc="check-game", unit="seed", disable=None if progress else True, leave=False):
         try:
             report.failures += _check_one(make, seed, payouts)

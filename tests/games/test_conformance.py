@@ -56,3 +56,10 @@ def test_a_role_that_cannot_name_a_folder_or_a_seat_is_refused(role, words):
 
     with pytest.raises(TypeError, match=f"has the role {re.escape(repr(role))}: .*{re.escape(words)}"):
         validate_game_class(Odd)
+
+
+def test_a_free_text_game_without_random_action_fails_once_with_the_fix_named():
+    from tests.fakes import FreeGuess
+
+    report = check_game(FreeGuess, seeds=range(50))
+    assert [f.check for f in report.failures] == ["playouts"] and "define random_action" in str(report)
