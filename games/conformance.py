@@ -87,9 +87,18 @@ class Nonconforming(Exception):
         self.check = check
 
 
-def _observation(game: Game, role: str, turn_index: int) -> list:
-    """``game.observe(role)``, which must be chat messages (``observation_error``)."""
-    view = game.observe(role)
+def _observation(game: Game, role: str, turn_index: int, moving: bool = True) -> list:
+    """``game.observe(role)``, which must be chat messages (``observation_error``); a role that does not move now
+    must be observable too (the leak test compares what every role is shown at every turn)."""
+    try:
+        view = game.observe(role)
+    except Exception as exc:  # noqa: BLE001
+        if moving:
+            raise
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        raise Nonconforming("observe", f"turn {turn_index}: observe({role!r}) raised {type(exc).__name__}: {exc} (at "
+                            f"{where.filename}:{where.lineno}) while {role} does not move: every role must be "
+                            f"observable at every turn, as the leak test compares what each role is shown") from None
     if error := observation_error(game, role, view):
         raise Nonconforming("observe", f"turn {turn_index}: {error}")
     return view
@@ -108,8 +117,8 @@ def _playout(game: Game, seed: int, actions: list[list[str]] | None = None) -> _
             raise Nonconforming("turn", f"turn {turn_index}: {error}")
         if turn_index == game.max_turns:
             break
-        views = [_observation(game, role, turn_index) for role in game.roles]
         movers = _movers(turn)
+        views = [_observation(game, role, turn_index, role in movers) for role in game.roles]
         texts = actions[turn_index] if actions is not None else [game.random_action(r, rng) for r in movers]
         _apply(game, turn, texts)
         transcript.append((turn.role, views, texts))

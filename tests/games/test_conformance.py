@@ -63,3 +63,17 @@ def test_a_free_text_game_without_random_action_fails_once_with_the_fix_named():
 
     report = check_game(FreeGuess, seeds=range(50))
     assert [f.check for f in report.failures] == ["playouts"] and "define random_action" in str(report)
+
+
+def test_an_observe_that_fails_for_a_role_not_moving_is_named_as_such():
+    from tests.games.test_generality import Race
+
+    class Blind(Race):
+        def observe(self, role):
+            if role != self.roles[self.mover]:
+                raise KeyError("not your turn")
+            return super().observe(role)
+
+    report = check_game(Blind, seeds=range(3))
+    assert {f.check for f in report.failures} == {"observe"}
+    assert "observe('b') raised KeyError" in report.failures[0].message and "does not move" in report.failures[0].message
