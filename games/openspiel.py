@@ -65,6 +65,10 @@ def openspiel_game(spec: str) -> type[Game]:
     pyspiel = _pyspiel()
     name = spec.partition("(")[0].strip()
     known = list(pyspiel.registered_names())
+    if name not in known and name.startswith(("python_", "chat_game")):  # OpenSpiel's Python games register on import
+        import open_spiel.python.games  # noqa: F401
+
+        known = list(pyspiel.registered_names())
     if name not in known:  # asked before load_game, which prints all ~200 names to stderr and into its message
         close = difflib.get_close_matches(name, known, n=3)
         hint = f"did you mean {', '.join(close)}?" if close else "pyspiel.registered_names() lists them"

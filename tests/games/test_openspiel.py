@@ -304,3 +304,10 @@ def test_the_team_optimum_of_tiny_hanabi_is_the_best_of_every_joint_pure_policy(
     assert exact.team_optimum(tree) == pytest.approx(brute) == pytest.approx(10.0)
     assert exact.policy_value(tree, exact.uniform_policy(tree))[0] == pytest.approx(3.7222222)
     assert exact.team_optimum(tree, work=10) is None  # too large a search for its budget: no figure, not a guess
+
+
+def test_openspiels_python_games_load_by_name():
+    """``python_*`` games register only when ``open_spiel.python.games`` is imported: the adapter does it."""
+    cls = game_class("openspiel:python_kuhn_poker")
+    tree = exact.build_tree(cls)
+    assert exact.exploitability(tree, exact.uniform_policy(tree)).exploitability == pytest.approx(0.458333333)
