@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -27,7 +28,7 @@ class RoleAgent:
     def __init__(self, agents: dict[str, Agent], name: str):
         self.agents, self.name = dict(agents), name
 
-    def check_seat(self, game_cls: type, role: str) -> None:
+    def check_seat(self, game: Any, role: str) -> None:
         """ValueError when it holds no weights for ``role`` (the arena asks before any game)."""
         if role not in self.agents:
             raise ValueError(f"agent {self.name!r} holds weights for the roles {', '.join(self.agents)}, not for "

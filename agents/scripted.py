@@ -5,7 +5,12 @@ from __future__ import annotations
 import random
 import weakref
 
+from typing import TYPE_CHECKING
+
 from selfplay.agents.base import Completion, Request
+
+if TYPE_CHECKING:
+    from selfplay.games.core import Game
 
 
 class ScriptedAgent:
@@ -50,12 +55,12 @@ class RandomAgent(ScriptedAgent):
 
     method = "random_action"
 
-    def check_seat(self, game_cls: type, role: str) -> None:
-        """ValueError when ``game_cls`` neither defines ``random_action`` nor lists legal actions (free text)."""
+    def check_seat(self, game: Game, role: str) -> None:
+        """ValueError when ``game`` (a disposable probe) neither defines ``random_action`` nor lists legal actions."""
         from selfplay.games.core import plays_random
 
-        if not plays_random(game_cls):
-            raise ValueError(f"agent {self.name!r} plays a uniformly random legal action, but {game_cls.name} lists "
+        if not plays_random(game):
+            raise ValueError(f"agent {self.name!r} plays a uniformly random legal action, but {game.name} lists "
                              f"no legal actions (legal_actions() gives None) and defines no random_action: give the "
                              f"game a random_action, or use another agent")
 
@@ -65,10 +70,10 @@ class ExpertAgent(ScriptedAgent):
 
     method = "expert_action"
 
-    def check_seat(self, game_cls: type, role: str) -> None:
-        """ValueError when ``game_cls`` does not define the method this agent plays (a game without an expert)."""
+    def check_seat(self, game: Game, role: str) -> None:
+        """ValueError when ``game`` does not define the method this agent plays (a game without an expert)."""
         from selfplay.games.core import Game
 
-        if getattr(game_cls, self.method, None) is getattr(Game, self.method, None):
-            raise ValueError(f"agent {self.name!r} plays the game's {self.method}, but {game_cls.name} defines none: "
+        if getattr(type(game), self.method, None) is getattr(Game, self.method, None):
+            raise ValueError(f"agent {self.name!r} plays the game's {self.method}, but {game.name} defines none: "
                              f"use random, or give the game an {self.method}")

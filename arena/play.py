@@ -278,9 +278,9 @@ def play(make_game: Callable[[], Game], matches: Sequence[Match], agents: dict[s
     # weights for the role
     seats = sorted({(name, role) for m in matches for role, name in m.agents.items()
                     if hasattr(agents[name], "check_seat")})
-    game_cls = type(make_game()) if seats else None
+    probe = make_game() if seats else None  # built as the games will be, with their options
     for name, role in seats:
-        agents[name].check_seat(game_cls, role)
+        agents[name].check_seat(probe, role)
     queue = list(enumerate(matches))[::-1]
     live: dict[int, _LiveGame] = {}
     done: dict[int, Episode] = {}

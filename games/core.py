@@ -451,18 +451,20 @@ def _default_roles(cls: type, label: str) -> tuple[str, ...]:
     return roles
 
 
-def plays_random(cls: type[Game]) -> bool:
-    """Whether the random baseline can play ``cls``: it defines ``random_action``, or lists legal actions (probed at
-    the first turn of seed 0; a free-text game's ``legal_actions`` gives None)."""
+def plays_random(game: Game | type[Game]) -> bool:
+    """Whether the random baseline can play ``game`` (a disposable instance, built with the options that will be
+    played, or a class, built with its defaults): it defines ``random_action``, or lists legal actions (probed at the
+    first turn of seed 0; a free-text game's ``legal_actions`` gives None)."""
+    cls = _class(game)
     if cls.random_action is not Game.random_action:
         return True
     if cls.legal_actions is Game.legal_actions:
         return False
     try:
-        game = cls()
-        game.reset(0)
-        turn = game.turn()
-        return turn is None or game.legal_actions(turn.role) is not None
+        probe = game() if isinstance(game, type) else game
+        probe.reset(0)
+        turn = probe.turn()
+        return turn is None or probe.legal_actions(turn.role) is not None
     except Exception:  # noqa: BLE001 - a game that cannot be probed is left to fail where it is played
         return True
 

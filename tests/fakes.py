@@ -68,6 +68,17 @@ class FreeGuess(GuessGame):
     def legal_actions(self, role: str) -> None:
         return None
 
+
+@dataclass
+class OptionalChoices(GuessGame):
+    """GuessGame that lists its legal actions only with ``choices=True`` (free text otherwise)."""
+
+    name = "optional_choices"
+    choices: bool = False
+
+    def legal_actions(self, role: str) -> list[str] | None:
+        return super().legal_actions(role) if self.choices else None
+
 class ScriptAgent:
     """Answers from a fixed list of texts, in order, recording every batch it was given."""
 

@@ -440,7 +440,7 @@ def bind_game(config: TrainConfig) -> type:
     if both or not config.learner_roles:
         raise ValueError(f"config key 'learner_roles': {config.learner_roles} must name at least one role and none "
                          f"held by opponents.seats ({both or list(seats)})")
-    has_expert, has_random = cls.expert_action is not Game.expert_action, plays_random(cls)
+    has_expert, has_random = cls.expert_action is not Game.expert_action, plays_random(cls(**config.game_options))
     if config.evaluation.opponents is None:
         config.evaluation.opponents = [*(["random"] if has_random else []), *(["expert"] if has_expert else [])]
     named = {"evaluation.opponents": config.evaluation.opponents, "opponents.seats": list(seats.values()),

@@ -168,3 +168,11 @@ def test_weights_and_biases_offline(tmp_path, monkeypatch):
          "run.trackers=[tensorboard,wandb]"], out, base=BASE)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb")) and any((out / "tensorboard").iterdir())
+
+
+def test_the_random_baseline_is_probed_with_the_options_that_will_be_played():
+    """A game that lists legal actions only under an option: random is refused without it, accepted with it."""
+    with pytest.raises(ValueError, match="names 'random'"):
+        bind_game(config(game="tests.fakes:OptionalChoices", eval_opponents="[random]"))
+    cfg = config(game="tests.fakes:OptionalChoices", eval_opponents="[random]", game_options="{choices: true}")
+    assert bind_game(cfg) and cfg.evaluation.opponents == ["random"]
