@@ -1,5 +1,6 @@
-"""TextArena environments as selfplay games: ``textarena:ENV_ID`` or ``textarena:ENV_ID(players=3)`` (without
-``players``: two where the environment accepts two, else the first count it starts with).
+"""TextArena environments as selfplay games: ``textarena:ENV_ID`` or ``textarena:ENV_ID(players=3, max_turns=500)``
+(without ``players``: two where the environment accepts two, else the first count it starts with; ``max_turns``, the
+turn limit where selfplay ends a game as a draw, 200 by default).
 
     selfplay check-game "textarena:TicTacToe-v0"
     selfplay play "textarena:KuhnPoker-v0" --agents random random
@@ -27,7 +28,9 @@ from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, use
 from selfplay.games.registry import optional_package
 
 PREFIX = "textarena:"
-_SPEC = re.compile(r"^([A-Za-z0-9_.\-]+)(?:\(players=(\d+)\))?$")
+_SPEC = re.compile(r"^([A-Za-z0-9_.\-]+)(?:\((.*)\))?$")
+SPEC_KEYS = ("players", "max_turns")  # what ENV_ID(key=N, ...) may set
+MAX_TURNS = 200
 _TOKEN = re.compile(r"\[[^\[\]]+\]")
 _LISTED = re.compile(r"'(\[[^\[\]']+\])'")
 
@@ -42,17 +45,25 @@ def textarena_game(spec: str) -> type[Game]:
     ta = _textarena()
     match = _SPEC.match(spec)
     if not match:
-        raise ValueError(f"TextArena game {spec!r}: expected ENV_ID or ENV_ID(players=N), e.g. TicTacToe-v0")
+        raise ValueError(f"TextArena game {spec!r}: expected ENV_ID or ENV_ID(players=N, max_turns=N), e.g. TicTacToe-v0")
     env_id = match.group(1)
+    params: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in (match.group(2) or "").split(","))):
+        key, _, value = part.partition("=")
+        if key.strip() not in SPEC_KEYS or not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"TextArena game {spec!r}: {part!r} is not a setting; expected "
+                             f"{' or '.join(f'{k}=N' for k in SPEC_KEYS)} with N >= 1")
+        params[key.strip()] = int(value)
     from textarena.envs.registration import ENV_REGISTRY
 
     if env_id not in ENV_REGISTRY:
         close = [n for n in ENV_REGISTRY if n.lower().startswith(env_id.lower()[:5])][:5]
         raise ValueError(f"TextArena has no environment {env_id!r}" + (f"; similar: {', '.join(close)}" if close else ""))
-    players = int(match.group(2)) if match.group(2) else _players(ta, env_id)
+    players = params.get("players") or _players(ta, env_id)
     attributes = {"name": PREFIX + spec, "description": f"TextArena's {env_id}", "env_id": env_id, "ta": ta,
                   "roles": tuple(f"player_{i}" for i in range(players)), "zero_sum": False,
-                  "reward_range": (-1.0, 1.0), "outcome_inferred": True, "outcome": Outcome("general_sum", win_lose=True), "max_turns": 200,
+                  "reward_range": (-1.0, 1.0), "outcome_inferred": True, "outcome": Outcome("general_sum", win_lose=True),
+                  "max_turns": params.get("max_turns", MAX_TURNS),
                   "check_seeds": 20, "action_format": "your move in square brackets, as the game describes"}
     return type(f"TextArena_{re.sub(r'[^0-9a-zA-Z]', '_', spec)}", (TextArenaGame,), attributes)
 

@@ -7,7 +7,8 @@ import pytest
 pytest.importorskip("textarena")  # in requirements.txt, so CI runs these
 
 from selfplay.agents.specs import build_agents  # noqa: E402
-from selfplay.arena.play import paired_matches, play  # noqa: E402
+from selfplay.agents.scripted import RandomAgent  # noqa: E402
+from selfplay.arena.play import Match, paired_matches, play  # noqa: E402
 from selfplay.games.conformance import check_game  # noqa: E402
 from selfplay.games.registry import game_class  # noqa: E402
 from tests.training.test_train import TINY, run  # noqa: E402
@@ -66,6 +67,15 @@ def test_side_by_side_games_stay_reproducible():
 def test_a_bad_environment_is_named():
     with pytest.raises(ValueError, match="TextArena has no environment 'TicTacTwo-v9'"):
         game_class("textarena:TicTacTwo-v9")
+
+
+def test_the_turn_limit_is_a_setting_of_the_spec():
+    short = game_class("textarena:TicTacToe-v0(players=2, max_turns=3)")
+    assert short.max_turns == 3 and game_class("textarena:TicTacToe-v0").max_turns == 200
+    [ep] = play(short, [Match(0, {"player_0": "r", "player_1": "r"})], {"r": RandomAgent(name="r")}, progress=False)
+    assert ep.status == "truncated" and len(ep.steps) == 3
+    with pytest.raises(ValueError, match="'max_turn=9' is not a setting; expected players=N or max_turns=N"):
+        game_class("textarena:TicTacToe-v0(max_turn=9)")
 
 
 def test_one_tiny_training_step_on_a_textarena_game(tmp_path):
