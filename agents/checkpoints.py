@@ -92,6 +92,27 @@ def checkpoint_policy(path: str | Path) -> Path | None:
     return None
 
 
+RUN_SAMPLING = ("constrained", "observer", "max_new_tokens", "top_p")  # how a run's policy played, from config.json
+
+
+def run_sampling(path: str | Path) -> dict[str, Any]:
+    """How the training run holding the checkpoint ``path`` (``RUN/checkpoints/step_N`` or its ``policy/``) sampled
+    in its evaluation, from ``RUN/config.json``: constrained decoding, observer, token budget, top_p and the
+    evaluation temperature. {} for a path outside a run, or a run without a readable config."""
+    path = Path(path).resolve()
+    run = next((p.parent.parent for p in (path, *path.parents)
+                if p.parent.name == "checkpoints" and p.name.startswith("step_")), None)
+    try:
+        config = json.loads((run / "config.json").read_text())
+        sampling, evaluation = config["sampling"], config.get("evaluation") or {}
+    except (TypeError, OSError, ValueError, KeyError):
+        return {}
+    out = {k: sampling[k] for k in RUN_SAMPLING if k in sampling}
+    temperature = evaluation.get("temperature")
+    out["temperature"] = sampling.get("temperature", 1.0) if temperature is None else temperature
+    return out
+
+
 def one_model(path: str | None) -> str | None:
     """``path``, or the ``policy/`` of a training checkpoint it names; a LoRA or clone checkpoint (one set of weights
     per role) is not one model and is refused by name."""

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from selfplay.agents.base import Completion, Request
-from selfplay.agents.checkpoints import RoleAgent, checkpoint_policy, load_role_models, policy_dir
+from selfplay.agents.checkpoints import RoleAgent, checkpoint_policy, load_role_models, policy_dir, run_sampling
 from selfplay.agents.decode import Decoder, default_min_saving, next_allowed, plain_head, radix_tree
 from selfplay.agents.models import MODEL_OPTIONS, load_model
 from selfplay.agents.tree_forward import forward_plan, tree_may_pay, tree_pays, tree_states
@@ -517,10 +517,11 @@ def build_llm_agent(spec, seed: int = 0, name: str | None = None) -> LLMAgent | 
     options = dict(spec.options)
     load = {k: options.pop(k) for k in MODEL_OPTIONS if k in options}
     options.setdefault("seed", seed)
-    sampling = SamplingConfig.from_options(options)
     path = spec.arg
     if spec.kind == "hf" and Path(path).is_dir():
         path = str(checkpoint_policy(path) or path)  # a checkpoint: its policy/
+        options = {**run_sampling(path), **options}  # a checkpoint samples as its run evaluated, unless told otherwise
+    sampling = SamplingConfig.from_options(options)
     key = (spec.kind, path, *sorted(load.items()))
     name = name or spec.text
     if spec.kind == "hf" and policy_dir(path) is not None:

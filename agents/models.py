@@ -13,6 +13,8 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -95,6 +97,21 @@ def tiny_model(seed: int = 0, **sizes: int) -> tuple[LlamaForCausalLM, PreTraine
 MODEL_OPTIONS = ("device", "dtype", *TINY_SIZES)  # spec options that shape the model, not the sampling
 
 
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """No per-load "Loading weights" bar (a clone run loads one model per role; a tournament one per checkpoint): a
+    local load takes a fraction of a second, and the bars buried the tables. The GGUF conversion keeps its bar."""
+    from transformers.utils import logging as hf_logging
+
+    was_off = hf_logging.is_progress_bar_enabled() is False
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if not was_off:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(kind: str, path: str | None = None, device: str | None = None, dtype: str | None = None,
                seed: int = 0, **sizes: int) -> tuple[torch.nn.Module, object]:
     """Load ``smollm2``, ``tiny`` (``sizes`` override TINY_SIZES) or ``hf`` (a local directory or an
@@ -109,8 +126,9 @@ def load_model(kind: str, path: str | None = None, device: str | None = None, dt
 
         source = smollm2_path() if kind == "smollm2" else one_model(path)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=True)
+            with quiet_loading():
+                tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+                model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=True)
         except OSError as exc:
             raise FileNotFoundError(f"cannot load model {source!r} without a network: expected a local HF "
                                     f"directory or an already-cached hub id ({exc})") from exc

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from selfplay.agents.checkpoints import checkpoint_policy
+from selfplay.agents.checkpoints import checkpoint_policy, run_sampling
 from selfplay.agents.specs import MODEL_KINDS, build_agent, parse_key_values, parse_seats, parse_spec
 from selfplay.arena.play import Match, paired_matches, play, seatings
 from selfplay.arena.rundir import checkpoint_step, list_checkpoints, make_run_dir
@@ -45,10 +45,12 @@ class Participant:
 
 def checkpoint_participants(run_dir: str | Path, options: str = "") -> list[Participant]:
     """One participant per complete checkpoint of a training run (``hf:`` on its ``policy/``: one model, or each
-    role with its own LoRA adapter or clone), with sampling ``options`` such as ``temperature=0,constrained=true``."""
+    role with its own LoRA adapter or clone), sampling as the run's evaluation did (``run_sampling``), with
+    ``options`` such as ``temperature=0,constrained=true`` taking precedence."""
     run = Path(run_dir)
     if not run.is_dir():
         raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
+    given = {item.partition("=")[0].strip() for item in options.split(",") if item.strip()}
     found = []
     for ckpt in list_checkpoints(run):
         policy = ckpt / "policy"
@@ -56,7 +58,11 @@ def checkpoint_participants(run_dir: str | Path, options: str = "") -> list[Part
             raise FileNotFoundError(f"checkpoint {ckpt} has no model in policy/: expected config.json (shared "
                                     f"weights) or one adapter or model folder per role")
         step = checkpoint_step(ckpt)
-        found.append(Participant(f"step_{step}", f"hf:{policy}" + (f":{options}" if options else ""), step))
+        # spelled out, so the report shows how each checkpoint played (as its run evaluated, unless told otherwise)
+        inherited = ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+                             for k, v in run_sampling(ckpt).items() if k not in given)
+        spelled = ",".join(filter(None, (inherited, options)))
+        found.append(Participant(f"step_{step}", f"hf:{policy}" + (f":{spelled}" if spelled else ""), step))
     if not found:
         raise FileNotFoundError(f"run {str(run_dir)!r} has no complete checkpoint under checkpoints/")
     return found

@@ -98,3 +98,16 @@ def test_the_rating_plot_draws_an_interval_that_misses_its_estimate():
     plots = _plots(["a", "b"], {"a": 40.0, "b": -40.0}, {"a": (55.0, 90.0), "b": (-90.0, -55.0)},
                    {("a", "b"): (3.0, 4.0), ("b", "a"): (1.0, 4.0)}, {})
     assert plots["ratings.png"].startswith(b"\x89PNG")
+
+
+def test_checkpoints_play_as_their_run_evaluated_unless_told_otherwise(tmp_path):
+    """A run trained with constrained decoding enters the tournament constrained: played free, the same weights
+    would answer invalidly and be rated as a different policy."""
+    policy = fake_run(tmp_path, steps=(2,)) / "checkpoints" / "step_000002" / "policy"
+    (tmp_path / "config.json").write_text(json.dumps({
+        "sampling": {"temperature": 1.0, "top_p": 0.9, "max_new_tokens": 6, "constrained": True, "observer": "compact"},
+        "evaluation": {"temperature": 0.0}}))
+    [p] = checkpoint_participants(tmp_path)
+    assert p.spec == f"hf:{policy}:constrained=true,observer=compact,max_new_tokens=6,top_p=0.9,temperature=0.0"
+    [p] = checkpoint_participants(tmp_path, "constrained=false,temperature=1")
+    assert p.spec == f"hf:{policy}:observer=compact,max_new_tokens=6,top_p=0.9,constrained=false,temperature=1"

@@ -2,6 +2,7 @@
 serve), each role with the weights it trained: checked against the checkpoint's files merged by hand."""
 
 import json
+import shutil
 import threading
 import urllib.error
 import urllib.request
@@ -99,7 +100,11 @@ def test_a_lora_checkpoint_refuses_another_base(lora_run, tmp_path):
 
 def test_lora_runs_enter_tournaments_and_serve_one_model_per_role(lora_run):
     [participant] = checkpoint_participants(lora_run, "temperature=0")
-    assert participant.spec == f"hf:{lora_run / 'checkpoints' / 'step_000001' / 'policy'}:temperature=0"
+    sampling = json.loads((lora_run / "config.json").read_text())["sampling"]
+    inherited = ",".join(f"{k}={str(sampling[k]).lower() if isinstance(sampling[k], bool) else sampling[k]}"
+                         for k in ("constrained", "observer", "max_new_tokens", "top_p"))
+    # played as the run's evaluation sampled, a sampling option given here taking precedence
+    assert participant.spec == f"hf:{lora_run / 'checkpoints' / 'step_000001' / 'policy'}:{inherited},temperature=0"
     assert resolve_model(str(lora_run)) == f"hf:{lora_run / 'checkpoints' / 'step_000001' / 'policy'}"
 
     from http.server import ThreadingHTTPServer
@@ -221,3 +226,23 @@ def test_a_shared_checkpoint_is_a_base_model_and_a_role_checkpoint_is_refused_as
         check_config(load_config(None, [f"model=hf:{lora}", f"run.out={tmp_path / 'from_lora'}"]))
     with pytest.raises(ValueError, match="one adapter or model per role"):
         load_model("hf", str(lora))
+
+
+def test_a_checkpoint_played_by_path_samples_as_its_run_evaluated(lora_run, tmp_path):
+    """hf:RUN/checkpoints/step_N plays as the run's evaluation sampled (constrained decoding, observer, ...), an
+    option given in the spec taking precedence; a model folder outside a run keeps the defaults."""
+    copy = tmp_path / "run"
+    shutil.copytree(lora_run, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["sampling"].update(constrained=True, observer="compact", max_new_tokens=5)
+    config["evaluation"]["temperature"] = 0.0
+    (copy / "config.json").write_text(json.dumps(config))
+    ckpt = copy / "checkpoints" / "step_000001"
+    for spec in (f"hf:{ckpt}", f"hf:{ckpt / 'policy'}"):
+        some = next(iter(build_agent(spec).agents.values()))
+        assert (some.sampling.constrained, some.sampling.observer, some.sampling.max_new_tokens,
+                some.sampling.temperature) == (True, "compact", 5, 0.0)
+    free = next(iter(build_agent(f"hf:{ckpt}:constrained=false,max_new_tokens=3").agents.values()))
+    assert (free.sampling.constrained, free.sampling.max_new_tokens, free.sampling.observer) == (False, 3, "compact")
+    (copy / "config.json").unlink()  # no run config: the defaults
+    assert next(iter(build_agent(f"hf:{ckpt}").agents.values())).sampling.constrained is False
