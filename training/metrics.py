@@ -177,7 +177,8 @@ def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> di
                   f"{r['invalid_rate']:>8.1%}")
     heldout = history[-1].get("heldout") if history else None
     for role, accuracy in (heldout or {}).items():
-        print(f"  held-out accuracy ({role}): " + ", ".join(f"{k} {v:.1%}" for k, v in accuracy.items()))
+        ordered = sorted(accuracy.items(), key=lambda kv: kv[0] == "all")  # each arm as played, the overall last
+        print(f"  held-out accuracy ({role}): " + ", ".join(f"{k} {v:.1%}" for k, v in ordered))
     exact = history[-1].get("exact") if history else None
     if exact:
         print(f"  exploitability {exact['exploitability']:.4f} per game (NashConv / {exact.get('players', 2)})"
