@@ -43,6 +43,16 @@ class RoleAgent:
                     stack.enter_context(agent.session())
             yield
 
+    def tabular_policy(self, tree: Any, roles: tuple[str, ...] | None = None) -> dict[str, dict[str, float]]:
+        """The exact policy at every information state of ``roles`` (default all), each role's through its own
+        weights (``LLMAgent.tabular_policy``); ValueError for a role it has no weights for."""
+        out: dict[str, dict[str, float]] = {}
+        for role in roles or tree.roles:
+            if role not in self.agents:
+                raise ValueError(f"agent {self.name!r} has no weights for role {role!r}")
+            out.update(self.agents[role].tabular_policy(tree, (role,)))
+        return out
+
     def act(self, requests: list[Request]) -> list[list[Completion]]:
         """Every request answered by its role's agent, one batched call per role, in the order given."""
         answers: list[list[Completion] | None] = [None] * len(requests)

@@ -32,7 +32,7 @@ from selfplay.arena.rundir import checkpoint_step, list_checkpoints, make_run_di
 from selfplay.arena.records import Episode, open_store
 from selfplay.arena.ratings import Result
 from selfplay.arena.stats import error_summary
-from selfplay.games.core import with_options
+from selfplay.games.core import outcome_of, with_options
 from selfplay.games.registry import game_class
 
 
@@ -190,22 +190,28 @@ def run_tournament(game: str, participants: list[Participant], games: int = 20, 
     errors = error_summary(episodes)
     if errors and all(ep.status == "error" for ep in episodes):
         raise RuntimeError(f"nothing to rate: {errors}")
-    exploit = exploitabilities(lambda: cls(**game_options), participants, seed) if not fixed else {}
+    exploit = exact_figures(lambda: cls(**game_options), participants, seed) if not fixed else {}
     summary = write_report(Path(out), cls, episodes, results_of(episodes, fixed), names, anchor, bootstrap_rounds,
                            steps, seed, exploit, fixed)
     summary["errors"] = errors
     return summary
 
 
-def exploitabilities(make_game, participants: list[Participant], seed: int = 0) -> dict[str, float]:
-    """Exact exploitability (NashConv / n) of each participant whose policy is known exactly, for games that can be
+def exact_figures(make_game, participants: list[Participant], seed: int = 0) -> dict[str, dict[str, float]]:
+    """Exact figures of each participant whose policy is known exactly, all seats playing it, for games that can be
     enumerated: ``random`` (uniform), ``expert`` (when the game states its probabilities) and model agents with
-    constrained decoding (read off the model). Others are left out."""
+    constrained decoding (read off the model; a LoRA or clone checkpoint through each role's weights). Each gets its
+    ``exploitability`` (NashConv / n); in a cooperative game also its ``team_value`` in self-play and the best joint
+    policy's ``team_optimum`` (``exact.team_optimum``), since a babbling equilibrium has NashConv 0. Others are left
+    out."""
     from selfplay.games import exact
 
-    if not exact.is_enumerable(type(make_game())):
+    game = make_game()
+    if not exact.is_enumerable(type(game)):
         return {}
     tree = exact.build_tree(make_game)
+    team = outcome_of(game).kind == "cooperative"
+    optimum = exact.team_optimum(tree) if team else None
     out = {}
     for i, p in enumerate(participants):
         spec = parse_spec(p.spec)
@@ -214,16 +220,16 @@ def exploitabilities(make_game, participants: list[Participant], seed: int = 0) 
                 policy = exact.uniform_policy(tree)
             elif spec.kind == "expert":
                 policy = exact.expert_policy(tree, make_game)
-            elif spec.kind in MODEL_KINDS:
-                agent = build_agent(p.spec, seed=seed + i, name=p.name)
-                if not agent.sampling.constrained:
-                    continue
-                policy = agent.tabular_policy(tree)
+            elif spec.kind in MODEL_KINDS:  # exact only under constrained decoding (a ValueError otherwise)
+                policy = build_agent(p.spec, seed=seed + i, name=p.name).tabular_policy(tree)
             else:  # a served model: its probabilities are not known exactly
                 continue
-        except ValueError:  # an expert that does not state its probabilities
+        except ValueError:  # an expert that does not state its probabilities, a model sampling free text
             continue
-        out[p.name] = exact.exploitability(tree, policy).exploitability
+        figures = exact.exploitability(tree, policy)
+        out[p.name] = {"exploitability": figures.exploitability}
+        if team:
+            out[p.name].update(team_value=figures.value[0], **({"team_optimum": optimum} if optimum is not None else {}))
     return out
 
 

@@ -111,3 +111,17 @@ def test_checkpoints_play_as_their_run_evaluated_unless_told_otherwise(tmp_path)
     assert p.spec == f"hf:{policy}:constrained=true,observer=compact,max_new_tokens=6,top_p=0.9,temperature=0.0"
     [p] = checkpoint_participants(tmp_path, "constrained=false,temperature=1")
     assert p.spec == f"hf:{policy}:observer=compact,max_new_tokens=6,top_p=0.9,constrained=false,temperature=1"
+
+
+def test_a_cooperative_tournament_states_team_values_against_the_best_joint_policy(tmp_path):
+    """Tiny Hanabi: exploitability alone does not say how far a team is from its best; uniform play scores 3.72 of
+    the best joint policy's 10."""
+    pytest.importorskip("pyspiel")
+    participants = [Participant("random", "random"), Participant("model", "tiny:constrained=true")]
+    summary = run_tournament("openspiel:tiny_hanabi", participants, games=4, out=tmp_path, progress=False)
+    rows = {r["agent"]: r for r in summary["ratings"]}
+    assert summary["team_optimum"] == pytest.approx(10.0)
+    assert rows["random"]["team_value"] == pytest.approx(3.7222222) and 0 < rows["model"]["team_value"] <= 10
+    report = (tmp_path / "report.md").read_text()
+    assert "team value in self-play" in report and "whose team value is 10.0000" in report
+    assert "team value" in summary["table"]

@@ -17,7 +17,7 @@ from selfplay.agents.checkpoints import RoleAgent
 from selfplay.agents.llm import LLMAgent
 from selfplay.agents.models import load_model, tiny_model
 from selfplay.agents.specs import build_agent
-from selfplay.arena.tournament import checkpoint_participants
+from selfplay.arena.tournament import Participant, checkpoint_participants
 from selfplay.games.tictactoe import TicTacToe
 from selfplay.games.core import system, user
 from selfplay.serve import resolve_model
@@ -246,3 +246,18 @@ def test_a_checkpoint_played_by_path_samples_as_its_run_evaluated(lora_run, tmp_
     assert (free.sampling.constrained, free.sampling.max_new_tokens, free.sampling.observer) == (False, 3, "compact")
     (copy / "config.json").unlink()  # no run config: the defaults
     assert next(iter(build_agent(f"hf:{ckpt}").agents.values())).sampling.constrained is False
+
+
+def test_a_lora_checkpoints_tournament_exploitability_is_the_one_its_run_measured(tmp_path):
+    """The exact figure read off a LoRA checkpoint in a tournament (each role through its own adapter, sampling as
+    the run evaluated) equals the trainer's own measurement at that step, to the last digit of a float."""
+    from selfplay.arena.tournament import run_tournament
+
+    out = tmp_path / "run"
+    run(["game=kuhn_poker", "weights=lora", "steps=1", "games_per_step=8", "eval_every=1", "eval_games=4",
+         "checkpoint_every=1", "sampling.observer=compact"], out, base=[o for o in TINY if not o.startswith("game")])
+    measured = json.loads((out / "summary.json").read_text())["history"][-1]["exact"]["exploitability"]
+    participants = [Participant("random", "random"), *checkpoint_participants(out)]
+    summary = run_tournament("kuhn_poker", participants, games=4, out=tmp_path / "tour", progress=False)
+    figures = {r["agent"]: r["exploitability"] for r in summary["ratings"]}
+    assert figures["step_1"] == pytest.approx(measured, rel=1e-9) and figures["random"] == pytest.approx(0.4583333333)
