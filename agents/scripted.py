@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import weakref
-
 from typing import TYPE_CHECKING
 
 from selfplay.agents.base import Completion, Request
