@@ -207,9 +207,13 @@ def exact_figures(make_game, participants: list[Participant], seed: int = 0) -> 
     from selfplay.games import exact
 
     game = make_game()
-    if not exact.is_enumerable(type(game)):
+    if not exact.is_enumerable(type(game)) or game.deals() is None:
         return {}
-    tree = exact.build_tree(make_game)
+    try:
+        tree = exact.build_tree(make_game, max_nodes=50 * exact.READ_OFF_STATES)
+    except ValueError:  # too large to enumerate
+        return {}
+    readable = len(tree.infostates()) <= exact.READ_OFF_STATES  # a model's policy is read off one prompt per state
     team = outcome_of(game).kind == "cooperative"
     optimum = exact.team_optimum(tree) if team else None
     out = {}
@@ -220,9 +224,9 @@ def exact_figures(make_game, participants: list[Participant], seed: int = 0) -> 
                 policy = exact.uniform_policy(tree)
             elif spec.kind == "expert":
                 policy = exact.expert_policy(tree, make_game)
-            elif spec.kind in MODEL_KINDS:  # exact only under constrained decoding (a ValueError otherwise)
+            elif spec.kind in MODEL_KINDS and readable:  # exact only under constrained decoding (else ValueError)
                 policy = build_agent(p.spec, seed=seed + i, name=p.name).tabular_policy(tree)
-            else:  # a served model: its probabilities are not known exactly
+            else:  # a served model (probabilities unknown), or too many states to read a model off at
                 continue
         except ValueError:  # an expert that does not state its probabilities, a model sampling free text
             continue

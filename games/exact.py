@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from selfplay.games.core import Game, outcome_of
+from selfplay.games.core import Game, Turn, outcome_of
 
 Policy = dict[str, dict[str, float]]  # information-state key -> {action text: probability}
 
@@ -121,17 +121,36 @@ def build_tree(make_game: Callable[[], Game], max_nodes: int = 2_000_000) -> Tre
             rewards = game.rewards()
             nodes[index].returns = tuple(float(rewards[r]) for r in game.roles)
             return index
-        legal = game.legal_actions(turn.role)
-        if not legal:
-            raise ValueError(f"game {probe.name!r} lists no legal actions for {turn.role!r}: cannot enumerate")
-        messages = tuple((m["role"], m["content"]) for m in game.observe(turn.role))
-        nodes[index].player = game.roles.index(turn.role)
-        nodes[index].info = InfoState(turn.role, messages, tuple(legal), game.compact_observation(turn.role))
-        for action in legal:
-            child = copy.deepcopy(game)
-            child.step(turn.role, [child.parse(turn.role, action)])
-            nodes[index].children.append(expand(child))
+        if turn.samples > 1:
+            raise ValueError(f"game {probe.name!r} asks {turn.role!r} for {turn.samples} samples at once: only one "
+                             f"action per decision can be enumerated")
+        decide(game, turn, index, {})
         return index
+
+    def decide(game: Game, turn: Turn, index: int, chosen: dict[str, str]) -> None:
+        """The decision of the next mover at node ``index``. A simultaneous turn is a chain of decisions, one per
+        role, each on the observation taken before any of them moved, so a later mover's information state is
+        the same whatever the earlier ones chose (it cannot see them); after the last, the moves apply together."""
+        role = turn.roles[len(chosen)]
+        legal = game.legal_actions(role)
+        if not legal:
+            raise ValueError(f"game {probe.name!r} lists no legal actions for {role!r}: cannot enumerate")
+        messages = tuple((m["role"], m["content"]) for m in game.observe(role))
+        nodes[index].player = game.roles.index(role)
+        nodes[index].info = InfoState(role, messages, tuple(legal), game.compact_observation(role))
+        for action in legal:
+            moves = {**chosen, role: action}
+            if len(moves) < len(turn.roles):  # the next mover of the same simultaneous turn, on the same state
+                nodes[index].children.append(len(nodes))
+                nodes.append(Node())
+                decide(game, turn, nodes[index].children[-1], moves)
+                continue
+            child = copy.deepcopy(game)
+            if turn.simultaneous:
+                child.step_together({r: child.parse(r, a) for r, a in moves.items()})
+            else:
+                child.step(role, [child.parse(role, action)])
+            nodes[index].children.append(expand(child))
 
     for entry in deals:
         if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], (int, float))
@@ -246,6 +265,7 @@ def exploitability(tree: Tree, policy: Policy) -> Exploitability:
     return Exploitability(nash_conv / len(tree.roles), nash_conv, br, values)
 
 
+READ_OFF_STATES = 20_000  # the most information states a model's exact policy is read off at (one prompt each)
 TEAM_WORK = 5_000_000  # at most this many node visits (pure policies x tree nodes) for ``team_optimum``
 
 

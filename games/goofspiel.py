@@ -11,11 +11,15 @@ The expert bids the card equal to the prize (the "matching" strategy), a strong 
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 
 from selfplay.games.core import Failure, Game, InvalidAction, Turn, system, user
 from selfplay.games.registry import register
+
+
+EXACT_CARDS = 4  # the most cards evaluated exactly (4: 53,496 nodes, 34,952 information states)
 
 
 @register
@@ -35,8 +39,20 @@ class Goofspiel(Game):
 
     def reset(self, seed: int) -> None:
         self.seed_rng(seed)
-        self.prizes = list(range(1, self.cards + 1))
-        self.rng.shuffle(self.prizes)
+        prizes = list(range(1, self.cards + 1))
+        self.rng.shuffle(prizes)
+        self.reset_deal(tuple(prizes))
+
+    def deals(self) -> list[tuple[float, tuple[int, ...]]] | None:
+        """Every order of the prize deck, equally likely (exact evaluation; the order stays face down); None past
+        ``EXACT_CARDS`` cards, whose trees are too large to enumerate (5 cards: about 10^7 histories)."""
+        if self.cards > EXACT_CARDS:
+            return None
+        orders = list(itertools.permutations(range(1, self.cards + 1)))
+        return [(1 / len(orders), order) for order in orders]
+
+    def reset_deal(self, deal: tuple[int, ...]) -> None:
+        self.prizes = list(deal)
         self.hands = [list(range(1, self.cards + 1)) for _ in self.roles]
         self.points = [0, 0]
         self.bids: list[tuple[int, int, int]] = []  # (prize, bid of player_0, bid of player_1) per round

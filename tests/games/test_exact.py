@@ -165,3 +165,19 @@ def test_deals_in_the_wrong_order_are_named():
             return [(deal, p) for p, deal in super().deals()]
     with pytest.raises(ValueError, match=r"deals\(\) must list \(probability, deal\) pairs"):
         exact.build_tree(Flipped)
+
+
+def test_a_simultaneous_move_is_enumerated_without_the_second_mover_seeing_the_first():
+    """Rock-paper-scissors as one Turn.together: by hand, uniform play is the equilibrium (0), always-rock lets
+    the other gain 1 (NashConv 1), and CFR+ finds the equilibrium."""
+    from tests.games.test_generality import RockPaperScissors
+
+    tree = exact.build_tree(RockPaperScissors)
+    assert len(tree.infostates()) == 2  # one per player: the second mover's state is the same after any first move
+    assert exact.exploitability(tree, exact.uniform_policy(tree)).nash_conv == pytest.approx(0.0)
+    rock = exact.uniform_policy(tree)
+    first = next(k for k, i in tree.infostates().items() if i.role == "p0")
+    rock[first] = {"[rock]": 1.0, "[paper]": 0.0, "[scissors]": 0.0}
+    result = exact.exploitability(tree, rock)
+    assert result.nash_conv == pytest.approx(1.0) and result.best_response == pytest.approx((0.0, 1.0))
+    assert exact.exploitability(tree, exact.cfr(tree, 300)).nash_conv < 1e-2

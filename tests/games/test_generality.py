@@ -89,6 +89,54 @@ class Race(Game):
         return ["[1]", "[2]"]
 
 
+BEATS = {"[rock]": "[scissors]", "[paper]": "[rock]", "[scissors]": "[paper]"}
+
+
+class RockPaperScissors(Game):
+    """One simultaneous round; its single deal is listed, so it is evaluated exactly."""
+    name = "rps_test"
+    roles = ("p0", "p1")
+    max_turns = 1
+
+    def reset(self, seed):
+        self.seed_rng(seed)
+        self.moves = None
+
+    def deals(self):
+        return [(1.0, None)]
+
+    def reset_deal(self, deal):
+        self.moves = None
+
+    def turn(self):
+        return Turn.together(*self.roles) if self.moves is None else None
+
+    def observe(self, role):
+        return [system("Rock, paper, scissors: answer [rock], [paper] or [scissors]."), user("Your move.")]
+
+    def parse(self, role, text):
+        if text.strip().lower() not in BEATS:
+            raise InvalidAction(Failure.PARSE_ERROR, "expected [rock], [paper] or [scissors]")
+        return text.strip().lower()
+
+    def step(self, role, actions):
+        raise InvalidAction(Failure.ILLEGAL, "simultaneous only")
+
+    def step_together(self, actions):
+        self.moves = actions
+
+    def rewards(self):
+        a, b = self.moves["p0"], self.moves["p1"]
+        score = 0.0 if a == b else 1.0 if BEATS[a] == b else -1.0
+        return {"p0": score, "p1": -score}
+
+    def legal_actions(self, role):
+        return list(BEATS)
+
+    def resample_hidden(self, role, rng):
+        pass  # nothing hidden but the other's pending move, which observations never show
+
+
 def test_a_win_paying_1_and_a_loss_0_is_read_as_constant_sum():
     outcome = outcome_of(Race)
     assert (outcome.kind, outcome.total, outcome.rates, outcome.competitive) == ("constant_sum", 1.0, "win", True)

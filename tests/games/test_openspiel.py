@@ -311,3 +311,18 @@ def test_openspiels_python_games_load_by_name():
     cls = game_class("openspiel:python_kuhn_poker")
     tree = exact.build_tree(cls)
     assert exact.exploitability(tree, exact.uniform_policy(tree)).exploitability == pytest.approx(0.458333333)
+
+
+@pytest.mark.parametrize("cards, nash_conv", [(3, 4 / 3), (4, 1.4930555555555556)])
+def test_simultaneous_goofspiel_enumerates_to_openspiels_nash_conv(cards, nash_conv):
+    """Goofspiel's sealed bids are simultaneous turns: the tree makes them a chain of decisions in which a later
+    bidder cannot see the earlier bid. Uniform play's NashConv equals OpenSpiel's on its turn-based conversion of
+    goofspiel (random prize order, win/loss returns), computed here, not copied."""
+    from selfplay.games.goofspiel import Goofspiel
+
+    spiel = pyspiel.convert_to_turn_based(pyspiel.load_game(
+        "goofspiel", {"num_cards": cards, "points_order": "random", "returns_type": "win_loss"}))
+    theirs = os_exploitability.nash_conv(spiel, os_policy.UniformRandomPolicy(spiel))
+    tree = exact.build_tree(lambda: Goofspiel(cards=cards))
+    ours = exact.exploitability(tree, exact.uniform_policy(tree)).nash_conv
+    assert ours == pytest.approx(theirs, abs=1e-9) and theirs == pytest.approx(nash_conv, abs=1e-9)
