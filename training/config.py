@@ -230,7 +230,18 @@ def _shaped(data: dict, path: str) -> dict:
     return out
 
 
+def _glued_colon(key: str, value: Any, path: str | None = None) -> None:
+    """ValueError for ``{cards:20}``: YAML reads it as the key 'cards:20' with no value, not cards = 20."""
+    if isinstance(value, dict):
+        glued = next((k for k, v in value.items() if isinstance(k, str) and ":" in k and v is None), None)
+        if glued is not None:
+            where = f"config file {path!r}: key" if path else "config key"
+            raise ValueError(f"{where} {key!r}: {{{glued}}} reads as the key {glued!r} with no value: YAML needs a "
+                             f"space after the colon, {{{glued.replace(':', ': ', 1)}}}")
+
+
 def _shape(key: str, value: Any, path: str) -> Any:
+    _glued_colon(key, value, path)
     kind = _field_type(key) or ""
     if kind.startswith("list[") and value is not None and not isinstance(value, list):
         return [value]
@@ -303,6 +314,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                                  f"or give a mapping ({key}={{{example}: ...}})")
             if _is_list(_override_key(key)) and not value.strip().startswith("[") and value.strip() != "null":
                 value = f"[{value}]"  # eval_opponents=random is a list of one; a,b is a list of two
+            if value.strip().startswith("{"):
+                import yaml
+
+                try:
+                    _glued_colon(key, yaml.safe_load(value))
+                except yaml.YAMLError:
+                    pass  # OmegaConf names the syntax error below
             dotted.append(f"{_override_key(key)}={value}")
             if value.strip().startswith("{") and len(layers) > 1:  # key={...} replaces the file's mapping, not merges
                 *parents, last = _override_key(key).split(".")

@@ -44,6 +44,9 @@ def test_every_launch_config_is_an_accelerate_config(path):
     ("run.max_minutes=inf", "config key 'run.max_minutes': inf is not a finite number"),
     ("curriculum=sec", "'curriculum.policy': 'sec' needs curriculum.option and curriculum.arms"),
     ("curriculum.policy=bandit", "'bandit' is not one of none, uniform, sec, dump, adarft"),
+    ("game_options={cards:20}", "'game_options': {cards:20} reads as the key 'cards:20' with no value: YAML needs a "
+                                "space after the colon, {cards: 20}"),
+    ("opponents.seats={judge:expert}", "{judge:expert} reads as the key 'judge:expert' with no value"),
 ])
 def test_bad_keys_get_a_one_line_error_naming_them(override, words):
     with pytest.raises(ValueError) as info:
@@ -116,6 +119,7 @@ def test_config_loads_without_torch():
     (b"\xff\xfe\x00", "not UTF-8 text (byte 0xff at offset 0)"),
     ("game: kuhn_poker\nopponents:\n  seats: [player_0]\n", "key 'opponents.seats' = ['player_0']: expected a mapping"),
     ("game: kuhn_poker\ngame_options: 3\n", "key 'game_options' = 3: expected a mapping"),
+    ("game: goofspiel\ngame_options: {cards:3}\n", "key 'game_options': {cards:3} reads as the key 'cards:3'"),
 ])
 def test_bad_yaml_is_one_line_naming_file_and_place(tmp_path, text, words):
     path = tmp_path / "bad.yaml"
