@@ -473,7 +473,10 @@ def with_options(cls: type[Game], options: dict[str, Any] | None) -> type[Game]:
     """``cls`` as played with ``options``: a bad option is a ValueError naming it, and a game whose roles depend on
     its options (a ``players`` option) comes back as a subclass whose class attribute ``roles`` holds that
     instance's roles, so seatings, the trainer and the reports all see the roles that will play."""
-    options = dict(options or {})
+    options = {} if options is None else options
+    problem = _typed_options(cls, options)  # in place: the games built from ``options`` see alpha=1/3 as a number
+    if problem:
+        raise ValueError(f"bad options {options} for game {cls.name!r}: {problem}")
     try:
         game = cls(**options)
     except TypeError as exc:
@@ -484,6 +487,39 @@ def with_options(cls: type[Game], options: dict[str, Any] | None) -> type[Game]:
     bound = type(cls.__name__, (cls,), {"roles": roles, "__module__": cls.__module__, "__qualname__": cls.__qualname__})
     validate_game_class(bound)
     return bound
+
+
+def _typed_options(cls: type[Game], options: dict[str, Any]) -> str | None:
+    """What is wrong with ``options`` for a dataclass game's fields: an unknown name (listing the known ones) or a
+    value of the wrong simple type (``cards='x'`` for an ``int``); None if nothing. A fraction given for a float
+    (``alpha=1/3``) is replaced in ``options`` by its value. A game that is no dataclass checks its own options."""
+    import dataclasses
+    import fractions
+    import typing
+
+    if not dataclasses.is_dataclass(cls):
+        return None
+    known = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = [k for k in options if k not in known]
+    if unknown:
+        return f"no option {', '.join(map(repr, unknown))}; {cls.name} takes {', '.join(known) or 'none'}"
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve: leave the types to the game
+        return None
+    for key, value in options.items():
+        kind = hints.get(key)
+        if kind is float and isinstance(value, str):
+            try:
+                options[key] = value = float(fractions.Fraction(value.strip()))
+            except (ValueError, ZeroDivisionError):
+                pass
+        fits = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+                float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+                str: lambda v: isinstance(v, str)}.get(kind)
+        if fits is not None and not fits(value):
+            return f"option {key}={value!r}: expected {'an' if kind is int else 'a'} {kind.__name__}"
+    return None
 
 
 def bracket_word(text: str, words: Sequence[str], legal: Sequence[str], action_format: str) -> str:

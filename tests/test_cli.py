@@ -60,7 +60,7 @@ def test_check_game_exits_nonzero_on_a_broken_game():
     (["play", "liars_dice", "--agents", "random", "random", "--option", "dice=9"], "dice=9"),
     (["check-game", "tests.fakes:Nope"], "has no class 'Nope'"),
     (["check-game", "tictactoe", "--seeds", "0"], "--seeds 0: expected a number of playouts >= 1"),
-    (["check-game", "kuhn_poker", "--option", "bogus=1"], "unexpected keyword argument 'bogus'"),
+    (["check-game", "kuhn_poker", "--option", "bogus=1"], "no option 'bogus'; kuhn_poker takes alpha"),
     (["play", "tictactoe", "--agents", "random", "random", "--games", "-3"], "--games -3"),
     (["play", "kuhn_poker_3", "--agents", "random", "random", "--seats", "dealer=expert"], "'dealer' is not a role"),
     (["export", "nowhere"], "does not exist"),

@@ -762,3 +762,17 @@ def test_check_game_enumerates_the_deals_as_exact_evaluation_will(cls, words):
     deals = [f for f in report.failures if f.check == "deals"]
     assert len(deals) == 1 and words in str(deals[0]) and "seed=" not in str(deals[0]), str(report)
     assert check_game(KuhnPoker, range(5)).ok
+
+
+def test_game_options_are_checked_against_the_dataclass_fields_and_fractions_are_numbers():
+    from selfplay.games.core import with_options
+
+    with pytest.raises(ValueError, match="option cards='x': expected an int"):
+        with_options(Goofspiel, {"cards": "x"})
+    with pytest.raises(ValueError, match="no option 'card'; goofspiel takes cards"):
+        with_options(Goofspiel, {"card": 3})
+    options = {"alpha": "1/12"}
+    with_options(KuhnPoker, options)
+    assert options == {"alpha": pytest.approx(1 / 12)} and KuhnPoker(**options).alpha == pytest.approx(1 / 12)
+    with pytest.raises(ValueError, match="option alpha='a lot': expected a float"):
+        with_options(KuhnPoker, {"alpha": "a lot"})
