@@ -92,6 +92,10 @@ def is_two_player_zero_sum(game_cls: type[Game]) -> bool:
     return is_enumerable(game_cls) and len(game_cls.roles) == 2 and outcome_of(game_cls).competitive
 
 
+class TooLarge(ValueError):
+    """The game is well formed but beyond what exact evaluation enumerates (too many nodes, several samples at once)."""
+
+
 def build_tree(make_game: Callable[[], Game], max_nodes: int = 2_000_000) -> Tree:
     """Enumerate the game: every deal, then every legal action of every decision (the game's own rules)."""
     probe = make_game()
@@ -104,7 +108,7 @@ def build_tree(make_game: Callable[[], Game], max_nodes: int = 2_000_000) -> Tre
         index = len(nodes)
         nodes.append(Node())
         if len(nodes) > max_nodes:
-            raise ValueError(f"game {probe.name!r} has more than {max_nodes} nodes: too large to enumerate")
+            raise TooLarge(f"game {probe.name!r} has more than {max_nodes} nodes: too large to enumerate")
         pending = game.chance_outcomes()
         if pending:
             if abs(sum(p for p, _ in pending) - 1) > 1e-9:
@@ -122,7 +126,7 @@ def build_tree(make_game: Callable[[], Game], max_nodes: int = 2_000_000) -> Tre
             nodes[index].returns = tuple(float(rewards[r]) for r in game.roles)
             return index
         if turn.samples > 1:
-            raise ValueError(f"game {probe.name!r} asks {turn.role!r} for {turn.samples} samples at once: only one "
+            raise TooLarge(f"game {probe.name!r} asks {turn.role!r} for {turn.samples} samples at once: only one "
                              f"action per decision can be enumerated")
         decide(game, turn, index, {})
         return index

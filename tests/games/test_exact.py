@@ -181,3 +181,21 @@ def test_a_simultaneous_move_is_enumerated_without_the_second_mover_seeing_the_f
     result = exact.exploitability(tree, rock)
     assert result.nash_conv == pytest.approx(1.0) and result.best_response == pytest.approx((0.0, 1.0))
     assert exact.exploitability(tree, exact.cfr(tree, 300)).nash_conv < 1e-2
+
+
+def test_several_samples_at_one_decision_are_not_enumerated_and_not_a_conformance_failure():
+    """A GRPO-style turn (K answers on one observation) has no single-action tree: exact evaluation declines with
+    TooLarge, and check-game does not fail the game's listed deals for it."""
+    from selfplay.games.conformance import check_game
+    from tests.fakes import GuessGame
+
+    class Dealt(GuessGame):
+        def deals(self):
+            return [(1.0, None)]
+
+        def reset_deal(self, deal):
+            self.reset(0)
+
+    with pytest.raises(exact.TooLarge, match="asks 'guesser' for 4 samples at once"):
+        exact.build_tree(Dealt)
+    assert check_game(Dealt, seeds=range(5)).ok
