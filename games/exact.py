@@ -144,17 +144,13 @@ def build_tree(make_game: Callable[[], Game], max_nodes: int = 2_000_000) -> Tre
         nodes[index].info = InfoState(role, messages, tuple(legal), game.compact_observation(role))
         for action in legal:
             moves = {**chosen, role: action}
-            if len(moves) < len(turn.roles):  # the next mover of the same simultaneous turn, on the same state
+            child = after(game, turn, moves)
+            if child is None:  # the next mover of the same simultaneous turn, on the same state
                 nodes[index].children.append(len(nodes))
                 nodes.append(Node())
                 decide(game, turn, nodes[index].children[-1], moves)
-                continue
-            child = copy.deepcopy(game)
-            if turn.simultaneous:
-                child.step_together({r: child.parse(r, a) for r, a in moves.items()})
             else:
-                child.step(role, [child.parse(role, action)])
-            nodes[index].children.append(expand(child))
+                nodes[index].children.append(expand(child))
 
     for entry in deals:
         if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], (int, float))
@@ -169,6 +165,20 @@ def build_tree(make_game: Callable[[], Game], max_nodes: int = 2_000_000) -> Tre
     if abs(total - 1) > 1e-9:
         raise ValueError(f"game {probe.name!r}: deal probabilities sum to {total}, not 1")
     return Tree(tuple(probe.roles), nodes, roots)
+
+
+def after(game: Game, turn: Turn, moves: dict[str, str]) -> Game | None:
+    """A copy of ``game`` once ``moves`` (role -> action text) are played, or None while a simultaneous ``turn``
+    still waits for one of its roles."""
+    if len(moves) < len(turn.roles):
+        return None
+    child = copy.deepcopy(game)
+    if turn.simultaneous:
+        child.step_together({r: child.parse(r, a) for r, a in moves.items()})
+    else:
+        [(role, action)] = moves.items()
+        child.step(role, [child.parse(role, action)])
+    return child
 
 
 def uniform_policy(tree: Tree) -> Policy:
@@ -382,23 +392,24 @@ def decision_games(tree: Tree, make_game: Callable[[], Game]):
     for (_, root), (_, deal) in zip(tree.roots, probe.deals()):
         game = make_game()
         game.reset_deal(deal)
-        stack = [(root, game)]
+        stack = [(root, game, {})]  # the node, its game, and the moves made so far in a simultaneous turn
         while stack:
-            i, g = stack.pop()
+            i, g, pending = stack.pop()
             node = tree.nodes[i]
             if node.player == CHANCE:
                 for (_, outcome), child in zip(node.chance, node.children):
                     nxt = copy.deepcopy(g)
                     nxt.apply_chance(outcome)
-                    stack.append((child, nxt))
+                    stack.append((child, nxt, {}))
                 continue
             if node.info is None:
                 continue
             yield g, node.info
+            turn = g.turn()
             for action, child in zip(node.info.legal, node.children):
-                nxt = copy.deepcopy(g)
-                nxt.step(node.info.role, [nxt.parse(node.info.role, action)])
-                stack.append((child, nxt))
+                moves = {**pending, node.info.role: action}
+                nxt = after(g, turn, moves)
+                stack.append((child, g, moves) if nxt is None else (child, nxt, {}))
 
 
 def cfr(tree: Tree, iterations: int, plus: bool = True, progress: Callable[[int], None] | None = None) -> Policy:

@@ -102,7 +102,7 @@ def openspiel_game(spec: str) -> type[Game]:
                 probe.legal_actions(probe.turn().role)
     except Exception as exc:  # noqa: BLE001 - e.g. crossword: "This game uses action structs only"
         raise ValueError(f"OpenSpiel's {spec!r} is not supported: {str(exc).splitlines()[0]}") from None
-    if _small_sequential(game):  # exact exploitability (games.exact) walks its whole tree
+    if _small_enough(game):  # exact exploitability (games.exact) walks its whole tree
         cls.deals = OpenSpielGame.one_deal
         if kind in ("zero_sum", "constant_sum") and len(roles) == 2:  # CFR+ converges to an equilibrium there: an expert
             cls.expert_policy, cls.expert_action = OpenSpielGame.cfr_policy, OpenSpielGame.cfr_action
@@ -112,12 +112,18 @@ def openspiel_game(spec: str) -> type[Game]:
 EXACT_NODES = 50_000  # the largest OpenSpiel tree (chance nodes included) evaluated exactly: Leduc has 9,457
 
 
-def _small_sequential(game: Any) -> bool:
-    """Whether a loaded OpenSpiel game can be evaluated exactly: sequential, its chance all at chance nodes (no
-    internal rng_seed), and a tree of at most EXACT_NODES histories."""
+def _small_enough(game: Any) -> bool:
+    """Whether a loaded OpenSpiel game can be evaluated exactly: sequential or simultaneous, its chance all at chance
+    nodes (no internal rng_seed), and a tree of at most EXACT_NODES histories (a simultaneous node's children are
+    the joint moves of the players who move there, as ``Turn.together`` plays them)."""
+    import itertools
+
     pyspiel = _pyspiel()
-    if game.get_type().dynamics != pyspiel.GameType.Dynamics.SEQUENTIAL or "rng_seed" in game.get_parameters():
+    dynamics = game.get_type().dynamics
+    if dynamics not in (pyspiel.GameType.Dynamics.SEQUENTIAL, pyspiel.GameType.Dynamics.SIMULTANEOUS) \
+            or "rng_seed" in game.get_parameters():
         return False
+    players = range(game.num_players())
     stack, count = [game.new_initial_state()], 0
     with _quiet_stderr():
         while stack:
@@ -125,12 +131,20 @@ def _small_sequential(game: Any) -> bool:
             count += 1
             if count > EXACT_NODES:
                 return False
-            if not state.is_terminal():
-                try:
-                    moves = [a for a, _ in state.chance_outcomes()] if state.is_chance_node() else state.legal_actions()
-                except Exception:  # noqa: BLE001 - a node OpenSpiel cannot list: not enumerable here
-                    return False
-                stack += [state.child(a) for a in moves]
+            if state.is_terminal():
+                continue
+            try:
+                if state.is_simultaneous_node():
+                    moves = [state.legal_actions(p) or [0] for p in players]
+                    for joint in itertools.product(*moves):
+                        child = state.clone()
+                        child.apply_actions(list(joint))
+                        stack.append(child)
+                    continue
+                moves = [a for a, _ in state.chance_outcomes()] if state.is_chance_node() else state.legal_actions()
+            except Exception:  # noqa: BLE001 - a node OpenSpiel cannot list: not enumerable here
+                return False
+            stack += [state.child(a) for a in moves]
     return True
 
 
@@ -173,7 +187,7 @@ class OpenSpielGame(Game):
         return rng.choices(list(probs), weights=list(probs.values()))[0]
 
     def one_deal(self) -> list[tuple[float, Any]]:
-        """``deals()`` of a small sequential game: one empty deal, its chance left at chance nodes."""
+        """``deals()`` of a small game: one empty deal, its chance left at chance nodes."""
         return [(1.0, None)]
 
     def reset_deal(self, deal: Any) -> None:

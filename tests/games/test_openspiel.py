@@ -257,7 +257,7 @@ def test_openspiel_games_with_chance_inside_the_hand_are_evaluated_exactly(name)
         gains = [b - v for b, v in zip(mine.best_response, mine.value)]  # each seat's gain from best-responding
         assert gains == pytest.approx(list(theirs.player_improvements), abs=1e-9)
     assert not exact.is_enumerable(game_class("openspiel:tic_tac_toe"))  # 549,946 histories: too large
-    assert not exact.is_enumerable(game_class("openspiel:goofspiel(num_cards=3)"))  # simultaneous moves
+    assert exact.is_enumerable(game_class("openspiel:goofspiel(num_cards=3)"))  # simultaneous moves too
 
 
 def test_three_player_kuhn_nash_conv_matches_openspiel():
@@ -326,3 +326,22 @@ def test_simultaneous_goofspiel_enumerates_to_openspiels_nash_conv(cards, nash_c
     tree = exact.build_tree(lambda: Goofspiel(cards=cards))
     ours = exact.exploitability(tree, exact.uniform_policy(tree)).nash_conv
     assert ours == pytest.approx(theirs, abs=1e-9) and theirs == pytest.approx(nash_conv, abs=1e-9)
+
+
+@pytest.mark.parametrize("spec", ["matrix_rps", "matrix_pd", "goofspiel(num_cards=3)", "blotto(coins=4,fields=2)",
+                                  "first_sealed_auction(max_value=3)"])  # the last is sequential with hidden bids
+def test_small_simultaneous_openspiel_games_are_evaluated_exactly_as_openspiel_does(spec):
+    """Simultaneous-move OpenSpiel games enumerate too (their joint moves as Turn.together plays them); uniform
+    play's NashConv equals OpenSpiel's on its turn-based conversion (first_sealed_auction: 0.29938...)."""
+    tree = exact.build_tree(game_class(f"openspiel:{spec}"))
+    spiel = pyspiel.load_game(spec)
+    if spiel.get_type().dynamics == pyspiel.GameType.Dynamics.SIMULTANEOUS:
+        spiel = pyspiel.convert_to_turn_based(spiel)
+    theirs = os_exploitability.nash_conv(spiel, os_policy.UniformRandomPolicy(spiel))
+    assert exact.exploitability(tree, exact.uniform_policy(tree)).nash_conv == pytest.approx(theirs, abs=1e-9)
+
+
+def test_a_simultaneous_zero_sum_openspiel_game_gets_the_cfr_expert():
+    cls = game_class("openspiel:matrix_rps")
+    tree = exact.build_tree(cls)
+    assert exact.exploitability(tree, exact.expert_policy(tree, cls)).exploitability < 1e-3
