@@ -102,6 +102,7 @@ def build_tree(make_game: Callable[[], Game], max_nodes: int = 2_000_000) -> Tre
     deals = probe.deals()
     if deals is None:
         raise ValueError(f"game {probe.name!r} does not list its deals: it cannot be evaluated exactly")
+    deals = list(deals)  # a generator is read twice below
     nodes: list[Node] = []
 
     def expand(game: Game) -> int:
