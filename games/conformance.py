@@ -119,10 +119,33 @@ def _playout(game: Game, seed: int, actions: list[list[str]] | None = None) -> _
             break
         movers = _movers(turn)
         views = [_observation(game, role, turn_index, role in movers) for role in game.roles]
+        if actions is None:
+            for role in dict.fromkeys(movers):
+                _check_legal(game, role, turn_index)
         texts = actions[turn_index] if actions is not None else [game.random_action(r, rng) for r in movers]
         _apply(game, turn, texts)
         transcript.append((turn.role, views, texts))
     return _Playout(transcript, {}, game.max_turns, False)
+
+
+def _check_legal(game: Game, role: str, turn_index: int) -> None:
+    """``legal_actions(role)``: None (free text) or distinct strings, each of which ``parse`` accepts (an agent
+    given the list, or constrained to it, can only answer from it)."""
+    legal = game.legal_actions(role)
+    if legal is None:
+        return
+    if not isinstance(legal, (list, tuple)) or not legal or not all(isinstance(a, str) for a in legal):
+        raise Nonconforming("legal", f"turn {turn_index}: legal_actions({role!r}) = {legal!r}: expected a non-empty "
+                                     f"list of strings, or None for free text")
+    twice = sorted({a for a in legal if legal.count(a) > 1})
+    if twice:
+        raise Nonconforming("legal", f"turn {turn_index}: legal_actions({role!r}) lists {twice} more than once")
+    for action in legal:  # parse only reads the game (the API's contract; a deep copy of an adapter's env can break)
+        try:
+            game.parse(role, action)
+        except InvalidAction as exc:
+            raise Nonconforming("legal", f"turn {turn_index}: legal_actions({role!r}) lists {action!r}, which parse "
+                                         f"rejects: {exc}") from None
 
 
 def _movers(turn: Turn) -> list[str]:

@@ -77,3 +77,21 @@ def test_an_observe_that_fails_for_a_role_not_moving_is_named_as_such():
     report = check_game(Blind, seeds=range(3))
     assert {f.check for f in report.failures} == {"observe"}
     assert "observe('b') raised KeyError" in report.failures[0].message and "does not move" in report.failures[0].message
+
+
+@pytest.mark.parametrize("legal, words", [
+    (["[1]", "[2]", "[1]"], "lists ['[1]'] more than once"),
+    (["[1]", "[two]"], "lists '[two]', which parse rejects"),
+    ("[1] or [2]", "expected a non-empty list of strings, or None for free text"),
+    ([], "expected a non-empty list of strings"),
+])
+def test_legal_actions_must_be_distinct_strings_that_parse(legal, words):
+    """An agent given the list, or constrained to it, can only answer from it: each entry must be an answer."""
+    from tests.games.test_generality import Race
+
+    class Listed(Race):
+        def legal_actions(self, role):
+            return legal
+
+    report = check_game(Listed, seeds=range(3))
+    assert {f.check for f in report.failures} == {"legal"} and words in report.failures[0].message
