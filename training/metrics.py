@@ -248,8 +248,8 @@ def before_after(history: list[dict[str, Any]]) -> dict[str, Any] | None:
             a, b = first["exact"]["team_value"], last["exact"]["team_value"]
             rows["team_value"] = {"before": a, "after": b, **({"optimum": last["exact"]["team_optimum"]}
                                                               if "team_optimum" in last["exact"] else {})}
-            best = f" (the best joint policy: {last['exact']['team_optimum']:.4f})" if "team_optimum" in last["exact"] else ""
-            lines.append(f"team value (exact, in self-play){best} {a:.4f} -> {b:.4f}")
+            best = f"; the best joint policy's {last['exact']['team_optimum']:.4f}" if "team_optimum" in last["exact"] else ""
+            lines.append(f"team value in self-play (exact{best}) {a:.4f} -> {b:.4f}")
     for role, end in (last.get("heldout") or {}).items():
         start = (first.get("heldout") or {}).get(role)
         if start and "all" in end and "all" in start:

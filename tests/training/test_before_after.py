@@ -26,3 +26,12 @@ def test_overlapping_estimates_say_no_clear_change_and_no_step_zero_says_nothing
     assert "(no clear change)" in out["lines"][0] and "win" not in out["lines"][0]
     assert before_after([_entry(4, 0.0, 0.3), _entry(8, 0.1, 0.3)]) is None
     assert before_after([_entry(0, 0.0, 0.3)]) is None
+
+
+def test_a_cooperative_run_compares_its_team_value_with_the_best():
+    first, last = _entry(0, 3.0, 0.5, exact=1.7), _entry(4, 3.5, 0.5, exact=1.6)
+    first["exact"]["team_value"] = 3.7
+    last["exact"].update(team_value=3.9, team_optimum=10.0)
+    out = before_after([first, last])
+    assert out["rows"]["team_value"] == {"before": 3.7, "after": 3.9, "optimum": 10.0}
+    assert "team value in self-play (exact; the best joint policy's 10.0000) 3.7000 -> 3.9000" in out["lines"]
