@@ -443,8 +443,10 @@ def bind_game(config: TrainConfig) -> type:
     cls = with_options(game_class(config.game), config.game_options)
     roles, seats = list(cls.roles), config.opponents.seats
     cur = config.curriculum
-    for value in cur.arms if cur.option and cur.option != "opponent" else []:
-        arm_roles = list(with_options(cls, {**config.game_options, cur.option: value}).roles)
+    for i, value in enumerate(cur.arms if cur.option and cur.option != "opponent" else []):
+        arm = {**config.game_options, cur.option: value}
+        arm_roles = list(with_options(cls, arm).roles)
+        cur.arms[i] = arm[cur.option]  # as typed by the game's fields (an arm of 1/3 for a float is the number)
         if arm_roles != roles:
             raise ValueError(f"config key 'curriculum.arms': {cur.option}={value} gives {cls.name} the roles "
                              f"{arm_roles}, not {roles}: the arms of one run must keep the same roles")

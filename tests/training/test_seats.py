@@ -176,3 +176,13 @@ def test_the_random_baseline_is_probed_with_the_options_that_will_be_played():
         bind_game(config(game="tests.fakes:OptionalChoices", eval_opponents="[random]"))
     cfg = config(game="tests.fakes:OptionalChoices", eval_opponents="[random]", game_options="{choices: true}")
     assert bind_game(cfg) and cfg.evaluation.opponents == ["random"]
+
+
+def test_curriculum_arms_are_typed_like_game_options():
+    cfg = config(game="kuhn_poker", **{"curriculum.policy": "uniform", "curriculum.option": "alpha",
+                                        "curriculum.arms": "[0, 1/6, 1/3]"})
+    bind_game(cfg)
+    assert cfg.curriculum.arms == pytest.approx([0, 1 / 6, 1 / 3])
+    with pytest.raises(ValueError, match="option alpha='x': expected a float"):
+        bind_game(config(game="kuhn_poker", **{"curriculum.policy": "uniform", "curriculum.option": "alpha",
+                                                "curriculum.arms": "[0, x]"}))
