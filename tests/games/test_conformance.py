@@ -3,7 +3,7 @@ import re
 import pytest
 
 from selfplay.games.conformance import check_game
-from selfplay.games.core import Game, validate_game_class
+from selfplay.games.core import Game, user, validate_game_class
 from selfplay.games.registry import registered_games
 from tests.fakes import EndlessTTT, GenerousTTT, GuessGame, GullibleTTT, LeakyTTT, NondeterministicTTT
 
@@ -95,3 +95,22 @@ def test_legal_actions_must_be_distinct_strings_that_parse(legal, words):
 
     report = check_game(Listed, seeds=range(3))
     assert {f.check for f in report.failures} == {"legal"} and words in report.failures[0].message
+
+
+def test_a_simultaneous_move_leak_is_caught_without_resample_hidden():
+    """The parsed-answers check of a simultaneous turn does not depend on the game offering resample_hidden."""
+    from tests.games.test_generality import RockPaperScissors
+
+    class Peeking(RockPaperScissors):
+        def parse(self, role, text):
+            self.seen = text  # parsing records the answer where observe shows it to the other mover
+            return super().parse(role, text)
+
+        def observe(self, role):
+            return [*super().observe(role)[:1], user(f"Your move. ({getattr(self, 'seen', '')})")]
+
+        def resample_hidden(self, role, rng):
+            raise NotImplementedError
+
+    report = check_game(Peeking, seeds=range(3))
+    assert "simultaneous" in {f.check for f in report.failures}
