@@ -480,7 +480,8 @@ def with_options(cls: type[Game], options: dict[str, Any] | None) -> type[Game]:
     try:
         game = cls(**options)
     except TypeError as exc:
-        raise ValueError(f"bad options {options} for game {cls.name!r}: {exc}") from None
+        hint = getattr(cls, "options_hint", "")  # an adapter's own way to set parameters
+        raise ValueError(f"bad options {options} for game {cls.name!r}: {exc}" + (f"; {hint}" if hint else "")) from None
     roles = tuple(game.roles)
     if roles == tuple(cls.roles):
         return cls

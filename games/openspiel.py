@@ -92,6 +92,7 @@ def openspiel_game(spec: str) -> type[Game]:
         "max_turns": max(1, game.max_game_length()) + 1, "check_seeds": 100,
         "action_format": "one legal action in square brackets, as listed", "spiel": game,
         "info_state": info.provides_information_state_string,
+        "options_hint": "OpenSpiel parameters go in the name, e.g. openspiel:kuhn_poker(players=3)",
     }
     cls = type(f"OpenSpiel_{re.sub(r'[^0-9a-zA-Z]', '_', spec)}", (OpenSpielGame,), attributes)
     probe = cls()

@@ -64,6 +64,7 @@ def textarena_game(spec: str) -> type[Game]:
                   "roles": tuple(f"player_{i}" for i in range(players)), "zero_sum": False,
                   "reward_range": (-1.0, 1.0), "outcome_inferred": True, "outcome": Outcome("general_sum", win_lose=True),
                   "max_turns": params.get("max_turns", MAX_TURNS),
+                  "options_hint": "TextArena settings go in the name, e.g. textarena:TicTacToe-v0(max_turns=50)",
                   "check_seeds": 20, "action_format": "your move in square brackets, as the game describes"}
     return type(f"TextArena_{re.sub(r'[^0-9a-zA-Z]', '_', spec)}", (TextArenaGame,), attributes)
 

@@ -345,3 +345,11 @@ def test_a_simultaneous_zero_sum_openspiel_game_gets_the_cfr_expert():
     cls = game_class("openspiel:matrix_rps")
     tree = exact.build_tree(cls)
     assert exact.exploitability(tree, exact.expert_policy(tree, cls)).exploitability < 1e-3
+
+
+def test_an_option_for_an_openspiel_game_says_where_parameters_go():
+    from selfplay.games.core import with_options
+
+    with pytest.raises(ValueError, match=r"takes no arguments; OpenSpiel parameters go in the name, e.g. "
+                                         r"openspiel:kuhn_poker\(players=3\)"):
+        with_options(game_class("openspiel:kuhn_poker"), {"players": 3})
