@@ -180,7 +180,8 @@ def _text_table(rows: list[dict], scale: str, team: bool) -> list[str]:
 
 def write_report(out: Path, game_cls, episodes: list[Episode], results: list[Result], names: list[str],
                  anchor: str | None, rounds: int, steps: dict[str, int], seed: int = 0,
-                 exact: dict[str, dict[str, float]] | None = None, fixed: dict[str, str] | None = None) -> dict:
+                 exact: dict[str, dict[str, float]] | None = None, fixed: dict[str, str] | None = None,
+                 team_optimum: float | None = None) -> dict:
     """Rate, plot and write every report file into ``out``; return the summary (with a text ``table``).
 
     Ratings follow the game's outcome model: Bradley-Terry Elo on pairwise results for competitive games; for a
@@ -231,10 +232,9 @@ def write_report(out: Path, game_cls, episodes: list[Episode], results: list[Res
                "pairs": {f"{a}|{b}": {"score": s, "games": n} for (a, b), (s, n) in scores.items()},
                "dominance_edges": [[a, b] for a, b in graph.edges], "cycles": loops, "warning": warning,
                "table": "\n".join(lines) + "\n\n" + warning}
-    optimum = next((x["team_optimum"] for x in (exact or {}).values() if "team_optimum" in x), None)
-    if optimum is not None:
-        summary["team_optimum"] = optimum
-        summary["table"] += f"\nThe best joint policy's team value: {optimum:.4f} (exact)."
+    if team_optimum is not None:
+        summary["team_optimum"] = team_optimum
+        summary["table"] += f"\nThe best joint policy's team value: {team_optimum:.4f} (exact)."
     pair_rewards = {} if outcome.win_lose or team else _pair_rewards(episodes, fixed)
     summary["pair_rewards"] = {f"{a}|{b}": {"mean": t.mean_reward, "ci": list(t.reward_interval()), "games": int(t.games)}
                                for (a, b), t in pair_rewards.items()}
@@ -242,7 +242,7 @@ def write_report(out: Path, game_cls, episodes: list[Episode], results: list[Res
     _write_csv(out / "matches.csv", episodes)
     links = _write_transcripts(out, episodes)
     view = _View(game_cls.name, seats, rows, order, scores, loops, warning, plots, links, anchor, rounds, team, fixed,
-                 pair_rewards, optimum)
+                 pair_rewards, team_optimum)
     (out / "report.md").write_text(_markdown(view))
     (out / "report.html").write_text(_html(view))
     return summary
@@ -291,6 +291,18 @@ class _View:
     fixed: dict[str, str]
     pair_rewards: dict = None  # amounts (chips): the row's mean reward against the column, with its interval
     team_optimum: float | None = None  # cooperative games evaluated exactly: the best joint policy's team value
+
+    @property
+    def valued(self) -> bool:
+        """Whether the exact table shows team values (a cooperative game whose best joint policy was found)."""
+        return self.team_optimum is not None and any(r.get("team_value") is not None for r in self.rows)
+
+    def exact_table(self) -> tuple[list[str], list[list[str]]]:
+        """Each exactly known participant's exploitability, and its team value in self-play where ``valued``."""
+        exact = [r for r in self.rows if r.get("exploitability") is not None]
+        return (["agent", "exploitability", *(["team value in self-play"] if self.valued else [])],
+                [[r["agent"], f"{r['exploitability']:.4f}", *([f"{r['team_value']:.4f}"] if self.valued else [])]
+                 for r in exact])
 
     def reward_matrix(self) -> tuple[list[str], list[list[str]]]:
         """Mean reward of the row participant in games with the column participant, 95% interval, games."""
@@ -367,15 +379,14 @@ def _markdown(v: _View) -> str:
         md += ["", "## Exact exploitability", "", "NashConv / number of players of each participant whose policy is "
                "known exactly (the uniform random agent, a stated expert, model agents with constrained decoding read "
                "off at every information state), all seats playing it: what a player gains per game by best-responding "
-               "alone, on average over the seats; 0 is an equilibrium.", "", "| agent | exploitability |", "|---|---:|"]
-        if v.team_optimum is None or not any(r.get("team_value") is not None for r in exact):
-            md += [f"| {r['agent']} | {r['exploitability']:.4f} |" for r in exact]
-        else:  # cooperative: exploitability 0 can be a babbling equilibrium; the team value says how good it is
-            md[-2:] = ["| agent | exploitability | team value in self-play |", "|---|---:|---:|"]
-            md.insert(-2, f"Cooperative game: a Nash equilibrium can fall short of the best joint policy, whose team "
-                          f"value is {v.team_optimum:.4f} (exact); each participant's team value is its expected "
-                          "team reward when it plays every seat.\n")
-            md += [f"| {r['agent']} | {r['exploitability']:.4f} | {r['team_value']:.4f} |" for r in exact]
+               "alone, on average over the seats; 0 is an equilibrium.", ""]
+        if v.valued:  # cooperative: exploitability 0 can be a babbling equilibrium; the team value says how good it is
+            md += [f"Cooperative game: a Nash equilibrium can fall short of the best joint policy, whose team value is "
+                   f"{v.team_optimum:.4f} (exact); each participant's team value is its expected team reward when it "
+                   "plays every seat.\n"]
+        head, body = v.exact_table()
+        md += ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]  # figures aligned right
+        md += ["| " + " | ".join(row) + " |" for row in body]
     md += ["", f"**{v.warning}**", "", "![ratings](ratings.png)", "", "## Mean reward per seat", "",
            "Each participant's mean reward in each seat with its 95% interval (games in parentheses).", ""]
     md += _md_table(*v.rewards())
@@ -407,14 +418,10 @@ def _html(v: _View) -> str:
     transcripts = "".join(f'<li><a href="{esc(link)}">{esc(p.replace("|", " vs "))}</a></li>' for p, link in v.links.items())
     progress = f"<h2>Rating against training step</h2>{img('progress.png')}" if "progress.png" in v.plots else ""
     exact = [r for r in v.rows if r.get("exploitability") is not None]
-    valued = v.team_optimum is not None and any(r.get("team_value") is not None for r in exact)
     exact_html = ("<h2>Exact exploitability</h2><p>NashConv / number of players of each participant whose policy is "
                   "known exactly; 0 is an equilibrium." + (
                       f" Cooperative game: an equilibrium can fall short of the best joint policy, whose team value is "
-                      f"{v.team_optimum:.4f}." if valued else "") + "</p>"
-                  + _html_table(["agent", "exploitability", *(["team value in self-play"] if valued else [])],
-                                [[r["agent"], f"{r['exploitability']:.4f}",
-                                  *([f"{r['team_value']:.4f}"] if valued else [])] for r in exact])
+                      f"{v.team_optimum:.4f}." if v.valued else "") + "</p>" + _html_table(*v.exact_table())
                   if exact else "")
     fixed = f"<p>{esc(v.fixed_note)}</p>" if v.fixed else ""
     pair_html = ("<h2>Mean reward against each opponent</h2><p>The row participant's mean reward in the games it played "

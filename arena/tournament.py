@@ -190,29 +190,30 @@ def run_tournament(game: str, participants: list[Participant], games: int = 20, 
     errors = error_summary(episodes)
     if errors and all(ep.status == "error" for ep in episodes):
         raise RuntimeError(f"nothing to rate: {errors}")
-    exploit = exact_figures(lambda: cls(**game_options), participants, seed) if not fixed else {}
+    figures, optimum = exact_figures(lambda: cls(**game_options), participants, seed) if not fixed else ({}, None)
     summary = write_report(Path(out), cls, episodes, results_of(episodes, fixed), names, anchor, bootstrap_rounds,
-                           steps, seed, exploit, fixed)
+                           steps, seed, figures, fixed, optimum)
     summary["errors"] = errors
     return summary
 
 
-def exact_figures(make_game, participants: list[Participant], seed: int = 0) -> dict[str, dict[str, float]]:
+def exact_figures(make_game, participants: list[Participant], seed: int = 0
+                  ) -> tuple[dict[str, dict[str, float]], float | None]:
     """Exact figures of each participant whose policy is known exactly, all seats playing it, for games that can be
     enumerated: ``random`` (uniform), ``expert`` (when the game states its probabilities) and model agents with
     constrained decoding (read off the model; a LoRA or clone checkpoint through each role's weights). Each gets its
-    ``exploitability`` (NashConv / n); in a cooperative game also its ``team_value`` in self-play and the best joint
-    policy's ``team_optimum`` (``exact.team_optimum``), since a babbling equilibrium has NashConv 0. Others are left
-    out."""
+    ``exploitability`` (NashConv / n); in a cooperative game also its ``team_value`` in self-play, returned with the
+    best joint policy's (``exact.team_optimum``; None otherwise), since a babbling equilibrium has NashConv 0. Others
+    are left out."""
     from selfplay.games import exact
 
     game = make_game()
     if not exact.is_enumerable(type(game)) or game.deals() is None:
-        return {}
+        return {}, None
     try:
         tree = exact.build_tree(make_game, max_nodes=50 * exact.READ_OFF_STATES)
     except ValueError:  # too large to enumerate
-        return {}
+        return {}, None
     readable = len(tree.infostates()) <= exact.READ_OFF_STATES  # a model's policy is read off one prompt per state
     team = outcome_of(game).kind == "cooperative"
     optimum = exact.team_optimum(tree) if team else None
@@ -231,10 +232,8 @@ def exact_figures(make_game, participants: list[Participant], seed: int = 0) -> 
         except ValueError:  # an expert that does not state its probabilities, a model sampling free text
             continue
         figures = exact.exploitability(tree, policy)
-        out[p.name] = {"exploitability": figures.exploitability}
-        if team:
-            out[p.name].update(team_value=figures.value[0], **({"team_optimum": optimum} if optimum is not None else {}))
-    return out
+        out[p.name] = {"exploitability": figures.exploitability, **({"team_value": figures.value[0]} if team else {})}
+    return out, optimum
 
 
 def main(argv: list[str] | None = None) -> int:

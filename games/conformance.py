@@ -185,8 +185,8 @@ def _check_one(make: Callable[[], Game], seed: int, payouts: _Payouts) -> list[C
         failures.append(fail("rewards", f"rewards() has roles {sorted(first.rewards)}, expected {sorted(game.roles)}"))
     elif any(not low - 1e-9 <= v <= high + 1e-9 for v in first.rewards.values()):
         failures.append(fail("reward-range", f"rewards {first.rewards} outside reward_range {game.reward_range}"))
-    elif outcome_of(game).competitive and _sum_error(game, first.rewards):
-        failures.append(fail(outcome_of(game).kind.replace("_", "-"), _sum_error(game, first.rewards)))
+    elif error := _sum_error(game, first.rewards):
+        failures.append(fail(outcome_of(game).kind.replace("_", "-"), error))
     elif outcome_of(game).kind == "cooperative" and len(set(first.rewards.values())) > 1:
         failures.append(fail("cooperative", f"rewards {first.rewards} differ: a cooperative game gives every role "
                                             f"the one team reward"))
@@ -250,9 +250,9 @@ def _check_secrets(game: Game, seed: int, playout: _Playout) -> list[CheckFailur
 
 
 def _sum_error(game: Game, rewards: dict[str, float]) -> str | None:
-    """Why ``rewards`` break a zero-sum or constant-sum outcome model, or None."""
+    """Why ``rewards`` break a zero-sum or constant-sum outcome model, or None (also for other outcome models)."""
     outcome, total = outcome_of(game), sum(rewards.values())
-    if abs(total - outcome.total) <= 1e-6:
+    if not outcome.competitive or abs(total - outcome.total) <= 1e-6:
         return None
     hint = ""
     if outcome.kind == "zero_sum" and game.reward_range[0] >= 0:
@@ -288,8 +288,8 @@ def _check_endings(game: Game, seed: int, midgame: bool = False) -> list[CheckFa
         elif kind == "cooperative" and len(set(rewards.values())) > 1:
             failures.append(CheckFailure("endings", seed, f"{label} = {rewards}: a cooperative game must give the "
                                                           f"team one reward"))
-        elif outcome_of(game).competitive and _sum_error(game, rewards):
-            failures.append(CheckFailure("endings", seed, f"{label}: {_sum_error(game, rewards)}"))
+        elif error := _sum_error(game, rewards):
+            failures.append(CheckFailure("endings", seed, f"{label}: {error}"))
         elif offender is not None and kind == "cooperative" and rewards[offender] >= high and low < high:
             failures.append(CheckFailure("endings", seed, f"{label} = {rewards} rewards the team for a forfeit"))
         elif offender is not None and len(game.roles) > 1 and \

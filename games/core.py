@@ -490,6 +490,10 @@ def with_options(cls: type[Game], options: dict[str, Any] | None) -> type[Game]:
     return bound
 
 
+_FITS = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+         float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), str: lambda v: isinstance(v, str)}
+
+
 def _typed_options(cls: type[Game], options: dict[str, Any]) -> str | None:
     """What is wrong with ``options`` for a dataclass game's fields: an unknown name (listing the known ones) or a
     value of the wrong simple type (``cards='x'`` for an ``int``); None if nothing. A fraction given for a float
@@ -515,9 +519,7 @@ def _typed_options(cls: type[Game], options: dict[str, Any]) -> str | None:
                 options[key] = value = float(fractions.Fraction(value.strip()))
             except (ValueError, ZeroDivisionError):
                 pass
-        fits = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-                float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-                str: lambda v: isinstance(v, str)}.get(kind)
+        fits = _FITS.get(kind)
         if fits is not None and not fits(value):
             return f"option {key}={value!r}: expected {'an' if kind is int else 'a'} {kind.__name__}"
     return None

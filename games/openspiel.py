@@ -17,6 +17,7 @@ state (``resample_from_infostate``: Kuhn, Leduc, ...), the leak test by perturba
 from __future__ import annotations
 
 import difflib
+import itertools
 import random
 import re
 from contextlib import contextmanager
@@ -105,7 +106,7 @@ def openspiel_game(spec: str) -> type[Game]:
         raise ValueError(f"OpenSpiel's {spec!r} is not supported: {str(exc).splitlines()[0]}") from None
     if _small_enough(game):  # exact exploitability (games.exact) walks its whole tree
         cls.deals = OpenSpielGame.one_deal
-        if kind in ("zero_sum", "constant_sum") and len(roles) == 2:  # CFR+ converges to an equilibrium there: an expert
+        if attributes["outcome"].competitive and len(roles) == 2:  # CFR+ converges to an equilibrium there: an expert
             cls.expert_policy, cls.expert_action = OpenSpielGame.cfr_policy, OpenSpielGame.cfr_action
     return cls
 
@@ -117,8 +118,6 @@ def _small_enough(game: Any) -> bool:
     """Whether a loaded OpenSpiel game can be evaluated exactly: sequential or simultaneous, its chance all at chance
     nodes (no internal rng_seed), and a tree of at most EXACT_NODES histories (a simultaneous node's children are
     the joint moves of the players who move there, as ``Turn.together`` plays them)."""
-    import itertools
-
     pyspiel = _pyspiel()
     dynamics = game.get_type().dynamics
     if dynamics not in (pyspiel.GameType.Dynamics.SEQUENTIAL, pyspiel.GameType.Dynamics.SIMULTANEOUS) \

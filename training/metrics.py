@@ -245,10 +245,9 @@ def before_after(history: list[dict[str, Any]]) -> dict[str, Any] | None:
         lines.append(f"exploitability (exact, NashConv / {last['exact'].get('players', 2)}; 0 is a Nash equilibrium) "
                      f"{a:.4f} -> {b:.4f}")
         if "team_value" in first["exact"] and "team_value" in last["exact"]:
-            a, b = first["exact"]["team_value"], last["exact"]["team_value"]
-            rows["team_value"] = {"before": a, "after": b, **({"optimum": last["exact"]["team_optimum"]}
-                                                              if "team_optimum" in last["exact"] else {})}
-            best = f"; the best joint policy's {last['exact']['team_optimum']:.4f}" if "team_optimum" in last["exact"] else ""
+            a, b, optimum = first["exact"]["team_value"], last["exact"]["team_value"], last["exact"].get("team_optimum")
+            rows["team_value"] = {"before": a, "after": b, **({"optimum": optimum} if optimum is not None else {})}
+            best = f"; the best joint policy's {optimum:.4f}" if optimum is not None else ""
             lines.append(f"team value in self-play (exact{best}) {a:.4f} -> {b:.4f}")
     for role, end in (last.get("heldout") or {}).items():
         start = (first.get("heldout") or {}).get(role)
