@@ -48,6 +48,7 @@ class ForwardClock:
         self.device, self.start = device, 0.0
         self.reset()
         self.last = "prefill"  # the kind of the latest decoder forward: the output layer's time goes with it
+        self.in_step = False  # inside a static decode step: timed as a whole (its capture must not synchronise)
         decoder = model.get_decoder()
         decoder.register_forward_pre_hook(self._pre, with_kwargs=True)
         decoder.register_forward_hook(self._post, with_kwargs=True)
@@ -58,8 +59,11 @@ class ForwardClock:
 
         def timed_replay(step, ids, positions, col):  # CUDA-graph decode steps do not call the decoder module
             sync(self.device)
-            start = time.perf_counter()
-            out = replay(step, ids, positions, col)
+            start, self.in_step = time.perf_counter(), True
+            try:
+                out = replay(step, ids, positions, col)
+            finally:
+                self.in_step = False
             sync(self.device)
             self.decode_s += time.perf_counter() - start
             self.decode_steps += 1
@@ -79,10 +83,14 @@ class ForwardClock:
         return ids.shape[0], ids.shape[1]
 
     def _pre(self, module, args, kwargs):
+        if self.in_step:
+            return
         sync(self.device)
         self.start = time.perf_counter()
 
     def _post(self, module, args, kwargs, output):
+        if self.in_step:
+            return
         sync(self.device)
         seconds = time.perf_counter() - self.start
         rows, width = self._shape(args, kwargs)
@@ -96,6 +104,8 @@ class ForwardClock:
             self.prefill_tokens += rows * width
 
     def _head(self, module, args, kwargs, output):
+        if self.in_step:
+            return
         sync(self.device)
         seconds = time.perf_counter() - self.start
         if self.last == "decode":
@@ -149,6 +159,10 @@ def arena(model, tokenizer, games: int, new: int, seed: int, constrained: bool =
     episodes = play(FallbackTicTacToe, matches, {"m": agent, "m2": agent}, progress=False, concurrency=games)
     generated = sum(len(s.completion_ids or []) for ep in episodes for s in ep.steps if getattr(s, "completion_ids", None))
     invalid = sum(s.failure is not None for ep in episodes for s in ep.steps)
+    crashed = {s.error for ep in episodes for s in ep.steps if s.failure == "AGENT_ERROR"} | {
+        ep.error for ep in episodes if ep.status == "error"}
+    if crashed:  # a speed measured on an agent that raised is no measurement
+        raise RuntimeError(f"the arena's agent failed: {sorted(map(str, crashed))[:3]}")
     return {"generated_tokens": generated, "invalid_rate": invalid / max(1, sum(len(ep.steps) for ep in episodes))}
 
 
@@ -292,6 +306,7 @@ def main() -> None:
         arena(model, tokenizer, args.games, args.new, seed=0)
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
     if args.out:
         Path(args.out).write_text("\n".join(json.dumps(r) for r in lines) + "\n")
 
