@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -258,7 +259,7 @@ class Decoder:
         self.min_saving, self.max_rows, self.pack = min_saving, max_rows, pack
         self.kw = cache_keyword(model)
         self.head = plain_head(model)  # restricted logits need a plain linear output layer
-        self._kept: OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+        self._kept: OrderedDict[tuple[int, ...], torch.Tensor] | None = None  # prefix -> its store rows
         # shortest prefix worth keeping; most tokens kept (SmolLM2 in float32: 46 KB of keys and values per token)
         self.least_kept, self.kept_tokens = 8, kept_tokens
 
@@ -276,10 +277,10 @@ class Decoder:
         finally:
             self._kept = outer
 
-    def _keep(self, nodes: list[Node], spans: list[list[int]], store: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    def _keep(self, nodes: list[Node], spans: list[list[int]], store: torch.Tensor) -> None:
         """Keep the keys and values of every row's whole prompt (a game's next prompt may extend it: a growing
         history) and of the deepest prefixes that several rows shared (the next call's rows may share them), least
-        recently used out beyond ``kept_tokens`` tokens."""
+        recently used out beyond ``kept_tokens`` tokens. One gather per kept prefix, its indices sent at once."""
         rows = [len(n.ends) for n in nodes]
         for i in range(len(nodes) - 1, -1, -1):
             if nodes[i].parent >= 0:
@@ -288,6 +289,7 @@ class Decoder:
         for i, n in enumerate(nodes):
             if n.parent >= 0 and rows[i] >= 2:
                 shared_below[n.parent] = True
+        chosen: list[tuple[tuple[int, ...], int]] = []  # (prefix, node) in node order
         for i, n in enumerate(nodes):
             if not (n.ends or (rows[i] >= 2 and not shared_below[i])) or len(spans[i]) < self.least_kept:
                 continue
@@ -295,18 +297,25 @@ class Decoder:
             while j >= 0:
                 tokens[:0] = nodes[j].tokens
                 j = nodes[j].parent
-            key = tuple(tokens)
-            if key not in self._kept:
-                index = torch.tensor(spans[i], device=store[0][0].device)
-                self._kept[key] = [(k[index], v[index]) for k, v in store]
+            chosen.append((tuple(tokens), i))
+        new = [i for key, i in chosen if key not in self._kept]
+        flat = torch.tensor([t for i in new for t in spans[i]], dtype=torch.long).to(store.device, non_blocking=True)
+        at = dict(zip(new, itertools.accumulate((len(spans[i]) for i in new), initial=0)))
+        for key, i in chosen:
+            if key not in self._kept:  # its own tensor: evicting it frees its memory
+                self._kept[key] = store[flat[at[i]:at[i] + len(spans[i])]]
             self._kept.move_to_end(key)
         size = sum(map(len, self._kept))
         while size > self.kept_tokens and len(self._kept) > 1:
             size -= len(self._kept.popitem(last=False)[0])
 
     # -- prefill ---------------------------------------------------------------------------------------
-    def _forward(self, ids, mask, positions, past: list[tuple[torch.Tensor, torch.Tensor]] | None):
-        kwargs = {self.kw: DynamicCache(ddp_cache_data=past) if past else DynamicCache()}
+    def _forward(self, ids, mask, positions, past: torch.Tensor | None):
+        """Last-token logits and per layer the (rows, heads, past + new, dim) keys and values; ``past``: (rows,
+        width, 2, layers, heads, dim) as gathered from the store."""
+        layers = None if past is None else [(past[:, :, 0, j].transpose(1, 2), past[:, :, 1, j].transpose(1, 2))
+                                            for j in range(past.shape[3])]
+        kwargs = {self.kw: DynamicCache(ddp_cache_data=layers) if layers else DynamicCache()}
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                          logits_to_keep=1, **kwargs)
         return out.logits[:, -1], [(layer.keys, layer.values) for layer in kwargs[self.kw].layers]  # filled in place
@@ -315,8 +324,9 @@ class Decoder:
         """Every prompt run through the model along its radix-tree path; returns per layer a cache of
         ``(rows, heads, width + room, head_dim)`` with the prompts left-aligned to ``width``, and last-token logits.
 
-        Keys and values of every node's tokens go to one flat store per layer (a row per token, row 0 all zeros
-        for padding), so a batch's past and the final cache are single gathers, whatever the tree's shape.
+        Keys and values of every node's tokens go to one flat store, a row per token holding every layer's keys and
+        values (row 0 all zeros for padding), so a batch's past, a kept prefix and the final cache are each one
+        gather, whatever the tree's shape (on a GPU, kernel launches rather than bytes bound such bookkeeping).
         """
         device = next(self.model.parameters()).device
         nodes = radix_tree(prompts, self.min_saving)
@@ -338,13 +348,12 @@ class Decoder:
         spans: list[list[int]] = [[] for _ in nodes]  # store rows of each node's whole prompt prefix
         for i, n in enumerate(nodes):  # parents come first
             spans[i] = (spans[n.parent] if n.parent >= 0 else []) + list(range(offset[i], offset[i] + len(n.tokens)))
-        store: list[tuple[torch.Tensor, torch.Tensor]] = []
+        store: torch.Tensor | None = None  # (total, 2, layers, heads, dim)
         for i, entry in cached.items():
-            if not store:
-                store = [(k.new_zeros(total, *k.shape[1:]), v.new_zeros(total, *v.shape[1:])) for k, v in entry]
+            if store is None:
+                store = entry.new_zeros(total, *entry.shape[1:])
             a, m = nodes[i].start, len(nodes[i].tokens)
-            for (sk, sv), (k, v) in zip(store, entry):
-                sk[offset[i]:offset[i] + m], sv[offset[i]:offset[i] + m] = k[a:a + m], v[a:a + m]
+            store[offset[i]:offset[i] + m] = entry[a:a + m]
         last = None
         used = start
         for members, wp, ws in plan:
@@ -359,16 +368,17 @@ class Decoder:
                     index[r, wp - p:] = torch.tensor(spans[nodes[i].parent])
             mask = torch.cat([past_mask, own], dim=1)
             index = index.to(device)
-            past = [(k[index].transpose(1, 2), v[index].transpose(1, 2)) for k, v in store] if wp else None
-            logits, layers = self._forward(ids.to(device), mask.to(device), pos.to(device), past)
-            if not store:
-                store = [(k.new_zeros(total, k.shape[1], k.shape[3]), v.new_zeros(total, v.shape[1], v.shape[3]))
-                         for k, v in layers]
+            logits, layers = self._forward(ids.to(device), mask.to(device), pos.to(device),
+                                           store[index] if wp else None)
+            k0 = layers[0][0]
+            if store is None:
+                store = k0.new_zeros(total, 2, len(layers), k0.shape[1], k0.shape[3])
             if last is None:
                 last = logits.new_empty(len(nodes), logits.shape[-1])
-            for (sk, sv), (k, v) in zip(store, layers):  # (b, heads, wp + ws, dim) -> store rows (b * ws, heads, dim)
-                sk[used:used + b * ws] = k[:, :, wp:].transpose(1, 2).reshape(b * ws, k.shape[1], k.shape[3])
-                sv[used:used + b * ws] = v[:, :, wp:].transpose(1, 2).reshape(b * ws, v.shape[1], v.shape[3])
+            rows = store[used:used + b * ws].view(b, ws, 2, len(layers), k0.shape[1], k0.shape[3])
+            for j, (k, v) in enumerate(layers):  # (b, heads, wp + ws, dim) -> store rows (b, ws, heads, dim)
+                rows[:, :, 0, j] = k[:, :, wp:].transpose(1, 2)
+                rows[:, :, 1, j] = v[:, :, wp:].transpose(1, 2)
             last[torch.tensor(members, device=device)] = logits
             used += b * ws
         if self._kept is not None:
@@ -381,13 +391,10 @@ class Decoder:
         for r, p in enumerate(prompts):
             index[r, width - len(p):] = torch.tensor(spans[row_node[r]])
         index = index.to(device)
-        cache = []
-        for k, v in store:
-            kbuf = k.new_zeros(len(prompts), k.shape[1], width + room, k.shape[2])
-            vbuf = torch.zeros_like(kbuf)
-            kbuf[:, :, :width] = k[index].transpose(1, 2)
-            vbuf[:, :, :width] = v[index].transpose(1, 2)
-            cache.append(_Preallocated(kbuf, vbuf, width))
+        _, _, n_layers, heads, dim = store.shape
+        buf = store.new_zeros(2, n_layers, len(prompts), heads, width + room, dim)  # every layer's cache, one block
+        buf[:, :, :, :, :width] = store[index].permute(2, 3, 0, 4, 1, 5)
+        cache = [_Preallocated(buf[0, j], buf[1, j], width) for j in range(n_layers)]
         return cache, last[torch.tensor(row_node, device=device)]
 
     # -- sampling --------------------------------------------------------------------------------------

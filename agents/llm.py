@@ -106,6 +106,18 @@ def render_prompt(tokenizer, messages: list[dict]) -> list[int]:
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
 
+def render_prompts(tokenizer, conversations: list[list[dict]]) -> list[list[int]]:
+    """:func:`render_prompt` of many observations: rendered in one template call, tokenised in one batch (what
+    ``apply_chat_template(tokenize=True)`` does per conversation, at half the cost)."""
+    if not conversations:
+        return []
+    texts = tokenizer.apply_chat_template(conversations, add_generation_prompt=True, tokenize=False)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and getattr(tokenizer, "is_fast", False):  # the ids alone: no per-row BatchEncoding
+        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+    return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
 def left_pad(rows: list[list[int]], pad_id: int, device: torch.device, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded ids and attention mask (width rounded up to ``multiple``)."""
     width = -(-max(len(r) for r in rows) // multiple) * multiple
@@ -283,7 +295,7 @@ class LLMAgent:
         self.stop_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
 
     def act(self, requests: list[Request]) -> list[list[Completion]]:
-        prompts = [render_prompt(self.tokenizer, self._messages(r)) for r in requests]
+        prompts = render_prompts(self.tokenizer, [self._messages(r) for r in requests])
         context = getattr(self.model.config, "max_position_embeddings", None)
         new = self.sampling.max_new_tokens
         fits = [context is None or len(p) + new <= context for p in prompts]

@@ -21,14 +21,16 @@ def _costs(decoder: torch.nn.Module) -> tuple[float, float, float]:
     cuda = next(decoder.parameters()).device.type == "cuda"
     params = sum(p.numel() for p in decoder.parameters()) - decoder.get_input_embeddings().weight.numel()
     layers = getattr(decoder.config, "num_hidden_layers", 1)
-    return 2 * params / (1e14 if cuda else 1e11), layers * (3e-3 if cuda else 1e-3), layers * 4e-5
+    # the GPU segment cost is measured: SmolLM2, 256 rows in 257 segments, bf16 on an H200 (benchmarks/update.py):
+    # the tree pass took 1.03 s against the plain pass's 0.16 s, ~110 us per segment and layer (launch-bound)
+    return 2 * params / (1e14 if cuda else 1e11), layers * (3e-3 if cuda else 1e-3), layers * (1.1e-4 if cuda else 4e-5)
 
 
 def tree_pays(decoder: torch.nn.Module, whole_tokens: int, nodes: list[Node], plan: list[list[int]]) -> bool:
     """Whether the tree's saved token computations outweigh its extra forwards and bookkeeping, by a rough cost
     model: a token costs 2 x (parameters outside the embedding) FLOPs at 10^11 FLOP/s on a CPU, 10^14 on a GPU; a
     forward and its backward ~1 ms of launches and Python per layer (3 ms on a GPU, launch-bound when eager); each
-    segment's gathered keys and values ~40 us per layer. For a tiny model nothing pays; for SmolLM2 a shared system
+    segment's gathered keys and values ~40 us per layer (110 us on a GPU). For a tiny model nothing pays; for SmolLM2 a shared system
     prompt does."""
     token_s, forward_s, segment_s = _costs(decoder)
     saved = (whole_tokens - sum(len(n.tokens) for n in nodes)) * token_s

@@ -3,7 +3,7 @@ import re
 import torch
 
 from selfplay.agents.base import Request
-from selfplay.agents.llm import LLMAgent, SamplingConfig, token_logprobs
+from selfplay.agents.llm import LLMAgent, SamplingConfig, render_prompt, render_prompts, token_logprobs
 from selfplay.agents.models import tiny_model
 from selfplay.agents.specs import build_agent
 from selfplay.agents.weights import activate_adapter, add_adapters, adapter_parameters, frozen_copy, snapshot_adapter
@@ -228,3 +228,25 @@ def test_a_prompt_beyond_the_models_context_is_a_failed_attempt_and_the_rest_of_
     for c in answers[1]:
         assert c.meta["failure"] == "AGENT_ERROR" and not c.completion_ids
         assert "exceeds the model's context of 120 positions" in c.meta["error"] and "max_new_tokens=8" in c.meta["error"]
+
+
+def test_prompts_rendered_in_one_batch_are_the_ids_rendered_one_by_one():
+    _, tok = tiny_model(seed=0)
+    conversations = [[{"role": "user", "content": "x"}],
+                     [{"role": "system", "content": "rules  with  spaces\n\n"}, {"role": "user", "content": ""}],
+                     [{"role": "system", "content": "é ü 漢字 <|im_end|> {{ x }}"}, {"role": "user", "content": "b2"},
+                      {"role": "assistant", "content": "c3"}, {"role": "user", "content": "Invalid answer. Again."}]]
+    one_by_one = [render_prompt(tok, c) for c in conversations]
+    assert render_prompts(tok, conversations) == one_by_one  # the fast tokenizer's ids read directly
+
+    class Slow:  # a tokenizer without a fast backend takes the generic batch call
+        is_fast = False
+
+        def __getattr__(self, name):
+            return getattr(tok, name)
+
+        def __call__(self, *args, **kwargs):
+            return tok(*args, **kwargs)
+
+    assert render_prompts(Slow(), conversations) == one_by_one
+    assert render_prompts(tok, []) == []
