@@ -12,6 +12,8 @@ Llama, Qwen2-style without biases) qualify; anything else (a PEFT wrapper, anoth
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 
@@ -43,6 +45,7 @@ class StaticStep:
         self.positions = torch.zeros(rows, 1, dtype=torch.long, device=p.device)
         self.col = torch.zeros(1, dtype=torch.long, device=p.device)
         self.graph: torch.cuda.CUDAGraph | None = None
+        self.failed: Exception | None = None  # why capture failed, if it did
         self.logits: torch.Tensor | None = None
 
     def load(self, keys: list[torch.Tensor], values: list[torch.Tensor], mask: torch.Tensor) -> None:
@@ -78,26 +81,42 @@ class StaticStep:
         return self.model.get_output_embeddings()(d.norm(x))[:, -1].float()
 
     def run(self, ids: torch.Tensor, positions: torch.Tensor, col: int) -> torch.Tensor:
-        """One step: eager on a CPU, a captured CUDA graph (captured on first use) on a GPU."""
+        """One step: eager on a CPU, a captured CUDA graph (captured on first use) on a GPU; eager there too after a
+        capture failed (something in the step synchronised or left the stream, e.g. a forward hook that times it)."""
         rows = len(ids)
         self.ids[:rows, 0] = ids.view(-1)
         self.positions[:rows, 0] = positions.view(-1)
         self.col.fill_(col)
-        if self.ids.device.type != "cuda":
+        if not self._on_gpu() or self.failed is not None:
             return self.forward()[:rows]
         if self.graph is None:
-            stream = torch.cuda.Stream()
-            stream.wait_stream(torch.cuda.current_stream())
             saved = [t.clone() for t in (*self.keys, *self.values, self.mask)]
-            with torch.cuda.stream(stream):  # warm-up outside the graph (allocator, kernel selection)
-                for _ in range(2):
-                    self.forward()
-            torch.cuda.current_stream().wait_stream(stream)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.logits = self.forward()
+            try:
+                self._capture()
+            except Exception as exc:  # noqa: BLE001 - the step still computes eagerly
+                self.graph, self.failed = None, exc
+                warnings.warn(f"the CUDA-graph capture of the decode step failed ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); this step decodes eagerly "
+                              f"(graphs=false turns capture off)", RuntimeWarning, stacklevel=2)
             for t, s in zip((*self.keys, *self.values, self.mask), saved):  # undo what warm-up and capture wrote
                 t.copy_(s)
             self.col.fill_(col)
+            if self.graph is None:
+                return self.forward()[:rows]
         self.graph.replay()
         return self.logits[:rows]
+
+    def _on_gpu(self) -> bool:
+        return self.ids.device.type == "cuda"
+
+    def _capture(self) -> None:
+        """Warm up on a side stream (allocator, kernel selection), then capture one step as the graph."""
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self.forward()
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = self.forward()

@@ -1,5 +1,6 @@
 import random
 
+import pytest
 import torch
 
 from selfplay.agents.decode import Decoder, length_buckets, radix_tree
@@ -180,3 +181,31 @@ def test_sessions_over_random_calls_give_the_log_probabilities_of_a_teacher_forc
                 assert torch.allclose(torch.tensor(o.logprobs), r[:len(o.tokens)], atol=1e-5), call
     assert len(decoder._kept or ()) == 0
     assert sum(reused) >= 3  # most calls read kept prefixes
+
+
+def test_a_failed_cuda_graph_capture_leaves_the_step_decoding_eagerly_with_the_same_tokens(monkeypatch):
+    """Where capture raises (a hook that synchronises inside it, say), the step warns once and computes eagerly,
+    never replaying the broken graph: the decode equals one without graphs."""
+    from selfplay.agents.graph_step import StaticStep
+
+    model, tok = tiny_model(seed=7, num_key_value_heads=2)
+    eos = tok.eos_token_id
+    prompts = [tok.encode(x, add_special_tokens=False) for x in ("one two", "three", "four five six")]
+    expected = Decoder(model, eos, {eos}, graphs=False).decode(prompts, max_new=5, temperature=0.8, seed=3)
+    tries = []
+
+    def broken_capture(self):
+        tries.append(1)
+        self.graph = object()  # what a real capture leaves behind before it fails
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(StaticStep, "_on_gpu", lambda self: True)
+    monkeypatch.setattr(StaticStep, "_capture", broken_capture)
+    decoder = Decoder(model, eos, {eos}, graphs="always")
+    with pytest.warns(RuntimeWarning, match="capture of the decode step failed.*decodes eagerly"):
+        out = decoder.decode(prompts, max_new=5, temperature=0.8, seed=3)
+    again = decoder.decode(prompts, max_new=5, temperature=0.8, seed=3)
+    assert len(tries) == 1 and decoder._steps
+    for o, e, a in zip(out, expected, again):
+        assert o.tokens == e.tokens == a.tokens
+        assert torch.allclose(torch.tensor(o.logprobs), torch.tensor(e.logprobs), atol=1e-5)
