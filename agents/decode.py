@@ -46,9 +46,11 @@ class Node:
 
 
 def _lcp(rows: list[list[int]], group: list[int], start: int) -> int:
-    first, end = rows[group[0]], min(len(rows[i]) for i in group)
-    n = start
-    while n < end and all(rows[i][n] == first[n] for i in group):
+    """Length of the prefix every row of ``group`` shares (they share ``start`` tokens already): that of the
+    lexicographically least and greatest rows, found by list comparison in C, not by walking every row."""
+    lo, hi = min(rows[i] for i in group), max(rows[i] for i in group)
+    n, end = start, min(len(lo), len(hi))
+    while n < end and lo[n] == hi[n]:
         n += 1
     return n
 
@@ -125,18 +127,18 @@ def _branches(rows: list[list[int]], group: list[int], at: int) -> list[list[int
     return list(out.values())
 
 
+def _left_padded(rows: list[list[int]], width: int, fill: int = 0) -> torch.Tensor:
+    """``rows`` left-padded with ``fill`` to ``width`` columns, as one tensor built in one call."""
+    return torch.tensor([[fill] * (width - len(r)) + r for r in rows], dtype=torch.long).view(len(rows), width)
+
+
 def segments(nodes: list[Node], members: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``members``' token segments as one left-padded batch: ids, a mask of their own tokens, and their positions
     (each segment continues its path at ``start``)."""
     ws = max(len(nodes[i].tokens) for i in members)
-    ids = torch.zeros(len(members), ws, dtype=torch.long)
-    own, pos = torch.zeros_like(ids), torch.zeros_like(ids)
-    for r, i in enumerate(members):
-        n = nodes[i]
-        s = len(n.tokens)
-        ids[r, ws - s:] = torch.tensor(n.tokens)
-        own[r, ws - s:] = 1
-        pos[r, ws - s:] = torch.arange(n.start, n.start + s)
+    ids = _left_padded([nodes[i].tokens for i in members], ws)
+    own = _left_padded([[1] * len(nodes[i].tokens) for i in members], ws)
+    pos = _left_padded([list(range(nodes[i].start, nodes[i].start + len(nodes[i].tokens))) for i in members], ws)
     return ids, own, pos
 
 
@@ -359,14 +361,8 @@ class Decoder:
         for members, wp, ws in plan:
             b = len(members)
             ids, own, pos = segments(nodes, members)
-            past_mask = torch.zeros(b, wp, dtype=torch.long)
-            index = torch.zeros(b, wp, dtype=torch.long)  # past rows in the store (0: padding)
-            for r, i in enumerate(members):
-                p = nodes[i].start
-                if p:
-                    past_mask[r, wp - p:] = 1
-                    index[r, wp - p:] = torch.tensor(spans[nodes[i].parent])
-            mask = torch.cat([past_mask, own], dim=1)
+            index = _left_padded([spans[nodes[i].parent] if nodes[i].start else [] for i in members], wp)
+            mask = torch.cat([(index > 0).long(), own], dim=1)  # store row 0 is padding, no span holds it
             index = index.to(device)
             logits, layers = self._forward(ids.to(device), mask.to(device), pos.to(device),
                                            store[index] if wp else None)
@@ -387,9 +383,7 @@ class Decoder:
         for i, n in enumerate(nodes):
             for r in n.ends:
                 row_node[r] = i
-        index = torch.zeros(len(prompts), width, dtype=torch.long)
-        for r, p in enumerate(prompts):
-            index[r, width - len(p):] = torch.tensor(spans[row_node[r]])
+        index = _left_padded([spans[row_node[r]] for r in range(len(prompts))], width)
         index = index.to(device)
         _, _, n_layers, heads, dim = store.shape
         buf = store.new_zeros(2, n_layers, len(prompts), heads, width + room, dim)  # every layer's cache, one block
