@@ -209,3 +209,17 @@ def test_a_failed_cuda_graph_capture_leaves_the_step_decoding_eagerly_with_the_s
     for o, e, a in zip(out, expected, again):
         assert o.tokens == e.tokens == a.tokens
         assert torch.allclose(torch.tensor(o.logprobs), torch.tensor(e.logprobs), atol=1e-5)
+
+
+def test_the_shared_prefix_length_of_a_group_is_that_of_every_row():
+    """_lcp reads it off the least and greatest rows; checked against a walk over every row."""
+    from selfplay.agents.decode import _lcp
+
+    rng = random.Random(0)
+    for _ in range(3000):
+        base = [rng.randrange(3) for _ in range(rng.randrange(6))]
+        rows = [base + [rng.randrange(3) for _ in range(rng.randrange(5))] for _ in range(rng.randrange(1, 6))]
+        n = len(base)
+        while all(len(r) > n for r in rows) and len({r[n] for r in rows}) == 1:
+            n += 1
+        assert _lcp(rows, list(range(len(rows))), len(base)) == n
