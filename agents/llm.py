@@ -111,11 +111,18 @@ def render_prompts(tokenizer, conversations: list[list[dict]]) -> list[list[int]
     ``apply_chat_template(tokenize=True)`` does per conversation, at half the cost)."""
     if not conversations:
         return []
-    texts = tokenizer.apply_chat_template(conversations, add_generation_prompt=True, tokenize=False)
+    first: dict[str, int] = {}  # identical observations (every game's opening, say) are rendered once
+    slot = [first.setdefault(repr(c), len(first)) for c in conversations]
+    unique = [None] * len(first)
+    for c, j in zip(conversations, slot):
+        unique[j] = c
+    texts = tokenizer.apply_chat_template(unique, add_generation_prompt=True, tokenize=False)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None and getattr(tokenizer, "is_fast", False):  # the ids alone: no per-row BatchEncoding
-        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
-    return [list(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        ids = [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+    else:
+        ids = [list(row) for row in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    return [list(ids[j]) for j in slot]
 
 
 def left_pad(rows: list[list[int]], pad_id: int, device: torch.device, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

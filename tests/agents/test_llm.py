@@ -250,3 +250,7 @@ def test_prompts_rendered_in_one_batch_are_the_ids_rendered_one_by_one():
 
     assert render_prompts(Slow(), conversations) == one_by_one
     assert render_prompts(tok, []) == []
+    repeated = render_prompts(tok, [conversations[2], conversations[0], conversations[2]])  # rendered once each
+    assert repeated == [one_by_one[2], one_by_one[0], one_by_one[2]]
+    repeated[0].append(-1)  # each row its own list
+    assert repeated[2] == one_by_one[2]
