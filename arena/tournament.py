@@ -21,7 +21,7 @@ import argparse
 import hashlib
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 from pathlib import Path
 
@@ -66,6 +66,17 @@ def checkpoint_participants(run_dir: str | Path, options: str = "") -> list[Part
     if not found:
         raise FileNotFoundError(f"run {str(run_dir)!r} has no complete checkpoint under checkpoints/")
     return found
+
+
+def distinct_names(participants: list[Participant]) -> list[Participant]:
+    """Repeated names get ``#2``, ``#3`` suffixes, as ``play`` names repeated agents (``--agents random random``,
+    or a step of the same number from two runs): each is its own participant, built with its own seed."""
+    seen: dict[str, int] = {}
+    out = []
+    for p in participants:
+        seen[p.name] = seen.get(p.name, 0) + 1
+        out.append(p if seen[p.name] == 1 else replace(p, name=f"{p.name}#{seen[p.name]}"))
+    return out
 
 
 def schedule(names: list[str], kind: str, candidates: list[str] | None = None, size: int = 2) -> list[tuple[str, ...]]:
@@ -264,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             participants += checkpoint_participants(run, args.run_options)
         if len(participants) < 2:
             raise ValueError("a tournament needs at least two participants (--agents and/or --run)")
+        participants = distinct_names(participants)
         for flag, value in (("--games", args.games), ("--concurrency", args.concurrency)):
             if value < 1:
                 raise ValueError(f"{flag} {value}: expected a number >= 1")

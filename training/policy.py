@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -120,5 +121,9 @@ class Policy(nn.Module):
                 module.save_pretrained(f"{path}/{role}", state_dict=part(f"clones.{role}."))
         elif self.mode == "lora":
             self.model.save_pretrained(path, selected_adapters=list(self.roles))  # one subfolder per role
+            if "default" in self.roles:  # PEFT writes the adapter named "default" at the top, not in a subfolder
+                Path(path, "default").mkdir(exist_ok=True)
+                for name in ("adapter_config.json", "adapter_model.safetensors"):
+                    Path(path, name).replace(Path(path, "default", name))
         else:
             self.model.save_pretrained(path, state_dict=part("model."))

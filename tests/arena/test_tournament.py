@@ -125,3 +125,11 @@ def test_a_cooperative_tournament_states_team_values_against_the_best_joint_poli
     report = (tmp_path / "report.md").read_text()
     assert "team value in self-play" in report and "whose team value is 10.0000" in report
     assert "team value" in summary["table"]
+
+
+def test_repeated_participants_are_numbered_as_play_numbers_them(tmp_path):
+    """--agents random random (a three-seat game needs three) seats two random agents, random and random#2, each with
+    its own seed, instead of refusing the names as duplicates after suggesting one more random."""
+    assert main(["kuhn_poker_3", "--agents", "random", "random", "expert", "--games", "3", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert sorted(r["agent"] for r in summary["ratings"]) == ["expert", "random", "random#2"]

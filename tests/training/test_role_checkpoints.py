@@ -261,3 +261,77 @@ def test_a_lora_checkpoints_tournament_exploitability_is_the_one_its_run_measure
     summary = run_tournament("kuhn_poker", participants, games=4, out=tmp_path / "tour", progress=False)
     figures = {r["agent"]: r["exploitability"] for r in summary["ratings"]}
     assert figures["step_1"] == pytest.approx(measured, rel=1e-9) and figures["random"] == pytest.approx(0.4583333333)
+
+
+GUESS = '''
+import itertools
+from selfplay.games import Game, InvalidAction, Failure, Turn, Outcome
+
+
+class Guess(Game):
+    """Each holds a private number 1..3 and in turn guesses whether the total is above 4."""
+    name = "guess_default"
+    roles = ("default", "other")  # "default" is the name PEFT gives an unnamed adapter
+    reward_range = (-1.0, 1.0)
+    outcome = Outcome("general_sum", win_lose=False)
+    max_turns = 2
+    action_format = "[high] or [low]"
+
+    def reset(self, seed):
+        self.seed_rng(seed)
+        self.reset_deal({r: self.rng.randint(1, 3) for r in self.roles})
+
+    def deals(self):
+        for combo in itertools.product(range(1, 4), repeat=2):
+            yield 1 / 9, dict(zip(self.roles, combo))
+
+    def reset_deal(self, deal):
+        self.numbers, self.guesses = dict(deal), {}
+
+    def turn(self):
+        return next((Turn(r) for r in self.roles if r not in self.guesses), None)
+
+    def observe(self, role):
+        return [{"role": "system", "content": "Guess whether the two numbers sum to more than 4."},
+                {"role": "user", "content": f"Your number is {self.numbers[role]}; said: {self.guesses}."}]
+
+    def legal_actions(self, role):
+        return ["[high]", "[low]"]
+
+    def parse(self, role, text):
+        for word in ("high", "low"):
+            if f"[{word}]" in text:
+                return word
+        raise InvalidAction(Failure.PARSE_ERROR, "answer [high] or [low]")
+
+    def step(self, role, actions):
+        self.guesses[role] = actions[0] or "low"
+
+    def rewards(self):
+        high = sum(self.numbers.values()) > 4
+        return {r: 1.0 if (g == "high") == high else -1.0 for r, g in self.guesses.items()}
+
+    def resample_hidden(self, role, rng):
+        for r in self.roles:
+            if r != role:
+                self.numbers[r] = rng.randint(1, 3)
+'''
+
+
+def test_a_lora_role_named_default_keeps_its_own_adapter_folder(tmp_path):
+    """PEFT saves an adapter named "default" at the top of the folder, not in default/: the checkpoint moves it, so
+    the role plays from it (it was "holds weights for the roles other, not for 'default'") with the run's figure."""
+    from selfplay.arena.tournament import run_tournament
+
+    game = tmp_path / "guess.py"
+    game.write_text(GUESS)
+    out = tmp_path / "run"
+    run([f"game={game}:Guess", "weights=lora", "steps=1", "games_per_step=8", "eval_every=1", "eval_games=4",
+         "checkpoint_every=1", "eval_opponents=[random]"], out, base=[o for o in TINY if not o.startswith("game")])
+    policy = out / "checkpoints" / "step_000001" / "policy"
+    assert (policy / "default" / "adapter_config.json").exists() and not (policy / "adapter_config.json").exists()
+    measured = json.loads((out / "summary.json").read_text())["history"][-1]["exact"]["exploitability"]
+    participants = [Participant("random", "random"), *checkpoint_participants(out)]
+    summary = run_tournament(f"{game}:Guess", participants, games=4, out=tmp_path / "tour", progress=False)
+    figures = {r["agent"]: r["exploitability"] for r in summary["ratings"]}
+    assert figures["step_1"] == pytest.approx(measured, rel=1e-9)
