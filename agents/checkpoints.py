@@ -169,6 +169,7 @@ def load_role_models(path: str | Path, device: str | None = None, dtype: str | N
 
     from selfplay.agents.models import load_model
     from selfplay.agents.specs import parse_spec
+    from selfplay.agents.weights import quiet_adapter_names
 
     policy = policy_dir(path)
     if policy is None:
@@ -184,7 +185,7 @@ def load_role_models(path: str | Path, device: str | None = None, dtype: str | N
     module, tokenizer = load_model(spec.kind, spec.arg, device=device, dtype=base.get("dtype", "float32"),
                                    seed=base["seed"], **sizes)
     first, *others = roles
-    with warnings.catch_warnings():  # PEFT asks transformers a deprecated question while loading
+    with warnings.catch_warnings(), quiet_adapter_names():  # PEFT asks transformers a deprecated question
         warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
         module = PeftModel.from_pretrained(module, str(roles[first]), adapter_name=first, is_trainable=False)
         for role in others:

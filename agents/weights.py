@@ -4,7 +4,9 @@ and frozen snapshots of any of them for the opponent pool."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
@@ -18,6 +20,16 @@ def lora_config(r: int = 8, alpha: int = 16, dropout: float = 0.0, target_module
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
 
 
+@contextmanager
+def quiet_adapter_names() -> Iterator[None]:
+    """Silence PEFT's warning that an adapter name inside 'lora_' (a role named a, o or r) "may" reinitialise weights
+    on loading: checkpoints of such roles save and load exactly (tests/agents/test_llm.py)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Adapter name .* should not be contained in the prefix",
+                                category=UserWarning)
+        yield
+
+
 def add_adapters(model: torch.nn.Module, names: Sequence[str], config: LoraConfig | None = None,
                  seed: int = 0) -> PeftModel:
     """Wrap ``model`` (frozen) with one LoRA adapter per name; each adapter is initialised from its own seed."""
@@ -25,11 +37,13 @@ def add_adapters(model: torch.nn.Module, names: Sequence[str], config: LoraConfi
         raise ValueError("add_adapters needs at least one adapter name")
     config = config or lora_config()
     torch.manual_seed(seed)
-    peft_model = model if isinstance(model, PeftModel) else get_peft_model(model, copy.deepcopy(config), adapter_name=names[0])
-    for i, name in enumerate(names):
-        if name not in peft_model.peft_config:
-            torch.manual_seed(seed + i)
-            peft_model.add_adapter(name, copy.deepcopy(config))
+    with quiet_adapter_names():
+        peft_model = model if isinstance(model, PeftModel) else get_peft_model(model, copy.deepcopy(config),
+                                                                                 adapter_name=names[0])
+        for i, name in enumerate(names):
+            if name not in peft_model.peft_config:
+                torch.manual_seed(seed + i)
+                peft_model.add_adapter(name, copy.deepcopy(config))
     for name in names:  # every role's adapter trains, whichever is routed at the moment
         for p in adapter_parameters(peft_model, name):
             p.requires_grad_(True)
@@ -62,7 +76,8 @@ def adapter_parameters(model: PeftModel, adapter: str) -> list[torch.nn.Paramete
 
 def snapshot_adapter(model: PeftModel, source: str, name: str) -> str:
     """Copy adapter ``source`` into a new frozen adapter ``name`` on the same base (cheap opponent snapshot)."""
-    model.add_adapter(name, copy.deepcopy(model.peft_config[source]))
+    with quiet_adapter_names():
+        model.add_adapter(name, copy.deepcopy(model.peft_config[source]))
     state = get_peft_model_state_dict(model, adapter_name=source)
     set_peft_model_state_dict(model, {k: v.clone() for k, v in state.items()}, adapter_name=name)
     for p in adapter_parameters(model, name):

@@ -254,3 +254,28 @@ def test_prompts_rendered_in_one_batch_are_the_ids_rendered_one_by_one():
     assert repeated == [one_by_one[2], one_by_one[0], one_by_one[2]]
     repeated[0].append(-1)  # each row its own list
     assert repeated[2] == one_by_one[2]
+
+
+def test_adapters_named_inside_lora_prefix_save_and_load_exactly_without_peft_warnings(tmp_path):
+    """PEFT warns that an adapter name contained in 'lora_' "may" be reinitialised on loading; selfplay silences that
+    warning for role names such as a or r, so here their weights must survive a save and a load bit for bit."""
+    import warnings
+
+    from peft import PeftModel, get_peft_model_state_dict
+
+    names = ["a", "lora_A", "r"]
+    model, _ = tiny_model(seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the adapter-name warning is silenced
+        saved = add_adapters(model, names, seed=4)
+    with torch.no_grad():
+        for n, p in saved.named_parameters():
+            if "lora_B" in n:  # B starts at zero; a trained one does not
+                p.normal_()
+    saved.save_pretrained(tmp_path, selected_adapters=names)
+    loaded = PeftModel.from_pretrained(tiny_model(seed=0)[0], str(tmp_path / names[0]), adapter_name=names[0])
+    for name in names[1:]:
+        loaded.load_adapter(str(tmp_path / name), adapter_name=name)
+    for name in names:
+        mine, theirs = get_peft_model_state_dict(saved, adapter_name=name), get_peft_model_state_dict(loaded, adapter_name=name)
+        assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
