@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import networkx as nx
 
+from selfplay.arena.stats import wilson  # noqa: F401 - the rate interval, used here and re-exported
+
 ELO = 400 / math.log(10)
 
 
@@ -104,16 +106,6 @@ def pair_scores(results: Sequence[Result]) -> dict[tuple[str, str], tuple[float,
         table[(r.b, r.a)][0] += 1 - r.score
         table[(r.b, r.a)][1] += 1
     return {k: (v[0], int(v[1])) for k, v in table.items()}
-
-
-def wilson(score: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a win rate (draws as halves)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = score / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
 
 
 def dominance_graph(results: Sequence[Result]) -> nx.DiGraph:

@@ -25,6 +25,9 @@ class Tally:
     turns_sum: float = 0.0
     attempts: float = 0.0
     invalid: float = 0.0
+    ranged: float = 0.0  # decided games whose record states the game's reward range, and the sums of its ends
+    range_low_sum: float = 0.0
+    range_high_sum: float = 0.0
 
     def add(self, ep: Episode, role: str) -> None:
         """Count ``ep`` from ``role``'s side (an errored episode counts as an error, with its attempts)."""
@@ -37,6 +40,11 @@ class Tally:
             setattr(self, _COUNTERS[outcome], getattr(self, _COUNTERS[outcome]) + 1)
             self.reward_sum += ep.rewards[role]
             self.reward_sq += ep.rewards[role] ** 2
+            bounds = (ep.meta.get("outcome") or {}).get("range")
+            if bounds:
+                self.ranged += 1
+                self.range_low_sum += bounds[0]
+                self.range_high_sum += bounds[1]
         mine = [s for s in ep.steps if s.role == role and s.agent == ep.agents[role]]
         self.attempts += len(mine)
         self.invalid += sum(s.failure is not None for s in mine)
@@ -65,9 +73,22 @@ class Tally:
         return max(0.0, (self.reward_sq - self.reward_sum ** 2 / n) / (n - 1)) if n > 1 else 0.0
 
     def reward_interval(self, z: float = 1.96) -> tuple[float, float]:
-        """95% normal interval of the mean reward (mean +- z * sd / sqrt(n))."""
-        half = z * math.sqrt(self.reward_variance / max(1.0, self.decided))
-        return self.mean_reward - half, self.mean_reward + half
+        """95% normal interval of the mean reward (mean +- z * sd / sqrt(n)). Where the records state the reward
+        range it is clipped to it, and a sample without spread (every game the same reward: 20 losses, one game)
+        gets Wilson's interval for that value scaled to the range, as if each game paid one end or the other (the
+        widest spread a mean in that range allows), instead of a zero-width interval."""
+        n, mean = self.decided, self.mean_reward
+        half = z * math.sqrt(self.reward_variance / max(1.0, n))
+        low, high = mean - half, mean + half
+        if self.ranged == n and n >= 1:  # every game's range known (records older than the range lack it)
+            a, b = self.range_low_sum / n, self.range_high_sum / n
+            if b > a:
+                if self.reward_variance <= 1e-12 * (b - a) ** 2:
+                    p = min(1.0, max(0.0, (mean - a) / (b - a)))
+                    lo, hi = wilson(p * n, int(round(n)), z)
+                    low, high = a + lo * (b - a), a + hi * (b - a)
+                low, high = max(low, a), min(high, b)
+        return low, high
 
     @property
     def invalid_rate(self) -> float:
@@ -79,6 +100,16 @@ class Tally:
 
 
 _COUNTERS = {"win": "wins", "draw": "draws", "loss": "losses"}
+
+
+def wilson(score: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a win rate (draws as halves)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = score / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
 
 
 @dataclass

@@ -114,7 +114,8 @@ class Outcome:
         """The outcome model as stored with each episode, so records read alone still know what results mean."""
         success = reward_range[1] if self.success is None else self.success
         return {"kind": self.kind, "win_lose": self.win_lose, **({"success": success} if self.kind == "cooperative" else {}),
-                **({"total": self.total} if self.kind == "constant_sum" else {})}
+                **({"total": self.total} if self.kind == "constant_sum" else {}),
+                "range": [float(reward_range[0]), float(reward_range[1])]}
 
 
 WIN_LOSE_RANGES = ((-1.0, 1.0), (0.0, 1.0))
@@ -222,9 +223,10 @@ class Game:
         """Apply the turn's actions (one per sample; None for a sample that stayed invalid).
 
         May return one reward per sample (e.g. a solver's correctness); otherwise every sample gets
-        the role's terminal reward.
+        the role's terminal reward. A game whose turns are all simultaneous implements ``step_together`` instead.
         """
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} returned a one-role Turn({role!r}) but has no step(): "
+                                  f"implement step, or return Turn.together(...) for simultaneous moves")
 
     def rewards(self) -> dict[str, float]:
         """Terminal rewards per role (called once ``turn()`` is None)."""
@@ -405,7 +407,11 @@ REQUIRED_METHODS = ("reset", "turn", "observe", "parse", "step", "rewards")
 def validate_game_class(cls: type) -> None:
     """Raise TypeError naming what a game class lacks (methods, name, roles, a sane reward range)."""
     label = getattr(cls, "__name__", repr(cls))
-    missing = [m for m in REQUIRED_METHODS if not callable(getattr(cls, m, None)) or getattr(cls, m) is getattr(Game, m)]
+    def lacks(m: str) -> bool:
+        return not callable(getattr(cls, m, None)) or getattr(cls, m) is getattr(Game, m)
+
+    # a game whose every turn is simultaneous needs step_together only
+    missing = [m for m in REQUIRED_METHODS if lacks(m) and not (m == "step" and not lacks("step_together"))]
     if missing:
         raise TypeError(f"game class {label} is missing required method(s): {', '.join(missing)}")
     if not getattr(cls, "name", None):

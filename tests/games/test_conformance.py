@@ -3,7 +3,7 @@ import re
 import pytest
 
 from selfplay.games.conformance import check_game
-from selfplay.games.core import Game, user, validate_game_class
+from selfplay.games.core import Failure, Game, InvalidAction, user, validate_game_class
 from selfplay.games.registry import registered_games
 from tests.fakes import EndlessTTT, GenerousTTT, GuessGame, GullibleTTT, LeakyTTT, NondeterministicTTT
 
@@ -42,6 +42,49 @@ def test_a_class_missing_a_method_is_named():
 
     with pytest.raises(TypeError, match="missing required method.*turn.*observe.*parse.*step.*rewards"):
         validate_game_class(Half)
+
+
+def test_a_game_of_simultaneous_turns_only_needs_step_together_not_step():
+    """All its turns are Turn.together: step_together stands in for step (it was refused for lacking step); a game
+    with neither still names step, and a one-role Turn reaching a game without step says what to implement."""
+    from selfplay.games.conformance import check_game
+    from selfplay.games.core import Turn
+
+    class Together(Game):
+        name, roles, max_turns, reward_range = "together", ("a", "b"), 1, (-1.0, 1.0)
+
+        def reset(self, seed):
+            self.seed_rng(seed)
+            self.said = None
+
+        def turn(self):
+            return Turn.together(*self.roles) if self.said is None else None
+
+        def observe(self, role):
+            return [{"role": "user", "content": "Say [0] or [1]."}]
+
+        def legal_actions(self, role):
+            return ["[0]", "[1]"]
+
+        def parse(self, role, text):
+            if text.strip() not in ("[0]", "[1]"):
+                raise InvalidAction(Failure.PARSE_ERROR, "say [0] or [1]")
+            return int(text.strip()[1])
+
+        def step_together(self, actions):
+            self.said = actions
+
+        def rewards(self):
+            match = self.said["a"] == self.said["b"]
+            return {"a": 1.0 if match else -1.0, "b": -1.0 if match else 1.0}
+
+    validate_game_class(Together)
+    report = check_game(Together, seeds=range(20))
+    assert report.ok, report
+    with pytest.raises(TypeError, match="missing required method.*: step$"):
+        validate_game_class(type("Neither", (Together,), {"step_together": Game.step_together}))
+    with pytest.raises(NotImplementedError, match=r"one-role Turn\('a'\) but has no step\(\)"):
+        Together().step("a", [0])
 
 
 @pytest.mark.parametrize("role, words", [("bob/2", "'/'"), ("a=b", "'='"), ("tab\there", repr("\t")), ("..", "'..'"),
