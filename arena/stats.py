@@ -79,16 +79,25 @@ class Tally:
         widest spread a mean in that range allows), instead of a zero-width interval."""
         n, mean = self.decided, self.mean_reward
         half = z * math.sqrt(self.reward_variance / max(1.0, n))
-        low, high = mean - half, mean + half
-        if self.ranged == n and n >= 1:  # every game's range known (records older than the range lack it)
-            a, b = self.range_low_sum / n, self.range_high_sum / n
-            if b > a:
-                if self.reward_variance <= 1e-12 * (b - a) ** 2:
-                    p = min(1.0, max(0.0, (mean - a) / (b - a)))
-                    lo, hi = wilson(p * n, int(round(n)), z)
-                    low, high = a + lo * (b - a), a + hi * (b - a)
-                low, high = max(low, a), min(high, b)
-        return low, high
+        bounds = self.reward_range
+        if bounds and self.reward_variance <= 1e-12 * (bounds[1] - bounds[0]) ** 2:
+            a, b = bounds
+            lo, hi = wilson(min(1.0, max(0.0, (mean - a) / (b - a))) * n, int(round(n)), z)
+            return self.clip(a + lo * (b - a), a + hi * (b - a))
+        return self.clip(mean - half, mean + half)
+
+    @property
+    def reward_range(self) -> tuple[float, float] | None:
+        """The game's reward range where every decided game's record states it (older records lack it)."""
+        n = self.decided
+        if n < 1 or self.ranged != n or self.range_high_sum <= self.range_low_sum:
+            return None
+        return self.range_low_sum / n, self.range_high_sum / n
+
+    def clip(self, low: float, high: float) -> tuple[float, float]:
+        """An interval of the mean reward cut to the reward range, where known."""
+        bounds = self.reward_range
+        return (max(low, bounds[0]), min(high, bounds[1])) if bounds else (low, high)
 
     @property
     def invalid_rate(self) -> float:

@@ -156,6 +156,8 @@ class Evaluator:
         # the mean over seats weighs each seat equally; its interval adds the seats' variances of the mean
         mean = sum(s.mean_reward for s in seats.values()) / max(1, len(seats))
         half = 1.96 * math.sqrt(sum(s.reward_variance / s.decided for s in seats.values())) / max(1, len(seats))
+        # no spread within any seat: the pooled games' interval (Wilson's where every game paid the same)
+        low, high = t.clip(mean - half, mean + half) if half > 0 or not t.decided else t.reward_interval()
         return {"games": max(1.0, t.decided), "win": t.rate(t.wins), "draw": t.rate(t.draws), "loss": t.rate(t.losses),
                 "win_or_draw": t.rate(t.wins + t.draws), "invalid_rate": t.invalid_rate,
                 # the learner's mean reward per seat (the same seeds and baseline tasks at every evaluation)
@@ -163,7 +165,8 @@ class Evaluator:
                               "games": s.decided} for r, s in seats.items()},
                 "reward": {r: s.mean_reward for r, s in seats.items()},
                 "reward_ci": {r: list(s.reward_interval()) for r, s in seats.items()},
-                "mean_reward": mean, "mean_reward_ci": [mean - half, mean + half]}
+                "mean_reward": mean, "mean_reward_ci": [low, high],
+                "mean_reward_se": half / 1.96 if half > 0 else (high - low) / (2 * 1.96)}
 
     def _seat_agents(self) -> dict[str, Any]:
         """The fixed agents of ``opponents.seats``, seeded for evaluation."""

@@ -221,7 +221,9 @@ def before_after(history: list[dict[str, Any]]) -> dict[str, Any] | None:
         start = first.get("evaluation", {}).get(name)
         if start is None:
             continue
-        se = [(r["mean_reward_ci"][1] - r["mean_reward_ci"][0]) / (2 * 1.96) for r in (start, end)]
+        # the standard errors as evaluated (a clipped interval's width would understate them)
+        se = [r.get("mean_reward_se", (r["mean_reward_ci"][1] - r["mean_reward_ci"][0]) / (2 * 1.96))
+              for r in (start, end)]
         change = end["mean_reward"] - start["mean_reward"]
         half = 1.96 * math.sqrt(se[0] ** 2 + se[1] ** 2)
         rows[name] = {"before": start["mean_reward"], "before_ci": start["mean_reward_ci"], "after": end["mean_reward"],

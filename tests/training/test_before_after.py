@@ -35,3 +35,15 @@ def test_a_cooperative_run_compares_its_team_value_with_the_best():
     out = before_after([first, last])
     assert out["rows"]["team_value"] == {"before": 3.7, "after": 3.9, "optimum": 10.0}
     assert "team value in self-play (exact; the best joint policy's 10.0000) 3.7000 -> 3.9000" in out["lines"]
+
+
+def test_the_change_uses_the_standard_errors_as_evaluated_not_a_clipped_intervals_width():
+    """A mean of 0.9 on a 0..1 range has its interval clipped at 1 ([0.704, 1.0]): its width would understate the
+    standard error (0.1), so the change's interval reads ``mean_reward_se``."""
+    first, last = _entry(0, 0.5, 0.196), _entry(8, 0.9, 0.196)
+    last["evaluation"]["random"]["mean_reward_ci"] = [0.704, 1.0]
+    for entry in (first, last):
+        entry["evaluation"]["random"]["mean_reward_se"] = 0.1
+    row = before_after([first, last])["rows"]["random"]
+    assert row["change_ci"] == pytest.approx([0.4 - 0.2772, 0.4 + 0.2772], abs=1e-4)
+    assert row["after_ci"] == [0.704, 1.0]
