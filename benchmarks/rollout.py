@@ -38,6 +38,7 @@ from benchmarks.generation import FallbackTicTacToe, build, sync  # noqa: E402
 from selfplay.agents.graph_step import StaticStep  # noqa: E402
 from selfplay.agents.llm import LLMAgent, SamplingConfig, render_prompt  # noqa: E402
 from selfplay.arena.play import paired_matches, play  # noqa: E402
+from selfplay.training.metrics import peak_flops  # noqa: E402
 from selfplay.games.core import InvalidAction  # noqa: E402
 
 
@@ -188,6 +189,13 @@ def matmul_rates(batch: int, hidden: int, inner: int, device: str, dtype: torch.
     return rates
 
 
+def roofline_ms(params: int, rows: float, kv_bytes: float, bandwidth: float, peak: float, context: int = 128) -> float:
+    """../shared/GPU.md's floor of one decode step on a GPU: reading the bf16 weights and ``rows`` rows of
+    ``context`` tokens of keys and values at ``bandwidth`` bytes/s, or the step's ``2 * params * rows`` FLOPs at the
+    card's ``peak``, whichever takes longer (ms)."""
+    return 1000 * max((2 * params + rows * context * kv_bytes) / bandwidth, 2 * params * rows / peak)
+
+
 def copy_bandwidth(device: str) -> float:
     """Bytes per second a device-to-device copy moves (read plus write)."""
     x = torch.empty(256 * 2**20, dtype=torch.float32, device=device)
@@ -257,6 +265,7 @@ def main() -> None:
         return max(compute, 1000 * (2 * params + rows * 128 * kv_bytes) / bandwidth) if bandwidth else compute
 
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    peak = (peak_flops(device_name) or 8e14) if bandwidth else 0.0  # GPU.md's 8e14 where the card is not listed
     print(f"# {args.model} on {device_name} ({torch.get_num_threads()} threads), {args.games} games, "
           f"{args.new} new tokens; matmul at the decode shape "
           f"{' / '.join(f'{r / 1e9:.0f}' for r in rates)} GFLOP/s "
@@ -288,8 +297,9 @@ def main() -> None:
             results[kind].append(row)
             lines.append(row)
             print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+    roof = f" {'x GPU.md floor':>14}" if bandwidth else ""  # the bandwidth floor of ../shared/GPU.md
     print(f"\n{'':<18} {'games/s':>8} {'tok/s':>8} {'ms/decode step':>15} {'rows':>5} {'x floor':>8} "
-          f"{'x F.linear floor':>16} {'prefill tok/s':>14} {'prefill tokens':>15} {'ratio vs naive (min-max)':>26}")
+          f"{'x F.linear floor':>16}{roof} {'prefill tok/s':>14} {'prefill tokens':>15} {'ratio vs naive (min-max)':>26}")
     for kind in kinds:
         rs = results[kind]
         ratios = [r["games_per_s"] / n["games_per_s"] for r, n in zip(rs, results["naive"])]
@@ -297,8 +307,10 @@ def main() -> None:
         print(f"{kind:<18} {med('games_per_s'):>8.2f} {med('tokens_per_s'):>8.0f} {med('ms_per_decode_step'):>15.1f} "
               f"{med('rows_per_decode_step'):>5.1f} "
               f"{med('ms_per_decode_step') / floor_ms(med('rows_per_decode_step')):>8.2f} "
-              f"{med('ms_per_decode_step') / floor_ms(med('rows_per_decode_step'), rates[0]):>16.2f} "
-              f"{med('prefill_tok_per_s'):>14.0f} "
+              f"{med('ms_per_decode_step') / floor_ms(med('rows_per_decode_step'), rates[0]):>16.2f}"
+              + (f" {med('ms_per_decode_step') / roofline_ms(params, med('rows_per_decode_step'), kv_bytes, bandwidth, peak):>14.1f}"
+                 if bandwidth else "") +
+              f" {med('prefill_tok_per_s'):>14.0f} "
               f"{med('prefill_tokens'):>15.0f} {statistics.mean(ratios):>14.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
     if args.profile:
         profiler = cProfile.Profile()
