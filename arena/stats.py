@@ -82,7 +82,7 @@ class Tally:
         bounds = self.reward_range
         if bounds and self.reward_variance <= 1e-12 * (bounds[1] - bounds[0]) ** 2:
             a, b = bounds
-            lo, hi = wilson(min(1.0, max(0.0, (mean - a) / (b - a))) * n, int(round(n)), z)
+            lo, hi = wilson(min(1.0, max(0.0, (mean - a) / (b - a))) * n, round(n), z)
             return self.clip(a + lo * (b - a), a + hi * (b - a))
         return self.clip(mean - half, mean + half)
 

@@ -407,6 +407,7 @@ REQUIRED_METHODS = ("reset", "turn", "observe", "parse", "step", "rewards")
 def validate_game_class(cls: type) -> None:
     """Raise TypeError naming what a game class lacks (methods, name, roles, a sane reward range)."""
     label = getattr(cls, "__name__", repr(cls))
+
     def lacks(m: str) -> bool:
         return not callable(getattr(cls, m, None)) or getattr(cls, m) is getattr(Game, m)
 
