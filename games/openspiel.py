@@ -80,6 +80,10 @@ def openspiel_game(spec: str) -> type[Game]:
     except Exception as exc:  # noqa: BLE001 - pyspiel raises its own error types
         raise ValueError(f"OpenSpiel cannot load {spec!r}: {str(exc).splitlines()[0]}") from None
     info = game.get_type()
+    if info.dynamics not in (pyspiel.GameType.Dynamics.SEQUENTIAL, pyspiel.GameType.Dynamics.SIMULTANEOUS):
+        raise ValueError(f"OpenSpiel's {spec!r} is not supported: its dynamics are {info.dynamics.name.lower()} (a "
+                         f"mean-field game models a population, not players); selfplay plays sequential and "
+                         f"simultaneous-move games")
     kinds = {pyspiel.GameType.Utility.ZERO_SUM: "zero_sum", pyspiel.GameType.Utility.CONSTANT_SUM: "constant_sum",
              pyspiel.GameType.Utility.IDENTICAL: "cooperative", pyspiel.GameType.Utility.GENERAL_SUM: "general_sum"}
     low, high = float(game.min_utility()), float(game.max_utility())

@@ -215,6 +215,8 @@ def test_truncation_pays_the_running_returns_within_range_and_action_structs_are
     assert check_game(cls, range(4)).ok
     with pytest.raises(ValueError, match="'crossword' is not supported: .*action structs"):
         game_class("openspiel:crossword")
+    with pytest.raises(ValueError, match="'mfg_crowd_modelling' is not supported: its dynamics are mean_field"):
+        game_class("openspiel:mfg_crowd_modelling")  # it crashed at every turn (a mean-field node has no player)
 
 
 class _ThroughAdapter(os_policy.Policy):
