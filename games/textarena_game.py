@@ -18,8 +18,10 @@ games played side by side stay reproducible. Rewards are TextArena's (wins, draw
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import re
+import sys
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -80,16 +82,38 @@ def _players(ta: Any, env_id: str) -> int:
     try:
         for count in PLAYER_COUNTS:
             try:
-                ta.make(env_id).reset(num_players=count, seed=0)
+                with _no_downloads():
+                    ta.make(env_id).reset(num_players=count, seed=0)
                 return count
             except AssertionError as exc:  # TextArena asserts on the number of players
                 first_error = first_error or exc
             except Exception as exc:  # noqa: BLE001 - an environment that cannot start at all (its own bug, a key)
-                raise ValueError(f"TextArena's {env_id} cannot start: {_first_line(exc)}") from None
+                hint = (" (NLTK data it needs is not installed, and selfplay downloads nothing at run time: "
+                        "python -m nltk.downloader words averaged_perceptron_tagger_eng)"
+                        if isinstance(exc, LookupError) else "")
+                raise ValueError(f"TextArena's {env_id} cannot start: {_first_line(exc)}{hint}") from None
     finally:
         random.setstate(outside)
     raise ValueError(f"TextArena's {env_id} did not start with {', '.join(map(str, PLAYER_COUNTS))} players: "
                      f"{_first_line(first_error)}")
+
+
+@contextmanager
+def _no_downloads():
+    """TextArena's word games call ``nltk.download`` when they start; selfplay downloads nothing at run time, so
+    inside this the call does nothing and a missing corpus fails by name (LookupError) instead of reaching out."""
+    nltk = sys.modules.get("nltk")
+    if nltk is None and importlib.util.find_spec("nltk") is not None:
+        import nltk
+    if nltk is None:
+        yield
+        return
+    download = nltk.download
+    nltk.download = lambda *args, **kwargs: False
+    try:
+        yield
+    finally:
+        nltk.download = download
 
 
 def _first_line(exc: BaseException) -> str:
@@ -121,9 +145,10 @@ class TextArenaGame(Game):
         random.seed(seed)
         self._ta_random = random.getstate()
         random.setstate(outside)
-        self.env = self.ta.make(self.env_id)
-        with self._own_random():
-            self.env.reset(num_players=len(self.roles), seed=seed)
+        with _no_downloads():
+            self.env = self.ta.make(self.env_id)
+            with self._own_random():
+                self.env.reset(num_players=len(self.roles), seed=seed)
         self.final: dict[str, float] | None = None
         self._finish_if_done()
 

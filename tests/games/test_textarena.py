@@ -101,3 +101,25 @@ def test_an_environment_that_cannot_start_is_one_named_error(monkeypatch):
     monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
     with pytest.raises(ValueError, match="TextArena's Debate-v0 cannot start: ValueError: OpenRouter API key"):
         game_class("textarena:Debate-v0")
+
+
+def test_a_word_game_never_downloads_its_nltk_data():
+    """TextArena's word games call nltk.download when they start (a network request on every load here); selfplay
+    downloads nothing at run time, so the call is held off and a missing corpus is named with the command to run."""
+    nltk = pytest.importorskip("nltk")
+    from selfplay.games.textarena_game import textarena_game
+
+    calls = []
+    original = nltk.download
+    nltk.download = lambda *args, **kwargs: calls.append(args) or True  # what a real download would be
+    try:
+        textarena_game.cache_clear()
+        try:
+            cls = game_class("textarena:SpellingBee-v0")
+            cls().reset(0)
+        except ValueError as exc:  # the usual case: no NLTK data on this machine
+            assert "LookupError" in str(exc) and "downloads nothing at run time" in str(exc)
+    finally:
+        nltk.download = original
+        textarena_game.cache_clear()
+    assert calls == []
