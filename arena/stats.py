@@ -78,12 +78,12 @@ class Tally:
         gets Wilson's interval for that value scaled to the range, as if each game paid one end or the other (the
         widest spread a mean in that range allows), instead of a zero-width interval."""
         n, mean = self.decided, self.mean_reward
-        half = z * math.sqrt(self.reward_variance / max(1.0, n))
         bounds = self.reward_range
         if bounds and self.reward_variance <= 1e-12 * (bounds[1] - bounds[0]) ** 2:
             a, b = bounds
             lo, hi = wilson(min(1.0, max(0.0, (mean - a) / (b - a))) * n, round(n), z)
             return self.clip(a + lo * (b - a), a + hi * (b - a))
+        half = z * math.sqrt(self.reward_variance / max(1.0, n))
         return self.clip(mean - half, mean + half)
 
     @property

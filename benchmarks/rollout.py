@@ -50,12 +50,15 @@ class ForwardClock:
         self.reset()
         self.last = "prefill"  # the kind of the latest decoder forward: the output layer's time goes with it
         self.in_step = False  # inside a static decode step: timed as a whole (its capture must not synchronise)
+        def outside_steps(hook):  # a static step is timed whole; its capture must not synchronise
+            return lambda *args: None if self.in_step else hook(*args)
+
         decoder = model.get_decoder()
-        decoder.register_forward_pre_hook(self._pre, with_kwargs=True)
-        decoder.register_forward_hook(self._post, with_kwargs=True)
+        decoder.register_forward_pre_hook(outside_steps(self._pre), with_kwargs=True)
+        decoder.register_forward_hook(outside_steps(self._post), with_kwargs=True)
         head = model.get_output_embeddings()
-        head.register_forward_pre_hook(self._pre, with_kwargs=True)
-        head.register_forward_hook(self._head, with_kwargs=True)
+        head.register_forward_pre_hook(outside_steps(self._pre), with_kwargs=True)
+        head.register_forward_hook(outside_steps(self._head), with_kwargs=True)
         replay = StaticStep.run
 
         def timed_replay(step, ids, positions, col):  # CUDA-graph decode steps do not call the decoder module
@@ -84,14 +87,10 @@ class ForwardClock:
         return ids.shape[0], ids.shape[1]
 
     def _pre(self, module, args, kwargs):
-        if self.in_step:
-            return
         sync(self.device)
         self.start = time.perf_counter()
 
     def _post(self, module, args, kwargs, output):
-        if self.in_step:
-            return
         sync(self.device)
         seconds = time.perf_counter() - self.start
         rows, width = self._shape(args, kwargs)
@@ -105,8 +104,6 @@ class ForwardClock:
             self.prefill_tokens += rows * width
 
     def _head(self, module, args, kwargs, output):
-        if self.in_step:
-            return
         sync(self.device)
         seconds = time.perf_counter() - self.start
         if self.last == "decode":

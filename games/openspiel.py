@@ -119,13 +119,11 @@ EXACT_NODES = 50_000  # the largest OpenSpiel tree (chance nodes included) evalu
 
 
 def _small_enough(game: Any) -> bool:
-    """Whether a loaded OpenSpiel game can be evaluated exactly: sequential or simultaneous, its chance all at chance
-    nodes (no internal rng_seed), and a tree of at most EXACT_NODES histories (a simultaneous node's children are
-    the joint moves of the players who move there, as ``Turn.together`` plays them)."""
-    pyspiel = _pyspiel()
-    dynamics = game.get_type().dynamics
-    if dynamics not in (pyspiel.GameType.Dynamics.SEQUENTIAL, pyspiel.GameType.Dynamics.SIMULTANEOUS) \
-            or "rng_seed" in game.get_parameters():
+    """Whether a loaded OpenSpiel game (sequential or simultaneous: ``openspiel_game`` refuses the rest) can be
+    evaluated exactly: its chance all at chance nodes (no internal rng_seed), and a tree of at most EXACT_NODES
+    histories (a simultaneous node's children are the joint moves of the players who move there, as
+    ``Turn.together`` plays them)."""
+    if "rng_seed" in game.get_parameters():
         return False
     players = range(game.num_players())
     stack, count = [game.new_initial_state()], 0

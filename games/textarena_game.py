@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib.util
 import random
 import re
-import sys
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -102,12 +101,11 @@ def _players(ta: Any, env_id: str) -> int:
 def _no_downloads():
     """TextArena's word games call ``nltk.download`` when they start; selfplay downloads nothing at run time, so
     inside this the call does nothing and a missing corpus fails by name (LookupError) instead of reaching out."""
-    nltk = sys.modules.get("nltk")
-    if nltk is None and importlib.util.find_spec("nltk") is not None:
-        import nltk
-    if nltk is None:
+    if importlib.util.find_spec("nltk") is None:
         yield
         return
+    import nltk
+
     download = nltk.download
     nltk.download = lambda *args, **kwargs: False
     try:
