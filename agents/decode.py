@@ -30,7 +30,7 @@ from typing import Callable
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from selfplay.agents.graph_step import StaticStep, supports
+from selfplay.agents.graph_step import StaticStep, step_bytes, supports
 from selfplay.agents.packing import packed_linears
 
 
@@ -257,7 +257,8 @@ class Decoder:
         self.model, self.eos, self.stop_ids = model, eos, set(stop_ids) | {eos}
         if min_saving is None:
             min_saving = default_min_saving(next(model.parameters()).device)
-        self.graphs, self._steps = graphs, {}  # CUDA-graph decode steps by (rows, columns)
+        self.graphs, self._steps = graphs, {}  # CUDA-graph decode steps by (rows, columns), least recently used first
+        self.graph_bytes: int | None = None  # most bytes of key/value buffers the steps may hold (None: a quarter of the GPU)
         self.min_saving, self.max_rows, self.pack = min_saving, max_rows, pack
         self.kw = cache_keyword(model)
         self.head = plain_head(model)  # restricted logits need a plain linear output layer
@@ -482,14 +483,24 @@ class Decoder:
 
     def _static_step(self, rows: int, length: int, device: torch.device):
         """The CUDA-graph step for a batch of ``rows`` and ``length`` columns, shapes bucketed (rows to a power of
-        two, columns to a multiple of 64) so graphs are reused across calls; None where it does not apply."""
+        two, columns to a multiple of 64) so graphs are reused across calls; None where it does not apply. Each step
+        holds its own key and value buffers, so the least recently used are dropped (their memory and graph freed)
+        beyond ``graph_bytes``: a quarter of the GPU's memory unless set."""
         wanted = self.graphs == "always" or (self.graphs and device.type == "cuda")  # "always": on a CPU too (tests)
         if not (wanted and supports(self.model)):
             return None
         key = (1 << (rows - 1).bit_length(), -(-length // 64) * 64)
-        if key not in self._steps:
-            self._steps[key] = StaticStep(self.model, *key)
-        return self._steps[key]
+        step = self._steps.pop(key, None)
+        if step is None:
+            if self.graph_bytes is None:
+                self.graph_bytes = torch.cuda.get_device_properties(device).total_memory // 4 \
+                    if device.type == "cuda" else 1 << 62
+            need = step_bytes(self.model, *key)
+            while self._steps and sum(s.nbytes for s in self._steps.values()) + need > self.graph_bytes:
+                self._steps.pop(next(iter(self._steps)))  # least recently used first
+            step = StaticStep(self.model, *key)
+        self._steps[key] = step  # most recently used last
+        return step
 
     def _restriction(self, live: list[int], nxt: dict[int, list[int]]) -> torch.Tensor | None:
         """The union of the next allowed tokens when every live row is constrained (None: full vocabulary)."""

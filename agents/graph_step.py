@@ -26,6 +26,13 @@ def supports(model: torch.nn.Module) -> bool:
             and not getattr(config, "attention_bias", False) and not getattr(config, "mlp_bias", False))
 
 
+def step_bytes(model: torch.nn.Module, rows: int, length: int) -> int:
+    """Bytes of the key and value buffers a :class:`StaticStep` of ``rows`` x ``length`` holds."""
+    c, p = model.config, next(model.parameters())
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    return 2 * c.num_hidden_layers * rows * c.num_key_value_heads * length * head_dim * p.element_size()
+
+
 class StaticStep:
     """Keys/values of ``rows`` rows in buffers of ``length`` columns, and one decode step over them."""
 
@@ -47,6 +54,7 @@ class StaticStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.failed: Exception | None = None  # why capture failed, if it did
         self.logits: torch.Tensor | None = None
+        self.nbytes = step_bytes(model, rows, length)
 
     def load(self, keys: list[torch.Tensor], values: list[torch.Tensor], mask: torch.Tensor) -> None:
         """Fill the first columns from a prefilled cache (rows, kv_heads, width, head_dim) and its 2-D mask."""

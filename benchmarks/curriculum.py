@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -29,6 +30,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.args import positive  # noqa: E402
 from selfplay.training.config import load_config  # noqa: E402
 from selfplay.training.train import train  # noqa: E402
 
@@ -68,7 +71,7 @@ def main() -> None:
     parser.add_argument("--task", choices=list(TASKS), default="arithmetic")
     parser.add_argument("--policies", nargs="+", choices=list(POLICIES), help="default: all that apply to the task")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    parser.add_argument("--steps", type=int, help="default 100 (arithmetic), 40 (tictactoe)")
+    parser.add_argument("--steps", type=positive, help="default 100 (arithmetic), 40 (tictactoe)")
     parser.add_argument("--target", type=float, help="measure to reach (default 0.4 accuracy, 0.75 win+draw)")
     parser.add_argument("--out", default="runs/curriculum-benchmark")
     parser.add_argument("overrides", nargs="*", help="more key=value overrides for every run")

@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from selfplay.agents.llm import LLMAgent, SamplingConfig
-from selfplay.agents.models import cache_dir, load_model
-from selfplay.arena.play import paired_matches, play
-from selfplay.games.core import InvalidPolicy
-from selfplay.games.tictactoe import TicTacToe
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.args import default_device, device, positive  # noqa: E402
+from selfplay.agents.llm import LLMAgent, SamplingConfig  # noqa: E402
+from selfplay.agents.models import cache_dir, load_model  # noqa: E402
+from selfplay.arena.play import paired_matches, play  # noqa: E402
+from selfplay.games.core import InvalidPolicy  # noqa: E402
+from selfplay.games.tictactoe import TicTacToe  # noqa: E402
 
 CONFIGS = {  # architectures of the real models, for random-weight speed runs
     "smollm2-random": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
@@ -93,10 +97,10 @@ def games(model, tokenizer, batch: int, cache: str, device: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["smollm2", "tiny"])
-    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32, 128])
+    parser.add_argument("--batches", nargs="+", type=positive, default=[1, 8, 32, 128])
     parser.add_argument("--caches", nargs="+", default=["dynamic"], choices=["dynamic", "static"])
-    parser.add_argument("--new", type=int, default=32, help="new tokens per row in the decode test")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--new", type=positive, default=32, help="new tokens per row in the decode test")
+    parser.add_argument("--device", type=device, default=default_device())
     parser.add_argument("--skip-games", action="store_true")
     parser.add_argument("--out", help="also write the JSON lines here")
     args = parser.parse_args()

@@ -19,11 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
-from selfplay.training.config import load_config
-from selfplay.training.train import train
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.args import positive  # noqa: E402
+from selfplay.training.config import load_config  # noqa: E402
+from selfplay.training.train import train  # noqa: E402
 
 SMOLLM2 = ["model=smollm2", "games_per_step=16", "scripted_prob=0.5", "lr=5e-5", "max_new_tokens=6", "eval_every=100",
            "eval_games=32", "eval_opponents=[random]", "checkpoint_every=100", "progress=false"]
@@ -44,7 +47,7 @@ def invalid_curve(run_dir: Path) -> list[tuple[int, float, int]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smollm2", action="store_true", help="the SmolLM2 invalid-move run instead of the tiny one")
-    parser.add_argument("--steps", type=int, help="training steps (default 500 tiny, 12 smollm2)")
+    parser.add_argument("--steps", type=positive, help="training steps (default 500 tiny, 12 smollm2)")
     parser.add_argument("--out", help="run directory (default runs/learning-tiny or runs/learning-smollm2)")
     parser.add_argument("overrides", nargs="*", help="more key=value overrides")
     args = parser.parse_intermixed_args()

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-from selfplay.training.config import load_config
-from selfplay.training.train import train
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.args import positive  # noqa: E402
+from selfplay.training.config import load_config  # noqa: E402
+from selfplay.training.train import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = ["progress=false", "resume=never", "eval_before=true", "checkpoint_every=1000"]
@@ -50,7 +53,7 @@ def run(recipe: str, steps: int, out: Path, overrides: list[str]) -> tuple[list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("family", choices=["critic", "solver", "teacher"])
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--steps", type=positive, default=6)
     parser.add_argument("--out", default="runs/role-families")
     parser.add_argument("overrides", nargs="*", help="more key=value overrides")
     args = parser.parse_intermixed_args()

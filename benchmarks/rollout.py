@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.args import MODELS, default_device, device, positive  # noqa: E402
 from benchmarks.generation import FallbackTicTacToe, build, sync  # noqa: E402
 from selfplay.agents.graph_step import StaticStep  # noqa: E402
 from selfplay.agents.llm import LLMAgent, SamplingConfig, render_prompt  # noqa: E402
@@ -147,12 +148,19 @@ def naive(model, tokenizer, games: int, new: int, seed: int, device: str) -> dic
     return {"generated_tokens": generated}
 
 
-def arena(model, tokenizer, games: int, new: int, seed: int, constrained: bool = False, graphs: bool = True,
-          backend: str = "native") -> dict:
-    """The arena: ``play`` with one LLM agent in both seats, every game live at once."""
-    agent = LLMAgent(model, tokenizer, SamplingConfig(temperature=1.0, max_new_tokens=new, seed=seed, graphs=graphs,
+def arena_agent(model, tokenizer, games: int, new: int, constrained: bool = False, graphs: bool = True,
+                backend: str = "native") -> LLMAgent:
+    """The arena's agent of one kind. It is built once and kept across runs, as the trainer keeps its learner's
+    agents across steps: on a GPU its decoder's CUDA graphs, captured during the warm-up, are replayed by every later
+    run. Nothing else carries over: each ``play`` opens its own session, so no prompt prefix is reused between runs."""
+    return LLMAgent(model, tokenizer, SamplingConfig(temperature=1.0, max_new_tokens=new, graphs=graphs,
                                                     constrained=constrained, batch_size=max(games, 1),
                                                     backend=backend), name="m")
+
+
+def arena(agent: LLMAgent, games: int, seed: int) -> dict:
+    """The arena: ``play`` with one LLM agent in both seats, every game live at once."""
+    agent.sampling.seed, agent.calls = seed, 0  # what the trainer does at every step
     matches = paired_matches(FallbackTicTacToe.roles, ["m", "m2"], games, seed=seed)
     episodes = play(FallbackTicTacToe, matches, {"m": agent, "m2": agent}, progress=False, concurrency=games)
     generated = sum(len(s.completion_ids or []) for ep in episodes for s in ep.steps if getattr(s, "completion_ids", None))
@@ -220,12 +228,12 @@ def timed(fn, clock: ForwardClock, **kwargs) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="smollm2", help="smollm2, smollm2-random, qwen0.5b-random or tiny")
-    parser.add_argument("--games", type=int, default=32, help="games live at once (default 32)")
-    parser.add_argument("--new", type=int, default=8, help="most new tokens per move (default 8)")
-    parser.add_argument("--reps", type=int, default=3, help="repetitions, alternating the order (default 3)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--model", default="smollm2", choices=MODELS)
+    parser.add_argument("--games", type=positive, default=32, help="games live at once (default 32)")
+    parser.add_argument("--new", type=positive, default=8, help="most new tokens per move (default 8)")
+    parser.add_argument("--reps", type=positive, default=3, help="repetitions, alternating the order (default 3)")
+    parser.add_argument("--device", type=device, default=default_device())
+    parser.add_argument("--threads", type=positive, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--constrained", action="store_true", help="also time the arena with constrained decoding")
     parser.add_argument("--vllm", action="store_true", help="also time the arena sampling through vLLM (GPU, needs "
                         "the vllm package; log-probs recomputed by the model, as in training: its decode runs inside vLLM, so its "
@@ -270,18 +278,14 @@ def main() -> None:
           f"ms per step of {args.games} rows ({2 * params / 1e9:.2f} GFLOP per token)", flush=True)
     kinds = ["naive", "arena"] + (["arena-constrained"] if args.constrained else []) + (
         ["arena-eager"] if args.device.startswith("cuda") else []) + (["arena-vllm"] if args.vllm else [])
-    runs = {
-        "naive": lambda seed: timed(naive, clock, model=model, tokenizer=tokenizer, games=args.games,
-                                    new=args.new, seed=seed, device=args.device),
-        "arena": lambda seed: timed(arena, clock, model=model, tokenizer=tokenizer, games=args.games,
-                                    new=args.new, seed=seed),
-        "arena-constrained": lambda seed: timed(arena, clock, model=model, tokenizer=tokenizer,
-                                                games=args.games, new=args.new, seed=seed, constrained=True),
-        "arena-eager": lambda seed: timed(arena, clock, model=model, tokenizer=tokenizer, games=args.games,
-                                          new=args.new, seed=seed, graphs=False),
-        "arena-vllm": lambda seed: timed(arena, clock, model=model, tokenizer=tokenizer, games=args.games,
-                                         new=args.new, seed=seed, backend="vllm"),
-    }
+    agents = {"arena": {}, "arena-constrained": {"constrained": True}, "arena-eager": {"graphs": False},
+              "arena-vllm": {"backend": "vllm"}}
+    agents = {kind: arena_agent(model, tokenizer, args.games, args.new, **options)
+              for kind, options in agents.items() if kind in kinds}
+    runs = {"naive": lambda seed: timed(naive, clock, model=model, tokenizer=tokenizer, games=args.games,
+                                        new=args.new, seed=seed, device=args.device)}
+    runs.update({kind: (lambda seed, agent=agent: timed(arena, clock, agent=agent, games=args.games, seed=seed))
+                 for kind, agent in agents.items()})
     for kind in kinds:  # warm-up (and, on a GPU, kernel selection and graph capture) with every game
         runs[kind](999)
     results: dict[str, list[dict]] = {k: [] for k in kinds}
@@ -301,18 +305,21 @@ def main() -> None:
         rs = results[kind]
         ratios = [r["games_per_s"] / n["games_per_s"] for r, n in zip(rs, results["naive"])]
         med = lambda key: statistics.median(r[key] for r in rs)  # noqa: E731
-        print(f"{kind:<18} {med('games_per_s'):>8.2f} {med('tokens_per_s'):>8.0f} {med('ms_per_decode_step'):>15.1f} "
-              f"{med('rows_per_decode_step'):>5.1f} "
-              f"{med('ms_per_decode_step') / floor_ms(med('rows_per_decode_step')):>8.2f} "
-              f"{med('ms_per_decode_step') / floor_ms(med('rows_per_decode_step'), rates[0]):>16.2f}"
-              + (f" {med('ms_per_decode_step') / roofline_ms(params, med('rows_per_decode_step'), kv_bytes, bandwidth, peak):>14.1f}"
+        ms, rows = med("ms_per_decode_step"), med("rows_per_decode_step")
+
+        def over(floor: float, width: int, digits: int) -> str:  # "-" where no decode step ran (--new 1)
+            return f"{ms / floor:>{width}.{digits}f}" if rows else f"{'-':>{width}}"
+
+        print(f"{kind:<18} {med('games_per_s'):>8.2f} {med('tokens_per_s'):>8.0f} {ms:>15.1f} {rows:>5.1f} "
+              f"{over(floor_ms(rows), 8, 2)} {over(floor_ms(rows, rates[0]), 16, 2)}"
+              + (f" {over(roofline_ms(params, rows, kv_bytes, bandwidth, peak), 14, 1)}"
                  if bandwidth else "") +
               f" {med('prefill_tok_per_s'):>14.0f} "
               f"{med('prefill_tokens'):>15.0f} {statistics.mean(ratios):>14.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        arena(model, tokenizer, args.games, args.new, seed=0)
+        arena(agents["arena"], args.games, seed=0)
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
-from selfplay.games import sandbox
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.args import positive  # noqa: E402
+from selfplay.games import sandbox  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=int, default=2, help="pool size (default 2: one per core here)")
-    parser.add_argument("--jobs", type=int, default=2000, help="trivial jobs for the throughput run")
-    parser.add_argument("--serial", type=int, default=200, help="serial executions for the latency")
+    parser.add_argument("--workers", type=positive, default=2, help="pool size (default 2: one per core here)")
+    parser.add_argument("--jobs", type=positive, default=2000, help="trivial jobs for the throughput run")
+    parser.add_argument("--serial", type=positive, default=200, help="serial executions for the latency")
     args = parser.parse_args()
     print(sandbox.isolation_report()[1])
     start = time.perf_counter()

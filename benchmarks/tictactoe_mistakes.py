@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 from collections import Counter
+from pathlib import Path
 
 import torch
 
-from selfplay.agents.models import load_model
-from selfplay.games.tictactoe import MARKS, compact_prompt, completing_cells, free_cells, place, winner
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.args import positive  # noqa: E402
+from selfplay.agents.models import load_model  # noqa: E402
+from selfplay.games.tictactoe import MARKS, compact_prompt, completing_cells, free_cells, place, winner  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("policy", help="a checkpoint's policy/ folder (or any local HF model with the byte tokenizer)")
-    parser.add_argument("--games", type=int, default=300, help="games per seat against the random agent")
-    parser.add_argument("--positions", type=int, default=400, help="random games whose must-block positions are probed")
+    parser.add_argument("--games", type=positive, default=300, help="games per seat against the random agent")
+    parser.add_argument("--positions", type=positive, default=400, help="random games whose must-block positions are probed")
     args = parser.parse_args()
     model, tok = load_model("hf", args.policy, device="cpu", dtype="float32")
     digits = [tok.convert_tokens_to_ids(str(i)) for i in range(1, 10)]

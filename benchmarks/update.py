@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.args import MODELS, default_device, device, positive  # noqa: E402
 from benchmarks.generation import build, sync  # noqa: E402
 from selfplay.agents import llm  # noqa: E402
 from selfplay.agents.llm import pack  # noqa: E402
@@ -55,14 +56,14 @@ def one_pass(policy: Policy, batch: dict, tree: bool) -> tuple[float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="smollm2", help="smollm2, smollm2-random, qwen0.5b-random or tiny")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--rows", type=int, default=64)
-    parser.add_argument("--groups", type=int, default=8, help="distinct game states (default 8)")
-    parser.add_argument("--shared", type=int, default=96, help="tokens of the seat's prompt all rows share")
-    parser.add_argument("--state", type=int, default=24, help="tokens of each game state")
-    parser.add_argument("--completion", type=int, default=8)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--model", default="smollm2", choices=MODELS)
+    parser.add_argument("--device", type=device, default=default_device())
+    parser.add_argument("--rows", type=positive, default=64)
+    parser.add_argument("--groups", type=positive, default=8, help="distinct game states (default 8)")
+    parser.add_argument("--shared", type=positive, default=96, help="tokens of the seat's prompt all rows share")
+    parser.add_argument("--state", type=positive, default=24, help="tokens of each game state")
+    parser.add_argument("--completion", type=positive, default=8)
+    parser.add_argument("--reps", type=positive, default=3)
     args = parser.parse_args()
     dtype = "bfloat16" if args.device.startswith("cuda") else "float32"
     model, tokenizer = build(args.model, args.device, dtype)

@@ -77,9 +77,14 @@ def lr_multiplier(step: int, steps: int, warmup: int, schedule: str, floor: floa
 
 
 def at_temperature(agents: dict[str, LLMAgent], temperature: float) -> dict[str, LLMAgent]:
-    """The same agents (model, adapter, name) sampling at another temperature."""
-    return {name: LLMAgent(a.model, a.tokenizer, replace(a.sampling, temperature=temperature), name, a.adapter,
-                           a.engine_factory) for name, a in agents.items()}
+    """The same agents (model, adapter, name) sampling at another temperature. Each shares its original's decoder
+    (which holds nothing that depends on the temperature), so CUDA graphs captured for one are replayed by the other."""
+    out = {}
+    for name, a in agents.items():
+        out[name] = LLMAgent(a.model, a.tokenizer, replace(a.sampling, temperature=temperature), name, a.adapter,
+                             a.engine_factory)
+        out[name].decoder = a._decoder() if a.sampling.backend == "native" else None
+    return out
 
 
 def group_agent(policy: Policy, group: str, tokenizer, kind: str, sampling: SamplingConfig) -> LLMAgent:

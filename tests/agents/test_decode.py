@@ -118,6 +118,31 @@ def test_the_static_step_for_cuda_graphs_computes_what_the_model_does():
         assert torch.allclose(torch.tensor(o.logprobs), r, atol=1e-5)
 
 
+def test_static_steps_beyond_their_memory_budget_are_dropped_least_recently_used_first():
+    """Each (rows, columns) bucket's step holds its own key and value buffers; past ``graph_bytes`` the least recently
+    used step goes, and decoding is unchanged by it."""
+    from selfplay.agents.graph_step import step_bytes
+
+    model, tok = tiny_model(seed=7, num_key_value_heads=2)
+    eos = tok.eos_token_id
+    c = model.config
+    assert step_bytes(model, 4, 64) == 2 * c.num_hidden_layers * 4 * 2 * 64 * (c.hidden_size // c.num_attention_heads) * 4
+    free = Decoder(model, eos, {eos}, graphs="always")
+    tight = Decoder(model, eos, {eos}, graphs="always")
+    tight.graph_bytes = step_bytes(model, 4, 64) + step_bytes(model, 2, 64)  # room for two small steps, not a third
+    short = [tok.encode(x, add_special_tokens=False) for x in ("one", "two", "three")]  # 3 rows: the 4-row bucket
+    pair = short[:2]  # the 2-row bucket
+    wide = [tok.encode("x" * 70, add_special_tokens=False)] * 3  # 4 rows of 128 columns
+    for prompts, kept in [(short, [(4, 64)]), (pair, [(4, 64), (2, 64)]), (short, [(2, 64), (4, 64)]),
+                          (wide, [(4, 128)]), (pair, [(2, 64)])]:  # one step over budget stays alone
+        got = tight.decode(prompts, max_new=4, temperature=0.9, seed=2)
+        assert list(tight._steps) == kept
+        assert sum(s.nbytes for s in tight._steps.values()) <= max(tight.graph_bytes, step_bytes(model, *kept[-1]))
+        want = free.decode(prompts, max_new=4, temperature=0.9, seed=2)
+        assert [g.tokens for g in got] == [w.tokens for w in want]
+    assert len(free._steps) == 3  # unbounded, every bucket stays
+
+
 def test_a_session_reuses_the_shared_prefix_of_earlier_calls_and_stays_exact():
     model, tok = tiny_model(seed=7)
     eos = tok.eos_token_id

@@ -279,3 +279,17 @@ def test_adapters_named_inside_lora_prefix_save_and_load_exactly_without_peft_wa
     for name in names:
         mine, theirs = get_peft_model_state_dict(saved, adapter_name=name), get_peft_model_state_dict(loaded, adapter_name=name)
         assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def test_agents_at_another_temperature_share_the_decoder_and_sample_at_theirs():
+    from selfplay.training.learner import at_temperature
+
+    model, tok = tiny_model(seed=3)
+    agent = LLMAgent(model, tok, SamplingConfig(temperature=1.0, max_new_tokens=6, seed=1), name="m")
+    cooler = at_temperature({"m": agent}, 0.5)["m"]
+    assert cooler.decoder is agent.decoder is not None  # CUDA graphs captured by one are replayed by the other
+    assert (cooler.sampling.temperature, agent.sampling.temperature) == (0.5, 1.0)
+    flat = [c for cs in cooler.act(_requests([([{"role": "user", "content": "go"}], 3)])) for c in cs]
+    ref = token_logprobs(model, [c.prompt_ids for c in flat], [c.completion_ids for c in flat], tok.pad_token_id, 0.5)
+    for c, r in zip(flat, ref):
+        assert torch.allclose(torch.tensor(c.logprobs), r, atol=1e-4)
