@@ -33,13 +33,16 @@ def step_bytes(model: torch.nn.Module, rows: int, length: int) -> int:
     return 2 * c.num_hidden_layers * rows * c.num_key_value_heads * length * head_dim * p.element_size()
 
 
+def _norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``LlamaRMSNorm``'s arithmetic (in float32, scaled in the input's dtype) through ``F.rms_norm``."""
+    return norm.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=norm.variance_epsilon).to(x.dtype)
+
+
 class StaticStep:
     """Keys/values of ``rows`` rows in buffers of ``length`` columns, and one decode step over them."""
 
     def __init__(self, model: torch.nn.Module, rows: int, length: int):
-        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
-
-        self.model, self.decoder, self.rope = model, model.get_decoder(), apply_rotary_pos_emb
+        self.model, self.decoder = model, model.get_decoder()
         c = model.config
         self.heads, self.kv_heads = c.num_attention_heads, c.num_key_value_heads
         self.head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
@@ -51,6 +54,8 @@ class StaticStep:
         self.ids = torch.zeros(rows, 1, dtype=torch.long, device=p.device)
         self.positions = torch.zeros(rows, 1, dtype=torch.long, device=p.device)
         self.col = torch.zeros(1, dtype=torch.long, device=p.device)
+        half = self.head_dim // 2  # the two halves of each head swapped: rotate_half's order
+        self.swap = torch.cat((torch.arange(half, self.head_dim), torch.arange(half))).to(p.device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.failed: Exception | None = None  # why capture failed, if it did
         self.logits: torch.Tensor | None = None
@@ -67,26 +72,38 @@ class StaticStep:
 
     @torch.no_grad()
     def forward(self) -> torch.Tensor:
-        """Logits (rows, vocab) after the tokens in ``ids`` at ``positions``, written at column ``col``."""
+        """Logits (rows, vocab) after the tokens in ``ids`` at ``positions``, written at column ``col``.
+
+        The same arithmetic as the model's forward with fewer kernels, since a replayed step is bound by their count:
+        the mask becomes additive once per step, not once per layer inside attention; queries and keys are rotated
+        together, and ``rotate_half(x) * sin`` is taken as ``x[..., swap] * sin_signed`` (negation is exact, so the
+        products are the same floats); the RMS norms go through ``F.rms_norm`` (the same operations on a CPU, one fused
+        kernel on a GPU)."""
         d = self.decoder
         x = d.embed_tokens(self.ids)
-        cos, sin = d.rotary_emb(x, self.positions)
+        cos, sin = d.rotary_emb(x, self.positions)  # (rows, 1, head_dim)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # over heads
+        half = self.head_dim // 2
+        sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
         rows = x.shape[0]
         self.mask.index_fill_(3, self.col, True)
+        bias = torch.zeros(self.mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~self.mask, float("-inf"))
         for i, layer in enumerate(d.layers):
             attn = layer.self_attn
-            h = layer.input_layernorm(x)
+            h = _norm(layer.input_layernorm, x)
             q = attn.q_proj(h).view(rows, 1, self.heads, self.head_dim).transpose(1, 2)
             k = attn.k_proj(h).view(rows, 1, self.kv_heads, self.head_dim).transpose(1, 2)
             v = attn.v_proj(h).view(rows, 1, self.kv_heads, self.head_dim).transpose(1, 2)
-            q, k = self.rope(q, k, cos, sin)
+            qk = torch.cat((q, k), dim=1)
+            qk = qk * cos + qk.index_select(-1, self.swap) * sin
+            q, k = qk[:, :self.heads], qk[:, self.heads:]
             self.keys[i].index_copy_(2, self.col, k)
             self.values[i].index_copy_(2, self.col, v)
-            o = F.scaled_dot_product_attention(q, self.keys[i], self.values[i], attn_mask=self.mask,
+            o = F.scaled_dot_product_attention(q, self.keys[i], self.values[i], attn_mask=bias,
                                                scale=attn.scaling, enable_gqa=self.heads != self.kv_heads)
             x = x + attn.o_proj(o.transpose(1, 2).reshape(rows, 1, -1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
-        return self.model.get_output_embeddings()(d.norm(x))[:, -1].float()
+            x = x + layer.mlp(_norm(layer.post_attention_layernorm, x))
+        return self.model.get_output_embeddings()(_norm(d.norm, x))[:, -1].float()
 
     def run(self, ids: torch.Tensor, positions: torch.Tensor, col: int) -> torch.Tensor:
         """One step: eager on a CPU, a captured CUDA graph (captured on first use) on a GPU; eager there too after a
