@@ -30,7 +30,7 @@ from typing import Callable
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from selfplay.agents.graph_step import StaticStep, step_bytes, supports
+from selfplay.agents.graph_step import StaticPrefill, StaticStep, prefill_bytes, step_bytes, supports
 from selfplay.agents.packing import packed_linears
 
 
@@ -257,7 +257,7 @@ class Decoder:
         self.model, self.eos, self.stop_ids = model, eos, set(stop_ids) | {eos}
         if min_saving is None:
             min_saving = default_min_saving(next(model.parameters()).device)
-        self.graphs, self._steps = graphs, {}  # CUDA-graph decode steps by (rows, columns), least recently used first
+        self.graphs, self._steps = graphs, {}  # CUDA-graph forwards by their bucketed shapes, least recently used first
         self.graph_bytes: int | None = None  # most bytes of key/value buffers the steps may hold (None: a quarter of the GPU)
         self.min_saving, self.max_rows, self.pack = min_saving, max_rows, pack
         self.kw = cache_keyword(model)
@@ -365,17 +365,24 @@ class Decoder:
             index = _left_padded([spans[nodes[i].parent] if nodes[i].start else [] for i in members], wp)
             mask = torch.cat([(index > 0).long(), own], dim=1)  # store row 0 is padding, no span holds it
             index = index.to(device)
-            logits, layers = self._forward(ids.to(device), mask.to(device), pos.to(device),
-                                           store[index] if wp else None)
-            k0 = layers[0][0]
-            if store is None:
-                store = k0.new_zeros(total, 2, len(layers), k0.shape[1], k0.shape[3])
+            static = self._static_prefill(b, ws, wp, device)
+            if static is not None:  # a fixed-shape forward, replayed as a CUDA graph on a GPU
+                if store is None:
+                    store = static.kv.new_zeros(total, *static.kv.shape[2:])
+                logits, kv = static.run(ids.to(device), own.to(device), pos.to(device), index if wp else None, store)
+                store[used:used + b * ws].view(kv.shape).copy_(kv)
+            else:
+                logits, layers = self._forward(ids.to(device), mask.to(device), pos.to(device),
+                                               store[index] if wp else None)
+                k0 = layers[0][0]
+                if store is None:
+                    store = k0.new_zeros(total, 2, len(layers), k0.shape[1], k0.shape[3])
+                rows = store[used:used + b * ws].view(b, ws, 2, len(layers), k0.shape[1], k0.shape[3])
+                for j, (k, v) in enumerate(layers):  # (b, heads, wp + ws, dim) -> store rows (b, ws, heads, dim)
+                    rows[:, :, 0, j] = k[:, :, wp:].transpose(1, 2)
+                    rows[:, :, 1, j] = v[:, :, wp:].transpose(1, 2)
             if last is None:
                 last = logits.new_empty(len(nodes), logits.shape[-1])
-            rows = store[used:used + b * ws].view(b, ws, 2, len(layers), k0.shape[1], k0.shape[3])
-            for j, (k, v) in enumerate(layers):  # (b, heads, wp + ws, dim) -> store rows (b, ws, heads, dim)
-                rows[:, :, 0, j] = k[:, :, wp:].transpose(1, 2)
-                rows[:, :, 1, j] = v[:, :, wp:].transpose(1, 2)
             last[torch.tensor(members, device=device)] = logits
             used += b * ws
         if self._kept is not None:
@@ -481,26 +488,50 @@ class Decoder:
             positions = positions + 1
         return out
 
-    def _static_step(self, rows: int, length: int, device: torch.device):
-        """The CUDA-graph step for a batch of ``rows`` and ``length`` columns, shapes bucketed (rows to a power of
-        two, columns to a multiple of 64) so graphs are reused across calls; None where it does not apply. Each step
-        holds its own key and value buffers, so the least recently used are dropped (their memory and graph freed)
-        beyond ``graph_bytes``: a quarter of the GPU's memory unless set."""
-        wanted = self.graphs == "always" or (self.graphs and device.type == "cuda")  # "always": on a CPU too (tests)
-        if not (wanted and supports(self.model)):
-            return None
-        key = (1 << (rows - 1).bit_length(), -(-length // 64) * 64)
+    def _graphs_wanted(self, device: torch.device) -> bool:
+        """Whether fixed-shape forwards (CUDA graphs) apply: on a GPU, for a model they reproduce (``graphs=True``),
+        or anywhere, eagerly on a CPU, with ``graphs="always"`` (tests)."""
+        wanted = self.graphs == "always" or (self.graphs and device.type == "cuda")
+        return bool(wanted) and supports(self.model)
+
+    def _graphed(self, key: tuple, need: int, make: Callable[[], object]):
+        """The fixed-shape forward stored under ``key``, made if new. Each holds its own buffers (``need`` bytes), so
+        the least recently used are dropped (their memory and graph freed) beyond ``graph_bytes``: a quarter of the
+        GPU's memory unless set."""
         step = self._steps.pop(key, None)
         if step is None:
             if self.graph_bytes is None:
+                device = next(self.model.parameters()).device
                 self.graph_bytes = torch.cuda.get_device_properties(device).total_memory // 4 \
                     if device.type == "cuda" else 1 << 62
-            need = step_bytes(self.model, *key)
             while self._steps and sum(s.nbytes for s in self._steps.values()) + need > self.graph_bytes:
                 self._steps.pop(next(iter(self._steps)))  # least recently used first
-            step = StaticStep(self.model, *key)
+            step = make()
         self._steps[key] = step  # most recently used last
         return step
+
+    def _static_step(self, rows: int, length: int, device: torch.device):
+        """The CUDA-graph decode step for a batch of ``rows`` and ``length`` columns, shapes bucketed (rows to a power
+        of two, columns to a multiple of 64) so graphs are reused across calls; None where it does not apply."""
+        if not self._graphs_wanted(device):
+            return None
+        key = (1 << (rows - 1).bit_length(), -(-length // 64) * 64)
+        return self._graphed(key, step_bytes(self.model, *key), lambda: StaticStep(self.model, *key))
+
+    def _static_prefill(self, rows: int, width: int, past: int, device: torch.device):
+        """The CUDA-graph prefill forward for ``rows`` segments of ``width`` tokens on ``past`` columns, shapes
+        bucketed (rows and, up to 64, the width to a power of two; beyond, the width and the past to a multiple of
+        64) so graphs are reused across calls and plays; None where it does not apply or the shapes are too large
+        to be worth a buffer (over 64k tokens of keys and values)."""
+        if not self._graphs_wanted(device):
+            return None
+        r = 1 << (rows - 1).bit_length()
+        w = 1 << (width - 1).bit_length() if width <= 64 else -(-width // 64) * 64
+        p = -(-past // 64) * 64
+        if r * (w + p) > 65536:
+            return None
+        key = ("prefill", r, w, p)
+        return self._graphed(key, prefill_bytes(self.model, r, w, p), lambda: StaticPrefill(self.model, r, w, p))
 
     def _restriction(self, live: list[int], nxt: dict[int, list[int]]) -> torch.Tensor | None:
         """The union of the next allowed tokens when every live row is constrained (None: full vocabulary)."""

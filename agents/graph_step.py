@@ -1,13 +1,19 @@
-"""One decode step of a Llama-family model with static shapes, replayable as a CUDA graph.
+"""Decode steps and prefill forwards of a Llama-family model with static shapes, replayable as CUDA graphs.
 
 Eager decoding on a GPU is bound by kernel launches (about 30 layers x a dozen kernels per token: 30-50 ms a step
-for a 135M model whatever the batch), far above the memory-bandwidth floor. A step whose every tensor has a fixed
-shape and address can be captured once as a CUDA graph and replayed for the cost of one launch (the approach of
-vLLM and gpt-fast). This step is written with the model's own modules (norms, projections, rotary embedding, MLP,
-output layer) so it computes what ``LlamaForCausalLM.forward`` computes, with the keys and values of every row in
-a buffer of fixed length: a step writes its token's keys and values at column ``col`` and attends over the whole
-buffer under a boolean mask of the columns each row has filled. Only plain Llama-architecture models (SmolLM2,
-Llama, Qwen2-style without biases) qualify; anything else (a PEFT wrapper, another architecture) decodes eagerly.
+for a 135M model whatever the batch), far above the memory-bandwidth floor; an eager prefill forward is too (~40 ms
+on an H200 for the few dozen new tokens per row of a game turn). A forward whose every tensor has a fixed shape and
+address can be captured once as a CUDA graph and replayed for the cost of one launch (the approach of vLLM and
+gpt-fast). These forwards are written with the model's own modules (norms, projections, rotary embedding, MLP,
+output layer) so they compute what ``LlamaForCausalLM.forward`` computes:
+
+- :class:`StaticStep`: the keys and values of every row in a buffer of fixed length; a step writes its token's keys
+  and values at column ``col`` and attends over the whole buffer under a mask of the columns each row has filled.
+- :class:`StaticPrefill`: segments of new tokens on keys and values gathered from the decoder's store, both
+  left-padded to bucketed widths; it writes the new keys and values in the store's layout.
+
+Only plain Llama-architecture models (SmolLM2, Llama, Qwen2-style without biases) qualify; anything else (a PEFT
+wrapper, another architecture) runs eagerly through transformers.
 """
 
 from __future__ import annotations
@@ -38,27 +44,123 @@ def _norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     return norm.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=norm.variance_epsilon).to(x.dtype)
 
 
-class StaticStep:
-    """Keys/values of ``rows`` rows in buffers of ``length`` columns, and one decode step over them."""
+class _Llama:
+    """The model's sizes and modules that a fixed-shape forward needs."""
 
-    def __init__(self, model: torch.nn.Module, rows: int, length: int):
+    def __init__(self, model: torch.nn.Module):
         self.model, self.decoder = model, model.get_decoder()
         c = model.config
-        self.heads, self.kv_heads = c.num_attention_heads, c.num_key_value_heads
+        self.heads, self.kv_heads, self.layers = c.num_attention_heads, c.num_key_value_heads, c.num_hidden_layers
         self.head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
         p = next(model.parameters())
-        shape = (rows, self.kv_heads, length, self.head_dim)
-        self.keys = [torch.zeros(shape, dtype=p.dtype, device=p.device) for _ in self.decoder.layers]
-        self.values = [torch.zeros(shape, dtype=p.dtype, device=p.device) for _ in self.decoder.layers]
-        self.mask = torch.zeros(rows, 1, 1, length, dtype=torch.bool, device=p.device)
-        self.ids = torch.zeros(rows, 1, dtype=torch.long, device=p.device)
-        self.positions = torch.zeros(rows, 1, dtype=torch.long, device=p.device)
-        self.col = torch.zeros(1, dtype=torch.long, device=p.device)
+        self.dtype, self.device = p.dtype, p.device
         half = self.head_dim // 2  # the two halves of each head swapped: rotate_half's order
         self.swap = torch.cat((torch.arange(half, self.head_dim), torch.arange(half))).to(p.device)
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.failed: Exception | None = None  # why capture failed, if it did
-        self.logits: torch.Tensor | None = None
+
+    def zeros(self, *shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return torch.zeros(shape, dtype=dtype or self.dtype, device=self.device)
+
+    def rotary(self, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``cos`` and the signed ``sin`` of ``positions``, broadcastable over heads: ``rotate_half(x) * sin`` is
+        ``x[..., swap] * sin_signed`` (negation is exact, so the products are the same floats)."""
+        cos, sin = self.decoder.rotary_emb(x, positions)
+        half = self.head_dim // 2
+        return cos.unsqueeze(1), torch.cat((-sin[..., :half], sin[..., half:]), dim=-1).unsqueeze(1)
+
+    def qkv(self, attn: torch.nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """Rotated queries and keys and the values of ``h`` (rows, tokens, hidden), each (rows, heads, tokens, dim);
+        queries and keys are rotated together."""
+        rows, tokens = h.shape[:2]
+        q = attn.q_proj(h).view(rows, tokens, self.heads, self.head_dim).transpose(1, 2)
+        k = attn.k_proj(h).view(rows, tokens, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = attn.v_proj(h).view(rows, tokens, self.kv_heads, self.head_dim).transpose(1, 2)
+        qk = torch.cat((q, k), dim=1)
+        qk = qk * cos + qk.index_select(-1, self.swap) * sin
+        return qk[:, :self.heads], qk[:, self.heads:], v
+
+    def attend(self, layer: torch.nn.Module, x: torch.Tensor, q, keys, values, bias: torch.Tensor) -> torch.Tensor:
+        """The rest of a decoder layer after its keys and values are in place: attention, then the MLP."""
+        rows, tokens = x.shape[:2]
+        attn = layer.self_attn
+        o = F.scaled_dot_product_attention(q, keys, values, attn_mask=bias, scale=attn.scaling,
+                                           enable_gqa=self.heads != self.kv_heads)
+        x = x + attn.o_proj(o.transpose(1, 2).reshape(rows, tokens, -1))
+        return x + layer.mlp(_norm(layer.post_attention_layernorm, x))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Float logits of the last position of each row."""
+        return self.model.get_output_embeddings()(_norm(self.decoder.norm, x[:, -1:]))[:, -1].float()
+
+
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean attention mask as the additive one SDPA would build from it, built once for every layer."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, float("-inf"))
+
+
+class _Graphed:
+    """A forward on fixed buffers: eager on a CPU, captured as a CUDA graph on first use and replayed on a GPU; eager
+    there too after a capture failed (something in it synchronised or left the stream, e.g. a forward hook that
+    times it). Subclasses name the buffers a forward writes that must survive the warm-up and capture."""
+
+    graph: torch.cuda.CUDAGraph | None = None
+    failed: Exception | None = None  # why capture failed, if it did
+    output: torch.Tensor | None = None
+    what = "forward"
+
+    def forward(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _state(self) -> list[torch.Tensor]:
+        return []
+
+    def _call(self) -> torch.Tensor:
+        if not self._on_gpu() or self.failed is not None:
+            return self.forward()
+        if self.graph is None:
+            saved = [t.clone() for t in self._state()]
+            try:
+                self._capture()
+            except Exception as exc:  # noqa: BLE001 - the forward still computes eagerly
+                self.graph, self.failed = None, exc
+                warnings.warn(f"the CUDA-graph capture of the {self.what} failed ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); it runs eagerly "
+                              f"(graphs=false turns capture off)", RuntimeWarning, stacklevel=3)
+            for t, s in zip(self._state(), saved):  # undo what warm-up and capture wrote
+                t.copy_(s)
+            if self.graph is None:
+                return self.forward()
+        self.graph.replay()
+        return self.output
+
+    def _on_gpu(self) -> bool:
+        return self.llama.device.type == "cuda"
+
+    def _capture(self) -> None:
+        """Warm up on a side stream (allocator, kernel selection), then capture one forward as the graph."""
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                self.forward()
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.output = self.forward()
+
+
+class StaticStep(_Graphed):
+    """Keys/values of ``rows`` rows in buffers of ``length`` columns, and one decode step over them."""
+
+    what = "decode step"
+
+    def __init__(self, model: torch.nn.Module, rows: int, length: int):
+        self.llama = m = _Llama(model)
+        self.keys = [m.zeros(rows, m.kv_heads, length, m.head_dim) for _ in range(m.layers)]
+        self.values = [m.zeros(rows, m.kv_heads, length, m.head_dim) for _ in range(m.layers)]
+        self.mask = m.zeros(rows, 1, 1, length, dtype=torch.bool)
+        self.ids = m.zeros(rows, 1, dtype=torch.long)
+        self.positions = m.zeros(rows, 1, dtype=torch.long)
+        self.col = m.zeros(1, dtype=torch.long)
         self.nbytes = step_bytes(model, rows, length)
 
     def load(self, keys: list[torch.Tensor], values: list[torch.Tensor], mask: torch.Tensor) -> None:
@@ -76,72 +178,95 @@ class StaticStep:
 
         The same arithmetic as the model's forward with fewer kernels, since a replayed step is bound by their count:
         the mask becomes additive once per step, not once per layer inside attention; queries and keys are rotated
-        together, and ``rotate_half(x) * sin`` is taken as ``x[..., swap] * sin_signed`` (negation is exact, so the
-        products are the same floats); the RMS norms go through ``F.rms_norm`` (the same operations on a CPU, one fused
-        kernel on a GPU)."""
-        d = self.decoder
-        x = d.embed_tokens(self.ids)
-        cos, sin = d.rotary_emb(x, self.positions)  # (rows, 1, head_dim)
-        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # over heads
-        half = self.head_dim // 2
-        sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
-        rows = x.shape[0]
+        together (:meth:`_Llama.rotary`); the RMS norms go through ``F.rms_norm`` (the same operations on a CPU, one
+        fused kernel on a GPU)."""
+        m = self.llama
+        x = m.decoder.embed_tokens(self.ids)
+        cos, sin = m.rotary(x, self.positions)
         self.mask.index_fill_(3, self.col, True)
-        bias = torch.zeros(self.mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~self.mask, float("-inf"))
-        for i, layer in enumerate(d.layers):
-            attn = layer.self_attn
-            h = _norm(layer.input_layernorm, x)
-            q = attn.q_proj(h).view(rows, 1, self.heads, self.head_dim).transpose(1, 2)
-            k = attn.k_proj(h).view(rows, 1, self.kv_heads, self.head_dim).transpose(1, 2)
-            v = attn.v_proj(h).view(rows, 1, self.kv_heads, self.head_dim).transpose(1, 2)
-            qk = torch.cat((q, k), dim=1)
-            qk = qk * cos + qk.index_select(-1, self.swap) * sin
-            q, k = qk[:, :self.heads], qk[:, self.heads:]
+        bias = _additive(self.mask, x.dtype)
+        for i, layer in enumerate(m.decoder.layers):
+            q, k, v = m.qkv(layer.self_attn, _norm(layer.input_layernorm, x), cos, sin)
             self.keys[i].index_copy_(2, self.col, k)
             self.values[i].index_copy_(2, self.col, v)
-            o = F.scaled_dot_product_attention(q, self.keys[i], self.values[i], attn_mask=bias,
-                                               scale=attn.scaling, enable_gqa=self.heads != self.kv_heads)
-            x = x + attn.o_proj(o.transpose(1, 2).reshape(rows, 1, -1))
-            x = x + layer.mlp(_norm(layer.post_attention_layernorm, x))
-        return self.model.get_output_embeddings()(_norm(d.norm, x))[:, -1].float()
+            x = m.attend(layer, x, q, self.keys[i], self.values[i], bias)
+        return m.logits(x)
+
+    def _state(self) -> list[torch.Tensor]:
+        return [*self.keys, *self.values, self.mask]
 
     def run(self, ids: torch.Tensor, positions: torch.Tensor, col: int) -> torch.Tensor:
-        """One step: eager on a CPU, a captured CUDA graph (captured on first use) on a GPU; eager there too after a
-        capture failed (something in the step synchronised or left the stream, e.g. a forward hook that times it)."""
+        """One step (:class:`_Graphed`): logits of the first ``len(ids)`` rows."""
         rows = len(ids)
         self.ids[:rows, 0] = ids.view(-1)
         self.positions[:rows, 0] = positions.view(-1)
         self.col.fill_(col)
-        if not self._on_gpu() or self.failed is not None:
-            return self.forward()[:rows]
-        if self.graph is None:
-            saved = [t.clone() for t in (*self.keys, *self.values, self.mask)]
-            try:
-                self._capture()
-            except Exception as exc:  # noqa: BLE001 - the step still computes eagerly
-                self.graph, self.failed = None, exc
-                warnings.warn(f"the CUDA-graph capture of the decode step failed ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}); this step decodes eagerly "
-                              f"(graphs=false turns capture off)", RuntimeWarning, stacklevel=2)
-            for t, s in zip((*self.keys, *self.values, self.mask), saved):  # undo what warm-up and capture wrote
-                t.copy_(s)
-            self.col.fill_(col)
-            if self.graph is None:
-                return self.forward()[:rows]
-        self.graph.replay()
-        return self.logits[:rows]
+        return self._call()[:rows]
 
-    def _on_gpu(self) -> bool:
-        return self.ids.device.type == "cuda"
 
-    def _capture(self) -> None:
-        """Warm up on a side stream (allocator, kernel selection), then capture one step as the graph."""
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(2):
-                self.forward()
-        torch.cuda.current_stream().wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.logits = self.forward()
+def prefill_bytes(model: torch.nn.Module, rows: int, width: int, past: int) -> int:
+    """Bytes of the key and value buffers a :class:`StaticPrefill` of these shapes holds."""
+    return step_bytes(model, rows, width + past)
+
+
+class StaticPrefill(_Graphed):
+    """A prefill forward with fixed shapes: ``rows`` segments of ``width`` new tokens (left-padded) on ``past``
+    columns of keys and values gathered from the decoder's store (left-padded). It writes the new tokens' keys and
+    values in the store's layout, a row per token of (2, layers, kv heads, dim), and returns each row's last logits.
+
+    Query ``i`` sees key ``j`` when the row's mask allows ``j`` and ``j <= past + i`` (causal within the segment), as
+    the model's forward with a 2-D attention mask does; every query also sees itself, so a padding query, whose
+    output nobody reads, attends to something instead of to nothing."""
+
+    what = "prefill"
+
+    def __init__(self, model: torch.nn.Module, rows: int, width: int, past: int):
+        self.llama = m = _Llama(model)
+        self.rows, self.width, self.past_width = rows, width, past
+        self.ids = m.zeros(rows, width, dtype=torch.long)
+        self.positions = m.zeros(rows, width, dtype=torch.long)
+        self.mask = m.zeros(rows, past + width, dtype=torch.bool)
+        self.past = m.zeros(rows, past, 2, m.layers, m.kv_heads, m.head_dim)
+        self.kv = m.zeros(rows, width, 2, m.layers, m.kv_heads, m.head_dim)
+        query, key = torch.arange(width)[:, None] + past, torch.arange(past + width)[None, :]
+        self.causal, self.own = (key <= query).to(m.device), (key == query).to(m.device)
+        self.nbytes = prefill_bytes(model, rows, width, past)
+
+    @torch.no_grad()
+    def forward(self) -> torch.Tensor:
+        """Last-position logits (rows, vocab); the new keys and values land in ``kv``."""
+        m = self.llama
+        x = m.decoder.embed_tokens(self.ids)
+        cos, sin = m.rotary(x, self.positions)
+        bias = _additive(self.mask[:, None, None, :] & self.causal | self.own, x.dtype)  # (rows, 1, width, all)
+        for j, layer in enumerate(m.decoder.layers):
+            q, k, v = m.qkv(layer.self_attn, _norm(layer.input_layernorm, x), cos, sin)
+            self.kv[:, :, 0, j] = k.transpose(1, 2)
+            self.kv[:, :, 1, j] = v.transpose(1, 2)
+            if self.past_width:
+                k = torch.cat((self.past[:, :, 0, j].transpose(1, 2), k), dim=2)
+                v = torch.cat((self.past[:, :, 1, j].transpose(1, 2), v), dim=2)
+            x = m.attend(layer, x, q, k, v, bias)
+        return m.logits(x)
+
+    def run(self, ids: torch.Tensor, own: torch.Tensor, positions: torch.Tensor, index: torch.Tensor | None,
+            store: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The forward of ``ids`` (b, ws) with their ``own`` mask and ``positions`` on the store rows ``index`` (b,
+        wp; row 0 is padding) of ``store``: the b rows' last logits and their (b, ws, 2, layers, kv heads, dim) new
+        keys and values (a view of ``kv``)."""
+        b, ws = ids.shape
+        wp = 0 if index is None else index.shape[1]
+        at = self.width - ws
+        self.ids.zero_()
+        self.ids[:b, at:] = ids
+        self.positions.zero_()
+        self.positions[:b, at:] = positions
+        self.mask.zero_()
+        self.mask[:b, self.past_width + at:] = own.bool()
+        if self.past_width:
+            rows = torch.zeros(self.rows, self.past_width, dtype=torch.long, device=index.device)
+            if wp:
+                rows[:b, self.past_width - wp:] = index
+                self.mask[:b, self.past_width - wp:self.past_width] = index > 0
+            torch.index_select(store, 0, rows.view(-1), out=self.past.view(-1, *store.shape[1:]))
+        return self._call()[:b], self.kv[:b, at:]

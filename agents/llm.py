@@ -39,7 +39,7 @@ class SamplingConfig:
     constrained: bool = False  # decode only prefixes of the game's legal actions (when it lists them)
     cache: str = "dynamic"  # dynamic | static (static KV cache, compiled decoding; shapes are bucketed)
     observer: str = "chat"  # chat: the game's chat messages | compact: its one-line observation, where it has one
-    graphs: bool = True  # on a GPU, replay each decode step as a CUDA graph (Llama-family models; agents/graph_step.py)
+    graphs: bool = True  # on a GPU, decode steps and prefill forwards replayed as CUDA graphs (agents/graph_step.py)
     pack: bool = True  # on a CPU, prepack float32 linear weights for oneDNN during a play (agents/packing.py)
     backend: str = "native"  # native: our decoder | vllm: a colocated vLLM engine on the GPU (agents/vllm_backend.py)
     vllm_memory: float = 0.3  # backend=vllm: the share of GPU memory the engine may take (weights and KV cache)

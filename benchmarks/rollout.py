@@ -36,7 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.args import MODELS, default_device, device, positive  # noqa: E402
 from benchmarks.generation import FallbackTicTacToe, build, sync  # noqa: E402
-from selfplay.agents.graph_step import StaticStep  # noqa: E402
+from selfplay.agents.graph_step import StaticPrefill, StaticStep  # noqa: E402
 from selfplay.agents.llm import LLMAgent, SamplingConfig, render_prompt  # noqa: E402
 from selfplay.arena.play import paired_matches, play  # noqa: E402
 from selfplay.training.metrics import peak_flops  # noqa: E402
@@ -50,8 +50,9 @@ class ForwardClock:
         self.device, self.start = device, 0.0
         self.reset()
         self.last = "prefill"  # the kind of the latest decoder forward: the output layer's time goes with it
-        self.in_step = False  # inside a static decode step: timed as a whole (its capture must not synchronise)
-        def outside_steps(hook):  # a static step is timed whole; its capture must not synchronise
+        self.in_step = False  # inside a fixed-shape forward: timed as a whole (its capture must not synchronise)
+
+        def outside_steps(hook):
             return lambda *args: None if self.in_step else hook(*args)
 
         decoder = model.get_decoder()
@@ -60,22 +61,29 @@ class ForwardClock:
         head = model.get_output_embeddings()
         head.register_forward_pre_hook(outside_steps(self._pre), with_kwargs=True)
         head.register_forward_hook(outside_steps(self._head), with_kwargs=True)
-        replay = StaticStep.run
+        StaticStep.run = self._whole(StaticStep.run, "decode")  # fixed-shape forwards call no decoder module
+        StaticPrefill.run = self._whole(StaticPrefill.run, "prefill")
 
-        def timed_replay(step, ids, positions, col):  # CUDA-graph decode steps do not call the decoder module
+    def _whole(self, run, kind: str):
+        """``run`` (a fixed-shape forward, a CUDA graph on a GPU) timed as a whole, the hooks silent inside it."""
+        def timed(forward, ids, *args):
             sync(self.device)
             start, self.in_step = time.perf_counter(), True
             try:
-                out = replay(step, ids, positions, col)
+                out = run(forward, ids, *args)
             finally:
                 self.in_step = False
             sync(self.device)
-            self.decode_s += time.perf_counter() - start
-            self.decode_steps += 1
-            self.decode_rows += len(ids)
+            if kind == "decode":
+                self.decode_s += time.perf_counter() - start
+                self.decode_steps += 1
+                self.decode_rows += len(ids)
+            else:
+                self.prefill_s += time.perf_counter() - start
+                self.prefill_tokens += ids.numel()
             return out
 
-        StaticStep.run = timed_replay
+        return timed
 
     def reset(self) -> None:
         self.prefill_s = self.decode_s = 0.0

@@ -119,28 +119,41 @@ def test_the_static_step_for_cuda_graphs_computes_what_the_model_does():
 
 
 def test_static_steps_beyond_their_memory_budget_are_dropped_least_recently_used_first():
-    """Each (rows, columns) bucket's step holds its own key and value buffers; past ``graph_bytes`` the least recently
-    used step goes, and decoding is unchanged by it."""
-    from selfplay.agents.graph_step import step_bytes
+    """Each bucketed shape's fixed-shape forward (decode step or prefill) holds its own buffers; past ``graph_bytes``
+    the least recently used goes, and decoding is unchanged by it."""
+    from types import SimpleNamespace
+
+    from selfplay.agents.graph_step import prefill_bytes, step_bytes
 
     model, tok = tiny_model(seed=7, num_key_value_heads=2)
     eos = tok.eos_token_id
     c = model.config
     assert step_bytes(model, 4, 64) == 2 * c.num_hidden_layers * 4 * 2 * 64 * (c.hidden_size // c.num_attention_heads) * 4
+    assert prefill_bytes(model, 4, 16, 64) == step_bytes(model, 4, 80)
+    lru = Decoder(model, eos, {eos}, graphs="always")
+    lru.graph_bytes = 100
+    made = []
+
+    def get(key, size):
+        return lru._graphed(key, size, lambda: made.append(key) or SimpleNamespace(nbytes=size))
+
+    get("a", 40), get("b", 40), get("a", 40), get("c", 40)  # a was used after b: b goes
+    assert list(lru._steps) == ["a", "c"] and made == ["a", "b", "c"]
+    get("d", 150)  # over the budget alone: it stays, alone
+    assert list(lru._steps) == ["d"]
     free = Decoder(model, eos, {eos}, graphs="always")
     tight = Decoder(model, eos, {eos}, graphs="always")
-    tight.graph_bytes = step_bytes(model, 4, 64) + step_bytes(model, 2, 64)  # room for two small steps, not a third
-    short = [tok.encode(x, add_special_tokens=False) for x in ("one", "two", "three")]  # 3 rows: the 4-row bucket
-    pair = short[:2]  # the 2-row bucket
-    wide = [tok.encode("x" * 70, add_special_tokens=False)] * 3  # 4 rows of 128 columns
-    for prompts, kept in [(short, [(4, 64)]), (pair, [(4, 64), (2, 64)]), (short, [(2, 64), (4, 64)]),
-                          (wide, [(4, 128)]), (pair, [(2, 64)])]:  # one step over budget stays alone
+    tight.graph_bytes = step_bytes(model, 4, 64) + step_bytes(model, 2, 64)
+    short = [tok.encode(x, add_special_tokens=False) for x in ("one", "two", "three")]
+    wide = [tok.encode("x" * 70, add_special_tokens=False)] * 3
+    for prompts in (short, short[:2], short, wide, short[:2], wide):
         got = tight.decode(prompts, max_new=4, temperature=0.9, seed=2)
-        assert list(tight._steps) == kept
-        assert sum(s.nbytes for s in tight._steps.values()) <= max(tight.graph_bytes, step_bytes(model, *kept[-1]))
+        sizes = [s.nbytes for s in tight._steps.values()]
+        assert sum(sizes) <= max(tight.graph_bytes, sizes[-1])
         want = free.decode(prompts, max_new=4, temperature=0.9, seed=2)
         assert [g.tokens for g in got] == [w.tokens for w in want]
-    assert len(free._steps) == 3  # unbounded, every bucket stays
+        assert all(torch.allclose(torch.tensor(g.logprobs), torch.tensor(w.logprobs)) for g, w in zip(got, want))
+    assert len(free._steps) > len(tight._steps)  # unbounded, every bucket stays
 
 
 def test_a_session_reuses_the_shared_prefix_of_earlier_calls_and_stays_exact():
@@ -182,7 +195,10 @@ def test_a_session_reuses_the_shared_prefix_of_earlier_calls_and_stays_exact():
                 assert torch.allclose(torch.tensor(o.logprobs), r[:len(o.tokens)], atol=1e-5)
 
 
-def test_sessions_over_random_calls_give_the_log_probabilities_of_a_teacher_forced_pass(monkeypatch):
+@pytest.mark.parametrize("graphs", [False, "always"])
+def test_sessions_over_random_calls_give_the_log_probabilities_of_a_teacher_forced_pass(monkeypatch, graphs):
+    """With ``graphs="always"`` the prefill and the decode steps run as the fixed-shape forwards a GPU replays as CUDA
+    graphs (bucketed and padded: rows, segment width and past), eagerly here."""
     import selfplay.agents.decode as decode
 
     reused = []
@@ -192,7 +208,7 @@ def test_sessions_over_random_calls_give_the_log_probabilities_of_a_teacher_forc
     eos = tok.eos_token_id
     rng = random.Random(1)
     stems = [[rng.randrange(3, 250) for _ in range(rng.randrange(5, 40))] for _ in range(3)]
-    decoder = Decoder(model, eos, {eos}, min_saving=rng.choice([1, 4, 16]))
+    decoder = Decoder(model, eos, {eos}, min_saving=rng.choice([1, 4, 16]), graphs=graphs)
     with decoder.session():
         for call in range(6):
             prompts = []
@@ -206,12 +222,14 @@ def test_sessions_over_random_calls_give_the_log_probabilities_of_a_teacher_forc
                 assert torch.allclose(torch.tensor(o.logprobs), r[:len(o.tokens)], atol=1e-5), call
     assert len(decoder._kept or ()) == 0
     assert sum(reused) >= 3  # most calls read kept prefixes
+    prefills = [key for key in decoder._steps if key[0] == "prefill"]
+    assert bool(prefills) == bool(graphs) and (not graphs or any(past for *_, past in prefills))
 
 
 def test_a_failed_cuda_graph_capture_leaves_the_step_decoding_eagerly_with_the_same_tokens(monkeypatch):
     """Where capture raises (a hook that synchronises inside it, say), the step warns once and computes eagerly,
-    never replaying the broken graph: the decode equals one without graphs."""
-    from selfplay.agents.graph_step import StaticStep
+    never replaying the broken graph: the decode equals one without graphs. The same for the prefill."""
+    from selfplay.agents.graph_step import _Graphed
 
     model, tok = tiny_model(seed=7, num_key_value_heads=2)
     eos = tok.eos_token_id
@@ -224,13 +242,16 @@ def test_a_failed_cuda_graph_capture_leaves_the_step_decoding_eagerly_with_the_s
         self.graph = object()  # what a real capture leaves behind before it fails
         raise RuntimeError("operation not permitted when stream is capturing")
 
-    monkeypatch.setattr(StaticStep, "_on_gpu", lambda self: True)
-    monkeypatch.setattr(StaticStep, "_capture", broken_capture)
+    monkeypatch.setattr(_Graphed, "_on_gpu", lambda self: True)
+    monkeypatch.setattr(_Graphed, "_capture", broken_capture)
     decoder = Decoder(model, eos, {eos}, graphs="always")
-    with pytest.warns(RuntimeWarning, match="capture of the decode step failed.*decodes eagerly"):
+    with pytest.warns(RuntimeWarning) as caught:
         out = decoder.decode(prompts, max_new=5, temperature=0.8, seed=3)
+    said = sorted(str(w.message).split(" failed")[0] for w in caught)
+    assert said == ["the CUDA-graph capture of the decode step", "the CUDA-graph capture of the prefill"]
+    assert all("runs eagerly" in str(w.message) for w in caught)
     again = decoder.decode(prompts, max_new=5, temperature=0.8, seed=3)
-    assert len(tries) == 1 and decoder._steps
+    assert len(tries) == 2 and len(decoder._steps) == 2  # one prefill, one decode step: each tried once
     for o, e, a in zip(out, expected, again):
         assert o.tokens == e.tokens == a.tokens
         assert torch.allclose(torch.tensor(o.logprobs), torch.tensor(e.logprobs), atol=1e-5)
