@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import bisect
 import inspect
 import itertools
 from collections import OrderedDict
@@ -84,35 +85,45 @@ def radix_tree(rows: list[list[int]], min_saving: int = 64) -> list[Node]:
     return nodes
 
 
+def _common(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    """Length of the common prefix of ``a`` and ``b``: a binary search on prefix equality, each compared in C."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def _reuse(nodes: list[Node], kept: dict[tuple[int, ...], object], least: int) -> tuple[list[Node], dict[int, object]]:
     """``nodes`` with every run of tokens that a kept prefix covers turned into a node of level -1 (computed by an
     earlier call: its keys and values are the kept entry's rows ``[start, start + len)``). A node that some row ends
     at keeps its last token to compute, so that row still gets its logits. Returns the new nodes (parents first) and
-    {new node index: the kept entry it reads}."""
-    keys = list(kept)
-    reach: list[list[int]] = []  # per node and kept key: how far the key matches the node's path (from position 0)
+    {new node index: the kept entry it reads}.
+
+    The kept prefix sharing the most with a node's path is one of the path's two neighbours in the sorted kept
+    prefixes (the longest common prefix with a set of sequences is attained next to them in lexicographic order), so
+    each node costs a binary search, not a scan of every kept prefix."""
+    keys = sorted(kept)
+    paths: list[tuple[int, ...]] = []  # each node's whole path from position 0
     out: list[Node] = []
     read: dict[int, object] = {}
     new_index: list[int] = []  # the node (or its computed remainder) that children hang under
     for n in nodes:
-        end = n.start + len(n.tokens)
-        here = []
-        for k, key in enumerate(keys):
-            m = n.start if n.parent < 0 or reach[n.parent][k] == n.start else -1  # the parent's path fully matched
-            if m >= 0:
-                top = min(len(key), end)
-                while m < top and key[m] == n.tokens[m - n.start]:
-                    m += 1
-            here.append(m)
-        reach.append(here)
-        best = max(range(len(keys)), key=lambda k: here[k], default=-1)
-        covered = min(here[best], end - 1 if n.ends else end) if best >= 0 else -1
+        path = (paths[n.parent] if n.parent >= 0 else ()) + tuple(n.tokens)
+        paths.append(path)
+        end = len(path)
+        at = bisect.bisect_left(keys, path)
+        best, key = max(((_common(path, k), k) for k in keys[max(0, at - 1):at + 1]), default=(-1, None))
+        covered = min(best, end - 1 if n.ends else end)
         parent = new_index[n.parent] if n.parent >= 0 else -1
         if covered <= n.start or covered < least:
             out.append(Node(list(n.tokens), parent, n.start, n.level, list(n.ends)))
         else:
             out.append(Node(n.tokens[:covered - n.start], parent, n.start, -1))
-            read[len(out) - 1] = kept[keys[best]]
+            read[len(out) - 1] = kept[key]
             if covered < end:  # the rest is computed on top of it
                 out.append(Node(n.tokens[covered - n.start:], len(out) - 1, covered, n.level, list(n.ends)))
         new_index.append(len(out) - 1)
@@ -323,9 +334,9 @@ class Decoder:
                          logits_to_keep=1, **kwargs)
         return out.logits[:, -1], [(layer.keys, layer.values) for layer in kwargs[self.kw].layers]  # filled in place
 
-    def prefill(self, prompts: list[list[int]], width: int, room: int) -> tuple[list[_Preallocated], torch.Tensor]:
-        """Every prompt run through the model along its radix-tree path; returns per layer a cache of
-        ``(rows, heads, width + room, head_dim)`` with the prompts left-aligned to ``width``, and last-token logits.
+    def prefill(self, prompts: list[list[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every prompt run through the model along its radix-tree path; returns the keys and values of every row's
+        prompt left-padded to ``width``, as (rows, width, 2, layers, heads, head_dim), and last-token logits.
 
         Keys and values of every node's tokens go to one flat store, a row per token holding every layer's keys and
         values (row 0 all zeros for padding), so a batch's past, a kept prefix and the final cache are each one
@@ -392,12 +403,7 @@ class Decoder:
             for r in n.ends:
                 row_node[r] = i
         index = _left_padded([spans[row_node[r]] for r in range(len(prompts))], width)
-        index = index.to(device)
-        _, _, n_layers, heads, dim = store.shape
-        buf = store.new_zeros(2, n_layers, len(prompts), heads, width + room, dim)  # every layer's cache, one block
-        buf[:, :, :, :, :width] = store[index].permute(2, 3, 0, 4, 1, 5)
-        cache = [_Preallocated(buf[0, j], buf[1, j], width) for j in range(n_layers)]
-        return cache, last[torch.tensor(row_node, device=device)]
+        return store[index.to(device)], last[torch.tensor(row_node, device=device)]
 
     # -- sampling --------------------------------------------------------------------------------------
     @staticmethod
@@ -431,17 +437,20 @@ class Decoder:
         legal = legal or [None] * n
         out = [Sampled([], [], [] if legal[i] is not None else None) for i in range(n)]
         width = max(len(p) for p in prompts)
-        layers, logits = self.prefill(prompts, width, max_new)
+        past, logits = self.prefill(prompts, width)
         live = list(range(n))
-        mask = torch.zeros(n, width + max_new, dtype=torch.long)
-        for r, p in enumerate(prompts):
-            mask[r, width - len(p):width] = 1
-        mask = mask.to(device)
-        positions = torch.tensor([len(p) for p in prompts], device=device)
+        lengths = torch.tensor([len(p) for p in prompts])
+        columns = torch.arange(width + max_new)
+        mask = ((columns >= width - lengths[:, None]) & (columns < width)).long().to(device)
+        positions = lengths.to(device)
         static = self._static_step(n, width + max_new, device)
         if static is not None:  # a CUDA graph replays each step; finished rows stay in it, their outputs unread
-            static.load([layer.kbuf for layer in layers], [layer.vbuf for layer in layers], mask[:, :width])
+            static.load(past, mask[:, :width])
             layers = []
+        else:
+            buf = past.new_zeros(2, past.shape[3], n, past.shape[4], width + max_new, past.shape[5])  # one block
+            buf[:, :, :, :, :width] = past.permute(2, 3, 0, 4, 1, 5)
+            layers = [_Preallocated(buf[0, j], buf[1, j], width) for j in range(buf.shape[1])]
         cache = _cache(layers)
         nxt = {r: next_allowed(legal[r], [], self.eos) for r in range(n) if legal[r] is not None}  # per row, next
         for step in range(max_new):

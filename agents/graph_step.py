@@ -155,20 +155,20 @@ class StaticStep(_Graphed):
 
     def __init__(self, model: torch.nn.Module, rows: int, length: int):
         self.llama = m = _Llama(model)
-        self.keys = [m.zeros(rows, m.kv_heads, length, m.head_dim) for _ in range(m.layers)]
-        self.values = [m.zeros(rows, m.kv_heads, length, m.head_dim) for _ in range(m.layers)]
+        self.cache = m.zeros(2, m.layers, rows, m.kv_heads, length, m.head_dim)  # every layer's keys and values
+        self.keys, self.values = list(self.cache[0]), list(self.cache[1])
         self.mask = m.zeros(rows, 1, 1, length, dtype=torch.bool)
         self.ids = m.zeros(rows, 1, dtype=torch.long)
         self.positions = m.zeros(rows, 1, dtype=torch.long)
         self.col = m.zeros(1, dtype=torch.long)
         self.nbytes = step_bytes(model, rows, length)
 
-    def load(self, keys: list[torch.Tensor], values: list[torch.Tensor], mask: torch.Tensor) -> None:
-        """Fill the first columns from a prefilled cache (rows, kv_heads, width, head_dim) and its 2-D mask."""
+    def load(self, past: torch.Tensor, mask: torch.Tensor) -> None:
+        """Fill the first columns from a prefill's (rows, width, 2, layers, kv_heads, head_dim) keys and values and
+        their 2-D mask, in one copy. Columns past ``width`` and rows past ``rows`` keep what an earlier call left: the
+        mask hides them (and a step writes its column before attending over it)."""
         rows, width = mask.shape
-        for buf, src in zip(self.keys + self.values, keys + values):
-            buf.zero_()
-            buf[:rows, :, :width] = src[:, :, :width]
+        self.cache[:, :, :rows, :, :width] = past.permute(2, 3, 0, 4, 1, 5)
         self.mask.zero_()
         self.mask[:rows, 0, 0, :width] = mask.bool()
 
@@ -193,7 +193,7 @@ class StaticStep(_Graphed):
         return m.logits(x)
 
     def _state(self) -> list[torch.Tensor]:
-        return [*self.keys, *self.values, self.mask]
+        return [self.cache, self.mask]
 
     def run(self, ids: torch.Tensor, positions: torch.Tensor, col: int) -> torch.Tensor:
         """One step (:class:`_Graphed`): logits of the first ``len(ids)`` rows."""

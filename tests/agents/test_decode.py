@@ -269,3 +269,35 @@ def test_the_shared_prefix_length_of_a_group_is_that_of_every_row():
         while all(len(r) > n for r in rows) and len({r[n] for r in rows}) == 1:
             n += 1
         assert _lcp(rows, list(range(len(rows))), len(base)) == n
+
+
+def test_kept_prefixes_are_found_by_binary_search_as_by_a_scan_of_every_kept_prefix():
+    """_reuse takes each node's best kept prefix from the path's neighbours in sorted order; checked against a scan
+    of every kept prefix: the same tokens covered per node, and every covered run really is the kept prefix's."""
+    from selfplay.agents.decode import _reuse
+
+    rng = random.Random(4)
+    for _ in range(300):
+        stems = [[rng.randrange(4) for _ in range(rng.randrange(1, 12))] for _ in range(3)]
+        grow = lambda: rng.choice(stems)[:rng.randrange(0, 12)] + [rng.randrange(4) for _ in range(rng.randrange(3))]  # noqa: E731
+        prompts = [p for p in (grow() for _ in range(rng.randrange(1, 8))) if p]
+        if not prompts:
+            continue
+        kept = {tuple(k): tuple(k) for k in (grow() for _ in range(rng.randrange(0, 6))) if k}
+        least = rng.choice([1, 2, 3])
+        nodes = radix_tree(prompts, rng.choice([1, 4, 64]))
+        out, read = _reuse(nodes, kept, least)
+        paths = []
+        for n in nodes:  # the scan: every kept prefix against every node's whole path
+            path = (paths[n.parent] if n.parent >= 0 else ()) + tuple(n.tokens)
+            paths.append(path)
+        expected = 0
+        for n, path in zip(nodes, paths):
+            best = max((next((i for i, (a, b) in enumerate(zip(path, k)) if a != b), min(len(path), len(k)))
+                        for k in kept), default=-1)
+            covered = min(best, len(path) - 1 if n.ends else len(path))
+            expected += len(n.tokens) - (covered - n.start if covered > n.start and covered >= least else 0)
+        assert sum(len(n.tokens) for n in out if n.level >= 0) == expected
+        for i, entry in read.items():  # a covered run is the kept prefix's own tokens at those positions
+            n = out[i]
+            assert n.level == -1 and tuple(entry[n.start:n.start + len(n.tokens)]) == tuple(n.tokens)
