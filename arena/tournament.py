@@ -26,6 +26,7 @@ from itertools import combinations
 from pathlib import Path
 
 from selfplay.agents.checkpoints import checkpoint_policy, run_sampling
+from selfplay.agents.models import settled_heap
 from selfplay.agents.specs import MODEL_KINDS, build_agent, parse_key_values, parse_seats, parse_spec
 from selfplay.arena.play import Match, paired_matches, play, seatings
 from selfplay.arena.rundir import checkpoint_step, list_checkpoints, make_run_dir
@@ -287,9 +288,10 @@ def main(argv: list[str] | None = None) -> int:
                              f"{', '.join(p.name for p in participants)}")
         anchor = args.anchor or ("random" if any(p.name == "random" for p in participants) else None)
         seats = parse_seats(args.seats, with_options(game_class(args.game), parse_key_values(args.option)).roles)
-        summary = run_tournament(args.game, participants, args.games, args.schedule, args.candidates, args.out,
-                                 args.seed, anchor, args.bootstrap, args.concurrency,
-                                 game_options=parse_key_values(args.option), seats=seats)
+        with settled_heap():
+            summary = run_tournament(args.game, participants, args.games, args.schedule, args.candidates, args.out,
+                                     args.seed, anchor, args.bootstrap, args.concurrency,
+                                     game_options=parse_key_values(args.option), seats=seats)
     except (ValueError, FileNotFoundError, TypeError) as exc:
         print(f"selfplay tournament: error: {exc}", file=sys.stderr)
         return 2

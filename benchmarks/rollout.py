@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.args import MODELS, default_device, device, positive  # noqa: E402
 from benchmarks.generation import FallbackTicTacToe, build, sync  # noqa: E402
 from selfplay.agents.graph_step import StaticPrefill, StaticStep  # noqa: E402
+from selfplay.agents.models import settled_heap  # noqa: E402
 from selfplay.agents.llm import LLMAgent, SamplingConfig, render_prompt  # noqa: E402
 from selfplay.arena.play import paired_matches, play  # noqa: E402
 from selfplay.training.metrics import peak_flops  # noqa: E402
@@ -294,18 +295,19 @@ def main() -> None:
                                         new=args.new, seed=seed, device=args.device)}
     runs.update({kind: (lambda seed, agent=agent: timed(arena, clock, agent=agent, games=args.games, seed=seed))
                  for kind, agent in agents.items()})
-    for kind in kinds:  # warm-up (and, on a GPU, kernel selection and graph capture) with every game
-        runs[kind](999)
     results: dict[str, list[dict]] = {k: [] for k in kinds}
     lines = []
-    for rep in range(args.reps):
-        order = kinds if rep % 2 == 0 else list(reversed(kinds))
-        for kind in order:
-            row = {"kind": kind, "rep": rep, "device": device_name, "model": args.model, "games": args.games,
-                   "new": args.new, **runs[kind](rep)}
-            results[kind].append(row)
-            lines.append(row)
-            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+    with settled_heap():  # as the trainer does: the loaded stack out of the garbage collector's full passes
+        for kind in kinds:  # warm-up (and, on a GPU, kernel selection and graph capture) with every game
+            runs[kind](999)
+        for rep in range(args.reps):
+            order = kinds if rep % 2 == 0 else list(reversed(kinds))
+            for kind in order:
+                row = {"kind": kind, "rep": rep, "device": device_name, "model": args.model, "games": args.games,
+                       "new": args.new, **runs[kind](rep)}
+                results[kind].append(row)
+                lines.append(row)
+                print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     roof = f" {'x GPU.md floor':>14}" if bandwidth else ""  # the bandwidth floor of ../shared/GPU.md
     print(f"\n{'':<18} {'games/s':>8} {'tok/s':>8} {'ms/decode step':>15} {'rows':>5} {'x floor':>8} "
           f"{'x F.linear floor':>16}{roof} {'prefill tok/s':>14} {'prefill tokens':>15} {'ratio vs naive (min-max)':>26}")

@@ -38,6 +38,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_play(args: argparse.Namespace) -> int:
+    from selfplay.agents.models import settled_heap
     from selfplay.agents.specs import build_agents, parse_key_values, parse_seats
     from selfplay.arena.play import paired_matches, play, seatings
     from selfplay.arena.records import open_store
@@ -67,7 +68,9 @@ def cmd_play(args: argparse.Namespace) -> int:
     store = open_store(out)
     matches = paired_matches(cls.roles, free_names, games, seed=args.seed, fixed=fixed_names)
     start = time.perf_counter()
-    episodes = play(lambda: cls(**options), matches, agents, store=store, concurrency=args.concurrency, options=options)
+    with settled_heap():
+        episodes = play(lambda: cls(**options), matches, agents, store=store, concurrency=args.concurrency,
+                        options=options)
     seconds = time.perf_counter() - start
     print(format_table(summarize(episodes), outcome_of(cls).rates))
     print(f"\n{len(episodes)} games in {seconds:.1f}s ({len(episodes) / seconds:.1f} games/s)")

@@ -25,6 +25,7 @@ from typing import Any
 
 from accelerate.utils import set_seed
 
+from selfplay.agents.models import settled_heap
 from selfplay.arena import rundir
 from selfplay.arena.records import open_store
 from selfplay.arena.stats import error_summary
@@ -96,76 +97,80 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
         checkpoint.save(learner, run_dir, step, state, cfg.model, run.keep_checkpoints, run.seed,
                         "float32" if cfg.dtype == "auto" else cfg.dtype)
 
-    for step in range(state.step, run.steps):
-        # -- rollout: this rank's slice of the step's games ----------------------------------------------------
-        batch = rollouts.collect(step)
-        if not noted:
-            note = cut_note(batch.episodes, cfg.sampling.max_new_tokens)
-            if note is not None:
-                accelerator.print(note)
-                noted = True
-        failed = sum_scalar(accelerator, float(sum(ep.status == "error" for ep in batch.episodes)))
-        if failed and failed == sum_scalar(accelerator, float(len(batch.episodes))):
-            raise RuntimeError(f"every game of step {step + 1} ended in an error, nothing to train on: "
-                               f"{error_summary(batch.episodes) or 'the error is on another rank'}")
+    with settled_heap():  # the loaded stack stays out of the garbage collector's full passes
+        for step in range(state.step, run.steps):
+            # -- rollout: this rank's slice of the step's games ----------------------------------------------------
+            batch = rollouts.collect(step)
+            if not noted:
+                note = cut_note(batch.episodes, cfg.sampling.max_new_tokens)
+                if note is not None:
+                    accelerator.print(note)
+                    noted = True
+            failed = sum_scalar(accelerator, float(sum(ep.status == "error" for ep in batch.episodes)))
+            if failed and failed == sum_scalar(accelerator, float(len(batch.episodes))):
+                raise RuntimeError(f"every game of step {step + 1} ended in an error, nothing to train on: "
+                                   f"{error_summary(batch.episodes) or 'the error is on another rank'}")
 
-        # -- advantages: baselines from before the update, measured over every rank's samples ------------------
-        baselines.assign(learner, batch.samples, up.advantage, up.gae_lambda)
-        stats = StepStats(gen_tokens=float(sum(len(s.completion_ids) for s in batch.samples)))
-        stats.count_episodes(batch.episodes, roles, batch.pool_step)
-        for s in batch.samples:
-            if s.arm is not None:
-                stats.arms.add(s.arm, s.reward, s.advantage)
-        samples = rollouts.keep(batch.samples)
-        stats.filtered = len(batch.samples) - len(samples)
+            # -- advantages: baselines from before the update, measured over every rank's samples ------------------
+            baselines.assign(learner, batch.samples, up.advantage, up.gae_lambda)
+            stats = StepStats(gen_tokens=float(sum(len(s.completion_ids) for s in batch.samples)))
+            stats.count_episodes(batch.episodes, roles, batch.pool_step)
+            for s in batch.samples:
+                if s.arm is not None:
+                    stats.arms.add(s.arm, s.reward, s.advantage)
+            samples = rollouts.keep(batch.samples)
+            stats.filtered = len(batch.samples) - len(samples)
 
-        # -- update -------------------------------------------------------------------------------------------
-        learner.at_step(step)
-        t_update = time.perf_counter()
-        gains = {}
-        if progress is None:
-            stats.update = update(up, learner, samples, cfg.sampling.temperature, progress=run.progress)
-        else:  # the rewarded role waits for the gain its tasks bought
-            stats.update, before, after = update_with_progress(up, learner, samples, cfg.sampling.temperature, progress,
-                                                               lambda: evaluator.probe(progress, step),
-                                                               infos(batch.episodes))
-            gains = {k: after[k] - before[k] for k in after}
-            state.progress.append({"step": step + 1, "before": before, "after": after})
-        store.set_advantages({(s.turn_group[0], s.step_index): s.advantage for s in samples})  # for exports
-        if up.magnet_every and (step + 1) % up.magnet_every == 0:
-            learner.move_magnet()  # MMD: the KL reference follows the policy every magnet_every steps
-        update_seconds = time.perf_counter() - t_update
-        state.seconds += batch.seconds + update_seconds  # training time, evaluation excluded
-        current = tracker.step() if tracker is not None else None  # the exact policy joins the running average
-        if run.check_sync:
-            record_weight_hashes(accelerator, learner.model, run_dir, step + 1)
+            # -- update -------------------------------------------------------------------------------------------
+            learner.at_step(step)
+            t_update = time.perf_counter()
+            gains = {}
+            if progress is None:
+                stats.update = update(up, learner, samples, cfg.sampling.temperature, progress=run.progress)
+            else:  # the rewarded role waits for the gain its tasks bought
+                stats.update, before, after = update_with_progress(up, learner, samples, cfg.sampling.temperature,
+                                                                   progress,
+                                                                   lambda: evaluator.probe(progress, step),
+                                                                   infos(batch.episodes))
+                gains = {k: after[k] - before[k] for k in after}
+                state.progress.append({"step": step + 1, "before": before, "after": after})
+            store.set_advantages({(s.turn_group[0], s.step_index): s.advantage for s in samples})  # for exports
+            if up.magnet_every and (step + 1) % up.magnet_every == 0:
+                learner.move_magnet()  # MMD: the KL reference follows the policy every magnet_every steps
+            update_seconds = time.perf_counter() - t_update
+            state.seconds += batch.seconds + update_seconds  # training time, evaluation excluded
+            current = tracker.step() if tracker is not None else None  # the exact policy joins the running average
+            if run.check_sync:
+                record_weight_hashes(accelerator, learner.model, run_dir, step + 1)
 
-        # -- statistics over ranks, the rollout component moves on, snapshot, evaluation, checkpoint, log -----
-        stats.game = game_cls.context_stats([info for info in infos(batch.episodes).values()])
-        stats = reduce_sum(accelerator, stats)
-        metrics = step_metrics(stats, accelerator.num_processes, batch.seconds, update_seconds)
-        metrics.update(rollouts.observe(step + 1, stats))
-        metrics.update({f"progress/{k}": v for k, v in gains.items()})
-        metrics["lr"] = learner.optimizer.param_groups[0]["lr"]
-        done = step + 1
-        # the time limit or a stop request ends every rank at the same step: any rank's stops them all
-        halt = bool(run.max_minutes) and state.seconds >= 60 * run.max_minutes or stop is not None and stop.requested
-        early = done < run.steps and sum_scalar(accelerator, float(halt)) > 0
-        last = done == run.steps or early
-        rollouts.snapshot(done)
-        state.step, state.baselines, state.rollouts = done, baselines.state_dict(), rollouts.state_dict()
-        state.exact = tracker.state_dict() if tracker is not None else {}
-        if early:  # saved before the evaluation too, so a second Ctrl-C during it loses nothing
-            save(done)
-        if (ev.every and done % ev.every == 0) or last:
-            entry, eval_metrics = evaluator.entry(done, state.seconds, tracker.measure(current) if tracker else None)
-            state.history.append(entry)
-            metrics.update(eval_metrics)
-        if done % run.checkpoint_every == 0 or last:
-            save(done)
-        log.step(done, metrics)
-        if last:
-            break
+            # -- statistics over ranks, the rollout component moves on, snapshot, evaluation, checkpoint, log -----
+            stats.game = game_cls.context_stats([info for info in infos(batch.episodes).values()])
+            stats = reduce_sum(accelerator, stats)
+            metrics = step_metrics(stats, accelerator.num_processes, batch.seconds, update_seconds)
+            metrics.update(rollouts.observe(step + 1, stats))
+            metrics.update({f"progress/{k}": v for k, v in gains.items()})
+            metrics["lr"] = learner.optimizer.param_groups[0]["lr"]
+            done = step + 1
+            # the time limit or a stop request ends every rank at the same step: any rank's stops them all
+            halt = bool(run.max_minutes) and state.seconds >= 60 * run.max_minutes or \
+                stop is not None and stop.requested
+            early = done < run.steps and sum_scalar(accelerator, float(halt)) > 0
+            last = done == run.steps or early
+            rollouts.snapshot(done)
+            state.step, state.baselines, state.rollouts = done, baselines.state_dict(), rollouts.state_dict()
+            state.exact = tracker.state_dict() if tracker is not None else {}
+            if early:  # saved before the evaluation too, so a second Ctrl-C during it loses nothing
+                save(done)
+            if (ev.every and done % ev.every == 0) or last:
+                exact = tracker.measure(current) if tracker else None
+                entry, eval_metrics = evaluator.entry(done, state.seconds, exact)
+                state.history.append(entry)
+                metrics.update(eval_metrics)
+            if done % run.checkpoint_every == 0 or last:
+                save(done)
+            log.step(done, metrics)
+            if last:
+                break
 
     # -- the end: summary and report ---------------------------------------------------------------------------
     log.close()
