@@ -118,10 +118,14 @@ def render_prompts(tokenizer, conversations: list[list[dict]]) -> list[list[int]
         unique[j] = c
     texts = tokenizer.apply_chat_template(unique, add_generation_prompt=True, tokenize=False)
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None and getattr(tokenizer, "is_fast", False):  # the ids alone: no per-row BatchEncoding
+    # the fast tokenizer's ids alone (no per-row BatchEncoding), unless an earlier call of the tokenizer with padding
+    # or truncation left them switched on in its backend: the generic call switches them off again
+    if backend is not None and getattr(tokenizer, "is_fast", False) and backend.padding is None \
+            and backend.truncation is None:
         ids = [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
     else:
-        ids = [list(row) for row in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        ids = [list(row) for row in tokenizer(texts, add_special_tokens=False, padding=False,
+                                              truncation=False)["input_ids"]]
     return [list(ids[j]) for j in slot]
 
 

@@ -254,6 +254,12 @@ def test_prompts_rendered_in_one_batch_are_the_ids_rendered_one_by_one():
     assert repeated == [one_by_one[2], one_by_one[0], one_by_one[2]]
     repeated[0].append(-1)  # each row its own list
     assert repeated[2] == one_by_one[2]
+    # a call elsewhere with padding and truncation leaves them on in the fast backend: prompts must stay unpadded
+    tok(["a", "a much longer text than that"], padding=True, truncation=True, max_length=4)
+    assert tok.backend_tokenizer.padding is not None and tok.backend_tokenizer.truncation is not None
+    assert render_prompts(tok, conversations) == one_by_one
+    assert render_prompts(tok, conversations) == one_by_one  # and the next call takes the fast path again
+    assert tok.backend_tokenizer.padding is None
 
 
 def test_adapters_named_inside_lora_prefix_save_and_load_exactly_without_peft_warnings(tmp_path):
