@@ -23,7 +23,7 @@ import bisect
 import inspect
 import itertools
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
@@ -46,14 +46,23 @@ class Node:
     ends: list[int] = field(default_factory=list)  # rows whose prompt ends with this node
 
 
+def _common(a: Sequence[int], b: Sequence[int], lo: int = 0) -> int:
+    """Length of the common prefix of ``a`` and ``b`` (which share ``lo`` items already): a binary search on the
+    equality of slices, each compared in C."""
+    hi = min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
 def _lcp(rows: list[list[int]], group: list[int], start: int) -> int:
     """Length of the prefix every row of ``group`` shares (they share ``start`` tokens already): that of the
     lexicographically least and greatest rows, found by list comparison in C, not by walking every row."""
-    lo, hi = min(rows[i] for i in group), max(rows[i] for i in group)
-    n, end = start, min(len(lo), len(hi))
-    while n < end and lo[n] == hi[n]:
-        n += 1
-    return n
+    return _common(min(rows[i] for i in group), max(rows[i] for i in group), start)
 
 
 def radix_tree(rows: list[list[int]], min_saving: int = 64) -> list[Node]:
@@ -83,18 +92,6 @@ def radix_tree(rows: list[list[int]], min_saving: int = 64) -> list[Node]:
     for sub in _branches(rows, list(range(len(rows))), 0):
         build(sub, 0, -1, 0)
     return nodes
-
-
-def _common(a: tuple[int, ...], b: tuple[int, ...]) -> int:
-    """Length of the common prefix of ``a`` and ``b``: a binary search on prefix equality, each compared in C."""
-    lo, hi = 0, min(len(a), len(b))
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
 
 
 def _reuse(nodes: list[Node], kept: dict[tuple[int, ...], object], least: int) -> tuple[list[Node], dict[int, object]]:
