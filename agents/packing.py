@@ -1,4 +1,5 @@
-"""Linear layers with prepacked weights for the CPU's matrix kernels, while the weights are frozen.
+"""Linear layers with prepacked weights for the CPU's matrix kernels, while the weights are frozen (LoRA layers with their
+active adapter merged in).
 
 MKL's sgemm, which ``F.linear`` calls on a CPU, reorders the weight into its blocked layout on every call; at the
 small batches of decoding that reorder, not the arithmetic, bounds the layer (the weights stream from memory each
@@ -52,17 +53,75 @@ class _Packed:
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.packed, bias, "none", [], "")
 
 
+def _lora(module: torch.nn.Module) -> bool:
+    """Whether ``module`` is a PEFT LoRA linear layer over a packable base layer."""
+    return hasattr(module, "lora_A") and hasattr(module, "active_adapters") and can_pack(
+        getattr(module, "base_layer", None))
+
+
+class _MergedLoRA:
+    """The forward of a PEFT LoRA linear layer as one prepacked product with the active adapter merged in,
+    ``W + scaling * B @ A`` (Hu et al. 2021: the merged layer computes the same map), packed once per adapter on first
+    use. PEFT's own forward whenever anything else applies: autograd, no or several active adapters, adapters
+    disabled or merged by PEFT, dropout in training mode, a LoRA variant (DoRA), per-row adapter names, or any of the
+    weights changed in place since it was merged."""
+
+    def __init__(self, module: torch.nn.Module, rows: int):
+        self.module, self.rows = module, rows
+        self.original = type(module).forward.__get__(module)
+        self.merged: dict[str, tuple[tuple, torch.Tensor]] = {}  # adapter -> (weights and versions, packed weight)
+
+    def _weights(self, adapter: str) -> tuple:
+        m = self.module
+        ws = (m.base_layer.weight, m.lora_A[adapter].weight, m.lora_B[adapter].weight)
+        return tuple((id(w), w._version) for w in ws)
+
+    def __call__(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        m = self.module
+        active = [a for a in m.active_adapters if a in m.lora_A]
+        adapter = active[0] if len(active) == 1 else None
+        plain = (adapter is not None and not args and not kwargs and not m.disable_adapters and not m.merged
+                 and x.dtype == torch.float32 and not (torch.is_grad_enabled() and (x.requires_grad or any(
+                     p.requires_grad for p in m.parameters())))
+                 and adapter not in getattr(m, "lora_variant", {})
+                 and not (m.training and getattr(m.lora_dropout[adapter], "p", 0.0)))
+        if not plain:
+            return self.original(x, *args, **kwargs)
+        key = self._weights(adapter)
+        if adapter not in self.merged or self.merged[adapter][0] != key:
+            try:
+                with torch.no_grad():
+                    a, b = m.lora_A[adapter].weight, m.lora_B[adapter].weight
+                    weight = m.base_layer.weight + m.scaling[adapter] * (b @ a)
+                    self.merged[adapter] = key, torch.ops.mkldnn._reorder_linear_weight(weight, self.rows)
+            except RuntimeError:  # no oneDNN reorder here, or a weight ZeRO-3 keeps elsewhere: PEFT's forward
+                return self.original(x, *args, **kwargs)
+        bias = m.base_layer.bias
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.merged[adapter][1],
+                                                  None if bias is None else bias.detach(), "none", [], "")
+
+
 @contextmanager
 def packed_linears(model: torch.nn.Module, rows: int = 32) -> Iterator[int]:
     """Within it, every linear layer of ``model`` that :func:`can_pack` multiplies by a prepacked copy of its weight
-    (``rows``: the batch the layout is tuned for). Yields how many were packed; the copies are freed on leaving.
+    (``rows``: the batch the layout is tuned for), and every PEFT LoRA layer by a prepacked copy with its active
+    adapter merged in (:class:`_MergedLoRA`). Yields how many were packed; the copies are freed on leaving.
     Layers already packed by an enclosing call (two agents on one base model) are left to it; nothing is packed
     when the copies would take over a quarter of the memory available."""
     done: list[torch.nn.Module] = []
-    todo = [m for m in model.modules() if can_pack(m) and not isinstance(m.__dict__.get("forward"), _Packed)]
-    if sum(m.weight.numel() * 4 for m in todo) > available_memory() / 4:
-        todo = []  # the copies would crowd the machine: plain layers
+    taken = (_Packed, _MergedLoRA)
+    lora = [m for m in model.modules() if _lora(m) and not isinstance(m.__dict__.get("forward"), taken)]
+    inside = {id(sub) for m in lora for sub in m.modules()}  # a LoRA layer's base and adapters: merged instead
+    todo = [m for m in model.modules() if can_pack(m) and id(m) not in inside
+            and not isinstance(m.__dict__.get("forward"), taken)]
+    adapters = max((len(m.lora_A) for m in lora), default=0)  # a merged copy per adapter, made when first used
+    size = sum(m.weight.numel() * 4 for m in todo) + adapters * sum(m.base_layer.weight.numel() * 4 for m in lora)
+    if size > available_memory() / 4:
+        todo, lora = [], []  # the copies would crowd the machine: plain layers
     try:
+        for module in lora:
+            module.forward = _MergedLoRA(module, rows)
+            done.append(module)
         for module in todo:
             try:
                 packed = _Packed(module, rows)

@@ -82,3 +82,49 @@ def test_nothing_is_packed_when_the_copies_would_crowd_memory(monkeypatch):
     monkeypatch.setattr(packing, "available_memory", lambda: 4 * 16384)
     with packed_linears(layer) as n:
         assert n == 1
+
+
+def test_lora_layers_multiply_by_a_packed_merged_weight_per_adapter_and_stay_exact():
+    """Inside a session each LoRA layer computes ``x (W + s B A)^T`` with its active adapter merged in, one packed copy
+    per adapter; two adapters alternating on one base model sample the log-probabilities of a teacher-forced pass
+    under their own adapter, and PEFT's own forward serves gradients and changed weights."""
+    from selfplay.agents.packing import _MergedLoRA
+    from selfplay.agents.weights import activate_adapter, add_adapters
+
+    base, tok = tiny_model(seed=5)
+    model = add_adapters(base, ["a", "b"], seed=2)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:  # B starts at zero, which would make every adapter the base model
+                p.normal_(0, 0.3)
+    model.eval()
+    eos = tok.eos_token_id
+    prompts = [tok.encode(s, add_special_tokens=False) for s in ("a board", "another board, longer", "a")]
+    decoders = {a: Decoder(model, eos, {eos}) for a in ("a", "b")}  # one per adapter, as each role's agent has
+    merged = lambda: [m for m in model.modules() if isinstance(m.__dict__.get("forward"), _MergedLoRA)]  # noqa: E731
+    with decoders["a"].session(), decoders["b"].session():  # as a play opens its agents' sessions
+        assert len(merged()) == 7 * model.config.num_hidden_layers
+        outs = {}
+        for call, adapter in enumerate(["a", "b", "a", "b"]):
+            activate_adapter(model, adapter)
+            with torch.no_grad():  # as agents sample
+                outs[call] = adapter, decoders[adapter].decode(prompts, max_new=5, temperature=1.0, seed=call)
+        assert {tuple(f.merged) for f in (m.__dict__["forward"] for m in merged())} == {("a", "b")}
+        layer = merged()[0]
+        x = torch.randn(3, layer.in_features, requires_grad=True)
+        layer(x).sum().backward()  # autograd: PEFT's forward, differentiable
+        assert x.grad is not None
+        with torch.no_grad():
+            want = layer.base_layer(x) + layer.lora_B["b"](layer.lora_A["b"](x)) * layer.scaling["b"]
+            assert torch.allclose(layer(x), want, atol=1e-5)
+            layer.lora_B["b"].weight.mul_(-1.0)  # changed in place: merged again
+            want = layer.base_layer(x) + layer.lora_B["b"](layer.lora_A["b"](x)) * layer.scaling["b"]
+            assert torch.allclose(layer(x), want, atol=1e-5)
+            layer.lora_B["b"].weight.mul_(-1.0)
+    assert merged() == [] and _packed(model) == []
+    for adapter, out in outs.values():
+        activate_adapter(model, adapter)
+        ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 1.0)
+        for o, r in zip(out, ref):
+            assert torch.allclose(torch.tensor(o.logprobs), r[:len(o.tokens)], atol=1e-4)
+    assert outs[0][1][0].tokens != outs[1][1][0].tokens or outs[0][1][1].tokens != outs[1][1][1].tokens
