@@ -135,6 +135,16 @@ def _branches(rows: list[list[int]], group: list[int], at: int) -> list[list[int
     return list(out.values())
 
 
+def power_of_two(n: int) -> int:
+    """The least power of two >= ``n`` (a bucketed shape)."""
+    return 1 << (n - 1).bit_length()
+
+
+def round_up(n: int, of: int = 64) -> int:
+    """The least multiple of ``of`` >= ``n`` (a bucketed shape)."""
+    return -(-n // of) * of
+
+
 def _left_padded(rows: list[list[int]], width: int, fill: int = 0) -> torch.Tensor:
     """``rows`` left-padded with ``fill`` to ``width`` columns, as one tensor built in one call."""
     return torch.tensor([[fill] * (width - len(r)) + r for r in rows], dtype=torch.long).view(len(rows), width)
@@ -270,6 +280,7 @@ class Decoder:
         self.min_saving, self.max_rows, self.pack = min_saving, max_rows, pack
         self.kw = cache_keyword(model)
         self.head = plain_head(model)  # restricted logits need a plain linear output layer
+        self.supported = supports(model)  # a model the fixed-shape forwards reproduce
         self._kept: OrderedDict[tuple[int, ...], torch.Tensor] | None = None  # prefix -> its store rows
         # shortest prefix worth keeping; most tokens kept (SmolLM2 in float32: 46 KB of keys and values per token)
         self.least_kept, self.kept_tokens = 8, kept_tokens
@@ -498,7 +509,7 @@ class Decoder:
         """Whether fixed-shape forwards (CUDA graphs) apply: on a GPU, for a model they reproduce (``graphs=True``),
         or anywhere, eagerly on a CPU, with ``graphs="always"`` (tests)."""
         wanted = self.graphs == "always" or (self.graphs and device.type == "cuda")
-        return bool(wanted) and supports(self.model)
+        return bool(wanted) and self.supported
 
     def _graphed(self, key: tuple, need: int, make: Callable[[], object]):
         """The fixed-shape forward stored under ``key``, made if new. Each holds its own buffers (``need`` bytes), so
@@ -521,7 +532,7 @@ class Decoder:
         of two, columns to a multiple of 64) so graphs are reused across calls; None where it does not apply."""
         if not self._graphs_wanted(device):
             return None
-        key = (1 << (rows - 1).bit_length(), -(-length // 64) * 64)
+        key = (power_of_two(rows), round_up(length))
         return self._graphed(key, step_bytes(self.model, *key), lambda: StaticStep(self.model, *key))
 
     def _static_prefill(self, rows: int, width: int, past: int, device: torch.device):
@@ -531,9 +542,7 @@ class Decoder:
         to be worth a buffer (over 64k tokens of keys and values)."""
         if not self._graphs_wanted(device):
             return None
-        r = 1 << (rows - 1).bit_length()
-        w = 1 << (width - 1).bit_length() if width <= 64 else -(-width // 64) * 64
-        p = -(-past // 64) * 64
+        r, w, p = power_of_two(rows), power_of_two(width) if width <= 64 else round_up(width), round_up(past)
         if r * (w + p) > 65536:
             return None
         key = ("prefill", r, w, p)

@@ -20,7 +20,7 @@ import torch
 
 from selfplay.agents.base import Completion, Request
 from selfplay.agents.checkpoints import RoleAgent, checkpoint_policy, load_role_models, policy_dir, run_sampling
-from selfplay.agents.decode import Decoder, default_min_saving, next_allowed, plain_head, radix_tree
+from selfplay.agents.decode import Decoder, default_min_saving, next_allowed, plain_head, power_of_two, radix_tree
 from selfplay.agents.models import MODEL_OPTIONS, load_model
 from selfplay.agents.tree_forward import forward_plan, tree_may_pay, tree_pays, tree_states
 from selfplay.agents.weights import activate_adapter
@@ -416,7 +416,7 @@ class LLMAgent:
         device = next(self.model.parameters()).device
         real = len(prompts)
         # bucket (batch, width) so compiled graphs are reused across calls
-        prompts = prompts + [prompts[0]] * ((1 << (real - 1).bit_length()) - real)
+        prompts = prompts + [prompts[0]] * (power_of_two(real) - real)
         legal = legal + [legal[0]] * (len(prompts) - real) if legal else legal
         ids, mask = left_pad(prompts, tok.pad_token_id, device, multiple=64)
         spelled = self._spell(legal)

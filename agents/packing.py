@@ -33,6 +33,12 @@ def available_memory() -> int:
         return 1 << 62
 
 
+def _product(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``x W^T + b`` with ``W`` reordered for oneDNN."""
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, None if bias is None else bias.detach(), "none",
+                                              [], "")
+
+
 class _Packed:
     """The forward of one linear layer with its weight reordered once; plain ``F.linear`` whenever autograd is
     needed or the weight changed in place since packing (its version counter moved)."""
@@ -49,8 +55,7 @@ class _Packed:
         autograd = torch.is_grad_enabled() and (x.requires_grad or m.weight.requires_grad)
         if stale or autograd or x.dtype != torch.float32:
             return torch.nn.functional.linear(x, m.weight, m.bias)
-        bias = None if m.bias is None else m.bias.detach()
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.packed, bias, "none", [], "")
+        return _product(x, self.packed, m.bias)
 
 
 def _lora(module: torch.nn.Module) -> bool:
@@ -96,9 +101,7 @@ class _MergedLoRA:
                     self.merged[adapter] = key, torch.ops.mkldnn._reorder_linear_weight(weight, self.rows)
             except RuntimeError:  # no oneDNN reorder here, or a weight ZeRO-3 keeps elsewhere: PEFT's forward
                 return self.original(x, *args, **kwargs)
-        bias = m.base_layer.bias
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.merged[adapter][1],
-                                                  None if bias is None else bias.detach(), "none", [], "")
+        return _product(x, self.merged[adapter][1], m.base_layer.bias)
 
 
 @contextmanager

@@ -287,10 +287,10 @@ def main() -> None:
           f"ms per step of {args.games} rows ({2 * params / 1e9:.2f} GFLOP per token)", flush=True)
     kinds = ["naive", "arena"] + (["arena-constrained"] if args.constrained else []) + (
         ["arena-eager"] if args.device.startswith("cuda") else []) + (["arena-vllm"] if args.vllm else [])
-    agents = {"arena": {}, "arena-constrained": {"constrained": True}, "arena-eager": {"graphs": False},
-              "arena-vllm": {"backend": "vllm"}}
-    agents = {kind: arena_agent(model, tokenizer, args.games, args.new, **options)
-              for kind, options in agents.items() if kind in kinds}
+    options = {"arena": {}, "arena-constrained": {"constrained": True}, "arena-eager": {"graphs": False},
+               "arena-vllm": {"backend": "vllm"}}
+    agents = {kind: arena_agent(model, tokenizer, args.games, args.new, **options[kind])
+              for kind in kinds if kind in options}
     runs = {"naive": lambda seed: timed(naive, clock, model=model, tokenizer=tokenizer, games=args.games,
                                         new=args.new, seed=seed, device=args.device)}
     runs.update({kind: (lambda seed, agent=agent: timed(arena, clock, agent=agent, games=args.games, seed=seed))
