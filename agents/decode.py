@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 import inspect
-import itertools
+from array import array
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -145,9 +145,29 @@ def round_up(n: int, of: int = 64) -> int:
     return -(-n // of) * of
 
 
+def upload(host: torch.Tensor | list, device: torch.device) -> torch.Tensor:
+    """A host tensor (or list of ints) on ``device``; on a GPU through pinned memory, asynchronously: a copy from
+    pageable memory waits for every kernel queued before it, so the host could never run ahead of the GPU."""
+    if not isinstance(host, torch.Tensor):
+        host = long_tensor(host)
+    if device.type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
+
+
+def long_tensor(values: Sequence[int] | array) -> torch.Tensor:
+    """A 1-D int64 tensor of ``values``, through a typed array (a few times faster than ``torch.tensor`` of a list)."""
+    values = values if isinstance(values, array) else array("q", values)
+    return torch.frombuffer(values, dtype=torch.long) if len(values) else torch.zeros(0, dtype=torch.long)
+
+
 def _left_padded(rows: list[list[int]], width: int, fill: int = 0) -> torch.Tensor:
-    """``rows`` left-padded with ``fill`` to ``width`` columns, as one tensor built in one call."""
-    return torch.tensor([[fill] * (width - len(r)) + r for r in rows], dtype=torch.long).view(len(rows), width)
+    """``rows`` left-padded with ``fill`` to ``width`` columns, as one tensor."""
+    flat, pad = array("q"), array("q", [fill]) * width
+    for r in rows:
+        flat.extend(pad[:width - len(r)])
+        flat.extend(r)
+    return long_tensor(flat).view(len(rows), width)
 
 
 def segments(nodes: list[Node], members: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -281,7 +301,12 @@ class Decoder:
         self.kw = cache_keyword(model)
         self.head = plain_head(model)  # restricted logits need a plain linear output layer
         self.supported = supports(model)  # a model the fixed-shape forwards reproduce
-        self._kept: OrderedDict[tuple[int, ...], torch.Tensor] | None = None  # prefix -> its store rows
+        # kept prefixes: prefix -> the pool rows holding its keys and values, a row per token, least recently used
+        # first; the pool is one tensor (rows, 2, layers, heads, dim), so keeping and reading many prefixes is one
+        # copy each way whatever their number (on a GPU such bookkeeping is bound by kernel launches)
+        self._kept: OrderedDict[tuple[int, ...], list[int]] | None = None
+        self._pool: torch.Tensor | None = None
+        self._free: list[int] = []  # pool rows no kept prefix holds
         # shortest prefix worth keeping; most tokens kept (SmolLM2 in float32: 46 KB of keys and values per token)
         self.least_kept, self.kept_tokens = 8, kept_tokens
 
@@ -298,11 +323,13 @@ class Decoder:
                 yield
         finally:
             self._kept = outer
+            if outer is None:
+                self._pool, self._free = None, []
 
     def _keep(self, nodes: list[Node], spans: list[list[int]], store: torch.Tensor) -> None:
         """Keep the keys and values of every row's whole prompt (a game's next prompt may extend it: a growing
         history) and of the deepest prefixes that several rows shared (the next call's rows may share them), least
-        recently used out beyond ``kept_tokens`` tokens. One gather per kept prefix, its indices sent at once."""
+        recently used out beyond ``kept_tokens`` tokens. The new ones go to free pool rows in one copy."""
         rows = [len(n.ends) for n in nodes]
         for i in range(len(nodes) - 1, -1, -1):
             if nodes[i].parent >= 0:
@@ -320,16 +347,35 @@ class Decoder:
                 tokens[:0] = nodes[j].tokens
                 j = nodes[j].parent
             chosen.append((tuple(tokens), i))
-        new = [i for key, i in chosen if key not in self._kept]
-        flat = torch.tensor([t for i in new for t in spans[i]], dtype=torch.long).to(store.device, non_blocking=True)
-        at = dict(zip(new, itertools.accumulate((len(spans[i]) for i in new), initial=0)))
-        for key, i in chosen:
-            if key not in self._kept:  # its own tensor: evicting it frees its memory
-                self._kept[key] = store[flat[at[i]:at[i] + len(spans[i])]]
-            self._kept.move_to_end(key)
-        size = sum(map(len, self._kept))
-        while size > self.kept_tokens and len(self._kept) > 1:
-            size -= len(self._kept.popitem(last=False)[0])
+        for key, _ in chosen:  # kept ones this call chose again are the most recently used
+            if key in self._kept:
+                self._kept.move_to_end(key)
+        new = {key: i for key, i in chosen if key not in self._kept}  # distinct prefixes, node order
+        need = sum(len(spans[i]) for i in new.values())
+        while new and need > self.kept_tokens:  # more than fits: the first ones of this call go unkept
+            need -= len(spans[new.pop(next(iter(new)))])
+        size = sum(map(len, self._kept.values()))
+        while self._kept and size + need > self.kept_tokens:
+            freed = self._kept.popitem(last=False)[1]
+            self._free += freed
+            size -= len(freed)
+        if not new:
+            return
+        if len(self._free) < need:  # grow the pool (rows keep their numbers)
+            have = 0 if self._pool is None else len(self._pool)
+            grown = store.new_empty(max(2 * have, have + need - len(self._free)), *store.shape[1:])
+            if self._pool is not None:
+                grown[:have] = self._pool
+            self._free += range(have, len(grown))
+            self._pool = grown
+        dest, source = [], []
+        for key, i in new.items():
+            taken = self._free[len(self._free) - len(spans[i]):]
+            del self._free[len(self._free) - len(spans[i]):]
+            self._kept[key] = taken
+            dest += taken
+            source += spans[i]
+        self._pool[upload(dest, store.device)] = store[upload(source, store.device)]
 
     # -- prefill ---------------------------------------------------------------------------------------
     def _forward(self, ids, mask, positions, past: torch.Tensor | None):
@@ -371,11 +417,10 @@ class Decoder:
         for i, n in enumerate(nodes):  # parents come first
             spans[i] = (spans[n.parent] if n.parent >= 0 else []) + list(range(offset[i], offset[i] + len(n.tokens)))
         store: torch.Tensor | None = None  # (total, 2, layers, heads, dim)
-        for i, entry in cached.items():
-            if store is None:
-                store = entry.new_zeros(total, *entry.shape[1:])
-            a, m = nodes[i].start, len(nodes[i].tokens)
-            store[offset[i]:offset[i] + m] = entry[a:a + m]
+        if cached:  # the kept rows, in one copy, to store rows 1 .. start - 1
+            store = self._pool.new_zeros(total, *self._pool.shape[1:])
+            kept = [r for i, entry in cached.items() for r in entry[nodes[i].start:nodes[i].start + len(nodes[i].tokens)]]
+            store[1:start] = self._pool[upload(kept, device)]
         last = None
         used = start
         for members, wp, ws in plan:
@@ -383,12 +428,13 @@ class Decoder:
             ids, own, pos = segments(nodes, members)
             index = _left_padded([spans[nodes[i].parent] if nodes[i].start else [] for i in members], wp)
             mask = torch.cat([(index > 0).long(), own], dim=1)  # store row 0 is padding, no span holds it
-            index = index.to(device)
+            index = upload(index, device)
             static = self._static_prefill(b, ws, wp, device)
             if static is not None:  # a fixed-shape forward, replayed as a CUDA graph on a GPU
                 if store is None:
                     store = static.kv.new_zeros(total, *static.kv.shape[2:])
-                logits, kv = static.run(ids.to(device), own.to(device), pos.to(device), index if wp else None, store)
+                logits, kv = static.run(upload(ids, device), upload(own, device), upload(pos, device),
+                                        index if wp else None, store)
                 store[used:used + b * ws].view(kv.shape).copy_(kv)
             else:
                 logits, layers = self._forward(ids.to(device), mask.to(device), pos.to(device),
@@ -402,7 +448,7 @@ class Decoder:
                     rows[:, :, 1, j] = v[:, :, wp:].transpose(1, 2)
             if last is None:
                 last = logits.new_empty(len(nodes), logits.shape[-1])
-            last[torch.tensor(members, device=device)] = logits
+            last[upload(members, device)] = logits
             used += b * ws
         if self._kept is not None:
             self._keep(nodes, spans, store)
@@ -411,13 +457,15 @@ class Decoder:
             for r in n.ends:
                 row_node[r] = i
         index = _left_padded([spans[row_node[r]] for r in range(len(prompts))], width)
-        return store[index.to(device)], last[torch.tensor(row_node, device=device)]
+        return store[upload(index, device)], last[upload(row_node, device)]
 
     # -- sampling --------------------------------------------------------------------------------------
     @staticmethod
-    def sample(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None):
+    def sample(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None,
+               uniform: torch.Tensor | None = None):
         """Tokens drawn from ``softmax(logits / T)`` (nucleus-truncated when top_p < 1; greedy when T = 0) and
-        their log-probabilities under the untruncated distribution."""
+        their log-probabilities under the untruncated distribution. ``uniform``: the rows' U(0, 1) draws, (rows, 1),
+        if the caller made them (else drawn from ``generator``)."""
         logits = logits.float()
         logp = torch.log_softmax(logits / (temperature or 1.0), dim=-1)
         if temperature == 0:
@@ -430,7 +478,9 @@ class Decoder:
                 probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)
             cdf = probs.cumsum(-1)  # inverse-CDF sampling: one uniform per row instead of one per vocabulary entry
             # 1 - U lies in (0, 1], so the first index whose CDF reaches it has positive probability
-            u = (1.0 - torch.rand(len(cdf), 1, device=cdf.device, generator=generator)) * cdf[:, -1:]
+            if uniform is None:
+                uniform = torch.rand(len(cdf), 1, device=cdf.device, generator=generator)
+            u = (1.0 - uniform) * cdf[:, -1:]
             tokens = torch.searchsorted(cdf, u).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
         return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
@@ -438,7 +488,10 @@ class Decoder:
                legal: list[list[list[int]] | None] | None = None, seed: int = 0,
                stopped: Callable[[int, list[int]], bool] | None = None) -> list[Sampled]:
         """Sample up to ``max_new`` tokens for each prompt; ``legal`` (per row: token spellings, or None) constrains
-        a row to spell one of them and then stop; ``stopped(row, tokens)`` ends a row early (stop strings)."""
+        a row to spell one of them and then stop; ``stopped(row, tokens)`` ends a row early (stop strings).
+
+        Every step draws one uniform for every prompt, finished or not, so a row's tokens do not depend on which
+        other rows are still running: the fixed-shape and the eager paths sample the same tokens."""
         device = next(self.model.parameters()).device
         generator = torch.Generator(device=device).manual_seed(seed)
         n = len(prompts)
@@ -446,25 +499,31 @@ class Decoder:
         out = [Sampled([], [], [] if legal[i] is not None else None) for i in range(n)]
         width = max(len(p) for p in prompts)
         past, logits = self.prefill(prompts, width)
-        live = list(range(n))
         lengths = torch.tensor([len(p) for p in prompts])
         columns = torch.arange(width + max_new)
-        mask = ((columns >= width - lengths[:, None]) & (columns < width)).long().to(device)
-        positions = lengths.to(device)
+        mask = upload(((columns >= width - lengths[:, None]) & (columns < width)).long(), device)
+        positions = upload(lengths, device)
         static = self._static_step(n, width + max_new, device)
         if static is not None:  # a CUDA graph replays each step; finished rows stay in it, their outputs unread
             static.load(past, mask[:, :width])
+            if stopped is None and all(x is None for x in legal):
+                return self._decode_on_device(static, logits, out, width, positions, max_new, temperature, top_p,
+                                              generator)
             layers = []
         else:
             buf = past.new_zeros(2, past.shape[3], n, past.shape[4], width + max_new, past.shape[5])  # one block
             buf[:, :, :, :, :width] = past.permute(2, 3, 0, 4, 1, 5)
             layers = [_Preallocated(buf[0, j], buf[1, j], width) for j in range(buf.shape[1])]
         cache = _cache(layers)
+        live = list(range(n))
+        rows = None  # the live rows as a device tensor, once some have finished
         nxt = {r: next_allowed(legal[r], [], self.eos) for r in range(n) if legal[r] is not None}  # per row, next
         for step in range(max_new):
             allowed = [nxt.get(r) for r in live]
             logits = self._masked(logits, allowed)
-            tokens, logps = self.sample(logits, temperature, top_p, generator)
+            uniform = torch.rand(n, 1, device=device, generator=generator)
+            tokens, logps = self.sample(logits, temperature, top_p, generator,
+                                        uniform if rows is None else uniform[rows])
             tokens, logps = tokens.tolist(), logps.tolist()
             keep = []
             for j, r in enumerate(live):
@@ -487,22 +546,52 @@ class Decoder:
                 break
             dropped = len(keep) < len(live)
             live, tokens = [live[j] for j in keep], [tokens[j] for j in keep]
+            if dropped:
+                rows = upload(live, device)
             if static is not None:  # every row stays in the graph; finished ones are fed end-of-text, unread
-                rows = torch.tensor(live, device=device)
-                fed = torch.full((n,), self.eos, dtype=torch.long, device=device)
-                fed[rows] = torch.tensor(tokens, device=device)
-                logits = static.run(fed, positions + step, width + step)[rows]
+                fed = upload(tokens, device)
+                if rows is not None:
+                    fed = torch.full((n,), self.eos, dtype=torch.long, device=device).index_copy_(0, rows, fed)
+                logits = static.run(fed, positions + step, width + step)
+                logits = logits if rows is None else logits[rows]
                 continue
             if dropped:  # finished rows leave the batch
-                index = torch.tensor(keep, device=device)
+                index = upload(keep, device)
                 for layer in layers:
                     layer.select(index)
                 mask, positions = mask.index_select(0, index), positions.index_select(0, index)
             col = width + step
             mask[:, col] = 1
-            ids = torch.tensor(tokens, device=device)[:, None]
+            ids = upload(tokens, device)[:, None]
             logits = self._step(ids, mask[:, :col + 1], positions[:, None], cache, self._restriction(live, nxt))
             positions = positions + 1
+        return out
+
+    def _decode_on_device(self, static, logits: torch.Tensor, out: list[Sampled], width: int,
+                          positions: torch.Tensor, max_new: int, temperature: float, top_p: float,
+                          generator: torch.Generator, check: int = 8) -> list[Sampled]:
+        """Decoding with neither constraints nor stop strings, without waiting for the GPU at every step: tokens go
+        from one step's sampling straight into the next step's graph, finished rows are fed end-of-text, and the
+        host reads the tokens once at the end (and whether every row has finished every ``check`` steps). The host
+        queues step after step while the GPU runs them; the sampled tokens are those of the per-step loop."""
+        n, device = len(out), logits.device
+        stop = upload(sorted(self.stop_ids), device)
+        done = torch.zeros(n, dtype=torch.bool, device=device)
+        drawn, scores = [], []
+        for step in range(max_new):
+            uniform = torch.rand(n, 1, device=device, generator=generator)
+            tokens, logps = self.sample(logits, temperature, top_p, generator, uniform)
+            tokens = tokens.masked_fill(done, self.eos)  # finished rows: fed end-of-text, their samples never read
+            drawn.append(tokens)
+            scores.append(logps)
+            done = done | torch.isin(tokens, stop)
+            if step + 1 == max_new or (step + 1) % check == 0 and bool(done.all()):
+                break
+            logits = static.run(tokens, positions + step, width + step)
+        tokens, logps = torch.stack(drawn, 1).tolist(), torch.stack(scores, 1).tolist()
+        for o, row, lp in zip(out, tokens, logps):
+            end = next((j + 1 for j, t in enumerate(row) if t in self.stop_ids), len(row))  # through the stop token
+            o.tokens, o.logprobs = row[:end], lp[:end]
         return out
 
     def _graphs_wanted(self, device: torch.device) -> bool:

@@ -19,6 +19,7 @@ wrapper, another architecture) runs eagerly through transformers.
 from __future__ import annotations
 
 import warnings
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -40,12 +41,17 @@ def step_bytes(model: torch.nn.Module, rows: int, length: int) -> int:
 
 
 def _norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``LlamaRMSNorm``'s arithmetic (in float32, scaled in the input's dtype) through ``F.rms_norm``."""
-    return norm.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=norm.variance_epsilon).to(x.dtype)
+    """``LlamaRMSNorm`` in one fused kernel on a GPU: ``F.rms_norm`` with the weight. In float32 the same arithmetic
+    as the model's; in bfloat16 it rounds once, after the weight, where the model also rounds before it (at most one
+    unit in the last place apart)."""
+    return F.rms_norm(x, (x.shape[-1],), norm.weight, eps=norm.variance_epsilon)
 
 
 class _Llama:
-    """The model's sizes and modules that a fixed-shape forward needs."""
+    """The model's sizes and modules that a fixed-shape forward needs, and per layer its query/key/value projections
+    as one weight and its gate/up projections as one, so each is one matrix product. The joined weights are copies,
+    refreshed in place (the captured graphs keep their addresses) whenever a weight of the model changed: an
+    optimizer step bumps its version counter, a reassignment of ``.data`` moves it."""
 
     def __init__(self, model: torch.nn.Module):
         self.model, self.decoder = model, model.get_decoder()
@@ -56,6 +62,26 @@ class _Llama:
         self.dtype, self.device = p.dtype, p.device
         half = self.head_dim // 2  # the two halves of each head swapped: rotate_half's order
         self.swap = torch.cat((torch.arange(half, self.head_dim), torch.arange(half))).to(p.device)
+        self.parts = [((l.self_attn.q_proj.weight, l.self_attn.k_proj.weight, l.self_attn.v_proj.weight),
+                       (l.mlp.gate_proj.weight, l.mlp.up_proj.weight)) for l in self.decoder.layers]
+        with torch.no_grad():
+            self.qkv_w = [torch.cat(qkv) for qkv, _ in self.parts]
+            self.gate_up_w = [torch.cat(gate_up) for _, gate_up in self.parts]
+        self.sources = [w for qkv, gate_up in self.parts for w in (*qkv, *gate_up)]
+        self.stamp = self._stamp()
+
+    def _stamp(self) -> list[tuple[int, int]]:
+        return [(w._version, w.data_ptr()) for w in self.sources]
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """Copy the model's current weights into the joined ones if any changed since the last copy."""
+        stamp = self._stamp()
+        if stamp != self.stamp:
+            for (qkv, gate_up), a, b in zip(self.parts, self.qkv_w, self.gate_up_w):
+                torch.cat(qkv, out=a)
+                torch.cat(gate_up, out=b)
+            self.stamp = stamp
 
     def zeros(self, *shape: int, dtype: torch.dtype | None = None) -> torch.Tensor:
         return torch.zeros(shape, dtype=dtype or self.dtype, device=self.device)
@@ -67,29 +93,42 @@ class _Llama:
         half = self.head_dim // 2
         return cos.unsqueeze(1), torch.cat((-sin[..., :half], sin[..., half:]), dim=-1).unsqueeze(1)
 
-    def qkv(self, attn: torch.nn.Module, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
-        """Rotated queries and keys and the values of ``h`` (rows, tokens, hidden), each (rows, heads, tokens, dim);
-        queries and keys are rotated together."""
+    def qkv(self, i: int, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """Layer ``i``'s rotated queries and keys and its values of ``h`` (rows, tokens, hidden), each (rows, heads,
+        tokens, dim): one product, the queries and keys rotated together."""
         rows, tokens = h.shape[:2]
-        q = attn.q_proj(h).view(rows, tokens, self.heads, self.head_dim).transpose(1, 2)
-        k = attn.k_proj(h).view(rows, tokens, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = attn.v_proj(h).view(rows, tokens, self.kv_heads, self.head_dim).transpose(1, 2)
-        qk = torch.cat((q, k), dim=1)
+        qkv = F.linear(h, self.qkv_w[i]).view(rows, tokens, self.heads + 2 * self.kv_heads, self.head_dim)
+        qkv = qkv.transpose(1, 2)
+        qk = qkv[:, :self.heads + self.kv_heads]
         qk = qk * cos + qk.index_select(-1, self.swap) * sin
-        return qk[:, :self.heads], qk[:, self.heads:], v
+        return qk[:, :self.heads], qk[:, self.heads:], qkv[:, self.heads + self.kv_heads:]
 
-    def attend(self, layer: torch.nn.Module, x: torch.Tensor, q, keys, values, bias: torch.Tensor) -> torch.Tensor:
-        """The rest of a decoder layer after its keys and values are in place: attention, then the MLP."""
-        rows, tokens = x.shape[:2]
-        attn = layer.self_attn
+    def attend(self, i: int, x: torch.Tensor, q, keys, values, bias: torch.Tensor) -> torch.Tensor:
+        """The rest of layer ``i`` after its keys and values are in place: attention, then the MLP, each residual
+        added inside its output projection's product (``addmm``)."""
+        layer = self.decoder.layers[i]
+        rows, tokens, hidden = x.shape
+        attn, mlp = layer.self_attn, layer.mlp
         o = F.scaled_dot_product_attention(q, keys, values, attn_mask=bias, scale=attn.scaling,
                                            enable_gqa=self.heads != self.kv_heads)
-        x = x + attn.o_proj(o.transpose(1, 2).reshape(rows, tokens, -1))
-        return x + layer.mlp(_norm(layer.post_attention_layernorm, x))
+        flat = x.reshape(rows * tokens, hidden)
+        flat = torch.addmm(flat, o.transpose(1, 2).reshape(rows * tokens, -1), attn.o_proj.weight.t())
+        gate, up = F.linear(_norm(layer.post_attention_layernorm, flat), self.gate_up_w[i]).chunk(2, dim=-1)
+        return torch.addmm(flat, mlp.act_fn(gate) * up, mlp.down_proj.weight.t()).view(rows, tokens, hidden)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Float logits of the last position of each row."""
         return self.model.get_output_embeddings()(_norm(self.decoder.norm, x[:, -1:]))[:, -1].float()
+
+
+_LLAMAS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def llama_of(model: torch.nn.Module) -> _Llama:
+    """The one :class:`_Llama` of ``model`` (its joined weights shared by every fixed-shape forward of it)."""
+    if model not in _LLAMAS:
+        _LLAMAS[model] = _Llama(model)
+    return _LLAMAS[model]
 
 
 def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -114,6 +153,7 @@ class _Graphed:
         return []
 
     def _call(self) -> torch.Tensor:
+        self.llama.refresh()
         if not self._on_gpu() or self.failed is not None:
             return self.forward()
         if self.graph is None:
@@ -154,7 +194,7 @@ class StaticStep(_Graphed):
     what = "decode step"
 
     def __init__(self, model: torch.nn.Module, rows: int, length: int):
-        self.llama = m = _Llama(model)
+        self.llama = m = llama_of(model)
         self.cache = m.zeros(2, m.layers, rows, m.kv_heads, length, m.head_dim)  # every layer's keys and values
         self.keys, self.values = list(self.cache[0]), list(self.cache[1])
         self.mask = m.zeros(rows, 1, 1, length, dtype=torch.bool)
@@ -186,10 +226,10 @@ class StaticStep(_Graphed):
         self.mask.index_fill_(3, self.col, True)
         bias = _additive(self.mask, x.dtype)
         for i, layer in enumerate(m.decoder.layers):
-            q, k, v = m.qkv(layer.self_attn, _norm(layer.input_layernorm, x), cos, sin)
+            q, k, v = m.qkv(i, _norm(layer.input_layernorm, x), cos, sin)
             self.keys[i].index_copy_(2, self.col, k)
             self.values[i].index_copy_(2, self.col, v)
-            x = m.attend(layer, x, q, self.keys[i], self.values[i], bias)
+            x = m.attend(i, x, q, self.keys[i], self.values[i], bias)
         return m.logits(x)
 
     def _state(self) -> list[torch.Tensor]:
@@ -221,7 +261,7 @@ class StaticPrefill(_Graphed):
     what = "prefill"
 
     def __init__(self, model: torch.nn.Module, rows: int, width: int, past: int):
-        self.llama = m = _Llama(model)
+        self.llama = m = llama_of(model)
         self.rows, self.width, self.past_width = rows, width, past
         self.ids = m.zeros(rows, width, dtype=torch.long)
         self.positions = m.zeros(rows, width, dtype=torch.long)
@@ -240,13 +280,13 @@ class StaticPrefill(_Graphed):
         cos, sin = m.rotary(x, self.positions)
         bias = _additive(self.mask[:, None, None, :] & self.causal | self.own, x.dtype)  # (rows, 1, width, all)
         for j, layer in enumerate(m.decoder.layers):
-            q, k, v = m.qkv(layer.self_attn, _norm(layer.input_layernorm, x), cos, sin)
+            q, k, v = m.qkv(j, _norm(layer.input_layernorm, x), cos, sin)
             self.kv[:, :, 0, j] = k.transpose(1, 2)
             self.kv[:, :, 1, j] = v.transpose(1, 2)
             if self.past_width:
                 k = torch.cat((self.past[:, :, 0, j].transpose(1, 2), k), dim=2)
                 v = torch.cat((self.past[:, :, 1, j].transpose(1, 2), v), dim=2)
-            x = m.attend(layer, x, q, k, v, bias)
+            x = m.attend(j, x, q, k, v, bias)
         return m.logits(x)
 
     def run(self, ids: torch.Tensor, own: torch.Tensor, positions: torch.Tensor, index: torch.Tensor | None,

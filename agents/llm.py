@@ -10,6 +10,7 @@ not folded into the log-probabilities (as in TRL and vLLM).
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
@@ -106,27 +107,63 @@ def render_prompt(tokenizer, messages: list[dict]) -> list[int]:
     return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
 
 
-def render_prompts(tokenizer, conversations: list[list[dict]]) -> list[list[int]]:
+class PromptMemo:
+    """Token ids of the conversations one tokenizer has rendered, keyed by the conversation's text (a game's
+    observations recur across turns, games and training steps: TicTacToe has 5,478 positions). At most ``limit``
+    kept, oldest out first; everything is dropped when the tokenizer's chat template changes."""
+
+    def __init__(self, limit: int = 65536):
+        self.limit, self.template, self.ids = limit, None, OrderedDict()
+
+    def check(self, tokenizer) -> None:
+        template = getattr(tokenizer, "chat_template", None)
+        if template != self.template:
+            self.template = template
+            self.ids.clear()
+
+    def add(self, keys: list[str], ids: list[list[int]]) -> None:
+        self.ids.update(zip(keys, ids))
+        while len(self.ids) > self.limit:
+            self.ids.popitem(last=False)
+
+
+def render_prompts(tokenizer, conversations: list[list[dict]], memo: PromptMemo | None = None) -> list[list[int]]:
     """:func:`render_prompt` of many observations: rendered in one template call, tokenised in one batch (what
-    ``apply_chat_template(tokenize=True)`` does per conversation, at half the cost)."""
+    ``apply_chat_template(tokenize=True)`` does per conversation, at half the cost); with a ``memo``, conversations
+    it holds are not rendered again."""
     if not conversations:
         return []
     first: dict[str, int] = {}  # identical observations (every game's opening, say) are rendered once
     slot = [first.setdefault(repr(c), len(first)) for c in conversations]
-    unique = [None] * len(first)
+    keys = list(first)
+    known: list[list[int] | None] = [None] * len(keys)
+    if memo is not None:
+        memo.check(tokenizer)
+        known = [memo.ids.get(k) for k in keys]
+    todo = [j for j, ids in enumerate(known) if ids is None]
+    unique = [None] * len(keys)
     for c, j in zip(conversations, slot):
         unique[j] = c
-    texts = tokenizer.apply_chat_template(unique, add_generation_prompt=True, tokenize=False)
+    if todo:
+        fresh = _render(tokenizer, [unique[j] for j in todo])
+        for j, ids in zip(todo, fresh):
+            known[j] = ids
+        if memo is not None:
+            memo.add([keys[j] for j in todo], fresh)
+    return [list(known[j]) for j in slot]
+
+
+def _render(tokenizer, conversations: list[list[dict]]) -> list[list[int]]:
+    """Token ids of ``conversations``: one template call, one batch tokenisation."""
+    texts = tokenizer.apply_chat_template(conversations, add_generation_prompt=True, tokenize=False)
     backend = getattr(tokenizer, "backend_tokenizer", None)
     # the fast tokenizer's ids alone (no per-row BatchEncoding), unless an earlier call of the tokenizer with padding
     # or truncation left them switched on in its backend: the generic call switches them off again
     if backend is not None and getattr(tokenizer, "is_fast", False) and backend.padding is None \
             and backend.truncation is None:
-        ids = [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
-    else:
-        ids = [list(row) for row in tokenizer(texts, add_special_tokens=False, padding=False,
-                                              truncation=False)["input_ids"]]
-    return [list(ids[j]) for j in slot]
+        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
+    return [list(row) for row in tokenizer(texts, add_special_tokens=False, padding=False,
+                                           truncation=False)["input_ids"]]
 
 
 def left_pad(rows: list[list[int]], pad_id: int, device: torch.device, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -304,9 +341,10 @@ class LLMAgent:
         self.decoder: Decoder | None = None
         self.bare_system: bool | None = None  # decided on first use from the chat template
         self.stop_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+        self.prompt_memo = PromptMemo()
 
     def act(self, requests: list[Request]) -> list[list[Completion]]:
-        prompts = render_prompts(self.tokenizer, [self._messages(r) for r in requests])
+        prompts = render_prompts(self.tokenizer, [self._messages(r) for r in requests], self.prompt_memo)
         context = getattr(self.model.config, "max_position_embeddings", None)
         new = self.sampling.max_new_tokens
         fits = [context is None or len(p) + new <= context for p in prompts]

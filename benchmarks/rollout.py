@@ -183,7 +183,8 @@ def arena(agent: LLMAgent, games: int, seed: int) -> dict:
 
 def matmul_rates(batch: int, hidden: int, inner: int, device: str, dtype: torch.dtype) -> list[float]:
     """FLOP/s of this machine's matmuls at a decode shape (batch x hidden @ hidden x inner), the weight resident in
-    cache: ``F.linear``, and on a CPU also oneDNN with a prepacked weight (agents/packing.py)."""
+    cache: ``F.linear``, and on a CPU also oneDNN with a prepacked weight (agents/packing.py). On a GPU the products
+    are replayed as one CUDA graph, so their launches do not count."""
     a = torch.randn(batch, hidden, device=device, dtype=dtype)
     w = torch.randn(inner, hidden, device=device, dtype=dtype)
     products = [lambda: torch.nn.functional.linear(a, w)]
@@ -191,13 +192,25 @@ def matmul_rates(batch: int, hidden: int, inner: int, device: str, dtype: torch.
         packed = torch.ops.mkldnn._reorder_linear_weight(w, batch)
         products.append(lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], ""))
     rates = []
+    n = 200
     for product in products:
         for _ in range(3):
             product()
         sync(device)
-        n, start = 200, time.perf_counter()
-        for _ in range(n):
-            product()
+        run = lambda: [product() for _ in range(n)]  # noqa: E731
+        if device.startswith("cuda"):  # replayed as one graph: the products' time, not their launches'
+            graph, stream = torch.cuda.CUDAGraph(), torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                product()
+            torch.cuda.current_stream().wait_stream(stream)
+            with torch.cuda.graph(graph):
+                run()
+            graph.replay()
+            run = graph.replay
+        sync(device)
+        start = time.perf_counter()
+        run()
         sync(device)
         rates.append(2 * batch * hidden * inner * n / (time.perf_counter() - start))
     return rates

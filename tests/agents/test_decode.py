@@ -226,6 +226,92 @@ def test_sessions_over_random_calls_give_the_log_probabilities_of_a_teacher_forc
     assert bool(prefills) == bool(graphs) and (not graphs or any(past for *_, past in prefills))
 
 
+def test_decoding_without_a_wait_per_step_samples_what_the_per_step_loop_samples(monkeypatch):
+    """Free rows on fixed-shape steps never go back to the host between steps (finished rows are fed end-of-text and
+    read once at the end): the same tokens as the eager loop that drops finished rows, up to and including each
+    row's stop token, log-probabilities of a teacher-forced pass, and no steps once every row has stopped."""
+    from selfplay.agents.graph_step import StaticStep
+
+    model, tok = tiny_model(seed=9)
+    eos = tok.eos_token_id
+    stops = {eos} | set(range(40, 140))  # about a third of the vocabulary ends a row: rows stop at different steps
+    rng = random.Random(4)
+    prompts = [[rng.randrange(3, 250) for _ in range(rng.randrange(3, 30))] for _ in range(12)]
+    steps = []
+    real = StaticStep.run
+    monkeypatch.setattr(StaticStep, "run", lambda self, *a: steps.append(a[2]) or real(self, *a))
+    for seed in range(3):
+        eager = Decoder(model, eos, stops, graphs=False).decode(prompts, max_new=40, temperature=1.0, seed=seed)
+        steps.clear()
+        fixed = Decoder(model, eos, stops, graphs="always").decode(prompts, max_new=40, temperature=1.0, seed=seed)
+        lengths = [len(o.tokens) for o in fixed]
+        assert [o.tokens for o in fixed] == [o.tokens for o in eager]
+        assert len(set(lengths)) > 2 and all(o.tokens[-1] in stops for o in fixed if len(o.tokens) < 40)
+        assert all(t not in stops for o in fixed for t in o.tokens[:-1])
+        ref = token_logprobs(model, prompts, [o.tokens for o in fixed], tok.pad_token_id, 1.0)
+        for o, e, r in zip(fixed, eager, ref):
+            assert torch.allclose(torch.tensor(o.logprobs), r[:len(o.tokens)], atol=1e-5)
+            assert torch.allclose(torch.tensor(o.logprobs), torch.tensor(e.logprobs), atol=1e-5)
+        # every row stopped by step max(lengths); the host looks every 8 steps, so at most 7 steps more ran
+        assert len(steps) < 39 and len(steps) <= -(-max(lengths) // 8) * 8 - 1
+
+
+@pytest.mark.parametrize("graphs", [False, "always"])
+def test_kept_prefixes_stay_within_their_token_budget_and_pool_rows_are_never_shared(graphs):
+    """A small ``kept_tokens`` forces evictions every call: the kept prefixes never exceed it, no pool row belongs to
+    two prefixes or to a prefix and the free list, and calls reading rows freed and rewritten since still get the
+    log-probabilities of a teacher-forced pass."""
+    model, tok = tiny_model(seed=12)
+    eos = tok.eos_token_id
+    rng = random.Random(5)
+    stems = [[rng.randrange(3, 250) for _ in range(rng.randrange(10, 30))] for _ in range(4)]
+    decoder = Decoder(model, eos, {eos}, min_saving=2, graphs=graphs, kept_tokens=70)
+    evicted = 0
+    with decoder.session():
+        for call in range(10):
+            prompts = [rng.choice(stems)[:rng.randrange(9, 30)] + [rng.randrange(3, 8) for _ in range(rng.randrange(3))]
+                       for _ in range(rng.randrange(2, 6))]
+            before = set(decoder._kept)
+            out = decoder.decode(prompts, max_new=3, temperature=1.0, seed=call)
+            evicted += len(before - set(decoder._kept))
+            ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 1.0)
+            for o, r in zip(out, ref):
+                assert torch.allclose(torch.tensor(o.logprobs), r[:len(o.tokens)], atol=1e-5), call
+            held = [r for rows in decoder._kept.values() for r in rows]
+            assert sum(map(len, decoder._kept)) == len(held) <= 70
+            assert all(len(rows) == len(key) for key, rows in decoder._kept.items())
+            assert len(set(held)) == len(held) and not set(held) & set(decoder._free)
+            assert sorted(held + decoder._free) == list(range(len(decoder._pool)))
+    assert evicted >= 5 and decoder._pool is None
+
+
+def test_fixed_shape_forwards_follow_weights_changed_between_calls():
+    """The fixed-shape forwards multiply by joined copies of the q/k/v and gate/up weights: an in-place update (what
+    an optimizer step does) and a reassigned ``.data`` must both reach the next call."""
+    model, tok = tiny_model(seed=11)
+    eos = tok.eos_token_id
+    prompts = [[5, 6, 7, 8, 9], [5, 6, 7, 10], [11, 12]]
+    decoder = Decoder(model, eos, {eos}, graphs="always")
+
+    def check(seed):
+        out = decoder.decode(prompts, max_new=4, temperature=1.0, seed=seed)
+        ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 1.0)
+        for o, r in zip(out, ref):
+            assert torch.allclose(torch.tensor(o.logprobs), r[:len(o.tokens)], atol=1e-5)
+        return out
+
+    before = check(0)
+    with torch.no_grad():
+        for layer in model.model.layers:  # in place, as an optimizer step
+            layer.self_attn.k_proj.weight.add_(0.3 * torch.randn_like(layer.self_attn.k_proj.weight))
+            layer.mlp.up_proj.weight.mul_(1.5)
+    after = check(0)
+    assert [o.logprobs for o in after] != [o.logprobs for o in before]
+    layer = model.model.layers[0]
+    layer.self_attn.q_proj.weight.data = 2 * layer.self_attn.q_proj.weight.data  # a new tensor behind the parameter
+    check(1)
+
+
 def test_a_failed_cuda_graph_capture_leaves_the_step_decoding_eagerly_with_the_same_tokens(monkeypatch):
     """Where capture raises (a hook that synchronises inside it, say), the step warns once and computes eagerly,
     never replaying the broken graph: the decode equals one without graphs. The same for the prefill."""

@@ -262,6 +262,28 @@ def test_prompts_rendered_in_one_batch_are_the_ids_rendered_one_by_one():
     assert tok.backend_tokenizer.padding is None
 
 
+def test_a_prompt_memo_renders_each_conversation_once_and_forgets_on_a_new_template(monkeypatch):
+    import selfplay.agents.llm as llm
+
+    _, tok = tiny_model(seed=0)
+    conversations = [[{"role": "user", "content": f"board {i}"}] for i in range(5)]
+    one_by_one = [render_prompt(tok, c) for c in conversations]
+    rendered = []
+    real = llm._render
+    monkeypatch.setattr(llm, "_render", lambda t, cs: rendered.append(len(cs)) or real(t, cs))
+    memo = llm.PromptMemo(limit=4)
+    assert render_prompts(tok, conversations[:3], memo) == one_by_one[:3]
+    assert render_prompts(tok, conversations[1:], memo) == one_by_one[1:]  # only boards 3 and 4 are new
+    assert rendered == [3, 2] and len(memo.ids) == 4  # board 0 was the oldest: out
+    got = render_prompts(tok, conversations[2:], memo)
+    assert rendered == [3, 2] and got == one_by_one[2:]
+    got[0].append(-1)  # callers get their own lists
+    assert render_prompts(tok, conversations[2:3], memo) == one_by_one[2:3]
+    tok.chat_template = "{% for m in messages %}<{{ m['content'] }}>{% endfor %}"  # a new template: all forgotten
+    new = render_prompts(tok, conversations[2:], memo)
+    assert rendered == [3, 2, 3] and new == [render_prompt(tok, c) for c in conversations[2:]] != one_by_one[2:]
+
+
 def test_adapters_named_inside_lora_prefix_save_and_load_exactly_without_peft_warnings(tmp_path):
     """PEFT warns that an adapter name contained in 'lora_' "may" be reinitialised on loading; selfplay silences that
     warning for role names such as a or r, so here their weights must survive a save and a load bit for bit."""
