@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from selfplay.agents.graph_step import StaticPrefill, StaticStep, prefill_bytes, step_bytes, supports
@@ -155,6 +156,16 @@ def upload(host: torch.Tensor | list, device: torch.device) -> torch.Tensor:
     return host.pin_memory().to(device, non_blocking=True)
 
 
+def upload_all(hosts: list[torch.Tensor | list], device: torch.device) -> list[torch.Tensor]:
+    """Several int64 host tensors (or lists of ints) on ``device`` in one transfer: one pinned buffer, one copy
+    (each transfer costs the host tens of microseconds, more than moving these few kilobytes)."""
+    tensors = [h if isinstance(h, torch.Tensor) else long_tensor(h) for h in hosts]
+    if device.type != "cuda":
+        return [t.to(device) for t in tensors]
+    flat = upload(torch.cat([t.reshape(-1) for t in tensors]), device)
+    return [piece.view(t.shape) for piece, t in zip(flat.split([t.numel() for t in tensors]), tensors)]
+
+
 def long_tensor(values: Sequence[int] | array) -> torch.Tensor:
     """A 1-D int64 tensor of ``values``, through a typed array (a few times faster than ``torch.tensor`` of a list)."""
     values = values if isinstance(values, array) else array("q", values)
@@ -163,10 +174,11 @@ def long_tensor(values: Sequence[int] | array) -> torch.Tensor:
 
 def _left_padded(rows: list[list[int]], width: int, fill: int = 0) -> torch.Tensor:
     """``rows`` left-padded with ``fill`` to ``width`` columns, as one tensor."""
-    flat, pad = array("q"), array("q", [fill]) * width
-    for r in rows:
-        flat.extend(pad[:width - len(r)])
-        flat.extend(r)
+    flat: list[int] = []
+    pad = [fill] * width
+    for r in rows:  # list extends, then one conversion: the fastest way from Python lists
+        flat += pad[:width - len(r)]
+        flat += r
     return long_tensor(flat).view(len(rows), width)
 
 
@@ -276,6 +288,30 @@ def next_allowed(options: list[list[int]], prefix: list[int], eos: int) -> list[
     return sorted(nxt)
 
 
+def inverse_cdf(probs: torch.Tensor, uniform: torch.Tensor, block: int = 256) -> torch.Tensor:
+    """Per row of ``probs`` (rows, n), the first index whose cumulative probability reaches ``(1 - u) * total``:
+    inverse-CDF sampling, one uniform ``u`` per row (rows, 1) instead of one per entry. ``1 - u`` lies in (0, 1], so
+    the index found always has positive probability. A long row goes in two levels, first its blocks of ``block``
+    entries, then the entries of the one block chosen: a GPU scans a vocabulary-long row slowly (~140 us for
+    256 x 49,152 on an H200), its block sums and a single block quickly."""
+    rows, width = probs.shape
+    if width <= 4 * block:
+        cdf = probs.cumsum(-1)
+        return torch.searchsorted(cdf, (1.0 - uniform) * cdf[:, -1:]).squeeze(-1).clamp(max=width - 1)
+    n = -(-width // block)
+    blocks = (probs if width == n * block else F.pad(probs, (0, n * block - width))).view(rows, n, block)
+    sums = blocks.sum(-1)
+    cdf = sums.cumsum(-1)
+    u = (1.0 - uniform) * cdf[:, -1:]
+    b = torch.searchsorted(cdf, u).clamp(max=n - 1)  # the first block whose end reaches u: cdf[b - 1] < u
+    inner = blocks.gather(1, b[:, :, None].expand(rows, 1, block)).squeeze(1).cumsum(-1)
+    # what u leaves inside the block is positive (u > cdf[b - 1] as floats); it is capped at the block's own total,
+    # which the block sums may round past, so the entry found always raises the block's running sum
+    rest = torch.minimum(u - F.pad(cdf, (1, 0)).gather(1, b), inner[:, -1:])
+    t = torch.searchsorted(inner, rest).clamp(max=block - 1)
+    return (b * block + t).squeeze(-1).clamp(max=width - 1)
+
+
 @dataclass
 class Sampled:
     """One row's completion: token ids, their sampling log-probabilities, and the allowed ids at each step."""
@@ -299,11 +335,13 @@ class Decoder:
         self.graph_bytes: int | None = None  # most bytes of key/value buffers the steps may hold (None: a quarter of the GPU)
         self.min_saving, self.max_rows, self.pack = min_saving, max_rows, pack
         self.kw = cache_keyword(model)
+        self._stop: dict[torch.device, torch.Tensor] = {}  # the stop ids on each device
         self.head = plain_head(model)  # restricted logits need a plain linear output layer
         self.supported = supports(model)  # a model the fixed-shape forwards reproduce
         # kept prefixes: prefix -> the pool rows holding its keys and values, a row per token, least recently used
         # first; the pool is one tensor (rows, 2, layers, heads, dim), so keeping and reading many prefixes is one
-        # copy each way whatever their number (on a GPU such bookkeeping is bound by kernel launches)
+        # copy each way whatever their number (on a GPU such bookkeeping is bound by kernel launches). It grows to
+        # at most kept_tokens rows and keeps its memory from one session to the next
         self._kept: OrderedDict[tuple[int, ...], list[int]] | None = None
         self._pool: torch.Tensor | None = None
         self._free: list[int] = []  # pool rows no kept prefix holds
@@ -323,8 +361,8 @@ class Decoder:
                 yield
         finally:
             self._kept = outer
-            if outer is None:
-                self._pool, self._free = None, []
+            if outer is None and self._pool is not None:  # every row free again; the memory stays for the next
+                self._free = list(range(len(self._pool)))  # session (a fresh CPU allocation is slow to touch)
 
     def _keep(self, nodes: list[Node], spans: list[list[int]], store: torch.Tensor) -> None:
         """Keep the keys and values of every row's whole prompt (a game's next prompt may extend it: a growing
@@ -361,21 +399,26 @@ class Decoder:
             size -= len(freed)
         if not new:
             return
-        if len(self._free) < need:  # grow the pool (rows keep their numbers)
+        if len(self._free) < need:  # grow the pool (rows keep their numbers), at most to kept_tokens rows
             have = 0 if self._pool is None else len(self._pool)
-            grown = store.new_empty(max(2 * have, have + need - len(self._free)), *store.shape[1:])
+            grown = store.new_empty(min(self.kept_tokens, max(2 * have, have + need - len(self._free))),
+                                    *store.shape[1:])
             if self._pool is not None:
                 grown[:have] = self._pool
             self._free += range(have, len(grown))
             self._pool = grown
-        dest, source = [], []
+        dest = self._free[len(self._free) - need:]
+        del self._free[len(self._free) - need:]
+        source, at = [], 0
         for key, i in new.items():
-            taken = self._free[len(self._free) - len(spans[i]):]
-            del self._free[len(self._free) - len(spans[i]):]
-            self._kept[key] = taken
-            dest += taken
+            self._kept[key] = dest[at:at + len(spans[i])]
+            at += len(spans[i])
             source += spans[i]
-        self._pool[upload(dest, store.device)] = store[upload(source, store.device)]
+        source = upload(source, store.device)
+        if dest == list(range(dest[0], dest[0] + need)):  # one run of rows: gathered straight into the pool
+            torch.index_select(store, 0, source, out=self._pool[dest[0]:dest[0] + need])
+        else:
+            self._pool.index_copy_(0, upload(dest, store.device), store.index_select(0, source))
 
     # -- prefill ---------------------------------------------------------------------------------------
     def _forward(self, ids, mask, positions, past: torch.Tensor | None):
@@ -428,17 +471,15 @@ class Decoder:
             ids, own, pos = segments(nodes, members)
             index = _left_padded([spans[nodes[i].parent] if nodes[i].start else [] for i in members], wp)
             mask = torch.cat([(index > 0).long(), own], dim=1)  # store row 0 is padding, no span holds it
-            index = upload(index, device)
+            index, ids, own, pos, mask, where = upload_all([index, ids, own, pos, mask, members], device)
             static = self._static_prefill(b, ws, wp, device)
             if static is not None:  # a fixed-shape forward, replayed as a CUDA graph on a GPU
                 if store is None:
                     store = static.kv.new_zeros(total, *static.kv.shape[2:])
-                logits, kv = static.run(upload(ids, device), upload(own, device), upload(pos, device),
-                                        index if wp else None, store)
+                logits, kv = static.run(ids, own, pos, index if wp else None, store)
                 store[used:used + b * ws].view(kv.shape).copy_(kv)
             else:
-                logits, layers = self._forward(ids.to(device), mask.to(device), pos.to(device),
-                                               store[index] if wp else None)
+                logits, layers = self._forward(ids, mask, pos, store[index] if wp else None)
                 k0 = layers[0][0]
                 if store is None:
                     store = k0.new_zeros(total, 2, len(layers), k0.shape[1], k0.shape[3])
@@ -448,7 +489,7 @@ class Decoder:
                     rows[:, :, 1, j] = v[:, :, wp:].transpose(1, 2)
             if last is None:
                 last = logits.new_empty(len(nodes), logits.shape[-1])
-            last[upload(members, device)] = logits
+            last[where] = logits
             used += b * ws
         if self._kept is not None:
             self._keep(nodes, spans, store)
@@ -456,8 +497,9 @@ class Decoder:
         for i, n in enumerate(nodes):
             for r in n.ends:
                 row_node[r] = i
-        index = _left_padded([spans[row_node[r]] for r in range(len(prompts))], width)
-        return store[upload(index, device)], last[upload(row_node, device)]
+        index, row_node = upload_all([_left_padded([spans[row_node[r]] for r in range(len(prompts))], width),
+                                      row_node], device)
+        return store[index], last[row_node]
 
     # -- sampling --------------------------------------------------------------------------------------
     @staticmethod
@@ -467,7 +509,7 @@ class Decoder:
         their log-probabilities under the untruncated distribution. ``uniform``: the rows' U(0, 1) draws, (rows, 1),
         if the caller made them (else drawn from ``generator``)."""
         logits = logits.float()
-        logp = torch.log_softmax(logits / (temperature or 1.0), dim=-1)
+        logp = torch.log_softmax(logits if temperature in (0, 1) else logits / temperature, dim=-1)
         if temperature == 0:
             tokens = logits.argmax(-1)
         else:
@@ -476,14 +518,12 @@ class Decoder:
                 sorted_p, order = probs.sort(dim=-1, descending=True)
                 keep = sorted_p.cumsum(-1) - sorted_p < top_p
                 probs = torch.zeros_like(probs).scatter(-1, order, sorted_p * keep)
-            cdf = probs.cumsum(-1)  # inverse-CDF sampling: one uniform per row instead of one per vocabulary entry
-            # 1 - U lies in (0, 1], so the first index whose CDF reaches it has positive probability
             if uniform is None:
-                uniform = torch.rand(len(cdf), 1, device=cdf.device, generator=generator)
-            u = (1.0 - uniform) * cdf[:, -1:]
-            tokens = torch.searchsorted(cdf, u).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
+                uniform = torch.rand(len(probs), 1, device=probs.device, generator=generator)
+            tokens = inverse_cdf(probs, uniform)
         return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
+    @torch.no_grad()
     def decode(self, prompts: list[list[int]], max_new: int, temperature: float = 1.0, top_p: float = 1.0,
                legal: list[list[list[int]] | None] | None = None, seed: int = 0,
                stopped: Callable[[int, list[int]], bool] | None = None) -> list[Sampled]:
@@ -501,8 +541,8 @@ class Decoder:
         past, logits = self.prefill(prompts, width)
         lengths = torch.tensor([len(p) for p in prompts])
         columns = torch.arange(width + max_new)
-        mask = upload(((columns >= width - lengths[:, None]) & (columns < width)).long(), device)
-        positions = upload(lengths, device)
+        mask, positions = upload_all([((columns >= width - lengths[:, None]) & (columns < width)).long(), lengths],
+                                     device)
         static = self._static_step(n, width + max_new, device)
         if static is not None:  # a CUDA graph replays each step; finished rows stay in it, their outputs unread
             static.load(past, mask[:, :width])
@@ -575,7 +615,9 @@ class Decoder:
         host reads the tokens once at the end (and whether every row has finished every ``check`` steps). The host
         queues step after step while the GPU runs them; the sampled tokens are those of the per-step loop."""
         n, device = len(out), logits.device
-        stop = upload(sorted(self.stop_ids), device)
+        stop = self._stop.get(device)
+        if stop is None:
+            stop = self._stop[device] = upload(sorted(self.stop_ids), device)
         done = torch.zeros(n, dtype=torch.bool, device=device)
         drawn, scores = [], []
         for step in range(max_new):

@@ -100,7 +100,7 @@ class _Llama:
         qkv = F.linear(h, self.qkv_w[i]).view(rows, tokens, self.heads + 2 * self.kv_heads, self.head_dim)
         qkv = qkv.transpose(1, 2)
         qk = qkv[:, :self.heads + self.kv_heads]
-        qk = qk * cos + qk.index_select(-1, self.swap) * sin
+        qk = torch.addcmul(qk * cos, qk.index_select(-1, self.swap), sin)  # x cos + rotate_half(x) sin
         return qk[:, :self.heads], qk[:, self.heads:], qkv[:, self.heads + self.kv_heads:]
 
     def attend(self, i: int, x: torch.Tensor, q, keys, values, bias: torch.Tensor) -> torch.Tensor:

@@ -166,6 +166,16 @@ def _render(tokenizer, conversations: list[list[dict]]) -> list[list[int]]:
                                            truncation=False)["input_ids"]]
 
 
+def decode_texts(tokenizer, rows: list[list[int]]) -> list[str]:
+    """``tokenizer.decode(row, skip_special_tokens=True)`` of every row; a fast tokenizer decodes them in one batch
+    (unless it cleans up tokenization spaces, which only its Python side does)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and getattr(tokenizer, "is_fast", False) \
+            and not getattr(tokenizer, "clean_up_tokenization_spaces", True):
+        return backend.decode_batch(rows, skip_special_tokens=True)
+    return [tokenizer.decode(row, skip_special_tokens=True) for row in rows]
+
+
 def left_pad(rows: list[list[int]], pad_id: int, device: torch.device, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded ids and attention mask (width rounded up to ``multiple``)."""
     width = -(-max(len(r) for r in rows) // multiple) * multiple
@@ -385,8 +395,9 @@ class LLMAgent:
         self.calls += 1
         with self._adapter():
             rows = decoder.decode(prompts, self._budget(spelled), s.temperature, s.top_p, spelled, seed, stopped)
-        return [Completion(tok.decode(r.tokens, skip_special_tokens=True), prompt_ids=list(p), completion_ids=r.tokens,
-                           logprobs=r.logprobs, allowed=r.allowed) for p, r in zip(prompts, rows)]
+        texts = decode_texts(tok, [r.tokens for r in rows])
+        return [Completion(text, prompt_ids=list(p), completion_ids=r.tokens, logprobs=r.logprobs, allowed=r.allowed)
+                for p, r, text in zip(prompts, rows, texts)]
 
     def _generate_vllm(self, prompts: list[list[int]]) -> list[Completion]:
         """Sample with the colocated vLLM engine (synchronised to this agent's weights first), then score the tokens

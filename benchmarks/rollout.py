@@ -45,12 +45,15 @@ from selfplay.games.core import InvalidAction  # noqa: E402
 
 
 class ForwardClock:
-    """Times every forward of the model's decoder: prefill (several tokens per row) and decode steps (one)."""
+    """Times every forward of the model's decoder: prefill (several tokens per row) and decode steps (one).
+
+    On a GPU each forward is bracketed by two CUDA events, read once the run is over, so the clock never makes the
+    host wait for the GPU (a synchronisation per forward would stop the arena queueing step after step, and time
+    something other than what runs unobserved); on a CPU, the wall clock."""
 
     def __init__(self, model: torch.nn.Module, device: str):
-        self.device, self.start = device, 0.0
+        self.device = device
         self.reset()
-        self.last = "prefill"  # the kind of the latest decoder forward: the output layer's time goes with it
         self.in_step = False  # inside a fixed-shape forward: timed as a whole (its capture must not synchronise)
 
         def outside_steps(hook):
@@ -60,72 +63,63 @@ class ForwardClock:
         decoder.register_forward_pre_hook(outside_steps(self._pre), with_kwargs=True)
         decoder.register_forward_hook(outside_steps(self._post), with_kwargs=True)
         head = model.get_output_embeddings()
-        head.register_forward_pre_hook(outside_steps(self._pre), with_kwargs=True)
         head.register_forward_hook(outside_steps(self._head), with_kwargs=True)
         StaticStep.run = self._whole(StaticStep.run, "decode")  # fixed-shape forwards call no decoder module
         StaticPrefill.run = self._whole(StaticPrefill.run, "prefill")
 
+    def _mark(self):
+        """A point in time: a recorded CUDA event on a GPU, the wall clock on a CPU."""
+        if self.device.startswith("cuda") and not torch.cuda.is_current_stream_capturing():
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
     def _whole(self, run, kind: str):
         """``run`` (a fixed-shape forward, a CUDA graph on a GPU) timed as a whole, the hooks silent inside it."""
         def timed(forward, ids, *args):
-            sync(self.device)
-            start, self.in_step = time.perf_counter(), True
+            begin, self.in_step = self._mark(), True
             try:
                 out = run(forward, ids, *args)
             finally:
                 self.in_step = False
-            sync(self.device)
-            if kind == "decode":
-                self.decode_s += time.perf_counter() - start
-                self.decode_steps += 1
-                self.decode_rows += len(ids)
-            else:
-                self.prefill_s += time.perf_counter() - start
-                self.prefill_tokens += ids.numel()
+            self.spans.append([kind, begin, self._mark(), ids.shape[0], ids.numel()])
             return out
 
         return timed
 
     def reset(self) -> None:
-        self.prefill_s = self.decode_s = 0.0
-        self.prefill_tokens = self.decode_steps = self.decode_rows = 0
-
-    def _shape(self, args, kwargs):
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        if ids is None:
-            ids = kwargs["inputs_embeds"]
-        return ids.shape[0], ids.shape[1]
+        self.spans: list[list] = []  # [kind, start mark, end mark, rows, tokens] per forward
+        self.begin = None
 
     def _pre(self, module, args, kwargs):
-        sync(self.device)
-        self.start = time.perf_counter()
+        self.begin = self._mark()
 
     def _post(self, module, args, kwargs, output):
-        sync(self.device)
-        seconds = time.perf_counter() - self.start
-        rows, width = self._shape(args, kwargs)
-        self.last = "decode" if width == 1 else "prefill"
-        if width == 1:
-            self.decode_s += seconds
-            self.decode_steps += 1
-            self.decode_rows += rows
-        else:
-            self.prefill_s += seconds
-            self.prefill_tokens += rows * width
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        ids = kwargs["inputs_embeds"][..., 0] if ids is None else ids
+        kind = "decode" if ids.shape[1] == 1 else "prefill"
+        self.spans.append([kind, self.begin, self._mark(), ids.shape[0], ids.numel()])
 
     def _head(self, module, args, kwargs, output):
-        sync(self.device)
-        seconds = time.perf_counter() - self.start
-        if self.last == "decode":
-            self.decode_s += seconds
-        else:
-            self.prefill_s += seconds
+        if self.spans:  # the output layer's time goes with the forward it ends
+            self.spans[-1][2] = self._mark()
 
     def summary(self) -> dict:
-        return {"prefill_tokens": self.prefill_tokens, "prefill_tok_per_s": self.prefill_tokens / max(self.prefill_s, 1e-9),
-                "prefill_s": self.prefill_s, "decode_s": self.decode_s, "decode_steps": self.decode_steps,
-                "ms_per_decode_step": 1000 * self.decode_s / max(1, self.decode_steps),
-                "rows_per_decode_step": self.decode_rows / max(1, self.decode_steps)}
+        """Seconds, steps, rows and tokens per kind of forward (read after the run: on a GPU it synchronises)."""
+        sync(self.device)
+        seconds = {"prefill": 0.0, "decode": 0.0}
+        steps = rows = tokens = 0
+        for kind, begin, end, n, numel in self.spans:
+            seconds[kind] += begin.elapsed_time(end) / 1000 if hasattr(begin, "elapsed_time") else end - begin
+            if kind == "decode":
+                steps, rows = steps + 1, rows + n
+            else:
+                tokens += numel
+        return {"prefill_tokens": tokens, "prefill_tok_per_s": tokens / max(seconds["prefill"], 1e-9),
+                "prefill_s": seconds["prefill"], "decode_s": seconds["decode"], "decode_steps": steps,
+                "ms_per_decode_step": 1000 * seconds["decode"] / max(1, steps),
+                "rows_per_decode_step": rows / max(1, steps)}
 
 
 def naive(model, tokenizer, games: int, new: int, seed: int, device: str) -> dict:

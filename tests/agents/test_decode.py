@@ -55,6 +55,33 @@ def test_length_buckets_cover_every_index_at_least_cost():
     assert length_buckets([1, 100], max_rows=8, overhead=0) == [[0], [1]]  # free forwards: no padding at all
 
 
+def test_two_level_inverse_cdf_draws_what_one_scan_of_the_row_draws_and_never_a_zero_probability_entry():
+    """Rows longer than four blocks are searched block sums first: the same index as the full scan for the same
+    uniform (up to float rounding at a boundary), the empirical frequencies of the probabilities, and never an entry
+    of probability zero, also at the ends of blocks and for uniforms at 0 and just below 1."""
+    from selfplay.agents.decode import inverse_cdf
+
+    gen = torch.Generator().manual_seed(0)
+    width = 1100  # four full blocks of 256 and a padded fifth
+    logits = torch.randn(64, width, generator=gen) * 3
+    logits[torch.rand(64, width, generator=gen) < 0.3] = float("-inf")
+    logits[:, [255, 511, 767, 1023, 1099]] = float("-inf")  # blocks that end (and a row that ends) in zeros
+    logits[:8, 256:] = float("-inf")  # rows whose mass is all in the first block
+    probs = torch.softmax(logits, -1)
+    uniform = torch.rand(64 * 200, 1, generator=gen)
+    uniform[:64], uniform[64:128] = 0.0, 1 - 2 ** -24
+    rows = probs.repeat(200, 1)
+    two = inverse_cdf(rows, uniform)
+    cdf = rows.cumsum(-1)
+    one = torch.searchsorted(cdf, (1 - uniform) * cdf[:, -1:]).squeeze(-1)
+    assert (two == one).float().mean() > 0.999
+    assert bool((rows.gather(1, two[:, None]) > 0).all())
+    single = torch.tensor([[0.5, 0.0, 0.25, 0.25] + [0.0] * 1100])
+    draws = inverse_cdf(single.repeat(20000, 1), torch.rand(20000, 1, generator=gen))
+    freq = torch.bincount(draws, minlength=4)[:4].float() / 20000
+    assert torch.allclose(freq, single[0, :4], atol=0.015)
+
+
 def test_greedy_decoding_with_shared_prefixes_matches_transformers_generate_row_by_row():
     model, tok = tiny_model(seed=5)
     eos = tok.eos_token_id
@@ -282,7 +309,7 @@ def test_kept_prefixes_stay_within_their_token_budget_and_pool_rows_are_never_sh
             assert all(len(rows) == len(key) for key, rows in decoder._kept.items())
             assert len(set(held)) == len(held) and not set(held) & set(decoder._free)
             assert sorted(held + decoder._free) == list(range(len(decoder._pool)))
-    assert evicted >= 5 and decoder._pool is None
+    assert evicted >= 5 and decoder._kept is None and len(decoder._free) == len(decoder._pool) <= 70
 
 
 def test_fixed_shape_forwards_follow_weights_changed_between_calls():

@@ -1,3 +1,4 @@
+import random
 import re
 
 import torch
@@ -260,6 +261,19 @@ def test_prompts_rendered_in_one_batch_are_the_ids_rendered_one_by_one():
     assert render_prompts(tok, conversations) == one_by_one
     assert render_prompts(tok, conversations) == one_by_one  # and the next call takes the fast path again
     assert tok.backend_tokenizer.padding is None
+
+
+def test_completions_decoded_in_one_batch_are_the_rows_decoded_one_by_one():
+    from selfplay.agents.llm import decode_texts
+
+    _, tok = tiny_model(seed=0)
+    rng = random.Random(0)
+    rows = [[rng.randrange(len(tok)) for _ in range(rng.randrange(0, 12))] for _ in range(50)]
+    rows.append([tok.eos_token_id, tok.encode("é", add_special_tokens=False)[0]])  # a special token, half a character
+    one_by_one = [tok.decode(r, skip_special_tokens=True) for r in rows]
+    assert decode_texts(tok, rows) == one_by_one
+    tok.clean_up_tokenization_spaces = True  # only the Python side cleans up: it decodes row by row
+    assert decode_texts(tok, rows) == [tok.decode(r, skip_special_tokens=True) for r in rows]
 
 
 def test_a_prompt_memo_renders_each_conversation_once_and_forgets_on_a_new_template(monkeypatch):
