@@ -41,8 +41,8 @@ def step_bytes(model: torch.nn.Module, rows: int, length: int) -> int:
 
 
 def _norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``LlamaRMSNorm`` in one fused kernel on a GPU: ``F.rms_norm`` with the weight. In float32 the same arithmetic
-    as the model's; in bfloat16 it rounds once, after the weight, where the model also rounds before it (at most one
+    """``LlamaRMSNorm`` in one fused kernel on a GPU: ``F.rms_norm`` with the weight. In float32 equal to the model's
+    up to rounding; in bfloat16 it rounds once, after the weight, where the model also rounds before it (at most one
     unit in the last place apart)."""
     return F.rms_norm(x, (x.shape[-1],), norm.weight, eps=norm.variance_epsilon)
 
@@ -125,10 +125,13 @@ _LLAMAS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def llama_of(model: torch.nn.Module) -> _Llama:
-    """The one :class:`_Llama` of ``model`` (its joined weights shared by every fixed-shape forward of it)."""
-    if model not in _LLAMAS:
-        _LLAMAS[model] = _Llama(model)
-    return _LLAMAS[model]
+    """The one :class:`_Llama` of ``model`` (its joined weights shared by every fixed-shape forward of it), made
+    again if the model has moved to another device or dtype since."""
+    p = next(model.parameters())
+    llama = _LLAMAS.get(model)
+    if llama is None or (llama.device, llama.dtype) != (p.device, p.dtype):
+        llama = _LLAMAS[model] = _Llama(model)
+    return llama
 
 
 def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
