@@ -10,6 +10,7 @@ not folded into the log-probabilities (as in TRL and vLLM).
 from __future__ import annotations
 
 import math
+from array import array
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -110,9 +111,10 @@ def render_prompt(tokenizer, messages: list[dict]) -> list[int]:
 class PromptMemo:
     """Token ids of the conversations one tokenizer has rendered, keyed by the conversation's text (a game's
     observations recur across turns, games and training steps: TicTacToe has 5,478 positions). At most ``limit``
-    kept, oldest out first; everything is dropped when the tokenizer's chat template changes."""
+    kept (as 8-byte arrays: ~2 KB for a 150-token prompt and its key), oldest out first; everything is dropped when
+    the tokenizer's chat template changes."""
 
-    def __init__(self, limit: int = 65536):
+    def __init__(self, limit: int = 16384):
         self.limit, self.template, self.ids = limit, None, OrderedDict()
 
     def check(self, tokenizer) -> None:
@@ -122,7 +124,7 @@ class PromptMemo:
             self.ids.clear()
 
     def add(self, keys: list[str], ids: list[list[int]]) -> None:
-        self.ids.update(zip(keys, ids))
+        self.ids.update(zip(keys, (array("q", row) for row in ids)))
         while len(self.ids) > self.limit:
             self.ids.popitem(last=False)
 
@@ -136,7 +138,7 @@ def render_prompts(tokenizer, conversations: list[list[dict]], memo: PromptMemo 
     first: dict[str, int] = {}  # identical observations (every game's opening, say) are rendered once
     slot = [first.setdefault(repr(c), len(first)) for c in conversations]
     keys = list(first)
-    known: list[list[int] | None] = [None] * len(keys)
+    known: list[list[int] | array | None] = [None] * len(keys)
     if memo is not None:
         memo.check(tokenizer)
         known = [memo.ids.get(k) for k in keys]
