@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from selfplay.agents.graph_step import StaticPrefill, StaticStep, prefill_bytes, step_bytes, supports
+from selfplay.agents.graph_step import StaticPrefill, StaticStep, llama_of, prefill_bytes, step_bytes, supports
 from selfplay.agents.packing import packed_linears
 
 
@@ -288,6 +288,11 @@ def next_allowed(options: list[list[int]], prefix: list[int], eos: int) -> list[
     return sorted(nxt)
 
 
+def through_stop(tokens: Sequence[int], stop_ids: set[int]) -> int:
+    """How many of ``tokens`` a completion keeps: up to and including the first stop token (all, if none)."""
+    return next((j + 1 for j, t in enumerate(tokens) if t in stop_ids), len(tokens))
+
+
 def inverse_cdf(probs: torch.Tensor, uniform: torch.Tensor, block: int = 256) -> torch.Tensor:
     """Per row of ``probs`` (rows, n), the first index whose cumulative probability reaches ``(1 - u) * total``:
     inverse-CDF sampling, one uniform ``u`` per row (rows, 1) instead of one per entry. ``1 - u`` lies in (0, 1], so
@@ -332,10 +337,10 @@ class Decoder:
         if min_saving is None:
             min_saving = default_min_saving(next(model.parameters()).device)
         self.graphs, self._steps = graphs, {}  # CUDA-graph forwards by their bucketed shapes, least recently used first
-        self.graph_bytes: int | None = None  # most bytes of key/value buffers the steps may hold (None: a quarter of the GPU)
+        # most bytes of key/value buffers the steps may hold (None: a quarter of the GPU)
+        self.graph_bytes: int | None = None
         self.min_saving, self.max_rows, self.pack = min_saving, max_rows, pack
         self.kw = cache_keyword(model)
-        self._stop: dict[torch.device, torch.Tensor] = {}  # the stop ids on each device
         self.head = plain_head(model)  # restricted logits need a plain linear output layer
         self.supported = supports(model)  # a model the fixed-shape forwards reproduce
         # kept prefixes: prefix -> the pool rows holding its keys and values, a row per token, least recently used
@@ -462,7 +467,8 @@ class Decoder:
         store: torch.Tensor | None = None  # (total, 2, layers, heads, dim)
         if cached:  # the kept rows, in one copy, to store rows 1 .. start - 1
             store = self._pool.new_zeros(total, *self._pool.shape[1:])
-            kept = [r for i, entry in cached.items() for r in entry[nodes[i].start:nodes[i].start + len(nodes[i].tokens)]]
+            kept = [r for i, rows in cached.items()
+                    for r in rows[nodes[i].start:nodes[i].start + len(nodes[i].tokens)]]
             store[1:start] = self._pool[upload(kept, device)]
         last = None
         used = start
@@ -533,6 +539,8 @@ class Decoder:
         Every step draws one uniform for every prompt, finished or not, so a row's tokens do not depend on which
         other rows are still running: the fixed-shape and the eager paths sample the same tokens."""
         device = next(self.model.parameters()).device
+        if self._graphs_wanted(device):  # the weights may have changed since the last call, never within one
+            llama_of(self.model).refresh()
         generator = torch.Generator(device=device).manual_seed(seed)
         n = len(prompts)
         legal = legal or [None] * n
@@ -615,9 +623,7 @@ class Decoder:
         host reads the tokens once at the end (and whether every row has finished every ``check`` steps). The host
         queues step after step while the GPU runs them; the sampled tokens are those of the per-step loop."""
         n, device = len(out), logits.device
-        stop = self._stop.get(device)
-        if stop is None:
-            stop = self._stop[device] = upload(sorted(self.stop_ids), device)
+        stop = upload(sorted(self.stop_ids), device)
         done = torch.zeros(n, dtype=torch.bool, device=device)
         drawn, scores = [], []
         for step in range(max_new):
@@ -632,7 +638,7 @@ class Decoder:
             logits = static.run(tokens, positions + step, width + step)
         tokens, logps = torch.stack(drawn, 1).tolist(), torch.stack(scores, 1).tolist()
         for o, row, lp in zip(out, tokens, logps):
-            end = next((j + 1 for j, t in enumerate(row) if t in self.stop_ids), len(row))  # through the stop token
+            end = through_stop(row, self.stop_ids)
             o.tokens, o.logprobs = row[:end], lp[:end]
         return out
 

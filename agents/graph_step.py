@@ -49,9 +49,10 @@ def _norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 class _Llama:
     """The model's sizes and modules that a fixed-shape forward needs, and per layer its query/key/value projections
-    as one weight and its gate/up projections as one, so each is one matrix product. The joined weights are copies,
-    refreshed in place (the captured graphs keep their addresses) whenever a weight of the model changed: an
-    optimizer step bumps its version counter, a reassignment of ``.data`` moves it."""
+    as one weight and its gate/up projections as one, so each is one matrix product. The joined weights are copies:
+    :meth:`refresh` (the decoder calls it once per call) copies them again in place (the captured graphs keep their
+    addresses) when a weight of the model changed: an optimizer step bumps its version counter, a reassignment of
+    ``.data`` moves it."""
 
     def __init__(self, model: torch.nn.Module):
         self.model, self.decoder = model, model.get_decoder()
@@ -156,7 +157,6 @@ class _Graphed:
         return []
 
     def _call(self) -> torch.Tensor:
-        self.llama.refresh()
         if not self._on_gpu() or self.failed is not None:
             return self.forward()
         if self.graph is None:

@@ -22,7 +22,8 @@ import torch
 
 from selfplay.agents.base import Completion, Request
 from selfplay.agents.checkpoints import RoleAgent, checkpoint_policy, load_role_models, policy_dir, run_sampling
-from selfplay.agents.decode import Decoder, default_min_saving, next_allowed, plain_head, power_of_two, radix_tree
+from selfplay.agents.decode import (Decoder, default_min_saving, next_allowed, plain_head, power_of_two, radix_tree,
+                                    through_stop)
 from selfplay.agents.models import MODEL_OPTIONS, load_model
 from selfplay.agents.tree_forward import forward_plan, tree_may_pay, tree_pays, tree_states
 from selfplay.agents.weights import activate_adapter
@@ -415,15 +416,14 @@ class LLMAgent:
         tokens = [self._until_stop(t) for t, _ in rows]
         with self._adapter():
             exact = token_logprobs(self.model, prompts, tokens, tok.pad_token_id, s.temperature or 1.0)
-        return [Completion(tok.decode(t, skip_special_tokens=True), prompt_ids=list(p), completion_ids=t,
-                           logprobs=x.tolist(), meta={"engine_logprobs": lp[:len(t)]})
-                for p, t, x, (_, lp) in zip(prompts, tokens, exact, rows)]
+        return [Completion(text, prompt_ids=list(p), completion_ids=t, logprobs=x.tolist(),
+                           meta={"engine_logprobs": lp[:len(t)]})
+                for p, t, x, (_, lp), text in zip(prompts, tokens, exact, rows, decode_texts(tok, tokens))]
 
     def _until_stop(self, tokens: list[int]) -> list[int]:
         """``tokens`` up to the first stop token or the token that completes a stop string (where the native
         decoder stops)."""
-        end = next((j + 1 for j, t in enumerate(tokens) if t in self.stop_ids), len(tokens))
-        tokens = tokens[:end]
+        tokens = tokens[:through_stop(tokens, self.stop_ids)]
         if self.sampling.stop:
             for n in range(1, len(tokens) + 1):
                 text = self.tokenizer.decode(tokens[:n], skip_special_tokens=True)
@@ -496,7 +496,7 @@ class LLMAgent:
         completions = []
         for i, prompt in enumerate(prompts[:real]):
             tokens = new[i].tolist()
-            end = next((j + 1 for j, t in enumerate(tokens) if t in self.stop_ids), len(tokens))
+            end = through_stop(tokens, self.stop_ids)
             tokens = tokens[:end]
             choices = [allowed_log[i].get(t) for t in range(end)] if allowed_log else None
             completions.append(Completion(tok.decode(tokens, skip_special_tokens=True), prompt_ids=list(prompt),
