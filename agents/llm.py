@@ -10,6 +10,7 @@ not folded into the log-probabilities (as in TRL and vLLM).
 from __future__ import annotations
 
 import math
+import warnings
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -27,6 +28,7 @@ from selfplay.agents.decode import (Decoder, default_min_saving, next_allowed, p
 from selfplay.agents.models import MODEL_OPTIONS, load_model
 from selfplay.agents.tree_forward import forward_plan, tree_may_pay, tree_pays, tree_states
 from selfplay.agents.weights import activate_adapter
+from selfplay.games.core import Game
 
 
 @dataclass
@@ -95,6 +97,22 @@ def observation(request: Request, observer: str, bare_system: bool = False) -> l
     first = next((i for i, m in enumerate(request.messages) if m["role"] == "user"), len(request.messages) - 1)
     bare = [{"role": "system", "content": ""}] if bare_system else []
     return [*bare, {"role": "user", "content": request.compact}, *request.messages[first + 1:]]
+
+
+_WARNED_COMPACT: set[str] = set()
+
+
+def warn_no_compact(game, agent: str) -> None:
+    """Say once per game that ``observer=compact`` cannot apply: the game gives no one-line observation, so the agent
+    reads the full chat (longer prompts, slower, and not what the recipe meant)."""
+    if game.name in _WARNED_COMPACT:
+        return
+    _WARNED_COMPACT.add(game.name)
+    defined = type(game).compact_observation is not Game.compact_observation
+    warnings.warn(f"agent {agent!r} has observer=compact, but game {game.name!r} "
+                  + ("returned no compact observation (None) here" if defined else "defines no compact_observation")
+                  + ": it reads the game's full chat messages instead (define compact_observation(role) in the game, "
+                    "or set observer=chat)", stacklevel=3)
 
 
 def adds_default_system(tokenizer) -> bool:
@@ -357,7 +375,8 @@ class LLMAgent:
         self.prompt_memo = PromptMemo()
 
     def act(self, requests: list[Request]) -> list[list[Completion]]:
-        prompts = render_prompts(self.tokenizer, [self._messages(r) for r in requests], self.prompt_memo)
+        read = [self._messages(r) for r in requests]
+        prompts = render_prompts(self.tokenizer, read, self.prompt_memo)
         context = getattr(self.model.config, "max_position_embeddings", None)
         new = self.sampling.max_new_tokens
         fits = [context is None or len(p) + new <= context for p in prompts]
@@ -377,6 +396,10 @@ class LLMAgent:
                          f"{context} positions")
                 out.append([Completion("", prompt_ids=list(p), meta={"failure": "AGENT_ERROR", "error": error})
                             for _ in range(r.samples)])
+        for messages, r, completions in zip(read, requests, out):  # what the model read, where the game's chat differs
+            if messages is not r.messages:
+                for c in completions:
+                    c.meta["read"] = messages
         return out
 
     @torch.no_grad()
@@ -573,6 +596,8 @@ class LLMAgent:
     def _messages(self, request: Request) -> list[dict]:
         if self.bare_system is None:
             self.bare_system = adds_default_system(self.tokenizer)
+        if self.sampling.observer == "compact" and request.compact is None:
+            warn_no_compact(request.game, self.name)
         return observation(request, self.sampling.observer, self.bare_system)
 
     def _adapter(self):

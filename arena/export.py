@@ -4,7 +4,9 @@
     selfplay export runs/tournament --format parquet --out t.parquet
 
 Columns: game, options (JSON text), seed, episode, status, step (the training step, when a trainer recorded it),
-split (train / eval / probe / play), turn, role, agent, sample, attempt, prompt (the chat messages the agent saw),
+split (train / eval / probe / play), opponent (in an evaluation episode, the baseline the learner faced, or mirror for
+self-play; else None), turn, role, agent, sample, attempt, prompt (the messages the agent read: its observer's view,
+e.g. the one-line compact observation, else the game's chat), game_messages (the game's chat view of the turn),
 completion (its text), action (the action applied, when valid), failure and error (when not), fallback, reward
 (the sample's training reward: its own, the final reward of its role, or the invalid-action penalty), episode_reward
 (the role's final reward), learner (whether trained weights played it), advantage (what the update gave the sample,
@@ -39,7 +41,9 @@ def rows(run: str | Path, tokens: bool = False) -> Iterator[dict[str, Any]]:
                 row = {"game": ep.game, "options": json.dumps(ep.options, sort_keys=True), "seed": ep.seed,
                        "episode": ep.id, "status": ep.status, "step": ep.meta.get("step"), "split": split,
                        "turn": s.turn, "role": s.role, "agent": s.agent, "sample": s.sample, "attempt": s.attempt,
-                       "prompt": [{"role": m["role"], "content": m["content"]} for m in s.messages],
+                       "prompt": [{"role": m["role"], "content": m["content"]} for m in s.prompt],
+                       "game_messages": [{"role": m["role"], "content": m["content"]} for m in s.messages],
+                       "opponent": ep.meta.get("eval"),
                        "completion": s.text, "action": s.action if s.failure is None else None,
                        "failure": s.failure, "error": s.error, "fallback": s.fallback, "reward": s.reward,
                        "episode_reward": ep.rewards.get(s.role), "learner": s.role in learners,

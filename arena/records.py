@@ -31,7 +31,7 @@ class Step:
     sample: int
     attempt: int
     agent: str
-    messages: list[Message]
+    messages: list[Message]  # the game's chat view of this turn (with any re-prompts)
     text: str
     action: str | None = None  # the action text applied (the agent's, or the fallback's); None if none
     failure: str | None = None  # Failure code when the text was not a usable action
@@ -44,6 +44,12 @@ class Step:
     allowed: list[list[int] | None] | None = None  # token ids allowed at each completion step (constrained)
     seconds: float = 0.0
     advantage: float | None = None  # the advantage the update gave this sample (set by the trainer afterwards)
+    read: list[Message] | None = None  # what the agent read, where it differs from ``messages`` (its observer's view)
+
+    @property
+    def prompt(self) -> list[Message]:
+        """The messages the agent read: its observer's view (a compact line) where it had one, else the game's chat."""
+        return self.read if self.read is not None else self.messages
 
 
 @dataclass

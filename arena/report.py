@@ -63,12 +63,25 @@ def _pair_rewards(episodes: list[Episode], fixed: dict[str, str]) -> dict[tuple[
     return dict(out)
 
 
-def _team_ratings(episodes: list[Episode], fixed: dict[str, str], names: list[str]):
-    """Cooperative games: each participant's mean team reward (95% interval) and, per pair of participants, the
-    mean team reward of the games they played together (as ``pair_scores`` gives scores)."""
+def _self_play(episodes: list[Episode], fixed: dict[str, str]) -> dict[str, Tally]:
+    """Per participant, its self-play games (every free seat its own): one value per game, the mean reward over the
+    seats it held (the team reward in a cooperative game)."""
+    out: dict[str, Tally] = defaultdict(Tally)
+    for ep in episodes:
+        seats = [r for r in ep.agents if r not in fixed]
+        value = None if ep.status == "error" else sum(ep.rewards[r] for r in seats) / len(seats)
+        out[ep.agents[seats[0]]].add(ep, seats[0], reward=value)
+    return dict(out)
+
+
+def _team_ratings(episodes: list[Episode], own: dict[str, Tally], fixed: dict[str, str], names: list[str]):
+    """Cooperative games: each participant's team reward in self-play with its 95% interval (its mean team reward with
+    the others where it played no self-play game), and per pair of participants the mean team reward of the games
+    they played together (as ``pair_scores`` gives scores), self-play on the diagonal."""
     tallies = _tallies(episodes, fixed)
-    ratings = {n: tallies[n]["all"].mean_reward for n in names if n in tallies}
-    intervals = {n: tallies[n]["all"].reward_interval() for n in ratings}
+    source = {n: own[n] if n in own else tallies[n]["all"] for n in names if n in own or n in tallies}
+    ratings = {n: t.mean_reward for n, t in source.items()}
+    intervals = {n: t.reward_interval() for n, t in source.items()}
     together: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0])
     for ep in episodes:
         if ep.status == "error":
@@ -80,7 +93,9 @@ def _team_ratings(episodes: list[Episode], fixed: dict[str, str], names: list[st
                 if a != b:
                     together[(a, b)][0] += team
                     together[(a, b)][1] += 1
-    return ratings, intervals, {k: (v[0], int(v[1])) for k, v in together.items()}
+    for n, t in own.items():
+        together[(n, n)] = [t.reward_sum, t.decided]
+    return ratings, intervals, {k: (v[0], int(v[1])) for k, v in together.items() if v[1]}
 
 
 def _invalid_rates(episodes: list[Episode]) -> dict[str, float]:
@@ -144,11 +159,11 @@ def _plots(order, ratings, intervals, scores, steps, scale: str = "Elo") -> dict
     return plots
 
 
-def _rate(episodes, results, fixed, played, anchor, rounds, seed, team) -> tuple:
+def _rate(episodes, own, results, fixed, played, anchor, rounds, seed, team) -> tuple:
     """(ratings, intervals, OpenSkill, pair scores, dominance graph, cycles, per-seat ratings): Bradley-Terry Elo on
-    pairwise results, or for a cooperative game the mean team reward with its interval."""
+    pairwise results, or for a cooperative game the team reward in self-play (``own``) with its interval."""
     if team:
-        ratings, intervals, scores = _team_ratings(episodes, fixed, played)
+        ratings, intervals, scores = _team_ratings(episodes, own, fixed, played)
         return (ratings, intervals, {n: (float("nan"), float("nan")) for n in played}, scores, dominance_graph([]),
                 [], {})
     ratings = bradley_terry(results, anchor)
@@ -161,17 +176,38 @@ def _rate(episodes, results, fixed, played, anchor, rounds, seed, team) -> tuple
             _per_role(episodes, fixed, sum(ratings.values()) / len(ratings)))
 
 
+def _ranking_basis(team: bool, self_played: bool, kind: str) -> str:
+    """One sentence: what the ranking is based on (printed with the table, in summary.json and in the reports)."""
+    if team and self_played:
+        return ("Cooperative game: ranked by each agent's team reward in self-play (it holds every seat, the measure of "
+                "a team); 'with others' is its mean team reward in cross-play with the other agents, shown beside.")
+    if team:
+        return ("Cooperative game: ranked by the mean team reward of the games each agent played with the others "
+                "(cross-play only: no self-play games were played, --self-play no).")
+    return ("Ranked by Bradley-Terry on cross-play (agents against each other)"
+            + ("; the self-play column is each agent's mean reward when it holds every seat, shown beside, not ranked."
+               if self_played else f"; self-play was not played ({kind.replace('_', '-')} game: --self-play yes adds it)."))
+
+
 def _text_table(rows: list[dict], scale: str, team: bool) -> list[str]:
     """The console ranking table."""
-    header = (f"{'rank':>4} {'agent':<22} {scale:>16} {'95% interval':>19} {'games':>6} "
-              + (f"{'success':>8} " if team else f"{'openskill':>14} {'mean reward [95%]':>24} ") + f"{'invalid':>8}")
+    mirrored = any(r.get("self_play") for r in rows)
+    ci = lambda d: f"{d['mean']:+z.3f} [{d['ci'][0]:+z.3f}, {d['ci'][1]:+z.3f}]"  # noqa: E731
+    header = (f"{'rank':>4} {'agent':<22} {scale:>24} {'95% interval':>19} {'games':>6} "
+              + (f"{'with others [95%]':>24} {'success':>8} " if team else
+                 f"{'openskill':>14} {'mean reward [95%]':>24} " + (f"{'self-play [95%]':>24} " if mirrored else ""))
+              + f"{'invalid':>8}")
     lines = [header, "-" * len(header)]
     for r in rows:
-        value = f"{r['elo']:>+z16.3f} [{r['low']:>+z7.3f}, {r['high']:>+z7.3f}]" if team else \
-            f"{r['elo']:>+z16.0f} [{r['low']:>+z7.0f}, {r['high']:>+z7.0f}]"
-        extra = f"{r['success']:>8.1%} " if team else (
-            f"{r['openskill_mu']:>7.1f}±{r['openskill_sigma']:<5.1f} "
-            f"{r['mean_reward']:>+z8.3f} [{r['reward_ci'][0]:+z.3f}, {r['reward_ci'][1]:+z.3f}] ")
+        value = f"{r['elo']:>+z24.3f} [{r['low']:>+z7.3f}, {r['high']:>+z7.3f}]" if team else \
+            f"{r['elo']:>+z24.0f} [{r['low']:>+z7.0f}, {r['high']:>+z7.0f}]"
+        if team:
+            extra = f"{ci(r['cross_play']) if r['cross_play']['games'] else '-':>24} {r['success']:>8.1%} "
+        else:
+            extra = (f"{r['openskill_mu']:>7.1f}±{r['openskill_sigma']:<5.1f} "
+                     f"{r['mean_reward']:>+z8.3f} [{r['reward_ci'][0]:+z.3f}, {r['reward_ci'][1]:+z.3f}] ")
+            if mirrored:
+                extra += f"{ci(r['self_play']) if r.get('self_play') else '-':>24} "
         lines.append(f"{r['rank_ub']:>4} {r['agent']:<22} {value} {r['games']:>6} {extra}{r['invalid_rate']:>8.1%}"
                      + (f"  exploitability {r['exploitability']:.4f}" if r["exploitability"] is not None else "")
                      + (f"  team value {r['team_value']:.4f}" if r.get("team_value") is not None else ""))
@@ -194,14 +230,17 @@ def write_report(out: Path, game_cls, episodes: list[Episode], results: list[Res
     if len(played) < 2 or (not team and not results):
         raise ValueError("no completed games between two participants: nothing to rate")
     anchor = anchor if anchor in played and not team else None
-    ratings, intervals, skill, scores, graph, loops, per_role = _rate(episodes, results, fixed, played, anchor, rounds,
-                                                                    seed, team)
+    own = _self_play([ep for ep in episodes if ep.meta.get("selfplay")], fixed)
+    cross = [ep for ep in episodes if not ep.meta.get("selfplay")]  # the per-seat and pairwise tables
+    ratings, intervals, skill, scores, graph, loops, per_role = _rate(cross, own, results, fixed, played, anchor,
+                                                                    rounds, seed, team)
     ranks = rank_upper_bounds(intervals)
-    tallies = _tallies(episodes, fixed)
+    tallies = _tallies(cross, fixed)
     invalid = _invalid_rates(episodes)
-    games = {n: int(tallies[n]["all"].games) for n in played}
+    games = {n: int(tallies[n]["all"].games if n in tallies else 0) + int(own[n].games if n in own else 0)
+             for n in played}
     order = sorted(played, key=lambda n: -ratings[n])
-    scale = "mean team reward" if team else "Elo"
+    scale = ("team reward in self-play" if own else "mean team reward") if team else "Elo"
     plots = _plots(order, ratings, intervals, scores, {n: s for n, s in steps.items() if n in played}, scale)
     for name, data in plots.items():
         (out / name).write_bytes(data)
@@ -209,40 +248,48 @@ def write_report(out: Path, game_cls, episodes: list[Episode], results: list[Res
     seats = [r for r in game_cls.roles if r not in fixed]
     rows = []
     for n in order:
-        all_seats = tallies[n]["all"]
-        rows.append({"agent": n, "elo": ratings[n], "low": intervals[n][0], "high": intervals[n][1],
+        all_seats = tallies[n]["all"] if n in tallies else Tally()
+        mine = own.get(n)
+        rows.append({"self_play": {"mean": mine.mean_reward, "ci": list(mine.reward_interval()),
+                                   "games": int(mine.decided)} if mine else None,
+                     "cross_play": {"mean": all_seats.mean_reward, "ci": list(all_seats.reward_interval()),
+                                    "games": int(all_seats.decided)},
+                     "agent": n, "elo": ratings[n], "low": intervals[n][0], "high": intervals[n][1],
                      "rank_ub": ranks[n], "games": games[n], "openskill_mu": skill[n][0],
                      "openskill_sigma": skill[n][1], "invalid_rate": invalid.get(n, 0.0), "step": steps.get(n),
                      "per_role": per_role.get(n, {}),
                      "exploitability": (exact or {}).get(n, {}).get("exploitability"),
                      "team_value": (exact or {}).get(n, {}).get("team_value"),
                      "mean_reward": all_seats.mean_reward, "reward_ci": list(all_seats.reward_interval()),
-                     "success": all_seats.rate(all_seats.wins) if team else None,
+                     "success": (mine or all_seats).rate((mine or all_seats).wins) if team else None,
                      "reward_per_role": {r: {"mean": t.mean_reward, "ci": list(t.reward_interval()), "games": int(t.games)}
                                          for r, t in tallies[n].items() if r != "all"}})
     lines = _text_table(rows, scale, team)
+    ranking = _ranking_basis(team, bool(own), outcome.kind)
     if team:
-        warning = "Cooperative game: agents are ranked by the mean team reward of the games they played."
+        warning = ("Self-play and cross-play can rank agents differently: a convention a team shares with itself "
+                   "need not help a partner that lacks it.")
     else:
         warning = (f"Non-transitive: {len(loops)} dominance cycle(s), e.g. {' > '.join(loops[0] + [loops[0][0]])}; "
                    "a single ranking misleads here." if loops else
                    "No significant dominance cycle: the ranking is consistent.")
-    summary = {"game": game_cls.name, "outcome": outcome.kind, "rating": scale, "anchor": anchor,
+    summary = {"game": game_cls.name, "outcome": outcome.kind, "rating": scale, "ranking": ranking, "anchor": anchor,
                "fixed_seats": fixed, "bootstrap_rounds": rounds, "ratings": rows,
                "pairs": {f"{a}|{b}": {"score": s, "games": n} for (a, b), (s, n) in scores.items()},
                "dominance_edges": [[a, b] for a, b in graph.edges], "cycles": loops, "warning": warning,
-               "table": "\n".join(lines) + "\n\n" + warning}
+               "table": "\n".join(lines) + "\n\n" + warning + ("" if team else "\n" + ranking)}
     if team_optimum is not None:
         summary["team_optimum"] = team_optimum
         summary["table"] += f"\nThe best joint policy's team value: {team_optimum:.4f} (exact)."
-    pair_rewards = {} if outcome.win_lose or team else _pair_rewards(episodes, fixed)
+    pair_rewards = {} if outcome.win_lose or team else _pair_rewards(cross, fixed)
+    pair_rewards.update({} if outcome.win_lose or team else {(n, n): t for n, t in own.items()})
     summary["pair_rewards"] = {f"{a}|{b}": {"mean": t.mean_reward, "ci": list(t.reward_interval()), "games": int(t.games)}
                                for (a, b), t in pair_rewards.items()}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     _write_csv(out / "matches.csv", episodes)
     links = _write_transcripts(out, episodes)
     view = _View(game_cls.name, seats, rows, order, scores, loops, warning, plots, links, anchor, rounds, team, fixed,
-                 pair_rewards, team_optimum)
+                 pair_rewards, team_optimum, ranking)
     (out / "report.md").write_text(_markdown(view))
     (out / "report.html").write_text(_html(view))
     return summary
@@ -291,6 +338,11 @@ class _View:
     fixed: dict[str, str]
     pair_rewards: dict = None  # amounts (chips): the row's mean reward against the column, with its interval
     team_optimum: float | None = None  # cooperative games evaluated exactly: the best joint policy's team value
+    ranking: str = ""  # what the ranking is based on, in one sentence
+
+    @property
+    def self_played(self) -> bool:
+        return any(r.get("self_play") for r in self.rows)
 
     @property
     def valued(self) -> bool:
@@ -317,10 +369,10 @@ class _View:
     @property
     def method(self) -> str:
         if self.team:
-            return ("A cooperative game: every role shares the team reward, so agents are ranked by the mean team "
-                    "reward of the games they played (normal 95% interval) and their team success rate. Rank is the "
-                    "upper bound: 1 + the number of agents statistically better.")
-        return (f"Bradley-Terry ratings on the Elo scale (anchor: {self.anchor or 'mean = 0'}) fitted to pairwise "
+            return (f"{self.ranking} Every role shares the team reward; intervals are normal 95% intervals; success "
+                    f"is the team success rate of the same games. Rank is the upper bound: 1 + the number of agents "
+                    f"statistically better.")
+        return (f"{self.ranking} Bradley-Terry ratings on the Elo scale (anchor: {self.anchor or 'mean = 0'}) fitted to pairwise "
                 f"comparisons (in each game, each pair of rotated seats: higher reward wins, equal rewards draw), 95% "
                 f"intervals from {self.rounds} bootstrap rounds over paired games (each seed played in every "
                 f"seating; refits centred on the mean, then shifted so the anchor's estimate is 0). Rank is the upper "
@@ -333,15 +385,22 @@ class _View:
 
     def headline(self) -> tuple[list[str], list[list[str]]]:
         """The ranking table's header and cells."""
+        ci = lambda d: f"{d['mean']:+z.3f} [{d['ci'][0]:+z.3f}, {d['ci'][1]:+z.3f}] ({d['games']})" \
+            if d and d["games"] else "–"  # noqa: E731
         if self.team:
-            head = ["rank", "agent", "mean team reward", "95% interval", "success", "games", "invalid"]
+            first = "team reward in self-play" if self.self_played else "mean team reward"
+            head = ["rank", "agent", first, "95% interval", *(["with others [95%] (games)"] if self.self_played else []),
+                    "success", "games", "invalid"]
             body = [[str(r["rank_ub"]), r["agent"], f"{r['elo']:+z.3f}", f"[{r['low']:+z.3f}, {r['high']:+z.3f}]",
+                     *([ci(r["cross_play"])] if self.self_played else []),
                      f"{r['success']:.1%}", str(r["games"]), f"{r['invalid_rate']:.1%}"] for r in self.rows]
             return head, body
-        head = ["rank", "agent", "Elo", "95% interval", "games", "mean reward [95%]", "OpenSkill μ±σ", "invalid",
+        head = ["rank", "agent", "Elo", "95% interval", "games", "mean reward [95%]",
+                *(["self-play [95%] (games)"] if self.self_played else []), "OpenSkill μ±σ", "invalid",
                 *(f"Elo as {r}" for r in self.seats)]
         body = [[str(r["rank_ub"]), r["agent"], f"{r['elo']:+z.0f}", f"[{r['low']:+z.0f}, {r['high']:+z.0f}]",
                  str(r["games"]), f"{r['mean_reward']:+z.3f} [{r['reward_ci'][0]:+z.3f}, {r['reward_ci'][1]:+z.3f}]",
+                 *([ci(r.get("self_play"))] if self.self_played else []),
                  f"{r['openskill_mu']:.1f}±{r['openskill_sigma']:.1f}", f"{r['invalid_rate']:.1%}",
                  *(f"{r['per_role'].get(role, float('nan')):+z.0f}" for role in self.seats)] for r in self.rows]
         return head, body
@@ -356,7 +415,8 @@ class _View:
         return head, body
 
     def matrix_note(self) -> str:
-        return ("Mean team reward of the row agent playing with the column agent, games in parentheses." if self.team
+        return ("Mean team reward of the row agent playing with the column agent, games in parentheses; the diagonal "
+                "is each agent with itself (self-play)." if self.team
                 else "Score of the row agent against the column agent (pairwise comparisons, draws count half), "
                      "comparisons in parentheses.")
 
@@ -392,7 +452,8 @@ def _markdown(v: _View) -> str:
     md += _md_table(*v.rewards())
     if v.pair_rewards:
         md += ["", "## Mean reward against each opponent", "", "The row participant's mean reward in the games it "
-               "played with the column participant (both seats), with its 95% interval (games in parentheses).", ""]
+               "played with the column participant (both seats), with its 95% interval (games in parentheses); on the diagonal, its "
+               "mean reward over the seats when it holds every seat (self-play).", ""]
         md += _md_table(*v.reward_matrix())
     md += ["", "## Score matrix", "", v.matrix_note(), "", "| | " + " | ".join(v.order) + " |", "|---|" + "---|" * len(v.order)]
     md += [f"| {a} | " + " | ".join(v.cell(a, b) for b in v.order) + " |" for a in v.order]
@@ -425,7 +486,8 @@ def _html(v: _View) -> str:
                   if exact else "")
     fixed = f"<p>{esc(v.fixed_note)}</p>" if v.fixed else ""
     pair_html = ("<h2>Mean reward against each opponent</h2><p>The row participant's mean reward in the games it played "
-                 "with the column participant (both seats), with its 95% interval (games in parentheses).</p>"
+                 "with the column participant (both seats), with its 95% interval (games in parentheses); on the diagonal, its mean "
+                 "reward over the seats when it holds every seat (self-play).</p>"
                  + _html_table(*v.reward_matrix())) if v.pair_rewards else ""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>Tournament: {esc(v.game)}</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}table{{border-collapse:collapse;margin:1em 0}}

@@ -29,8 +29,9 @@ class Tally:
     range_low_sum: float = 0.0
     range_high_sum: float = 0.0
 
-    def add(self, ep: Episode, role: str) -> None:
-        """Count ``ep`` from ``role``'s side (an errored episode counts as an error, with its attempts)."""
+    def add(self, ep: Episode, role: str, reward: float | None = None) -> None:
+        """Count ``ep`` from ``role``'s side (an errored episode counts as an error, with its attempts); ``reward``:
+        the value counted instead of the role's reward (a self-play game's mean over the seats one agent held)."""
         self.games += 1
         self.turns_sum += ep.num_turns
         outcome = ep.outcome(role)
@@ -38,8 +39,9 @@ class Tally:
             self.errors += 1
         else:
             setattr(self, _COUNTERS[outcome], getattr(self, _COUNTERS[outcome]) + 1)
-            self.reward_sum += ep.rewards[role]
-            self.reward_sq += ep.rewards[role] ** 2
+            value = ep.rewards[role] if reward is None else reward
+            self.reward_sum += value
+            self.reward_sq += value ** 2
             bounds = (ep.meta.get("outcome") or {}).get("range")
             if bounds:
                 self.ranged += 1
@@ -174,11 +176,14 @@ def error_summary(episodes: Iterable[Episode]) -> str | None:
 def transcript(ep: Episode) -> str:
     """A readable transcript of one episode."""
     lines = [f"episode {ep.id}  game={ep.game} seed={ep.seed} status={ep.status}",
-             "agents: " + ", ".join(f"{r}={a}" for r, a in ep.agents.items())]
+             "agents: " + ", ".join(f"{r}={a}" for r, a in ep.agents.items())
+             + (f"  (evaluation vs {ep.meta['eval']})" if ep.meta.get("eval") else "")]
     for s in ep.steps:
         tag = f"turn {s.turn} {s.role}" + (f" sample {s.sample}" if s.sample else "") + (f" retry {s.attempt}" if s.attempt else "")
         lines.append(f"\n--- {tag} ({s.agent})")
-        lines.append("  sees: " + s.messages[-1]["content"].replace("\n", "\n        "))
+        if s.prompt:  # what the agent read (its observer's line where it had one), not only the game's chat
+            lines.append(("  reads: " if s.read is not None else "  sees: ")
+                         + s.prompt[-1]["content"].replace("\n", "\n        "))
         lines.append(f"  says: {s.text!r}")
         if s.failure:
             lines.append(f"  -> {s.failure}: {s.error}" + (f" [fallback: {s.fallback}]" if s.fallback else ""))

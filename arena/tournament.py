@@ -8,7 +8,8 @@ or ``gauntlet`` (each ``--candidates`` agent against every other participant). E
 ``--games`` games, every seed twice with the seats swapped; a game of N players seats N participants per table
 (every combination), each seed played once per cyclic rotation, and rates them by Bradley-Terry on the pairwise
 comparisons of each game (higher reward wins); ``--seats judge=expert`` holds a role by a fixed, unrated agent.
-Cooperative games rank by mean team reward instead. All tables are played at once through the arena, so each model
+For cooperative and general-sum games each participant also plays a table with itself in every seat (``--self-play``,
+the score matrix's diagonal); cooperative games rank by that self-play team reward, cross-play shown beside. All tables are played at once through the arena, so each model
 answers every pending turn of every table in one batched call. Re-running with the same ``--out`` reuses recorded
 games whose record key matches (game, options, seed, every participant's spec and model content hash) and plays
 only the missing ones; a folder that holds another game's records is refused. A participant that crashes forfeits its
@@ -96,10 +97,25 @@ def schedule(names: list[str], kind: str, candidates: list[str] | None = None, s
     raise ValueError(f"unknown schedule {kind!r}: expected round-robin or gauntlet")
 
 
+def self_play_tables(names: list[str], size: int) -> list[tuple[str, ...]]:
+    """One table per participant with every free seat its own: the diagonal of the score matrix, and the measure of a
+    cooperative team (a participant is judged by how well it plays with itself)."""
+    return [(n,) * size for n in names]
+
+
+def wants_self_play(choice: str, outcome_kind: str) -> bool:
+    """``--self-play``: ``auto`` plays the diagonal for cooperative and general-sum games (where playing with oneself
+    is a measure; in a zero-sum game it only shows the seat advantage), ``yes`` and ``no`` as said."""
+    if choice not in ("auto", "yes", "no"):
+        raise ValueError(f"--self-play {choice!r}: expected auto, yes or no")
+    return choice == "yes" or (choice == "auto" and outcome_kind in ("cooperative", "general_sum"))
+
+
 def table_matches(roles, table: tuple[str, ...], games: int, seed: int, key: str,
                   fixed: dict[str, str] | None = None) -> list[Match]:
     """Matches of one table: each seed played once per seating (cyclic rotations over the free seats), so game i
-    uses seed ``seed + i // seatings``; ``key`` (``record_key``) marks them as this tournament's games."""
+    uses seed ``seed + i // seatings``; ``key`` (``record_key``) marks them as this tournament's games, and a table of
+    one participant in every seat is marked ``selfplay``."""
     count = len(seatings(roles, list(table), fixed))
     if games < count or games % count:
         raise ValueError(f"--games {games}: expected a positive multiple of {count}, the seatings of a table (each "
@@ -107,7 +123,7 @@ def table_matches(roles, table: tuple[str, ...], games: int, seed: int, key: str
     pairing = "|".join(table)
     matches = paired_matches(roles, list(table), games, seed, {"pairing": pairing, "key": key}, fixed)
     for i, m in enumerate(matches):
-        m.meta.update(index=i, unit=f"{pairing}|{i // count}")
+        m.meta.update(index=i, unit=f"{pairing}|{i // count}", **({"selfplay": True} if len(set(table)) == 1 else {}))
     return matches
 
 
@@ -156,10 +172,11 @@ def _content_hash(spec: str) -> str | None:
 def run_tournament(game: str, participants: list[Participant], games: int = 20, kind: str = "round-robin",
                    candidates: list[str] | None = None, out: str | Path = "runs/tournament", seed: int = 0,
                    anchor: str | None = None, bootstrap_rounds: int = 200, concurrency: int = 256,
-                   progress: bool = True, game_options: dict | None = None, seats: dict[str, str] | None = None
-                   ) -> dict:
+                   progress: bool = True, game_options: dict | None = None, seats: dict[str, str] | None = None,
+                   self_play: str = "auto") -> dict:
     """Play the missing games of every table, then rate and report; returns the summary. ``seats``: roles held
-    by a fixed agent spec in every game (e.g. a judge), not rated; the participants rotate through the others."""
+    by a fixed agent spec in every game (e.g. a judge), not rated; the participants rotate through the others.
+    ``self_play`` (``wants_self_play``): also a table of each participant with itself, reported as the diagonal."""
     game_options = game_options or {}
     cls = with_options(game_class(game), game_options)  # bad options fail before any game
     names = [p.name for p in participants]
@@ -179,6 +196,8 @@ def run_tournament(game: str, participants: list[Participant], games: int = 20, 
     if other is not None:
         raise ValueError(f"output folder {str(out)!r} holds games of {other!r}, not {cls.name!r}: use another --out")
     tables = schedule(names, kind, candidates, size)
+    if wants_self_play(self_play, outcome_of(cls).kind) and size > 1:
+        tables += self_play_tables(names, size)
     by_name = {p.name: p for p in participants}
     keys = {t: record_key(cls.name, game_options, seed, [by_name[n] for n in t], fixed_specs) for t in tables}
     done = {(ep.meta.get("key"), ep.meta.get("index")) for ep in store.episodes(with_steps=False)
@@ -264,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="games per table, a multiple of its seatings: even for two players (default 20)")
     parser.add_argument("--schedule", default="round-robin", choices=["round-robin", "gauntlet"])
     parser.add_argument("--candidates", nargs="*", help="gauntlet: the agents that play everyone else")
+    parser.add_argument("--self-play", default="auto", choices=["auto", "yes", "no"],
+                        help="also play each participant with itself (the score matrix's diagonal): auto (default) "
+                             "for cooperative and general-sum games, where a cooperative team is ranked by it")
     parser.add_argument("--anchor", help="agent pinned to rating 0 (default: random if present, else the mean)")
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap rounds for intervals (default 200)")
     parser.add_argument("--seed", type=int, default=0)
@@ -291,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         with settled_heap():
             summary = run_tournament(args.game, participants, args.games, args.schedule, args.candidates, args.out,
                                      args.seed, anchor, args.bootstrap, args.concurrency,
-                                     game_options=parse_key_values(args.option), seats=seats)
+                                     game_options=parse_key_values(args.option), seats=seats,
+                                     self_play=args.self_play)
     except (ValueError, FileNotFoundError, TypeError) as exc:
         print(f"selfplay tournament: error: {exc}", file=sys.stderr)
         return 2

@@ -51,6 +51,7 @@ def distractors(answer: int, choices: int, rng: random.Random) -> list[int]:
 @dataclass
 class Arithmetic(Game):
     name = "arithmetic"
+    hidden_information = False  # one role; the answer follows from the question it sees
     description = "One-turn arithmetic quiz by skill and digits, K answers per question; 1 per exact answer."
     roles = ("solver",)
     zero_sum = False

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import pickle
 import random
 import traceback
 from collections.abc import Callable, Iterable
@@ -41,25 +42,49 @@ class CheckFailure:
         return f"[{self.check}] {'' if self.seed is None else f'seed={self.seed}: '}{self.message}"
 
 
+LEAK_TEST_STATES = ("ran", "not needed", "not run", "vacuous")
+
+
 @dataclass
 class Report:
-    """The outcome of ``check_game``: playouts run and failures found."""
+    """The outcome of ``check_game``: playouts run and failures found. ``leak_test`` says whether the perturbation
+    leak test ran (``ran``), had nothing to test (``not needed``: the game declares ``hidden_information = False``),
+    could not run (``not run``: no ``resample_hidden``) or ran without ever re-drawing anything (``vacuous``)."""
 
     game: str
     seeds: int
     failures: list[CheckFailure] = field(default_factory=list)
     notes: list[CheckFailure] = field(default_factory=list)  # findings that do not fail the game
+    leak_test: str = "ran"
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
+    @property
+    def unchecked(self) -> str | None:
+        """The line that says which check did not run and what to add, or None when every check ran."""
+        if self.leak_test == "not run":
+            return (f"leak test NOT RUN: {self.game} defines no resample_hidden(role, rng), so observations were not "
+                    f"checked for hidden state they reveal indirectly (only literal secrets() were). Define it to "
+                    f"re-draw what the role cannot see (others' cards, pending moves, future chance), or declare "
+                    f"hidden_information = False on the class if every role sees the whole state")
+        if self.leak_test == "vacuous":
+            return (f"leak test VACUOUS: {self.game}.resample_hidden never changed the game's state in {self.seeds} "
+                    f"playouts, so no leak could show. Make it re-draw what the role cannot see, or declare "
+                    f"hidden_information = False on the class if every role sees the whole state")
+        return None
+
     def __str__(self) -> str:
         notes = "".join(f"\n  note: {n}" for n in self.notes)
+        unchecked = self.unchecked
+        missing = f"\n  {unchecked}" if unchecked else ""
         if self.ok:
-            return f"{self.game}: OK ({self.seeds} seeds, every check passed){notes}"
+            verdict = "every check passed" if unchecked is None else \
+                f"every check that ran passed; the leak test did {'not run' if self.leak_test == 'not run' else 'nothing'}"
+            return f"{self.game}: OK ({self.seeds} seeds, {verdict}){missing}{notes}"
         by_check: dict[str, list[CheckFailure]] = {}
-        for failure in self.failures:
+        for failure in sorted(self.failures, key=lambda f: f.check not in FIRST_CHECKS):  # causes before effects
             by_check.setdefault(failure.check, []).append(failure)
         lines = []  # the first few of each check, so one check failing at every seed hides no other
         for check, found in by_check.items():
@@ -68,7 +93,10 @@ class Report:
                 lines.append(f"  ... and {len(found) - 3} more [{check}] failure(s)")
         counts = ", ".join(f"{check} {len(found)}" for check, found in by_check.items())
         return f"{self.game}: FAILED {len(self.failures)} check(s) over {self.seeds} seeds ({counts})\n" + \
-            "\n".join(lines[:40]) + (f"\n  ... ({len(lines) - 40} more lines)" if len(lines) > 40 else "") + notes
+            "\n".join(lines[:40]) + (f"\n  ... ({len(lines) - 40} more lines)" if len(lines) > 40 else "") + missing + notes
+
+
+FIRST_CHECKS = ("playouts", "determinism")  # a failure of these explains most others: they are listed first
 
 
 @dataclass
@@ -172,7 +200,7 @@ def _apply(game: Game, turn: Turn, texts: list[str]) -> None:
         raise AssertionError(f"step returned {len(sample_rewards)} sample rewards for {turn.samples} samples")
 
 
-def _check_one(make: Callable[[], Game], seed: int, payouts: _Payouts) -> list[CheckFailure]:
+def _check_one(make: Callable[[], Game], seed: int, payouts: _Payouts, leaks: _LeakTally) -> list[CheckFailure]:
     fail = lambda check, msg: CheckFailure(check, seed, msg)  # noqa: E731
     game = make()
     first = _playout(game, seed, check_legal=seed < LEGAL_SEEDS)
@@ -191,15 +219,22 @@ def _check_one(make: Callable[[], Game], seed: int, payouts: _Payouts) -> list[C
         failures.append(fail("cooperative", f"rewards {first.rewards} differ: a cooperative game gives every role "
                                             f"the one team reward"))
     failures += _check_endings(game, seed)
-    second = _playout(make(), seed)
+    try:
+        second = _playout(make(), seed)
+    except Exception as exc:  # noqa: BLE001 - the first playout from this seed ran: the game is not deterministic
+        second = _Playout([], {"crash": repr(exc)}, 0, False)
     if (second.transcript, second.rewards) != (first.transcript, first.rewards):
-        where = next((i for i, (a, b) in enumerate(zip(first.transcript, second.transcript)) if a != b), len(first.transcript))
-        failures.append(fail("determinism", f"two playouts from the same seed differ (first at turn {where})"))
+        where = next((i for i, (a, b) in enumerate(zip(first.transcript, second.transcript)) if a != b),
+                     min(len(first.transcript), len(second.transcript)))
+        # the checks below replay this seed's action log, which cannot work when the game does not repeat itself
+        return [*failures, fail("determinism", f"two playouts from the same seed differ (first at turn {where}): "
+                                               f"every chance event must come from self.rng (self.seed_rng(seed) "
+                                               f"first in reset), not from the random module or the clock")]
     replay = _playout(make(), seed, [texts for _, _, texts in first.transcript])
     if replay.rewards != first.rewards:
         failures.append(fail("replay", f"replaying the action log gave {replay.rewards}, the original {first.rewards}"))
     failures += _check_secrets(make(), seed, first)
-    failures += _check_hidden(make(), seed, first)
+    failures += _check_hidden(make(), seed, first, leaks)
     failures += _check_garbage(make(), seed)
     return failures
 
@@ -312,29 +347,77 @@ def _shown(game: Game, role: str, moving: bool) -> list[tuple[str, Any]]:
     return shown
 
 
-def _check_hidden(game: Game, seed: int, playout: _Playout) -> list[CheckFailure]:
+@dataclass
+class _LeakTally:
+    """What the perturbation leak test did over all playouts: whether ``resample_hidden`` exists, and whether any
+    call of it changed the game's state (one that never does tests nothing)."""
+
+    implemented: bool = True
+    changed: bool = False
+
+    def state(self, cls: type[Game]) -> str:
+        if cls.hidden_information is False:
+            return "not needed"
+        return "not run" if not self.implemented else "ran" if self.changed else "vacuous"
+
+
+def _fingerprint(game: Game) -> bytes | str:
+    """The game's state as bytes, to tell whether ``resample_hidden`` changed anything (repr where it won't pickle)."""
+    try:
+        return pickle.dumps(vars(game))
+    except Exception:  # noqa: BLE001 - an adapter's native state: its repr, which differs whenever it is a new object
+        return repr(vars(game))
+
+
+def _difference(what: str, seen: Any, resampled: Any) -> str:
+    """Where ``seen`` and ``resampled`` first differ, as a short quote of each (which message, around which text)."""
+    if isinstance(seen, list) and isinstance(resampled, list) and len(seen) == len(resampled):
+        for index, (a, b) in enumerate(zip(seen, resampled)):
+            if a != b:
+                if isinstance(a, dict) and isinstance(b, dict):
+                    label = f"message {index} ({a.get('role', '?')})"
+                    a, b = a.get("content", a), b.get("content", b)
+                else:
+                    label = f"item {index}"
+                return f"{what}, {label}: {_quote(a, b)}"
+    return f"{what}: {_quote(seen, resampled)}"
+
+
+def _quote(a: Any, b: Any, width: int = 40) -> str:
+    a, b = (x if isinstance(x, str) else repr(x) for x in (a, b))
+    at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    start = max(0, at - width // 2)
+    cut = lambda t: ("..." if start else "") + t[start:start + width] + ("..." if len(t) > start + width else "")  # noqa: E731
+    return f"{cut(a)!r} became {cut(b)!r}"
+
+
+def _check_hidden(game: Game, seed: int, playout: _Playout, leaks: _LeakTally) -> list[CheckFailure]:
     """Leak test by perturbation: at every turn, for every role, re-sample on a copy what the role cannot see
     (``resample_hidden``) and check that nothing it is shown changes (observation, compact observation and, when it
     moves, its legal actions and the re-prompt message); a simultaneous turn's observations must also not change once
-    every mover's answer is parsed. The perturbation is skipped for games without ``resample_hidden``."""
+    every mover's answer is parsed. Without ``resample_hidden`` the perturbation cannot run, which ``leaks`` records
+    (the report says so)."""
     rng = random.Random(seed ^ 0xC0FFEE)
     game.reset(seed)
-    perturb = True
+    perturb = leaks.implemented and type(game).hidden_information is not False
     for turn_index, (_, _, texts) in enumerate(playout.transcript):
         turn = game.turn()
         for role in game.roles if perturb else ():
             probe = copy.deepcopy(game)
+            before = None if leaks.changed else _fingerprint(probe)
             try:
                 probe.resample_hidden(role, rng)
             except NotImplementedError:
-                perturb = False
+                perturb = leaks.implemented = False
                 break
+            if before is not None and _fingerprint(probe) != before:
+                leaks.changed = True
             moving = role in turn.roles
             for (what, seen), (_, resampled) in zip(_shown(game, role, moving), _shown(probe, role, moving)):
                 if seen != resampled:
-                    return [CheckFailure("hidden", seed, f"turn {turn_index}: what {role} is shown (its {what}) "
-                                                         f"changes when what it cannot see is re-sampled: it leaks "
-                                                         f"hidden state")]
+                    return [CheckFailure("hidden", seed, f"turn {turn_index}: what {role} is shown changes when "
+                                                         f"what it cannot see is re-sampled, so it leaks hidden state "
+                                                         f"(its {_difference(what, seen, resampled)})")]
         if turn.simultaneous:
             before = {r: game.observe(r) for r in turn.roles}
             for r, t in zip(turn.roles, texts):
@@ -396,7 +479,7 @@ def check_game(game: str | type[Game], seeds: Iterable[int] | None = None, optio
     make = lambda: cls(**(options or {}))  # noqa: E731
     seeds = list(range(cls.check_seeds) if seeds is None else seeds)
     report = Report(cls.name, len(seeds))
-    payouts = _Payouts()
+    payouts, leaks = _Payouts(), _LeakTally()
     if not plays_random(cls):  # every playout would crash at its first move: say so once
         report.failures.append(CheckFailure("playouts", None, "the checks play random playouts, but the game lists no "
                                             "legal actions (legal_actions() gives None) and defines no random_action: "
@@ -404,7 +487,7 @@ def check_game(game: str | type[Game], seeds: Iterable[int] | None = None, optio
         return report
     for seed in tqdm(seeds, desc="check-game", unit="seed", disable=None if progress else True, leave=False):
         try:
-            report.failures += _check_one(make, seed, payouts)
+            report.failures += _check_one(make, seed, payouts, leaks)
         except Nonconforming as exc:
             report.failures.append(CheckFailure(exc.check, seed, str(exc)))
         except Exception as exc:  # noqa: BLE001
@@ -412,6 +495,7 @@ def check_game(game: str | type[Game], seeds: Iterable[int] | None = None, optio
             report.failures.append(CheckFailure("crash", seed, f"{type(exc).__name__}: {exc} "
                                                 f"(at {where.filename}:{where.lineno} in {where.name})"))
     report.failures += _check_deals(cls, make)
+    report.leak_test = leaks.state(cls)
     if payouts.amounts is not None:  # a declared outcome model that is wrong fails; an inferred one is a note
         inferred = cls.outcome is Game.outcome or getattr(cls, "outcome_inferred", False)
         (report.notes if inferred else report.failures).append(payouts.amounts)

@@ -201,6 +201,10 @@ class Game:
     invalid_policy: ClassVar[InvalidPolicy] = InvalidPolicy()  # an instance attribute may override it
     outcome: ClassVar[Outcome] = Outcome()  # what results mean: win/lose, or amounts reported as means
     outcome_inferred: ClassVar[bool] = False  # set by adapters that guess ``outcome`` from a library's metadata
+    # Whether some role is kept from seeing part of the state (others' cards, pending moves, future chance): None,
+    # not declared (check-game asks for ``resample_hidden`` to run its leak test); False, every role sees the whole
+    # state, so there is nothing to leak and check-game says so instead of asking; True, there is hidden state.
+    hidden_information: ClassVar[bool | None] = None
 
     # -- required ---------------------------------------------------------------------------------
     def reset(self, seed: int) -> None:
@@ -261,7 +265,8 @@ class Game:
         """Replace, in place, everything ``role`` cannot see (other roles' private cards, pending simultaneous
         moves, future chance outcomes) by a fresh draw consistent with what it can see. The conformance checker
         calls it on a copy of the game and checks that ``role``'s observation is unchanged, which catches leaks
-        derived from hidden state, not only literal secrets. Optional: NotImplementedError skips the check."""
+        derived from hidden state, not only literal secrets. Optional, but without it check-game cannot run its leak
+        test and says so (a game with nothing hidden declares ``hidden_information = False`` instead)."""
         raise NotImplementedError
 
     def forfeit_rewards(self, offender: str) -> dict[str, float]:

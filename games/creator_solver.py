@@ -184,6 +184,17 @@ class CreatorSolver(WriterAnswerer):
     def _task_text(self, code: str, given: str) -> str:
         return f"```python\n{code}\n```\n{'SOLUTION' if self.task == 'puzzle' else 'INPUT'}: {given}"
 
+    def resample_hidden(self, role: str, rng: random.Random) -> None:
+        """The solver sees the program and its question, never the creator's SOLUTION (puzzle), the expected output
+        (output) or the INPUT that produced the target (input); the creator sees nothing of the solver's."""
+        if role != "solver" or self.code is None:
+            return
+        other = rng.choice([0, 1, -7, 66, "abc", [1, 2, 3], "level"])
+        if self.task == "output":
+            self.reference = other
+        else:
+            self.given = other
+
     def secrets(self, role: str) -> list[str]:
         return [f"SOLUTION: {self.given!r}"] if role == "creator" and self.task == "puzzle" and self.given else []
 

@@ -24,6 +24,7 @@ _CLAIM = re.compile(r"\[claim:\s*(-?\d+)\s*\]", re.IGNORECASE)
 @dataclass
 class Debate(Game):
     name = "debate"
+    hidden_information = False  # the truth follows from the question every role sees; arguments are shown once made
     description = "Two debaters argue opposite answers to a product question; a judge picks the winner."
     roles = ("debater_a", "debater_b", "judge")
     reward_range = (-1.0, 1.0)

@@ -109,6 +109,14 @@ class SneakyCritic(Game):
         else:
             self.pick = actions[0]
 
+    def resample_hidden(self, role: str, rng: random.Random) -> None:
+        """The critic is never told which step was rewritten; before the rewrite it sees no solution at all."""
+        if role != "critic":
+            return  # the generator sees the correct chain and its target: nothing is hidden from it
+        if self.shown is None:
+            self.chain = make_chain(rng, self.steps)
+        self.target = rng.randrange(self.steps)
+
     def rewards(self) -> dict[str, float]:
         critic_wins = self.sneaky_but_correct or self.pick == self.target
         return {"generator": -1.0 if critic_wins else 1.0, "critic": 1.0 if critic_wins else -1.0}

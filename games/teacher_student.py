@@ -52,6 +52,7 @@ def evaluate(expression: str) -> int:
 @dataclass
 class TeacherStudent(WriterAnswerer):
     name = "teacher_student"
+    hidden_information = False  # the student's answer key follows from the question it is shown
     description = "Teacher writes an arithmetic exercise for the student's weak skill; student answers K times."
     roles = ("teacher", "student")
     zero_sum = False

@@ -83,6 +83,7 @@ def render(board: str) -> str:
 @dataclass
 class TicTacToe(Game):
     name = "tictactoe"
+    hidden_information = False  # both players see the whole board
     description = "3x3 TicTacToe; X (player_0) moves first; win +1, loss -1, draw 0."
     roles = ("player_0", "player_1")
     max_turns = 9

@@ -97,7 +97,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     for ep in episodes[: args.limit]:
         agents = ", ".join(f"{r}={a}" for r, a in ep.agents.items())
         rewards = ", ".join(f"{r}={v:+g}" for r, v in ep.rewards.items())
-        print(f"{ep.id[:12]}  {ep.game:<12} seed={ep.seed:<6} {ep.status:<9} {agents}  [{rewards}]")
+        against = f"  (evaluation vs {ep.meta['eval']})" if ep.meta.get("eval") else ""
+        print(f"{ep.id[:12]}  {ep.game:<12} seed={ep.seed:<6} {ep.status:<9} {agents}  [{rewards}]{against}")
     if len(episodes) > args.limit:
         print(f"... {len(episodes) - args.limit} more (--limit N shows more; --episode ID shows one)")
     return 0
@@ -151,6 +152,17 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     path, count = export(args.run, args.format, args.out, args.tokens)
     print(f"{count} rows written to {path}")
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from selfplay.recipes import describe, recipe_dirs, recipes
+
+    found = recipes()
+    for name, path in found.items():
+        print(f"{name:<26} {describe(path)}")
+    where = ", ".join(str(d) for d in recipe_dirs()) or "the package (quickstart only)"
+    print(f"\n{len(found)} recipes (from {where}); run one with: selfplay train NAME [key=value ...]")
     return 0
 
 
@@ -243,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one and prints it)")
     p.add_argument("--name", help="the model name clients use (default: the folder or spec)")
     p.set_defaults(fn=cmd_serve)
+    p = sub.add_parser("recipes", help="list the training recipes selfplay train can run by name")
+    p.set_defaults(fn=cmd_recipes)
     p = sub.add_parser("doctor", help="check this machine: packages, embedded model, GPU, sandbox isolation")
     p.set_defaults(fn=cmd_doctor)
     sub.add_parser("train", help="train by self-play: selfplay train CONFIG.yaml [key=value ...] (--help lists keys)")

@@ -11,14 +11,8 @@ import sys
 from pathlib import Path
 
 
-def _quickstart() -> Path:
-    """The quickstart recipe shipped with the package (``selfplay.training``'s folder, found without importing it)."""
-    import importlib.util
-
-    return Path(importlib.util.find_spec("selfplay.training").submodule_search_locations[0]) / "quickstart.yaml"
-
-
-QUICKSTART = _quickstart()
+from selfplay.recipes import PACKAGED as QUICKSTART
+from selfplay.recipes import anchor_game, resolve as resolve_recipe
 
 
 def check_config(cfg) -> None:
@@ -47,7 +41,7 @@ def check_config(cfg) -> None:
         except ValueError as exc:
             raise ValueError(f"config key 'model' = {cfg.model}: {exc}") from None
     cur = cfg.curriculum
-    specs = [*cfg.evaluation.opponents, *cfg.opponents.seats.values(), cfg.model]
+    specs = [*(o for o in cfg.evaluation.opponents if o != MIRROR), *cfg.opponents.seats.values(), cfg.model]
     if cfg.opponents.scripted_prob:
         specs.append(cfg.opponents.scripted_opponent)
     if cur.option == OPPONENT:
@@ -137,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"selfplay train: no config given: the quickstart recipe ({QUICKSTART})", file=sys.stderr)
         path = str(QUICKSTART)
     try:
+        path = resolve_recipe(path)
         config = load_config(path, argv)
+        config.game = anchor_game(config.game, path)
         check_config(config)
         lock = _lock(config.run.out)  # held until the process ends
     except (ValueError, FileNotFoundError, TypeError) as exc:

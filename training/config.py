@@ -135,8 +135,10 @@ class Evaluation:
     every: int = _f(10, "steps between evaluations (0: only at the end)", low=0, alias="eval_every")
     games: int = _f(32, "games per evaluation opponent (every seat; no evaluation: opponents=[])", low=1,
                     alias="eval_games")
-    opponents: list[str] | None = _f(None, "scripted baselines (default: random, and expert when the game has one)",
-                                     alias="eval_opponents")
+    opponents: list[str] | None = _f(None, "agents the learner is evaluated with: scripted baselines, or mirror (the "
+                                           "learner in every seat: self-play, the measure of cooperative games) "
+                                           "(default: mirror for cooperative games, random, and expert when the game "
+                                           "has one)", alias="eval_opponents")
     before: bool = _f(False, "also evaluate at step 0, before the first update", alias="eval_before")
     heldout: bool = _f(False, "also play `games` held-out seeds per curriculum arm, the learner in every role",
                        alias="eval_heldout")
@@ -432,12 +434,17 @@ def validate(config: TrainConfig) -> None:
             raise ValueError(f"config key 'sampling.backend' = vllm: {unavailable()}; or use backend native")
 
 
+# names that are not agent specs, by the config key that takes them: the learner itself, its snapshot pool, its average
+SPECIAL_AGENTS = {"evaluation.opponents": ("mirror",), "curriculum.arms": ("mirror", "pool", "average"),
+                  "opponents.scripted_opponent": ("average",)}
+
+
 def bind_game(config: TrainConfig) -> type:
     """Check the keys that depend on the game and fill the defaults it decides: ``evaluation.opponents`` (random,
     plus expert when the game has one) and ``learner_roles`` (every role not held by ``opponents.seats``).
     ValueError names a role the game lacks or a baseline it cannot supply. Returns the game class; idempotent."""
     from selfplay.agents.specs import parse_spec
-    from selfplay.games.core import Game, plays_random, with_options
+    from selfplay.games.core import Game, outcome_of, plays_random, with_options
     from selfplay.games.registry import game_class
 
     cls = with_options(game_class(config.game), config.game_options)
@@ -460,15 +467,23 @@ def bind_game(config: TrainConfig) -> type:
     if both or not config.learner_roles:
         raise ValueError(f"config key 'learner_roles': {config.learner_roles} must name at least one role and none "
                          f"held by opponents.seats ({both or list(seats)})")
+    if config.sampling.observer == "compact" and cls.compact_observation is Game.compact_observation:
+        raise ValueError(f"config key 'sampling.observer' = compact, but game {cls.name!r} defines no "
+                         f"compact_observation: the learner would read the full chat prompts instead (define "
+                         f"compact_observation(role) in the game, or set sampling.observer=chat)")
     has_expert, has_random = cls.expert_action is not Game.expert_action, plays_random(cls(**config.game_options))
-    if config.evaluation.opponents is None:
-        config.evaluation.opponents = [*(["random"] if has_random else []), *(["expert"] if has_expert else [])]
+    if config.evaluation.opponents is None:  # a cooperative team is measured with itself first
+        config.evaluation.opponents = [*(["mirror"] if outcome_of(cls).kind == "cooperative" else []),
+                                       *(["random"] if has_random else []), *(["expert"] if has_expert else [])]
     named = {"evaluation.opponents": config.evaluation.opponents, "opponents.seats": list(seats.values()),
              "opponents.scripted_opponent": [config.opponents.scripted_opponent] if config.opponents.scripted_prob else [],
              "curriculum.arms": [str(v) for v in config.curriculum.arms] if config.curriculum.option == "opponent" else []}
     for key, specs in named.items():
         for spec in specs:
-            kind = None if spec in ("mirror", "pool", "average") else parse_spec(spec).kind
+            try:
+                kind = None if spec in SPECIAL_AGENTS.get(key, ()) else parse_spec(str(spec)).kind
+            except ValueError as exc:  # eval_opponents: 5 names the key, not only the spec
+                raise ValueError(f"config key {key!r}: {exc}") from None
             if kind == "expert" and not has_expert:
                 raise ValueError(f"config key {key!r} names 'expert', but game {cls.name!r} ships no expert agent "
                                  f"(it defines no expert_action): use random, or give the game an expert")

@@ -24,6 +24,7 @@ from selfplay.training.learner import Learner
 from selfplay.training.names import LEARNER, OPPONENT, seat_name
 
 BASELINE = "baseline"
+MIRROR = "mirror"  # the evaluation opponent that is the learner itself: every free seat plays the current weights
 ALONE = "none"  # the evaluation's name where the learner has no opponent seat (a one-role game, every other seat fixed)
 
 
@@ -132,24 +133,20 @@ class Evaluator:
     def against(self, opponent: str, step: int) -> dict[str, Any]:
         """The learner against ``opponent`` in every seat (``evaluation.games`` games, paired seeds): win / draw /
         loss and invalid rates, and its mean reward per seat."""
-        fixed = {r: seat_name(r) for r in self.cfg.opponents.seats}
-        lineup = [LEARNER] + [BASELINE] * self.free_seats
-        matches = paired_matches(self.roles, lineup, self.cfg.evaluation.games, seeds.EVAL_GAMES,
-                                 {"step": step, "eval": opponent}, fixed)
-        for m in matches:
-            seat = next(r for r, a in m.agents.items() if a == LEARNER)
-            m.agents[seat] = self.learner.name(seat)
-            m.meta["learners"] = [seat]
-        # the learner is evaluated in the seats it learns (every seat unless learner_roles narrows them)
-        matches = [m for m in matches if m.meta["learners"][0] in self.cfg.learner_roles]
+        matches = self._mirror_matches(step) if opponent == MIRROR else self._baseline_matches(opponent, step)
         agents = {**self.learner.agents_at(self.temperature), **self._seat_agents()}
-        if self.free_seats:
+        if self.free_seats and opponent != MIRROR:
             agents[BASELINE] = build_agent(opponent, seed=seeds.EVAL_BASELINE, name=BASELINE)  # per-game draws
         tallies = SeatTallies()
         for ep in self._play(self._slice(matches), agents, self.store):
-            seat = ep.learner_roles()[0]
-            tallies.overall.add(ep, seat)
-            tallies.seats.setdefault(seat, Tally()).add(ep, seat)
+            seats = ep.learner_roles()  # one seat against a baseline; every learned seat in self-play
+            tallies.overall.add(ep, seats[0])
+            for other in seats[1:]:  # the game counts once, but every seat's answers count towards the invalid rate
+                mine = [s for s in ep.steps if s.role == other]
+                tallies.overall.attempts += len(mine)
+                tallies.overall.invalid += sum(s.failure is not None for s in mine)
+            for seat in seats:
+                tallies.seats.setdefault(seat, Tally()).add(ep, seat)
         tallies = reduce_sum(self.learner.accelerator, tallies)
         t = tallies.overall
         seats = {r: s for r, s in tallies.seats.items() if s.decided}
@@ -167,6 +164,28 @@ class Evaluator:
                 "reward_ci": {r: list(s.reward_interval()) for r, s in seats.items()},
                 "mean_reward": mean, "mean_reward_ci": [low, high],
                 "mean_reward_se": half / 1.96 if half > 0 else (high - low) / (2 * 1.96)}
+
+    def _baseline_matches(self, opponent: str, step: int) -> list[Match]:
+        """The learner in each seat it learns, the baseline in the other free seats; each seed in every seating."""
+        fixed = {r: seat_name(r) for r in self.cfg.opponents.seats}
+        lineup = [LEARNER] + [BASELINE] * self.free_seats
+        matches = paired_matches(self.roles, lineup, self.cfg.evaluation.games, seeds.EVAL_GAMES,
+                                 {"step": step, "eval": opponent}, fixed)
+        for m in matches:
+            seat = next(r for r, a in m.agents.items() if a == LEARNER)
+            m.agents[seat] = self.learner.name(seat)
+            m.meta["learners"] = [seat]
+        # the learner is evaluated in the seats it learns (every seat unless learner_roles narrows them)
+        return [m for m in matches if m.meta["learners"][0] in self.cfg.learner_roles]
+
+    def _mirror_matches(self, step: int) -> list[Match]:
+        """Self-play: the learner's current weights in every free seat (each role through its own weights), one game
+        per evaluation seed; the measure of a cooperative game, where the team is the learner with itself."""
+        seats = self.cfg.opponents.seats
+        lineup = {r: seat_name(r) if r in seats else self.learner.name(r) for r in self.roles}
+        learned = [r for r in self.roles if r not in seats and r in self.cfg.learner_roles]
+        return [Match(seeds.EVAL_GAMES + i, dict(lineup), {"step": step, "eval": MIRROR, "learners": learned})
+                for i in range(self.cfg.evaluation.games)]
 
     def _seat_agents(self) -> dict[str, Any]:
         """The fixed agents of ``opponents.seats``, seeded for evaluation."""

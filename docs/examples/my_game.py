@@ -11,6 +11,7 @@ from selfplay.games import Failure, Game, InvalidAction, Turn, system, user
 class Nim(Game):
     """Take 1 or 2 stones from a pile of 7; whoever takes the last stone wins."""
     name = "nim_user"
+    hidden_information = False  # both players see the pile
     description = "Nim from a file outside the project"
     roles = ("first", "second")
     max_turns = 7

@@ -469,7 +469,9 @@ class RepromptHint(KuhnPoker):
 def test_leaks_through_every_channel_a_player_reads_are_caught(cls, what):
     report = check_game(cls, range(20))
     assert not report.ok and {f.check for f in report.failures} == {"hidden"}, str(report)
-    assert f"(its {what}) changes when what it cannot see is re-sampled" in str(report)
+    # the failure names the channel and quotes where it changed
+    assert "changes when what it cannot see is re-sampled" in str(report) and f"(its {what}" in str(report)
+    assert " became " in str(report)
 
 
 @dataclass
