@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 from selfplay.games.core import Failure, InvalidAction, InvalidPolicy, WriterAnswerer, system, user
 from selfplay.games.registry import register
-from selfplay.games.sandbox import Limits, run_code, run_many
+from selfplay.games.sandbox import Limits, returned, run_calls, run_code, run_many
 
 TASKS = ("puzzle", "output", "input")
 CREATOR_REWARDS = ("azr", "rzero")
@@ -231,7 +231,8 @@ class CreatorSolver(WriterAnswerer):
                 reference = ast.literal_eval(votes.most_common(1)[0][0]) if votes else None
                 self.label_source = "majority vote"
             return [float(a is not None and a == reference) for a in answers]
-        target = "True" if self.task == "puzzle" else repr(self.reference)
-        jobs = [(self.code, f"f({a!r}) == {target}") for a in answers if a is not None]
-        results = iter(run_many(jobs, LIMITS, workers=min(4, max(1, len(jobs)))) if jobs else [])
-        return [0.0 if a is None else float(next(results).value is True) for a in answers]
+        # f(answer) runs in the sandbox; what it returned is compared here with the target, which never goes in
+        target = True if self.task == "puzzle" else self.reference
+        calls = [f"f({a!r})" for a in answers if a is not None]
+        results = iter(run_calls(self.code, calls, LIMITS, workers=min(4, max(1, len(calls)))) if calls else [])
+        return [0.0 if a is None else float(returned(next(results), target)) for a in answers]

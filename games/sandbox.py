@@ -16,9 +16,12 @@ modules), and after the job kills every other process of its namespace and wipes
 The result channel: the child writes one length-prefixed JSON frame; the worker and then this process read a
 bounded amount, validate it strictly (schema, known status, size, nesting depth) and turn anything else into a
 CRASH verdict for that one job; a worker that dies or stalls is replaced and its job reported, never raised.
-The verdict's status and value come from the job's own process, which its code controls: callers must treat the
-value as data and check it themselves (``creator_solver`` compares answers in trusted code and runs the
-determinism check in two fresh processes), never trust an OK status as proof of anything.
+The harness marks its own result frame with a per-job nonce that only its frames hold, and the job cannot reach a
+frame (``sys._getframe``, ``tb_frame``, ``gi_frame`` and the like are refused, as are ``gc`` and ``/proc``): a frame
+the job writes itself is reported FORBIDDEN, and the harness's captured sender is out of reach. Still, the value is
+whatever the job's code computed, so it is data: callers compare it in trusted code with expected values that never
+enter the sandbox (``run_calls`` and ``returned``; ``creator_solver`` checks every answer that way and runs the
+determinism check in two fresh processes), never an expression such as ``f(x) == expected`` evaluated inside.
 
 Fail closed: when the namespaces cannot be created (no util-linux, a kernel or container that forbids them),
 ``run_code`` raises ``SandboxUnavailable`` naming why. ``SELFPLAY_SANDBOX=insecure`` opts into the old
@@ -375,6 +378,30 @@ def run_many(jobs: list[tuple[str, str | None]], limits: Limits = Limits(), work
     pool = _pool(size)
     with ThreadPoolExecutor(max_workers=min(pool.size, max(1, len(jobs)))) as threads:
         return list(threads.map(lambda job: pool.run(job[0], job[1], limits), jobs))
+
+
+def run_calls(code: str, calls: list[str], limits: Limits = Limits(), workers: int | None = None) -> list[Execution]:
+    """The safe pattern for checking model-written code: run ``code`` once per call expression (``"f(3)"``, built
+    from inputs only) and return each value as untrusted data, to be compared in trusted code (``returned``) with
+    expected values that never enter the sandbox. An expression such as ``f(3) == 7`` would carry the answer in, and
+    its True would come from the job's own process."""
+    return run_many([(code, call) for call in calls], limits, workers)
+
+
+def returned(result: Execution, expected: Any) -> bool:
+    """Whether a job ended normally with exactly ``expected`` as its value (JSON types, compared here, outside the
+    sandbox, with bool, int and float kept apart: ``1`` is not ``True``)."""
+    return result.ok and not result.value_is_repr and same_value(result.value, expected)
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equality of JSON-like values that also requires the same types (``True`` != ``1``, ``1`` != ``1.0``); tuples
+    equal lists, as a value comes back from the sandbox as JSON."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
 
 
 def isolation_report() -> tuple[bool, str]:

@@ -74,8 +74,9 @@ def depth_ok(value, limit=64):
     return True
 
 
-def validate(raw):
-    """The child's result frame as a verdict dict, or None when it is anything but one well-formed result."""
+def validate(raw, nonce):
+    """The child's result frame as a verdict dict (without its nonce), None when it is anything but one well-formed
+    result, or False when it is well formed but lacks this job's nonce: a frame the job's code wrote itself."""
     if raw is None or len(raw) < 4:
         return None
     (size,) = struct.unpack(">I", raw[:4])
@@ -85,7 +86,8 @@ def validate(raw):
         result = json.loads(raw[4:].decode("utf-8"))
     except (ValueError, RecursionError, UnicodeDecodeError):
         return None
-    if not isinstance(result, dict) or set(result) != {"status", "value", "repr", "error"}:
+    if not isinstance(result, dict) or not {"status", "value", "repr", "error"} <= set(result) <= \
+            {"status", "value", "repr", "error", "nonce"}:
         return None
     if result["status"] not in STATUSES or not isinstance(result["repr"], bool):
         return None
@@ -93,11 +95,13 @@ def validate(raw):
         return None
     if not depth_ok(result["value"]):
         return None
+    if result.pop("nonce", None) != nonce:
+        return False
     return result
 
 
 # -- inside the forked child ------------------------------------------------------------------------------------
-def _make_hook(tmp, forbidden):
+def _make_hook(tmp, forbidden, no_frame):
     """The audit hook (PEP 578), defence in depth behind the operating system's isolation. Its whole state is in
     default arguments (immutable tuples, frozensets, strings and its own code object; setting the hook's
     ``__code__`` or ``__defaults__`` is itself an audited event it refuses, while other functions' stay settable, as
@@ -114,7 +118,12 @@ def _make_hook(tmp, forbidden):
         "readline.append_history_file", "readline.read_init_file", "os.setpriority", "os.sched_setaffinity",
         "os.sched_setscheduler", "os.sched_setparam", "os.pidfd_open", "signal.pthread_kill", "gc.get_objects",
         "gc.get_referrers", "gc.get_referents", "code.__new__",
-        "sys.setprofile", "sys.settrace", "fcntl.ioctl", "os.chown", "os.lchown"})
+        "sys.setprofile", "sys.settrace", "fcntl.ioctl", "os.chown", "os.lchown", "sys._current_frames",
+        "sys.monitoring.register_callback"})
+    # frames reach the harness's own frames (its sender, the job's expression, the nonce that marks its result):
+    # sys._getframe is refused with a ValueError, which the standard library already expects from it
+    frame_events = frozenset({"sys._getframe", "sys._getframemodulename"})
+    frame_attrs = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
     modules = frozenset({"ctypes", "_ctypes", "cffi", "_posixsubprocess", "_xxsubinterpreters", "_interpreters",
                          "sqlite3", "_sqlite3", "readline", "_testcapi", "_testinternalcapi", "faulthandler"})
     path_events = frozenset({"open", "os.remove", "os.rmdir", "os.rename", "os.mkdir", "os.chmod", "os.truncate",
@@ -122,11 +131,18 @@ def _make_hook(tmp, forbidden):
     stdlib = tuple(p for p in sys.path if p)
 
     def hook(event, args, _blocked=blocked, _modules=modules, _paths=path_events, _tmp=tmp, _stdlib=stdlib,
-             _forbidden=forbidden, _str=str, _bytes=bytes, _int=int, _isinstance=isinstance,
+             _forbidden=forbidden, _frames=frame_events, _frame_attrs=frame_attrs, _no_frame=no_frame,
+             _str=str, _bytes=bytes, _int=int, _isinstance=isinstance,
              _exact=str.__getitem__, _all=slice(None), _decode=bytes.decode, _type=type,
              _function=type(_make_hook), _guarded=("__code__", "__defaults__", "__kwdefaults__"), _self=None):
         if event in _blocked:
             raise _forbidden(event + " is not allowed in the sandbox")
+        if event in _frames:
+            raise _no_frame(event + " is not allowed in the sandbox: frames reach the harness")
+        if event == "object.__getattr__":
+            if len(args) > 1 and _type(args[1]) is _str and args[1] in _frame_attrs:
+                raise _forbidden("reading ." + args[1] + " is not allowed in the sandbox: frames reach the harness")
+            return
         if event == "import":
             if args[0].partition(".")[0] in _modules:
                 raise _forbidden("importing " + args[0] + " is not allowed in the sandbox")
@@ -170,7 +186,7 @@ def _make_hook(tmp, forbidden):
     return type(hook)(hook.__code__, hook.__globals__, "hook", hook.__defaults__[:-1] + (hook.__code__,), hook.__closure__)
 
 
-def run_job(job, result_fd):
+def run_job(job, result_fd, nonce):
     """In the forked child: run the job's code and expression and write one result frame."""
     import builtins
 
@@ -179,28 +195,35 @@ def run_job(job, result_fd):
     class Forbidden(Exception):
         pass
 
+    class NoFrame(Forbidden, ValueError):  # sys._getframe's callers in the standard library catch ValueError
+        pass
+
     def send(result):
         try:
             body = dumps(result).encode()
         except (TypeError, ValueError):
-            body = dumps({"status": "CRASH", "value": None, "repr": False, "error": "unserialisable result"}).encode()
+            body = dumps({"status": "CRASH", "value": None, "repr": False, "error": "unserialisable result",
+                          "nonce": result["nonce"]}).encode()
         frame = pack(">I", len(body)) + body
         while frame:
             frame = frame[write(result_fd, frame):]
 
-    code, expression = job["code"], job.get("expression")
-    hook = _make_hook(JOB_DIR, Forbidden)
+    code, expression = compile(job["code"], "<sandbox>", "exec"), job.get("expression")
+    expression = compile(expression, "<expression>", "eval") if expression else None
+    hook = _make_hook(JOB_DIR, Forbidden, NoFrame)
     blocked = hook.__defaults__[1]
     for name in list(sys.modules):  # a module already loaded would import without an audit event
         if name.partition(".")[0] in blocked:
             del sys.modules[name]
     sys.addaudithook(hook)
-    result = {"status": "OK", "value": None, "repr": False, "error": None}
+    # the nonce marks the harness's own result frame: the job's code cannot read it (no frames, no gc, no /proc)
+    result = {"status": "OK", "value": None, "repr": False, "error": None, "nonce": nonce}
+    job = nonce = None  # nothing of the job's expression or of the nonce stays in this frame but in ``result``
     scope = {"__name__": "__sandbox__", "__builtins__": builtins}
     try:
-        exec(compile(code, "<sandbox>", "exec"), scope)
-        if expression:
-            value = eval(compile(expression, "<expression>", "eval"), scope)
+        exec(code, scope)
+        if expression is not None:
+            value = eval(expression, scope)
             try:
                 dumps(value)
                 result["value"] = value
@@ -226,7 +249,7 @@ def run_job(job, result_fd):
     os._exit(0)
 
 
-def _child(job, result_fd, out_fd):
+def _child(job, result_fd, out_fd, nonce):
     limits = job["limits"]
     os.setsid()
     null = os.open("/dev/null", os.O_RDONLY)
@@ -244,7 +267,7 @@ def _child(job, result_fd, out_fd):
                         ("RLIMIT_NOFILE", (limits["open_files"],) * 2),
                         ("RLIMIT_CORE", (0, 0)), ("RLIMIT_NPROC", (0, 0))):
         resource.setrlimit(getattr(resource, name), value)
-    run_job(job, result_fd)
+    run_job(job, result_fd, nonce)
 
 
 # -- the worker loop (PID 1 of the namespace) -------------------------------------------------------------------
@@ -289,12 +312,13 @@ def run_one(job):
     _wipe_tmp()
     out_fd = os.open(OUTPUT, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     read_fd, write_fd = os.pipe()
+    nonce = os.urandom(16).hex()  # only the harness's frame in the child holds it
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
         try:
             os.close(read_fd)
-            _child(job, write_fd, out_fd)
+            _child(job, write_fd, out_fd, nonce)
         finally:
             os._exit(70)
     os.close(write_fd)
@@ -330,19 +354,22 @@ def run_one(job):
     seconds = time.monotonic() - start
     with open(OUTPUT, "rb") as f:
         output = f.read(limits["output_bytes"]).decode("utf-8", "replace")
-    verdict = _verdict(raw, status, timed_out, too_big, output, limits)
+    verdict = _verdict(raw, status, timed_out, too_big, output, limits, nonce)
     verdict.update(stdout=output, seconds=seconds)
     return verdict
 
 
-def _verdict(raw, status, timed_out, too_big, output, limits):
+def _verdict(raw, status, timed_out, too_big, output, limits, nonce):
     if timed_out:
         return {"status": "TIMEOUT", "value": None, "repr": False, "error": f"wall-clock limit of {limits['timeout_s']}s"}
     if too_big:
         return {"status": "CRASH", "value": None, "repr": False, "error": "the result exceeded 1,000,000 bytes"}
     signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
     if raw:
-        result = validate(raw)
+        result = validate(raw, nonce)
+        if result is False:
+            return {"status": "FORBIDDEN", "value": None, "repr": False,
+                    "error": "the job wrote a result frame of its own: a forged verdict"}
         if result is not None:
             return result
         return {"status": "CRASH", "value": None, "repr": False, "error": "the job sent a malformed result"}

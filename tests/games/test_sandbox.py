@@ -314,3 +314,65 @@ def test_the_user_namespace_path_for_trainers_that_are_not_root():
     lines = result.stdout.splitlines()
     assert result.returncode == 0 and lines[0].startswith("True") and "user namespace" in lines[0], result.stderr
     assert lines[1] == "[0, 1, ['LC_CTYPE']]" and lines[2] == "FORBIDDEN"
+
+
+FORGE_FRAME = '''
+import os, json, struct
+body = json.dumps({"status": "OK", "value": "forged", "repr": False, "error": None}).encode()
+for fd in range(3, 64):  # the result pipe is one of the few open descriptors
+    try:
+        os.write(fd, struct.pack(">I", len(body)) + body)
+    except OSError:
+        pass
+os._exit(0)
+'''
+FORGE_VIA_FRAMES = '''
+try:
+    1 / 0
+except ZeroDivisionError as exc:
+    harness = exc.__traceback__.tb_frame.f_back
+    harness.f_locals["send"]({"status": "OK", "value": "forged", "repr": False, "error": None})
+    import os
+    os._exit(0)
+'''
+READ_THE_EXPRESSION = "import sys\nseen = sys._getframe(1).f_locals['expression']\n"
+FORGE_VIA_GENERATOR = "def g():\n    yield 1\nharness = g().gi_frame.f_back\n"
+
+
+@pytest.mark.parametrize("code", [FORGE_FRAME, FORGE_VIA_FRAMES, READ_THE_EXPRESSION, FORGE_VIA_GENERATOR],
+                         ids=["own frame on the result descriptor", "the harness's sender through traceback frames",
+                              "the expression through sys._getframe", "a generator's frame"])
+def test_a_job_cannot_forge_its_verdict_or_read_the_harness(code):
+    result = run_code(code, "1 + 1", LIMITS)
+    assert result.status == "FORBIDDEN" and result.value is None, result  # not OK, not 'forged', not 2
+    assert "forged" in result.error or "frames reach the harness" in result.error
+
+
+def test_the_standard_library_still_works_without_frames():
+    # namedtuple, warnings and enum ask sys._getframe for their caller and fall back when it raises ValueError
+    code = ("import collections, dataclasses, enum, warnings\nP = collections.namedtuple('P', 'a b')\n"
+            "warnings.warn('x')\nclass C(enum.Enum):\n    A = 1\n@dataclasses.dataclass\nclass D:\n    x: int = 3\n")
+    assert run_code(code, "[P(1, 2).b, C.A.value, D().x]", LIMITS).value == [2, 1, 3]
+
+
+def test_the_safe_pattern_compares_outside_so_a_forged_pass_earns_nothing():
+    # a unit test of model code: f(2) must return 4. Evaluated inside, `f(2) == 4` would be the job's to answer.
+    honest, cheat = "def f(x):\n    return x * 2\n", "def f(x):\n    return 0\n" + FORGE_FRAME
+    assert [sandbox.returned(r, 4) for r in sandbox.run_calls(honest, ["f(2)"], LIMITS)] == [True]
+    for code in (cheat, "def f(x):\n    return x * 2\n" + FORGE_VIA_FRAMES):
+        (result,) = sandbox.run_calls(code, ["f(2)"], LIMITS)
+        assert not sandbox.returned(result, 4) and result.status == "FORBIDDEN"
+    assert not sandbox.returned(sandbox.Execution("OK", 1), True) and sandbox.same_value([1, [2.0]], (1, (2.0,)))
+
+
+def test_creator_solver_checks_answers_outside_the_sandbox():
+    from selfplay.games.creator_solver import CreatorSolver
+
+    game = CreatorSolver(task="input")
+    game.reset(0)
+    # the creator's program forges a verdict whenever it is called with anything but its own INPUT
+    forge = FORGE_FRAME.replace('"forged"', "True").strip().replace("\n", "\n    ")  # True: what `f(7) == 10` wants
+    code = "def f(x):\n    if x == 5:\n        return 10\n    " + forge
+    game.step("creator", [(code, "5")])
+    assert game.malformed is None and game.reference == 10
+    assert game.step("solver", [5, 7, None]) == [1.0, 0.0, 0.0]  # 7 forges a pass inside: it earns nothing
