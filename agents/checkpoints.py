@@ -14,11 +14,12 @@ import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from selfplay.agents.base import Agent, Completion, Request
+
+if TYPE_CHECKING:  # torch loads only with a model: a tournament of scripted agents starts at once
+    import torch
 
 
 class RoleAgent:

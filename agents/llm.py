@@ -22,70 +22,15 @@ from typing import Any
 import torch
 
 from selfplay.agents.base import Completion, Request
+from selfplay.agents.sampling import BACKENDS, OBSERVERS, SamplingConfig  # noqa: F401 - re-exported
 from selfplay.agents.checkpoints import RoleAgent, checkpoint_policy, load_role_models, policy_dir, run_sampling
 from selfplay.agents.decode import (Decoder, default_min_saving, next_allowed, plain_head, power_of_two, radix_tree,
                                     through_stop)
-from selfplay.agents.models import MODEL_OPTIONS, load_model
+from selfplay.agents.models import load_model
+from selfplay.agents.specs import MODEL_OPTIONS
 from selfplay.agents.tree_forward import forward_plan, tree_may_pay, tree_pays, tree_states
 from selfplay.agents.weights import activate_adapter
 from selfplay.games.core import Game
-
-
-@dataclass
-class SamplingConfig:
-    """How an LLM agent samples; every field can be set in an agent spec (``smollm2:temperature=0.7``)."""
-
-    temperature: float = 1.0  # 0 means greedy
-    top_p: float = 1.0
-    max_new_tokens: int = 24
-    stop: list[str] = field(default_factory=list)  # stop strings ("|" separated in a spec)
-    batch_size: int = 256  # most rows per generate call; larger batches are split
-    seed: int = 0
-    constrained: bool = False  # decode only prefixes of the game's legal actions (when it lists them)
-    cache: str = "dynamic"  # dynamic | static (static KV cache, compiled decoding; shapes are bucketed)
-    observer: str = "chat"  # chat: the game's chat messages | compact: its one-line observation, where it has one
-    graphs: bool = True  # on a GPU, decode steps and prefill forwards replayed as CUDA graphs (agents/graph_step.py)
-    pack: bool = True  # on a CPU, prepack float32 linear weights for oneDNN during a play (agents/packing.py)
-    backend: str = "native"  # native: our decoder | vllm: a colocated vLLM engine on the GPU (agents/vllm_backend.py)
-    vllm_memory: float = 0.3  # backend=vllm: the share of GPU memory the engine may take (weights and KV cache)
-
-    @classmethod
-    def from_options(cls, options: dict[str, Any]) -> SamplingConfig:
-        """Build from spec options, rejecting unknown keys by name."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(options) - known
-        if unknown:
-            raise ValueError(f"unknown sampling option(s) {sorted(unknown)}: expected {', '.join(sorted(known))}")
-        opts = dict(options)
-        if "stop" in opts and not isinstance(opts["stop"], list):  # "|"-separated; a spec types "5" as a number
-            opts["stop"] = [s for s in str(opts["stop"]).split("|") if s]
-        kinds = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,), "list[str]": (list,)}
-        for f in fields(cls):
-            value = opts.get(f.name)
-            wrong = not isinstance(value, kinds[f.type]) or (f.type != "bool" and isinstance(value, bool))
-            if f.name in opts and wrong:
-                expected = "true or false" if f.type == "bool" else f.type
-                raise ValueError(f"sampling option {f.name}={value!r}: expected {expected}")
-        config = cls(**opts)
-        if config.cache not in ("dynamic", "static"):
-            raise ValueError(f"unknown cache {config.cache!r}: expected dynamic or static")
-        if config.observer not in OBSERVERS:
-            raise ValueError(f"unknown observer {config.observer!r}: expected one of {', '.join(OBSERVERS)}")
-        if config.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {config.backend!r}: expected one of {', '.join(BACKENDS)}")
-        if config.backend == "vllm" and (config.constrained or config.cache == "static"):
-            raise ValueError("backend=vllm samples free text only: constrained decoding and cache=static are native-only "
-                             "(vLLM's structured outputs accept any tokenisation of an action, and training needs the "
-                             "allowed tokens of each step); use backend=native for them")
-        if not 0 < config.vllm_memory < 1:
-            raise ValueError(f"vllm_memory={config.vllm_memory!r}: expected a share of GPU memory between 0 and 1")
-        if config.temperature < 0 or not 0 < config.top_p <= 1 or config.max_new_tokens < 1:
-            raise ValueError(f"bad sampling options {options}: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1")
-        return config
-
-
-OBSERVERS = ("chat", "compact")
-BACKENDS = ("native", "vllm")
 
 
 def observation(request: Request, observer: str, bare_system: bool = False) -> list[dict]:

@@ -9,7 +9,6 @@ Nothing here downloads: hub ids resolve only from the local cache (``local_files
 
 from __future__ import annotations
 
-import gc
 import importlib.util
 import os
 import shutil
@@ -21,26 +20,11 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from selfplay.agents.specs import TINY_SIZES
+
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PLAIN_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
                   "{% if add_generation_prompt %}assistant:{% endif %}")
-TINY_SIZES = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-              "num_key_value_heads": 2}
-
-
-@contextmanager
-def settled_heap() -> Iterator[None]:
-    """Within it, the objects alive on entering (modules, the model, the tokenizer: ~400k of them once transformers
-    is loaded) are exempt from the cyclic garbage collector's passes (``gc.freeze``): a full pass over them took ~0.2 s
-    here, and self-play allocates enough to set one off every few plays. Reference counting still frees everything
-    as usual; on leaving, the exempt objects are collectable again."""
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
 
 def cache_dir() -> Path:
     """Where converted models are kept (``$SELFPLAY_CACHE`` or ``~/.cache/selfplay``)."""
@@ -109,7 +93,6 @@ def tiny_model(seed: int = 0, **sizes: int) -> tuple[LlamaForCausalLM, PreTraine
     return LlamaForCausalLM(config), tokenizer
 
 
-MODEL_OPTIONS = ("device", "dtype", *TINY_SIZES)  # spec options that shape the model, not the sampling
 
 
 @contextmanager

@@ -17,6 +17,9 @@ from selfplay.agents.scripted import ExpertAgent, RandomAgent
 
 SCRIPTED: dict[str, Callable[..., Agent]] = {"random": RandomAgent, "expert": ExpertAgent}
 MODEL_KINDS = ("smollm2", "tiny", "hf")
+TINY_SIZES = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2}
+MODEL_OPTIONS = ("device", "dtype", *TINY_SIZES)  # spec options that shape the model, not the sampling
 SERVED_KINDS = ("openai",)  # served models: openai:MODEL@BASE_URL
 
 
@@ -133,8 +136,22 @@ def build_agent(spec: str | AgentSpec, seed: int = 0, name: str | None = None) -
     return build_llm_agent(spec, seed=seed, name=name)
 
 
+def check_spec(spec: str | AgentSpec) -> AgentSpec:
+    """Parse a spec and check its options without loading anything (a model's sampling options too), so a bad one
+    is refused at once rather than after torch has loaded."""
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    if spec.kind in MODEL_KINDS:
+        from selfplay.agents.sampling import SamplingConfig
+
+        SamplingConfig.from_options({k: v for k, v in spec.options.items() if k not in MODEL_OPTIONS})
+    return spec
+
+
 def build_agents(specs: list[str], seed: int = 0) -> dict[str, Agent]:
-    """Agents for a list of specs, named by spec; repeated specs get ``#2``, ``#3`` suffixes."""
+    """Agents for a list of specs, named by spec; repeated specs get ``#2``, ``#3`` suffixes. Every spec is checked
+    before the first is built."""
+    for text in specs:
+        check_spec(text)
     agents: dict[str, Agent] = {}
     for i, text in enumerate(specs):
         name = text if text not in agents else f"{text}#{sum(n.split('#')[0] == text for n in agents) + 1}"

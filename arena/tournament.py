@@ -27,8 +27,8 @@ from itertools import combinations
 from pathlib import Path
 
 from selfplay.agents.checkpoints import checkpoint_policy, run_sampling
-from selfplay.agents.models import settled_heap
-from selfplay.agents.specs import MODEL_KINDS, build_agent, parse_key_values, parse_seats, parse_spec
+from selfplay.agents.heap import settled_heap
+from selfplay.agents.specs import MODEL_KINDS, build_agent, check_spec, parse_key_values, parse_seats, parse_spec
 from selfplay.arena.play import Match, paired_matches, play, seatings
 from selfplay.arena.rundir import checkpoint_step, list_checkpoints, make_run_dir
 from selfplay.arena.records import Episode, open_store
@@ -183,7 +183,7 @@ def run_tournament(game: str, participants: list[Participant], games: int = 20, 
     if len(set(names)) != len(names):
         raise ValueError(f"participant names must be unique: {names}")
     for p in participants:
-        parse_spec(p.spec)  # an unknown or malformed spec fails here, before any game is played
+        check_spec(p.spec)  # an unknown or malformed spec, or a bad sampling option, fails here before anything loads
     fixed_specs = dict(seats or {})
     for role, spec in fixed_specs.items():
         if role not in cls.roles:

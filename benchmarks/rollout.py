@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.args import MODELS, default_device, device, positive  # noqa: E402
 from benchmarks.generation import FallbackTicTacToe, build, sync  # noqa: E402
 from selfplay.agents.graph_step import StaticPrefill, StaticStep  # noqa: E402
-from selfplay.agents.models import settled_heap  # noqa: E402
+from selfplay.agents.heap import settled_heap  # noqa: E402
 from selfplay.agents.llm import LLMAgent, SamplingConfig, render_prompt  # noqa: E402
 from selfplay.arena.play import paired_matches, play  # noqa: E402
 from selfplay.training.metrics import peak_flops  # noqa: E402

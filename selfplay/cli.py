@@ -38,7 +38,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    from selfplay.agents.models import settled_heap
+    from selfplay.agents.heap import settled_heap
     from selfplay.agents.specs import build_agents, parse_key_values, parse_seats
     from selfplay.arena.play import paired_matches, play, seatings
     from selfplay.arena.records import open_store

@@ -191,3 +191,45 @@ def test_ctrl_c_during_play_keeps_the_finished_games(tmp_path):
     assert proc.returncode == 130 and "Traceback" not in err and "interrupted (every game finished" in err
     shown = run_cli("show", str(tmp_path), "--limit", "1")
     assert int(shown.stdout.split()[0]) > 0
+
+
+LOADED = "import sys; from selfplay.cli import main; code = main({args!r}); " \
+         "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules); print('HEAVY', heavy); sys.exit(code)"
+
+
+@pytest.mark.parametrize("args", [
+    ["play", "tictactoe", "random", "expert", "--games", "4"],
+    ["tournament", "kuhn_poker", "--agents", "random", "expert", "--games", "4", "--bootstrap", "5"],
+    ["check-game", "hints_file", "--seeds", "3"],
+    ["play", "tictactoe", "tiny:temperature=-1", "random"],  # a bad model option: refused before torch loads
+    ["tournament", "tictactoe", "--agents", "random", "tiny:bogus=1"],
+], ids=["play", "tournament", "check-game", "bad model option in play", "bad model option in a tournament"])
+def test_scripted_commands_and_bad_model_options_never_import_torch(args, tmp_path):
+    args = [str(ROOT / "docs/examples/hints.py") if a == "hints_file" else a for a in args]
+    if args[0] in ("play", "tournament"):
+        args += ["--out", str(tmp_path / "out")]
+    result = subprocess.run([sys.executable, "-c", LOADED.format(args=args)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert "HEAVY []" in result.stdout, result.stdout + result.stderr
+
+
+def test_recipes_are_listed_and_run_by_name(tmp_path):
+    listed = run_cli("recipes")
+    assert listed.returncode == 0 and "kuhn_poker_tiny" in listed.stdout and "your_game_tiny" in listed.stdout
+    missing = run_cli("train", "kuhn_poker_tny")
+    assert missing.returncode == 2 and "names no recipe" in missing.stderr and "kuhn_poker_tiny" in missing.stderr
+    # by name from another folder; the recipe's game file is found next to its configs/ and stored absolute
+    ran = subprocess.run([sys.executable, "-m", "selfplay.cli", "train", "your_game_tiny", "run.steps=1",
+                          "evaluation.games=4", "evaluation.before=false", "progress=false", f"out={tmp_path / 'r'}"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    import json
+
+    game = json.loads((tmp_path / "r" / "config.json").read_text())["game"]
+    assert game == str(ROOT / "docs/examples/hints.py")
+
+
+def test_a_compact_observer_the_game_cannot_serve_is_warned_once(tmp_path):
+    result = run_cli("play", "negotiation", "tiny:observer=compact,max_new_tokens=2", "random", "--games", "4",
+                     "--out", str(tmp_path / "p"))
+    assert result.stderr.count("observer=compact, but game 'negotiation' defines no compact_observation") == 1

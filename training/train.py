@@ -25,7 +25,7 @@ from typing import Any
 
 from accelerate.utils import set_seed
 
-from selfplay.agents.models import settled_heap
+from selfplay.agents.heap import settled_heap
 from selfplay.arena import rundir
 from selfplay.arena.records import open_store
 from selfplay.arena.stats import error_summary

@@ -3,7 +3,7 @@
 import gc
 import weakref
 
-from selfplay.agents.models import settled_heap
+from selfplay.agents.heap import settled_heap
 
 
 class _Node:
