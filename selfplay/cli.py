@@ -167,12 +167,20 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from selfplay.serve import resolve_model, serve
+    from selfplay.serve import API_KEY_ENV, Limits, check_access, resolve_model, serve
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port}: expected 0 (any free port) to 65535")
+    for flag, value, low in (("--max-prompt-tokens", args.max_prompt_tokens, 1), ("--max-tokens", args.max_tokens, 1),
+                             ("--timeout", args.timeout, 1e-3)):
+        if value is not None and value < low:
+            raise ValueError(f"{flag} {value}: expected a number >= {low:g}")
+    key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    check_access(args.host, key)  # before the model loads
     resolve_model(args.model)  # a bad target fails before the model loads
-    serve(args.model, args.host, args.port, args.name)
+    serve(args.model, args.host, args.port, args.name,
+          limits=Limits(max_prompt_tokens=args.max_prompt_tokens, max_tokens=args.max_tokens, timeout_s=args.timeout),
+          api_key=key)
     return 0
 
 
@@ -254,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one and prints it)")
     p.add_argument("--name", help="the model name clients use (default: the folder or spec)")
+    p.add_argument("--max-prompt-tokens", type=int, help="refuse longer prompts with a 400 (default: the model's "
+                                                         "context less the request's max_tokens)")
+    p.add_argument("--max-tokens", type=int, default=1024, help="the most tokens a request may generate (default 1024)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds before an unanswered request gets a 504 "
+                                                                 "(default 60)")
+    p.add_argument("--api-key", help="answer only requests with 'Authorization: Bearer KEY' (also SELFPLAY_API_KEY); "
+                                     "required with a --host beyond 127.0.0.1")
     p.set_defaults(fn=cmd_serve)
     p = sub.add_parser("recipes", help="list the training recipes selfplay train can run by name")
     p.set_defaults(fn=cmd_recipes)

@@ -9,11 +9,21 @@ Other harnesses (and selfplay's own ``openai:`` agents) can then evaluate the tr
 ``temperature``, ``top_p``, ``n``, ``stop``, ``seed``, ``logprobs``, ``stream``) and ``GET /v1/models``. Requests that
 arrive together with the same sampling settings are generated in one batched call. Standard library HTTP server, on
 localhost by default.
+
+Under hostile load: a prompt longer than ``--max-prompt-tokens`` (default: the model's context less the answer's
+``max_tokens``) is refused with a 400 naming the limit, a prompt of more characters than that many tokens could
+hold before it is even read into the model's thread; ``max_tokens`` is capped by ``--max-tokens``; a request not
+answered within ``--timeout`` seconds gets a 504 and its generation is dropped if it has not started; and
+``--api-key`` (or ``SELFPLAY_API_KEY``) makes every route ask for ``Authorization: Bearer KEY``, which is required to
+listen beyond the loopback address.
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
+import os
 import queue
 import threading
 import time
@@ -24,6 +34,32 @@ from pathlib import Path
 from typing import Any
 
 SAMPLING_KEYS = ("max_tokens", "temperature", "top_p", "stop", "seed")
+CHARS_PER_TOKEN = 32  # no token of a real vocabulary spans more characters: more characters than this many times
+# the token limit cannot fit, and are refused before the tokenizer sees them
+API_KEY_ENV = "SELFPLAY_API_KEY"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of the server."""
+
+    max_prompt_tokens: int | None = None  # None: the model's context less the request's max_tokens
+    max_tokens: int = 1024  # the most tokens a request may ask to generate
+    timeout_s: float = 60.0  # a request not answered by then gets a 504
+
+
+class PromptTooLong(ValueError):
+    """A prompt over the server's token limit (answered as a 400 naming it)."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only listens on this machine (127.0.0.0/8, ::1 or localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def resolve_model(target: str) -> str:
@@ -59,6 +95,7 @@ class _Job:
     model: str
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
+    abandoned: bool = False  # its client's deadline passed: skipped if its generation has not started
 
 
 class Generator:
@@ -66,15 +103,25 @@ class Generator:
     and answers each group with one batched ``generate`` call. ``agents``: {served model id: LLM agent} (a LoRA or
     clone checkpoint serves one id per role)."""
 
-    def __init__(self, agents: dict[str, Any], max_batch: int = 64):
-        self.agents, self.max_batch = agents, max_batch
+    def __init__(self, agents: dict[str, Any], max_batch: int = 64, limits: Limits = Limits()):
+        self.agents, self.max_batch, self.limits = agents, max_batch, limits
         self.jobs: queue.Queue[_Job] = queue.Queue()
         threading.Thread(target=self._loop, daemon=True).start()
 
+    def prompt_limit(self, model: str, max_tokens: int) -> int:
+        """The most prompt tokens a request to ``model`` asking ``max_tokens`` may send."""
+        context = getattr(self.agents[model].model.config, "max_position_embeddings", None)
+        fits = context - max_tokens if context else None
+        limits = [v for v in (self.limits.max_prompt_tokens, fits) if v is not None]
+        return max(0, min(limits)) if limits else 1 << 30
+
     def submit(self, messages: list[dict], sampling: tuple, n: int, model: str) -> Any:
+        """Queue one request and wait for it, at most ``limits.timeout_s`` (TimeoutError)."""
         job = _Job(messages, sampling, n, model)
         self.jobs.put(job)
-        job.done.wait()
+        if not job.done.wait(self.limits.timeout_s):
+            job.abandoned = True
+            raise TimeoutError(f"no answer within the server's --timeout of {self.limits.timeout_s:g} s")
         if isinstance(job.result, Exception):
             raise job.result
         return job.result
@@ -90,7 +137,8 @@ class Generator:
                     break
             groups: dict[tuple, list[_Job]] = {}
             for job in batch:
-                groups.setdefault((job.model, job.sampling), []).append(job)
+                if not job.abandoned:
+                    groups.setdefault((job.model, job.sampling), []).append(job)
             for (model, sampling), jobs in groups.items():
                 self._generate(self.agents[model], sampling, jobs)
 
@@ -101,7 +149,18 @@ class Generator:
         try:
             agent.sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_tokens,
                                             stop=list(stop), seed=seed)
-            prompts = [render_prompt(agent.tokenizer, job.messages) for job in jobs]
+            prompts, limit = [], self.prompt_limit(jobs[0].model, max_tokens)
+            for job in list(jobs):  # a prompt over the limit is its own request's 400, before any generation
+                prompt = render_prompt(agent.tokenizer, job.messages)
+                if len(prompt) > limit:
+                    job.result = PromptTooLong(f"the prompt has {len(prompt)} tokens: over this server's limit of "
+                                               f"{limit} prompt tokens with max_tokens={max_tokens}")
+                    job.done.set()
+                    jobs.remove(job)
+                else:
+                    prompts.append(prompt)
+            if not jobs:
+                return
             rows = [p for p, job in zip(prompts, jobs) for _ in range(job.n)]
             completions = agent.generate(rows)
             i = 0
@@ -115,16 +174,16 @@ class Generator:
             job.done.set()
 
 
-def _sampling(body: dict) -> tuple:
-    """The request's sampling settings, validated; ValueError names the bad field."""
+def _sampling(body: dict, cap: int = 4096) -> tuple:
+    """The request's sampling settings, validated (``max_tokens`` at most ``cap``); ValueError names the bad field."""
     max_tokens = body.get("max_tokens", body.get("max_completion_tokens", 64))
     temperature = body.get("temperature", 1.0)
     top_p = body.get("top_p", 1.0)
     stop = body.get("stop") or []
     stop = [stop] if isinstance(stop, str) else stop
     seed = body.get("seed", 0)
-    if not isinstance(max_tokens, int) or not 1 <= max_tokens <= 4096:
-        raise ValueError(f"max_tokens {max_tokens!r}: expected an integer in [1, 4096]")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or not 1 <= max_tokens <= cap:
+        raise ValueError(f"max_tokens {max_tokens!r}: expected an integer in [1, {cap}] (this server's --max-tokens)")
     if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 2:
         raise ValueError(f"temperature {temperature!r}: expected a number in [0, 2]")
     if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
@@ -178,10 +237,11 @@ def _choice(i: int, completion: Any, stop: tuple, max_tokens: int, logprobs: boo
     return choice
 
 
-def make_handler(generator: Generator):
+def make_handler(generator: Generator, api_key: str | None = None):
     """The request handler class serving the generator's models (with one model, a request's ``model`` is not
-    checked; with one per role it picks the role's)."""
+    checked; with one per role it picks the role's); with ``api_key`` every route asks for it."""
     ids = list(generator.agents)
+    limits = generator.limits
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -207,7 +267,20 @@ def make_handler(generator: Generator):
             self._send(status, {"error": {"message": message, "type": "invalid_request_error" if status < 500
                                           else "server_error"}})
 
+        def _authorised(self) -> bool:
+            """True when no key is set or the request carries it (compared in constant time); else a 401 is sent."""
+            if api_key is None:
+                return True
+            given = self.headers.get("Authorization", "")
+            if hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+                return True
+            self.close_connection = True
+            self._error(401, "missing or wrong API key: send the header 'Authorization: Bearer KEY'")
+            return False
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if not self._authorised():
+                return
             if self.path.rstrip("/") in ("/v1/models", "/models"):
                 self._send(200, {"object": "list", "data": [{"id": i, "object": "model", "owned_by": "selfplay"}
                                                             for i in ids]})
@@ -215,18 +288,21 @@ def make_handler(generator: Generator):
                 self._error(404, f"no route {self.path}: try POST /v1/chat/completions or GET /v1/models")
 
         def do_POST(self) -> None:  # noqa: N802
+            if not self._authorised():
+                return
             if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
                 return self._error(404, f"no route {self.path}: try POST /v1/chat/completions")
             try:
                 size = int(self.headers.get("Content-Length", "0"))
                 if size > 8_000_000:
+                    self.close_connection = True  # the unread body must not be taken for the next request
                     return self._error(413, "request body over 8 MB")
                 body = json.loads(self.rfile.read(size) or b"{}")
                 messages = _messages(body)
                 n = body.get("n", 1)
                 if not isinstance(n, int) or not 1 <= n <= 64:
                     raise ValueError(f"n {n!r}: expected an integer in [1, 64]")
-                sampling = _sampling(body)
+                sampling = _sampling(body, limits.max_tokens)
                 logprobs, stream = body.get("logprobs") or False, body.get("stream") or False
                 if not isinstance(logprobs, bool) or not isinstance(stream, bool):
                     raise ValueError("logprobs and stream: expected true or false")
@@ -238,10 +314,21 @@ def make_handler(generator: Generator):
                     raise ValueError(f"model {model!r}: this server holds one model per role; expected one of "
                                      f"{', '.join(ids)}" if model is not None else
                                      f"model: required, this server holds one model per role: {', '.join(ids)}")
+                limit = generator.prompt_limit(model, sampling[0])
+                if limit < 1:
+                    raise ValueError(f"max_tokens {sampling[0]}: leaves no room for a prompt in the model's context")
+                chars = sum(len(m["content"]) for m in messages)
+                if chars > limit * CHARS_PER_TOKEN:  # refused here, before the model's thread tokenizes it
+                    raise PromptTooLong(f"the prompt has {chars} characters: more than this server's limit of "
+                                        f"{limit} prompt tokens with max_tokens={sampling[0]} can hold")
             except (ValueError, TypeError) as exc:
                 return self._error(400, str(exc))
             try:
                 prompt_tokens, completions, max_tokens = generator.submit(messages, sampling, n, model)
+            except PromptTooLong as exc:
+                return self._error(400, str(exc))
+            except TimeoutError as exc:
+                return self._error(504, str(exc))
             except Exception as exc:  # noqa: BLE001
                 return self._error(500, f"generation failed: {type(exc).__name__}: {exc}")
             used = sum(len(c.completion_ids or []) for c in completions)
@@ -276,13 +363,24 @@ def make_handler(generator: Generator):
     return Handler
 
 
+def check_access(host: str, api_key: str | None) -> None:
+    """Listening beyond the loopback address needs an API key: anyone who reaches the port could use the model."""
+    if api_key is None and not is_loopback(host):
+        raise ValueError(f"--host {host} listens beyond this machine: set --api-key KEY (or {API_KEY_ENV}) so that "
+                         f"only clients sending 'Authorization: Bearer KEY' are answered")
+    if api_key is not None and len(api_key) < 8:
+        raise ValueError("--api-key: expected at least 8 characters")
+
+
 def serve(target: str, host: str = "127.0.0.1", port: int = 8000, name: str | None = None,
-          ready=None) -> None:
+          ready=None, limits: Limits = Limits(), api_key: str | None = None) -> None:
     """Load the model and serve until interrupted; ``ready(url)`` is called once the socket listens."""
     from transformers.utils import logging as hf_logging
 
     from selfplay.agents.specs import build_agent
 
+    api_key = api_key or os.environ.get(API_KEY_ENV) or None
+    check_access(host, api_key)
     hf_logging.disable_progress_bar()
     spec = resolve_model(target)
     try:  # the socket first: a taken port is said before the model loads (requests wait in the backlog meanwhile)
@@ -291,7 +389,7 @@ def serve(target: str, host: str = "127.0.0.1", port: int = 8000, name: str | No
         raise ValueError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     agent = build_agent(spec, name=name or Path(target).name or target)
     agents = getattr(agent, "agents", None) or {agent.name: agent}  # a LoRA or clone checkpoint: one id per role
-    server.RequestHandlerClass = make_handler(Generator(agents))
+    server.RequestHandlerClass = make_handler(Generator(agents, limits=limits), api_key)
     url = f"http://{host}:{server.server_address[1]}/v1"
     served = f"{agent.name} ({spec})" if len(agents) == 1 else f"{spec} as models {', '.join(agents)} (one per role)"
     (ready or (lambda u: print(f"serving {served} at {u}", flush=True)))(url)

@@ -160,13 +160,13 @@ def test_retries_with_backoff_after_a_server_error():
 
 
 def test_a_refused_request_records_what_the_server_said_and_is_not_retried(served):
-    agent = OpenAIAgent("policy", served, retries=3, max_tokens=5000)  # over the server's 4096
+    agent = OpenAIAgent("policy", served, retries=3, max_tokens=5000)  # over the server's --max-tokens (1024)
     game = TicTacToe()
     game.reset(0)
     start = time.perf_counter()
     [[completion]] = agent.act([Request(game, "player_0", game.observe("player_0"))])
     assert completion.meta["failure"] == "AGENT_ERROR" and time.perf_counter() - start < 2
-    assert "HTTP 400" in completion.meta["error"] and "max_tokens 5000: expected an integer in [1, 4096]" in \
+    assert "HTTP 400" in completion.meta["error"] and "max_tokens 5000: expected an integer in [1, 1024]" in \
         completion.meta["error"] and "(after 1 try)" in completion.meta["error"]
 
 
