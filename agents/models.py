@@ -113,8 +113,13 @@ def quiet_loading() -> Iterator[None]:
 def load_model(kind: str, path: str | None = None, device: str | None = None, dtype: str | None = None,
                seed: int = 0, **sizes: int) -> tuple[torch.nn.Module, object]:
     """Load ``smollm2``, ``tiny`` (``sizes`` override TINY_SIZES) or ``hf`` (a local directory or an
-    already-cached hub id) on a device."""
+    already-cached hub id) on a device. The first load on a CPU sets torch's threads to the idle cores
+    (``agents.threads``)."""
     dev, torch_dtype = auto_device_dtype(device, dtype)
+    if dev.type == "cpu":
+        from selfplay.agents import threads
+
+        threads.apply_once()
     if sizes and kind != "tiny":
         raise ValueError(f"model size options {sorted(sizes)} apply only to the tiny model, not {kind!r}")
     if kind == "tiny":

@@ -70,6 +70,24 @@ def checkpoint_participants(run_dir: str | Path, options: str = "") -> list[Part
     return found
 
 
+def trained_elsewhere(run_dir: str | Path, game: str, options: dict) -> str | None:
+    """A note when a run's checkpoints were trained on another game or other options (players=2 entering a
+    players=3 tournament) than the tournament plays, else None."""
+    import json
+
+    try:
+        config = json.loads((Path(run_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    trained_game, trained = config.get("game"), config.get("game_options") or {}
+    same_game = trained_game == game or (trained_game and Path(str(trained_game).partition(":")[0]).name ==
+                                         Path(game.partition(":")[0]).name)
+    if same_game and trained == options:
+        return None
+    return (f"note: the checkpoints of {run_dir} were trained on {trained_game} with options {trained}; this "
+            f"tournament plays {game} with options {options}")
+
+
 def distinct_names(participants: list[Participant]) -> list[Participant]:
     """Repeated names get ``#2``, ``#3`` suffixes, as ``play`` names repeated agents (``--agents random random``,
     or a step of the same number from two runs): each is its own participant, built with its own seed."""
@@ -196,6 +214,12 @@ def run_tournament(game: str, participants: list[Participant], games: int = 20, 
     if other is not None:
         raise ValueError(f"output folder {str(out)!r} holds games of {other!r}, not {cls.name!r}: use another --out")
     tables = schedule(names, kind, candidates, size)
+    rounds = len(seatings(cls.roles, [f"seat{i}" for i in range(size)], fixed))
+    if games % rounds:  # as play does: every participant in every seat equally often
+        rounded = -(-games // rounds) * rounds
+        print(f"playing {rounded} games per table, not {games}: a multiple of the {rounds} seatings, so every "
+              f"participant sits in every seat equally often", file=sys.stderr)
+        games = rounded
     if wants_self_play(self_play, outcome_of(cls).kind) and size > 1:
         tables += self_play_tables(names, size)
     by_name = {p.name: p for p in participants}
@@ -271,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     """``selfplay tournament GAME --agents SPEC ... [--run RUN_DIR] ...``."""
     parser = argparse.ArgumentParser(prog="selfplay tournament", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("game", help="a registered name, module:Class or path/to/file.py:Class")
+    parser.add_argument("game", help="a registered name, module:Class, path/to/file.py[:Class] (the class may be left "
+                                     "out when the file defines one game) or openspiel:/textarena:/pettingzoo: GAME")
     parser.add_argument("--agents", nargs="*", default=[], metavar="SPEC", help="agent specs (also NAME=SPEC)")
     parser.add_argument("--run", action="append", default=[], help="a training run directory: its checkpoints play")
     parser.add_argument("--run-options", default="", metavar="K=V,...",
@@ -280,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seats", nargs="+", metavar="ROLE=SPEC",
                         help="roles held by a fixed, unrated agent in every game (e.g. judge=expert)")
     parser.add_argument("--games", type=int, default=20,
-                        help="games per table, a multiple of its seatings: even for two players (default 20)")
+                        help="games per table (default 20), rounded up to a multiple of its seatings (even for two "
+                             "players) with a note")
     parser.add_argument("--schedule", default="round-robin", choices=["round-robin", "gauntlet"])
     parser.add_argument("--candidates", nargs="*", help="gauntlet: the agents that play everyone else")
     parser.add_argument("--self-play", default="auto", choices=["auto", "yes", "no"],
@@ -296,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
         participants = [Participant(*(s.split("=", 1) if "=" in s.split(":")[0] else (s, s))) for s in args.agents]
         for run in args.run:
             participants += checkpoint_participants(run, args.run_options)
+            note = trained_elsewhere(run, args.game, parse_key_values(args.option))
+            if note:
+                print(note, file=sys.stderr)
         if len(participants) < 2:
             raise ValueError("a tournament needs at least two participants (--agents and/or --run)")
         participants = distinct_names(participants)

@@ -492,7 +492,7 @@ def with_options(cls: type[Game], options: dict[str, Any] | None) -> type[Game]:
     try:
         game = cls(**options)
     except TypeError as exc:
-        hint = getattr(cls, "options_hint", "")  # an adapter's own way to set parameters
+        hint = getattr(cls, "options_hint", "") or _dataclass_hint(cls, options)  # an adapter's own way, or @dataclass
         raise ValueError(f"bad options {options} for game {cls.name!r}: {exc}" + (f"; {hint}" if hint else "")) from None
     roles = tuple(game.roles)
     if roles == tuple(cls.roles):
@@ -500,6 +500,19 @@ def with_options(cls: type[Game], options: dict[str, Any] | None) -> type[Game]:
     bound = type(cls.__name__, (cls,), {"roles": roles, "__module__": cls.__module__, "__qualname__": cls.__qualname__})
     validate_game_class(bound)
     return bound
+
+
+def _dataclass_hint(cls: type[Game], options: dict[str, Any]) -> str:
+    """Where a game declares its options as annotated fields but is no dataclass, what to add."""
+    import dataclasses
+
+    annotated = {name for k in type.mro(cls) if k is not Game and k is not object
+                 for name in vars(k).get("__annotations__", {})}
+    if dataclasses.is_dataclass(cls) or not set(options) & annotated:
+        return ""
+    return (f"{cls.__name__} declares {', '.join(sorted(set(options) & annotated))} as field(s) but is not a "
+            f"dataclass: put @dataclass above 'class {cls.__name__}' (from dataclasses import dataclass) so that its "
+            f"options become constructor arguments")
 
 
 _FITS = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),

@@ -132,7 +132,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
         gpu = torch.cuda.is_available()
         line(None, f"GPU: {torch.cuda.get_device_name(0)}" if gpu else "no GPU: training runs on the CPU")
-        line(None, f"torch threads: {torch.get_num_threads()} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
+        from selfplay.agents.threads import choose
+
+        threads, why = choose()
+        line(None, f"torch threads for a run started now: {threads} ({why}); a model run uses the idle cores, since "
+                   f"a thread sharing its core with another busy process slows every step several times "
+                   f"(docs/benchmarks.md); SELFPLAY_THREADS=N chooses")
         from selfplay.agents.vllm_backend import unavailable
 
         why = unavailable()
@@ -222,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("games", help="list the registered games")
     p.set_defaults(fn=cmd_games)
     p = sub.add_parser("check-game", help="run the conformance checks on a game")
-    p.add_argument("game", help="a registered name, module:Class or path/to/file.py:Class")
+    p.add_argument("game", help="a registered name, module:Class, path/to/file.py[:Class] (the class may be left out "
+                                "when the file defines one game) or openspiel:/textarena:/pettingzoo: GAME")
     p.add_argument("--seeds", type=int, help="number of random playouts (default: the game's check_seeds, 200 for most)")
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="game constructor option")

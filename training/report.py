@@ -35,12 +35,14 @@ def _heldout_section(run_dir: Path, history: list[dict]) -> list[str]:
     return lines
 
 
-def write_training_report(run_dir: Path, history: list[dict], curriculum: list[dict] | None = None) -> None:
+def write_training_report(run_dir: Path, history: list[dict], curriculum: list[dict] | None = None,
+                          training: list[dict] | None = None) -> None:
     """``RUN/progress.png`` and ``RUN/report.md``: the learner's evaluation at each evaluation step (win rates and
     Elo for win/lose games; mean reward with 95% intervals and exact exploitability otherwise); with a curriculum,
-    ``RUN/curriculum.png``: each arm's sampling probability and mean |advantage| over steps."""
+    ``RUN/curriculum.png``: each arm's sampling probability and mean |advantage| over steps. ``training``: the mean
+    training (self-play) reward per role at each step, its own panel."""
     run_dir = Path(run_dir)
-    (run_dir / "progress.png").write_bytes(_progress_plot(history))
+    (run_dir / "progress.png").write_bytes(_progress_plot(history, training or []))
     lines = ["# Training report", "", "![progress](progress.png)", "", *_evaluation_table(history)]
     seats = sorted({(o, r) for h in history for o, e in h["evaluation"].items() for r in e.get("reward", {})})
     if seats:  # e.g. the solver's accuracy on the expert creator's tasks, the critic's on the sneaky generator's
@@ -57,11 +59,17 @@ def write_training_report(run_dir: Path, history: list[dict], curriculum: list[d
     (run_dir / "report.md").write_text("\n".join(lines) + "\n")
 
 
-def _progress_plot(history: list[dict]) -> bytes:
-    """Left: win + draw rate, or mean reward with its interval, per baseline. Right: Elo, or exploitability."""
+def _progress_plot(history: list[dict], training: list[dict]) -> bytes:
+    """Panels side by side: win + draw rate, or mean reward with its interval, per evaluation opponent; the learner's
+    Elo, or the exact exploitability, where there is one; the training (self-play) reward per role at each step."""
     steps, opponents = [h["step"] for h in history], list(history[-1]["evaluation"])
     win_lose = history[-1].get("win_lose", True)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6))
+    elo = [h["evaluation"][opponents[0]].get("learner_elo") if opponents else None for h in history]
+    exact = [h.get("exact") for h in history]
+    rated = bool(opponents) and all(elo) or any(exact)
+    count = 1 + rated + bool(training)
+    fig, axes = plt.subplots(1, count, figsize=(5.5 * count, 3.6), squeeze=False)
+    left, *rest = axes[0]
     for name in opponents:
         rows = [h["evaluation"].get(name) for h in history]
         if win_lose:
@@ -72,21 +80,31 @@ def _progress_plot(history: list[dict]) -> bytes:
                                           [r["mean_reward_ci"][1] - m if r else 0 for m, r in zip(means, rows)]],
                       fmt="o-", capsize=3, label=f"vs {name}")
     left.set_ylabel("win + draw rate (both seats)" if win_lose else "mean reward over seats, 95% interval")
+    left.set_title("evaluation")
     if win_lose:
         left.set_ylim(-0.02, 1.02)
-    elo = [h["evaluation"][opponents[0]].get("learner_elo") if opponents else None for h in history]
-    exact = [h.get("exact") for h in history]
-    if opponents and all(elo):
-        right.plot(steps, [e["elo"] for e in elo], "o-")
-        right.fill_between(steps, [e["low"] for e in elo], [e["high"] for e in elo], alpha=0.25)
-        right.set_ylabel(f"learner Elo ({elo[0]['anchor']} = 0)")
-    elif any(exact):
-        right.plot(steps, [x["exploitability"] if x else float("nan") for x in exact], "o-", label="current policy")
-        right.plot(steps, [x.get("average", float("nan")) if x else float("nan") for x in exact], "s--",
-                   label="average policy")
-        right.set_ylabel(f"exploitability (NashConv / {next(x for x in exact if x).get('players', 2)})")
-        right.set_ylim(bottom=0)
-    for ax in (left, right):
+    if rated:
+        right = rest.pop(0)
+        if opponents and all(elo):
+            right.plot(steps, [e["elo"] for e in elo], "o-")
+            right.fill_between(steps, [e["low"] for e in elo], [e["high"] for e in elo], alpha=0.25)
+            right.set_ylabel(f"learner Elo ({elo[0]['anchor']} = 0)")
+        else:
+            right.plot(steps, [x["exploitability"] if x else float("nan") for x in exact], "o-", label="current policy")
+            right.plot(steps, [x.get("average", float("nan")) if x else float("nan") for x in exact], "s--",
+                       label="average policy")
+            right.set_ylabel(f"exploitability (NashConv / {next(x for x in exact if x).get('players', 2)})")
+            right.set_ylim(bottom=0)
+        right.set_title("rating" if opponents and all(elo) else "distance to equilibrium (exact)")
+    if training:
+        panel = rest.pop(0)
+        roles = sorted({r for t in training for r in t["reward"]})
+        for role in roles:
+            panel.plot([t["step"] for t in training], [t["reward"].get(role, float("nan")) for t in training],
+                       ".-", label=role)
+        panel.set_ylabel("mean training reward (all opponents)")
+        panel.set_title("training games")
+    for ax in axes[0]:
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

@@ -18,6 +18,7 @@ class TrainerState:
     progress: list[dict[str, Any]] = field(default_factory=list)  # learning-progress probes per step
     rollouts: dict[str, Any] = field(default_factory=dict)  # Rollouts.state_dict()
     exact: dict[str, Any] = field(default_factory=dict)  # ExactTracker.state_dict(): the running average policy
+    training: list[dict[str, Any]] = field(default_factory=list)  # per step: the mean training reward per role
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

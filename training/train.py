@@ -151,6 +151,9 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
             metrics.update({f"progress/{k}": v for k, v in gains.items()})
             metrics["lr"] = learner.optimizer.param_groups[0]["lr"]
             done = step + 1
+            state.training.append({"step": done, "reward": {k.split("/", 1)[1]: v for k, v in metrics.items()
+                                                            if k.startswith("reward/") and k.count("/") == 1
+                                                            and not k.startswith("reward/vs_")}})
             # the time limit or a stop request ends every rank at the same step: any rank's stops them all
             halt = bool(run.max_minutes) and state.seconds >= 60 * run.max_minutes or \
                 stop is not None and stop.requested
@@ -178,7 +181,7 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
     if accelerator.is_main_process:
         final_summary(run_dir, state.step, state.history)
         if state.history:
-            write_training_report(run_dir, state.history, rollouts.curriculum_history)
+            write_training_report(run_dir, state.history, rollouts.curriculum_history, state.training)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
