@@ -9,6 +9,7 @@ another process (docs/benchmarks.md): 2 threads were several times slower than 1
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 ENV = "SELFPLAY_THREADS"
@@ -88,5 +89,5 @@ def apply(verbose: bool = True) -> int:
     torch.set_num_threads(threads)
     chosen = any(os.environ.get(name, "").strip() for name in (ENV, "OMP_NUM_THREADS"))
     if verbose and threads < usable_cores() and not chosen:
-        print(f"torch threads: {why}", flush=True)
+        print(f"torch threads: {why}", file=sys.stderr, flush=True)  # stdout may be a protocol (serve's ready line)
     return threads

@@ -138,7 +138,9 @@ def _plots(order, ratings, intervals, scores, steps, scale: str = "Elo") -> dict
                 ax.text(j, i, f"{s / n:.2f}\n({n})", ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(order)), order, rotation=45, ha="right")
     ax.set_yticks(range(len(order)), order)
-    ax.set_title("score of row against column (games)" if scale == "Elo" else f"{scale} of row with column (games)")
+    ax.set_title("score of row against column (games)" if scale == "Elo" else
+                 "mean team reward of row with column (games)" + ("; diagonal: self-play" if any(
+                     (n, n) in scores for n in order) else ""))
     fig.colorbar(im, ax=ax, fraction=0.04)
     plots["winrate.png"] = png_bytes(fig)
 
@@ -345,6 +347,12 @@ class _View:
         return any(r.get("self_play") for r in self.rows)
 
     @property
+    def cross_note(self) -> str:
+        """Where self-play games were played, the per-seat table counts only the games with other participants."""
+        return ", in the games played with other participants (self-play is in the ranking and on the diagonal)" \
+            if self.self_played else ""
+
+    @property
     def valued(self) -> bool:
         """Whether the exact table shows team values (a cooperative game whose best joint policy was found)."""
         return self.team_optimum is not None and any(r.get("team_value") is not None for r in self.rows)
@@ -448,7 +456,7 @@ def _markdown(v: _View) -> str:
         md += ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]  # figures aligned right
         md += ["| " + " | ".join(row) + " |" for row in body]
     md += ["", f"**{v.warning}**", "", "![ratings](ratings.png)", "", "## Mean reward per seat", "",
-           "Each participant's mean reward in each seat with its 95% interval (games in parentheses).", ""]
+           f"Each participant's mean reward in each seat with its 95% interval (games in parentheses){v.cross_note}.", ""]
     md += _md_table(*v.rewards())
     if v.pair_rewards:
         md += ["", "## Mean reward against each opponent", "", "The row participant's mean reward in the games it "
@@ -497,7 +505,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f
 <p>{esc(v.method)}</p>{fixed}
 {_html_table(*v.headline())}{exact_html}
 <p class="warn">{esc(v.warning)}</p>{img('ratings.png')}
-<h2>Mean reward per seat</h2><p>Each participant's mean reward in each seat with its 95% interval (games in parentheses).</p>
+<h2>Mean reward per seat</h2><p>Each participant's mean reward in each seat with its 95% interval (games in parentheses){esc(v.cross_note)}.</p>
 {_html_table(*v.rewards())}{pair_html}
 <h2>Score matrix</h2><p>{esc(v.matrix_note())}</p>{matrix}{img('winrate.png')}
 {progress}<h2>Transcripts</h2><ul>{transcripts}</ul><p>All games: matches.csv; numbers: summary.json.</p></body></html>

@@ -45,7 +45,7 @@ def run(recipe: str, steps: int, threads: str | None, out: Path) -> tuple[float,
     found = [tuple(map(float, m.groups())) for m in STEP.finditer(result.stdout)]
     rollout = sum(r for r, _ in found) / max(1, len(found))
     update = sum(u for _, u in found) / max(1, len(found))
-    said = next((line for line in result.stdout.splitlines() if line.startswith("torch threads")), "")
+    said = next((line for line in result.stderr.splitlines() if line.startswith("torch threads")), "")
     return seconds, rollout, update, said
 
 

@@ -72,3 +72,24 @@ def test_the_example_cooperative_game_ranks_its_expert_first(tmp_path):
     rows = {r["agent"]: r for r in json.loads((out / "summary.json").read_text())["ratings"]}
     assert rows["expert"]["self_play"]["ci"][0] > rows["random"]["self_play"]["ci"][1]  # clearly better with itself
     assert rows["expert"]["rank_ub"] == 1
+
+
+def test_games_round_up_to_the_seatings_with_a_note(tmp_path, capsys):
+    out = tmp_path / "three"
+    assert main(["kuhn_poker_3", "--agents", "random", "expert", "e2=expert", "--games", "20", "--out", str(out),
+                 "--bootstrap", "5"]) == 0
+    assert "playing 21 games per table, not 20: a multiple of the 3 seatings" in capsys.readouterr().err
+    assert open_store(out).count() == 21
+
+
+def test_checkpoints_trained_on_other_options_are_noted(tmp_path):
+    from selfplay.arena.tournament import trained_elsewhere
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"game": "kuhn_poker_3", "game_options": {"players": 2}}))
+    note = trained_elsewhere(run, "kuhn_poker_3", {"players": 3})
+    assert note and "trained on kuhn_poker_3 with options {'players': 2}" in note and "{'players': 3}" in note
+    assert trained_elsewhere(run, "kuhn_poker_3", {"players": 2}) is None
+    (run / "config.json").write_text(json.dumps({"game": str(ROOT / "docs/examples/hints.py"), "game_options": {}}))
+    assert trained_elsewhere(run, "docs/examples/hints.py", {}) is None  # the same file, named otherwise

@@ -146,3 +146,43 @@ def test_unseeded_randomness_is_one_determinism_line_per_seed_not_crashes():
     checks = [f.check for f in report.failures]
     assert checks and set(checks) == {"determinism"} and len(checks) <= 12, str(report)
     assert str(report).splitlines()[1].startswith("  [determinism]") and "self.rng" in str(report)
+
+
+def test_a_game_with_fields_but_no_dataclass_is_told_what_to_add():
+    import pytest
+
+    from selfplay.games import with_options
+
+    class Options(Game):
+        name = "options_no_dataclass"
+        roles = ("a", "b")
+        size: int = 3
+
+    with pytest.raises(ValueError, match=r"declares size as field\(s\) but is not a dataclass: put @dataclass"):
+        with_options(Options, {"size": 4})
+
+
+def test_strict_check_game_fails_when_the_leak_test_did_not_run(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "coin.py"  # a hidden coin the guesser cannot see, and no resample_hidden
+    path.write_text(
+        "from selfplay.games import Failure, Game, InvalidAction, Turn, system, user\n"
+        "class Coin(Game):\n"
+        "    name = 'coin'\n    roles = ('hider', 'guesser')\n    max_turns = 1\n"
+        "    def reset(self, seed):\n        self.seed_rng(seed)\n        self.coin, self.guess = self.rng.choice('HT'), None\n"
+        "    def turn(self):\n        return None if self.guess else Turn('guesser')\n"
+        "    def observe(self, role):\n        return [system('Guess the coin: H or T.'), user('Your guess?')]\n"
+        "    def legal_actions(self, role):\n        return ['H', 'T']\n"
+        "    def parse(self, role, text):\n"
+        "        if text.strip() not in ('H', 'T'):\n            raise InvalidAction(Failure.PARSE_ERROR, 'H or T')\n"
+        "        return text.strip()\n"
+        "    def step(self, role, actions):\n        self.guess = actions[0]\n"
+        "    def rewards(self):\n        w = 1.0 if self.guess == self.coin else -1.0\n"
+        "        return {'guesser': w, 'hider': -w}\n")
+    base = [sys.executable, "-m", "selfplay.cli", "check-game", str(path), "--seeds", "10"]
+    lenient = subprocess.run(base, capture_output=True, text=True)
+    assert lenient.returncode == 0 and "leak test NOT RUN" in lenient.stdout, lenient.stdout + lenient.stderr
+    strict = subprocess.run([*base, "--strict"], capture_output=True, text=True)
+    assert strict.returncode == 1 and "leak test NOT RUN" in strict.stdout
