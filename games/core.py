@@ -334,6 +334,13 @@ class Game:
         return None
 
     @classmethod
+    def written_task(cls, info: dict[str, Any]) -> tuple[str, str | None, float | None] | None:
+        """For the proposer-collapse monitor: (the role that wrote this episode's task, the task as text or None when it
+        was malformed, the share of the answers that solved it or None), read from the episode's ``info()``; None in
+        a game without a task-writing role (the default)."""
+        return None
+
+    @classmethod
     def context_stats(cls, infos: list[dict[str, Any]]) -> dict[str, float]:
         """Sums over one training step's episodes, from their ``info()`` dicts, that the next step's games see
         through ``context_options`` (summed over ranks). Default: none."""
@@ -388,6 +395,17 @@ class WriterAnswerer(Game):
     def success_rate(self) -> float:
         """The answerer's mean score."""
         return sum(self.outcomes) / len(self.outcomes)
+
+    task_fields: ClassVar[tuple[str, ...]] = ()  # the info() fields that make up the written task
+
+    @classmethod
+    def written_task(cls, info: dict[str, Any]) -> tuple[str, str | None, float | None] | None:
+        """The writer's task from ``info()`` (``task_fields``), None when malformed, with the answers' solve rate
+        (``info()['solve_rate']``)."""
+        if not cls.task_fields:
+            return None
+        task = None if info.get("malformed") is not None else " | ".join(str(info.get(f)) for f in cls.task_fields)
+        return cls.roles[0], task, info.get("solve_rate")
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ class CreatorSolver(WriterAnswerer):
     reward_range = (-1.0, 1.0)
     max_turns = 2
     check_seeds: ClassVar[int] = 12
+    task_fields: ClassVar[tuple[str, ...]] = ("task", "code", "given")  # what the creator wrote (collapse monitor)
     invalid_policy = InvalidPolicy(retries=0, fallback="forfeit", penalty=-1.0)
     task: str = "puzzle"  # puzzle | output | input
     samples: int = 4  # the solver's K answers
@@ -159,7 +160,8 @@ class CreatorSolver(WriterAnswerer):
 
     def info(self) -> dict[str, Any]:
         return {"task": self.task, "code": self.code, "given": repr(self.given), "malformed": self.malformed,
-                "reference": repr(self.reference), "label_source": self.label_source}
+                "reference": repr(self.reference), "label_source": self.label_source,
+                "solve_rate": self.success_rate() if self.outcomes else None}
 
     # -- scripted agents ----------------------------------------------------------------------------------
     def random_action(self, role: str, rng: random.Random) -> str:

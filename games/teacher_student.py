@@ -58,6 +58,7 @@ class TeacherStudent(WriterAnswerer):
     zero_sum = False
     reward_range = (-1.0, 1.0)
     max_turns = 2
+    task_fields: ClassVar[tuple[str, ...]] = ("skill", "question")  # what the teacher wrote (collapse monitor)
     action_format: ClassVar[str] = ("teacher: lines 'SKILL: <skill>', 'QUESTION: <expression>', 'ANSWER: <integer>'; "
                                     "student: 'ANSWER: <integer>'")
     samples: int = 4
@@ -129,7 +130,8 @@ class TeacherStudent(WriterAnswerer):
         skill, question, answer = self.exercise or (None, None, None)
         return {"skill": skill, "question": question, "answer": answer, "malformed": self.malformed,
                 "solved": sum(self.outcomes) if self.outcomes else None,
-                "tried": len(self.outcomes) if self.outcomes else None}
+                "tried": len(self.outcomes) if self.outcomes else None,
+                "solve_rate": self.success_rate() if self.outcomes else None}
 
     # -- scripted agents ----------------------------------------------------------------------------------
     def random_action(self, role: str, rng: random.Random) -> str:

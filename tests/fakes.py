@@ -188,3 +188,16 @@ class ExpertCrashTTT(TicTacToe):
         if self.moves >= 4:
             raise RuntimeError("expert lost its marbles")
         return super().expert_action(role, rng)
+
+
+from selfplay.games.teacher_student import TeacherStudent  # noqa: E402
+
+
+@dataclass
+class OneTaskTeacher(TeacherStudent):
+    """A teacher whose expert writes the same exercise every time: a collapsed proposer, for the monitor's test."""
+
+    name = "one_task_teacher"
+
+    def expert_action(self, role, rng):
+        return "ANSWER: 7" if role == "student" else "SKILL: add\nQUESTION: 3 + 4\nANSWER: 7"

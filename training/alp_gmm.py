@@ -45,14 +45,12 @@ class Mixture:
 
 
 def _log_densities(x: np.ndarray, means: np.ndarray, covariances: np.ndarray) -> np.ndarray:
-    """log N(x_i | mean_j, cov_j) as an (n, k) array."""
-    n, d = x.shape
-    out = np.empty((n, len(means)))
-    for j, (mean, cov) in enumerate(zip(means, covariances)):
-        chol = np.linalg.cholesky(cov)
-        solved = np.linalg.solve(chol, (x - mean).T)
-        out[:, j] = -0.5 * (solved ** 2).sum(0) - np.log(np.diag(chol)).sum() - 0.5 * d * math.log(2 * math.pi)
-    return out
+    """log N(x_i | mean_j, cov_j) as an (n, k) array (all components at once, through their Cholesky factors)."""
+    d = x.shape[1]
+    chol = np.linalg.cholesky(covariances)  # (k, d, d)
+    solved = np.linalg.solve(chol, (x[None] - means[:, None]).transpose(0, 2, 1))  # (k, d, n)
+    log_det = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(1)  # half the log-determinant, per component
+    return (-0.5 * (solved ** 2).sum(1) - log_det[:, None] - 0.5 * d * math.log(2 * math.pi)).T
 
 
 def fit_mixture(x: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 100, ridge: float = 1e-4,
@@ -117,14 +115,15 @@ class ALPGMM:
         values = self.low + np.clip(unit, 0, 1) * (self.high - self.low)
         return [float(v) for v in (np.round(values) if self.integer else values)]
 
-    def sample(self) -> list[float]:
+    def sample(self, rng: np.random.Generator | None = None) -> list[float]:
         """The next task's parameters: uniform before the first fit and a ``random_share`` of the time, else from a
-        component drawn in proportion to its mean ALP."""
-        if self.mixture is None or self.rng.random() < self.random_share:
-            return self._task(self.rng.random(len(self.low)))
+        component drawn in proportion to its mean ALP. ``rng``: draw from it instead of the teacher's own."""
+        rng = self.rng if rng is None else rng
+        if self.mixture is None or rng.random() < self.random_share:
+            return self._task(rng.random(len(self.low)))
         alp = np.clip(self.mixture.means[:, -1], 0, None)
-        j = self.rng.choice(len(alp), p=alp / alp.sum()) if alp.sum() > 0 else self.rng.integers(len(alp))
-        point = self.rng.multivariate_normal(self.mixture.means[j], self.mixture.covariances[j])
+        j = rng.choice(len(alp), p=alp / alp.sum()) if alp.sum() > 0 else rng.integers(len(alp))
+        point = rng.multivariate_normal(self.mixture.means[j], self.mixture.covariances[j])
         return self._task(point[:-1])
 
     def update(self, task: Sequence[float], reward: float) -> float:

@@ -32,7 +32,7 @@ def _f(default: Any, help: str, *, choices: tuple | None = None, low: float | No
     return field(default=default, metadata=meta)
 
 
-CURRICULA = ("none", "uniform", "sec", "dump", "adarft")
+CURRICULA = ("none", "uniform", "sec", "dump", "adarft", "alp-gmm")
 
 
 @dataclass
@@ -95,6 +95,10 @@ class Curriculum:
     filter_high: float = _f(1.0, "... or above this (0 and 1: keep everything)", low=0.0, high=1.0)
     filter_refill: int = _f(2, "extra rounds of games per step while filtering left fewer groups than games_per_step",
                             low=0)
+    collapse_distinct: float = _f(0.5, "proposer-collapse warning: a task-writing role's share of distinct tasks in a "
+                                        "step below this", low=0.0, high=1.0)
+    collapse_frontier: float = _f(0.1, "proposer-collapse warning: the share of its tasks at the solver's frontier "
+                                        "(solved sometimes, not always) below this", low=0.0, high=1.0)
 
 
 @dataclass

@@ -14,6 +14,9 @@ measurement of the last batch per arm, ``state_dict()`` / ``load_state_dict()`` 
   temperature tau.
 - ``difficulty_filter`` (Bae et al. 2025, "Online Difficulty Filtering for Reasoning Oriented RL"): keep the
   task groups whose sampled accuracy lies in [low, high].
+- ``ALPGMMArms`` (Portelas et al. 2019, ``training.alp_gmm``): ALP-GMM over the arms' numeric values (the
+  option's values, or ``positions``); each step's mean reward per arm is one episode of the teacher (its ALP the
+  change from the arm's last reward), and a task drawn from the mixture plays the nearest arm.
 - ``AdaRFT`` (Shi et al. 2025, "Efficient Reinforcement Finetuning via Adaptive Curriculum Learning"): a target
   difficulty that moves with the recent reward, T <- clip(T + eta * tanh(alpha * (R - beta)), lo, hi); the arm
   whose difficulty is closest to T is played.
@@ -156,6 +159,58 @@ class AdaRFT(Uniform):
         self.target = state["target"]
 
 
+class ALPGMMArms(Uniform):
+    """ALP-GMM (``training.alp_gmm``) over arms placed on a line by their values: a drawn task plays the nearest arm."""
+
+    def __init__(self, arms: Sequence[str], positions: dict[str, float] | None = None, fit_rate: int = 20,
+                 random_share: float = 0.2, max_components: int = 4, seed: int = 0):
+        super().__init__(arms)
+        from selfplay.training.alp_gmm import ALPGMM
+
+        if positions is None:
+            try:
+                positions = {a: float(a) for a in self.arms}
+            except ValueError:
+                positions = {a: float(i) for i, a in enumerate(self.arms)}  # names: their order
+        missing = [a for a in self.arms if a not in positions]
+        if missing:
+            raise ValueError(f"ALP-GMM needs a position for every arm; missing: {missing}")
+        self.positions = {a: float(positions[a]) for a in self.arms}
+        low, high = min(self.positions.values()), max(self.positions.values())
+        self.teacher = ALPGMM([low], [high if high > low else low + 1.0], fit_rate=fit_rate,
+                              random_share=random_share, max_components=max_components, seed=seed)
+
+    def _nearest(self, value: float) -> str:
+        return min(self.arms, key=lambda a: (abs(self.positions[a] - value), self.positions[a]))
+
+    def probabilities(self) -> dict[str, float]:
+        """Estimated from 1,000 draws of a generator of its own (the teacher's state is not consumed)."""
+        import numpy as np
+
+        rng = np.random.default_rng(len(self.teacher.tasks))
+        counts = {a: 0 for a in self.arms}
+        for _ in range(1000):
+            counts[self._nearest(self.teacher.sample(rng)[0])] += 1
+        return {a: c / 1000 for a, c in counts.items()}
+
+    def choose(self, rng: random.Random, n: int) -> list[str]:
+        import numpy as np
+
+        draws = np.random.default_rng(rng.getrandbits(64))  # the same on every rank: rng is seeded per step
+        return [self._nearest(self.teacher.sample(draws)[0]) for _ in range(n)]
+
+    def update(self, signal: dict[str, float]) -> None:
+        """``signal``: the batch's mean reward per arm, one teacher episode each."""
+        for arm, reward in signal.items():
+            self.teacher.update([self.positions[arm]], reward)
+
+    def state_dict(self) -> dict:
+        return self.teacher.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.teacher.load_state_dict(state)
+
+
 def difficulty_filter(accuracies: Sequence[float], low: float = 0.2, high: float = 0.8) -> list[bool]:
     """Which task groups to keep: sampled accuracy within [low, high] (too easy and too hard teach nothing)."""
     if not 0 <= low <= high <= 1:
@@ -163,11 +218,11 @@ def difficulty_filter(accuracies: Sequence[float], low: float = 0.2, high: float
     return [low <= p <= high for p in accuracies]
 
 
-POLICIES = {"uniform": Uniform, "sec": SEC, "dump": DUMP, "adarft": AdaRFT}
+POLICIES = {"uniform": Uniform, "sec": SEC, "dump": DUMP, "adarft": AdaRFT, "alp-gmm": ALPGMMArms}
 
 
 def make_curriculum(name: str, arms: Sequence[str], **options) -> Uniform:
-    """A policy by name (uniform | sec | dump | adarft) with its options."""
+    """A policy by name (uniform | sec | dump | adarft | alp-gmm) with its options."""
     if name not in POLICIES:
         raise ValueError(f"unknown curriculum {name!r}: expected one of {', '.join(POLICIES)}")
     return POLICIES[name](arms, **options)

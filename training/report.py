@@ -36,7 +36,7 @@ def _heldout_section(run_dir: Path, history: list[dict]) -> list[str]:
 
 
 def write_training_report(run_dir: Path, history: list[dict], curriculum: list[dict] | None = None,
-                          training: list[dict] | None = None) -> None:
+                          training: list[dict] | None = None, tasks: list[dict] | None = None) -> None:
     """``RUN/progress.png`` and ``RUN/report.md``: the learner's evaluation at each evaluation step (win rates and
     Elo for win/lose games; mean reward with 95% intervals and exact exploitability otherwise); with a curriculum,
     ``RUN/curriculum.png``: each arm's sampling probability and mean |advantage| over steps. ``training``: the mean
@@ -56,7 +56,57 @@ def write_training_report(run_dir: Path, history: list[dict], curriculum: list[d
     if curriculum:
         (run_dir / "curriculum.png").write_bytes(_curriculum_plot(curriculum))
         lines += ["", "## Curriculum", "", "![curriculum](curriculum.png)"]
+    if tasks:
+        (run_dir / "tasks.png").write_bytes(_tasks_plot(tasks))
+        lines += _tasks_section(tasks)
     (run_dir / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _tasks_section(tasks: list[dict]) -> list[str]:
+    """The proposer-collapse monitor's section: what it measures, the plot, the last step's shares, the warnings."""
+    last = tasks[-1]
+    lines = ["", "## Tasks written (proposer-collapse monitor)", "",
+             "Per step and task-writing role: the share of distinct tasks, of near-duplicates (character-trigram "
+             "similarity >= 0.8 to another task of the step), and how the answers fared on them: malformed, too easy "
+             "(all right), frontier (some right), too hard (none right).", "", "![tasks](tasks.png)", "",
+             "| role | tasks (last step) | distinct | near-duplicates | malformed | too easy | frontier | too hard |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for role, v in last["roles"].items():
+        lines.append(f"| {role} | {int(v['tasks'])} | " + " | ".join(f"{v[k]:.0%}" for k in (
+            "distinct", "near_duplicates", "malformed", "too_easy", "frontier", "too_hard")) + " |")
+    warned = [(t["step"], w) for t in tasks for w in t.get("warnings", [])]
+    if warned:
+        lines += ["", f"Warnings at {len({s for s, _ in warned})} of {len(tasks)} steps; the last: step {warned[-1][0]}: "
+                      f"{warned[-1][1]}"]
+    return lines
+
+
+def _tasks_plot(tasks: list[dict]) -> bytes:
+    """Left: distinct and near-duplicate shares per writer over steps; right: its solve-rate bins, stacked."""
+    roles = sorted({r for t in tasks for r in t["roles"]})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    steps = [t["step"] for t in tasks]
+    for role in roles:
+        values = [t["roles"].get(role) for t in tasks]
+        axes[0].plot(steps, [v["distinct"] if v else float("nan") for v in values], ".-", label=f"{role}: distinct")
+        axes[0].plot(steps, [v["near_duplicates"] if v else float("nan") for v in values], "x--",
+                     label=f"{role}: near-duplicates")
+    axes[0].set_ylabel("share of well-formed tasks")
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[0].set_title("variety")
+    role = roles[0]
+    bottom = [0.0] * len(tasks)
+    for name in ("malformed", "too_easy", "frontier", "too_hard"):
+        heights = [(t["roles"].get(role) or {}).get(name, 0.0) for t in tasks]
+        axes[1].bar(steps, heights, bottom=bottom, label=name.replace("_", " "))
+        bottom = [b + h for b, h in zip(bottom, heights)]
+    axes[1].set_ylabel(f"share of {role}'s tasks")
+    axes[1].set_title(f"how the answers fared ({role})")
+    for ax in axes:
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return png_bytes(fig)
 
 
 def _progress_plot(history: list[dict], training: list[dict]) -> bytes:

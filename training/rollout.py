@@ -260,7 +260,7 @@ class Rollouts:
             self.pool.record(snapshot_step, int(games), stats.pool_score.get(snapshot_step, 0.0))
         if self.curriculum is None:
             return {}
-        signal = "reward" if self.cfg.curriculum.policy == "adarft" else "absadv"
+        signal = "reward" if self.cfg.curriculum.policy in ("adarft", "alp-gmm") else "absadv"
         probabilities = self.curriculum.probabilities()
         self.curriculum.update(stats.arms.mean(signal))
         absadv, reward = stats.arms.mean("absadv"), stats.arms.mean("reward")

@@ -19,6 +19,7 @@ class TrainerState:
     rollouts: dict[str, Any] = field(default_factory=dict)  # Rollouts.state_dict()
     exact: dict[str, Any] = field(default_factory=dict)  # ExactTracker.state_dict(): the running average policy
     training: list[dict[str, Any]] = field(default_factory=list)  # per step: the mean training reward per role
+    tasks: list[dict[str, Any]] = field(default_factory=list)  # per step: the collapse monitor's shares per writer
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

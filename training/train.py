@@ -31,7 +31,8 @@ from selfplay.arena.records import open_store
 from selfplay.arena.stats import error_summary
 from selfplay.training import checkpoint
 from selfplay.training.config import TrainConfig, bind_game
-from selfplay.training.distributed import make_accelerator, record_weight_hashes, reduce_sum, sum_scalar
+from selfplay.training.collapse import CollapseMonitor, step_counts, written_tasks
+from selfplay.training.distributed import gather, make_accelerator, record_weight_hashes, reduce_sum, sum_scalar
 from selfplay.training.evaluation import Evaluator, infos
 from selfplay.training.exploit import ExactTracker
 from selfplay.training.interrupt import StopRequest
@@ -92,6 +93,7 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
         state.history.append(evaluator.entry(0, state.seconds, tracker.measure() if tracker else None)[0])
 
     noted = cfg.sampling.constrained  # the note on answers cut at max_new_tokens, said once (constrained ones finish)
+    monitor = CollapseMonitor(cfg.curriculum.collapse_distinct, cfg.curriculum.collapse_frontier, state.tasks)
 
     def save(step: int) -> None:  # the base's dtype as build_learner loads it, for hf:CHECKPOINT to rebuild it
         checkpoint.save(learner, run_dir, step, state, cfg.model, run.keep_checkpoints, run.seed,
@@ -145,12 +147,18 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
 
             # -- statistics over ranks, the rollout component moves on, snapshot, evaluation, checkpoint, log -----
             stats.game = game_cls.context_stats([info for info in infos(batch.episodes).values()])
+            written = gather(accelerator, written_tasks(game_cls, batch.episodes))  # every rank's, for distinctness
+            task_metrics, collapse = monitor.observe(step + 1, step_counts(written))
             stats = reduce_sum(accelerator, stats)
             metrics = step_metrics(stats, accelerator.num_processes, batch.seconds, update_seconds)
             metrics.update(rollouts.observe(step + 1, stats))
             metrics.update({f"progress/{k}": v for k, v in gains.items()})
+            metrics.update(task_metrics)
+            for line in collapse:  # said once per step in which it holds, beside the step line
+                accelerator.print(f"step {step + 1}: warning: {line}")
             metrics["lr"] = learner.optimizer.param_groups[0]["lr"]
             done = step + 1
+            state.tasks = monitor.history
             state.training.append({"step": done, "reward": {k.split("/", 1)[1]: v for k, v in metrics.items()
                                                             if k.startswith("reward/") and k.count("/") == 1
                                                             and not k.startswith("reward/vs_")}})
@@ -181,7 +189,7 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
     if accelerator.is_main_process:
         final_summary(run_dir, state.step, state.history)
         if state.history:
-            write_training_report(run_dir, state.history, rollouts.curriculum_history, state.training)
+            write_training_report(run_dir, state.history, rollouts.curriculum_history, state.training, state.tasks)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
