@@ -10,7 +10,6 @@ not folded into the log-probabilities (as in TRL and vLLM).
 from __future__ import annotations
 
 import math
-import warnings
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from typing import Any
 import torch
 
 from selfplay.agents.base import Completion, Request
-from selfplay.agents.sampling import BACKENDS, OBSERVERS, SamplingConfig  # noqa: F401 - re-exported
+from selfplay.agents.sampling import BACKENDS, OBSERVERS, SamplingConfig, warn_no_compact  # noqa: F401
 from selfplay.agents.checkpoints import RoleAgent, checkpoint_policy, load_role_models, policy_dir, run_sampling
 from selfplay.agents.decode import (Decoder, default_min_saving, next_allowed, plain_head, power_of_two, radix_tree,
                                     through_stop)
@@ -30,7 +29,6 @@ from selfplay.agents.models import load_model
 from selfplay.agents.specs import MODEL_OPTIONS
 from selfplay.agents.tree_forward import forward_plan, tree_may_pay, tree_pays, tree_states
 from selfplay.agents.weights import activate_adapter
-from selfplay.games.core import Game
 
 
 def observation(request: Request, observer: str, bare_system: bool = False) -> list[dict]:
@@ -42,22 +40,6 @@ def observation(request: Request, observer: str, bare_system: bool = False) -> l
     first = next((i for i, m in enumerate(request.messages) if m["role"] == "user"), len(request.messages) - 1)
     bare = [{"role": "system", "content": ""}] if bare_system else []
     return [*bare, {"role": "user", "content": request.compact}, *request.messages[first + 1:]]
-
-
-_WARNED_COMPACT: set[str] = set()
-
-
-def warn_no_compact(game, agent: str) -> None:
-    """Say once per game that ``observer=compact`` cannot apply: the game gives no one-line observation, so the agent
-    reads the full chat (longer prompts, slower, and not what the recipe meant)."""
-    if game.name in _WARNED_COMPACT:
-        return
-    _WARNED_COMPACT.add(game.name)
-    defined = type(game).compact_observation is not Game.compact_observation
-    warnings.warn(f"agent {agent!r} has observer=compact, but game {game.name!r} "
-                  + ("returned no compact observation (None) here" if defined else "defines no compact_observation")
-                  + ": it reads the game's full chat messages instead (define compact_observation(role) in the game, "
-                    "or set observer=chat)", stacklevel=3)
 
 
 def adds_default_system(tokenizer) -> bool:

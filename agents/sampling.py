@@ -3,6 +3,7 @@ before any model loads."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -62,3 +63,22 @@ class SamplingConfig:
 
 OBSERVERS = ("chat", "compact")
 BACKENDS = ("native", "vllm")
+
+
+_WARNED_COMPACT: set[str] = set()
+
+
+def warn_no_compact(game, agent: str) -> None:
+    """Say once per game (a class or an instance) that ``observer=compact`` cannot apply: the game gives no one-line
+    observation, so the agent reads the full chat (longer prompts, slower, and not what the recipe meant)."""
+    from selfplay.games.core import Game
+
+    if game.name in _WARNED_COMPACT:
+        return
+    _WARNED_COMPACT.add(game.name)
+    cls = game if isinstance(game, type) else type(game)
+    defined = cls.compact_observation is not Game.compact_observation
+    warnings.warn(f"agent {agent!r} has observer=compact, but game {game.name!r} "
+                  + ("returned no compact observation (None) here" if defined else "defines no compact_observation")
+                  + ": it reads the game's full chat messages instead (define compact_observation(role) in the game, "
+                    "or set observer=chat)", stacklevel=3)

@@ -472,9 +472,9 @@ def bind_game(config: TrainConfig) -> type:
         raise ValueError(f"config key 'learner_roles': {config.learner_roles} must name at least one role and none "
                          f"held by opponents.seats ({both or list(seats)})")
     if config.sampling.observer == "compact" and cls.compact_observation is Game.compact_observation:
-        raise ValueError(f"config key 'sampling.observer' = compact, but game {cls.name!r} defines no "
-                         f"compact_observation: the learner would read the full chat prompts instead (define "
-                         f"compact_observation(role) in the game, or set sampling.observer=chat)")
+        from selfplay.agents.sampling import warn_no_compact
+
+        warn_no_compact(cls, "learner (sampling.observer)")  # once, before any model loads
     has_expert, has_random = cls.expert_action is not Game.expert_action, plays_random(cls(**config.game_options))
     if config.evaluation.opponents is None:  # a cooperative team is measured with itself first
         config.evaluation.opponents = [*(["mirror"] if outcome_of(cls).kind == "cooperative" else []),

@@ -57,7 +57,6 @@ def test_a_crashing_agent_forfeits_and_the_tournament_completes(tmp_path):
     (["--agents", "random", "wizard"], "unknown agent kind 'wizard'"),
     (["--agents", "random", "--run", "nowhere"], "run directory 'nowhere' does not exist"),
     (["--agents", "random"], "at least two participants"),
-    (["--agents", "random", "expert", "--games", "3"], "--games 3"),
     (["--agents", "random", "expert", "--bootstrap", "0"], "--bootstrap 0"),
     (["--agents", "random", "expert", "--anchor", "nobody"], "--anchor 'nobody' is not a participant"),
     (["--agents", "random", "expert", "--schedule", "gauntlet", "--candidates", "ghost"], "unknown: ['ghost']"),
