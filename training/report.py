@@ -106,6 +106,7 @@ def _tasks_plot(tasks: list[dict]) -> bytes:
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
+    fig.tight_layout()
     return png_bytes(fig)
 
 
@@ -159,6 +160,7 @@ def _progress_plot(history: list[dict], training: list[dict]) -> bytes:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
+    fig.tight_layout()  # no panel's label runs into its neighbour
     return png_bytes(fig)
 
 
