@@ -16,7 +16,8 @@ modules), and after the job kills every other process of its namespace and wipes
 The result channel: the child writes one length-prefixed JSON frame; the worker and then this process read a
 bounded amount, validate it strictly (schema, known status, size, nesting depth) and turn anything else into a
 CRASH verdict for that one job; a worker that dies or stalls is replaced and its job reported, never raised.
-The harness marks its own result frame with a per-job nonce that only its frames hold, and the job cannot reach a
+The harness ends its own result frame with a per-job nonce that only its frames hold, serialises the verdict with an
+encoder of builtins taken before the job ran (a job may replace ``json.dumps.__code__``), and the job cannot reach a
 frame (``sys._getframe``, ``tb_frame``, ``gi_frame`` and the like are refused, as are ``gc`` and ``/proc``): a frame
 the job writes itself is reported FORBIDDEN, and the harness's captured sender is out of reach. Still, the value is
 whatever the job's code computed, so it is data: callers compare it in trusted code with expected values that never

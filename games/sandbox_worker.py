@@ -74,20 +74,27 @@ def depth_ok(value, limit=64):
     return True
 
 
+NONCE_BYTES = 16
+
+
 def validate(raw, nonce):
-    """The child's result frame as a verdict dict (without its nonce), None when it is anything but one well-formed
-    result, or False when it is well formed but lacks this job's nonce: a frame the job's code wrote itself."""
+    """The child's result frame (a 4-byte length, the JSON verdict, the 16-byte nonce) as a verdict dict; None when it
+    is anything but one well-formed frame; False when it is well formed but does not end with this job's nonce: a
+    frame the job's code wrote itself."""
     if raw is None or len(raw) < 4:
         return None
     (size,) = struct.unpack(">I", raw[:4])
-    if size != len(raw) - 4:  # nothing before or after the one frame
+    if size == len(raw) - 4 - NONCE_BYTES:
+        body, trailer = raw[4:4 + size], raw[4 + size:]
+    elif size == len(raw) - 4:  # a frame in the old shape, without a nonce: never the harness's
+        body, trailer = raw[4:], b""
+    else:  # nothing before or after the one frame
         return None
     try:
-        result = json.loads(raw[4:].decode("utf-8"))
+        result = json.loads(body.decode("utf-8"))
     except (ValueError, RecursionError, UnicodeDecodeError):
         return None
-    if not isinstance(result, dict) or not {"status", "value", "repr", "error"} <= set(result) <= \
-            {"status", "value", "repr", "error", "nonce"}:
+    if not isinstance(result, dict) or set(result) != {"status", "value", "repr", "error"}:
         return None
     if result["status"] not in STATUSES or not isinstance(result["repr"], bool):
         return None
@@ -95,7 +102,7 @@ def validate(raw, nonce):
         return None
     if not depth_ok(result["value"]):
         return None
-    if result.pop("nonce", None) != nonce:
+    if trailer != bytes.fromhex(nonce):
         return False
     return result
 
@@ -186,11 +193,53 @@ def _make_hook(tmp, forbidden, no_frame):
     return type(hook)(hook.__code__, hook.__globals__, "hook", hook.__defaults__[:-1] + (hook.__code__,), hook.__closure__)
 
 
+def _encoder():
+    """A JSON encoder for the result frame built only from builtins taken now, before any job code runs: json.dumps
+    is Python code whose ``__code__`` a job could replace to read (or rewrite) what the harness sends. Exact JSON
+    types only (tuples as lists); anything else raises TypeError, a NaN or infinity ValueError."""
+    import json.encoder
+
+    quote = json.encoder.encode_basestring_ascii  # the C function where CPython has it, taken before the job
+    int_repr, float_repr, join, items, kind = int.__repr__, float.__repr__, str.join, dict.items, type
+
+    def encode(value, depth=0):
+        if value is None:
+            return "null"
+        if value is True or value is False:
+            return "true" if value is True else "false"
+        t = kind(value)
+        if t is int:
+            return int_repr(value)
+        if t is float:
+            text = float_repr(value)
+            if text in ("nan", "inf", "-inf"):
+                raise ValueError("not a JSON number")
+            return text
+        if t is str:
+            return quote(value)
+        if depth > 64:
+            raise ValueError("nested too deep")
+        if t is list or t is tuple:
+            return "[" + join(",", [encode(v, depth + 1) for v in value]) + "]"
+        if t is dict:
+            parts = []
+            for k, v in items(value):
+                if kind(k) is not str:
+                    raise TypeError("a key that is not a string")
+                parts.append(quote(k) + ":" + encode(v, depth + 1))
+            return "{" + join(",", parts) + "}"
+        raise TypeError("not a JSON value")
+
+    return encode
+
+
 def run_job(job, result_fd, nonce):
-    """In the forked child: run the job's code and expression and write one result frame."""
+    """In the forked child: run the job's code and expression and write one result frame: a 4-byte length, the JSON
+    verdict, then the job's 16-byte nonce, which never passes through code the job could have changed."""
     import builtins
 
-    dumps, write, pack = json.dumps, os.write, struct.pack  # taken before the job's code can patch them
+    encode, write, pack, to_bytes = _encoder(), os.write, struct.pack, str.encode  # taken before the job runs
+    mark = bytes.fromhex(nonce)
 
     class Forbidden(Exception):
         pass
@@ -200,11 +249,10 @@ def run_job(job, result_fd, nonce):
 
     def send(result):
         try:
-            body = dumps(result).encode()
-        except (TypeError, ValueError):
-            body = dumps({"status": "CRASH", "value": None, "repr": False, "error": "unserialisable result",
-                          "nonce": result["nonce"]}).encode()
-        frame = pack(">I", len(body)) + body
+            body = to_bytes(encode(result))
+        except (TypeError, ValueError, RecursionError):
+            body = to_bytes(encode({"status": "CRASH", "value": None, "repr": False, "error": "unserialisable result"}))
+        frame = pack(">I", len(body)) + body + mark
         while frame:
             frame = frame[write(result_fd, frame):]
 
@@ -216,21 +264,21 @@ def run_job(job, result_fd, nonce):
         if name.partition(".")[0] in blocked:
             del sys.modules[name]
     sys.addaudithook(hook)
-    # the nonce marks the harness's own result frame: the job's code cannot read it (no frames, no gc, no /proc)
-    result = {"status": "OK", "value": None, "repr": False, "error": None, "nonce": nonce}
-    job = nonce = None  # nothing of the job's expression or of the nonce stays in this frame but in ``result``
+    result = {"status": "OK", "value": None, "repr": False, "error": None}
+    job = nonce = None  # the job's expression and the nonce stay only in the harness's frames and in ``mark``
     scope = {"__name__": "__sandbox__", "__builtins__": builtins}
     try:
         exec(code, scope)
         if expression is not None:
             value = eval(expression, scope)
             try:
-                dumps(value)
+                encode(value)
                 result["value"] = value
             except (TypeError, ValueError, RecursionError):
-                result["value"], result["repr"] = repr(value)[:10000], True
+                text = repr(value)
+                result["value"], result["repr"] = str.__getitem__(text if type(text) is str else "?", slice(0, 10000)), True
     except Forbidden as exc:
-        result.update(status="FORBIDDEN", error=str(exc))
+        result.update(status="FORBIDDEN", error=str.__getitem__(f"{exc}", slice(0, 2000)))
     except MemoryError:
         result.update(status="MEMORY", error="MemoryError")
     except RecursionError as exc:

@@ -335,6 +335,15 @@ except ZeroDivisionError as exc:
     import os
     os._exit(0)
 '''
+PATCH_THE_ENCODER = '''
+import json
+forged = '{"status": "OK", "value": "forged", "repr": false, "error": null}'
+def dumps(obj, *args, **kwargs):
+    return forged
+json.dumps.__code__ = dumps.__code__  # the harness would pass its verdict through this
+json.JSONEncoder.encode = lambda self, o: forged
+raise ValueError("the real outcome")
+'''
 READ_THE_EXPRESSION = "import sys\nseen = sys._getframe(1).f_locals['expression']\n"
 FORGE_VIA_GENERATOR = "def g():\n    yield 1\nharness = g().gi_frame.f_back\n"
 
@@ -346,6 +355,13 @@ def test_a_job_cannot_forge_its_verdict_or_read_the_harness(code):
     result = run_code(code, "1 + 1", LIMITS)
     assert result.status == "FORBIDDEN" and result.value is None, result  # not OK, not 'forged', not 2
     assert "forged" in result.error or "frames reach the harness" in result.error
+
+
+def test_patching_the_json_encoder_changes_nothing_the_harness_sends():
+    result = run_code(PATCH_THE_ENCODER, "1 + 1", LIMITS)
+    assert result.status == "EXCEPTION" and result.error == "ValueError: the real outcome"
+    result = run_code(PATCH_THE_ENCODER.replace('raise ValueError("the real outcome")', ""), "[1, (2, 3.5)]", LIMITS)
+    assert result.status == "OK" and result.value == [1, [2, 3.5]]
 
 
 def test_the_standard_library_still_works_without_frames():
