@@ -139,7 +139,7 @@ class Evaluation:
     every: int = _f(10, "steps between evaluations (0: only at the end)", low=0, alias="eval_every")
     games: int = _f(32, "games per evaluation opponent (every seat; no evaluation: opponents=[])", low=1,
                     alias="eval_games")
-    opponents: list[str] | None = _f(None, "agents the learner is evaluated with: scripted baselines, or mirror (the "
+    opponents: list[str] | None = _f(None, "agents the learner is evaluated with: scripted baselines, or mirror (also self; the "
                                            "learner in every seat: self-play, the measure of cooperative games) "
                                            "(default: mirror for cooperative games, random, and expert when the game "
                                            "has one)", alias="eval_opponents")
@@ -438,6 +438,7 @@ def validate(config: TrainConfig) -> None:
             raise ValueError(f"config key 'sampling.backend' = vllm: {unavailable()}; or use backend native")
 
 
+SELF_NAMES = ("self", "self-play", "selfplay")  # evaluation.opponents: other names of mirror
 # names that are not agent specs, by the config key that takes them: the learner itself, its snapshot pool, its average
 SPECIAL_AGENTS = {"evaluation.opponents": ("mirror",), "curriculum.arms": ("mirror", "pool", "average"),
                   "opponents.scripted_opponent": ("average",)}
@@ -476,6 +477,8 @@ def bind_game(config: TrainConfig) -> type:
 
         warn_no_compact(cls, "learner (sampling.observer)")  # once, before any model loads
     has_expert, has_random = cls.expert_action is not Game.expert_action, plays_random(cls(**config.game_options))
+    if config.evaluation.opponents is not None:  # self and self-play read naturally for the learner with itself
+        config.evaluation.opponents = ["mirror" if str(o) in SELF_NAMES else o for o in config.evaluation.opponents]
     if config.evaluation.opponents is None:  # a cooperative team is measured with itself first
         config.evaluation.opponents = [*(["mirror"] if outcome_of(cls).kind == "cooperative" else []),
                                        *(["random"] if has_random else []), *(["expert"] if has_expert else [])]

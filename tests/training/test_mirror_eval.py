@@ -36,6 +36,8 @@ def test_cooperative_games_are_evaluated_in_self_play_first_by_default():
     assert "mirror" not in config.evaluation.opponents  # available to every game, on by default for cooperative ones
     config = load_config(None, ["game=kuhn_poker", "eval_opponents=[mirror,random]"])
     assert bind_game(config) and config.evaluation.opponents == ["mirror", "random"]
+    config = load_config(None, ["game=signalling", "eval_opponents=[self,expert]"])  # another name for it
+    assert bind_game(config) and config.evaluation.opponents == ["mirror", "expert"]
 
 
 def test_a_bad_evaluation_opponent_names_its_key():
