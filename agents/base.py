@@ -25,6 +25,7 @@ class Request:
     legal_actions: list[str] | None = None
     compact: str | None = None  # the game's one-line observation, for agents whose observer is compact
     seed: int | None = None  # the match's seed: scripted agents draw each game's moves from their own stream of it
+    slot: str | None = None  # the game's answer slot: model agents continue it (``Game.answer_slot``)
 
 
 @dataclass

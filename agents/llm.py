@@ -304,6 +304,9 @@ class LLMAgent:
     def act(self, requests: list[Request]) -> list[list[Completion]]:
         read = [self._messages(r) for r in requests]
         prompts = render_prompts(self.tokenizer, read, self.prompt_memo)
+        if any(r.slot for r in requests):  # an answer slot: the start of the model's own turn, part of its prompt
+            prompts = [p + self._slot_ids(r.slot) if r.slot else p for p, r in zip(prompts, requests)]
+            read = [[*m, {"role": "assistant", "content": r.slot}] if r.slot else m for m, r in zip(read, requests)]
         context = getattr(self.model.config, "max_position_embeddings", None)
         new = self.sampling.max_new_tokens
         fits = [context is None or len(p) + new <= context for p in prompts]
@@ -468,7 +471,7 @@ class LLMAgent:
         device = next(self.model.parameters()).device
         rows, owners = [], []
         for i, r in enumerate(requests):
-            prompt = render_prompt(tok, self._messages(r))
+            prompt = render_prompt(tok, self._messages(r)) + (self._slot_ids(r.slot) if r.slot else [])
             spelled = [tok.encode(a, add_special_tokens=False) for a in r.legal_actions]
             for action, ids in zip(r.legal_actions, spelled):
                 path, allowed = ids + [eos], []
@@ -519,6 +522,10 @@ class LLMAgent:
             return log[batch_id][len(prefix)]
 
         return allowed, log
+
+    def _slot_ids(self, slot: str) -> list[int]:
+        """The token ids of an answer slot, appended after the chat template's generation prompt."""
+        return list(self.tokenizer.encode(slot, add_special_tokens=False))
 
     def _messages(self, request: Request) -> list[dict]:
         if self.bare_system is None:

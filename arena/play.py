@@ -113,11 +113,11 @@ class _LiveGame:
             retries = [s for s in self.slots if s.role == role and not s.done and s.attempts > 0]
             if not fresh and not retries:
                 continue
-            legal, compact = self.game.legal_actions(role), self._compact[role]
+            legal, compact, slot = self.game.legal_actions(role), self._compact[role], self._slot[role]
             seed = self.episode.seed  # the match's: scripted agents draw this game's moves from it
             if fresh:
-                out.append((Request(self.game, role, fresh[0].messages, len(fresh), legal, compact, seed), fresh))
-            out += [(Request(self.game, role, s.messages, 1, legal, compact, seed), [s]) for s in retries]
+                out.append((Request(self.game, role, fresh[0].messages, len(fresh), legal, compact, seed, slot), fresh))
+            out += [(Request(self.game, role, s.messages, 1, legal, compact, seed, slot), [s]) for s in retries]
         return out
 
     def receive(self, slot: _Slot, completion: Completion, failure: tuple[Failure, str] | None, seconds: float) -> None:
@@ -197,6 +197,7 @@ class _LiveGame:
             if error := observation_error(self.game, role, view):
                 raise ValueError(error)
         self._compact = {role: self.game.compact_observation(role) for role in self.turn.roles}
+        self._slot = {role: self.game.answer_slot(role) for role in self.turn.roles}
         self.slots = [_Slot(views[role], role) for role in self.turn.roles for _ in range(self.turn.samples)]
         self.turn_steps = [[] for _ in self.slots]
 

@@ -1,7 +1,10 @@
 """Arithmetic with graded difficulty: a task source (skill x digits) and a one-turn quiz game built on it.
 
 Skills: ``add`` (carries), ``sub`` (borrows; never negative), ``mul`` (by a one-digit number), ``paren``
-((a + b) * c). ``digits`` sets the size of the numbers. The quiz asks the solver K times (a ``samples=K`` turn,
+((a + b) * c). ``digits`` sets the size of the numbers. ``answer_format=slot`` is the format a small model can meet: the
+assistant turn is pre-filled with "37 + 45 = " (``answer_slot``), the model writes the number, and every integer the
+skill can produce is listed as a legal action (at most ``MAX_LISTED``), so constrained decoding spells only a number
+(digits, then the end). The quiz asks the solver K times (a ``samples=K`` turn,
 the group GRPO and difficulty filtering need); each answer scores 1 when exactly right. Curricula choose the
 category through the game options (``curriculum_option=digits``, or ``skill``); a teacher/student game can draw
 its held-out problems from ``make_task``.
@@ -18,7 +21,17 @@ from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, sys
 from selfplay.games.registry import register
 
 SKILLS = ("add", "sub", "mul", "paren")
+ANSWERS = ("line", "slot")
+MAX_LISTED = 2000  # answer=slot lists every possible result as a legal action up to this many
 _ANSWER = re.compile(r"ANSWER:\s*(-?\d+)")
+_NUMBER = re.compile(r"\s*(-?\d+)")
+
+
+def answer_bounds(skill: str, digits: int) -> tuple[int, int]:
+    """The smallest and largest result ``make_task`` can give for ``skill`` and ``digits``."""
+    low, high = 10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1
+    return {"add": (2 * low, 2 * high), "sub": (0, high - low), "mul": (2 * low, 9 * high),
+            "paren": (4 * low, 18 * high)}[skill]
 
 
 def make_task(skill: str, digits: int, rng: random.Random) -> tuple[str, int]:
@@ -63,6 +76,7 @@ class Arithmetic(Game):
     digits: int = 1
     samples: int = 4
     choices: int = 0  # > 0: multiple choice among this many candidates (legal actions, for constrained decoding)
+    answer_format: str = "line"  # line: 'ANSWER: <integer>' | slot: the number alone after a pre-filled "37 + 45 = "
 
     def __post_init__(self) -> None:
         if self.skill not in SKILLS:
@@ -71,6 +85,8 @@ class Arithmetic(Game):
             raise ValueError(f"arithmetic digits={self.digits}, samples={self.samples}: expected 1-9 digits, samples >= 1")
         if not 0 <= self.choices <= 6 or self.choices == 1:
             raise ValueError(f"arithmetic choices={self.choices}: expected 0 (free answer) or 2-6 candidates")
+        if self.answer_format not in ANSWERS:
+            raise ValueError(f"arithmetic answer_format={self.answer_format!r}: expected one of {', '.join(ANSWERS)}")
 
     def reset(self, seed: int) -> None:
         self.seed_rng(seed)
@@ -81,17 +97,29 @@ class Arithmetic(Game):
     def turn(self) -> Turn | None:
         return Turn("solver", samples=self.samples) if self.scores is None else None
 
+    @property
+    def slotted(self) -> bool:
+        return self.answer_format == "slot"
+
     def observe(self, role: str) -> list:
         listed = f" Choices: {', '.join(map(str, self.candidates))}." if self.candidates else ""
-        return [system(f"Solve the problem. Answer with {self.action_format}."), user(f"Compute {self.question}.{listed}")]
+        how = "the number" if self.slotted else self.action_format
+        return [system(f"Solve the problem. Answer with {how}."), user(f"Compute {self.question}.{listed}")]
+
+    def answer_slot(self, role: str) -> str | None:
+        return f"{self.question} = " if self.slotted else None
 
     def legal_actions(self, role: str) -> list[str] | None:
+        if self.slotted:
+            values = self.candidates or range(*(lambda lo, hi: (lo, hi + 1))(*answer_bounds(self.skill, self.digits)))
+            return [str(v) for v in values] if len(values) <= MAX_LISTED else None
         return [f"ANSWER: {c}" for c in self.candidates] or None
 
     def parse(self, role: str, text: str) -> int:
-        match = _ANSWER.search(text)
+        match = (_NUMBER.match(text) if self.slotted else None) or _ANSWER.search(text)
         if not match:
-            raise InvalidAction(Failure.PARSE_ERROR, f"expected {self.action_format}")
+            raise InvalidAction(Failure.PARSE_ERROR, "expected the number" if self.slotted else
+                                f"expected {self.action_format}")
         return int(match.group(1))
 
     def step(self, role: str, actions: list) -> list[float]:
@@ -102,12 +130,14 @@ class Arithmetic(Game):
         return {"solver": sum(self.scores) / len(self.scores)}
 
     def random_action(self, role: str, rng: random.Random) -> str:
-        if self.candidates:
-            return f"ANSWER: {rng.choice(self.candidates)}"
-        return f"ANSWER: {self.answer + rng.choice([-10, -1, 0, 0, 1, 10])}"
+        value = rng.choice(self.candidates) if self.candidates else self.answer + rng.choice([-10, -1, 0, 0, 1, 10])
+        if self.slotted:
+            low, high = answer_bounds(self.skill, self.digits)
+            return str(min(high, max(low, value)))
+        return f"ANSWER: {value}"
 
     def expert_action(self, role: str, rng: random.Random) -> str:
-        return f"ANSWER: {self.answer}"
+        return str(self.answer) if self.slotted else f"ANSWER: {self.answer}"
 
     def info(self) -> dict:
         return {"skill": self.skill, "digits": self.digits, "question": self.question, "answer": self.answer}

@@ -297,6 +297,12 @@ class Game:
         low, high = self.reward_range
         return {r: min(high, max(low, 0.0)) for r in self.roles}
 
+    def answer_slot(self, role: str) -> str | None:
+        """Text the role's answer starts with, pre-filled in its assistant turn (an answer slot, so that a small model
+        continues "37 + 45 = " instead of explaining): a model agent reads it as the start of its own turn, its prompt
+        ends with it, and ``parse`` receives only what the model wrote after it. None: no slot (the default)."""
+        return None
+
     def compact_observation(self, role: str) -> str | None:
         """What ``role`` sees as one short line, for small models (an agent chooses it with ``observer=compact``);
         the same information as ``observe``. None: the game has no compact form."""
