@@ -6,6 +6,10 @@ to be wrong but plausible. The checker confirms the new step is wrong (bad arith
 the previous result); if it is in fact correct, the generator loses. The critic sees the solution with step k
 replaced and names the wrong step. Zero-sum: +1 to whoever wins, -1 to the other.
 
+With ``formats=structured`` (what a small model can meet from its first step) the generator chooses the step and its
+wrong result among the legal actions ("STEP 3: 150": step 3's result replaced by 150, off by 1, 2 or 10 from the
+right one), so every answer is a valid corruption; a uniformly random choice is the random-corruption ablation.
+
 Departure from SPC: steps are arithmetic, checked exactly, not natural-language reasoning judged by a model; the
 critic names the first wrong step rather than labelling every step. The expert generator makes a small
 plausible slip (off by one or ten, a carried digit); the expert critic checks every step, so the critic's win
@@ -24,6 +28,9 @@ from selfplay.games.registry import register
 OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
 _STEP = re.compile(r"(-?\d+)\s*([+\-*])\s*(-?\d+)\s*=\s*(-?\d+)")
 _PICK = re.compile(r"\[\s*step\s+(\d+)\s*\]", re.IGNORECASE)
+_CHOICE = re.compile(r"STEP\s+(\d+):\s*(-?\d+)")
+SLIPS = (-10, -2, -1, 1, 2, 10)  # how far a structured generator's wrong result is from the right one
+FORMATS = ("free", "structured")
 
 
 def make_chain(rng: random.Random, steps: int) -> list[tuple[int, str, int, int]]:
@@ -56,10 +63,13 @@ class SneakyCritic(Game):
     roles = ("generator", "critic")
     max_turns = 2
     steps: int = 4  # length of each solution chain
+    formats: str = "free"  # free: 'STEP: a op b = c' | structured: 'STEP k: v' chosen among the legal slips
 
     def __post_init__(self) -> None:
         if not 2 <= self.steps <= 12:
             raise ValueError(f"sneaky_critic steps={self.steps}: expected 2 to 12")
+        if self.formats not in FORMATS:
+            raise ValueError(f"sneaky_critic formats={self.formats!r}: expected one of {', '.join(FORMATS)}")
 
     @property
     def action_format(self) -> str:  # type: ignore[override]
@@ -78,7 +88,16 @@ class SneakyCritic(Game):
             return Turn("generator")
         return Turn("critic") if self.pick is None and not self.sneaky_but_correct else None
 
+    @property
+    def structured(self) -> bool:
+        return self.formats == "structured"
+
     def observe(self, role: str) -> list:
+        if role == "generator" and self.structured:
+            lines = "\n".join(f"Step {i + 1}: {render(s)}" for i, s in enumerate(self.chain))
+            return [system("You are the sneaky generator. Choose one step of this correct solution and a wrong result "
+                           "for it that a checker would miss. Answer with one of the choices, like 'STEP 2: 150'."),
+                    user(f"Solution:\n{lines}")]
         if role == "generator":
             lines = "\n".join(f"Step {i + 1}: {render(s)}" for i, s in enumerate(self.chain))
             return [system("You are the sneaky generator. Rewrite one step of a correct solution so that it is "
@@ -90,6 +109,12 @@ class SneakyCritic(Game):
                 user(f"Solution:\n{lines}")]
 
     def parse(self, role: str, text: str):
+        if role == "generator" and self.structured:
+            match = _CHOICE.search(text)
+            legal = self.legal_actions(role)
+            if not match or f"STEP {match.group(1)}: {match.group(2)}" not in legal:
+                raise InvalidAction(Failure.PARSE_ERROR, f"expected one of the choices, like {legal[0]!r}")
+            return int(match.group(1)) - 1, int(match.group(2))
         if role == "generator":
             match = _STEP.search(text)
             if not match:
@@ -101,6 +126,10 @@ class SneakyCritic(Game):
         return int(match.group(1)) - 1
 
     def step(self, role: str, actions: list) -> None:
+        if role == "generator" and self.structured:  # the generator chose the step: it becomes the target
+            self.target, wrong = actions[0]
+            a, op, b, _ = self.chain[self.target]
+            actions = [(a, op, b, wrong)]
         if role == "generator":
             self.shown = list(self.chain)
             self.shown[self.target] = actions[0]
@@ -122,10 +151,16 @@ class SneakyCritic(Game):
         return {"generator": -1.0 if critic_wins else 1.0, "critic": 1.0 if critic_wins else -1.0}
 
     def legal_actions(self, role: str) -> list[str] | None:
-        return [f"[step {i + 1}]" for i in range(self.steps)] if role == "critic" else None
+        if role == "critic":
+            return [f"[step {i + 1}]" for i in range(self.steps)]
+        if self.structured:
+            return [f"STEP {i + 1}: {s[3] + d}" for i, s in enumerate(self.chain) for d in SLIPS]
+        return None
 
     def random_action(self, role: str, rng: random.Random) -> str:
         if role == "critic":
+            return rng.choice(self.legal_actions(role))
+        if self.structured:
             return rng.choice(self.legal_actions(role))
         a, op, b, c = self.chain[self.target]
         return f"STEP: {a} {op} {b} = {c + rng.choice([-10, -1, 0, 1, 10])}"  # sometimes not wrong at all
@@ -139,6 +174,8 @@ class SneakyCritic(Game):
                 previous = s[3]
             return "[step 1]"
         a, op, b, c = self.chain[self.target]
+        if self.structured:
+            return f"STEP {self.target + 1}: {c + rng.choice(SLIPS)}"
         return f"STEP: {a} {op} {b} = {c + rng.choice([-10, -2, -1, 1, 2, 10])}"
 
     def info(self) -> dict:

@@ -9,6 +9,9 @@ is rewarded by learning progress, as the issue asks: the trainer updates the stu
 on ``probe_size`` fixed held-out problems per skill (the arithmetic quiz, greedy) before and after that update, and
 gives each exercise the gain on its skill (a ``LearningProgress`` spec, see ``learning_progress``); the episode
 records 0 for the teacher in that mode, the trainer logs the gains as ``progress/<skill>``.
+With ``formats=structured`` (what a small model can meet from its first step) the teacher picks a skill and a size
+among the legal actions ("SKILL: add DIGITS: 2"), the game draws the operands, and the student answers in an answer
+slot ("37 + 45 = ", constrained to the numbers the skill can produce); the probes use the same slot.
 The student's recent results come from the trainer: after each step it calls ``context_stats`` on the step's
 episodes, sums them over ranks, and passes ``context_options`` of the sums to the next step's games
 (``student_results``), and keeps them in checkpoints.
@@ -23,12 +26,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from selfplay.games.arithmetic import SKILLS, Arithmetic, make_task
+from selfplay.games.arithmetic import MAX_LISTED, SKILLS, Arithmetic, answer_bounds, make_task
 from selfplay.games.creator_solver import learnability
 from selfplay.games.core import Failure, InvalidAction, LearningProgress, WriterAnswerer, system, user
 from selfplay.games.registry import register
 
 _FIELD = re.compile(r"^(SKILL|QUESTION|ANSWER):\s*(.+?)\s*$", re.MULTILINE)
+_CHOICE = re.compile(r"SKILL:\s*(\w+)\s+DIGITS:\s*(\d+)")
+_NUMBER = re.compile(r"\s*(-?\d+)")
+FORMATS = ("free", "structured")
+LEVELS = (1, 2, 3)  # the sizes a structured teacher chooses among
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
 
 
@@ -67,10 +74,13 @@ class TeacherStudent(WriterAnswerer):
     teacher_reward: str = "proxy"  # proxy (1 - 2|p - 1/2|) | progress (the student's held-out gain, measured by the trainer)
     probe_size: int = 16  # held-out problems per skill for the progress reward
     probe_digits: int = 2  # their size
+    formats: str = "free"  # free: written exercises and 'ANSWER:' lines | structured: chosen categories, a slot
 
     def __post_init__(self) -> None:
         if self.teacher_reward not in ("proxy", "progress"):
             raise ValueError(f"teacher_student teacher_reward={self.teacher_reward!r}: expected proxy or progress")
+        if self.formats not in FORMATS:
+            raise ValueError(f"teacher_student formats={self.formats!r}: expected one of {', '.join(FORMATS)}")
         if self.probe_size < 1 or not 1 <= self.probe_digits <= 9:
             raise ValueError(f"teacher_student probe_size={self.probe_size}, probe_digits={self.probe_digits}: "
                              "expected probe_size >= 1 and 1-9 digits")
@@ -81,8 +91,9 @@ class TeacherStudent(WriterAnswerer):
         game = cls(**options)
         if game.teacher_reward != "progress":
             return None
-        probes = {skill: [({"skill": skill, "digits": game.probe_digits}, 30_000_000 + i) for i in range(game.probe_size)]
-                  for skill in SKILLS}
+        slot = {"answer_format": "slot"} if game.structured else {}
+        probes = {skill: [({"skill": skill, "digits": game.probe_digits, **slot}, 30_000_000 + i)
+                          for i in range(game.probe_size)] for skill in SKILLS}
         return LearningProgress("teacher", "student", lambda **o: Arithmetic(samples=1, **o), probes,
                                 lambda info: info.get("skill") if info.get("malformed") is None else None)
 
@@ -90,12 +101,37 @@ class TeacherStudent(WriterAnswerer):
         self.seed_rng(seed)
         self.start_task()
         self.exercise: tuple[str, str, int] | None = None  # skill, question, answer
+        self.level = self.probe_digits  # a structured teacher's chosen size
 
     @property
     def task_ready(self) -> bool:
         return self.exercise is not None
 
+    @property
+    def structured(self) -> bool:
+        return self.formats == "structured"
+
+    def answer_slot(self, role: str) -> str | None:
+        return f"{self.exercise[1]} = " if self.structured and role == "student" and self.exercise else None
+
+    def legal_actions(self, role: str) -> list[str] | None:
+        if not self.structured:
+            return None
+        if role == "teacher":  # the kinds whose every answer can be listed, so the student's are constrained too
+            return [f"SKILL: {s} DIGITS: {d}" for s in SKILLS for d in LEVELS
+                    if (lambda low, high: high - low < MAX_LISTED)(*answer_bounds(s, d))]
+        if self.exercise is None:
+            return None
+        low, high = answer_bounds(self.exercise[0], self.level)
+        return [str(v) for v in range(low, high + 1)] if high - low < MAX_LISTED else None
+
     def observe(self, role: str) -> list:
+        if role == "teacher" and self.structured:
+            return [system("You are a teacher. Choose the kind of exercise that helps the student most: a weak skill, "
+                           "at a size the student solves about half the time. Answer with one of the listed choices, "
+                           "like 'SKILL: add DIGITS: 2'."),
+                    user(f"Skills: {', '.join(SKILLS)}; sizes: {', '.join(map(str, LEVELS))} digits.\n"
+                         f"The student's recent results: {self._results_text()}.")]
         if role == "teacher":
             return [system("You are a teacher. Write one exercise that helps the student most: aim at a weak skill "
                            f"and at a level the student solves about half the time. Answer with {self.action_format}."),
@@ -104,6 +140,8 @@ class TeacherStudent(WriterAnswerer):
         return [system(f"Solve the problem. Answer with {Arithmetic.action_format}."), user(task)]  # as the probes
 
     def parse(self, role: str, text: str) -> Any:
+        if self.structured:
+            return self._parse_structured(role, text)
         fields = dict(_FIELD.findall(text))
         if role == "student":
             if not re.fullmatch(r"-?\d+", fields.get("ANSWER", "")):
@@ -113,7 +151,27 @@ class TeacherStudent(WriterAnswerer):
             raise InvalidAction(Failure.PARSE_ERROR, f"expected {self.action_format}")
         return fields["SKILL"].lower(), fields["QUESTION"], fields["ANSWER"]
 
+    def _parse_structured(self, role: str, text: str) -> Any:
+        if role == "student":
+            match = _NUMBER.match(text)
+            if not match:
+                raise InvalidAction(Failure.PARSE_ERROR, "expected the number")
+            return int(match.group(1))
+        match = _CHOICE.search(text)
+        if not match or f"SKILL: {match.group(1)} DIGITS: {match.group(2)}" not in self.legal_actions("teacher"):
+            raise InvalidAction(Failure.PARSE_ERROR, f"expected one of the choices, like 'SKILL: add DIGITS: 2', "
+                                                     f"got {text[:60]!r}")
+        return match.group(1), int(match.group(2))
+
     def step(self, role: str, actions: list) -> list[float] | None:
+        if role == "teacher" and self.structured:
+            if actions[0] is None:
+                self.malformed = "no choice"
+                return None
+            skill, self.level = actions[0]
+            question, answer = make_task(skill, self.level, self.rng)  # the teacher chose the kind, the game draws
+            self.exercise = (skill, question, answer)
+            return None
         if role == "teacher":
             self._check_exercise(actions[0])
             return None
@@ -129,12 +187,18 @@ class TeacherStudent(WriterAnswerer):
     def info(self) -> dict:
         skill, question, answer = self.exercise or (None, None, None)
         return {"skill": skill, "question": question, "answer": answer, "malformed": self.malformed,
+                **({"digits": self.level} if self.structured else {}),
                 "solved": sum(self.outcomes) if self.outcomes else None,
                 "tried": len(self.outcomes) if self.outcomes else None,
                 "solve_rate": self.success_rate() if self.outcomes else None}
 
     # -- scripted agents ----------------------------------------------------------------------------------
     def random_action(self, role: str, rng: random.Random) -> str:
+        if self.structured:  # a uniformly random choice: the uniform teacher of the ablation, a guessing student
+            if role == "teacher":
+                return rng.choice(self.legal_actions(role))
+            low, high = answer_bounds(self.exercise[0], self.level)
+            return str(min(high, max(low, self.exercise[2] + rng.choice([-1, 0, 0, 1, 10]))))
         if role == "student":
             return f"ANSWER: {self.exercise[2] + rng.choice([-1, 0, 0, 1, 10])}"
         skill = rng.choice(SKILLS)
@@ -143,9 +207,11 @@ class TeacherStudent(WriterAnswerer):
 
     def expert_action(self, role: str, rng: random.Random) -> str:
         if role == "student":
-            return f"ANSWER: {self.exercise[2]}"
+            return str(self.exercise[2]) if self.structured else f"ANSWER: {self.exercise[2]}"
         untried = [s for s in SKILLS if s not in self.student_results or not self.student_results[s][1]]
         skill = untried[0] if untried else min(SKILLS, key=lambda s: self.student_results[s][0] / self.student_results[s][1])
+        if self.structured:
+            return f"SKILL: {skill} DIGITS: 2"
         question, answer = make_task(skill, 2, rng)
         return f"SKILL: {skill}\nQUESTION: {question}\nANSWER: {answer}"
 

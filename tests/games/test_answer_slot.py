@@ -62,3 +62,47 @@ def test_training_on_the_slot_format(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "invalid solver=0%" in result.stdout
+
+
+def test_structured_teacher_and_slotted_student():
+    from selfplay.games.teacher_student import TeacherStudent
+
+    game = TeacherStudent(formats="structured", samples=2)
+    game.reset(4)
+    legal = game.legal_actions("teacher")
+    assert len(legal) == 10 and "SKILL: sub DIGITS: 3" in legal and "SKILL: mul DIGITS: 3" not in legal
+    game.step("teacher", [game.parse("teacher", "SKILL: add DIGITS: 2")])
+    skill, question, answer = game.exercise
+    assert skill == "add" and game.answer_slot("student") == f"{question} = " and str(answer) in \
+        game.legal_actions("student")
+    assert game.step("student", [answer, answer + 1]) == [1.0, 0.0] and game.info()["digits"] == 2
+    assert check_game(TeacherStudent, range(30), {"formats": "structured"}).ok
+    progress = TeacherStudent.learning_progress({"formats": "structured", "teacher_reward": "progress"})
+    options, _ = progress.probes["add"][0]
+    assert options["answer_format"] == "slot"  # the probes ask as the student is asked
+
+
+def test_structured_generator_chooses_the_step_and_a_wrong_result():
+    from selfplay.games.sneaky_critic import SneakyCritic
+
+    game = SneakyCritic(formats="structured", steps=3)
+    game.reset(2)
+    legal = game.legal_actions("generator")
+    assert len(legal) == 3 * 6
+    wrong = game.chain[1][3] + 10
+    game.step("generator", [game.parse("generator", f"STEP 2: {wrong}")])
+    assert game.target == 1 and game.shown[1][3] == wrong and not game.sneaky_but_correct
+    game.step("critic", [game.parse("critic", "[step 2]")])
+    assert game.rewards() == {"generator": -1.0, "critic": 1.0}
+    assert check_game(SneakyCritic, range(30), {"formats": "structured"}).ok
+
+
+def test_a_tiny_model_writes_only_valid_moves_in_the_structured_formats():
+    agent = build_agent("tiny:constrained=true,max_new_tokens=12", seed=1)
+    from selfplay.games.sneaky_critic import SneakyCritic
+    from selfplay.games.teacher_student import TeacherStudent
+
+    for make in (lambda: TeacherStudent(formats="structured", samples=2), lambda: SneakyCritic(formats="structured")):
+        roles = make().roles
+        episodes = play(make, [Match(s, {r: "m" for r in roles}) for s in range(6)], {"m": agent}, progress=False)
+        assert all(s.failure is None for ep in episodes for s in ep.steps), make().name
