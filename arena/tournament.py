@@ -73,8 +73,6 @@ def checkpoint_participants(run_dir: str | Path, options: str = "") -> list[Part
 def trained_elsewhere(run_dir: str | Path, game: str, options: dict) -> str | None:
     """A note when a run's checkpoints were trained on another game or other options (players=2 entering a
     players=3 tournament) than the tournament plays, else None."""
-    import json
-
     try:
         config = json.loads((Path(run_dir) / "config.json").read_text())
     except (OSError, ValueError):

@@ -34,6 +34,13 @@ def answer_bounds(skill: str, digits: int) -> tuple[int, int]:
             "paren": (4 * low, 18 * high)}[skill]
 
 
+def answer_values(skill: str, digits: int) -> range | None:
+    """Every result ``make_task`` can give, when there are at most ``MAX_LISTED`` of them (listed as legal actions,
+    so constrained decoding writes only a number); None when there are more."""
+    low, high = answer_bounds(skill, digits)
+    return range(low, high + 1) if high - low < MAX_LISTED else None
+
+
 def make_task(skill: str, digits: int, rng: random.Random) -> tuple[str, int]:
     """(question, answer) of one problem of ``skill`` with ``digits``-digit numbers."""
     low, high = 10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1
@@ -111,8 +118,8 @@ class Arithmetic(Game):
 
     def legal_actions(self, role: str) -> list[str] | None:
         if self.slotted:
-            values = self.candidates or range(*(lambda lo, hi: (lo, hi + 1))(*answer_bounds(self.skill, self.digits)))
-            return [str(v) for v in values] if len(values) <= MAX_LISTED else None
+            values = self.candidates or answer_values(self.skill, self.digits)
+            return [str(v) for v in values] if values else None
         return [f"ANSWER: {c}" for c in self.candidates] or None
 
     def parse(self, role: str, text: str) -> int:

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from selfplay.games.arithmetic import MAX_LISTED, SKILLS, Arithmetic, answer_bounds, make_task
+from selfplay.games.arithmetic import SKILLS, Arithmetic, answer_bounds, answer_values, make_task
 from selfplay.games.creator_solver import learnability
 from selfplay.games.core import Failure, InvalidAction, LearningProgress, WriterAnswerer, system, user
 from selfplay.games.registry import register
@@ -118,12 +118,11 @@ class TeacherStudent(WriterAnswerer):
         if not self.structured:
             return None
         if role == "teacher":  # the kinds whose every answer can be listed, so the student's are constrained too
-            return [f"SKILL: {s} DIGITS: {d}" for s in SKILLS for d in LEVELS
-                    if (lambda low, high: high - low < MAX_LISTED)(*answer_bounds(s, d))]
+            return [f"SKILL: {s} DIGITS: {d}" for s in SKILLS for d in LEVELS if answer_values(s, d)]
         if self.exercise is None:
             return None
-        low, high = answer_bounds(self.exercise[0], self.level)
-        return [str(v) for v in range(low, high + 1)] if high - low < MAX_LISTED else None
+        values = answer_values(self.exercise[0], self.level)
+        return [str(v) for v in values] if values else None
 
     def observe(self, role: str) -> list:
         if role == "teacher" and self.structured:
