@@ -297,6 +297,7 @@ class LLMAgent:
                 raise ValueError(f"agent {name!r}: backend=vllm, but {reason}; use backend=native")
         self.calls = 0
         self.decoder: Decoder | None = None
+        self._spelled: dict[tuple[str, ...], list[list[int]]] = {}  # legal actions -> token ids (_spelling)
         self.bare_system: bool | None = None  # decided on first use from the chat template
         self.stop_ids = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
         self.prompt_memo = PromptMemo()
@@ -405,8 +406,17 @@ class LLMAgent:
         """Each row's legal action texts as token ids (None for an unconstrained row, or for no constraint at all)."""
         if not legal:
             return None
-        return [None if options is None else [self.tokenizer.encode(a, add_special_tokens=False) for a in options]
-                for options in legal]
+        return [None if options is None else self._spelling(tuple(options)) for options in legal]
+
+    def _spelling(self, options: tuple[str, ...]) -> list[list[int]]:
+        """One list of legal actions as token ids, remembered: a game that lists thousands of actions every turn
+        (a creator's whole grammar) is tokenised once, not once a request."""
+        cache = self._spelled
+        if options not in cache:
+            if len(cache) >= 64:
+                cache.pop(next(iter(cache)))
+            cache[options] = [self.tokenizer.encode(a, add_special_tokens=False) for a in options]
+        return cache[options]
 
     def _budget(self, spelled: list[list[list[int]] | None] | None) -> int:
         """``max_new_tokens``, raised where a constrained row's longest legal action (and its end) needs more: a

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from selfplay.arena.records import SCORES, Episode
@@ -121,6 +121,19 @@ def wilson(score: float, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return centre - half, centre + half
+
+
+def paired_difference(first: Sequence[float], second: Sequence[float], z: float = 1.96) -> tuple[float, float, float]:
+    """Mean of ``second[i] - first[i]`` over items measured twice (the same problems before and after, or under two
+    arms) and its normal-approximation interval from the differences' own spread: the pairing removes the items'
+    difficulty from the error. (mean, low, high)."""
+    if len(first) != len(second) or not first:
+        raise ValueError(f"paired difference needs two equal, non-empty lists, got {len(first)} and {len(second)}")
+    d = [b - a for a, b in zip(first, second)]
+    n, mean = len(d), sum(d) / len(d)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1)) if n > 1 else float("inf")
+    half = z * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
 
 
 @dataclass

@@ -8,10 +8,16 @@ skill can produce is listed as a legal action (at most ``MAX_LISTED``), so const
 the group GRPO and difficulty filtering need); each answer scores 1 when exactly right. Curricula choose the
 category through the game options (``curriculum_option=digits``, or ``skill``); a teacher/student game can draw
 its held-out problems from ``make_task``.
+
+Held-out problems: ``split=train`` never draws a problem that ``is_heldout`` reserves (a fixed fifth of every kind,
+chosen by a hash of its text), ``split=heldout`` draws only those, ``split=all`` (the default) draws anything. A
+training run on ``train`` problems measured on ``heldout`` ones is measured on problems it never saw, not only on
+seeds it never drew (two-digit addition has just 8,100 problems: fresh seeds would repeat trained ones).
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from dataclasses import dataclass
@@ -22,6 +28,8 @@ from selfplay.games.registry import register
 
 SKILLS = ("add", "sub", "mul", "paren")
 ANSWERS = ("line", "slot")
+SPLITS = ("all", "train", "heldout")
+HELDOUT_SHARE = 5  # one problem in this many is reserved for held-out evaluation
 MAX_LISTED = 2000  # answer=slot lists every possible result as a legal action up to this many
 _ANSWER = re.compile(r"ANSWER:\s*(-?\d+)")
 _NUMBER = re.compile(r"\s*(-?\d+)")
@@ -41,8 +49,30 @@ def answer_values(skill: str, digits: int) -> range | None:
     return range(low, high + 1) if high - low < MAX_LISTED else None
 
 
-def make_task(skill: str, digits: int, rng: random.Random) -> tuple[str, int]:
-    """(question, answer) of one problem of ``skill`` with ``digits``-digit numbers."""
+def is_heldout(question: str) -> bool:
+    """Whether a problem is reserved for held-out evaluation: one in ``HELDOUT_SHARE`` by a hash of its text, the
+    same on every machine."""
+    return int.from_bytes(hashlib.sha256(question.encode()).digest()[:4], "little") % HELDOUT_SHARE == 0
+
+
+def slot_prompt(question: str) -> list:
+    """What a solver reads in the slot format (the quiz, a creator's or a teacher's problem alike): the same words
+    everywhere, so a held-out quiz measures the skill training practised."""
+    return [system("Solve the problem. Answer with the number."), user(f"Compute {question}.")]
+
+
+def make_task(skill: str, digits: int, rng: random.Random, split: str = "all") -> tuple[str, int]:
+    """(question, answer) of one problem of ``skill`` with ``digits``-digit numbers, from ``split`` (all | train |
+    heldout: redrawn until the problem is on that side of ``is_heldout``)."""
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: expected one of {', '.join(SPLITS)}")
+    while True:
+        question, answer = _draw(skill, digits, rng)
+        if split == "all" or is_heldout(question) == (split == "heldout"):
+            return question, answer
+
+
+def _draw(skill: str, digits: int, rng: random.Random) -> tuple[str, int]:
     low, high = 10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1
     a, b = rng.randint(low, high), rng.randint(low, high)
     if skill == "add":
@@ -84,6 +114,7 @@ class Arithmetic(Game):
     samples: int = 4
     choices: int = 0  # > 0: multiple choice among this many candidates (legal actions, for constrained decoding)
     answer_format: str = "line"  # line: 'ANSWER: <integer>' | slot: the number alone after a pre-filled "37 + 45 = "
+    split: str = "all"  # all | train (never a held-out problem) | heldout (only those): see is_heldout
 
     def __post_init__(self) -> None:
         if self.skill not in SKILLS:
@@ -94,10 +125,12 @@ class Arithmetic(Game):
             raise ValueError(f"arithmetic choices={self.choices}: expected 0 (free answer) or 2-6 candidates")
         if self.answer_format not in ANSWERS:
             raise ValueError(f"arithmetic answer_format={self.answer_format!r}: expected one of {', '.join(ANSWERS)}")
+        if self.split not in SPLITS:
+            raise ValueError(f"arithmetic split={self.split!r}: expected one of {', '.join(SPLITS)}")
 
     def reset(self, seed: int) -> None:
         self.seed_rng(seed)
-        self.question, self.answer = make_task(self.skill, self.digits, self.rng)
+        self.question, self.answer = make_task(self.skill, self.digits, self.rng, self.split)
         self.candidates = distractors(self.answer, self.choices, self.rng) if self.choices else []
         self.scores: list[float] | None = None
 
@@ -109,6 +142,8 @@ class Arithmetic(Game):
         return self.answer_format == "slot"
 
     def observe(self, role: str) -> list:
+        if self.slotted and not self.candidates:
+            return slot_prompt(self.question)
         listed = f" Choices: {', '.join(map(str, self.candidates))}." if self.candidates else ""
         how = "the number" if self.slotted else self.action_format
         return [system(f"Solve the problem. Answer with {how}."), user(f"Compute {self.question}.{listed}")]

@@ -355,8 +355,8 @@ class _LeakTally:
     implemented: bool = True
     changed: bool = False
 
-    def state(self, cls: type[Game]) -> str:
-        if cls.hidden_information is False:
+    def state(self, game: Game) -> str:
+        if game.hidden_information is False:  # the instance's: options may decide it (creator_solver's arithmetic)
             return "not needed"
         return "not run" if not self.implemented else "ran" if self.changed else "vacuous"
 
@@ -399,7 +399,7 @@ def _check_hidden(game: Game, seed: int, playout: _Playout, leaks: _LeakTally) -
     (the report says so)."""
     rng = random.Random(seed ^ 0xC0FFEE)
     game.reset(seed)
-    perturb = leaks.implemented and type(game).hidden_information is not False
+    perturb = leaks.implemented and game.hidden_information is not False
     for turn_index, (_, _, texts) in enumerate(playout.transcript):
         turn = game.turn()
         for role in game.roles if perturb else ():
@@ -495,7 +495,7 @@ def check_game(game: str | type[Game], seeds: Iterable[int] | None = None, optio
             report.failures.append(CheckFailure("crash", seed, f"{type(exc).__name__}: {exc} "
                                                 f"(at {where.filename}:{where.lineno} in {where.name})"))
     report.failures += _check_deals(cls, make)
-    report.leak_test = leaks.state(cls)
+    report.leak_test = leaks.state(make())
     if payouts.amounts is not None:  # a declared outcome model that is wrong fails; an inferred one is a note
         inferred = cls.outcome is Game.outcome or getattr(cls, "outcome_inferred", False)
         (report.notes if inferred else report.failures).append(payouts.amounts)

@@ -410,7 +410,8 @@ class WriterAnswerer(Game):
         (``info()['solve_rate']``)."""
         if not cls.task_fields:
             return None
-        task = None if info.get("malformed") is not None else " | ".join(str(info.get(f)) for f in cls.task_fields)
+        present = [str(info[f]) for f in cls.task_fields if info.get(f) not in (None, "None")]  # a kind's own fields
+        task = None if info.get("malformed") is not None else " | ".join(present)
         return cls.roles[0], task, info.get("solve_rate")
 
 

@@ -7,6 +7,12 @@ Task kinds (option ``task``):
 - ``output`` / ``input``: Absolute Zero's deduction and abduction (Zhao et al. 2025): the creator writes a
   program ``def f(x)`` and an ``INPUT:``; the solver predicts f(INPUT) (``output``), or finds any x with
   f(x) == f(INPUT) (``input``).
+- ``arithmetic``: the structured format a 135M model meets from its first step: the creator chooses a problem
+  among the legal actions ("37 + 45": two ``digits``-digit operands, + or -, never negative), constrained decoding
+  spells only those; the solver answers in a slot ("37 + 45 = ", the number alone), reading word for word the
+  arithmetic quiz's prompt. The creator is never offered a held-out problem (``arithmetic.is_heldout``), so the
+  quiz's ``split=heldout`` problems measure the solver on problems no creator wrote. A uniformly random creator
+  (``random``) is the ablation: uniform over the task grammar. No code runs.
 
 Rewards: the solver's sample is 1 when verified correct, else 0. The creator's is the learnability of its task
 from the K outcomes, p = mean success: Absolute Zero's 1 - p when 0 < p < 1 else 0 (``creator_reward=azr``), or
@@ -20,6 +26,7 @@ reference is the majority answer of the K samples instead of f(INPUT) (SeRL, TTR
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import random
 import re
@@ -27,13 +34,16 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from selfplay.games.arithmetic import is_heldout, slot_prompt
 from selfplay.games.core import Failure, InvalidAction, InvalidPolicy, WriterAnswerer, system, user
 from selfplay.games.registry import register
 from selfplay.games.sandbox import Limits, returned, run_calls, run_code, run_many
 
-TASKS = ("puzzle", "output", "input")
+TASKS = ("puzzle", "output", "input", "arithmetic")
 CREATOR_REWARDS = ("azr", "rzero")
 _CODE = re.compile(r"```(?:python)?\s*\n(.*?)```", re.DOTALL)
+_PROBLEM = re.compile(r"\s*(\d+) ([+-]) (\d+)\s*$")
+_NUMBER = re.compile(r"\s*(-?\d+)")
 _FIELD = re.compile(r"^(SOLUTION|INPUT|ANSWER):\s*(.+)$", re.MULTILINE)
 LIMITS = Limits(timeout_s=2.0, cpu_s=1, memory_mb=256, output_bytes=8192)
 
@@ -46,6 +56,26 @@ BANK = [
     ("def f(x):\n    return sorted(x) == [1, 2, 3] and x[0] == 3", "[3, 1, 2]"),
     ("def f(x):\n    return x.upper() == 'ABC' and x != 'ABC'", "'abc'"),
 ]
+
+
+@functools.cache
+def creatable(digits: int) -> tuple[str, ...]:
+    """The arithmetic kind's grammar: "a + b" and "a - b" (a >= b) with ``digits``-digit operands, held-out problems
+    (``arithmetic.is_heldout``) left out."""
+    low, high = (10, 99) if digits == 2 else (0, 9)
+    return tuple(q for a in range(low, high + 1) for op in "+-" for b in range(low, high + 1)
+                 if (op == "+" or a >= b) and not is_heldout(q := f"{a} {op} {b}"))
+
+
+@functools.cache
+def creatable_set(digits: int) -> frozenset[str]:
+    return frozenset(creatable(digits))
+
+
+def eval_problem(question: str) -> int:
+    """The value of an arithmetic-kind problem, "37 + 45" or "45 - 37"."""
+    a, op, b = question.split()
+    return int(a) + int(b) if op == "+" else int(a) - int(b)
 
 
 def learnability(p: float, kind: str = "azr") -> float:
@@ -73,7 +103,8 @@ class CreatorSolver(WriterAnswerer):
     reward_range = (-1.0, 1.0)
     max_turns = 2
     check_seeds: ClassVar[int] = 12
-    task_fields: ClassVar[tuple[str, ...]] = ("task", "code", "given")  # what the creator wrote (collapse monitor)
+    task_fields: ClassVar[tuple[str, ...]] = ("task", "code", "given", "question")  # what the creator wrote
+    # (the collapse monitor's fingerprint)
     invalid_policy = InvalidPolicy(retries=0, fallback="forfeit", penalty=-1.0)
     task: str = "puzzle"  # puzzle | output | input
     samples: int = 4  # the solver's K answers
@@ -82,6 +113,7 @@ class CreatorSolver(WriterAnswerer):
     repeat_penalty: float = 0.0  # subtracted from the creator's reward for a recently seen task (0: off)
     repeat_window: int = 64
     pseudo_label: bool = False  # output kind: majority vote of the K answers as the label
+    digits: int = 2  # arithmetic kind: the operands' size (1 or 2)
 
     recent: ClassVar[deque] = deque(maxlen=256)  # task fingerprints of this process, for repeat_penalty
 
@@ -92,11 +124,18 @@ class CreatorSolver(WriterAnswerer):
             raise ValueError(f"creator_solver creator_reward={self.creator_reward!r}: expected azr or rzero")
         if self.samples < 1:
             raise ValueError(f"creator_solver samples={self.samples}: expected >= 1")
+        if self.digits not in (1, 2):
+            raise ValueError(f"creator_solver digits={self.digits}: expected 1 or 2 (the arithmetic kind lists every "
+                             "problem as a legal action)")
+        if self.arithmetic:
+            self.hidden_information = False  # the solver's answer follows from the question it reads; nothing hidden
         if self.pseudo_label and self.task != "output":
             raise ValueError("creator_solver pseudo_label=true needs task=output (a vote over predicted outputs)")
 
     @property
     def action_format(self) -> str:  # type: ignore[override]
+        if self.arithmetic:
+            return f"creator: one of the listed problems, like '{self._example}'; solver: the number"
         field = "SOLUTION" if self.task == "puzzle" else "INPUT"
         return (f"creator: a ```python block defining f(x), then a line '{field}: <python literal>'; "
                 "solver: a line 'ANSWER: <python literal>'")
@@ -109,12 +148,58 @@ class CreatorSolver(WriterAnswerer):
         self.given: Any = None  # the creator's SOLUTION or INPUT
         self.reference: Any = None  # f(INPUT), the expected output
         self.label_source = "execution"
+        self.question: str | None = None  # the arithmetic kind's problem
 
     @property
     def task_ready(self) -> bool:
-        return self.code is not None
+        return self.code is not None or self.question is not None
+
+    # -- the arithmetic kind: chosen problems, a slotted answer ----------------------------------------------
+    @property
+    def arithmetic(self) -> bool:
+        return self.task == "arithmetic"
+
+    @property
+    def _example(self) -> str:
+        return "37 + 45" if self.digits == 2 else "3 + 5"
+
+    def problems(self) -> list[str]:
+        """Every problem the arithmetic kind's creator may write (held-out problems aside)."""
+        return list(creatable(self.digits))
+
+    def legal_actions(self, role: str) -> list[str] | None:
+        if not self.arithmetic:
+            return None
+        if role == "creator":
+            return self.problems()
+        if self.question is None:
+            return None
+        top = 2 * (10**self.digits - 1)
+        return [str(v) for v in range(top + 1)] if "+" in self.question else [str(v) for v in range(top // 2 + 1)]
+
+    def answer_slot(self, role: str) -> str | None:
+        return f"{self.question} = " if self.arithmetic and role == "solver" and self.question else None
+
+    def _parse_arithmetic(self, role: str, text: str) -> Any:
+        if role == "solver":
+            match = _NUMBER.match(text)
+            if not match:
+                raise InvalidAction(Failure.PARSE_ERROR, "expected the number")
+            return int(match.group(1))
+        match = _PROBLEM.match(text)
+        if not match or match.group(0).strip() not in creatable_set(self.digits):
+            raise InvalidAction(Failure.PARSE_ERROR, f"expected one of the listed problems, like '{self._example}', "
+                                                     f"got {text[:40]!r}")
+        return match.group(0).strip()
 
     def observe(self, role: str) -> list:
+        if self.arithmetic and role == "solver":
+            return slot_prompt(self.question or "")
+        if self.arithmetic:
+            return [system("You create arithmetic problems for a solver. Good problems are solved sometimes, not "
+                           f"always and not never. Answer with one problem: two {self.digits}-digit numbers and + or "
+                           f"-, like '{self._example}'."),
+                    user("Write a problem.")]
         if role == "creator":
             goal = {"puzzle": "a puzzle: f(x) returns True for some x that is hard but possible to find. "
                               "Give one such x as SOLUTION.",
@@ -130,6 +215,8 @@ class CreatorSolver(WriterAnswerer):
                 user(f"```python\n{self.code or ''}\n```\n{ask}")]
 
     def parse(self, role: str, text: str) -> Any:
+        if self.arithmetic:
+            return self._parse_arithmetic(role, text)
         fields = {k: v for k, v in _FIELD.findall(text)}
         if role == "solver":
             if "ANSWER" not in fields:
@@ -145,6 +232,10 @@ class CreatorSolver(WriterAnswerer):
         if role == "creator":
             if actions[0] is None:
                 self._reject("no task")
+            elif self.arithmetic:
+                self.question = actions[0]
+                self.reference = eval_problem(self.question)
+                self._remember(self.question)
             else:
                 self._accept_task(*actions[0])
             return None
@@ -159,18 +250,25 @@ class CreatorSolver(WriterAnswerer):
         return {"creator": max(self.reward_range[0], creator), "solver": p}
 
     def info(self) -> dict[str, Any]:
-        return {"task": self.task, "code": self.code, "given": repr(self.given), "malformed": self.malformed,
+        return {"task": self.task, "code": self.code, "given": repr(self.given), "question": self.question,
+                "malformed": self.malformed,
                 "reference": repr(self.reference), "label_source": self.label_source,
                 "solve_rate": self.success_rate() if self.outcomes else None}
 
     # -- scripted agents ----------------------------------------------------------------------------------
     def random_action(self, role: str, rng: random.Random) -> str:
+        if self.arithmetic:  # the creator uniform over the grammar (the ablation); a solver near the answer
+            if role == "creator":
+                return rng.choice(self.problems())
+            return str(max(0, self.reference + rng.choice([-10, -1, 0, 0, 1, 10])))
         if role == "creator":
             code, solution = rng.choice(BANK)
             return self._task_text(code, solution if rng.random() < 0.8 else "undefined_name")  # sometimes malformed
         return f"ANSWER: {rng.choice(['0', '1', '-7', '66', repr('abc'), '[1, 2, 3]', '[3, 1, 2]', repr('level')])}"
 
     def expert_action(self, role: str, rng: random.Random) -> str:
+        if self.arithmetic:  # the solver computes; the creator knows no better than the grammar
+            return str(self.reference) if role == "solver" else rng.choice(self.problems())
         if role == "creator":
             return self._task_text(*rng.choice(BANK))
         if self.task == "output":
@@ -190,7 +288,7 @@ class CreatorSolver(WriterAnswerer):
         """The solver sees the program and its question, never the creator's SOLUTION (puzzle), the expected output
         (output) or the INPUT that produced the target (input); the creator sees nothing of the solver's."""
         if role != "solver" or self.code is None:
-            return
+            return  # the arithmetic kind hides nothing: the solver's answer follows from the question it reads
         other = rng.choice([0, 1, -7, 66, "abc", [1, 2, 3], "level"])
         if self.task == "output":
             self.reference = other
@@ -219,14 +317,17 @@ class CreatorSolver(WriterAnswerer):
             return self._reject(f"f(SOLUTION) returned {first.value!r}, not True")
         self.code, self.given = code, given
         self.reference = None if self.task == "puzzle" else first.value
-        self._fingerprint = hashlib.sha1(f"{self.task}|{code}|{given!r}".encode()).hexdigest()
+        self._remember(f"{code}|{given!r}")
+
+    def _remember(self, task: str) -> None:
+        self._fingerprint = hashlib.sha1(f"{self.task}|{task}".encode()).hexdigest()
         self.recent.append(self._fingerprint)
 
     def _reject(self, reason: str) -> None:
         self.malformed = reason
 
     def _verify(self, answers: list) -> list[float]:
-        if self.task == "output":
+        if self.arithmetic or self.task == "output":
             reference = self.reference
             if self.pseudo_label:
                 votes = Counter(repr(a) for a in answers if a is not None)

@@ -22,7 +22,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from selfplay.games.core import Failure, Game, InvalidAction, Turn, system, user
+from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, system, user
 from selfplay.games.registry import register
 
 OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
@@ -181,3 +181,32 @@ class SneakyCritic(Game):
     def info(self) -> dict:
         return {"target_step": self.target + 1, "caught": self.pick == self.target,
                 "sneaky_step_was_correct": self.sneaky_but_correct}
+
+
+@register
+@dataclass
+class CriticQuiz(SneakyCritic):
+    """The critic's held-out quiz: the game itself slips one step of each seeded chain (off by 1, 2 or 10, the expert
+    generator's slips), and the critic alone names it; 1 when right. The critic reads word for word what it reads in
+    ``sneaky_critic``, so ``evaluation.quiz_game=critic_quiz`` measures the skill the game trains."""
+
+    name = "critic_quiz"
+    description = "Name the one wrong step of an arithmetic chain (the sneaky critic's held-out quiz); 1 when right."
+    roles = ("critic",)
+    zero_sum = False
+    outcome = Outcome("general_sum", win_lose=False)
+    reward_range = (0.0, 1.0)
+    max_turns = 1
+    hidden_information = False  # one role: what it is not shown (the target) is the answer, not another's secret
+
+    def reset(self, seed: int) -> None:
+        super().reset(seed)
+        a, op, b, c = self.chain[self.target]
+        self.shown = list(self.chain)
+        self.shown[self.target] = (a, op, b, c + self.rng.choice(SLIPS))
+
+    def turn(self) -> Turn | None:
+        return Turn("critic") if self.pick is None else None
+
+    def rewards(self) -> dict[str, float]:
+        return {"critic": float(self.pick == self.target)}

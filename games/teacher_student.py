@@ -11,7 +11,8 @@ gives each exercise the gain on its skill (a ``LearningProgress`` spec, see ``le
 records 0 for the teacher in that mode, the trainer logs the gains as ``progress/<skill>``.
 With ``formats=structured`` (what a small model can meet from its first step) the teacher picks a skill and a size
 among the legal actions ("SKILL: add DIGITS: 2"), the game draws the operands, and the student answers in an answer
-slot ("37 + 45 = ", constrained to the numbers the skill can produce); the probes use the same slot.
+slot ("37 + 45 = ", constrained to the numbers the skill can produce), reading the held-out quiz's words; its
+exercises are ``split=train`` problems and its probes held-out ones (``arithmetic.is_heldout``).
 The student's recent results come from the trainer: after each step it calls ``context_stats`` on the step's
 episodes, sums them over ranks, and passes ``context_options`` of the sums to the next step's games
 (``student_results``), and keeps them in checkpoints.
@@ -26,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from selfplay.games.arithmetic import SKILLS, Arithmetic, answer_bounds, answer_values, make_task
+from selfplay.games.arithmetic import SKILLS, Arithmetic, answer_bounds, answer_values, make_task, slot_prompt
 from selfplay.games.creator_solver import learnability
 from selfplay.games.core import Failure, InvalidAction, LearningProgress, WriterAnswerer, system, user
 from selfplay.games.registry import register
@@ -91,7 +92,7 @@ class TeacherStudent(WriterAnswerer):
         game = cls(**options)
         if game.teacher_reward != "progress":
             return None
-        slot = {"answer_format": "slot"} if game.structured else {}
+        slot = {"answer_format": "slot", "split": "heldout"} if game.structured else {}
         probes = {skill: [({"skill": skill, "digits": game.probe_digits, **slot}, 30_000_000 + i)
                           for i in range(game.probe_size)] for skill in SKILLS}
         return LearningProgress("teacher", "student", lambda **o: Arithmetic(samples=1, **o), probes,
@@ -135,6 +136,8 @@ class TeacherStudent(WriterAnswerer):
             return [system("You are a teacher. Write one exercise that helps the student most: aim at a weak skill "
                            f"and at a level the student solves about half the time. Answer with {self.action_format}."),
                     user(f"Skills: {', '.join(SKILLS)}.\nThe student's recent results: {self._results_text()}.")]
+        if self.structured and self.exercise:
+            return slot_prompt(self.exercise[1])  # word for word the held-out quiz's
         task = f"Compute {self.exercise[1]}." if self.exercise else "No exercise yet."
         return [system(f"Solve the problem. Answer with {Arithmetic.action_format}."), user(task)]  # as the probes
 
@@ -168,7 +171,7 @@ class TeacherStudent(WriterAnswerer):
                 self.malformed = "no choice"
                 return None
             skill, self.level = actions[0]
-            question, answer = make_task(skill, self.level, self.rng)  # the teacher chose the kind, the game draws
+            question, answer = make_task(skill, self.level, self.rng, "train")  # the teacher chose, the game draws
             self.exercise = (skill, question, answer)
             return None
         if role == "teacher":

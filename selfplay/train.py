@@ -23,7 +23,7 @@ def check_config(cfg) -> None:
     from selfplay.games import exact
     from selfplay.games.registry import game_class
     from selfplay.training.config import bind_game
-    from selfplay.training.names import AVERAGE, MIRROR, OPPONENT, POOL
+    from selfplay.training.names import AVERAGE, MIRROR, OPPONENT, POOL, arm_options
 
     bind_game(cfg)
     _check_paths(cfg.run)
@@ -56,7 +56,7 @@ def check_config(cfg) -> None:
             continue
         parse_spec(spec)
     for value in (cur.arms if cur.option != OPPONENT else []) or [None]:
-        make_game(cfg.game, **{**cfg.game_options, **({cur.option: value} if value is not None else {})})
+        make_game(cfg.game, **{**cfg.game_options, **(arm_options(cur.option, value) if value is not None else {})})
 
 
 IDENTITY = ("game", "game_options", "model", "weights", "lora_r", "lora_alpha")  # what a resumed run must keep

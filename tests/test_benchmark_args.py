@@ -45,3 +45,25 @@ def test_the_rollout_benchmark_names_its_bad_argument_and_exits_2():
     assert run.returncode == 2
     assert "argument --games: expected a whole number of at least 1, got 0" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_role_families_refuses_an_unknown_arm_by_name(capsys):
+    from benchmarks.role_families import main
+
+    with pytest.raises(SystemExit):
+        main(["creator", "--arms", "teacherless"])
+    assert "unknown arm(s) ['teacherless'] for creator: expected some of learned, random" in capsys.readouterr().err
+
+
+def test_role_families_table_pairs_by_problem():
+    from benchmarks.role_families import table
+
+    def arm(after):
+        return {"before": [0, 0, 1, 1], "after": after, "steps": 5, "planned": 10, "seconds": 60.0, "samples": 320,
+                "per_set": {"add2": (0.5, sum(after) / 4)}, "curve": []}
+
+    lines = table("creator", "tiny", {"learned": [arm([1, 0, 1, 1])], "random": [arm([0, 0, 1, 1])]})
+    learned = next(line for line in lines if line.startswith("| learned"))
+    # by hand: differences 1, 0, 0, 0 -> mean 0.25, sd 0.5, half width 1.96 * 0.5 / 2 = 0.49; the same against random
+    assert "| 320 | 5 | 1.0 |" in learned and learned.count("+0.250 [-0.240, +0.740]") == 2
+    assert "0.750 [" in learned and any("learned seed 0 (5 of 10)" in line for line in lines)

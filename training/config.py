@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from selfplay.agents.base import WEIGHT_MODES
+from selfplay.training.names import arm_name, arm_options
 
 
 def _f(default: Any, help: str, *, choices: tuple | None = None, low: float | None = None, high: float | None = None,
@@ -85,7 +86,8 @@ class Curriculum:
     """What category each game is drawn from, and which task groups are kept."""
 
     policy: str = _f("none", "how each game's category is chosen", choices=CURRICULA, alias="curriculum")
-    option: str = _f("", "the game option whose values are the arms (e.g. digits), or opponent (arms: mirror, pool, "
+    option: str = _f("", "the game option whose values are the arms (e.g. digits; several at once: skill,digits with "
+                         "arms like [add, 2]), or opponent (arms: mirror, pool, "
                          "agent specs)", alias="curriculum_option")
     arms: list[Any] = _f(None, "the values of that option", alias="curriculum_arms", factory=list)
     params: dict[str, Any] = _f(None, "policy options, e.g. {alpha: 0.5, tau: 1.0}", alias="curriculum_params",
@@ -146,6 +148,12 @@ class Evaluation:
     before: bool = _f(False, "also evaluate at step 0, before the first update", alias="eval_before")
     heldout: bool = _f(False, "also play `games` held-out seeds per curriculum arm, the learner in every role",
                        alias="eval_heldout")
+    quiz_game: str = _f("", "a held-out quiz at every evaluation: a one-role game (e.g. arithmetic) the learner answers "
+                            "alone, greedy, on fixed seeds of its own, one set of problems per quiz_sets entry")
+    quiz_sets: dict[str, Any] = _f(None, "the quiz's sets: name -> that game's options, e.g. {add2: {skill: add, "
+                                         "digits: 2, answer_format: slot, split: heldout}}", factory=dict)
+    quiz_games: int = _f(100, "problems per quiz set", low=1)
+    quiz_role: str = _f("", "the learner role whose weights answer the quiz (default: the first learner role)")
     temperature: float | None = _f(None, "sampling temperature in evaluation (None: as in training; 0: greedy)",
                                    low=0.0, alias="eval_temperature")
     exact: bool = _f(True, "exact exploitability (NashConv / players) of the current and the average policy at each "
@@ -407,11 +415,13 @@ def validate(config: TrainConfig) -> None:
     cur, opp = config.curriculum, config.opponents
     if cur.policy != "none" and (not cur.option or not cur.arms):
         raise ValueError(f"config key 'curriculum.policy': {cur.policy!r} needs curriculum.option and curriculum.arms")
+    for arm in cur.arms if "," in cur.option else []:
+        arm_options(cur.option, arm)  # each arm gives every named option one value
     if cur.policy != "none":
         from selfplay.training.curriculum import make_curriculum
 
         try:  # its parameters against the policy's signature and checks
-            make_curriculum(cur.policy, [str(a) for a in cur.arms], **cur.params)
+            make_curriculum(cur.policy, [arm_name(a) for a in cur.arms], **cur.params)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"config key 'curriculum.params' {dict(cur.params)} for policy {cur.policy!r}: "
                              f"{exc}") from None
@@ -444,6 +454,40 @@ SPECIAL_AGENTS = {"evaluation.opponents": ("mirror",), "curriculum.arms": ("mirr
                   "opponents.scripted_opponent": ("average",)}
 
 
+def _bind_quiz(config: TrainConfig) -> None:
+    """``evaluation.quiz_*``: a registered one-role game, sets whose options make it, a learner role to answer."""
+    from selfplay.games.registry import game_class
+
+    ev = config.evaluation
+    if not ev.quiz_game:
+        if ev.quiz_sets:
+            raise ValueError("config key 'evaluation.quiz_sets' is set but 'evaluation.quiz_game' is not: name the "
+                             "game its options are for (e.g. arithmetic)")
+        return
+    if not ev.quiz_sets:
+        raise ValueError(f"config key 'evaluation.quiz_game' = {ev.quiz_game!r} needs evaluation.quiz_sets: name -> "
+                         "options, e.g. {add2: {skill: add, digits: 2}}")
+    try:
+        cls = game_class(ev.quiz_game)
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"config key 'evaluation.quiz_game': {exc}") from None
+    if len(cls.roles) != 1:
+        raise ValueError(f"config key 'evaluation.quiz_game' = {ev.quiz_game!r} has roles {list(cls.roles)}; a quiz "
+                         "is a one-role game the learner answers alone")
+    for name, options in ev.quiz_sets.items():
+        if not isinstance(options, dict):
+            raise ValueError(f"config key 'evaluation.quiz_sets.{name}' = {options!r}: expected the game's options")
+        try:
+            cls(**{**options, "samples": 1} if "samples" in {f.name for f in fields(cls)} else options)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"config key 'evaluation.quiz_sets.{name}': {exc}") from None
+    if not ev.quiz_role:
+        ev.quiz_role = config.learner_roles[0]
+    if ev.quiz_role not in config.learner_roles:
+        raise ValueError(f"config key 'evaluation.quiz_role' = {ev.quiz_role!r}: expected a learner role "
+                         f"({', '.join(config.learner_roles)})")
+
+
 def bind_game(config: TrainConfig) -> type:
     """Check the keys that depend on the game and fill the defaults it decides: ``evaluation.opponents`` (random,
     plus expert when the game has one) and ``learner_roles`` (every role not held by ``opponents.seats``).
@@ -456,9 +500,10 @@ def bind_game(config: TrainConfig) -> type:
     roles, seats = list(cls.roles), config.opponents.seats
     cur = config.curriculum
     for i, value in enumerate(cur.arms if cur.option and cur.option != "opponent" else []):
-        arm = {**config.game_options, cur.option: value}
+        arm = {**config.game_options, **arm_options(cur.option, value)}
         arm_roles = list(with_options(cls, arm).roles)
-        cur.arms[i] = arm[cur.option]  # as typed by the game's fields (an arm of 1/3 for a float is the number)
+        typed = [arm[k] for k in cur.option.split(",")]  # as typed by the game's fields (1/3 for a float: the number)
+        cur.arms[i] = typed if len(typed) > 1 else typed[0]
         if arm_roles != roles:
             raise ValueError(f"config key 'curriculum.arms': {cur.option}={value} gives {cls.name} the roles "
                              f"{arm_roles}, not {roles}: the arms of one run must keep the same roles")
@@ -472,6 +517,7 @@ def bind_game(config: TrainConfig) -> type:
     if both or not config.learner_roles:
         raise ValueError(f"config key 'learner_roles': {config.learner_roles} must name at least one role and none "
                          f"held by opponents.seats ({both or list(seats)})")
+    _bind_quiz(config)
     if config.sampling.observer == "compact" and cls.compact_observation is Game.compact_observation:
         from selfplay.agents.sampling import warn_no_compact
 

@@ -28,6 +28,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 
 class Uniform:
@@ -159,29 +160,51 @@ class AdaRFT(Uniform):
         self.target = state["target"]
 
 
-class ALPGMMArms(Uniform):
-    """ALP-GMM (``training.alp_gmm``) over arms placed on a line by their values: a drawn task plays the nearest arm."""
+def arm_positions(arms: Sequence[str]) -> dict[str, list[float]]:
+    """Coordinates of arms named by their values (``2``, or ``add/2`` for several options): per option, the number
+    itself, or a name's rank among that option's names in order of first appearance."""
+    parts = [a.split("/") for a in arms]
+    if len({len(p) for p in parts}) > 1:
+        raise ValueError(f"curriculum arms {list(arms)} do not all name the same number of options")
+    columns = []
+    for values in zip(*parts):
+        try:
+            columns.append([float(v) for v in values])
+        except ValueError:
+            order = list(dict.fromkeys(values))
+            columns.append([float(order.index(v)) for v in values])
+    return {a: [c[i] for c in columns] for i, a in enumerate(arms)}
 
-    def __init__(self, arms: Sequence[str], positions: dict[str, float] | None = None, fit_rate: int = 20,
+
+class ALPGMMArms(Uniform):
+    """ALP-GMM (``training.alp_gmm``) over arms placed in a space by their values (``arm_positions``, or
+    ``positions``: arm -> number or list of numbers): a drawn task plays the nearest arm (Euclidean, each coordinate
+    scaled to [0, 1])."""
+
+    def __init__(self, arms: Sequence[str], positions: dict[str, Any] | None = None, fit_rate: int = 20,
                  random_share: float = 0.2, max_components: int = 4, seed: int = 0):
         super().__init__(arms)
         from selfplay.training.alp_gmm import ALPGMM
 
-        if positions is None:
-            try:
-                positions = {a: float(a) for a in self.arms}
-            except ValueError:
-                positions = {a: float(i) for i, a in enumerate(self.arms)}  # names: their order
+        positions = arm_positions(self.arms) if positions is None else positions
         missing = [a for a in self.arms if a not in positions]
         if missing:
             raise ValueError(f"ALP-GMM needs a position for every arm; missing: {missing}")
-        self.positions = {a: float(positions[a]) for a in self.arms}
-        low, high = min(self.positions.values()), max(self.positions.values())
-        self.teacher = ALPGMM([low], [high if high > low else low + 1.0], fit_rate=fit_rate,
-                              random_share=random_share, max_components=max_components, seed=seed)
+        self.positions = {a: [float(x) for x in (p if isinstance(p, (list, tuple)) else [p])]
+                          for a, p in ((a, positions[a]) for a in self.arms)}
+        if len({len(p) for p in self.positions.values()}) > 1:
+            raise ValueError(f"ALP-GMM positions must all have the same number of coordinates: {self.positions}")
+        dims = range(len(next(iter(self.positions.values()))))
+        self.low = [min(p[d] for p in self.positions.values()) for d in dims]
+        self.high = [max(p[d] for p in self.positions.values()) for d in dims]
+        self.high = [h if h > lo else lo + 1.0 for lo, h in zip(self.low, self.high)]
+        self.teacher = ALPGMM(self.low, self.high, fit_rate=fit_rate, random_share=random_share,
+                              max_components=max_components, seed=seed)
 
-    def _nearest(self, value: float) -> str:
-        return min(self.arms, key=lambda a: (abs(self.positions[a] - value), self.positions[a]))
+    def _nearest(self, task: Sequence[float]) -> str:
+        def distance(arm: str) -> float:
+            return sum(((p - t) / (h - lo)) ** 2 for p, t, lo, h in zip(self.positions[arm], task, self.low, self.high))
+        return min(self.arms, key=lambda a: (distance(a), self.positions[a]))
 
     def probabilities(self) -> dict[str, float]:
         """Estimated from 1,000 draws of a generator of its own (the teacher's state is not consumed)."""
@@ -190,19 +213,19 @@ class ALPGMMArms(Uniform):
         rng = np.random.default_rng(len(self.teacher.tasks))
         counts = {a: 0 for a in self.arms}
         for _ in range(1000):
-            counts[self._nearest(self.teacher.sample(rng)[0])] += 1
+            counts[self._nearest(self.teacher.sample(rng))] += 1
         return {a: c / 1000 for a, c in counts.items()}
 
     def choose(self, rng: random.Random, n: int) -> list[str]:
         import numpy as np
 
         draws = np.random.default_rng(rng.getrandbits(64))  # the same on every rank: rng is seeded per step
-        return [self._nearest(self.teacher.sample(draws)[0]) for _ in range(n)]
+        return [self._nearest(self.teacher.sample(draws)) for _ in range(n)]
 
     def update(self, signal: dict[str, float]) -> None:
         """``signal``: the batch's mean reward per arm, one teacher episode each."""
         for arm, reward in signal.items():
-            self.teacher.update([self.positions[arm]], reward)
+            self.teacher.update(self.positions[arm], reward)
 
     def state_dict(self) -> dict:
         return self.teacher.state_dict()

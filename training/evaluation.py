@@ -19,9 +19,9 @@ from selfplay.arena.stats import Tally
 from selfplay.games.core import Game, LearningProgress, outcome_of
 from selfplay.training import seeds
 from selfplay.training.config import TrainConfig
-from selfplay.training.distributed import full_parameters, rank_slice, reduce_sum
+from selfplay.training.distributed import full_parameters, gather, rank_slice, reduce_sum
 from selfplay.training.learner import Learner
-from selfplay.training.names import LEARNER, OPPONENT, seat_name
+from selfplay.training.names import LEARNER, OPPONENT, arm_name, arm_options, seat_name
 
 BASELINE = "baseline"
 MIRROR = "mirror"  # the evaluation opponent that is the learner itself: every free seat plays the current weights
@@ -119,6 +119,9 @@ class Evaluator:
                 metrics["exploitability/average"] = exact["average"]
             if "team_value" in exact:
                 metrics["team_value"] = exact["team_value"]
+        if self.cfg.evaluation.quiz_game:
+            entry["quiz"] = self.quiz(step)
+            metrics.update({f"quiz/{k}": v["accuracy"] for k, v in entry["quiz"].items()})
         if self.cfg.evaluation.heldout:
             entry["heldout"] = self.heldout(step)
             metrics.update({f"heldout/{role}/{arm}": v for role, arms in entry["heldout"].items() for arm, v in arms.items()})
@@ -203,7 +206,7 @@ class Evaluator:
         everyone = {r: seat_name(r) if r in seats else self.learner.name(r) for r in self.roles}
         matches = [Match(seeds.HELDOUT_GAMES + j, everyone,
                          {"step": step, "eval": "heldout", "learners": list(self.cfg.learner_roles),
-                          **({"arm": str(v), "game_options": {o: v}} if o else {})})
+                          **({"arm": arm_name(v), "game_options": arm_options(o, v)} if o else {})})
                    for o, v in arms for j in range(self.cfg.evaluation.games)]
         sums = Means()
         for ep in self._play(self._slice(matches), {**self.learner.agents_at(self.temperature), **self._seat_agents()},
@@ -216,6 +219,29 @@ class Evaluator:
         for key, mean in reduce_sum(self.learner.accelerator, sums).means().items():
             role, arm = key.split("|")
             out.setdefault(role, {})[arm] = mean
+        return out
+
+    def quiz(self, step: int) -> dict[str, dict[str, Any]]:
+        """The held-out quiz (``evaluation.quiz_*``): ``evaluation.quiz_role``'s weights answer ``quiz_games``
+        problems per set, greedy, once each, on seeds of the quiz's own range (the same at every evaluation, never a
+        training game's). {set: {"accuracy", "n", "outcomes": each problem's reward in seed order}}."""
+        from selfplay.games.registry import game_class
+
+        ev = self.cfg.evaluation
+        cls = game_class(ev.quiz_game)
+        name = self.learner.name(ev.quiz_role)
+        single = {"samples": 1} if "samples" in getattr(cls, "__dataclass_fields__", {}) else {}
+        matches = [Match(seeds.QUIZ_GAMES + j, {cls.roles[0]: name},
+                         {"step": step, "quiz": key, "index": j, "game_options": {**options, **single}})
+                   for key, options in ev.quiz_sets.items() for j in range(ev.quiz_games)]
+        mine = [(ep.meta["quiz"], ep.meta["index"], next(iter(ep.rewards.values()), 0.0) if ep.status != "error" else 0.0)
+                for ep in self._play(self._slice(matches), {name: self.learner.agents_at(0.0)[name]}, None, cls)]
+        results = sorted(gather(self.learner.accelerator, mine))
+        out = {}
+        for key in ev.quiz_sets:
+            outcomes = [r for k, _, r in results if k == key]
+            out[key] = {"accuracy": sum(outcomes) / len(outcomes) if outcomes else float("nan"), "n": len(outcomes),
+                        "outcomes": outcomes}
         return out
 
     def probe(self, progress: LearningProgress, step: int) -> dict[str, float]:

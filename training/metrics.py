@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from selfplay.arena.stats import paired_difference, wilson
 from selfplay.training.stats import StepStats
 
 
@@ -158,7 +159,7 @@ def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> di
     print(f"\nevaluation after {step} steps:")
     w = max([10, *map(len, summary)])  # served opponents have long names
     last = history[-1] if history else {}
-    if not summary and not last.get("heldout") and not last.get("exact"):
+    if not summary and not last.get("heldout") and not last.get("exact") and not last.get("quiz"):
         print("  nothing was evaluated: evaluation.opponents is empty and evaluation.heldout is false")
     elif not summary:
         pass
@@ -179,6 +180,9 @@ def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> di
     for role, accuracy in (heldout or {}).items():
         ordered = sorted(accuracy.items(), key=lambda kv: kv[0] == "all")  # each arm as played, the overall last
         print(f"  held-out accuracy ({role}): " + ", ".join(f"{k} {v:.1%}" for k, v in ordered))
+    for key, result in (history[-1].get("quiz") or {}).items() if history else ():
+        low, high = wilson(sum(result["outcomes"]), result["n"])
+        print(f"  quiz {key}: accuracy {result['accuracy']:.3f} [{low:.3f}, {high:.3f}] on {result['n']} held-out problems")
     exact = history[-1].get("exact") if history else None
     if exact:
         print(f"  exploitability {exact['exploitability']:.4f} per game (NashConv / {exact.get('players', 2)})"
@@ -256,4 +260,15 @@ def before_after(history: list[dict[str, Any]]) -> dict[str, Any] | None:
         if start and "all" in end and "all" in start:
             rows[f"heldout/{role}"] = {"before": start["all"], "after": end["all"]}
             lines.append(f"held-out accuracy ({role}) {start['all']:.1%} -> {end['all']:.1%}")
+    for key, end in (last.get("quiz") or {}).items():
+        start = (first.get("quiz") or {}).get(key)
+        if start and start["n"] == end["n"] and end["n"]:
+            change, low, high = paired_difference(start["outcomes"], end["outcomes"])
+            ci = [wilson(sum(r["outcomes"]), r["n"]) for r in (start, end)]
+            rows[f"quiz/{key}"] = {"before": start["accuracy"], "before_ci": list(ci[0]), "after": end["accuracy"],
+                                   "after_ci": list(ci[1]), "change": change, "change_ci": [low, high], "n": end["n"]}
+            verdict = "better" if low > 0 else "worse" if high < 0 else "no clear change"
+            lines.append(f"quiz {key:<8} accuracy {start['accuracy']:.3f} [{ci[0][0]:.3f}, {ci[0][1]:.3f}] -> "
+                         f"{end['accuracy']:.3f} [{ci[1][0]:.3f}, {ci[1][1]:.3f}]  change {change:+z.3f} "
+                         f"[{low:+z.3f}, {high:+z.3f}] ({verdict}; {end['n']} held-out problems, paired)")
     return {"rows": rows, "lines": lines} if lines else None

@@ -35,8 +35,41 @@ def _heldout_section(run_dir: Path, history: list[dict]) -> list[str]:
     return lines
 
 
+def _quiz_section(run_dir: Path, history: list[dict], role: str) -> list[str]:
+    """``RUN/quiz.png`` and a table: held-out quiz accuracy per set against the samples ``role`` trained on, with
+    Wilson 95% intervals."""
+    from selfplay.arena.stats import wilson
+
+    keys = sorted({k for h in history for k in h["quiz"]})
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    xs = [h.get("samples", {}).get(role, 0) for h in history]
+    for key in keys:
+        points = [(x, h["quiz"][key]) for x, h in zip(xs, history) if key in h["quiz"]]
+        ci = [wilson(sum(r["outcomes"]), r["n"]) for _, r in points]
+        ax.plot([x for x, _ in points], [r["accuracy"] for _, r in points], "o-", label=key)
+        ax.fill_between([x for x, _ in points], [c[0] for c in ci], [c[1] for c in ci], alpha=0.2)
+    ax.set_xlabel(f"{role} samples trained on")
+    ax.set_ylabel("held-out accuracy (greedy)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    (run_dir / "quiz.png").write_bytes(png_bytes(fig))
+    lines = ["", "## Held-out quiz", "", f"Accuracy on held-out problems (greedy, the same at every evaluation) against "
+             f"the {role}'s training samples; 95% Wilson intervals.", "", "![quiz](quiz.png)", "",
+             f"| step | {role} samples | " + " | ".join(keys) + " |", "|---:|---:|" + "---:|" * len(keys)]
+    for x, h in zip(xs, history):
+        cells = []
+        for key in keys:
+            r = h["quiz"].get(key)
+            low, high = wilson(sum(r["outcomes"]), r["n"]) if r else (float("nan"), float("nan"))
+            cells.append(f"{r['accuracy']:.3f} [{low:.2f}, {high:.2f}]" if r else "")
+        lines.append(f"| {h['step']} | {x} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_training_report(run_dir: Path, history: list[dict], curriculum: list[dict] | None = None,
-                          training: list[dict] | None = None, tasks: list[dict] | None = None) -> None:
+                          training: list[dict] | None = None, tasks: list[dict] | None = None,
+                          quiz_role: str = "") -> None:
     """``RUN/progress.png`` and ``RUN/report.md``: the learner's evaluation at each evaluation step (win rates and
     Elo for win/lose games; mean reward with 95% intervals and exact exploitability otherwise); with a curriculum,
     ``RUN/curriculum.png``: each arm's sampling probability and mean |advantage| over steps. ``training``: the mean
@@ -51,6 +84,9 @@ def write_training_report(run_dir: Path, history: list[dict], curriculum: list[d
         for h in history:
             lines.append(f"| {h['step']} | " + " | ".join(
                 f"{h['evaluation'].get(o, {}).get('reward', {}).get(r, float('nan')):+z.3f}" for o, r in seats) + " |")
+    quizzed = [h for h in history if h.get("quiz")]
+    if quizzed:
+        lines += _quiz_section(run_dir, quizzed, quiz_role or "learner")
     if any("heldout" in h for h in history):
         lines += _heldout_section(run_dir, [h for h in history if "heldout" in h])
     if curriculum:

@@ -28,8 +28,8 @@ from selfplay.training.config import TrainConfig
 from selfplay.training.curriculum import difficulty_filter, make_curriculum
 from selfplay.training.distributed import full_parameters, rank_slice, sum_scalar
 from selfplay.training.learner import Learner, group_agent, sampling_config
-from selfplay.training.names import (AVERAGE, LEARNER, MIRROR, OPPONENT, POOL, SCRIPTED, agent_name, scripted_name,
-                                     seat_name)
+from selfplay.training.names import (AVERAGE, LEARNER, MIRROR, OPPONENT, POOL, SCRIPTED, agent_name, arm_name,
+                                     arm_options, scripted_name, seat_name)
 from selfplay.training.pool import OpponentPool
 from selfplay.training.stats import StepStats
 
@@ -74,7 +74,7 @@ def plan_matches(roles: Sequence[str], group_of, step: int, seed: int, first: in
                 "learners": [r for r in learning if kind == LEARNER or r == seat]}
         if arms:  # the curriculum's category for game j: (option, value)
             option, value = arms[j]
-            meta.update(arm=str(value), **({"game_options": {option: value}} if option != OPPONENT else {}))
+            meta.update(arm=arm_name(value), **({"game_options": arm_options(option, value)} if option != OPPONENT else {}))
         matches.append(Match(game_seed, agents, meta, rng.randint(0, opening) if opening else 0))
     return matches
 
@@ -160,7 +160,7 @@ class Rollouts:
 
     def __post_init__(self) -> None:
         cur, opp = self.cfg.curriculum, self.cfg.opponents
-        self.arm_values = {str(v): v for v in cur.arms}
+        self.arm_values = {arm_name(v): v for v in cur.arms}
         self.curriculum = make_curriculum(cur.policy, list(self.arm_values), **cur.params) if cur.policy != "none" else None
         self.pool = OpponentPool(rundir.pool_dir(self.run_dir), opp.pool_size, opp.pool_sampling)
         pool_arm = cur.option == OPPONENT and POOL in self.arm_values

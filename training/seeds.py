@@ -11,6 +11,7 @@ import random
 
 EVAL_GAMES = 10_000_000  # the evaluation set: game j of every evaluation uses seed EVAL_GAMES + j // seats
 HELDOUT_GAMES = 20_000_000  # held-out seeds per curriculum arm
+QUIZ_GAMES = 40_000_000  # the held-out quiz (evaluation.quiz_*): problem j of every set
 EVAL_BASELINE = 10_000  # the scripted baselines' seed in evaluation (their draws are per game: agents/scripted.py)
 
 

@@ -20,6 +20,7 @@ class TrainerState:
     exact: dict[str, Any] = field(default_factory=dict)  # ExactTracker.state_dict(): the running average policy
     training: list[dict[str, Any]] = field(default_factory=list)  # per step: the mean training reward per role
     tasks: list[dict[str, Any]] = field(default_factory=list)  # per step: the collapse monitor's shares per writer
+    samples: dict[str, int] = field(default_factory=dict)  # role -> completions trained on so far, every rank
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

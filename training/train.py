@@ -90,7 +90,8 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
     progress = game_cls.learning_progress(dict(cfg.game_options))  # a role paid by another's measured gain
     log = Log(accelerator, asdict(cfg), run.steps, state.step, run.progress)
     if ev.before and not state.history:  # the starting point of the curves: step 0, before any update
-        state.history.append(evaluator.entry(0, state.seconds, tracker.measure() if tracker else None)[0])
+        state.history.append({**evaluator.entry(0, state.seconds, tracker.measure() if tracker else None)[0],
+                              "samples": {}})
 
     noted = cfg.sampling.constrained  # the note on answers cut at max_new_tokens, said once (constrained ones finish)
     monitor = CollapseMonitor(cfg.curriculum.collapse_distinct, cfg.curriculum.collapse_frontier, state.tasks)
@@ -122,6 +123,9 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
                     stats.arms.add(s.arm, s.reward, s.advantage)
             samples = rollouts.keep(batch.samples)
             stats.filtered = len(batch.samples) - len(samples)
+            for role in cfg.learner_roles:  # the sample budget: the x-axis of the quiz and of ablations
+                state.samples[role] = state.samples.get(role, 0) + int(sum_scalar(
+                    accelerator, float(sum(s.key[1] == role for s in samples))))
 
             # -- update -------------------------------------------------------------------------------------------
             learner.at_step(step)
@@ -175,7 +179,7 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
             if (ev.every and done % ev.every == 0) or last:
                 exact = tracker.measure(current) if tracker else None
                 entry, eval_metrics = evaluator.entry(done, state.seconds, exact)
-                state.history.append(entry)
+                state.history.append({**entry, "samples": dict(state.samples)})
                 metrics.update(eval_metrics)
             if done % run.checkpoint_every == 0 or last:
                 save(done)
@@ -189,7 +193,8 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
     if accelerator.is_main_process:
         final_summary(run_dir, state.step, state.history)
         if state.history:
-            write_training_report(run_dir, state.history, rollouts.curriculum_history, state.training, state.tasks)
+            write_training_report(run_dir, state.history, rollouts.curriculum_history, state.training, state.tasks,
+                                  cfg.evaluation.quiz_role)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
