@@ -200,6 +200,15 @@ def _apply(game: Game, turn: Turn, texts: list[str]) -> None:
         raise AssertionError(f"step returned {len(sample_rewards)} sample rewards for {turn.samples} samples")
 
 
+def _nondeterministic(seed: int, first: _Playout, other: _Playout) -> CheckFailure:
+    """The determinism failure: where two playouts from one seed part (the checks that replay it cannot run)."""
+    where = next((i for i, (a, b) in enumerate(zip(first.transcript, other.transcript)) if a != b),
+                 min(len(first.transcript), len(other.transcript)))
+    return CheckFailure("determinism", seed, f"two playouts from the same seed differ (first at turn {where}): every "
+                                             f"chance event must come from self.rng (self.seed_rng(seed) first in "
+                                             f"reset), not from the random module or the clock")
+
+
 def _check_one(make: Callable[[], Game], seed: int, payouts: _Payouts, leaks: _LeakTally) -> list[CheckFailure]:
     fail = lambda check, msg: CheckFailure(check, seed, msg)  # noqa: E731
     game = make()
@@ -218,23 +227,26 @@ def _check_one(make: Callable[[], Game], seed: int, payouts: _Payouts, leaks: _L
     elif outcome_of(game).kind == "cooperative" and len(set(first.rewards.values())) > 1:
         failures.append(fail("cooperative", f"rewards {first.rewards} differ: a cooperative game gives every role "
                                             f"the one team reward"))
-    failures += _check_endings(game, seed)
     try:
         second = _playout(make(), seed)
     except Exception as exc:  # noqa: BLE001 - the first playout from this seed ran: the game is not deterministic
         second = _Playout([], {"crash": repr(exc)}, 0, False)
     if (second.transcript, second.rewards) != (first.transcript, first.rewards):
-        where = next((i for i, (a, b) in enumerate(zip(first.transcript, second.transcript)) if a != b),
-                     min(len(first.transcript), len(second.transcript)))
-        # the checks below replay this seed's action log, which cannot work when the game does not repeat itself
-        return [*failures, fail("determinism", f"two playouts from the same seed differ (first at turn {where}): "
-                                               f"every chance event must come from self.rng (self.seed_rng(seed) "
-                                               f"first in reset), not from the random module or the clock")]
-    replay = _playout(make(), seed, [texts for _, _, texts in first.transcript])
+        return [*failures, _nondeterministic(seed, first, second)]
+    try:  # a third playout, replaying the first's actions (two unseeded ones can agree by chance on a small deck)
+        replay = _playout(make(), seed, [texts for _, _, texts in first.transcript])
+    except Exception as exc:  # noqa: BLE001 - two playouts agreed, the third did not: the game does not repeat itself
+        return [*failures, _nondeterministic(seed, first, _Playout([], {"crash": repr(exc)}, 0, False))]
+    if replay.transcript != first.transcript:  # what the roles were shown changed under the same actions
+        return [*failures, _nondeterministic(seed, first, replay)]
     if replay.rewards != first.rewards:
         failures.append(fail("replay", f"replaying the action log gave {replay.rewards}, the original {first.rewards}"))
-    failures += _check_secrets(make(), seed, first)
-    failures += _check_hidden(make(), seed, first, leaks)
+    try:  # these replay the seed's logged actions: a logged action refused on replay means the game did not repeat
+        failures += _check_endings(game, seed)
+        failures += _check_secrets(make(), seed, first)
+        failures += _check_hidden(make(), seed, first, leaks)
+    except (InvalidAction, IndexError) as exc:
+        return [*failures, _nondeterministic(seed, first, _Playout([], {"crash": repr(exc)}, 0, False))]
     failures += _check_garbage(make(), seed)
     return failures
 

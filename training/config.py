@@ -153,7 +153,8 @@ class Evaluation:
     quiz_sets: dict[str, Any] = _f(None, "the quiz's sets: name -> that game's options, e.g. {add2: {skill: add, "
                                          "digits: 2, answer_format: slot, split: heldout}}", factory=dict)
     quiz_games: int = _f(100, "problems per quiz set", low=1)
-    quiz_role: str = _f("", "the learner role whose weights answer the quiz (default: the first learner role)")
+    quiz_role: str = _f("", "the learner role whose weights answer the quiz (default: the learner role of the quiz "
+                            "game's role name, or the only learner role)")
     temperature: float | None = _f(None, "sampling temperature in evaluation (None: as in training; 0: greedy)",
                                    low=0.0, alias="eval_temperature")
     exact: bool = _f(True, "exact exploitability (NashConv / players) of the current and the average policy at each "
@@ -481,8 +482,12 @@ def _bind_quiz(config: TrainConfig) -> None:
             cls(**{**options, "samples": 1} if "samples" in {f.name for f in fields(cls)} else options)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"config key 'evaluation.quiz_sets.{name}': {exc}") from None
-    if not ev.quiz_role:
-        ev.quiz_role = config.learner_roles[0]
+    if not ev.quiz_role:  # the learner role of the quiz's name (creator_solver's solver), or the only one
+        named = [r for r in config.learner_roles if r == cls.roles[0]]
+        if not named and len(config.learner_roles) > 1:
+            raise ValueError(f"config key 'evaluation.quiz_role': the quiz's role {cls.roles[0]!r} is not a learner "
+                             f"role; name which of {', '.join(config.learner_roles)} answers it")
+        ev.quiz_role = (named or config.learner_roles)[0]
     if ev.quiz_role not in config.learner_roles:
         raise ValueError(f"config key 'evaluation.quiz_role' = {ev.quiz_role!r}: expected a learner role "
                          f"({', '.join(config.learner_roles)})")

@@ -44,9 +44,11 @@ def test_quiz_config_errors_name_the_key(overrides, message):
         bound(*overrides)
 
 
-def test_quiz_role_defaults_to_the_first_learner_role():
-    assert bound().evaluation.quiz_role == "creator"  # the recipe names none; both roles learn
+def test_quiz_role_defaults_to_the_learner_role_of_the_quizs_name():
+    assert bound().evaluation.quiz_role == "solver"  # not the creator, which learns too: its weights never answer
     assert bound("opponents.seats={creator: random}").evaluation.quiz_role == "solver"
+    with pytest.raises(ValueError, match="name which of teacher, student answers it"):
+        bind_game(load_config(CONFIGS / "teacher_student_structured_tiny.yaml", ["evaluation.quiz_role=''"]))
 
 
 def test_arms_over_several_options():
