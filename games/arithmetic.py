@@ -55,6 +55,14 @@ def is_heldout(question: str) -> bool:
     return int.from_bytes(hashlib.sha256(question.encode()).digest()[:4], "little") % HELDOUT_SHARE == 0
 
 
+def slot_number(text: str) -> int:
+    """The number a slotted answer starts with ("82" after "37 + 45 = "); InvalidAction when it starts otherwise."""
+    match = _NUMBER.match(text)
+    if not match:
+        raise InvalidAction(Failure.PARSE_ERROR, "expected the number")
+    return int(match.group(1))
+
+
 def slot_prompt(question: str) -> list:
     """What a solver reads in the slot format (the quiz, a creator's or a teacher's problem alike): the same words
     everywhere, so a held-out quiz measures the skill training practised."""

@@ -34,7 +34,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from selfplay.games.arithmetic import is_heldout, slot_prompt
+from selfplay.games.arithmetic import is_heldout, slot_number, slot_prompt
 from selfplay.games.core import Failure, InvalidAction, InvalidPolicy, WriterAnswerer, system, user
 from selfplay.games.registry import register
 from selfplay.games.sandbox import Limits, returned, run_calls, run_code, run_many
@@ -43,7 +43,6 @@ TASKS = ("puzzle", "output", "input", "arithmetic")
 CREATOR_REWARDS = ("azr", "rzero")
 _CODE = re.compile(r"```(?:python)?\s*\n(.*?)```", re.DOTALL)
 _PROBLEM = re.compile(r"\s*(\d+) ([+-]) (\d+)\s*$")
-_NUMBER = re.compile(r"\s*(-?\d+)")
 _FIELD = re.compile(r"^(SOLUTION|INPUT|ANSWER):\s*(.+)$", re.MULTILINE)
 LIMITS = Limits(timeout_s=2.0, cpu_s=1, memory_mb=256, output_bytes=8192)
 
@@ -182,10 +181,7 @@ class CreatorSolver(WriterAnswerer):
 
     def _parse_arithmetic(self, role: str, text: str) -> Any:
         if role == "solver":
-            match = _NUMBER.match(text)
-            if not match:
-                raise InvalidAction(Failure.PARSE_ERROR, "expected the number")
-            return int(match.group(1))
+            return slot_number(text)
         match = _PROBLEM.match(text)
         if not match or match.group(0).strip() not in creatable_set(self.digits):
             raise InvalidAction(Failure.PARSE_ERROR, f"expected one of the listed problems, like '{self._example}', "

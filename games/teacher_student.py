@@ -27,14 +27,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from selfplay.games.arithmetic import SKILLS, Arithmetic, answer_bounds, answer_values, make_task, slot_prompt
+from selfplay.games.arithmetic import (SKILLS, Arithmetic, answer_bounds, answer_values, make_task, slot_number,
+                                       slot_prompt)
 from selfplay.games.creator_solver import learnability
 from selfplay.games.core import Failure, InvalidAction, LearningProgress, WriterAnswerer, system, user
 from selfplay.games.registry import register
 
 _FIELD = re.compile(r"^(SKILL|QUESTION|ANSWER):\s*(.+?)\s*$", re.MULTILINE)
 _CHOICE = re.compile(r"SKILL:\s*(\w+)\s+DIGITS:\s*(\d+)")
-_NUMBER = re.compile(r"\s*(-?\d+)")
 FORMATS = ("free", "structured")
 LEVELS = (1, 2, 3)  # the sizes a structured teacher chooses among
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
@@ -155,10 +155,7 @@ class TeacherStudent(WriterAnswerer):
 
     def _parse_structured(self, role: str, text: str) -> Any:
         if role == "student":
-            match = _NUMBER.match(text)
-            if not match:
-                raise InvalidAction(Failure.PARSE_ERROR, "expected the number")
-            return int(match.group(1))
+            return slot_number(text)
         match = _CHOICE.search(text)
         if not match or f"SKILL: {match.group(1)} DIGITS: {match.group(2)}" not in self.legal_actions("teacher"):
             raise InvalidAction(Failure.PARSE_ERROR, f"expected one of the choices, like 'SKILL: add DIGITS: 2', "
