@@ -71,19 +71,21 @@ def quiz_outcomes(entry: dict) -> list[float]:
     return [x for key in sorted(entry["quiz"]) for x in entry["quiz"][key]["outcomes"]]
 
 
-def load(run: Path, role: str) -> dict:
-    """A finished run's first and last quiz, its samples, steps and training seconds, and the accuracy curve."""
+def load(run: Path) -> dict:
+    """A finished run's first and last quiz, the quiz role's samples, steps and training seconds, and the accuracy
+    curve."""
     history = json.loads((run / "summary.json").read_text())["history"]
     quizzed = [h for h in history if h.get("quiz")]
     first, last = quizzed[0], quizzed[-1]
     if first["step"] != 0:
         raise SystemExit(f"{run}: no quiz before training (evaluation.before must be true)")
     sampled = last.get("samples", {})
-    planned = json.loads((run / "config.json").read_text())["run"]["steps"]
+    config = json.loads((run / "config.json").read_text())
+    planned, role = config["run"]["steps"], config["evaluation"]["quiz_role"]  # the solver in the ALP-GMM arm
     return {"before": quiz_outcomes(first), "after": quiz_outcomes(last), "steps": last["step"], "planned": planned,
-            "seconds": last.get("seconds", 0.0), "samples": sampled.get(role, sampled.get("solver", 0)),
+            "seconds": last.get("seconds", 0.0), "samples": sampled.get(role, 0),
             "per_set": {k: (first["quiz"][k]["accuracy"], v["accuracy"]) for k, v in last["quiz"].items()},
-            "curve": [(h.get("samples", {}).get(role, h.get("samples", {}).get("solver", 0)),
+            "curve": [(h.get("samples", {}).get(role, 0),
                        sum(quiz_outcomes(h)) / len(quiz_outcomes(h))) for h in quizzed]}
 
 
@@ -204,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.fresh or not (run / "summary.json").is_file():
                 wall = train_arm(stem, args.model, seed, run, args.steps, args.minutes, [*overrides, *args.overrides])
                 print(f"  {arm} seed {seed}: trained in {wall / 60:.1f} min ({run})", flush=True)
-            results.setdefault(arm, []).append({**load(run, role), **(
+            results.setdefault(arm, []).append({**load(run), **(
                 {"choices": choices(run)} if args.family == "teacher" else {})})
     lines = table(args.family, args.model, results)
     print("\n" + "\n".join(lines))

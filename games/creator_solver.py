@@ -162,15 +162,11 @@ class CreatorSolver(WriterAnswerer):
     def _example(self) -> str:
         return "37 + 45" if self.digits == 2 else "3 + 5"
 
-    def problems(self) -> list[str]:
-        """Every problem the arithmetic kind's creator may write (held-out problems aside)."""
-        return list(creatable(self.digits))
-
     def legal_actions(self, role: str) -> list[str] | None:
         if not self.arithmetic:
             return None
         if role == "creator":
-            return self.problems()
+            return list(creatable(self.digits))
         if self.question is None:
             return None
         top = 2 * (10**self.digits - 1)
@@ -255,7 +251,7 @@ class CreatorSolver(WriterAnswerer):
     def random_action(self, role: str, rng: random.Random) -> str:
         if self.arithmetic:  # the creator uniform over the grammar (the ablation); a solver near the answer
             if role == "creator":
-                return rng.choice(self.problems())
+                return rng.choice(creatable(self.digits))
             return str(max(0, self.reference + rng.choice([-10, -1, 0, 0, 1, 10])))
         if role == "creator":
             code, solution = rng.choice(BANK)
@@ -264,7 +260,7 @@ class CreatorSolver(WriterAnswerer):
 
     def expert_action(self, role: str, rng: random.Random) -> str:
         if self.arithmetic:  # the solver computes; the creator knows no better than the grammar
-            return str(self.reference) if role == "solver" else rng.choice(self.problems())
+            return str(self.reference) if role == "solver" else rng.choice(creatable(self.digits))
         if role == "creator":
             return self._task_text(*rng.choice(BANK))
         if self.task == "output":

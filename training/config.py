@@ -455,6 +455,11 @@ SPECIAL_AGENTS = {"evaluation.opponents": ("mirror",), "curriculum.arms": ("mirr
                   "opponents.scripted_opponent": ("average",)}
 
 
+def quiz_options(cls: type, options: dict[str, Any]) -> dict[str, Any]:
+    """A quiz set's game options: each problem answered once (``samples=1`` where the game takes samples)."""
+    return {**options, "samples": 1} if "samples" in {f.name for f in fields(cls)} else dict(options)
+
+
 def _bind_quiz(config: TrainConfig) -> None:
     """``evaluation.quiz_*``: a registered one-role game, sets whose options make it, a learner role to answer."""
     from selfplay.games.registry import game_class
@@ -479,7 +484,7 @@ def _bind_quiz(config: TrainConfig) -> None:
         if not isinstance(options, dict):
             raise ValueError(f"config key 'evaluation.quiz_sets.{name}' = {options!r}: expected the game's options")
         try:
-            cls(**{**options, "samples": 1} if "samples" in {f.name for f in fields(cls)} else options)
+            cls(**quiz_options(cls, options))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"config key 'evaluation.quiz_sets.{name}': {exc}") from None
     if not ev.quiz_role:  # the learner role of the quiz's name (creator_solver's solver), or the only one

@@ -18,7 +18,7 @@ from selfplay.arena.records import Episode, RecordStore
 from selfplay.arena.stats import Tally
 from selfplay.games.core import Game, LearningProgress, outcome_of
 from selfplay.training import seeds
-from selfplay.training.config import TrainConfig
+from selfplay.training.config import TrainConfig, quiz_options
 from selfplay.training.distributed import full_parameters, gather, rank_slice, reduce_sum
 from selfplay.training.learner import Learner
 from selfplay.training.names import LEARNER, OPPONENT, arm_name, arm_options, seat_name
@@ -230,9 +230,8 @@ class Evaluator:
         ev = self.cfg.evaluation
         cls = game_class(ev.quiz_game)
         name = self.learner.name(ev.quiz_role)
-        single = {"samples": 1} if "samples" in getattr(cls, "__dataclass_fields__", {}) else {}
         matches = [Match(seeds.QUIZ_GAMES + j, {cls.roles[0]: name},
-                         {"step": step, "quiz": key, "index": j, "game_options": {**options, **single}})
+                         {"step": step, "quiz": key, "index": j, "game_options": quiz_options(cls, options)})
                    for key, options in ev.quiz_sets.items() for j in range(ev.quiz_games)]
         mine = [(ep.meta["quiz"], ep.meta["index"], next(iter(ep.rewards.values()), 0.0) if ep.status != "error" else 0.0)
                 for ep in self._play(self._slice(matches), {name: self.learner.agents_at(0.0)[name]}, None, cls)]
