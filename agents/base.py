@@ -37,6 +37,7 @@ class Completion:
     completion_ids: list[int] | None = None
     logprobs: list[float] | None = None
     allowed: list[list[int] | None] | None = None  # constrained decoding: the token ids allowed at each step
+    temperature: float | None = None  # the sampling temperature the logprobs are taken at (model agents)
     meta: dict[str, Any] = field(default_factory=dict)
 
 

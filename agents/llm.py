@@ -10,263 +10,21 @@ not folded into the log-probabilities (as in TRL and vLLM).
 from __future__ import annotations
 
 import math
-from array import array
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from selfplay.agents.base import Completion, Request
 from selfplay.agents.sampling import BACKENDS, OBSERVERS, SamplingConfig, warn_no_compact  # noqa: F401
 from selfplay.agents.checkpoints import RoleAgent, checkpoint_policy, load_role_models, policy_dir, run_sampling
-from selfplay.agents.decode import (Decoder, default_min_saving, next_allowed, plain_head, power_of_two, radix_tree,
-                                    through_stop)
+from selfplay.agents.decode import (Decoder, next_allowed, power_of_two, through_stop)
 from selfplay.agents.models import load_model
+from selfplay.agents.prompts import PromptMemo, adds_default_system, decode_texts, observation, render_prompt, render_prompts
+from selfplay.agents.scoring import allowed_mask, left_pad, pack, scored_logprobs, token_logprobs
 from selfplay.agents.specs import MODEL_OPTIONS
-from selfplay.agents.tree_forward import forward_plan, tree_may_pay, tree_pays, tree_states
 from selfplay.agents.weights import activate_adapter
-
-
-def observation(request: Request, observer: str, bare_system: bool = False) -> list[dict]:
-    """The messages an agent reads: the game's chat, or (``compact``) its one-line observation as the first user
-    turn followed by any re-prompts of this turn; ``bare_system`` puts an empty system turn first (for chat
-    templates that would otherwise add a default system prompt longer than the observation)."""
-    if observer != "compact" or request.compact is None:
-        return request.messages
-    first = next((i for i, m in enumerate(request.messages) if m["role"] == "user"), len(request.messages) - 1)
-    bare = [{"role": "system", "content": ""}] if bare_system else []
-    return [*bare, {"role": "user", "content": request.compact}, *request.messages[first + 1:]]
-
-
-def adds_default_system(tokenizer) -> bool:
-    """Whether the chat template inserts a system prompt of its own when the messages have none (SmolLM2's does)."""
-    probe = [{"role": "user", "content": "x"}]
-    return len(render_prompt(tokenizer, probe)) > len(render_prompt(tokenizer, [{"role": "system", "content": ""}, *probe]))
-
-
-def render_prompt(tokenizer, messages: list[dict]) -> list[int]:
-    """Token ids of a chat observation with the generation prompt appended."""
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
-
-
-class PromptMemo:
-    """Token ids of the conversations one tokenizer has rendered, keyed by the conversation's text (a game's
-    observations recur across turns, games and training steps: TicTacToe has 5,478 positions). At most ``limit``
-    kept (as 8-byte arrays: ~2 KB for a 150-token prompt and its key), oldest out first; everything is dropped when
-    the tokenizer's chat template changes."""
-
-    def __init__(self, limit: int = 16384):
-        self.limit, self.template, self.ids = limit, None, OrderedDict()
-
-    def check(self, tokenizer) -> None:
-        template = getattr(tokenizer, "chat_template", None)
-        if template != self.template:
-            self.template = template
-            self.ids.clear()
-
-    def add(self, keys: list[str], ids: list[list[int]]) -> None:
-        self.ids.update(zip(keys, (array("q", row) for row in ids)))
-        while len(self.ids) > self.limit:
-            self.ids.popitem(last=False)
-
-
-def render_prompts(tokenizer, conversations: list[list[dict]], memo: PromptMemo | None = None) -> list[list[int]]:
-    """:func:`render_prompt` of many observations: rendered in one template call, tokenised in one batch (what
-    ``apply_chat_template(tokenize=True)`` does per conversation, at half the cost); with a ``memo``, conversations
-    it holds are not rendered again."""
-    if not conversations:
-        return []
-    first: dict[str, int] = {}  # identical observations (every game's opening, say) are rendered once
-    slot = [first.setdefault(repr(c), len(first)) for c in conversations]
-    keys = list(first)
-    known: list[list[int] | array | None] = [None] * len(keys)
-    if memo is not None:
-        memo.check(tokenizer)
-        known = [memo.ids.get(k) for k in keys]
-    todo = [j for j, ids in enumerate(known) if ids is None]
-    unique = [None] * len(keys)
-    for c, j in zip(conversations, slot):
-        unique[j] = c
-    if todo:
-        fresh = _render(tokenizer, [unique[j] for j in todo])
-        for j, ids in zip(todo, fresh):
-            known[j] = ids
-        if memo is not None:
-            memo.add([keys[j] for j in todo], fresh)
-    return [list(known[j]) for j in slot]
-
-
-def _render(tokenizer, conversations: list[list[dict]]) -> list[list[int]]:
-    """Token ids of ``conversations``: one template call, one batch tokenisation."""
-    texts = tokenizer.apply_chat_template(conversations, add_generation_prompt=True, tokenize=False)
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    # the fast tokenizer's ids alone (no per-row BatchEncoding), unless an earlier call of the tokenizer with padding
-    # or truncation left them switched on in its backend: the generic call switches them off again
-    if backend is not None and getattr(tokenizer, "is_fast", False) and backend.padding is None \
-            and backend.truncation is None:
-        return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
-    return [list(row) for row in tokenizer(texts, add_special_tokens=False, padding=False,
-                                           truncation=False)["input_ids"]]
-
-
-def decode_texts(tokenizer, rows: list[list[int]]) -> list[str]:
-    """``tokenizer.decode(row, skip_special_tokens=True)`` of every row; a fast tokenizer decodes them in one batch
-    (unless it cleans up tokenization spaces, which only its Python side does)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None and getattr(tokenizer, "is_fast", False) \
-            and not getattr(tokenizer, "clean_up_tokenization_spaces", True):
-        return backend.decode_batch(rows, skip_special_tokens=True)
-    return [tokenizer.decode(row, skip_special_tokens=True) for row in rows]
-
-
-def left_pad(rows: list[list[int]], pad_id: int, device: torch.device, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded ids and attention mask (width rounded up to ``multiple``)."""
-    width = -(-max(len(r) for r in rows) // multiple) * multiple
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[i, width - len(r):] = 1
-    return ids.to(device), mask.to(device)
-
-
-def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Rows of left-padded prompt + right-padded completion, with mask, positions and the completion mask."""
-    plen = max(len(p) for p in prompts)
-    clen = max(1, max(len(c) for c in completions))
-    ids = torch.full((len(prompts), plen + clen), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, (p, c) in enumerate(zip(prompts, completions)):
-        ids[i, plen - len(p):plen + len(c)] = torch.tensor(p + c, dtype=torch.long)
-        mask[i, plen - len(p):plen + len(c)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
-            "completion_mask": mask[:, plen:], "prompt_width": torch.tensor(plen)}
-
-
-def allowed_mask(allowed: list[list[list[int] | None] | None], vocab: int, device) -> torch.Tensor:
-    """Additive (rows, tokens, vocab) mask: 0 where a token was allowed, -inf elsewhere; None allows all."""
-    width = max([len(a) for a in allowed if a] or [1])
-    mask = torch.zeros(len(allowed), width, vocab, device=device)
-    for i, row in enumerate(allowed):
-        for t, ids in enumerate(row or []):
-            if ids is not None:
-                mask[i, t] = float("-inf")
-                mask[i, t, ids] = 0.0
-    return mask
-
-
-def completion_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, prompt_width: int,
-                        temperature: float = 1.0, allowed: list | None = None) -> torch.Tensor:
-    """(rows, completion tokens) ``log softmax(logits / T)`` at the completion tokens.
-
-    ``logits`` may cover only the last positions (``logits_to_keep``), as long as it starts by the last prompt
-    token. ``allowed`` (per row, per token: the allowed ids or None) renormalises over constrained choices.
-    """
-    skipped = input_ids.shape[1] - logits.shape[1]
-    shifted = logits[:, prompt_width - 1 - skipped:-1].float() / (temperature or 1.0)
-    if allowed is not None and any(allowed):
-        mask = allowed_mask(allowed, shifted.shape[-1], shifted.device)
-        pad = shifted.shape[1] - mask.shape[1]
-        shifted = shifted + torch.nn.functional.pad(mask, (0, 0, 0, max(pad, 0)))[:, :shifted.shape[1]]
-    targets = input_ids[:, prompt_width:].unsqueeze(-1)
-    return shifted.gather(-1, targets).squeeze(-1) - torch.logsumexp(shifted, dim=-1)
-
-
-def scored_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    position_ids: torch.Tensor, prompt_width: int, temperature: float = 1.0,
-                    allowed: list | None = None) -> torch.Tensor:
-    """(rows, completion tokens) teacher-forced ``log softmax(logits / T)`` of each completion token of a
-    :func:`pack` batch (0 at padding), differentiable; ``allowed`` as in :func:`completion_logprobs`.
-
-    Where the output layer is a plain linear map (``plain_head``), only the positions that score a real completion
-    token go through it, and a constrained position only through its allowed tokens' rows: the same renormalised
-    log-probability as masking the full vocabulary, without the (rows, tokens, vocabulary) logits.
-    """
-    head = plain_head(model)
-    targets, valid = input_ids[:, prompt_width:], attention_mask[:, prompt_width:].bool()
-    if head is None:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                       logits_to_keep=input_ids.shape[1] - prompt_width + 1).logits
-        return completion_logprobs(logits, input_ids, prompt_width, temperature, allowed).masked_fill(~valid, 0.0)
-    hidden = completion_states(model.get_decoder(), input_ids, attention_mask, position_ids, prompt_width)
-    out = torch.zeros(targets.shape, dtype=torch.float32, device=input_ids.device)
-    scale = 1.0 / (temperature or 1.0)
-    constrained = constrained_positions(attention_mask[:, prompt_width:], allowed)
-    free = valid.clone()
-    if constrained:
-        ci = torch.tensor([i for i, _, _ in constrained], device=out.device)
-        ct = torch.tensor([t for _, t, _ in constrained], device=out.device)
-        free[ci, ct] = False
-    fi, ft = free.nonzero(as_tuple=True)
-    if len(fi):
-        z = head(hidden[fi, ft]).float() * scale
-        out = out.index_put((fi, ft), z.gather(-1, targets[fi, ft, None]).squeeze(-1) - torch.logsumexp(z, -1))
-    if constrained:
-        picked = targets[ci, ct].tolist()
-        union = sorted({x for _, _, ids in constrained for x in ids} | set(picked))
-        column = {x: j for j, x in enumerate(union)}
-        rows = torch.tensor(union, device=out.device)
-        z = torch.nn.functional.linear(hidden[ci, ct], head.weight[rows],
-                                       None if head.bias is None else head.bias[rows]).float() * scale
-        keep = torch.zeros(z.shape, dtype=torch.bool)
-        keep[[k for k, (_, _, ids) in enumerate(constrained) for _ in ids],
-             [column[x] for _, _, ids in constrained for x in ids]] = True
-        z = z.masked_fill(~keep.to(z.device), float("-inf"))  # a token outside its allowed set: -inf, as masked
-        chosen = torch.tensor([column[x] for x in picked], device=out.device)
-        out = out.index_put((ci, ct), z.gather(-1, chosen[:, None]).squeeze(-1) - torch.logsumexp(z, -1))
-    return out
-
-
-def completion_states(decoder: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      position_ids: torch.Tensor, prompt_width: int) -> torch.Tensor:
-    """The decoder's last hidden states that predict each completion token of a :func:`pack` batch, (rows,
-    completion tokens, hidden), differentiable; what stands at padding positions is unspecified.
-
-    Where the rows share prefixes (a seat's system prompt and rules, a GRPO group's prompt, a state many games
-    reach) and the tokens saved outweigh the extra forwards (``tree_pays``), they run along their radix tree, each
-    shared run once (``agents/tree_forward.py``); otherwise (or under activation checkpointing, which drops caches)
-    in one pass over whole rows.
-    """
-    def plain() -> torch.Tensor:
-        return decoder(input_ids=input_ids, attention_mask=attention_mask,
-                       position_ids=position_ids).last_hidden_state[:, prompt_width - 1:-1]
-
-    if getattr(decoder, "gradient_checkpointing", False):
-        return plain()
-    rows, width = input_ids.shape
-    saving = default_min_saving(input_ids.device)
-    lengths = attention_mask[:, :prompt_width].sum(1).tolist(), attention_mask[:, prompt_width:].sum(1).tolist()
-    sequences = [r[prompt_width - p:prompt_width + c] for r, p, c in zip(input_ids.tolist(), *lengths)]
-    if not tree_may_pay(decoder, rows * width, len(set(map(tuple, sequences)))):
-        return plain()
-    nodes = radix_tree(sequences, saving)
-    wanted = [list(range(p - 1, p + c - 1)) for p, c in zip(*lengths)]
-    if not any(wanted) or not tree_pays(decoder, rows * width, nodes, forward_plan(nodes, saving)):
-        return plain()
-    states = tree_states(decoder, sequences, wanted, saving, nodes=nodes)
-    return torch.nn.functional.pad(states, (0, 0, 0, width - prompt_width - states.shape[1]))
-
-
-def constrained_positions(completion_mask: torch.Tensor, allowed: list | None) -> list[tuple[int, int, list[int]]]:
-    """(row, completion token, allowed ids) of every real completion token that ``allowed`` constrains."""
-    flags = completion_mask.tolist()
-    return [(i, t, ids) for i, row in enumerate(allowed or ()) for t, ids in enumerate(row or ())
-            if ids is not None and t < len(flags[i]) and flags[i][t]]
-
-
-def token_logprobs(model: torch.nn.Module, prompts: list[list[int]], completions: list[list[int]], pad_id: int,
-                   temperature: float = 1.0, allowed: list | None = None) -> list[torch.Tensor]:
-    """Teacher-forced ``log softmax(logits / T)`` of each completion token given its prompt (differentiable)."""
-    device = next(model.parameters()).device
-    batch = {k: v.to(device) for k, v in pack(prompts, completions, pad_id).items()}
-    picked = scored_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["position_ids"],
-                             int(batch["prompt_width"]), temperature, allowed)
-    return [picked[i, :len(c)] for i, c in enumerate(completions)]
 
 
 def _greedy_choice(paths: dict[str, tuple[list[int], list[float]]]) -> dict[str, float]:
@@ -353,8 +111,8 @@ class LLMAgent:
         with self._adapter():
             rows = decoder.decode(prompts, self._budget(spelled), s.temperature, s.top_p, spelled, seed, stopped)
         texts = decode_texts(tok, [r.tokens for r in rows])
-        return [Completion(text, prompt_ids=list(p), completion_ids=r.tokens, logprobs=r.logprobs, allowed=r.allowed)
-                for p, r, text in zip(prompts, rows, texts)]
+        return [Completion(text, prompt_ids=list(p), completion_ids=r.tokens, logprobs=r.logprobs, allowed=r.allowed,
+                           temperature=s.temperature) for p, r, text in zip(prompts, rows, texts)]
 
     def _generate_vllm(self, prompts: list[list[int]]) -> list[Completion]:
         """Sample with the colocated vLLM engine (synchronised to this agent's weights first), then score the tokens
@@ -371,7 +129,7 @@ class LLMAgent:
         with self._adapter():
             exact = token_logprobs(self.model, prompts, tokens, tok.pad_token_id, s.temperature or 1.0)
         return [Completion(text, prompt_ids=list(p), completion_ids=t, logprobs=x.tolist(),
-                           meta={"engine_logprobs": lp[:len(t)]})
+                           temperature=s.temperature, meta={"engine_logprobs": lp[:len(t)]})
                 for p, t, x, (_, lp), text in zip(prompts, tokens, exact, rows, decode_texts(tok, tokens))]
 
     def _until_stop(self, tokens: list[int]) -> list[int]:
@@ -463,7 +221,8 @@ class LLMAgent:
             tokens = tokens[:end]
             choices = [allowed_log[i].get(t) for t in range(end)] if allowed_log else None
             completions.append(Completion(tok.decode(tokens, skip_special_tokens=True), prompt_ids=list(prompt),
-                                          completion_ids=tokens, logprobs=logprobs[i, :end].tolist(), allowed=choices))
+                                          completion_ids=tokens, logprobs=logprobs[i, :end].tolist(), allowed=choices,
+                                          temperature=self.sampling.temperature))
         return completions
 
     @torch.no_grad()

@@ -128,7 +128,8 @@ class _LiveGame:
                     attempt=slot.attempts,
                     agent=self.episode.agents[role], messages=slot.messages, text=completion.text,
                     prompt_ids=completion.prompt_ids, completion_ids=completion.completion_ids,
-                    logprobs=completion.logprobs, allowed=completion.allowed, seconds=seconds,
+                    logprobs=completion.logprobs, allowed=completion.allowed, temperature=completion.temperature,
+                    seconds=seconds,
                     read=completion.meta.get("read"))
         self.turn_steps[index].append(step)
         slot.attempts += 1

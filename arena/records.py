@@ -42,6 +42,7 @@ class Step:
     completion_ids: list[int] | None = None
     logprobs: list[float] | None = None
     allowed: list[list[int] | None] | None = None  # token ids allowed at each completion step (constrained)
+    temperature: float | None = None  # the sampling temperature of logprobs (model agents)
     seconds: float = 0.0
     advantage: float | None = None  # the advantage the update gave this sample (set by the trainer afterwards)
     read: list[Message] | None = None  # what the agent read, where it differs from ``messages`` (its observer's view)

@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.args import default_device, device, positive, positive_float  # noqa: E402
 from selfplay.agents.decode import Decoder  # noqa: E402
-from selfplay.agents.llm import token_logprobs  # noqa: E402
+from selfplay.agents.scoring import token_logprobs  # noqa: E402
 from selfplay.agents.models import tiny_model  # noqa: E402
 
 

@@ -23,8 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.args import MODELS, default_device, device, positive  # noqa: E402
 from benchmarks.generation import build, sync  # noqa: E402
-from selfplay.agents import llm  # noqa: E402
-from selfplay.agents.llm import pack  # noqa: E402
+from selfplay.agents.scoring import pack  # noqa: E402
 from selfplay.training.metrics import peak_flops  # noqa: E402
 from selfplay.training.policy import Policy  # noqa: E402
 
@@ -41,13 +40,12 @@ def samples(vocab: int, rows: int, groups: int, shared: int, state: int, complet
 
 def one_pass(policy: Policy, batch: dict, tree: bool) -> tuple[float, dict]:
     """Seconds of one forward and backward of -sum(log-probs); and the gradients."""
-    llm.tree_may_pay = (lambda *a: True) if tree else (lambda *a: False)
-    llm.tree_pays = lambda *a: tree
     policy.zero_grad(set_to_none=True)
     sync(str(batch["input_ids"].device))
     start = time.perf_counter()
-    logp = policy(batch["input_ids"], batch["attention_mask"], batch["position_ids"],
-                  ["policy"] * len(batch["input_ids"]), int(batch["prompt_width"]))
+    logp = policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                  position_ids=batch["position_ids"], groups=["policy"] * len(batch["input_ids"]),
+                  prompt_width=int(batch["prompt_width"]), tree=tree)
     (-(logp * batch["completion_mask"]).sum()).backward()
     sync(str(batch["input_ids"].device))
     return time.perf_counter() - start, {n: p.grad.detach().clone() for n, p in policy.named_parameters()

@@ -143,7 +143,8 @@ class Generator:
                 self._generate(self.agents[model], sampling, jobs)
 
     def _generate(self, agent, sampling: tuple, jobs: list[_Job]) -> None:
-        from selfplay.agents.llm import SamplingConfig, render_prompt
+        from selfplay.agents.llm import SamplingConfig
+        from selfplay.agents.prompts import render_prompt
 
         max_tokens, temperature, top_p, stop, seed = sampling
         try:

@@ -56,10 +56,10 @@ def grpo_advantages(rewards: Sequence[float], groups: Sequence[Hashable], fallba
     return out
 
 
-def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                clip: float, token_count: float, ref_logp: torch.Tensor | None = None,
-                kl_coef: float = 0.0, entropy_coef: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
-    """Clipped policy-gradient loss over (batch, tokens), normalised by ``token_count`` tokens."""
+def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
+                clip: float, tokens: float, ref_logp: torch.Tensor | None = None, kl_coef: float = 0.0,
+                entropy_coef: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Clipped policy-gradient loss over (batch, tokens), normalised by ``tokens`` tokens."""
     if not logp.shape == old_logp.shape == mask.shape or advantages.shape != logp.shape[:1]:
         raise ValueError(f"shapes differ: logp {tuple(logp.shape)}, old {tuple(old_logp.shape)}, "
                          f"mask {tuple(mask.shape)}, advantages {tuple(advantages.shape)}")
@@ -75,5 +75,5 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
         stats["kl"] = float((kl.detach() * mask).sum() / mask.sum().clamp(min=1))
     if entropy_coef:
         per_token = per_token + entropy_coef * logp.detach() * logp
-    loss = (per_token * mask).sum() / max(token_count, 1.0)
+    loss = (per_token * mask).sum() / max(tokens, 1.0)
     return loss, stats

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from selfplay.agents.llm import scored_logprobs
+from selfplay.agents.scoring import scored_logprobs
 from selfplay.agents.weights import activate_adapter, add_adapters, lora_config
 
 
@@ -87,10 +87,11 @@ class Policy(nn.Module):
             total += forward * (3 if reference else 2) + weights
         return total
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                groups: list[str], prompt_width: int, temperature: float = 1.0,
-                allowed: list | None = None) -> torch.Tensor:
-        """Completion-token log-probs (rows, tokens); rows of each group go through that group's weights."""
+    def forward(self, *, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
+                groups: list[str], prompt_width: int, temperature: float = 1.0, allowed: list | None = None,
+                tree: bool | None = None) -> torch.Tensor:
+        """Completion-token log-probs (rows, tokens); rows of each group go through that group's weights
+        (``agents.scoring.scored_logprobs``; ``tree`` as there)."""
         out = torch.zeros(input_ids.shape[0], input_ids.shape[1] - prompt_width, device=input_ids.device)
         for group in dict.fromkeys(groups):
             rows = torch.tensor([i for i, g in enumerate(groups) if g == group], device=input_ids.device)
@@ -99,7 +100,8 @@ class Policy(nn.Module):
                 activate_adapter(module, adapter)
             mine = [allowed[i] for i in rows.tolist()] if allowed is not None else None
             out = out.index_put((rows,), scored_logprobs(module, input_ids[rows], attention_mask[rows],
-                                                         position_ids[rows], prompt_width, temperature, mine))
+                                                         position_ids[rows], prompt_width, temperature, mine,
+                                                         tree=tree))
         return out
 
     def trainable_state(self) -> dict[str, torch.Tensor]:

@@ -94,6 +94,7 @@ class Sample:
     arm: str | None = None  # the curriculum category of its episode
     advantage: float = 0.0
     step_index: int = -1  # its step's position in the episode record (where its advantage is written back)
+    temperature: float | None = None  # the sampling temperature its logprobs were taken at
 
 
 def collect_samples(episodes: Sequence[Episode], group_of) -> list[Sample]:
@@ -107,7 +108,7 @@ def collect_samples(episodes: Sequence[Episode], group_of) -> list[Sample]:
             if s.role in learners and s.agent == ep.agents[s.role] and s.completion_ids and s.reward is not None:
                 samples.append(Sample(group_of(s.role), (ep.game, s.role), (ep.id, s.turn), s.prompt_ids,
                                       s.completion_ids, s.logprobs, s.reward, s.allowed, ep.meta.get("arm"),
-                                      step_index=index))
+                                      step_index=index, temperature=s.temperature))
     return samples
 
 

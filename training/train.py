@@ -132,12 +132,11 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
             t_update = time.perf_counter()
             gains = {}
             if progress is None:
-                stats.update = update(up, learner, samples, cfg.sampling.temperature, progress=run.progress)
+                stats.update = update(up, learner, samples, progress=run.progress)
             else:  # the rewarded role waits for the gain its tasks bought
-                stats.update, before, after = update_with_progress(up, learner, samples, cfg.sampling.temperature,
-                                                                   progress,
-                                                                   lambda: evaluator.probe(progress, step),
-                                                                   infos(batch.episodes))
+                stats.update, before, after = update_with_progress(
+                    up, learner, samples, progress=progress, probe=lambda: evaluator.probe(progress, step),
+                    infos=infos(batch.episodes))
                 gains = {k: after[k] - before[k] for k in after}
                 state.progress.append({"step": step + 1, "before": before, "after": after})
             store.set_advantages({(s.turn_group[0], s.step_index): s.advantage for s in samples})  # for exports

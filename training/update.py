@@ -17,7 +17,6 @@ from contextlib import contextmanager, nullcontext
 import torch
 from tqdm.auto import tqdm
 
-from selfplay.agents.llm import constrained_positions, pack
 from selfplay.agents.weights import note_update
 from selfplay.games.core import LearningProgress
 from selfplay.training.config import Update
@@ -25,6 +24,7 @@ from selfplay.training.distributed import gather, max_scalar, sum_scalar
 from selfplay.training.learner import Learner
 from selfplay.training.losses import grpo_advantages, policy_loss, rae_advantages
 from selfplay.training.rollout import Sample, credit_progress
+from selfplay.training.scoring import score_batch, sequence_logprobs
 from selfplay.training.stats import UpdateStats
 
 
@@ -139,8 +139,7 @@ def balanced_runs(lengths: Sequence[tuple[int, int]], parts: int) -> list[tuple[
     return list(zip([0] + ends[:-1], ends))
 
 
-def update(cfg: Update, learner: Learner, samples: Sequence[Sample], temperature: float,
-           progress: bool = False) -> UpdateStats:
+def update(cfg: Update, learner: Learner, samples: Sequence[Sample], *, progress: bool = False) -> UpdateStats:
     """``ppo_epochs`` optimizer steps, each over the update's micro-batches (the same count on every rank):
     ``micro_batches`` of them, or with ``micro_batch_tokens`` the fewest whose padded sizes fit that many tokens
     (the largest count any rank needs).
@@ -170,7 +169,7 @@ def update(cfg: Update, learner: Learner, samples: Sequence[Sample], temperature
     for _ in range(cfg.ppo_epochs):
         for i, chunk in enumerate(chunks):
             with accumulating(acc, model, last=i == len(chunks) - 1):
-                loss, parts = _chunk_loss(cfg, learner, chunk, tokens_global, temperature)
+                loss, parts = _chunk_loss(cfg, learner, chunk, tokens_global)
                 stats.flops += parts.pop("flops", 0.0)
                 acc.backward(loss * scale)
                 if acc.sync_gradients:
@@ -205,56 +204,44 @@ def accumulating(acc, model, last: bool) -> Iterator[None]:
         acc.gradient_state._set_sync_gradients(True)
 
 
-def _chunk_loss(cfg: Update, learner: Learner, chunk: list[Sample], tokens_global: float,
-                temperature: float) -> tuple[torch.Tensor, dict[str, float]]:
+def _chunk_loss(cfg: Update, learner: Learner, chunk: list[Sample],
+                tokens_global: float) -> tuple[torch.Tensor, dict[str, float]]:
     model, device, pad_id = learner.model, learner.accelerator.device, learner.tokenizer.pad_token_id
     if not chunk:  # a rank with nothing to learn still joins the collective backward, with a zero loss
         ids = torch.tensor([[pad_id, pad_id]], device=device)
         out = model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.zeros_like(ids),
                     groups=[learner.policy.groups[0]], prompt_width=1)
         return out.sum() * 0.0, {}
-    batch = {k: v.to(device) for k, v in pack([s.prompt_ids for s in chunk], [s.completion_ids for s in chunk],
-                                              pad_id).items()}
-    inputs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                  position_ids=batch["position_ids"], groups=[s.group for s in chunk],
-                  prompt_width=int(batch["prompt_width"]), temperature=temperature,
-                  allowed=[s.allowed for s in chunk] if any(s.allowed for s in chunk) else None)
-    logp = model(**inputs)
-    mask = batch["completion_mask"]
-    old = torch.zeros_like(logp)
-    for i, s in enumerate(chunk):
-        old[i, :len(s.logprobs)] = torch.tensor(s.logprobs, device=logp.device)
+    batch = score_batch(chunk, pad_id=pad_id, device=device)
+    logp = sequence_logprobs(model, batch)
     ref = None
     if learner.reference is not None:
         with torch.no_grad():
-            ref = learner.reference(**inputs)
+            ref = sequence_logprobs(learner.reference, batch)
+    mask = batch.completion_mask
     adv = torch.tensor([s.advantage for s in chunk], device=logp.device, dtype=logp.dtype)
-    loss, extra = policy_loss(logp, old.detach(), adv, mask, cfg.clip, tokens_global, ref, cfg.kl_coef,
-                              cfg.entropy_coef)
+    loss, extra = policy_loss(logp, batch.old_logprobs.detach(), adv, mask, clip=cfg.clip, tokens=tokens_global,
+                              ref_logp=ref, kl_coef=cfg.kl_coef, entropy_coef=cfg.entropy_coef)
     n = float(mask.sum())
-    scored = mask.sum(1)  # tokens through the whole output layer (constrained ones meet only their allowed rows)
-    for i, _, _ in constrained_positions(mask, inputs["allowed"]):
-        scored[i] -= 1
-    flops = learner.policy.update_flops(inputs["groups"], inputs["input_ids"].shape[1], scored.tolist(),
-                                        reference=ref is not None)
+    flops = learner.policy.update_flops(batch.inputs["groups"], batch.inputs["input_ids"].shape[1],
+                                        batch.output_rows(), reference=ref is not None)
     return loss, {"loss_sum": float(loss.detach()) * tokens_global, "clip_sum": extra["clip_frac"] * n,
                   "kl_sum": extra.get("kl", 0.0) * n, "logp_sum": float((logp.detach() * mask).sum()), "flops": flops}
 
 
-def update_with_progress(cfg: Update, learner: Learner, samples: Sequence[Sample], temperature: float,
-                         progress: LearningProgress, probe: Callable[[], dict[str, float]],
-                         infos: Mapping[str, dict]) -> tuple[UpdateStats, dict[str, float], dict[str, float]]:
+def update_with_progress(cfg: Update, learner: Learner, samples: Sequence[Sample], *, progress: LearningProgress,
+                         probe: Callable[[], dict[str, float]], infos: Mapping[str, dict]) -> tuple[UpdateStats, dict[str, float], dict[str, float]]:
     """The learning-progress order: update every other role, measure ``progress.probe_role`` on the fixed probes
     before and after, pay ``progress.role``'s samples the gain of their key, then update that role (advantage =
     gain minus the mean gain over every rank's tasks). Returns the merged stats, the probes before and after."""
     before = probe()
     delayed = [s for s in samples if s.key[1] == progress.role]
-    first = update(cfg, learner, [s for s in samples if s.key[1] != progress.role], temperature)
+    first = update(cfg, learner, [s for s in samples if s.key[1] != progress.role])
     after = probe()
     gains = {k: after[k] - before[k] for k in after}
     credit_progress(delayed, infos, gains, progress.key)
     total, n = sum_scalar(learner.accelerator, sum(s.reward for s in delayed)), sum_scalar(learner.accelerator, len(delayed))
     for s in delayed:
         s.advantage = s.reward - total / max(n, 1.0)
-    second = update(cfg, learner, delayed, temperature)
+    second = update(cfg, learner, delayed)
     return first.merged(second), before, after

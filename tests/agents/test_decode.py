@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from selfplay.agents.decode import Decoder, length_buckets, radix_tree
-from selfplay.agents.llm import token_logprobs
+from selfplay.agents.scoring import token_logprobs
 from selfplay.agents.models import tiny_model
 
 

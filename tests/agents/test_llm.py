@@ -4,7 +4,9 @@ import re
 import torch
 
 from selfplay.agents.base import Request
-from selfplay.agents.llm import LLMAgent, SamplingConfig, render_prompt, render_prompts, token_logprobs
+from selfplay.agents.llm import LLMAgent, SamplingConfig
+from selfplay.agents.prompts import render_prompt, render_prompts
+from selfplay.agents.scoring import token_logprobs
 from selfplay.agents.models import tiny_model
 from selfplay.agents.specs import build_agent
 from selfplay.agents.weights import activate_adapter, add_adapters, adapter_parameters, frozen_copy, snapshot_adapter
@@ -143,7 +145,7 @@ def test_scoring_only_the_needed_output_rows_equals_the_full_logits_and_their_gr
     values and gradients, on rows mixing constrained, unconstrained and padded completions."""
     import random
 
-    from selfplay.agents.llm import completion_logprobs, pack, scored_logprobs
+    from selfplay.agents.scoring import completion_logprobs, pack, scored_logprobs
 
     model, tok = tiny_model(seed=4)
     model.get_output_embeddings().bias = torch.nn.Parameter(torch.randn(model.config.vocab_size) * 0.1)
@@ -177,12 +179,8 @@ def test_scoring_only_the_needed_output_rows_equals_the_full_logits_and_their_gr
     assert any(a.abs().sum() > 0 for a in mine)
 
 
-def test_rows_with_the_same_prompt_share_one_pass_over_it_with_the_same_values_and_gradients(monkeypatch):
-    import selfplay.agents.llm as llm
-    from selfplay.agents.llm import completion_states, pack, scored_logprobs
-
-    monkeypatch.setattr(llm, "tree_pays", lambda *args: True)  # the tiny model's tokens are too cheap to pay for it
-    monkeypatch.setattr(llm, "tree_may_pay", lambda *args: True)
+def test_rows_with_the_same_prompt_share_one_pass_over_it_with_the_same_values_and_gradients():
+    from selfplay.agents.scoring import completion_states, pack, scored_logprobs
 
     model, tok = tiny_model(seed=6)
     model.train()  # dropout-free tiny model: training mode changes nothing but is where this runs
@@ -193,12 +191,12 @@ def test_rows_with_the_same_prompt_share_one_pass_over_it_with_the_same_values_a
     computed = []
     hook = model.model.register_forward_pre_hook(lambda m, a, kw: computed.append(kw["input_ids"].numel()),
                                                  with_kwargs=True)
-    shared = scored_logprobs(model, *args, 0.9)
+    shared = scored_logprobs(model, *args, 0.9, tree=True)  # the tiny model's tokens are too cheap to pay
     hook.remove()
     assert sum(computed) == 3 * args[3] + len(prompts) * (args[0].shape[1] - args[3])  # 3 distinct prompts once
     whole = model.model(input_ids=args[0], attention_mask=args[1], position_ids=args[2]).last_hidden_state
     ref_states = whole[:, args[3] - 1:-1]
-    states = completion_states(model.model, *args)
+    states = completion_states(model.model, *args, tree=True)
     mask = b["completion_mask"].bool()
     assert torch.allclose(states[mask], ref_states[mask], atol=1e-5)
     model.zero_grad()
@@ -264,7 +262,7 @@ def test_prompts_rendered_in_one_batch_are_the_ids_rendered_one_by_one():
 
 
 def test_completions_decoded_in_one_batch_are_the_rows_decoded_one_by_one():
-    from selfplay.agents.llm import decode_texts
+    from selfplay.agents.prompts import decode_texts
 
     _, tok = tiny_model(seed=0)
     rng = random.Random(0)
@@ -277,15 +275,15 @@ def test_completions_decoded_in_one_batch_are_the_rows_decoded_one_by_one():
 
 
 def test_a_prompt_memo_renders_each_conversation_once_and_forgets_on_a_new_template(monkeypatch):
-    import selfplay.agents.llm as llm
+    import selfplay.agents.prompts as prompts_module
 
     _, tok = tiny_model(seed=0)
     conversations = [[{"role": "user", "content": f"board {i}"}] for i in range(5)]
     one_by_one = [render_prompt(tok, c) for c in conversations]
     rendered = []
-    real = llm._render
-    monkeypatch.setattr(llm, "_render", lambda t, cs: rendered.append(len(cs)) or real(t, cs))
-    memo = llm.PromptMemo(limit=4)
+    real = prompts_module._render
+    monkeypatch.setattr(prompts_module, "_render", lambda t, cs: rendered.append(len(cs)) or real(t, cs))
+    memo = prompts_module.PromptMemo(limit=4)
     assert render_prompts(tok, conversations[:3], memo) == one_by_one[:3]
     assert render_prompts(tok, conversations[1:], memo) == one_by_one[1:]  # only boards 3 and 4 are new
     assert rendered == [3, 2] and len(memo.ids) == 4  # board 0 was the oldest: out

@@ -196,7 +196,7 @@ def test_a_served_checkpoint_rates_the_same_as_the_checkpoint_loaded_directly(tm
     """The same checkpoint twice, served over HTTP and loaded in-process, greedy: the same ratings within their
     intervals, and one prompt at a time the same answers token for token. (Across batches of different shapes a
     random tiny model's near-flat logits can tip a greedy choice, so whole games are compared by rating.)"""
-    from selfplay.agents.llm import render_prompt
+    from selfplay.agents.prompts import render_prompt
     from selfplay.arena.records import open_store
     from tests.arena.test_tournament import fake_run
 

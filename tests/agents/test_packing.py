@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from selfplay.agents.decode import Decoder
-from selfplay.agents.llm import token_logprobs
+from selfplay.agents.scoring import token_logprobs
 from selfplay.agents.models import tiny_model
 from selfplay.agents.packing import _Packed, can_pack, packed_linears
 

@@ -3,7 +3,7 @@ import random
 import torch
 
 from selfplay.agents.decode import radix_tree
-from selfplay.agents.llm import completion_states, pack, scored_logprobs
+from selfplay.agents.scoring import completion_states, pack, scored_logprobs
 from selfplay.agents.models import tiny_model
 from selfplay.agents.tree_forward import tree_states
 
@@ -15,16 +15,7 @@ def _whole(model, b):
                        position_ids=b["position_ids"]).last_hidden_state[:, w - 1:-1]
 
 
-def _always_tree(monkeypatch):
-    """The tiny model's tokens are too cheap for the tree to pay (``tree_pays``): take it anyway, to test it."""
-    import selfplay.agents.llm as llm
-
-    monkeypatch.setattr(llm, "tree_pays", lambda *args: True)
-    monkeypatch.setattr(llm, "tree_may_pay", lambda *args: True)
-
-
-def test_tree_states_equal_a_plain_pass_and_compute_each_shared_run_once(monkeypatch):
-    _always_tree(monkeypatch)
+def test_tree_states_equal_a_plain_pass_and_compute_each_shared_run_once():
     model, tok = tiny_model(seed=9)
     rng = random.Random(3)
     system = [rng.randrange(3, 250) for _ in range(40)]
@@ -40,7 +31,7 @@ def test_tree_states_equal_a_plain_pass_and_compute_each_shared_run_once(monkeyp
 
     hook = model.model.register_forward_pre_hook(count, with_kwargs=True)
     w = int(b["prompt_width"])
-    states = completion_states(model.model, b["input_ids"], b["attention_mask"], b["position_ids"], w)
+    states = completion_states(model.model, b["input_ids"], b["attention_mask"], b["position_ids"], w, tree=True)
     hook.remove()
     sequences = [p + c for p, c in zip(prompts, completions)]
     distinct = len({tuple(s[:i + 1]) for s in sequences for i in range(len(s))})
@@ -51,8 +42,7 @@ def test_tree_states_equal_a_plain_pass_and_compute_each_shared_run_once(monkeyp
     assert torch.allclose(states[mask], _whole(model, b)[mask], atol=1e-5)
 
 
-def test_gradients_through_the_tree_equal_those_of_a_plain_pass(monkeypatch):
-    _always_tree(monkeypatch)
+def test_gradients_through_the_tree_equal_those_of_a_plain_pass():
     model, tok = tiny_model(seed=10)
     rng = random.Random(4)
     stems = [[rng.randrange(3, 250) for _ in range(rng.randrange(20, 50))] for _ in range(3)]
@@ -70,7 +60,7 @@ def test_gradients_through_the_tree_equal_those_of_a_plain_pass(monkeypatch):
         (logp * b["completion_mask"]).sum().backward()
         return [p.grad.clone() for p in model.parameters()]
 
-    tree = scored_logprobs(model, *args, 0.8, allowed)
+    tree = scored_logprobs(model, *args, 0.8, allowed, tree=True)  # too cheap to pay on the tiny model
     mine = grads_of(tree)
     model.model.gradient_checkpointing = True  # the plain pass (the flag is only read, nothing is checkpointed
     try:                                       # outside training mode)

@@ -15,7 +15,8 @@ import torch
 
 from selfplay.agents import vllm_backend
 from selfplay.agents.base import Request
-from selfplay.agents.llm import LLMAgent, SamplingConfig, token_logprobs
+from selfplay.agents.llm import LLMAgent, SamplingConfig
+from selfplay.agents.scoring import token_logprobs
 from selfplay.agents.models import tiny_model
 from selfplay.agents.specs import build_agent
 from selfplay.agents.weights import activate_adapter, add_adapters, adapter_parameters, note_update

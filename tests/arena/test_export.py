@@ -80,7 +80,7 @@ def test_tokens_export_the_ids_and_logprobs_the_model_sampled(tmp_path, fmt):
         pytest.importorskip("pyarrow")
     import torch
 
-    from selfplay.agents.llm import token_logprobs
+    from selfplay.agents.scoring import token_logprobs
     from selfplay.agents.models import tiny_model
 
     assert cli(["play", "kuhn_poker", "tiny:max_new_tokens=4", "random", "--games", "4", "--out",

@@ -23,7 +23,7 @@ def expected_loss(logits, opponent, payoff, magnet, kl_coef, entropy_coef):
     q = payoff @ opponent  # the value of each action against the opponent's mixed strategy
     advantages = q - (pi * q).sum()
     loss, _ = policy_loss(logp.unsqueeze(-1), logp.detach().unsqueeze(-1), advantages, pi.unsqueeze(-1), clip=10.0,
-                          token_count=1.0, ref_logp=torch.log_softmax(magnet, -1).unsqueeze(-1), kl_coef=kl_coef,
+                          tokens=1.0, ref_logp=torch.log_softmax(magnet, -1).unsqueeze(-1), kl_coef=kl_coef,
                           entropy_coef=entropy_coef)
     return loss
 
@@ -69,7 +69,7 @@ def test_entropy_and_kl_terms_match_hand_values():
     logp = torch.tensor([[-0.5, -2.0]], requires_grad=True)
     ref = torch.tensor([[-1.0, -1.0]])
     mask = torch.ones(1, 2)
-    loss, stats = policy_loss(logp, logp.detach(), torch.tensor([0.0]), mask, 0.2, 2.0, ref, kl_coef=0.5,
+    loss, stats = policy_loss(logp, logp.detach(), torch.tensor([0.0]), mask, clip=0.2, tokens=2.0, ref_logp=ref, kl_coef=0.5,
                               entropy_coef=0.1)
     # per token: kl3 = exp(ref - logp) - (ref - logp) - 1; entropy term 0.1 * logp^2 (value), 0.1 * logp (gradient)
     kl = [torch.exp(torch.tensor(-0.5)) + 0.5 - 1, torch.exp(torch.tensor(1.0)) - 1.0 - 1]

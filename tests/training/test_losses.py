@@ -27,7 +27,7 @@ def test_policy_loss_hand_computed():
     old = torch.tensor([[math.log(0.25), math.log(0.25)], [math.log(0.9), 0.0]])
     mask = torch.tensor([[1, 1], [1, 0]])
     adv = torch.tensor([2.0, -1.0])
-    loss, stats = policy_loss(logp, old, adv, mask, clip=0.2, token_count=3)
+    loss, stats = policy_loss(logp, old, adv, mask, clip=0.2, tokens=3)
     # token 1: ratio 2 -> clipped to 1.2 -> -min(4, 2.4) = -2.4; token 2: ratio 1 -> -2; token 3: ratio 1 -> +1
     assert float(loss) == pytest.approx((-2.4 - 2.0 + 1.0) / 3)
     assert stats["clip_frac"] == pytest.approx(1 / 3)
@@ -35,17 +35,18 @@ def test_policy_loss_hand_computed():
 
 def test_policy_loss_gradient_is_reinforce_at_ratio_one_and_kl_is_k3():
     logp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
-    loss, _ = policy_loss(logp, logp.detach(), torch.tensor([3.0]), torch.ones(1, 2), 0.2, token_count=2)
+    loss, _ = policy_loss(logp, logp.detach(), torch.tensor([3.0]), torch.ones(1, 2), clip=0.2, tokens=2)
     loss.backward()
     assert logp.grad.tolist() == [[-1.5, -1.5]]  # -A / tokens
     ref = torch.tensor([[-1.5, -2.0]])
-    _, stats = policy_loss(logp.detach(), logp.detach(), torch.tensor([0.0]), torch.ones(1, 2), 0.2, 2, ref, 0.1)
+    _, stats = policy_loss(logp.detach(), logp.detach(), torch.tensor([0.0]), torch.ones(1, 2), clip=0.2, tokens=2, ref_logp=ref,
+                           kl_coef=0.1)
     assert stats["kl"] == pytest.approx((math.exp(-0.5) + 0.5 - 1) / 2)
 
 
 def test_shapes_are_checked():
     with pytest.raises(ValueError, match="shapes differ"):
-        policy_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3), torch.ones(2, 3), 0.2, 1)
+        policy_loss(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3), torch.ones(2, 3), clip=0.2, tokens=1)
 
 
 def test_lambda_returns_blend_the_next_states_value_with_the_return_by_hand():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from selfplay.agents.llm import pack
+from selfplay.agents.scoring import pack
 from selfplay.agents.models import tiny_model
 from selfplay.training.policy import Policy
 
@@ -17,7 +17,8 @@ def test_each_role_trains_only_its_own_weights(mode):
     base, _ = tiny_model(seed=0)
     policy = Policy(base, ROLES, mode, seed=1)
     b = _batch()
-    logp = policy(b["input_ids"], b["attention_mask"], b["position_ids"], ["solver", "solver"], int(b["prompt_width"]))
+    logp = policy(input_ids=b["input_ids"], attention_mask=b["attention_mask"], position_ids=b["position_ids"],
+                  groups=["solver", "solver"], prompt_width=int(b["prompt_width"]))
     (logp * b["completion_mask"]).sum().backward()
     grads = {n: p.grad for n, p in policy.named_parameters() if p.requires_grad}
     solver = [g for n, g in grads.items() if "solver" in n]
@@ -34,10 +35,10 @@ def test_rows_of_different_roles_use_their_own_weights():
         for p in policy.clones["creator"].parameters():
             p.add_(0.05)
     b = _batch()
-    args = (b["input_ids"], b["attention_mask"], b["position_ids"])
-    mixed = policy(*args, ["creator", "solver"], int(b["prompt_width"]))
-    as_solver = policy(*args, ["solver", "solver"], int(b["prompt_width"]))
-    as_creator = policy(*args, ["creator", "creator"], int(b["prompt_width"]))
+    args = {"input_ids": b["input_ids"], "attention_mask": b["attention_mask"], "position_ids": b["position_ids"]}
+    mixed = policy(**args, groups=["creator", "solver"], prompt_width=int(b["prompt_width"]))
+    as_solver = policy(**args, groups=["solver", "solver"], prompt_width=int(b["prompt_width"]))
+    as_creator = policy(**args, groups=["creator", "creator"], prompt_width=int(b["prompt_width"]))
     assert torch.allclose(mixed[1], as_solver[1], atol=1e-6) and torch.allclose(mixed[0], as_creator[0], atol=1e-6)
     assert not torch.equal(as_solver[0], as_creator[0])
 
@@ -53,7 +54,8 @@ def test_update_flops_match_torch_flop_counter_on_the_matrix_products(mode):
     b = _batch()
     width, groups = b["input_ids"].shape[1], ["solver", "solver"] if mode == "lora" else ["policy", "policy"]
     with FlopCounterMode(display=False) as counter:
-        logp = policy(b["input_ids"], b["attention_mask"], b["position_ids"], groups, int(b["prompt_width"]))
+        logp = policy(input_ids=b["input_ids"], attention_mask=b["attention_mask"], position_ids=b["position_ids"],
+                      groups=groups, prompt_width=int(b["prompt_width"]))
         (logp * b["completion_mask"]).sum().backward()
     measured = counter.get_total_flops()
     ours = policy.update_flops(groups, width, b["completion_mask"].sum(1).tolist())

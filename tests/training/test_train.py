@@ -226,13 +226,14 @@ def test_micro_batches_sized_to_a_token_budget_give_the_same_step_as_one_batch()
         prompt = torch.randint(3, 200, (int(torch.randint(5, 30, (1,), generator=rng)),), generator=rng).tolist()
         completion = torch.randint(3, 200, (int(torch.randint(1, 6, (1,), generator=rng)),), generator=rng).tolist()
         samples.append(Sample("policy", ("tictactoe", "player_0"), (f"e{i}", 0), prompt, completion,
-                              [-1.0] * len(completion), float(i % 3 - 1), advantage=float(i % 3 - 1)))
+                              [-1.0] * len(completion), float(i % 3 - 1), advantage=float(i % 3 - 1),
+                              temperature=1.0))
 
     def step(*overrides, accumulation=1):
         cfg = load_config(ROOT / "configs/tictactoe_quick.yaml", [*TINY, "advantage=rae", *overrides])
         learner = build_learner(cfg, make_accelerator(accumulation, 1.0, "float32", False), ("player_0", "player_1"))
         before = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
-        stats = update(cfg.update, learner, samples, temperature=1.0)
+        stats = update(cfg.update, learner, samples)
         steps = {int(state["step"]) for state in learner.optimizer.state_dict()["state"].values()}
         assert steps == {1}  # one optimizer step, whatever the number of micro-batches
         after = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
@@ -263,12 +264,12 @@ def test_a_diverged_update_stops_with_one_line_and_leaves_the_weights_unchanged(
     cfg = load_config(ROOT / "configs/tictactoe_quick.yaml", [*TINY, "advantage=rae"])
     learner = build_learner(cfg, make_accelerator(1, 1.0, "float32", False), ("player_0", "player_1"))
     samples = [Sample("policy", ("tictactoe", "player_0"), (f"e{i}", 0), [5, 6, 7, 8], [9, 10], [-1.0, -1.0], 1.0,
-                      advantage=1.0) for i in range(4)]
+                      advantage=1.0, temperature=1.0) for i in range(4)]
     with torch.no_grad():
         next(learner.model.parameters())[0, 0] = float("inf")  # what lr=1e30 does after one step
     before = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
     with pytest.raises(RuntimeError, match=r"gradient norm is nan.*update\.lr=0\.01.*lower update\.lr"):
-        update(cfg.update, learner, samples, temperature=1.0)
+        update(cfg.update, learner, samples)
     assert all(torch.equal(before[n], p) for n, p in learner.model.named_parameters())
 
 
