@@ -289,8 +289,8 @@ def exact_figures(make_game, participants: list[Participant], seed: int = 0
     return out, optimum
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``selfplay tournament GAME --agents SPEC ... [--run RUN_DIR] ...``."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``selfplay tournament`` command line."""
     parser = argparse.ArgumentParser(prog="selfplay tournament", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("game", help="a registered name, module:Class, path/to/file.py[:Class] (the class may be left "
@@ -315,27 +315,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--out", default="runs/tournament", help="output directory (default runs/tournament)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _checked(args: argparse.Namespace) -> tuple[list[Participant], str | None]:
+    """The participants and the anchor the command line names, each bad value a ValueError naming it."""
+    participants = [Participant(*(s.split("=", 1) if "=" in s.split(":")[0] else (s, s))) for s in args.agents]
+    for run in args.run:
+        participants += checkpoint_participants(run, args.run_options)
+        note = trained_elsewhere(run, args.game, parse_key_values(args.option))
+        if note:
+            print(note, file=sys.stderr)
+    if len(participants) < 2:
+        raise ValueError("a tournament needs at least two participants (--agents and/or --run)")
+    participants = distinct_names(participants)
+    for flag, value in (("--games", args.games), ("--concurrency", args.concurrency)):
+        if value < 1:
+            raise ValueError(f"{flag} {value}: expected a number >= 1")
+    make_run_dir(args.out, "--out")
+    if args.bootstrap < 1:
+        raise ValueError(f"--bootstrap {args.bootstrap}: expected a number of bootstrap rounds >= 1")
+    if args.anchor is not None and args.anchor not in {p.name for p in participants}:
+        raise ValueError(f"--anchor {args.anchor!r} is not a participant: expected one of "
+                         f"{', '.join(p.name for p in participants)}")
+    anchor = args.anchor or ("random" if any(p.name == "random" for p in participants) else None)
+    return participants, anchor
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``selfplay tournament GAME --agents SPEC ... [--run RUN_DIR] ...``."""
+    args = build_parser().parse_args(argv)
     try:
-        participants = [Participant(*(s.split("=", 1) if "=" in s.split(":")[0] else (s, s))) for s in args.agents]
-        for run in args.run:
-            participants += checkpoint_participants(run, args.run_options)
-            note = trained_elsewhere(run, args.game, parse_key_values(args.option))
-            if note:
-                print(note, file=sys.stderr)
-        if len(participants) < 2:
-            raise ValueError("a tournament needs at least two participants (--agents and/or --run)")
-        participants = distinct_names(participants)
-        for flag, value in (("--games", args.games), ("--concurrency", args.concurrency)):
-            if value < 1:
-                raise ValueError(f"{flag} {value}: expected a number >= 1")
-        make_run_dir(args.out, "--out")
-        if args.bootstrap < 1:
-            raise ValueError(f"--bootstrap {args.bootstrap}: expected a number of bootstrap rounds >= 1")
-        if args.anchor is not None and args.anchor not in {p.name for p in participants}:
-            raise ValueError(f"--anchor {args.anchor!r} is not a participant: expected one of "
-                             f"{', '.join(p.name for p in participants)}")
-        anchor = args.anchor or ("random" if any(p.name == "random" for p in participants) else None)
+        participants, anchor = _checked(args)
         seats = parse_seats(args.seats, with_options(game_class(args.game), parse_key_values(args.option)).roles)
         with settled_heap():
             summary = run_tournament(args.game, participants, args.games, args.schedule, args.candidates, args.out,
