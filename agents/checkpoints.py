@@ -32,8 +32,10 @@ class RoleAgent:
     def check_seat(self, game: Any, role: str) -> None:
         """ValueError when it holds no weights for ``role`` (the arena asks before any game)."""
         if role not in self.agents:
-            raise ValueError(f"agent {self.name!r} holds weights for the roles {', '.join(self.agents)}, not for "
-                             f"{role!r}: it was trained on another game or seat")
+            raise ValueError(
+                f"agent {self.name!r} holds weights for the roles {', '.join(self.agents)}, not for "
+                f"{role!r}: it was trained on another game or seat"
+            )
 
     @contextmanager
     def session(self) -> Iterator[None]:
@@ -62,8 +64,10 @@ class RoleAgent:
             by_role.setdefault(request.role, []).append(i)
         missing = sorted(set(by_role) - set(self.agents))
         if missing:
-            raise ValueError(f"agent {self.name!r} has no weights for role(s) {missing}: its checkpoint trained "
-                             f"{', '.join(self.agents)}")
+            raise ValueError(
+                f"agent {self.name!r} has no weights for role(s) {missing}: its checkpoint trained "
+                f"{', '.join(self.agents)}"
+            )
         for role, rows in by_role.items():  # one batched call per role: a batch never mixes adapters
             for i, answer in zip(rows, self.agents[role].act([requests[i] for i in rows])):
                 answers[i] = answer
@@ -111,8 +115,14 @@ def run_sampling(path: str | Path) -> dict[str, Any]:
     in its evaluation, from ``RUN/config.json``: constrained decoding, observer, token budget, top_p and the
     evaluation temperature. {} for a path outside a run, or a run without a readable config."""
     path = Path(path).resolve()
-    run = next((p.parent.parent for p in (path, *path.parents)
-                if p.parent.name == "checkpoints" and p.name.startswith("step_")), None)
+    run = next(
+        (
+            p.parent.parent
+            for p in (path, *path.parents)
+            if p.parent.name == "checkpoints" and p.name.startswith("step_")
+        ),
+        None,
+    )
     try:
         config = json.loads((run / "config.json").read_text())
         sampling, evaluation = config["sampling"], config.get("evaluation") or {}
@@ -130,8 +140,10 @@ def one_model(path: str | None) -> str | None:
     if path is None or not Path(path).is_dir():
         return path
     if policy_dir(path) is not None:
-        raise ValueError(f"{path} holds one adapter or model per role (a lora or clone run): it is not one model; "
-                         f"play it as an agent (hf:{path}), or train from its base model (base.json)")
+        raise ValueError(
+            f"{path} holds one adapter or model per role (a lora or clone run): it is not one model; "
+            f"play it as an agent (hf:{path}), or train from its base model (base.json)"
+        )
     return str(checkpoint_policy(path) or path)
 
 
@@ -145,8 +157,11 @@ def policy_dir(path: str | Path) -> Path | None:
 
 def role_dirs(policy: Path) -> dict[str, Path]:
     """{role: folder} of the per-role adapters or clones under ``policy``."""
-    return {d.name: d for d in sorted(policy.iterdir()) if d.is_dir() and
-            ((d / "adapter_config.json").exists() or model_dir(d))}
+    return {
+        d.name: d
+        for d in sorted(policy.iterdir())
+        if d.is_dir() and ((d / "adapter_config.json").exists() or model_dir(d))
+    }
 
 
 def _base_json(policy: Path) -> dict:
@@ -160,12 +175,15 @@ def _base_json(policy: Path) -> dict:
     return base
 
 
-def load_role_models(path: str | Path, device: str | None = None, dtype: str | None = None, **sizes: int
-                     ) -> tuple[dict[str, tuple[torch.nn.Module, str | None]], object]:
+def load_role_models(
+    path: str | Path, device: str | None = None, dtype: str | None = None, **sizes: int
+) -> tuple[dict[str, tuple[torch.nn.Module, str | None]], object]:
     """{role: (module, adapter name or None)} and the tokenizer of a LoRA or clone checkpoint. LoRA: the base is
     rebuilt from ``base.json`` and checked against its ``frozen_sha256``; each role's adapter is loaded by name."""
     if sizes:
-        raise ValueError(f"model size options {sorted(sizes)} do not apply to a checkpoint: its base.json names the model")
+        raise ValueError(
+            f"model size options {sorted(sizes)} do not apply to a checkpoint: its base.json names the model"
+        )
     from peft import PeftModel
 
     from selfplay.agents.models import load_model
@@ -183,8 +201,9 @@ def load_role_models(path: str | Path, device: str | None = None, dtype: str | N
     spec = parse_spec(base["model"])
     sizes = {k: v for k, v in spec.options.items() if k != "dtype"}
     # the base as the trainer loaded it (its hash is over those values), cast to ``dtype`` once checked
-    module, tokenizer = load_model(spec.kind, spec.arg, device=device, dtype=base.get("dtype", "float32"),
-                                   seed=base["seed"], **sizes)
+    module, tokenizer = load_model(
+        spec.kind, spec.arg, device=device, dtype=base.get("dtype", "float32"), seed=base["seed"], **sizes
+    )
     first, *others = roles
     with warnings.catch_warnings(), quiet_adapter_names():  # PEFT asks transformers a deprecated question
         warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
@@ -195,8 +214,10 @@ def load_role_models(path: str | Path, device: str | None = None, dtype: str | N
     # the trainer hashes its Policy module, whose PEFT model sits under ``model.``; adapters are trainable there
     frozen = [(f"model.{n}", p) for n, p in module.named_parameters() if "lora_" not in n]
     if expected and frozen_sha256(frozen) != expected:
-        raise ValueError(f"{policy.parent}: the base model rebuilt from base.json ({base['model']}, seed {base['seed']}) "
-                         f"is not the one these adapters were trained on (frozen_sha256 differs)")
+        raise ValueError(
+            f"{policy.parent}: the base model rebuilt from base.json ({base['model']}, seed {base['seed']}) "
+            f"is not the one these adapters were trained on (frozen_sha256 differs)"
+        )
     if dtype is not None:
         from selfplay.agents.models import auto_device_dtype
 

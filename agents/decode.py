@@ -23,10 +23,9 @@ import bisect
 import inspect
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -114,16 +113,16 @@ def _reuse(nodes: list[Node], kept: dict[tuple[int, ...], object], least: int) -
         paths.append(path)
         end = len(path)
         at = bisect.bisect_left(keys, path)
-        best, key = max(((_common(path, k), k) for k in keys[max(0, at - 1):at + 1]), default=(-1, None))
+        best, key = max(((_common(path, k), k) for k in keys[max(0, at - 1) : at + 1]), default=(-1, None))
         covered = min(best, end - 1 if n.ends else end)
         parent = new_index[n.parent] if n.parent >= 0 else -1
         if covered <= n.start or covered < least:
             out.append(Node(list(n.tokens), parent, n.start, n.level, list(n.ends)))
         else:
-            out.append(Node(n.tokens[:covered - n.start], parent, n.start, -1))
+            out.append(Node(n.tokens[: covered - n.start], parent, n.start, -1))
             read[len(out) - 1] = kept[key]
             if covered < end:  # the rest is computed on top of it
-                out.append(Node(n.tokens[covered - n.start:], len(out) - 1, covered, n.level, list(n.ends)))
+                out.append(Node(n.tokens[covered - n.start :], len(out) - 1, covered, n.level, list(n.ends)))
         new_index.append(len(out) - 1)
     return out, read
 
@@ -177,7 +176,7 @@ def _left_padded(rows: list[list[int]], width: int, fill: int = 0) -> torch.Tens
     flat: list[int] = []
     pad = [fill] * width
     for r in rows:  # list extends, then one conversion: the fastest way from Python lists
-        flat += pad[:width - len(r)]
+        flat += pad[: width - len(r)]
         flat += r
     return long_tensor(flat).view(len(rows), width)
 
@@ -226,7 +225,7 @@ def length_buckets(lengths: list[int], max_rows: int, max_tokens: int = 16384, o
                 best[j], cut[j] = cost, i
     buckets, j = [], n
     while j > 0:
-        buckets.append(order[cut[j]:j])
+        buckets.append(order[cut[j] : j])
         j = cut[j]
     return buckets[::-1]
 
@@ -242,10 +241,10 @@ class _Preallocated(DynamicLayer):
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         n = key_states.shape[-2]
-        self.kbuf[:, :, self.length:self.length + n] = key_states
-        self.vbuf[:, :, self.length:self.length + n] = value_states
+        self.kbuf[:, :, self.length : self.length + n] = key_states
+        self.vbuf[:, :, self.length : self.length + n] = value_states
         self.length += n
-        self.keys, self.values = self.kbuf[:, :, :self.length], self.vbuf[:, :, :self.length]
+        self.keys, self.values = self.kbuf[:, :, : self.length], self.vbuf[:, :, : self.length]
         return self.keys, self.values
 
     def get_seq_length(self) -> int:
@@ -254,7 +253,7 @@ class _Preallocated(DynamicLayer):
     def select(self, rows: torch.Tensor) -> None:
         """Keep only ``rows`` (finished rows leave the batch)."""
         self.kbuf, self.vbuf = self.kbuf.index_select(0, rows), self.vbuf.index_select(0, rows)
-        self.keys, self.values = self.kbuf[:, :, :self.length], self.vbuf[:, :, :self.length]
+        self.keys, self.values = self.kbuf[:, :, : self.length], self.vbuf[:, :, : self.length]
 
 
 def cache_keyword(model: torch.nn.Module) -> str:
@@ -274,8 +273,12 @@ def plain_head(model: torch.nn.Module) -> torch.nn.Linear | None:
     no logit scale), so a few vocabulary rows can be scored alone; None otherwise, or when ZeRO-3 keeps only a
     shard of its weight here."""
     config, head = model.config, model.get_output_embeddings()
-    plain = type(head) is torch.nn.Linear and not getattr(config, "final_logit_softcapping", None) \
-        and not getattr(config, "logit_scale", None) and not hasattr(head.weight, "ds_id")
+    plain = (
+        type(head) is torch.nn.Linear
+        and not getattr(config, "final_logit_softcapping", None)
+        and not getattr(config, "logit_scale", None)
+        and not hasattr(head.weight, "ds_id")
+    )
     return head if plain else None
 
 
@@ -329,8 +332,17 @@ class Sampled:
 class Decoder:
     """Sampling for one model: ``decode(prompts, ...)`` returns a :class:`Sampled` per prompt."""
 
-    def __init__(self, model: torch.nn.Module, eos: int, stop_ids: set[int], min_saving: int | None = None,
-                 max_rows: int = 256, graphs: bool | str = True, kept_tokens: int = 16384, pack: bool = True):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        eos: int,
+        stop_ids: set[int],
+        min_saving: int | None = None,
+        max_rows: int = 256,
+        graphs: bool | str = True,
+        kept_tokens: int = 16384,
+        pack: bool = True,
+    ):
         """``min_saving``: token computations one more forward must save to be worth it (default:
         :func:`default_min_saving`). ``pack``: prepack the CPU linear layers' weights inside a session."""
         self.model, self.eos, self.stop_ids = model, eos, set(stop_ids) | {eos}
@@ -406,22 +418,23 @@ class Decoder:
             return
         if len(self._free) < need:  # grow the pool (rows keep their numbers), at most to kept_tokens rows
             have = 0 if self._pool is None else len(self._pool)
-            grown = store.new_empty(min(self.kept_tokens, max(2 * have, have + need - len(self._free))),
-                                    *store.shape[1:])
+            grown = store.new_empty(
+                min(self.kept_tokens, max(2 * have, have + need - len(self._free))), *store.shape[1:]
+            )
             if self._pool is not None:
                 grown[:have] = self._pool
             self._free += range(have, len(grown))
             self._pool = grown
-        dest = self._free[len(self._free) - need:]
-        del self._free[len(self._free) - need:]
+        dest = self._free[len(self._free) - need :]
+        del self._free[len(self._free) - need :]
         source, at = [], 0
         for key, i in new.items():
-            self._kept[key] = dest[at:at + len(spans[i])]
+            self._kept[key] = dest[at : at + len(spans[i])]
             at += len(spans[i])
             source += spans[i]
         source = upload(source, store.device)
         if dest == list(range(dest[0], dest[0] + need)):  # one run of rows: gathered straight into the pool
-            torch.index_select(store, 0, source, out=self._pool[dest[0]:dest[0] + need])
+            torch.index_select(store, 0, source, out=self._pool[dest[0] : dest[0] + need])
         else:
             self._pool.index_copy_(0, upload(dest, store.device), store.index_select(0, source))
 
@@ -429,11 +442,15 @@ class Decoder:
     def _forward(self, ids, mask, positions, past: torch.Tensor | None):
         """Last-token logits and per layer the (rows, heads, past + new, dim) keys and values; ``past``: (rows,
         width, 2, layers, heads, dim) as gathered from the store."""
-        layers = None if past is None else [(past[:, :, 0, j].transpose(1, 2), past[:, :, 1, j].transpose(1, 2))
-                                            for j in range(past.shape[3])]
+        layers = (
+            None
+            if past is None
+            else [(past[:, :, 0, j].transpose(1, 2), past[:, :, 1, j].transpose(1, 2)) for j in range(past.shape[3])]
+        )
         kwargs = {self.kw: DynamicCache(ddp_cache_data=layers) if layers else DynamicCache()}
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                         logits_to_keep=1, **kwargs)
+        out = self.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1, **kwargs
+        )
         return out.logits[:, -1], [(layer.keys, layer.values) for layer in kwargs[self.kw].layers]  # filled in place
 
     def prefill(self, prompts: list[list[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -447,8 +464,10 @@ class Decoder:
         device = next(self.model.parameters()).device
         nodes = radix_tree(prompts, self.min_saving)
         nodes, cached = _reuse(nodes, self._kept, self.least_kept) if self._kept is not None else (nodes, {})
-        plan = [(members, max(nodes[i].start for i in members), max(len(nodes[i].tokens) for i in members))
-                for members in forward_plan(nodes, self.min_saving, self.max_rows, max(16384, 4 * self.min_saving))]
+        plan = [
+            (members, max(nodes[i].start for i in members), max(len(nodes[i].tokens) for i in members))
+            for members in forward_plan(nodes, self.min_saving, self.max_rows, max(16384, 4 * self.min_saving))
+        ]
         # (members, past width, segment width), in dependency order
         offset = [0] * len(nodes)  # store row of each node's first token
         used = 1
@@ -467,8 +486,9 @@ class Decoder:
         store: torch.Tensor | None = None  # (total, 2, layers, heads, dim)
         if cached:  # the kept rows, in one copy, to store rows 1 .. start - 1
             store = self._pool.new_zeros(total, *self._pool.shape[1:])
-            kept = [r for i, rows in cached.items()
-                    for r in rows[nodes[i].start:nodes[i].start + len(nodes[i].tokens)]]
+            kept = [
+                r for i, rows in cached.items() for r in rows[nodes[i].start : nodes[i].start + len(nodes[i].tokens)]
+            ]
             store[1:start] = self._pool[upload(kept, device)]
         last = None
         used = start
@@ -483,13 +503,13 @@ class Decoder:
                 if store is None:
                     store = static.kv.new_zeros(total, *static.kv.shape[2:])
                 logits, kv = static.run(ids, own, pos, index if wp else None, store)
-                store[used:used + b * ws].view(kv.shape).copy_(kv)
+                store[used : used + b * ws].view(kv.shape).copy_(kv)
             else:
                 logits, layers = self._forward(ids, mask, pos, store[index] if wp else None)
                 k0 = layers[0][0]
                 if store is None:
                     store = k0.new_zeros(total, 2, len(layers), k0.shape[1], k0.shape[3])
-                rows = store[used:used + b * ws].view(b, ws, 2, len(layers), k0.shape[1], k0.shape[3])
+                rows = store[used : used + b * ws].view(b, ws, 2, len(layers), k0.shape[1], k0.shape[3])
                 for j, (k, v) in enumerate(layers):  # (b, heads, wp + ws, dim) -> store rows (b, ws, heads, dim)
                     rows[:, :, 0, j] = k[:, :, wp:].transpose(1, 2)
                     rows[:, :, 1, j] = v[:, :, wp:].transpose(1, 2)
@@ -503,14 +523,20 @@ class Decoder:
         for i, n in enumerate(nodes):
             for r in n.ends:
                 row_node[r] = i
-        index, row_node = upload_all([_left_padded([spans[row_node[r]] for r in range(len(prompts))], width),
-                                      row_node], device)
+        index, row_node = upload_all(
+            [_left_padded([spans[row_node[r]] for r in range(len(prompts))], width), row_node], device
+        )
         return store[index], last[row_node]
 
     # -- sampling --------------------------------------------------------------------------------------
     @staticmethod
-    def sample(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None,
-               uniform: torch.Tensor | None = None):
+    def sample(
+        logits: torch.Tensor,
+        temperature: float,
+        top_p: float,
+        generator: torch.Generator | None,
+        uniform: torch.Tensor | None = None,
+    ):
         """Tokens drawn from ``softmax(logits / T)`` (nucleus-truncated when top_p < 1; greedy when T = 0) and
         their log-probabilities under the untruncated distribution. ``uniform``: the rows' U(0, 1) draws, (rows, 1),
         if the caller made them (else drawn from ``generator``)."""
@@ -530,9 +556,16 @@ class Decoder:
         return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1)
 
     @torch.no_grad()
-    def decode(self, prompts: list[list[int]], max_new: int, temperature: float = 1.0, top_p: float = 1.0,
-               legal: list[list[list[int]] | None] | None = None, seed: int = 0,
-               stopped: Callable[[int, list[int]], bool] | None = None) -> list[Sampled]:
+    def decode(
+        self,
+        prompts: list[list[int]],
+        max_new: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        legal: list[list[list[int]] | None] | None = None,
+        seed: int = 0,
+        stopped: Callable[[int, list[int]], bool] | None = None,
+    ) -> list[Sampled]:
         """Sample up to ``max_new`` tokens for each prompt; ``legal`` (per row: token spellings, or None) constrains
         a row to spell one of them and then stop; ``stopped(row, tokens)`` ends a row early (stop strings).
 
@@ -549,14 +582,16 @@ class Decoder:
         past, logits = self.prefill(prompts, width)
         lengths = torch.tensor([len(p) for p in prompts])
         columns = torch.arange(width + max_new)
-        mask, positions = upload_all([((columns >= width - lengths[:, None]) & (columns < width)).long(), lengths],
-                                     device)
+        mask, positions = upload_all(
+            [((columns >= width - lengths[:, None]) & (columns < width)).long(), lengths], device
+        )
         static = self._static_step(n, width + max_new, device)
         if static is not None:  # a CUDA graph replays each step; finished rows stay in it, their outputs unread
             static.load(past, mask[:, :width])
             if stopped is None and all(x is None for x in legal):
-                return self._decode_on_device(static, logits, out, width, positions, max_new, temperature, top_p,
-                                              generator)
+                return self._decode_on_device(
+                    static, logits, out, width, positions, max_new, temperature, top_p, generator
+                )
             layers = []
         else:
             buf = past.new_zeros(2, past.shape[3], n, past.shape[4], width + max_new, past.shape[5])  # one block
@@ -570,8 +605,9 @@ class Decoder:
             allowed = [nxt.get(r) for r in live]
             logits = self._masked(logits, allowed)
             uniform = torch.rand(n, 1, device=device, generator=generator)
-            tokens, logps = self.sample(logits, temperature, top_p, generator,
-                                        uniform if rows is None else uniform[rows])
+            tokens, logps = self.sample(
+                logits, temperature, top_p, generator, uniform if rows is None else uniform[rows]
+            )
             tokens, logps = tokens.tolist(), logps.tolist()
             keep = []
             for j, r in enumerate(live):
@@ -611,13 +647,23 @@ class Decoder:
             col = width + step
             mask[:, col] = 1
             ids = upload(tokens, device)[:, None]
-            logits = self._step(ids, mask[:, :col + 1], positions[:, None], cache, self._restriction(live, nxt))
+            logits = self._step(ids, mask[:, : col + 1], positions[:, None], cache, self._restriction(live, nxt))
             positions = positions + 1
         return out
 
-    def _decode_on_device(self, static, logits: torch.Tensor, out: list[Sampled], width: int,
-                          positions: torch.Tensor, max_new: int, temperature: float, top_p: float,
-                          generator: torch.Generator, check: int = 8) -> list[Sampled]:
+    def _decode_on_device(
+        self,
+        static,
+        logits: torch.Tensor,
+        out: list[Sampled],
+        width: int,
+        positions: torch.Tensor,
+        max_new: int,
+        temperature: float,
+        top_p: float,
+        generator: torch.Generator,
+        check: int = 8,
+    ) -> list[Sampled]:
         """Decoding with neither constraints nor stop strings, without waiting for the GPU at every step: tokens go
         from one step's sampling straight into the next step's graph, finished rows are fed end-of-text, and the
         host reads the tokens once at the end (and whether every row has finished every ``check`` steps). The host
@@ -656,8 +702,9 @@ class Decoder:
         if step is None:
             if self.graph_bytes is None:
                 device = next(self.model.parameters()).device
-                self.graph_bytes = torch.cuda.get_device_properties(device).total_memory // 4 \
-                    if device.type == "cuda" else 1 << 62
+                self.graph_bytes = (
+                    torch.cuda.get_device_properties(device).total_memory // 4 if device.type == "cuda" else 1 << 62
+                )
             while self._steps and sum(s.nbytes for s in self._steps.values()) + need > self.graph_bytes:
                 self._steps.pop(next(iter(self._steps)))  # least recently used first
             step = make()
@@ -694,12 +741,15 @@ class Decoder:
     def _step(self, ids, mask, positions, cache, restrict: torch.Tensor | None) -> torch.Tensor:
         kwargs = {self.kw: cache}
         if restrict is None:
-            return self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                              logits_to_keep=1, **kwargs).logits[:, -1]
-        hidden = self.model.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                                          **kwargs).last_hidden_state[:, -1]
-        sub = torch.nn.functional.linear(hidden, self.head.weight[restrict],
-                                         None if self.head.bias is None else self.head.bias[restrict])
+            return self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1, **kwargs
+            ).logits[:, -1]
+        hidden = self.model.get_decoder()(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **kwargs
+        ).last_hidden_state[:, -1]
+        sub = torch.nn.functional.linear(
+            hidden, self.head.weight[restrict], None if self.head.bias is None else self.head.bias[restrict]
+        )
         full = torch.full((len(ids), self.head.weight.shape[0]), float("-inf"), device=sub.device, dtype=sub.dtype)
         return full.index_copy(1, restrict, sub)
 

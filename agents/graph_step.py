@@ -28,9 +28,13 @@ import torch.nn.functional as F
 def supports(model: torch.nn.Module) -> bool:
     """Whether ``model`` is a plain Llama-family causal LM this step reproduces."""
     config = getattr(model, "config", None)
-    return (type(model).__name__ == "LlamaForCausalLM" and not hasattr(model, "peft_config")
-            and type(model.get_output_embeddings()) is torch.nn.Linear
-            and not getattr(config, "attention_bias", False) and not getattr(config, "mlp_bias", False))
+    return (
+        type(model).__name__ == "LlamaForCausalLM"
+        and not hasattr(model, "peft_config")
+        and type(model.get_output_embeddings()) is torch.nn.Linear
+        and not getattr(config, "attention_bias", False)
+        and not getattr(config, "mlp_bias", False)
+    )
 
 
 def step_bytes(model: torch.nn.Module, rows: int, length: int) -> int:
@@ -63,8 +67,13 @@ class _Llama:
         self.dtype, self.device = p.dtype, p.device
         half = self.head_dim // 2  # the two halves of each head swapped: rotate_half's order
         self.swap = torch.cat((torch.arange(half, self.head_dim), torch.arange(half))).to(p.device)
-        self.parts = [((l.self_attn.q_proj.weight, l.self_attn.k_proj.weight, l.self_attn.v_proj.weight),
-                       (l.mlp.gate_proj.weight, l.mlp.up_proj.weight)) for l in self.decoder.layers]
+        self.parts = [
+            (
+                (layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight, layer.self_attn.v_proj.weight),
+                (layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight),
+            )
+            for layer in self.decoder.layers
+        ]
         with torch.no_grad():
             self.qkv_w = [torch.cat(qkv) for qkv, _ in self.parts]
             self.gate_up_w = [torch.cat(gate_up) for _, gate_up in self.parts]
@@ -100,9 +109,9 @@ class _Llama:
         rows, tokens = h.shape[:2]
         qkv = F.linear(h, self.qkv_w[i]).view(rows, tokens, self.heads + 2 * self.kv_heads, self.head_dim)
         qkv = qkv.transpose(1, 2)
-        qk = qkv[:, :self.heads + self.kv_heads]
+        qk = qkv[:, : self.heads + self.kv_heads]
         qk = torch.addcmul(qk * cos, qk.index_select(-1, self.swap), sin)  # x cos + rotate_half(x) sin
-        return qk[:, :self.heads], qk[:, self.heads:], qkv[:, self.heads + self.kv_heads:]
+        return qk[:, : self.heads], qk[:, self.heads :], qkv[:, self.heads + self.kv_heads :]
 
     def attend(self, i: int, x: torch.Tensor, q, keys, values, bias: torch.Tensor) -> torch.Tensor:
         """The rest of layer ``i`` after its keys and values are in place: attention, then the MLP, each residual
@@ -110,8 +119,9 @@ class _Llama:
         layer = self.decoder.layers[i]
         rows, tokens, hidden = x.shape
         attn, mlp = layer.self_attn, layer.mlp
-        o = F.scaled_dot_product_attention(q, keys, values, attn_mask=bias, scale=attn.scaling,
-                                           enable_gqa=self.heads != self.kv_heads)
+        o = F.scaled_dot_product_attention(
+            q, keys, values, attn_mask=bias, scale=attn.scaling, enable_gqa=self.heads != self.kv_heads
+        )
         flat = x.reshape(rows * tokens, hidden)
         flat = torch.addmm(flat, o.transpose(1, 2).reshape(rows * tokens, -1), attn.o_proj.weight.t())
         gate, up = F.linear(_norm(layer.post_attention_layernorm, flat), self.gate_up_w[i]).chunk(2, dim=-1)
@@ -165,9 +175,13 @@ class _Graphed:
                 self._capture()
             except Exception as exc:  # noqa: BLE001 - the forward still computes eagerly
                 self.graph, self.failed = None, exc
-                warnings.warn(f"the CUDA-graph capture of the {self.what} failed ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''}); it runs eagerly "
-                              f"(graphs=false turns capture off)", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"the CUDA-graph capture of the {self.what} failed ({type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else ''}); it runs eagerly "
+                    f"(graphs=false turns capture off)",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
             for t, s in zip(self._state(), saved):  # undo what warm-up and capture wrote
                 t.copy_(s)
             if self.graph is None:
@@ -292,8 +306,14 @@ class StaticPrefill(_Graphed):
             x = m.attend(j, x, q, k, v, bias)
         return m.logits(x)
 
-    def run(self, ids: torch.Tensor, own: torch.Tensor, positions: torch.Tensor, index: torch.Tensor | None,
-            store: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(
+        self,
+        ids: torch.Tensor,
+        own: torch.Tensor,
+        positions: torch.Tensor,
+        index: torch.Tensor | None,
+        store: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The forward of ``ids`` (b, ws) with their ``own`` mask and ``positions`` on the store rows ``index`` (b,
         wp; row 0 is padding) of ``store``: the b rows' last logits and their (b, ws, 2, layers, kv heads, dim) new
         keys and values (a view of ``kv``)."""
@@ -305,11 +325,11 @@ class StaticPrefill(_Graphed):
         self.positions.zero_()
         self.positions[:b, at:] = positions
         self.mask.zero_()
-        self.mask[:b, self.past_width + at:] = own.bool()
+        self.mask[:b, self.past_width + at :] = own.bool()
         if self.past_width:
             rows = torch.zeros(self.rows, self.past_width, dtype=torch.long, device=index.device)
             if wp:
-                rows[:b, self.past_width - wp:] = index
-                self.mask[:b, self.past_width - wp:self.past_width] = index > 0
+                rows[:b, self.past_width - wp :] = index
+                self.mask[:b, self.past_width - wp : self.past_width] = index > 0
             torch.index_select(store, 0, rows.view(-1), out=self.past.view(-1, *store.shape[1:]))
         return self._call()[:b], self.kv[:b, at:]

@@ -17,11 +17,18 @@ from pathlib import Path
 import torch
 
 from selfplay.agents.base import Completion, Request
-from selfplay.agents.sampling import BACKENDS, OBSERVERS, SamplingConfig, warn_no_compact  # noqa: F401
 from selfplay.agents.checkpoints import RoleAgent, checkpoint_policy, load_role_models, policy_dir, run_sampling
-from selfplay.agents.decode import (Decoder, next_allowed, power_of_two, through_stop)
+from selfplay.agents.decode import Decoder, next_allowed, power_of_two, through_stop
 from selfplay.agents.models import load_model
-from selfplay.agents.prompts import PromptMemo, adds_default_system, decode_texts, observation, render_prompt, render_prompts
+from selfplay.agents.prompts import (
+    PromptMemo,
+    adds_default_system,
+    decode_texts,
+    observation,
+    render_prompt,
+    render_prompts,
+)
+from selfplay.agents.sampling import BACKENDS, OBSERVERS, SamplingConfig, warn_no_compact  # noqa: F401
 from selfplay.agents.scoring import allowed_mask, left_pad, pack, scored_logprobs, token_logprobs
 from selfplay.agents.specs import MODEL_OPTIONS
 from selfplay.agents.weights import activate_adapter
@@ -42,8 +49,15 @@ def _greedy_choice(paths: dict[str, tuple[list[int], list[float]]]) -> dict[str,
 class LLMAgent:
     """A causal LM playing from chat observations; ``adapter`` selects one LoRA adapter of a PEFT model."""
 
-    def __init__(self, model: torch.nn.Module, tokenizer, sampling: SamplingConfig | None = None,
-                 name: str = "llm", adapter: str | None = None, engine_factory=None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        sampling: SamplingConfig | None = None,
+        name: str = "llm",
+        adapter: str | None = None,
+        engine_factory=None,
+    ):
         self.name, self.model, self.tokenizer, self.adapter = name, model, tokenizer, adapter
         self.sampling = sampling or SamplingConfig()
         self.engine_factory = engine_factory  # backend=vllm: what builds the engine (vllm.LLM unless given)
@@ -74,17 +88,25 @@ class LLMAgent:
         flat: list[Completion] = []
         size = self.sampling.batch_size
         for start in range(0, len(rows), size):
-            flat += self.generate(rows[start:start + size], legal[start:start + size] if self.sampling.constrained else None)
+            flat += self.generate(
+                rows[start : start + size], legal[start : start + size] if self.sampling.constrained else None
+            )
         out, i = [], 0
         for p, r, ok in zip(prompts, requests, fits):
             if ok:
-                out.append(flat[i:i + r.samples])
+                out.append(flat[i : i + r.samples])
                 i += r.samples
             else:  # beyond the positions the model was trained on, its answers would be noise: an attempt that failed
-                error = (f"the prompt of {len(p)} tokens plus max_new_tokens={new} exceeds the model's context of "
-                         f"{context} positions")
-                out.append([Completion("", prompt_ids=list(p), meta={"failure": "AGENT_ERROR", "error": error})
-                            for _ in range(r.samples)])
+                error = (
+                    f"the prompt of {len(p)} tokens plus max_new_tokens={new} exceeds the model's context of "
+                    f"{context} positions"
+                )
+                out.append(
+                    [
+                        Completion("", prompt_ids=list(p), meta={"failure": "AGENT_ERROR", "error": error})
+                        for _ in range(r.samples)
+                    ]
+                )
         for messages, r, completions in zip(read, requests, out):  # what the model read, where the game's chat differs
             if messages is not r.messages:
                 for c in completions:
@@ -103,16 +125,27 @@ class LLMAgent:
         spelled = self._spell(legal)
         stopped = None
         if s.stop:
+
             def stopped(row: int, tokens: list[int]) -> bool:
                 text = tok.decode(tokens, skip_special_tokens=True)
                 return any(x in text for x in s.stop)
+
         seed = s.seed + self.calls  # reproducible, yet every call samples afresh
         self.calls += 1
         with self._adapter():
             rows = decoder.decode(prompts, self._budget(spelled), s.temperature, s.top_p, spelled, seed, stopped)
         texts = decode_texts(tok, [r.tokens for r in rows])
-        return [Completion(text, prompt_ids=list(p), completion_ids=r.tokens, logprobs=r.logprobs, allowed=r.allowed,
-                           temperature=s.temperature) for p, r, text in zip(prompts, rows, texts)]
+        return [
+            Completion(
+                text,
+                prompt_ids=list(p),
+                completion_ids=r.tokens,
+                logprobs=r.logprobs,
+                allowed=r.allowed,
+                temperature=s.temperature,
+            )
+            for p, r, text in zip(prompts, rows, texts)
+        ]
 
     def _generate_vllm(self, prompts: list[list[int]]) -> list[Completion]:
         """Sample with the colocated vLLM engine (synchronised to this agent's weights first), then score the tokens
@@ -128,14 +161,22 @@ class LLMAgent:
         tokens = [self._until_stop(t) for t, _ in rows]
         with self._adapter():
             exact = token_logprobs(self.model, prompts, tokens, tok.pad_token_id, s.temperature or 1.0)
-        return [Completion(text, prompt_ids=list(p), completion_ids=t, logprobs=x.tolist(),
-                           temperature=s.temperature, meta={"engine_logprobs": lp[:len(t)]})
-                for p, t, x, (_, lp), text in zip(prompts, tokens, exact, rows, decode_texts(tok, tokens))]
+        return [
+            Completion(
+                text,
+                prompt_ids=list(p),
+                completion_ids=t,
+                logprobs=x.tolist(),
+                temperature=s.temperature,
+                meta={"engine_logprobs": lp[: len(t)]},
+            )
+            for p, t, x, (_, lp), text in zip(prompts, tokens, exact, rows, decode_texts(tok, tokens))
+        ]
 
     def _until_stop(self, tokens: list[int]) -> list[int]:
         """``tokens`` up to the first stop token or the token that completes a stop string (where the native
         decoder stops)."""
-        tokens = tokens[:through_stop(tokens, self.stop_ids)]
+        tokens = tokens[: through_stop(tokens, self.stop_ids)]
         if self.sampling.stop:
             for n in range(1, len(tokens) + 1):
                 text = self.tokenizer.decode(tokens[:n], skip_special_tokens=True)
@@ -145,9 +186,14 @@ class LLMAgent:
 
     def _decoder(self) -> Decoder:
         if self.decoder is None:
-            self.decoder = Decoder(self.model, self.tokenizer.eos_token_id, self.stop_ids,
-                                   max_rows=self.sampling.batch_size, graphs=self.sampling.graphs,
-                                   pack=self.sampling.pack)
+            self.decoder = Decoder(
+                self.model,
+                self.tokenizer.eos_token_id,
+                self.stop_ids,
+                max_rows=self.sampling.batch_size,
+                graphs=self.sampling.graphs,
+                pack=self.sampling.pack,
+            )
         return self.decoder
 
     @contextmanager
@@ -198,20 +244,37 @@ class LLMAgent:
         self.calls += 1
         with self._adapter():
             out = self.model.generate(
-                input_ids=ids, attention_mask=mask, do_sample=s.temperature > 0, max_new_tokens=budget,
-                temperature=s.temperature if s.temperature > 0 else None, top_p=s.top_p if s.temperature > 0 else None,
-                top_k=None, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                stop_strings=s.stop or None, tokenizer=tok if s.stop else None, prefix_allowed_tokens_fn=allowed,
-                output_logits=True, return_dict_in_generate=True, cache_implementation="static")
-        new = out.sequences[:, ids.shape[1]:]
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=s.temperature > 0,
+                max_new_tokens=budget,
+                temperature=s.temperature if s.temperature > 0 else None,
+                top_p=s.top_p if s.temperature > 0 else None,
+                top_k=None,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+                stop_strings=s.stop or None,
+                tokenizer=tok if s.stop else None,
+                prefix_allowed_tokens_fn=allowed,
+                output_logits=True,
+                return_dict_in_generate=True,
+                cache_implementation="static",
+            )
+        new = out.sequences[:, ids.shape[1] :]
         temp = s.temperature if s.temperature > 0 else 1.0
         steps = []
         for t, logits in enumerate(out.logits):
             logits = logits.float() / temp
             if allowed_log:  # the constrained policy: renormalise over the tokens that were allowed
-                logits = logits + allowed_mask([[allowed_log.get(i, {}).get(t)] for i in range(len(prompts))],
-                                               len(self.tokenizer), logits.device)[:, 0, :logits.shape[-1]]
-            steps.append(torch.log_softmax(logits, dim=-1).gather(-1, new[:, t:t + 1]).squeeze(-1))
+                logits = (
+                    logits
+                    + allowed_mask(
+                        [[allowed_log.get(i, {}).get(t)] for i in range(len(prompts))],
+                        len(self.tokenizer),
+                        logits.device,
+                    )[:, 0, : logits.shape[-1]]
+                )
+            steps.append(torch.log_softmax(logits, dim=-1).gather(-1, new[:, t : t + 1]).squeeze(-1))
         logprobs = torch.stack(steps, dim=1).cpu() if steps else torch.zeros(len(prompts), 0)
         new = new.cpu()
         completions = []
@@ -220,9 +283,16 @@ class LLMAgent:
             end = through_stop(tokens, self.stop_ids)
             tokens = tokens[:end]
             choices = [allowed_log[i].get(t) for t in range(end)] if allowed_log else None
-            completions.append(Completion(tok.decode(tokens, skip_special_tokens=True), prompt_ids=list(prompt),
-                                          completion_ids=tokens, logprobs=logprobs[i, :end].tolist(), allowed=choices,
-                                          temperature=self.sampling.temperature))
+            completions.append(
+                Completion(
+                    tok.decode(tokens, skip_special_tokens=True),
+                    prompt_ids=list(prompt),
+                    completion_ids=tokens,
+                    logprobs=logprobs[i, :end].tolist(),
+                    allowed=choices,
+                    temperature=self.sampling.temperature,
+                )
+            )
         return completions
 
     @torch.no_grad()
@@ -251,14 +321,22 @@ class LLMAgent:
         temperature = self.sampling.temperature
         logps = []
         for start in range(0, len(rows), batch_rows):
-            chunk = rows[start:start + batch_rows]
-            batch = {k: v.to(device) for k, v in pack([p for p, _, _ in chunk], [c for _, c, _ in chunk],
-                                                      tok.pad_token_id).items()}
+            chunk = rows[start : start + batch_rows]
+            batch = {
+                k: v.to(device)
+                for k, v in pack([p for p, _, _ in chunk], [c for _, c, _ in chunk], tok.pad_token_id).items()
+            }
             with self._adapter():
-                picked = scored_logprobs(self.model, batch["input_ids"], batch["attention_mask"],
-                                         batch["position_ids"], int(batch["prompt_width"]), temperature or 1.0,
-                                         [a for _, _, a in chunk])
-            logps += [picked[j, :len(c)].tolist() for j, (_, c, _) in enumerate(chunk)]
+                picked = scored_logprobs(
+                    self.model,
+                    batch["input_ids"],
+                    batch["attention_mask"],
+                    batch["position_ids"],
+                    int(batch["prompt_width"]),
+                    temperature or 1.0,
+                    [a for _, _, a in chunk],
+                )
+            logps += [picked[j, : len(c)].tolist() for j, (_, c, _) in enumerate(chunk)]
         per_request: list[dict[str, tuple[list[int], list[float]]]] = [{} for _ in requests]
         for (i, action), (_, path, _), steps in zip(owners, rows, logps):
             per_request[i][action] = (path, steps)
@@ -330,8 +408,13 @@ def build_llm_agent(spec, seed: int = 0, name: str | None = None) -> LLMAgent | 
         if key not in _MODELS:
             _MODELS[key] = load_role_models(path, **load)
         roles, tokenizer = _MODELS[key]
-        return RoleAgent({role: LLMAgent(module, tokenizer, sampling, name=name, adapter=adapter)
-                          for role, (module, adapter) in roles.items()}, name)
+        return RoleAgent(
+            {
+                role: LLMAgent(module, tokenizer, sampling, name=name, adapter=adapter)
+                for role, (module, adapter) in roles.items()
+            },
+            name,
+        )
     if key not in _MODELS:
         _MODELS[key] = load_model(spec.kind, path, seed=seed, **load)
     model, tokenizer = _MODELS[key]

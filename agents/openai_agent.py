@@ -21,8 +21,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 from selfplay.agents.base import Completion, Request
 
-OPTIONS = {"temperature": float, "max_tokens": int, "top_p": float, "timeout": float, "retries": int,
-           "concurrency": int, "key_env": str, "seed": int, "stop": str}
+OPTIONS = {
+    "temperature": float,
+    "max_tokens": int,
+    "top_p": float,
+    "timeout": float,
+    "retries": int,
+    "concurrency": int,
+    "key_env": str,
+    "seed": int,
+    "stop": str,
+}
 
 
 class OpenAIAgent:
@@ -57,8 +66,12 @@ class OpenAIAgent:
 
     def _ask(self, messages: list[dict]) -> Completion:
         """One chat completion, retried with backoff; a TIMEOUT (or AGENT_ERROR) completion when it never came."""
-        body = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens,
-                "temperature": self.temperature}
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+        }
         if self.top_p is not None:
             body["top_p"] = self.top_p
         if self.stop:
@@ -81,7 +94,7 @@ class OpenAIAgent:
                 error, failure = f"HTTP {exc.code} from {self.url}{_said(exc)}", "AGENT_ERROR"
                 if exc.code != 429 and exc.code < 500:
                     break  # a client error does not improve with retries
-            except (TimeoutError, socket.timeout) as exc:
+            except TimeoutError as exc:
                 error, failure = f"no answer from {self.url} within {self.timeout:g}s ({exc})", "TIMEOUT"
             except urllib.error.URLError as exc:
                 timed_out = isinstance(exc.reason, (TimeoutError, socket.timeout))
@@ -90,7 +103,9 @@ class OpenAIAgent:
             except (ValueError, KeyError, IndexError, TypeError) as exc:
                 error, failure = f"malformed reply from {self.url}: {type(exc).__name__}: {exc}", "AGENT_ERROR"
         tries = attempt + 1
-        return Completion("", meta={"failure": failure, "error": f"{error} (after {tries} tr{'ies' if tries > 1 else 'y'})"})
+        return Completion(
+            "", meta={"failure": failure, "error": f"{error} (after {tries} tr{'ies' if tries > 1 else 'y'})"}
+        )
 
 
 def _said(exc: urllib.error.HTTPError) -> str:

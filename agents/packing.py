@@ -21,8 +21,13 @@ import torch
 def can_pack(module: torch.nn.Module) -> bool:
     """Whether ``module`` is a float32 ``nn.Linear`` on a CPU with oneDNN available."""
     weight = getattr(module, "weight", None)
-    return (isinstance(module, torch.nn.Linear) and weight is not None and weight.device.type == "cpu"
-            and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available())
+    return (
+        isinstance(module, torch.nn.Linear)
+        and weight is not None
+        and weight.device.type == "cpu"
+        and weight.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+    )
 
 
 def available_memory() -> int:
@@ -35,8 +40,9 @@ def available_memory() -> int:
 
 def _product(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``x W^T + b`` with ``W`` reordered for oneDNN."""
-    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, None if bias is None else bias.detach(), "none",
-                                              [], "")
+    return torch.ops.mkldnn._linear_pointwise(
+        x.contiguous(), packed, None if bias is None else bias.detach(), "none", [], ""
+    )
 
 
 class _Packed:
@@ -60,8 +66,11 @@ class _Packed:
 
 def _lora(module: torch.nn.Module) -> bool:
     """Whether ``module`` is a PEFT LoRA linear layer over a packable base layer."""
-    return hasattr(module, "lora_A") and hasattr(module, "active_adapters") and can_pack(
-        getattr(module, "base_layer", None))
+    return (
+        hasattr(module, "lora_A")
+        and hasattr(module, "active_adapters")
+        and can_pack(getattr(module, "base_layer", None))
+    )
 
 
 class _MergedLoRA:
@@ -85,11 +94,17 @@ class _MergedLoRA:
         m = self.module
         active = [a for a in m.active_adapters if a in m.lora_A]
         adapter = active[0] if len(active) == 1 else None
-        plain = (adapter is not None and not args and not kwargs and not m.disable_adapters and not m.merged
-                 and x.dtype == torch.float32 and not (torch.is_grad_enabled() and (x.requires_grad or any(
-                     p.requires_grad for p in m.parameters())))
-                 and adapter not in getattr(m, "lora_variant", {})
-                 and not (m.training and getattr(m.lora_dropout[adapter], "p", 0.0)))
+        plain = (
+            adapter is not None
+            and not args
+            and not kwargs
+            and not m.disable_adapters
+            and not m.merged
+            and x.dtype == torch.float32
+            and not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in m.parameters())))
+            and adapter not in getattr(m, "lora_variant", {})
+            and not (m.training and getattr(m.lora_dropout[adapter], "p", 0.0))
+        )
         if not plain:
             return self.original(x, *args, **kwargs)
         key = self._weights(adapter)
@@ -115,8 +130,11 @@ def packed_linears(model: torch.nn.Module, rows: int = 32) -> Iterator[int]:
     taken = (_Packed, _MergedLoRA)
     lora = [m for m in model.modules() if _lora(m) and not isinstance(m.__dict__.get("forward"), taken)]
     inside = {id(sub) for m in lora for sub in m.modules()}  # a LoRA layer's base and adapters: merged instead
-    todo = [m for m in model.modules() if can_pack(m) and id(m) not in inside
-            and not isinstance(m.__dict__.get("forward"), taken)]
+    todo = [
+        m
+        for m in model.modules()
+        if can_pack(m) and id(m) not in inside and not isinstance(m.__dict__.get("forward"), taken)
+    ]
     adapters = max((len(m.lora_A) for m in lora), default=0)  # a merged copy per adapter, made when first used
     size = sum(m.weight.numel() * 4 for m in todo) + adapters * sum(m.base_layer.weight.numel() * 4 for m in lora)
     if size > available_memory() / 4:

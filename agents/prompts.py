@@ -20,13 +20,15 @@ def observation(request: Request, observer: str, bare_system: bool = False) -> l
         return request.messages
     first = next((i for i, m in enumerate(request.messages) if m["role"] == "user"), len(request.messages) - 1)
     bare = [{"role": "system", "content": ""}] if bare_system else []
-    return [*bare, {"role": "user", "content": request.compact}, *request.messages[first + 1:]]
+    return [*bare, {"role": "user", "content": request.compact}, *request.messages[first + 1 :]]
 
 
 def adds_default_system(tokenizer) -> bool:
     """Whether the chat template inserts a system prompt of its own when the messages have none (SmolLM2's does)."""
     probe = [{"role": "user", "content": "x"}]
-    return len(render_prompt(tokenizer, probe)) > len(render_prompt(tokenizer, [{"role": "system", "content": ""}, *probe]))
+    return len(render_prompt(tokenizer, probe)) > len(
+        render_prompt(tokenizer, [{"role": "system", "content": ""}, *probe])
+    )
 
 
 def render_prompt(tokenizer, messages: list[dict]) -> list[int]:
@@ -88,19 +90,26 @@ def _render(tokenizer, conversations: list[list[dict]]) -> list[list[int]]:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     # the fast tokenizer's ids alone (no per-row BatchEncoding), unless an earlier call of the tokenizer with padding
     # or truncation left them switched on in its backend: the generic call switches them off again
-    if backend is not None and getattr(tokenizer, "is_fast", False) and backend.padding is None \
-            and backend.truncation is None:
+    if (
+        backend is not None
+        and getattr(tokenizer, "is_fast", False)
+        and backend.padding is None
+        and backend.truncation is None
+    ):
         return [e.ids for e in backend.encode_batch(texts, add_special_tokens=False)]
-    return [list(row) for row in tokenizer(texts, add_special_tokens=False, padding=False,
-                                           truncation=False)["input_ids"]]
+    return [
+        list(row) for row in tokenizer(texts, add_special_tokens=False, padding=False, truncation=False)["input_ids"]
+    ]
 
 
 def decode_texts(tokenizer, rows: list[list[int]]) -> list[str]:
     """``tokenizer.decode(row, skip_special_tokens=True)`` of every row; a fast tokenizer decodes them in one batch
     (unless it cleans up tokenization spaces, which only its Python side does)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None and getattr(tokenizer, "is_fast", False) \
-            and not getattr(tokenizer, "clean_up_tokenization_spaces", True):
+    if (
+        backend is not None
+        and getattr(tokenizer, "is_fast", False)
+        and not getattr(tokenizer, "clean_up_tokenization_spaces", True)
+    ):
         return backend.decode_batch(rows, skip_special_tokens=True)
     return [tokenizer.decode(row, skip_special_tokens=True) for row in rows]
-

@@ -51,13 +51,17 @@ class SamplingConfig:
         if config.backend not in BACKENDS:
             raise ValueError(f"unknown backend {config.backend!r}: expected one of {', '.join(BACKENDS)}")
         if config.backend == "vllm" and (config.constrained or config.cache == "static"):
-            raise ValueError("backend=vllm samples free text only: constrained decoding and cache=static are native-only "
-                             "(vLLM's structured outputs accept any tokenisation of an action, and training needs the "
-                             "allowed tokens of each step); use backend=native for them")
+            raise ValueError(
+                "backend=vllm samples free text only: constrained decoding and cache=static are native-only "
+                "(vLLM's structured outputs accept any tokenisation of an action, and training needs the "
+                "allowed tokens of each step); use backend=native for them"
+            )
         if not 0 < config.vllm_memory < 1:
             raise ValueError(f"vllm_memory={config.vllm_memory!r}: expected a share of GPU memory between 0 and 1")
         if config.temperature < 0 or not 0 < config.top_p <= 1 or config.max_new_tokens < 1:
-            raise ValueError(f"bad sampling options {options}: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1")
+            raise ValueError(
+                f"bad sampling options {options}: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1"
+            )
         return config
 
 
@@ -78,7 +82,10 @@ def warn_no_compact(game, agent: str) -> None:
     _WARNED_COMPACT.add(game.name)
     cls = game if isinstance(game, type) else type(game)
     defined = cls.compact_observation is not Game.compact_observation
-    warnings.warn(f"agent {agent!r} has observer=compact, but game {game.name!r} "
-                  + ("returned no compact observation (None) here" if defined else "defines no compact_observation")
-                  + ": it reads the game's full chat messages instead (define compact_observation(role) in the game, "
-                    "or set observer=chat)", stacklevel=3)
+    warnings.warn(
+        f"agent {agent!r} has observer=compact, but game {game.name!r} "
+        + ("returned no compact observation (None) here" if defined else "defines no compact_observation")
+        + ": it reads the game's full chat messages instead (define compact_observation(role) in the game, "
+        "or set observer=chat)",
+        stacklevel=3,
+    )

@@ -11,14 +11,16 @@ from selfplay.agents.decode import default_min_saving, plain_head, radix_tree
 from selfplay.agents.tree_forward import forward_plan, tree_may_pay, tree_pays, tree_states
 
 
-def left_pad(rows: list[list[int]], pad_id: int, device: torch.device, multiple: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(
+    rows: list[list[int]], pad_id: int, device: torch.device, multiple: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-padded ids and attention mask (width rounded up to ``multiple``)."""
     width = -(-max(len(r) for r in rows) // multiple) * multiple
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[i, width - len(r):] = 1
+        ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+        mask[i, width - len(r) :] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -29,10 +31,15 @@ def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int) ->
     ids = torch.full((len(prompts), plen + clen), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for i, (p, c) in enumerate(zip(prompts, completions)):
-        ids[i, plen - len(p):plen + len(c)] = torch.tensor(p + c, dtype=torch.long)
-        mask[i, plen - len(p):plen + len(c)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
-            "completion_mask": mask[:, plen:], "prompt_width": torch.tensor(plen)}
+        ids[i, plen - len(p) : plen + len(c)] = torch.tensor(p + c, dtype=torch.long)
+        mask[i, plen - len(p) : plen + len(c)] = 1
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+        "completion_mask": mask[:, plen:],
+        "prompt_width": torch.tensor(plen),
+    }
 
 
 def allowed_mask(allowed: list[list[list[int] | None] | None], vocab: int, device) -> torch.Tensor:
@@ -47,26 +54,39 @@ def allowed_mask(allowed: list[list[list[int] | None] | None], vocab: int, devic
     return mask
 
 
-def completion_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, prompt_width: int,
-                        temperature: float = 1.0, allowed: list | None = None) -> torch.Tensor:
+def completion_logprobs(
+    logits: torch.Tensor,
+    input_ids: torch.Tensor,
+    prompt_width: int,
+    temperature: float = 1.0,
+    allowed: list | None = None,
+) -> torch.Tensor:
     """(rows, completion tokens) ``log softmax(logits / T)`` at the completion tokens.
 
     ``logits`` may cover only the last positions (``logits_to_keep``), as long as it starts by the last prompt
     token. ``allowed`` (per row, per token: the allowed ids or None) renormalises over constrained choices.
     """
     skipped = input_ids.shape[1] - logits.shape[1]
-    shifted = logits[:, prompt_width - 1 - skipped:-1].float() / (temperature or 1.0)
+    shifted = logits[:, prompt_width - 1 - skipped : -1].float() / (temperature or 1.0)
     if allowed is not None and any(allowed):
         mask = allowed_mask(allowed, shifted.shape[-1], shifted.device)
         pad = shifted.shape[1] - mask.shape[1]
-        shifted = shifted + torch.nn.functional.pad(mask, (0, 0, 0, max(pad, 0)))[:, :shifted.shape[1]]
+        shifted = shifted + torch.nn.functional.pad(mask, (0, 0, 0, max(pad, 0)))[:, : shifted.shape[1]]
     targets = input_ids[:, prompt_width:].unsqueeze(-1)
     return shifted.gather(-1, targets).squeeze(-1) - torch.logsumexp(shifted, dim=-1)
 
 
-def scored_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    position_ids: torch.Tensor, prompt_width: int, temperature: float = 1.0,
-                    allowed: list | None = None, *, tree: bool | None = None) -> torch.Tensor:
+def scored_logprobs(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    prompt_width: int,
+    temperature: float = 1.0,
+    allowed: list | None = None,
+    *,
+    tree: bool | None = None,
+) -> torch.Tensor:
     """(rows, completion tokens) teacher-forced ``log softmax(logits / T)`` of each completion token of a
     :func:`pack` batch (0 at padding), differentiable; ``allowed`` as in :func:`completion_logprobs`.
 
@@ -78,8 +98,12 @@ def scored_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_m
     head = plain_head(model)
     targets, valid = input_ids[:, prompt_width:], attention_mask[:, prompt_width:].bool()
     if head is None:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                       logits_to_keep=input_ids.shape[1] - prompt_width + 1).logits
+        logits = model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            logits_to_keep=input_ids.shape[1] - prompt_width + 1,
+        ).logits
         return completion_logprobs(logits, input_ids, prompt_width, temperature, allowed).masked_fill(~valid, 0.0)
     hidden = completion_states(model.get_decoder(), input_ids, attention_mask, position_ids, prompt_width, tree=tree)
     out = torch.zeros(targets.shape, dtype=torch.float32, device=input_ids.device)
@@ -99,19 +123,32 @@ def scored_logprobs(model: torch.nn.Module, input_ids: torch.Tensor, attention_m
         union = sorted({x for _, _, ids in constrained for x in ids} | set(picked))
         column = {x: j for j, x in enumerate(union)}
         rows = torch.tensor(union, device=out.device)
-        z = torch.nn.functional.linear(hidden[ci, ct], head.weight[rows],
-                                       None if head.bias is None else head.bias[rows]).float() * scale
+        z = (
+            torch.nn.functional.linear(
+                hidden[ci, ct], head.weight[rows], None if head.bias is None else head.bias[rows]
+            ).float()
+            * scale
+        )
         keep = torch.zeros(z.shape, dtype=torch.bool)
-        keep[[k for k, (_, _, ids) in enumerate(constrained) for _ in ids],
-             [column[x] for _, _, ids in constrained for x in ids]] = True
+        keep[
+            [k for k, (_, _, ids) in enumerate(constrained) for _ in ids],
+            [column[x] for _, _, ids in constrained for x in ids],
+        ] = True
         z = z.masked_fill(~keep.to(z.device), float("-inf"))  # a token outside its allowed set: -inf, as masked
         chosen = torch.tensor([column[x] for x in picked], device=out.device)
         out = out.index_put((ci, ct), z.gather(-1, chosen[:, None]).squeeze(-1) - torch.logsumexp(z, -1))
     return out
 
 
-def completion_states(decoder: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      position_ids: torch.Tensor, prompt_width: int, *, tree: bool | None = None) -> torch.Tensor:
+def completion_states(
+    decoder: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    prompt_width: int,
+    *,
+    tree: bool | None = None,
+) -> torch.Tensor:
     """The decoder's last hidden states that predict each completion token of a :func:`pack` batch, (rows,
     completion tokens, hidden), differentiable; what stands at padding positions is unspecified.
 
@@ -120,16 +157,18 @@ def completion_states(decoder: torch.nn.Module, input_ids: torch.Tensor, attenti
     shared run once (``agents/tree_forward.py``); otherwise (or under activation checkpointing, which drops caches)
     in one pass over whole rows. ``tree=True`` skips the cost model, ``tree=False`` always runs whole rows.
     """
+
     def plain() -> torch.Tensor:
-        return decoder(input_ids=input_ids, attention_mask=attention_mask,
-                       position_ids=position_ids).last_hidden_state[:, prompt_width - 1:-1]
+        return decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state[
+            :, prompt_width - 1 : -1
+        ]
 
     if tree is False or getattr(decoder, "gradient_checkpointing", False):
         return plain()
     rows, width = input_ids.shape
     saving = default_min_saving(input_ids.device)
     lengths = attention_mask[:, :prompt_width].sum(1).tolist(), attention_mask[:, prompt_width:].sum(1).tolist()
-    sequences = [r[prompt_width - p:prompt_width + c] for r, p, c in zip(input_ids.tolist(), *lengths)]
+    sequences = [r[prompt_width - p : prompt_width + c] for r, p, c in zip(input_ids.tolist(), *lengths)]
     if tree is None and not tree_may_pay(decoder, rows * width, len(set(map(tuple, sequences)))):
         return plain()
     nodes = radix_tree(sequences, saving)
@@ -143,16 +182,32 @@ def completion_states(decoder: torch.nn.Module, input_ids: torch.Tensor, attenti
 def constrained_positions(completion_mask: torch.Tensor, allowed: list | None) -> list[tuple[int, int, list[int]]]:
     """(row, completion token, allowed ids) of every real completion token that ``allowed`` constrains."""
     flags = completion_mask.tolist()
-    return [(i, t, ids) for i, row in enumerate(allowed or ()) for t, ids in enumerate(row or ())
-            if ids is not None and t < len(flags[i]) and flags[i][t]]
+    return [
+        (i, t, ids)
+        for i, row in enumerate(allowed or ())
+        for t, ids in enumerate(row or ())
+        if ids is not None and t < len(flags[i]) and flags[i][t]
+    ]
 
 
-def token_logprobs(model: torch.nn.Module, prompts: list[list[int]], completions: list[list[int]], pad_id: int,
-                   temperature: float = 1.0, allowed: list | None = None) -> list[torch.Tensor]:
+def token_logprobs(
+    model: torch.nn.Module,
+    prompts: list[list[int]],
+    completions: list[list[int]],
+    pad_id: int,
+    temperature: float = 1.0,
+    allowed: list | None = None,
+) -> list[torch.Tensor]:
     """Teacher-forced ``log softmax(logits / T)`` of each completion token given its prompt (differentiable)."""
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in pack(prompts, completions, pad_id).items()}
-    picked = scored_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["position_ids"],
-                             int(batch["prompt_width"]), temperature, allowed)
-    return [picked[i, :len(c)] for i, c in enumerate(completions)]
-
+    picked = scored_logprobs(
+        model,
+        batch["input_ids"],
+        batch["attention_mask"],
+        batch["position_ids"],
+        int(batch["prompt_width"]),
+        temperature,
+        allowed,
+    )
+    return [picked[i, : len(c)] for i, c in enumerate(completions)]

@@ -45,8 +45,10 @@ class ScriptedAgent:
         return per_game[request.role]
 
     def act(self, requests: list[Request]) -> list[list[Completion]]:
-        return [[Completion(getattr(r.game, self.method)(r.role, self.stream(r))) for _ in range(r.samples)]
-                for r in requests]
+        return [
+            [Completion(getattr(r.game, self.method)(r.role, self.stream(r))) for _ in range(r.samples)]
+            for r in requests
+        ]
 
 
 class RandomAgent(ScriptedAgent):
@@ -59,9 +61,11 @@ class RandomAgent(ScriptedAgent):
         from selfplay.games.core import plays_random
 
         if not plays_random(game):
-            raise ValueError(f"agent {self.name!r} plays a uniformly random legal action, but {game.name} lists "
-                             f"no legal actions (legal_actions() gives None) and defines no random_action: give the "
-                             f"game a random_action, or use another agent")
+            raise ValueError(
+                f"agent {self.name!r} plays a uniformly random legal action, but {game.name} lists "
+                f"no legal actions (legal_actions() gives None) and defines no random_action: give the "
+                f"game a random_action, or use another agent"
+            )
 
 
 class ExpertAgent(ScriptedAgent):
@@ -74,5 +78,7 @@ class ExpertAgent(ScriptedAgent):
         from selfplay.games.core import Game
 
         if getattr(type(game), self.method, None) is getattr(Game, self.method, None):
-            raise ValueError(f"agent {self.name!r} plays the game's {self.method}, but {game.name} defines none: "
-                             f"use random, or give the game an {self.method}")
+            raise ValueError(
+                f"agent {self.name!r} plays the game's {self.method}, but {game.name} defines none: "
+                f"use random, or give the game an {self.method}"
+            )

@@ -17,8 +17,13 @@ from selfplay.agents.scripted import ExpertAgent, RandomAgent
 
 SCRIPTED: dict[str, Callable[..., Agent]] = {"random": RandomAgent, "expert": ExpertAgent}
 MODEL_KINDS = ("smollm2", "tiny", "hf")
-TINY_SIZES = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-              "num_key_value_heads": 2}
+TINY_SIZES = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
 MODEL_OPTIONS = ("device", "dtype", *TINY_SIZES)  # spec options that shape the model, not the sampling
 SERVED_KINDS = ("openai",)  # served models: openai:MODEL@BASE_URL
 
@@ -92,8 +97,10 @@ def parse_spec(text: str) -> AgentSpec:
         raise ValueError("empty agent spec: expected e.g. 'random', 'expert', 'smollm2:temperature=0.7'")
     kind, *rest = text.split(":")
     if kind not in SCRIPTED and kind not in MODEL_KINDS and kind not in SERVED_KINDS:
-        raise ValueError(f"unknown agent kind {kind!r} in spec {text!r}: expected one of "
-                         f"{', '.join([*SCRIPTED, *MODEL_KINDS, *SERVED_KINDS])}")
+        raise ValueError(
+            f"unknown agent kind {kind!r} in spec {text!r}: expected one of "
+            f"{', '.join([*SCRIPTED, *MODEL_KINDS, *SERVED_KINDS])}"
+        )
     args, options = [], {}
     for part in rest:
         if "=" not in part:
@@ -108,10 +115,16 @@ def parse_spec(text: str) -> AgentSpec:
     if kind == "hf" and not arg:
         raise ValueError(f"agent spec {text!r} needs a model path: hf:PATH")
     if kind == "hf" and not _local_model(arg):
-        raise ValueError(f"agent spec {text!r}: {arg!r} is neither a model directory, a training checkpoint nor a "
-                         f"model in the local Hugging Face cache (nothing is downloaded)")
-    if kind == "openai" and (not arg or "@" not in arg or not arg.partition("@")[2].startswith(("http://", "https://"))):
-        raise ValueError(f"agent spec {text!r}: expected openai:MODEL@BASE_URL, e.g. openai:policy@http://127.0.0.1:8000/v1")
+        raise ValueError(
+            f"agent spec {text!r}: {arg!r} is neither a model directory, a training checkpoint nor a "
+            f"model in the local Hugging Face cache (nothing is downloaded)"
+        )
+    if kind == "openai" and (
+        not arg or "@" not in arg or not arg.partition("@")[2].startswith(("http://", "https://"))
+    ):
+        raise ValueError(
+            f"agent spec {text!r}: expected openai:MODEL@BASE_URL, e.g. openai:policy@http://127.0.0.1:8000/v1"
+        )
     if kind not in ("hf", "openai") and arg:
         raise ValueError(f"agent spec {text!r}: kind {kind!r} takes no argument {arg!r} (options go as key=value)")
     return AgentSpec(kind, arg, options, text)

@@ -31,6 +31,7 @@ def usable_cores() -> int:
 
 def busy_cores(seconds: float = 0.25) -> float:
     """How many cores other processes keep busy now, from /proc/stat over ``seconds`` (0 where it cannot be read)."""
+
     def sample() -> tuple[int, int]:
         with open("/proc/stat") as f:
             values = [int(v) for v in f.readline().split()[1:]]
@@ -66,8 +67,10 @@ def choose(cores: int | None = None, busy: float | None = None) -> tuple[int, st
     threads = max(1, min(cores, round(cores - busy)))
     if threads == cores:
         return threads, f"{cores} idle cores"
-    return threads, (f"{threads} of {cores} cores: other processes keep ~{busy:.1f} busy (set {ENV}=N or "
-                     f"OMP_NUM_THREADS=N to choose)")
+    return threads, (
+        f"{threads} of {cores} cores: other processes keep ~{busy:.1f} busy (set {ENV}=N or "
+        f"OMP_NUM_THREADS=N to choose)"
+    )
 
 
 _APPLIED: list[int] = []

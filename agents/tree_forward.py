@@ -44,8 +44,14 @@ def tree_may_pay(decoder: torch.nn.Module, whole_tokens: int, distinct: int) -> 
     return whole_tokens * token_s > distinct * segment_s
 
 
-def tree_states(decoder: torch.nn.Module, sequences: list[list[int]], wanted: list[list[int]],
-                min_saving: int = 64, max_rows: int = 256, nodes: list[Node] | None = None) -> torch.Tensor:
+def tree_states(
+    decoder: torch.nn.Module,
+    sequences: list[list[int]],
+    wanted: list[list[int]],
+    min_saving: int = 64,
+    max_rows: int = 256,
+    nodes: list[Node] | None = None,
+) -> torch.Tensor:
     """The decoder's last hidden states of ``sequences`` at positions ``wanted[i]`` of sequence i, as a (rows, most
     wanted, hidden) tensor (zeros past a row's own), differentiable. ``min_saving``: token computations one more
     forward must save (``radix_tree``); ``nodes``: the sequences' tree, when the caller has built it."""
@@ -65,8 +71,10 @@ def tree_states(decoder: torch.nn.Module, sequences: list[list[int]], wanted: li
             where[i] = (len(blocks), r, hidden.shape[1] - len(nodes[i].tokens))
         blocks.append(hidden)
     ends = {r: i for i, n in enumerate(nodes) for r in n.ends}
-    flat = torch.cat([torch.zeros(1, blocks[0].shape[-1], dtype=blocks[0].dtype, device=device)]
-                     + [b.reshape(-1, b.shape[-1]) for b in blocks])
+    flat = torch.cat(
+        [torch.zeros(1, blocks[0].shape[-1], dtype=blocks[0].dtype, device=device)]
+        + [b.reshape(-1, b.shape[-1]) for b in blocks]
+    )
     offsets = [1]
     for b in blocks:
         offsets.append(offsets[-1] + b.shape[0] * b.shape[1])
@@ -106,9 +114,10 @@ def _forward(decoder, kw: str, nodes: list[Node], members: list[int], path_kv, p
             past.append((torch.stack(keys), torch.stack(values)))
         for r, p in enumerate(parents):
             m = path_mask[p]
-            past_mask[r, wp - m.shape[0]:] = m
+            past_mask[r, wp - m.shape[0] :] = m
     cache = DynamicCache(ddp_cache_data=past) if past else DynamicCache()
     mask = torch.cat([past_mask, own], dim=1)
-    hidden = decoder(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                     **{kw: cache}).last_hidden_state
+    hidden = decoder(
+        input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **{kw: cache}
+    ).last_hidden_state
     return hidden, [(layer.keys, layer.values) for layer in cache.layers], mask

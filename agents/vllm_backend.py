@@ -59,8 +59,10 @@ def merged_weights(model: torch.nn.Module, adapter: str | None = None) -> Iterat
     lora = _lora_layers()
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if any(hasattr(p, "ds_id") and p.data.numel() == 0 for p in base.parameters()):  # gathered ones are whole
-        raise ValueError("vLLM rollouts cannot read ZeRO-3 partitioned weights outside a gathered rollout phase: use "
-                         "ZeRO stage 0-2 or backend=native")
+        raise ValueError(
+            "vLLM rollouts cannot read ZeRO-3 partitioned weights outside a gathered rollout phase: use "
+            "ZeRO stage 0-2 or backend=native"
+        )
     seen: set[int] = set()
     inside: list[str] = []  # prefixes of LoRA layers: their children (base_layer, lora_A, ...) are not weights
     for prefix, module in base.named_modules():
@@ -115,8 +117,11 @@ def _vllm() -> tuple[Callable, Callable, dict]:
     extra = {}
     if "logprobs_mode" in {f.name for f in dataclasses.fields(vllm.EngineArgs)}:
         extra["logprobs_mode"] = "processed_logprobs"  # after temperature, comparable to ours
-    if torch.distributed.is_available() and torch.distributed.is_initialized() \
-            and torch.distributed.get_world_size() > 1:
+    if (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    ):
         extra["distributed_executor_backend"] = "external_launcher"  # one engine per rank, as TRL's colocated mode
     return vllm.LLM, vllm.SamplingParams, extra
 
@@ -135,9 +140,16 @@ class VLLMEngine:
         else:
             self._params, extra = factory.SamplingParams, {}
         dtype = next(model.parameters()).dtype
-        self.llm = factory(model=config_dir(model), skip_tokenizer_init=True, load_format="dummy",
-                           dtype=_dtype_name(dtype), gpu_memory_utilization=memory, seed=seed,
-                           enable_prefix_caching=True, **extra)
+        self.llm = factory(
+            model=config_dir(model),
+            skip_tokenizer_init=True,
+            load_format="dummy",
+            dtype=_dtype_name(dtype),
+            gpu_memory_utilization=memory,
+            seed=seed,
+            enable_prefix_caching=True,
+            **extra,
+        )
         self.loaded: tuple | None = None
         self.syncs = 0
 
@@ -157,14 +169,32 @@ class VLLMEngine:
         self.loaded, self.syncs = key, self.syncs + 1
         return True
 
-    def generate(self, prompts: list[list[int]], max_new_tokens: int, temperature: float, top_p: float,
-                 seeds: list[int], stop_ids: set[int]) -> list[tuple[list[int], list[float]]]:
+    def generate(
+        self,
+        prompts: list[list[int]],
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        seeds: list[int],
+        stop_ids: set[int],
+    ) -> list[tuple[list[int], list[float]]]:
         """One sampled completion per prompt: (token ids, the engine's log-probabilities of them)."""
-        params = [self._params(n=1, temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
-                               max_tokens=max_new_tokens, seed=seed, stop_token_ids=sorted(stop_ids), logprobs=0,
-                               detokenize=False) for seed in seeds]
-        outputs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], sampling_params=params,
-                                    use_tqdm=False)
+        params = [
+            self._params(
+                n=1,
+                temperature=temperature,
+                top_p=top_p if temperature > 0 else 1.0,
+                max_tokens=max_new_tokens,
+                seed=seed,
+                stop_token_ids=sorted(stop_ids),
+                logprobs=0,
+                detokenize=False,
+            )
+            for seed in seeds
+        ]
+        outputs = self.llm.generate(
+            [{"prompt_token_ids": list(p)} for p in prompts], sampling_params=params, use_tqdm=False
+        )
         out = []
         for request in outputs:
             answer = request.outputs[0]
@@ -172,19 +202,33 @@ class VLLMEngine:
             stop = getattr(answer, "stop_reason", None)
             if answer.finish_reason == "stop" and isinstance(stop, int) and (not tokens or tokens[-1] != stop):
                 tokens.append(stop)  # a stop token the engine left out of the ids: the policy sampled it
-            logprobs = [float(step[t].logprob) if step and t in step else float("nan")
-                        for t, step in zip(tokens, answer.logprobs or [None] * len(tokens))]
+            logprobs = [
+                float(step[t].logprob) if step and t in step else float("nan")
+                for t, step in zip(tokens, answer.logprobs or [None] * len(tokens))
+            ]
             out.append((tokens, logprobs + [float("nan")] * (len(tokens) - len(logprobs))))
         return out
 
 
 _ENGINES: dict[tuple, VLLMEngine] = {}
 # config entries that change while a model lives (saving names its architecture, checkpointing turns the cache off)
-VOLATILE = {"architectures", "_name_or_path", "transformers_version", "use_cache", "dtype", "torch_dtype",
-            "output_attentions", "output_hidden_states", "return_dict", "_attn_implementation_autoset"}
+VOLATILE = {
+    "architectures",
+    "_name_or_path",
+    "transformers_version",
+    "use_cache",
+    "dtype",
+    "torch_dtype",
+    "output_attentions",
+    "output_hidden_states",
+    "return_dict",
+    "_attn_implementation_autoset",
+}
 
 
-def engine_for(model: torch.nn.Module, memory: float = 0.3, seed: int = 0, factory: Callable | None = None) -> VLLMEngine:
+def engine_for(
+    model: torch.nn.Module, memory: float = 0.3, seed: int = 0, factory: Callable | None = None
+) -> VLLMEngine:
     """The process's engine for models shaped like ``model`` (one per config and dtype: agents, roles and clones of
     one base share it, loading their own weights in turn)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model

@@ -14,7 +14,9 @@ from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dic
 from selfplay.agents.base import WEIGHT_MODES  # noqa: F401 - re-exported
 
 
-def lora_config(r: int = 8, alpha: int = 16, dropout: float = 0.0, target_modules: Sequence[str] | None = None) -> LoraConfig:
+def lora_config(
+    r: int = 8, alpha: int = 16, dropout: float = 0.0, target_modules: Sequence[str] | None = None
+) -> LoraConfig:
     """A causal-LM LoRA config on the attention and MLP projections."""
     targets = list(target_modules or ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
@@ -25,21 +27,26 @@ def quiet_adapter_names() -> Iterator[None]:
     """Silence PEFT's warning that an adapter name inside 'lora_' (a role named a, o or r) "may" reinitialise weights
     on loading: checkpoints of such roles save and load exactly (tests/agents/test_llm.py)."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Adapter name .* should not be contained in the prefix",
-                                category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message=r"Adapter name .* should not be contained in the prefix", category=UserWarning
+        )
         yield
 
 
-def add_adapters(model: torch.nn.Module, names: Sequence[str], config: LoraConfig | None = None,
-                 seed: int = 0) -> PeftModel:
+def add_adapters(
+    model: torch.nn.Module, names: Sequence[str], config: LoraConfig | None = None, seed: int = 0
+) -> PeftModel:
     """Wrap ``model`` (frozen) with one LoRA adapter per name; each adapter is initialised from its own seed."""
     if not names:
         raise ValueError("add_adapters needs at least one adapter name")
     config = config or lora_config()
     torch.manual_seed(seed)
     with quiet_adapter_names():
-        peft_model = model if isinstance(model, PeftModel) else get_peft_model(model, copy.deepcopy(config),
-                                                                                 adapter_name=names[0])
+        peft_model = (
+            model
+            if isinstance(model, PeftModel)
+            else get_peft_model(model, copy.deepcopy(config), adapter_name=names[0])
+        )
         for i, name in enumerate(names):
             if name not in peft_model.peft_config:
                 torch.manual_seed(seed + i)

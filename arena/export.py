@@ -34,20 +34,43 @@ def rows(run: str | Path, tokens: bool = False) -> Iterator[dict[str, Any]]:
     store = read_store(run)
     try:
         for ep in store.episodes():
-            split = "eval" if "eval" in ep.meta else "probe" if "probe" in ep.meta else \
-                "train" if "step" in ep.meta else "play"
+            split = (
+                "eval"
+                if "eval" in ep.meta
+                else "probe"
+                if "probe" in ep.meta
+                else "train"
+                if "step" in ep.meta
+                else "play"
+            )
             learners = set(ep.learner_roles())
             for s in ep.steps:
-                row = {"game": ep.game, "options": json.dumps(ep.options, sort_keys=True), "seed": ep.seed,
-                       "episode": ep.id, "status": ep.status, "step": ep.meta.get("step"), "split": split,
-                       "turn": s.turn, "role": s.role, "agent": s.agent, "sample": s.sample, "attempt": s.attempt,
-                       "prompt": [{"role": m["role"], "content": m["content"]} for m in s.prompt],
-                       "game_messages": [{"role": m["role"], "content": m["content"]} for m in s.messages],
-                       "opponent": ep.meta.get("eval"),
-                       "completion": s.text, "action": s.action if s.failure is None else None,
-                       "failure": s.failure, "error": s.error, "fallback": s.fallback, "reward": s.reward,
-                       "episode_reward": ep.rewards.get(s.role), "learner": s.role in learners,
-                       "advantage": s.advantage}
+                row = {
+                    "game": ep.game,
+                    "options": json.dumps(ep.options, sort_keys=True),
+                    "seed": ep.seed,
+                    "episode": ep.id,
+                    "status": ep.status,
+                    "step": ep.meta.get("step"),
+                    "split": split,
+                    "turn": s.turn,
+                    "role": s.role,
+                    "agent": s.agent,
+                    "sample": s.sample,
+                    "attempt": s.attempt,
+                    "prompt": [{"role": m["role"], "content": m["content"]} for m in s.prompt],
+                    "game_messages": [{"role": m["role"], "content": m["content"]} for m in s.messages],
+                    "opponent": ep.meta.get("eval"),
+                    "completion": s.text,
+                    "action": s.action if s.failure is None else None,
+                    "failure": s.failure,
+                    "error": s.error,
+                    "fallback": s.fallback,
+                    "reward": s.reward,
+                    "episode_reward": ep.rewards.get(s.role),
+                    "learner": s.role in learners,
+                    "advantage": s.advantage,
+                }
                 if tokens:
                     row.update(prompt_ids=s.prompt_ids, completion_ids=s.completion_ids, logprobs=s.logprobs)
                 yield row
@@ -55,8 +78,9 @@ def rows(run: str | Path, tokens: bool = False) -> Iterator[dict[str, Any]]:
         store.close()
 
 
-def export(run: str | Path, fmt: str = "jsonl", out: str | Path | None = None,
-           tokens: bool = False) -> tuple[Path, int]:
+def export(
+    run: str | Path, fmt: str = "jsonl", out: str | Path | None = None, tokens: bool = False
+) -> tuple[Path, int]:
     """Write ``run``'s episodes as ``fmt`` to ``out`` (default: next to the records), ``tokens``: with token ids and
     log-probabilities; (path, rows written)."""
     if fmt not in FORMATS:
@@ -90,10 +114,30 @@ def export(run: str | Path, fmt: str = "jsonl", out: str | Path | None = None,
 def _schema(pa, tokens: bool = False):
     text, number = pa.string(), pa.int64()
     ids = [("prompt_ids", pa.list_(number)), ("completion_ids", pa.list_(number)), ("logprobs", pa.list_(pa.float64()))]
-    return pa.schema([("game", text), ("options", text), ("seed", number), ("episode", text), ("status", text),
-                      ("step", number), ("split", text), ("turn", number), ("role", text), ("agent", text),
-                      ("sample", number), ("attempt", number),
-                      ("prompt", pa.list_(pa.struct([("role", text), ("content", text)]))), ("completion", text),
-                      ("action", text), ("failure", text), ("error", text), ("fallback", text),
-                      ("reward", pa.float64()), ("episode_reward", pa.float64()), ("learner", pa.bool_()),
-                      ("advantage", pa.float64()), *(ids if tokens else [])])
+    return pa.schema(
+        [
+            ("game", text),
+            ("options", text),
+            ("seed", number),
+            ("episode", text),
+            ("status", text),
+            ("step", number),
+            ("split", text),
+            ("turn", number),
+            ("role", text),
+            ("agent", text),
+            ("sample", number),
+            ("attempt", number),
+            ("prompt", pa.list_(pa.struct([("role", text), ("content", text)]))),
+            ("completion", text),
+            ("action", text),
+            ("failure", text),
+            ("error", text),
+            ("fallback", text),
+            ("reward", pa.float64()),
+            ("episode_reward", pa.float64()),
+            ("learner", pa.bool_()),
+            ("advantage", pa.float64()),
+            *(ids if tokens else []),
+        ]
+    )

@@ -43,8 +43,9 @@ class Match:
 OPENING = "opening"  # the agent name recorded for random opening moves
 
 
-def seatings(roles: Sequence[str], agent_names: Sequence[str], fixed: dict[str, str] | None = None
-             ) -> list[dict[str, str]]:
+def seatings(
+    roles: Sequence[str], agent_names: Sequence[str], fixed: dict[str, str] | None = None
+) -> list[dict[str, str]]:
     """The seatings a seed is played in: ``fixed`` roles keep their agent, the other roles take ``agent_names`` in
     every cyclic rotation (distinct ones only), so over one round of seatings every agent sits in every free seat
     equally often. Two agents on two roles: the two seatings with the seats swapped."""
@@ -54,22 +55,32 @@ def seatings(roles: Sequence[str], agent_names: Sequence[str], fixed: dict[str, 
         raise ValueError(f"seat(s) {unknown} are not roles of this game: expected among {', '.join(roles)}")
     free = [r for r in roles if r not in fixed]
     if len(agent_names) != len(free):
-        raise ValueError(f"{len(agent_names)} agent(s) for {len(free)} free role(s) {tuple(free)}"
-                         + (f" ({', '.join(f'{r}={a}' for r, a in fixed.items())} fixed)" if fixed else "")
-                         + ": name one agent per role")
+        raise ValueError(
+            f"{len(agent_names)} agent(s) for {len(free)} free role(s) {tuple(free)}"
+            + (f" ({', '.join(f'{r}={a}' for r, a in fixed.items())} fixed)" if fixed else "")
+            + ": name one agent per role"
+        )
     n = len(free)
     rotations = dict.fromkeys(tuple(agent_names[(i - k) % n] for i in range(n)) for k in range(max(1, n)))
     return [{r: fixed.get(r) or dict(zip(free, rotation))[r] for r in roles} for rotation in rotations]
 
 
-def paired_matches(roles: Sequence[str], agent_names: Sequence[str], games: int, seed: int = 0,
-                   meta: dict[str, Any] | None = None, fixed: dict[str, str] | None = None) -> list[Match]:
+def paired_matches(
+    roles: Sequence[str],
+    agent_names: Sequence[str],
+    games: int,
+    seed: int = 0,
+    meta: dict[str, Any] | None = None,
+    fixed: dict[str, str] | None = None,
+) -> list[Match]:
     """``games`` matches in which each seed is played once per seating (``seatings``: fixed roles kept, the rest
     rotated), so every agent sits in every free seat equally often when ``games`` is a multiple of the number of
     seatings. With two roles, games 2i and 2i+1 share seed ``seed + i`` with the seats swapped."""
     seats = seatings(roles, agent_names, fixed)
-    return [Match(seed + i // len(seats), dict(seats[i % len(seats)]), {**(meta or {}), "seating": i % len(seats)})
-            for i in range(games)]
+    return [
+        Match(seed + i // len(seats), dict(seats[i % len(seats)]), {**(meta or {}), "seating": i % len(seats)})
+        for i in range(games)
+    ]
 
 
 @dataclass(eq=False)
@@ -88,8 +99,13 @@ class _LiveGame:
 
     def __init__(self, game: Game, match: Match, options: dict[str, Any]):
         self.game = game
-        self.episode = Episode(game=game.name, seed=match.seed, agents=dict(match.agents), options=options,
-                               meta={**match.meta, "outcome": outcome_of(game).record(game.reward_range)})
+        self.episode = Episode(
+            game=game.name,
+            seed=match.seed,
+            agents=dict(match.agents),
+            options=options,
+            meta={**match.meta, "outcome": outcome_of(game).record(game.reward_range)},
+        )
         self.fallback_rng = random.Random(match.seed ^ 0x5EED)
         self.penalties = {r: 0.0 for r in game.roles}
         self.turn = None
@@ -124,13 +140,22 @@ class _LiveGame:
         """Record one completion for ``slot``: parse it, and re-prompt or fall back when it is invalid."""
         role, policy = slot.role, self.game.invalid_policy
         index = self.slots.index(slot)
-        step = Step(turn=self.episode.num_turns, role=role, sample=0 if self.turn.simultaneous else index,
-                    attempt=slot.attempts,
-                    agent=self.episode.agents[role], messages=slot.messages, text=completion.text,
-                    prompt_ids=completion.prompt_ids, completion_ids=completion.completion_ids,
-                    logprobs=completion.logprobs, allowed=completion.allowed, temperature=completion.temperature,
-                    seconds=seconds,
-                    read=completion.meta.get("read"))
+        step = Step(
+            turn=self.episode.num_turns,
+            role=role,
+            sample=0 if self.turn.simultaneous else index,
+            attempt=slot.attempts,
+            agent=self.episode.agents[role],
+            messages=slot.messages,
+            text=completion.text,
+            prompt_ids=completion.prompt_ids,
+            completion_ids=completion.completion_ids,
+            logprobs=completion.logprobs,
+            allowed=completion.allowed,
+            temperature=completion.temperature,
+            seconds=seconds,
+            read=completion.meta.get("read"),
+        )
         self.turn_steps[index].append(step)
         slot.attempts += 1
         if failure is None:
@@ -142,9 +167,15 @@ class _LiveGame:
         step.failure, step.error = failure[0].value, failure[1]
         step.reward = policy.penalty
         if slot.attempts <= policy.retries:
-            slot.messages = [*slot.messages, {"role": "assistant", "content": completion.text},
-                             {"role": "user", "content": f"Invalid answer ({failure[0].value}): {failure[1]}. "
-                                                         f"Answer again with {self.game.action_format}."}]
+            slot.messages = [
+                *slot.messages,
+                {"role": "assistant", "content": completion.text},
+                {
+                    "role": "user",
+                    "content": f"Invalid answer ({failure[0].value}): {failure[1]}. "
+                    f"Answer again with {self.game.action_format}.",
+                },
+            ]
             return
         step.fallback = policy.fallback
         slot.done = True
@@ -170,7 +201,9 @@ class _LiveGame:
             sample_rewards = self.game.step(self.turn.role, [s.action for s in self.slots])
         if sample_rewards is not None:
             if len(sample_rewards) != len(self.slots):
-                raise ValueError(f"{self.game.name}.step returned {len(sample_rewards)} sample rewards for {len(self.slots)} samples")
+                raise ValueError(
+                    f"{self.game.name}.step returned {len(sample_rewards)} sample rewards for {len(self.slots)} samples"
+                )
             for steps, reward in zip(self.turn_steps, sample_rewards):
                 if steps[-1].failure is None:
                     steps[-1].reward = float(reward)
@@ -212,15 +245,28 @@ class _LiveGame:
         role = self.turn.role
         text, action = self._random_action(role)
         self.game.step(role, [action])
-        self.episode.steps.append(Step(turn=self.episode.num_turns, role=role, sample=0, attempt=0, agent=OPENING,
-                                       messages=[], text=text, action=text))
+        self.episode.steps.append(
+            Step(
+                turn=self.episode.num_turns,
+                role=role,
+                sample=0,
+                attempt=0,
+                agent=OPENING,
+                messages=[],
+                text=text,
+                action=text,
+            )
+        )
         self.episode.num_turns += 1
         self._begin_turn()
 
     def _finish(self, status: str, rewards: dict[str, float]) -> None:
         ep = self.episode
-        check_rewards(self.game, rewards, {"done": "rewards()", "truncated": "truncation_rewards()"}.get(
-            status, "forfeit_rewards()"))
+        check_rewards(
+            self.game,
+            rewards,
+            {"done": "rewards()", "truncated": "truncation_rewards()"}.get(status, "forfeit_rewards()"),
+        )
         if status == "forfeit":  # the forfeiting turn never reached step(): keep its attempts
             ep.steps.extend(s for steps in self.turn_steps for s in steps)
             ep.num_turns += 1
@@ -247,13 +293,16 @@ def check_rewards(game: Game, rewards: Any, source: str = "rewards()") -> None:
     ``reward_range`` (a game's bug stops its episode, recorded as an error, rather than reaching the trainer)."""
     if not isinstance(rewards, dict) or set(rewards) != set(game.roles):
         named = sorted(rewards) if isinstance(rewards, dict) else type(rewards).__name__
-        raise ValueError(f"{game.name}.{source} returned {named}: expected a reward for each role "
-                         f"{', '.join(game.roles)}")
+        raise ValueError(
+            f"{game.name}.{source} returned {named}: expected a reward for each role {', '.join(game.roles)}"
+        )
     low, high = game.reward_range
     for role, value in rewards.items():
         if not isinstance(value, numbers.Real) or not math.isfinite(value) or not low - 1e-6 <= value <= high + 1e-6:
-            raise ValueError(f"{game.name}.{source} gave {role} {value!r}: expected a finite number within "
-                             f"reward_range {game.reward_range}")
+            raise ValueError(
+                f"{game.name}.{source} gave {role} {value!r}: expected a finite number within "
+                f"reward_range {game.reward_range}"
+            )
 
 
 def _call_agent(agent: Agent, requests: list[Request]) -> tuple[list[list[Completion]] | None, str | None, float]:
@@ -267,9 +316,15 @@ def _call_agent(agent: Agent, requests: list[Request]) -> tuple[list[list[Comple
         return None, f"agent {agent.name!r} raised {type(exc).__name__}: {exc}", time.perf_counter() - start
 
 
-def play(make_game: Callable[[], Game], matches: Sequence[Match], agents: dict[str, Agent],
-         store: RecordStore | None = None, concurrency: int = 256, progress: bool | str = True,
-         options: dict[str, Any] | None = None) -> list[Episode]:
+def play(
+    make_game: Callable[[], Game],
+    matches: Sequence[Match],
+    agents: dict[str, Agent],
+    store: RecordStore | None = None,
+    concurrency: int = 256,
+    progress: bool | str = True,
+    options: dict[str, Any] | None = None,
+) -> list[Episode]:
     """Play ``matches`` with up to ``concurrency`` games live at once; write each finished episode to ``store``.
 
     Returns the episodes in match order.
@@ -279,16 +334,23 @@ def play(make_game: Callable[[], Game], matches: Sequence[Match], agents: dict[s
         raise ValueError(f"matches name unknown agent(s) {sorted(missing)}: known {sorted(agents)}")
     # agents that cannot take a seat say so before any game: an expert of a game without one, a checkpoint without
     # weights for the role
-    seats = sorted({(name, role) for m in matches for role, name in m.agents.items()
-                    if hasattr(agents[name], "check_seat")})
+    seats = sorted(
+        {(name, role) for m in matches for role, name in m.agents.items() if hasattr(agents[name], "check_seat")}
+    )
     probe = make_game() if seats else None  # built as the games will be, with their options
     for name, role in seats:
         agents[name].check_seat(probe, role)
     queue = list(enumerate(matches))[::-1]
     live: dict[int, _LiveGame] = {}
     done: dict[int, Episode] = {}
-    bar = tqdm(total=len(matches), desc=progress if isinstance(progress, str) else "games", unit="game",
-               disable=None if progress else True, dynamic_ncols=True, leave=False)  # None: off when not a terminal
+    bar = tqdm(
+        total=len(matches),
+        desc=progress if isinstance(progress, str) else "games",
+        unit="game",
+        disable=None if progress else True,
+        dynamic_ncols=True,
+        leave=False,
+    )  # None: off when not a terminal
     with ExitStack() as sessions:  # weights do not change during a play: agents may reuse work across calls
         for agent in {id(a): a for a in agents.values()}.values():
             if hasattr(agent, "session"):
@@ -297,7 +359,9 @@ def play(make_game: Callable[[], Game], matches: Sequence[Match], agents: dict[s
             while queue and len(live) < concurrency:
                 index, match = queue.pop()
                 extra = match.meta.get("game_options") or {}  # per-match options (e.g. a curriculum's category)
-                live[index] = _LiveGame(make_game(**extra) if extra else make_game(), match, {**(options or {}), **extra})
+                live[index] = _LiveGame(
+                    make_game(**extra) if extra else make_game(), match, {**(options or {}), **extra}
+                )
             _round(live, agents)
             finished = [i for i, g in live.items() if g.finished]
             if store is not None and finished:
@@ -325,7 +389,7 @@ def _round(live: dict[int, _LiveGame], agents: dict[str, Agent]) -> None:
     for key, pending in by_agent.items():
         results, error, seconds = _call_agent(objects[key], [req for _, req, _ in pending])
         per_item = seconds / max(1, len(pending))
-        for i, (g, request, slots) in enumerate(pending):
+        for i, (g, _, slots) in enumerate(pending):
             for j, slot in enumerate(slots):
                 if g.finished:
                     break

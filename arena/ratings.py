@@ -33,8 +33,9 @@ class Result:
     unit: Hashable = None
 
 
-def bradley_terry(results: Sequence[Result], anchor: str | None = None, prior: float = 0.5,
-                  iterations: int = 2000, tol: float = 1e-10) -> dict[str, float]:
+def bradley_terry(
+    results: Sequence[Result], anchor: str | None = None, prior: float = 0.5, iterations: int = 2000, tol: float = 1e-10
+) -> dict[str, float]:
     """Maximum-likelihood Elo ratings; ``anchor`` is pinned to 0 (else the mean is 0)."""
     names = sorted({r.a for r in results} | {r.b for r in results})
     if anchor is not None and anchor not in names:
@@ -46,7 +47,7 @@ def bradley_terry(results: Sequence[Result], anchor: str | None = None, prior: f
         wins[r.b] += 1 - r.score
         games[(r.a, r.b)] += 1
         games[(r.b, r.a)] += 1
-    for (a, b) in list(games):
+    for a, b in list(games):
         if a < b:  # prior: virtual draws on each played pair
             games[(a, b)] += 2 * prior
             games[(b, a)] += 2 * prior
@@ -69,8 +70,9 @@ def bradley_terry(results: Sequence[Result], anchor: str | None = None, prior: f
     return {k: v - shift for k, v in ratings.items()}
 
 
-def bootstrap(results: Sequence[Result], anchor: str | None = None, rounds: int = 200, seed: int = 0,
-              prior: float = 0.5) -> dict[str, tuple[float, float]]:
+def bootstrap(
+    results: Sequence[Result], anchor: str | None = None, rounds: int = 200, seed: int = 0, prior: float = 0.5
+) -> dict[str, tuple[float, float]]:
     """95% percentile intervals from refits on units (paired games) drawn with replacement."""
     units: dict[Hashable, list[Result]] = defaultdict(list)
     for i, r in enumerate(results):
@@ -93,8 +95,9 @@ def bootstrap(results: Sequence[Result], anchor: str | None = None, rounds: int 
 
 def rank_upper_bounds(intervals: dict[str, tuple[float, float]]) -> dict[str, int]:
     """1 + the number of agents statistically better (their lower bound above this agent's upper bound)."""
-    return {a: 1 + sum(lo_b > hi_a for b, (lo_b, _) in intervals.items() if b != a)
-            for a, (_, hi_a) in intervals.items()}
+    return {
+        a: 1 + sum(lo_b > hi_a for b, (lo_b, _) in intervals.items() if b != a) for a, (_, hi_a) in intervals.items()
+    }
 
 
 def pair_scores(results: Sequence[Result]) -> dict[tuple[str, str], tuple[float, int]]:

@@ -107,8 +107,20 @@ CREATE TABLE IF NOT EXISTS steps (
 );
 CREATE INDEX IF NOT EXISTS episodes_game ON episodes(game);
 """
-_EPISODE_COLUMNS = ("id", "game", "seed", "agents", "rewards", "status", "error", "num_turns",
-                    "options", "meta", "started", "seconds")
+_EPISODE_COLUMNS = (
+    "id",
+    "game",
+    "seed",
+    "agents",
+    "rewards",
+    "status",
+    "error",
+    "num_turns",
+    "options",
+    "meta",
+    "started",
+    "seconds",
+)
 _JSON_COLUMNS = {"agents", "rewards", "options", "meta"}
 
 
@@ -120,8 +132,10 @@ class RecordStore:
         if create:
             rundir.make_run_dir(self.path.parent, "run directory")
         elif not self.path.is_file():
-            raise FileNotFoundError(f"{str(self.path)!r} does not exist: expected a run directory holding "
-                                    f"{rundir.EPISODES} or the file itself")
+            raise FileNotFoundError(
+                f"{str(self.path)!r} does not exist: expected a run directory holding "
+                f"{rundir.EPISODES} or the file itself"
+            )
         self.db = sqlite3.connect(self.path, timeout=60)
         try:
             if not create:  # a reader changes nothing in the file, not even its journal mode
@@ -153,16 +167,23 @@ class RecordStore:
                 row = [json.dumps(getattr(ep, c)) if c in _JSON_COLUMNS else getattr(ep, c) for c in _EPISODE_COLUMNS]
                 self.db.execute(
                     f"INSERT INTO episodes ({', '.join(_EPISODE_COLUMNS)}, num_steps) VALUES ({', '.join('?' * len(row))}, ?)",
-                    [*row, len(ep.steps)])
-                self.db.executemany("INSERT INTO steps (episode_id, idx, data) VALUES (?, ?, ?)",
-                                    [(ep.id, i, json.dumps(asdict(s))) for i, s in enumerate(ep.steps)])
+                    [*row, len(ep.steps)],
+                )
+                self.db.executemany(
+                    "INSERT INTO steps (episode_id, idx, data) VALUES (?, ?, ?)",
+                    [(ep.id, i, json.dumps(asdict(s))) for i, s in enumerate(ep.steps)],
+                )
 
     def set_advantages(self, advantages: dict[tuple[str, int], float]) -> None:
         """Record the advantage each trained sample got, by (episode id, step index), in one transaction."""
         with self.db:
-            self.db.executemany("UPDATE steps SET data = json_set(data, '$.advantage', ?) WHERE episode_id = ? AND idx = ?",
-                                [(a if a is None or math.isfinite(a) else None, e, i)  # JSON has no nan
-                                 for (e, i), a in advantages.items()])
+            self.db.executemany(
+                "UPDATE steps SET data = json_set(data, '$.advantage', ?) WHERE episode_id = ? AND idx = ?",
+                [
+                    (a if a is None or math.isfinite(a) else None, e, i)  # JSON has no nan
+                    for (e, i), a in advantages.items()
+                ],
+            )
 
     def count(self, **where: Any) -> int:
         """Number of stored episodes matching the column filters."""
@@ -190,8 +211,12 @@ class RecordStore:
     def delete_after_step(self, step: int) -> int:
         """Remove episodes whose ``meta.step`` is beyond ``step`` (rollouts a resumed run plays again)."""
         with self.db:
-            ids = [r[0] for r in self.db.execute(
-                "SELECT id FROM episodes WHERE CAST(json_extract(meta, '$.step') AS INTEGER) > ?", (step,))]
+            ids = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT id FROM episodes WHERE CAST(json_extract(meta, '$.step') AS INTEGER) > ?", (step,)
+                )
+            ]
             self.db.executemany("DELETE FROM steps WHERE episode_id = ?", [(i,) for i in ids])
             self.db.executemany("DELETE FROM episodes WHERE id = ?", [(i,) for i in ids])
         return len(ids)
@@ -206,8 +231,10 @@ class RecordStore:
 
     def integrity(self) -> list[str]:
         """Episodes whose stored step count differs from the steps present (always empty unless corrupted)."""
-        rows = self.db.execute("SELECT e.id FROM episodes e LEFT JOIN steps s ON s.episode_id = e.id "
-                               "GROUP BY e.id HAVING COUNT(s.idx) != e.num_steps")
+        rows = self.db.execute(
+            "SELECT e.id FROM episodes e LEFT JOIN steps s ON s.episode_id = e.id "
+            "GROUP BY e.id HAVING COUNT(s.idx) != e.num_steps"
+        )
         return [r[0] for r in rows]
 
     def close(self) -> None:

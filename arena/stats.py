@@ -41,7 +41,7 @@ class Tally:
             setattr(self, _COUNTERS[outcome], getattr(self, _COUNTERS[outcome]) + 1)
             value = ep.rewards[role] if reward is None else reward
             self.reward_sum += value
-            self.reward_sq += value ** 2
+            self.reward_sq += value**2
             bounds = (ep.meta.get("outcome") or {}).get("range")
             if bounds:
                 self.ranged += 1
@@ -72,7 +72,7 @@ class Tally:
     def reward_variance(self) -> float:
         """The sample variance of the reward (0 with fewer than two games)."""
         n = self.decided
-        return max(0.0, (self.reward_sq - self.reward_sum ** 2 / n) / (n - 1)) if n > 1 else 0.0
+        return max(0.0, (self.reward_sq - self.reward_sum**2 / n) / (n - 1)) if n > 1 else 0.0
 
     def reward_interval(self, z: float = 1.96) -> tuple[float, float]:
         """95% normal interval of the mean reward (mean +- z * sd / sqrt(n)). Where the records state the reward
@@ -153,7 +153,9 @@ def summarize(episodes: Iterable[Episode]) -> list[Row]:
             for key in ((agent, role), (agent, "all")):
                 rows.setdefault(key, Row(*key, Tally())).tally.add(ep, role)
     roles_seen = len({role for _, role in rows}) > 2  # more than one role besides "all"
-    return sorted((r for r in rows.values() if roles_seen or r.role != "all"), key=lambda r: (r.agent, r.role == "all", r.role))
+    return sorted(
+        (r for r in rows.values() if roles_seen or r.role != "all"), key=lambda r: (r.agent, r.role == "all", r.role)
+    )
 
 
 def format_table(rows: list[Row], rates: str = "win") -> str:
@@ -161,16 +163,23 @@ def format_table(rows: list[Row], rates: str = "win") -> str:
     win / draw / loss rates for win/lose games, the team success rate for cooperative ones, and always the mean
     reward with its 95% interval."""
     counts = {"win": f"{'win':>6} {'draw':>6} {'loss':>6} ", "success": f"{'success':>7} ", "reward": ""}[rates]
-    header = f"{'agent':<22} {'role':<12} {'games':>6} {counts}{'reward [95% interval]':>26} {'invalid':>8} {'turns':>6}"
+    header = (
+        f"{'agent':<22} {'role':<12} {'games':>6} {counts}{'reward [95% interval]':>26} {'invalid':>8} {'turns':>6}"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         t = r.tally
         low, high = t.reward_interval()
-        shown = {"win": f"{t.rate(t.wins):>6.1%} {t.rate(t.draws):>6.1%} {t.rate(t.losses):>6.1%} ",
-                 "success": f"{t.rate(t.wins):>7.1%} ", "reward": ""}[rates]
+        shown = {
+            "win": f"{t.rate(t.wins):>6.1%} {t.rate(t.draws):>6.1%} {t.rate(t.losses):>6.1%} ",
+            "success": f"{t.rate(t.wins):>7.1%} ",
+            "reward": "",
+        }[rates]
         reward = f"{t.mean_reward:+z.3f} [{low:+z.3f}, {high:+z.3f}]"
-        lines.append(f"{r.agent:<22} {r.role:<12} {int(t.games):>6} {shown}{reward:>26} {t.invalid_rate:>8.1%} "
-                     f"{t.mean_turns:>6.2f}" + (f"  ({int(t.errors)} errors)" if t.errors else ""))
+        lines.append(
+            f"{r.agent:<22} {r.role:<12} {int(t.games):>6} {shown}{reward:>26} {t.invalid_rate:>8.1%} "
+            f"{t.mean_turns:>6.2f}" + (f"  ({int(t.errors)} errors)" if t.errors else "")
+        )
     return "\n".join(lines)
 
 
@@ -182,21 +191,32 @@ def error_summary(episodes: Iterable[Episode]) -> str | None:
         return None
     first = errors[0]
     last = next((line for line in reversed((first.error or "").strip().splitlines()) if line.strip()), "no traceback")
-    return (f"{len(errors)} episode(s) ended in an error; the first (seed {first.seed}, episode {first.id[:12]}): "
-            f"{last.strip()}")
+    return (
+        f"{len(errors)} episode(s) ended in an error; the first (seed {first.seed}, episode {first.id[:12]}): "
+        f"{last.strip()}"
+    )
 
 
 def transcript(ep: Episode) -> str:
     """A readable transcript of one episode."""
-    lines = [f"episode {ep.id}  game={ep.game} seed={ep.seed} status={ep.status}",
-             "agents: " + ", ".join(f"{r}={a}" for r, a in ep.agents.items())
-             + (f"  (evaluation vs {ep.meta['eval']})" if ep.meta.get("eval") else "")]
+    lines = [
+        f"episode {ep.id}  game={ep.game} seed={ep.seed} status={ep.status}",
+        "agents: "
+        + ", ".join(f"{r}={a}" for r, a in ep.agents.items())
+        + (f"  (evaluation vs {ep.meta['eval']})" if ep.meta.get("eval") else ""),
+    ]
     for s in ep.steps:
-        tag = f"turn {s.turn} {s.role}" + (f" sample {s.sample}" if s.sample else "") + (f" retry {s.attempt}" if s.attempt else "")
+        tag = (
+            f"turn {s.turn} {s.role}"
+            + (f" sample {s.sample}" if s.sample else "")
+            + (f" retry {s.attempt}" if s.attempt else "")
+        )
         lines.append(f"\n--- {tag} ({s.agent})")
         if s.prompt:  # what the agent read (its observer's line where it had one), not only the game's chat
-            lines.append(("  reads: " if s.read is not None else "  sees: ")
-                         + s.prompt[-1]["content"].replace("\n", "\n        "))
+            lines.append(
+                ("  reads: " if s.read is not None else "  sees: ")
+                + s.prompt[-1]["content"].replace("\n", "\n        ")
+            )
         lines.append(f"  says: {s.text!r}")
         if s.failure:
             lines.append(f"  -> {s.failure}: {s.error}" + (f" [fallback: {s.fallback}]" if s.fallback else ""))

@@ -3,18 +3,17 @@
     selfplay tournament tictactoe --agents random expert --run runs/tictactoe --games 40 --out runs/tournament
 
 Participants are agent specs (``random``, ``expert``, ``smollm2``, ``hf:PATH``, ...) and, with ``--run``, the
-checkpoints of a training run (``step_000010`` ... as ``hf:`` agents). Schedules: ``round-robin`` (every pair)
-or ``gauntlet`` (each ``--candidates`` agent against every other participant). Each pairing plays
-``--games`` games, every seed twice with the seats swapped; a game of N players seats N participants per table
-(every combination), each seed played once per cyclic rotation, and rates them by Bradley-Terry on the pairwise
-comparisons of each game (higher reward wins); ``--seats judge=expert`` holds a role by a fixed, unrated agent.
-For cooperative and general-sum games each participant also plays a table with itself in every seat (``--self-play``,
-the score matrix's diagonal); cooperative games rank by that self-play team reward, cross-play shown beside. All tables are played at once through the arena, so each model
-answers every pending turn of every table in one batched call. Re-running with the same ``--out`` reuses recorded
-games whose record key matches (game, options, seed, every participant's spec and model content hash) and plays
-only the missing ones; a folder that holds another game's records is refused. A participant that crashes forfeits its
-games (recorded as AGENT_ERROR); the tournament goes on.
-"""
+checkpoints of a training run (``step_000010`` ... as ``hf:`` agents). Schedules: ``round-robin`` (every pair) or
+``gauntlet`` (each ``--candidates`` agent against every other participant). Each pairing plays ``--games`` games,
+every seed twice with the seats swapped; a game of N players seats N participants per table (every combination),
+each seed played once per cyclic rotation, and rates them by Bradley-Terry on the pairwise comparisons of each game
+(higher reward wins); ``--seats judge=expert`` holds a role by a fixed, unrated agent. For cooperative and
+general-sum games each participant also plays a table with itself in every seat (``--self-play``, the score matrix's
+diagonal); cooperative games rank by that self-play team reward, cross-play shown beside. All tables are played at
+once through the arena, so each model answers every pending turn of every table in one batched call. Re-running with
+the same ``--out`` reuses recorded games whose record key matches (game, options, seed, every participant's spec and
+model content hash) and plays only the missing ones; a folder that holds another game's records is refused. A
+participant that crashes forfeits its games (recorded as AGENT_ERROR); the tournament goes on."""
 
 from __future__ import annotations
 
@@ -30,9 +29,9 @@ from selfplay.agents.checkpoints import checkpoint_policy, run_sampling
 from selfplay.agents.heap import settled_heap
 from selfplay.agents.specs import MODEL_KINDS, build_agent, check_spec, parse_key_values, parse_seats, parse_spec
 from selfplay.arena.play import Match, paired_matches, play, seatings
-from selfplay.arena.rundir import checkpoint_step, list_checkpoints, make_run_dir
-from selfplay.arena.records import Episode, open_store
 from selfplay.arena.ratings import Result
+from selfplay.arena.records import Episode, open_store
+from selfplay.arena.rundir import checkpoint_step, list_checkpoints, make_run_dir
 from selfplay.arena.stats import error_summary
 from selfplay.games.core import outcome_of, with_options
 from selfplay.games.registry import game_class
@@ -57,12 +56,17 @@ def checkpoint_participants(run_dir: str | Path, options: str = "") -> list[Part
     for ckpt in list_checkpoints(run):
         policy = ckpt / "policy"
         if checkpoint_policy(policy) is None:
-            raise FileNotFoundError(f"checkpoint {ckpt} has no model in policy/: expected config.json (shared "
-                                    f"weights) or one adapter or model folder per role")
+            raise FileNotFoundError(
+                f"checkpoint {ckpt} has no model in policy/: expected config.json (shared "
+                f"weights) or one adapter or model folder per role"
+            )
         step = checkpoint_step(ckpt)
         # spelled out, so the report shows how each checkpoint played (as its run evaluated, unless told otherwise)
-        inherited = ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
-                             for k, v in run_sampling(ckpt).items() if k not in given)
+        inherited = ",".join(
+            f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+            for k, v in run_sampling(ckpt).items()
+            if k not in given
+        )
         spelled = ",".join(filter(None, (inherited, options)))
         found.append(Participant(f"step_{step}", f"hf:{policy}" + (f":{spelled}" if spelled else ""), step))
     if not found:
@@ -78,12 +82,15 @@ def trained_elsewhere(run_dir: str | Path, game: str, options: dict) -> str | No
     except (OSError, ValueError):
         return None
     trained_game, trained = config.get("game"), config.get("game_options") or {}
-    same_game = trained_game == game or (trained_game and Path(str(trained_game).partition(":")[0]).name ==
-                                         Path(game.partition(":")[0]).name)
+    same_game = trained_game == game or (
+        trained_game and Path(str(trained_game).partition(":")[0]).name == Path(game.partition(":")[0]).name
+    )
     if same_game and trained == options:
         return None
-    return (f"note: the checkpoints of {run_dir} were trained on {trained_game} with options {trained}; this "
-            f"tournament plays {game} with options {options}")
+    return (
+        f"note: the checkpoints of {run_dir} were trained on {trained_game} with options {trained}; this "
+        f"tournament plays {game} with options {options}"
+    )
 
 
 def distinct_names(participants: list[Participant]) -> list[Participant]:
@@ -101,8 +108,10 @@ def schedule(names: list[str], kind: str, candidates: list[str] | None = None, s
     """Tables of ``size`` participants (the game's free seats): every combination (round-robin), or those that
     include a candidate (gauntlet). Two-role games: every pair, or each candidate against everyone else."""
     if len(names) < size:
-        raise ValueError(f"this game seats {size} agents: a tournament needs at least {size} participants, got "
-                         f"{len(names)} ({', '.join(names)}); add e.g. random")
+        raise ValueError(
+            f"this game seats {size} agents: a tournament needs at least {size} participants, got "
+            f"{len(names)} ({', '.join(names)}); add e.g. random"
+        )
     if kind == "round-robin":
         return list(combinations(names, size))
     if kind == "gauntlet":
@@ -127,15 +136,18 @@ def wants_self_play(choice: str, outcome_kind: str) -> bool:
     return choice == "yes" or (choice == "auto" and outcome_kind in ("cooperative", "general_sum"))
 
 
-def table_matches(roles, table: tuple[str, ...], games: int, seed: int, key: str,
-                  fixed: dict[str, str] | None = None) -> list[Match]:
+def table_matches(
+    roles, table: tuple[str, ...], games: int, seed: int, key: str, fixed: dict[str, str] | None = None
+) -> list[Match]:
     """Matches of one table: each seed played once per seating (cyclic rotations over the free seats), so game i
     uses seed ``seed + i // seatings``; ``key`` (``record_key``) marks them as this tournament's games, and a table of
     one participant in every seat is marked ``selfplay``."""
     count = len(seatings(roles, list(table), fixed))
     if games < count or games % count:
-        raise ValueError(f"--games {games}: expected a positive multiple of {count}, the seatings of a table (each "
-                         f"seed is played once per seating, so every agent sits in every seat equally often)")
+        raise ValueError(
+            f"--games {games}: expected a positive multiple of {count}, the seatings of a table (each "
+            f"seed is played once per seating, so every agent sits in every seat equally often)"
+        )
     pairing = "|".join(table)
     matches = paired_matches(roles, list(table), games, seed, {"pairing": pairing, "key": key}, fixed)
     for i, m in enumerate(matches):
@@ -155,18 +167,24 @@ def results_of(episodes: list[Episode], fixed: dict[str, str] | None = None, by_
             continue
         seats = [r for r in ep.agents if r not in (fixed or {})]
         for i, ra in enumerate(seats):
-            for rb in seats[i + 1:]:
+            for rb in seats[i + 1 :]:
                 if ep.agents[ra] != ep.agents[rb]:
                     out.append(Result(name(ep, ra), name(ep, rb), ep.pairwise(ra, rb), ep.meta["unit"]))
     return out
 
 
-def record_key(game: str, options: dict, seed: int, participants: list[Participant],
-               fixed: dict[str, str] | None = None) -> str:
+def record_key(
+    game: str, options: dict, seed: int, participants: list[Participant], fixed: dict[str, str] | None = None
+) -> str:
     """What determines a table's games: the game, its options, the seed and every participant's spec with the
     content hash of a model directory; recorded games are reused only under the same key."""
-    body = {"game": game, "options": options, "seed": seed, "fixed": fixed or {},
-            "participants": sorted([p.name, p.spec, _content_hash(p.spec)] for p in participants)}
+    body = {
+        "game": game,
+        "options": options,
+        "seed": seed,
+        "fixed": fixed or {},
+        "participants": sorted([p.name, p.spec, _content_hash(p.spec)] for p in participants),
+    }
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -185,11 +203,22 @@ def _content_hash(spec: str) -> str | None:
     return digest.hexdigest()
 
 
-def run_tournament(game: str, participants: list[Participant], games: int = 20, kind: str = "round-robin",
-                   candidates: list[str] | None = None, out: str | Path = "runs/tournament", seed: int = 0,
-                   anchor: str | None = None, bootstrap_rounds: int = 200, concurrency: int = 256,
-                   progress: bool = True, game_options: dict | None = None, seats: dict[str, str] | None = None,
-                   self_play: str = "auto") -> dict:
+def run_tournament(
+    game: str,
+    participants: list[Participant],
+    games: int = 20,
+    kind: str = "round-robin",
+    candidates: list[str] | None = None,
+    out: str | Path = "runs/tournament",
+    seed: int = 0,
+    anchor: str | None = None,
+    bootstrap_rounds: int = 200,
+    concurrency: int = 256,
+    progress: bool = True,
+    game_options: dict | None = None,
+    seats: dict[str, str] | None = None,
+    self_play: str = "auto",
+) -> dict:
     """Play the missing games of every table, then rate and report; returns the summary. ``seats``: roles held
     by a fixed agent spec in every game (e.g. a judge), not rated; the participants rotate through the others.
     ``self_play`` (``wants_self_play``): also a table of each participant with itself, reported as the diagonal."""
@@ -215,26 +244,45 @@ def run_tournament(game: str, participants: list[Participant], games: int = 20, 
     rounds = len(seatings(cls.roles, [f"seat{i}" for i in range(size)], fixed))
     if games % rounds:  # as play does: every participant in every seat equally often
         rounded = -(-games // rounds) * rounds
-        print(f"playing {rounded} games per table, not {games}: a multiple of the {rounds} seatings, so every "
-              f"participant sits in every seat equally often", file=sys.stderr)
+        print(
+            f"playing {rounded} games per table, not {games}: a multiple of the {rounds} seatings, so every "
+            f"participant sits in every seat equally often",
+            file=sys.stderr,
+        )
         games = rounded
     if wants_self_play(self_play, outcome_of(cls).kind) and size > 1:
         tables += self_play_tables(names, size)
     by_name = {p.name: p for p in participants}
     keys = {t: record_key(cls.name, game_options, seed, [by_name[n] for n in t], fixed_specs) for t in tables}
-    done = {(ep.meta.get("key"), ep.meta.get("index")) for ep in store.episodes(with_steps=False)
-            if ep.status != "error"}
+    done = {
+        (ep.meta.get("key"), ep.meta.get("index")) for ep in store.episodes(with_steps=False) if ep.status != "error"
+    }
     matches = [m for t in tables for m in table_matches(cls.roles, t, games, seed, keys[t], fixed)]
     todo = [m for m in matches if (m.meta["key"], m.meta["index"]) not in done]
     if todo:
         needed = {n for m in todo for n in m.agents.values()}
-        agents = {p.name: build_agent(p.spec, seed=seed + i, name=p.name) for i, p in enumerate(participants)
-                  if p.name in needed}
-        agents.update({name: build_agent(fixed_specs[role], seed=seed + 7919, name=name)
-                       for role, name in fixed.items() if name in needed})
+        agents = {
+            p.name: build_agent(p.spec, seed=seed + i, name=p.name)
+            for i, p in enumerate(participants)
+            if p.name in needed
+        }
+        agents.update(
+            {
+                name: build_agent(fixed_specs[role], seed=seed + 7919, name=name)
+                for role, name in fixed.items()
+                if name in needed
+            }
+        )
         print(f"playing {len(todo)} games ({len(matches) - len(todo)} already recorded) over {len(tables)} tables")
-        play(lambda: cls(**game_options), todo, agents, store=store, concurrency=concurrency,
-             progress="tournament" if progress else False, options=game_options)
+        play(
+            lambda: cls(**game_options),
+            todo,
+            agents,
+            store=store,
+            concurrency=concurrency,
+            progress="tournament" if progress else False,
+            options=game_options,
+        )
     wanted = {(m.meta["key"], m.meta["index"]) for m in matches}
     episodes = [ep for ep in store.episodes() if (ep.meta.get("key"), ep.meta.get("index")) in wanted]
     steps = {p.name: p.step for p in participants if p.step is not None}
@@ -244,14 +292,27 @@ def run_tournament(game: str, participants: list[Participant], games: int = 20, 
     if errors and all(ep.status == "error" for ep in episodes):
         raise RuntimeError(f"nothing to rate: {errors}")
     figures, optimum = exact_figures(lambda: cls(**game_options), participants, seed) if not fixed else ({}, None)
-    summary = write_report(Path(out), cls, episodes, results_of(episodes, fixed), names, anchor, bootstrap_rounds,
-                           steps, seed, figures, fixed, optimum)
+    summary = write_report(
+        Path(out),
+        cls,
+        episodes,
+        results_of(episodes, fixed),
+        names,
+        anchor,
+        bootstrap_rounds,
+        steps,
+        seed,
+        figures,
+        fixed,
+        optimum,
+    )
     summary["errors"] = errors
     return summary
 
 
-def exact_figures(make_game, participants: list[Participant], seed: int = 0
-                  ) -> tuple[dict[str, dict[str, float]], float | None]:
+def exact_figures(
+    make_game, participants: list[Participant], seed: int = 0
+) -> tuple[dict[str, dict[str, float]], float | None]:
     """Exact figures of each participant whose policy is known exactly, all seats playing it, for games that can be
     enumerated: ``random`` (uniform), ``expert`` (when the game states its probabilities) and model agents with
     constrained decoding (read off the model; a LoRA or clone checkpoint through each role's weights). Each gets its
@@ -291,25 +352,45 @@ def exact_figures(make_game, participants: list[Participant], seed: int = 0
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``selfplay tournament`` command line."""
-    parser = argparse.ArgumentParser(prog="selfplay tournament", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("game", help="a registered name, module:Class, path/to/file.py[:Class] (the class may be left "
-                                     "out when the file defines one game) or openspiel:/textarena:/pettingzoo: GAME")
+    parser = argparse.ArgumentParser(
+        prog="selfplay tournament", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "game",
+        help="a registered name, module:Class, path/to/file.py[:Class] (the class may be left "
+        "out when the file defines one game) or openspiel:/textarena:/pettingzoo: GAME",
+    )
     parser.add_argument("--agents", nargs="*", default=[], metavar="SPEC", help="agent specs (also NAME=SPEC)")
     parser.add_argument("--run", action="append", default=[], help="a training run directory: its checkpoints play")
-    parser.add_argument("--run-options", default="", metavar="K=V,...",
-                        help="sampling options for the checkpoints, e.g. temperature=0,constrained=true")
+    parser.add_argument(
+        "--run-options",
+        default="",
+        metavar="K=V,...",
+        help="sampling options for the checkpoints, e.g. temperature=0,constrained=true",
+    )
     parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="game constructor option")
-    parser.add_argument("--seats", nargs="+", metavar="ROLE=SPEC",
-                        help="roles held by a fixed, unrated agent in every game (e.g. judge=expert)")
-    parser.add_argument("--games", type=int, default=20,
-                        help="games per table (default 20), rounded up to a multiple of its seatings (even for two "
-                             "players) with a note")
+    parser.add_argument(
+        "--seats",
+        nargs="+",
+        metavar="ROLE=SPEC",
+        help="roles held by a fixed, unrated agent in every game (e.g. judge=expert)",
+    )
+    parser.add_argument(
+        "--games",
+        type=int,
+        default=20,
+        help="games per table (default 20), rounded up to a multiple of its seatings (even for two "
+        "players) with a note",
+    )
     parser.add_argument("--schedule", default="round-robin", choices=["round-robin", "gauntlet"])
     parser.add_argument("--candidates", nargs="*", help="gauntlet: the agents that play everyone else")
-    parser.add_argument("--self-play", default="auto", choices=["auto", "yes", "no"],
-                        help="also play each participant with itself (the score matrix's diagonal): auto (default) "
-                             "for cooperative and general-sum games, where a cooperative team is ranked by it")
+    parser.add_argument(
+        "--self-play",
+        default="auto",
+        choices=["auto", "yes", "no"],
+        help="also play each participant with itself (the score matrix's diagonal): auto (default) "
+        "for cooperative and general-sum games, where a cooperative team is ranked by it",
+    )
     parser.add_argument("--anchor", help="agent pinned to rating 0 (default: random if present, else the mean)")
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap rounds for intervals (default 200)")
     parser.add_argument("--seed", type=int, default=0)
@@ -336,8 +417,9 @@ def _checked(args: argparse.Namespace) -> tuple[list[Participant], str | None]:
     if args.bootstrap < 1:
         raise ValueError(f"--bootstrap {args.bootstrap}: expected a number of bootstrap rounds >= 1")
     if args.anchor is not None and args.anchor not in {p.name for p in participants}:
-        raise ValueError(f"--anchor {args.anchor!r} is not a participant: expected one of "
-                         f"{', '.join(p.name for p in participants)}")
+        raise ValueError(
+            f"--anchor {args.anchor!r} is not a participant: expected one of {', '.join(p.name for p in participants)}"
+        )
     anchor = args.anchor or ("random" if any(p.name == "random" for p in participants) else None)
     return participants, anchor
 
@@ -349,16 +431,30 @@ def main(argv: list[str] | None = None) -> int:
         participants, anchor = _checked(args)
         seats = parse_seats(args.seats, with_options(game_class(args.game), parse_key_values(args.option)).roles)
         with settled_heap():
-            summary = run_tournament(args.game, participants, args.games, args.schedule, args.candidates, args.out,
-                                     args.seed, anchor, args.bootstrap, args.concurrency,
-                                     game_options=parse_key_values(args.option), seats=seats,
-                                     self_play=args.self_play)
+            summary = run_tournament(
+                args.game,
+                participants,
+                args.games,
+                args.schedule,
+                args.candidates,
+                args.out,
+                args.seed,
+                anchor,
+                args.bootstrap,
+                args.concurrency,
+                game_options=parse_key_values(args.option),
+                seats=seats,
+                self_play=args.self_play,
+            )
     except (ValueError, FileNotFoundError, TypeError) as exc:
         print(f"selfplay tournament: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # the games finished so far are recorded; the same command plays only the rest
-        print(f"\nselfplay tournament: interrupted; the games finished are kept in {args.out} and the same command "
-              f"plays only the missing ones", file=sys.stderr)
+        print(
+            f"\nselfplay tournament: interrupted; the games finished are kept in {args.out} and the same command "
+            f"plays only the missing ones",
+            file=sys.stderr,
+        )
         return 130
     except RuntimeError as exc:  # every game ended in an error
         print(f"selfplay tournament: error: {exc} (see `selfplay show {args.out}`)", file=sys.stderr)

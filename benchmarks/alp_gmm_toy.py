@@ -46,8 +46,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.episodes < 1 or args.every < 1 or args.seeds < 1:
         parser.error("--episodes, --every and --seeds must be at least 1")
-    print(f"# ALP-GMM vs uniform, toy environment 10x10, {args.episodes} episodes, {args.seeds} seeds, {cpu_model()}, "
-          f"{time.strftime('%Y-%m-%d')}")
+    print(
+        f"# ALP-GMM vs uniform, toy environment 10x10, {args.episodes} episodes, {args.seeds} seeds, {cpu_model()}, "
+        f"{time.strftime('%Y-%m-%d')}"
+    )
     marks = list(range(args.every, args.episodes + 1, args.every))
     print(f"{'teacher':<9} {'seed':>4} " + " ".join(f"{m:>6}" for m in marks) + "   (% cells mastered)")
     for teacher in ("uniform", "alp-gmm"):
@@ -55,8 +57,11 @@ def main() -> None:
         for seed in range(args.seeds):
             start = time.perf_counter()
             curves.append(curve(teacher, args.episodes, args.every, seed))
-            print(f"{teacher:<9} {seed:>4} " + " ".join(f"{100 * v:>6.0f}" for v in curves[-1])
-                  + f"   {time.perf_counter() - start:.0f} s")
+            print(
+                f"{teacher:<9} {seed:>4} "
+                + " ".join(f"{100 * v:>6.0f}" for v in curves[-1])
+                + f"   {time.perf_counter() - start:.0f} s"
+            )
         means = [statistics.mean(c[i] for c in curves) for i in range(len(marks))]
         print(f"{teacher:<9} {'mean':>4} " + " ".join(f"{100 * v:>6.1f}" for v in means))
 

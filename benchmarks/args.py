@@ -42,8 +42,10 @@ def device(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text}: this machine has no CUDA GPU that torch can use (use --device cpu)")
     index = int(text.split(":")[1]) if ":" in text else 0
     if index >= torch.cuda.device_count():
-        raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} GPU(s), cuda:0 to "
-                                         f"cuda:{torch.cuda.device_count() - 1}")
+        raise argparse.ArgumentTypeError(
+            f"{text}: this machine has {torch.cuda.device_count()} GPU(s), cuda:0 to "
+            f"cuda:{torch.cuda.device_count() - 1}"
+        )
     return text
 
 

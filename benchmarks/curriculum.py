@@ -35,22 +35,53 @@ from benchmarks.args import positive  # noqa: E402
 from selfplay.training.config import load_config  # noqa: E402
 from selfplay.training.train import train  # noqa: E402
 
-COMMON = ["game=arithmetic", "game_options={choices: 4, samples: 8, digits: 1}", "model=tiny", "constrained=true",
-          "advantage=grpo", "lr=3e-3", "games_per_step=32", "max_new_tokens=12", "scripted_prob=0",
-          "eval_opponents=[]", "eval_heldout=true", "eval_games=100", "eval_temperature=0", "eval_every=10",
-          "checkpoint_every=1000", "progress=false", "resume=never",
-          "curriculum_option=skill", "curriculum_arms=[add, sub, mul, paren]"]
-TICTACTOE = ["game=tictactoe", "model=tiny", "constrained=true", "game_options.compact=true", "games_per_step=128",
-             "lr=3e-3", "eval_every=5", "eval_games=200", "eval_temperature=0", "eval_opponents=[random]",
-             "checkpoint_every=1000", "progress=false", "resume=never", "curriculum_option=opponent",
-             "curriculum_arms=[mirror, random, expert]"]
+COMMON = [
+    "game=arithmetic",
+    "game_options={choices: 4, samples: 8, digits: 1}",
+    "model=tiny",
+    "constrained=true",
+    "advantage=grpo",
+    "lr=3e-3",
+    "games_per_step=32",
+    "max_new_tokens=12",
+    "scripted_prob=0",
+    "eval_opponents=[]",
+    "eval_heldout=true",
+    "eval_games=100",
+    "eval_temperature=0",
+    "eval_every=10",
+    "checkpoint_every=1000",
+    "progress=false",
+    "resume=never",
+    "curriculum_option=skill",
+    "curriculum_arms=[add, sub, mul, paren]",
+]
+TICTACTOE = [
+    "game=tictactoe",
+    "model=tiny",
+    "constrained=true",
+    "game_options.compact=true",
+    "games_per_step=128",
+    "lr=3e-3",
+    "eval_every=5",
+    "eval_games=200",
+    "eval_temperature=0",
+    "eval_opponents=[random]",
+    "checkpoint_every=1000",
+    "progress=false",
+    "resume=never",
+    "curriculum_option=opponent",
+    "curriculum_arms=[mirror, random, expert]",
+]
 POLICIES = {
     "uniform": ["curriculum=uniform"],
     "sec": ["curriculum=sec", "curriculum_params={alpha: 0.5, tau: 0.1}"],
     "filter": ["curriculum=uniform", "filter_low=0.2", "filter_high=0.8", "filter_refill=2"],
 }
-TASKS = {"arithmetic": (COMMON, ["uniform", "sec", "filter"], 100, 0.4),
-         "tictactoe": (TICTACTOE, ["uniform", "sec"], 40, 0.75)}
+TASKS = {
+    "arithmetic": (COMMON, ["uniform", "sec", "filter"], 100, 0.4),
+    "tictactoe": (TICTACTOE, ["uniform", "sec"], 40, 0.75),
+}
 
 
 def score(task: str, entry: dict) -> float:
@@ -83,9 +114,10 @@ def main() -> None:
     for name in policies:
         for seed in args.seeds:
             run = out / f"{name}-seed{seed}"
-            config = load_config(Path(__file__).parents[1] / "configs/tictactoe_quick.yaml",
-                                 [*common, *POLICIES[name], f"seed={seed}", f"steps={steps}", f"out={run}",
-                                  *args.overrides])
+            config = load_config(
+                Path(__file__).parents[1] / "configs/tictactoe_quick.yaml",
+                [*common, *POLICIES[name], f"seed={seed}", f"steps={steps}", f"out={run}", *args.overrides],
+            )
             train(config)
             results.setdefault(name, []).append(json.loads((run / "summary.json").read_text())["history"])
 
@@ -96,21 +128,33 @@ def main() -> None:
         for seed, history in zip(args.seeds, runs):
             step, seconds = reached(args.task, history, target)
             curve = " ".join(f"{h['step']}:{score(args.task, h):.2f}" for h in history)
-            print(f"{name:<8} {seed:>4} {step if step else 'not reached':>16} "
-                  f"{f'{seconds:.0f}' if seconds else '-':>8}  {curve}")
+            print(
+                f"{name:<8} {seed:>4} {step if step else 'not reached':>16} "
+                f"{f'{seconds:.0f}' if seconds else '-':>8}  {curve}"
+            )
         finals = [score(args.task, h[-1]) for h in runs]
         detail = ""
         if args.task == "arithmetic":
-            per_arm = {a: statistics.mean(h[-1]["heldout"]["solver"][a] for h in runs) for a in ("add", "sub", "mul", "paren")}
+            per_arm = {
+                a: statistics.mean(h[-1]["heldout"]["solver"][a] for h in runs) for a in ("add", "sub", "mul", "paren")
+            }
             detail = "; per skill " + ", ".join(f"{a} {v:.2f}" for a, v in per_arm.items())
-        print(f"{name:<8} final mean {statistics.mean(finals):.3f} over {len(runs)} seeds{detail}; "
-              f"{statistics.mean(h[-1]['seconds'] for h in runs):.0f}s training per run")
+        print(
+            f"{name:<8} final mean {statistics.mean(finals):.3f} over {len(runs)} seeds{detail}; "
+            f"{statistics.mean(h[-1]['seconds'] for h in runs):.0f}s training per run"
+        )
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for (name, runs), color in zip(results.items(), ("C0", "C1", "C2", "C3")):
         for i, history in enumerate(runs):
-            ax.plot([h["step"] for h in history], [score(args.task, h) for h in history], "o-", color=color,
-                    alpha=0.8, label=name if i == 0 else None)
+            ax.plot(
+                [h["step"] for h in history],
+                [score(args.task, h) for h in history],
+                "o-",
+                color=color,
+                alpha=0.8,
+                label=name if i == 0 else None,
+            )
     ax.axhline(target, color="grey", ls="--", lw=1)
     ax.set_xlabel("training step")
     ax.set_ylabel(measure)

@@ -30,10 +30,26 @@ from selfplay.games.core import InvalidPolicy  # noqa: E402
 from selfplay.games.tictactoe import TicTacToe  # noqa: E402
 
 CONFIGS = {  # architectures of the real models, for random-weight speed runs
-    "smollm2-random": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                           num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True, rope_theta=100000.0),
-    "qwen0.5b-random": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                            num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True, rope_theta=1000000.0),
+    "smollm2-random": dict(
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        vocab_size=49152,
+        tie_word_embeddings=True,
+        rope_theta=100000.0,
+    ),
+    "qwen0.5b-random": dict(
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+        rope_theta=1000000.0,
+    ),
 }
 
 
@@ -43,9 +59,7 @@ class FallbackTicTacToe(TicTacToe):
 
 def build(name: str, device: str, dtype: str):
     if name in CONFIGS:
-        from transformers import LlamaConfig, LlamaForCausalLM
-
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
         tokenizer = AutoTokenizer.from_pretrained(cache_dir() / "smollm2-135m-instruct")  # tokenizer files only
         tokenizer.padding_side = "left"
@@ -63,8 +77,14 @@ def sync(device: str) -> None:
 
 def decode(model, tokenizer, batch: int, new: int, cache: str, device: str) -> dict:
     ids = torch.randint(3, min(1000, len(tokenizer)), (batch, 64), device=device)
-    kwargs = dict(max_new_tokens=new, min_new_tokens=new, do_sample=True, temperature=1.0, top_k=None,
-                  pad_token_id=tokenizer.pad_token_id)
+    kwargs = dict(
+        max_new_tokens=new,
+        min_new_tokens=new,
+        do_sample=True,
+        temperature=1.0,
+        top_k=None,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     if cache == "static":
         kwargs["cache_implementation"] = "static"
     start = time.perf_counter()
@@ -110,16 +130,23 @@ def main() -> None:
         model, tokenizer = build(name, args.device, dtype)
         for cache in args.caches:
             for batch in args.batches:
-                row = {"model": name, "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-                       "cache": cache, "batch": batch, **decode(model, tokenizer, batch, args.new, cache, args.device)}
+                row = {
+                    "model": name,
+                    "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+                    "cache": cache,
+                    "batch": batch,
+                    **decode(model, tokenizer, batch, args.new, cache, args.device),
+                }
                 if not args.skip_games:
                     row.update(games(model, tokenizer, batch, cache, args.device))
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     print(f"\n{'model':<16} {'cache':<8} {'batch':>5} {'tok/s':>9} {'ms/step':>8} {'games/s':>8} {'invalid':>8}")
     for r in rows:
-        print(f"{r['model']:<16} {r['cache']:<8} {r['batch']:>5} {r['tokens_per_s']:>9.0f} {r['ms_per_step']:>8.1f} "
-              f"{r.get('games_per_s', float('nan')):>8.2f} {r.get('invalid_rate', float('nan')):>8.1%}")
+        print(
+            f"{r['model']:<16} {r['cache']:<8} {r['batch']:>5} {r['tokens_per_s']:>9.0f} {r['ms_per_step']:>8.1f} "
+            f"{r.get('games_per_s', float('nan')):>8.2f} {r.get('invalid_rate', float('nan')):>8.1%}"
+        )
     if args.out:
         with open(args.out, "w") as f:
             f.write("\n".join(json.dumps(r) for r in rows) + "\n")

@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.args import default_device, device, positive, positive_float  # noqa: E402
 from selfplay.agents.decode import Decoder  # noqa: E402
-from selfplay.agents.scoring import token_logprobs  # noqa: E402
 from selfplay.agents.models import tiny_model  # noqa: E402
+from selfplay.agents.scoring import token_logprobs  # noqa: E402
 
 
 def worst_difference(model, tok, calls: int, rows: int, seed: int, graphs) -> tuple[float, int, int]:
@@ -41,12 +41,12 @@ def worst_difference(model, tok, calls: int, rows: int, seed: int, graphs) -> tu
             for _ in range(rng.randrange(1, rows + 1)):
                 stem = rng.choice(stems)
                 tail = [rng.randrange(3, min(vocab, 250)) for _ in range(rng.randrange(0, 6))]
-                prompts.append(stem[:rng.randrange(1, len(stem) + 1)] + tail)
+                prompts.append(stem[: rng.randrange(1, len(stem) + 1)] + tail)
             out = decoder.decode(prompts, max_new=6, temperature=1.0, seed=call)
             ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 1.0)
             for o, r in zip(out, ref):
                 if o.tokens:
-                    diff = (torch.tensor(o.logprobs) - r[:len(o.tokens)].float().cpu()).abs().max().item()
+                    diff = (torch.tensor(o.logprobs) - r[: len(o.tokens)].float().cpu()).abs().max().item()
                     worst = max(worst, diff)
     captured = sum(getattr(s, "graph", None) is not None for s in decoder._steps.values())
     return worst, len(decoder._steps), captured
@@ -57,8 +57,9 @@ def main() -> None:
     parser.add_argument("--device", type=device, default=default_device())
     parser.add_argument("--calls", type=positive, default=12, help="session calls per model (default 12)")
     parser.add_argument("--rows", type=positive, default=39, help="most prompts per call (default 39)")
-    parser.add_argument("--tolerance", type=positive_float, default=1e-4,
-                        help="largest float32 difference accepted (default 1e-4)")
+    parser.add_argument(
+        "--tolerance", type=positive_float, default=1e-4, help="largest float32 difference accepted (default 1e-4)"
+    )
     parser.add_argument("--bf16", action="store_true", help="also a SmolLM2-shaped bf16 model (printed only)")
     args = parser.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False  # float32 products in float32
@@ -68,8 +69,10 @@ def main() -> None:
         model, tok = tiny_model(seed=seed, num_key_value_heads=kv_heads)
         diff, made, captured = worst_difference(model.to(args.device), tok, args.calls, args.rows, seed, graphs)
         worst = max(worst, diff)
-        print(f"float32, {kv_heads} key/value heads: {made} fixed-shape forwards, {captured} captured as CUDA graphs; "
-              f"largest |sampled - teacher-forced| log-probability {diff:.2e}")
+        print(
+            f"float32, {kv_heads} key/value heads: {made} fixed-shape forwards, {captured} captured as CUDA graphs; "
+            f"largest |sampled - teacher-forced| log-probability {diff:.2e}"
+        )
     if args.bf16:
         from benchmarks.generation import build
 

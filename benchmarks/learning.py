@@ -28,16 +28,28 @@ from benchmarks.args import positive  # noqa: E402
 from selfplay.training.config import load_config  # noqa: E402
 from selfplay.training.train import train  # noqa: E402
 
-SMOLLM2 = ["model=smollm2", "games_per_step=16", "scripted_prob=0.5", "lr=5e-5", "max_new_tokens=6", "eval_every=100",
-           "eval_games=32", "eval_opponents=[random]", "checkpoint_every=100", "progress=false"]
+SMOLLM2 = [
+    "model=smollm2",
+    "games_per_step=16",
+    "scripted_prob=0.5",
+    "lr=5e-5",
+    "max_new_tokens=6",
+    "eval_every=100",
+    "eval_games=32",
+    "eval_opponents=[random]",
+    "checkpoint_every=100",
+    "progress=false",
+]
 
 
 def invalid_curve(run_dir: Path) -> list[tuple[int, float, int]]:
     """(step, learner invalid-attempt rate, attempts) from the recorded rollouts."""
     db = sqlite3.connect(run_dir / "episodes.sqlite")
-    rows = db.execute("SELECT json_extract(e.meta, '$.step'), json_extract(s.data, '$.failure') IS NOT NULL "
-                      "FROM episodes e JOIN steps s ON s.episode_id = e.id WHERE json_extract(e.meta, '$.eval') IS NULL "
-                      "AND json_extract(s.data, '$.agent') LIKE 'learner%'").fetchall()
+    rows = db.execute(
+        "SELECT json_extract(e.meta, '$.step'), json_extract(s.data, '$.failure') IS NOT NULL "
+        "FROM episodes e JOIN steps s ON s.episode_id = e.id WHERE json_extract(e.meta, '$.eval') IS NULL "
+        "AND json_extract(s.data, '$.agent') LIKE 'learner%'"
+    ).fetchall()
     steps: dict[int, list[int]] = {}
     for step, bad in rows:
         steps.setdefault(step, []).append(bad)
@@ -55,19 +67,24 @@ def main() -> None:
     steps = args.steps or (12 if args.smollm2 else 500)
     out = Path(args.out or f"runs/learning-{name}")
     recipe, overrides = ("tictactoe_quick", SMOLLM2) if args.smollm2 else ("tictactoe_tiny", ["progress=false"])
-    config = load_config(Path(__file__).parents[1] / f"configs/{recipe}.yaml",
-                         [*overrides, f"steps={steps}", f"out={out}", "resume=never", *args.overrides])
+    config = load_config(
+        Path(__file__).parents[1] / f"configs/{recipe}.yaml",
+        [*overrides, f"steps={steps}", f"out={out}", "resume=never", *args.overrides],
+    )
     start = time.perf_counter()
     train(config)
     wall = time.perf_counter() - start
     history = json.loads((out / "summary.json").read_text())["history"]
-    print(f"\n{name} on {config.game}: {steps} steps, {config.rollout.games_per_step} games per step, wall time {wall:.0f}s")
+    print(
+        f"\n{name} on {config.game}: {steps} steps, {config.rollout.games_per_step} games per step, wall time {wall:.0f}s"
+    )
     if args.smollm2:
         print(f"{'step':>5} {'invalid':>8} {'attempts':>9}")
         for step, rate, n in invalid_curve(out):
             print(f"{step:>5} {rate:>8.1%} {n:>9}")
-    print(f"{'step':>5} {'win+draw vs random':>19} {'per seat':>13} {'vs expert':>10} {'per seat':>13} "
-          f"{'Elo [95%]':>22}")
+    print(
+        f"{'step':>5} {'win+draw vs random':>19} {'per seat':>13} {'vs expert':>10} {'per seat':>13} {'Elo [95%]':>22}"
+    )
     for h in history:
         ev = h["evaluation"]
         elo = next(iter(ev.values()))["learner_elo"]
@@ -76,7 +93,9 @@ def main() -> None:
             r = ev.get(name)
             seats = " ".join(f"{s['win'] + s['draw']:.2f}" for s in (r or {}).get("seats", {}).values())
             cols.append(f"{r['win_or_draw'] if r else float('nan'):>10.3f} {seats:>13}")
-        print(f"{h['step']:>5} {cols[0]:>33} {cols[1]:>24} {elo['elo']:>+z8.0f} [{elo['low']:+z.0f}, {elo['high']:+z.0f}]")
+        print(
+            f"{h['step']:>5} {cols[0]:>33} {cols[1]:>24} {elo['elo']:>+z8.0f} [{elo['low']:+z.0f}, {elo['high']:+z.0f}]"
+        )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ import sys
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from selfplay.agents.models import cache_dir
 from benchmarks.generation import CONFIGS
+from selfplay.agents.models import cache_dir
 
 if __name__ == "__main__":
     name, out = sys.argv[1], sys.argv[2]

@@ -33,9 +33,18 @@ from selfplay.games.tictactoe import MARKS, best_cells, compact_prompt, completi
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, kind, default in [("steps", int, 300), ("games", int, 256), ("lr", float, 3e-3), ("entropy", float, 0.0),
-                                ("gamma", float, 1.0), ("mirror", float, 0.0), ("greedy", float, 0.0),
-                                ("draw", float, 0.0), ("hidden", int, 64), ("layers", int, 2)]:
+    for name, kind, default in [
+        ("steps", int, 300),
+        ("games", int, 256),
+        ("lr", float, 3e-3),
+        ("entropy", float, 0.0),
+        ("gamma", float, 1.0),
+        ("mirror", float, 0.0),
+        ("greedy", float, 0.0),
+        ("draw", float, 0.0),
+        ("hidden", int, 64),
+        ("layers", int, 2),
+    ]:
         parser.add_argument(f"--{name}", type=kind, default=default)
     parser.add_argument("--supervised", action="store_true")
     parser.add_argument("--bare", action="store_true", help="the bare board prompt 'X.X.O....' (the old compact)")
@@ -43,13 +52,22 @@ def main() -> None:
     parser.add_argument("--expand", type=int, default=0, help="states per step whose every move is rolled out")
     parser.add_argument("--rollouts", type=int, default=2, help="rollouts per move with --expand")
     args = parser.parse_args()
-    model, tok = tiny_model(0, hidden_size=args.hidden, intermediate_size=2 * args.hidden, num_hidden_layers=args.layers)
+    model, tok = tiny_model(
+        0, hidden_size=args.hidden, intermediate_size=2 * args.hidden, num_hidden_layers=args.layers
+    )
     tok.padding_side = "left"
     digits = [tok.convert_tokens_to_ids(str(i)) for i in range(1, 10)]
 
     def logits(states):  # masked logits over the 9 cells for (board, mark) states
-        text = [tok.apply_chat_template([{"role": "user", "content": m + b if args.bare else compact_prompt(b, m)}],
-                                        tokenize=False, add_generation_prompt=True) + "[" for b, m in states]
+        text = [
+            tok.apply_chat_template(
+                [{"role": "user", "content": m + b if args.bare else compact_prompt(b, m)}],
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+            + "["
+            for b, m in states
+        ]
         enc = tok(text, return_tensors="pt", padding=True, add_special_tokens=False)
         mask = torch.full((len(states), 9), float("-inf"))
         for i, (b, _) in enumerate(states):
@@ -57,12 +75,27 @@ def main() -> None:
         return model(**enc).logits[:, -1, digits] + mask
 
     def new_game(board, seat, mirror, greedy):  # moves so far are read off the board
-        return {"b": board, "seat": seat, "m": 9 - board.count("."), "mine": [], "other": [], "mirror": mirror,
-                "greedy": greedy}
+        return {
+            "b": board,
+            "seat": seat,
+            "m": 9 - board.count("."),
+            "mine": [],
+            "other": [],
+            "mirror": mirror,
+            "greedy": greedy,
+        }
 
     def play(n, rng, greedy_eval, games=None):
-        games = games or [new_game("." * 9, s, not greedy_eval and rng.random() < args.mirror,
-                                   not greedy_eval and rng.random() < args.greedy) for s in (0, 1) for _ in range(n)]
+        games = games or [
+            new_game(
+                "." * 9,
+                s,
+                not greedy_eval and rng.random() < args.mirror,
+                not greedy_eval and rng.random() < args.greedy,
+            )
+            for s in (0, 1)
+            for _ in range(n)
+        ]
         while live := [g for g in games if not winner(g["b"]) and free_cells(g["b"])]:
             learner = [g for g in live if g["m"] % 2 == g["seat"] or g["mirror"]]
             for g in live:
@@ -82,7 +115,9 @@ def main() -> None:
                     g["m"] += 1
         for g in games:
             w = winner(g["b"])
-            g["r"] = [args.draw if w is None else (1.0 if w == MARKS[seat] else -1.0) for seat in (g["seat"], 1 - g["seat"])]
+            g["r"] = [
+                args.draw if w is None else (1.0 if w == MARKS[seat] else -1.0) for seat in (g["seat"], 1 - g["seat"])
+            ]
         return games
 
     def fork_of(g, board):  # a game continuing from ``board`` with the same seat and opponent
@@ -106,8 +141,11 @@ def main() -> None:
                 share = sum(c in best_cells(b, m) for c, (b, m) in zip(choice, test)) / len(test)
                 ev = play(200, random.Random(99), True)
                 score = sum(g["r"][0] >= 0 for g in ev) / len(ev)
-            print(f"step {step:>4}  win+draw vs random {score:.3f}  optimal-move share {share:.3f}"
-                  f"  {time.time() - start:.0f}s", flush=True)
+            print(
+                f"step {step:>4}  win+draw vs random {score:.3f}  optimal-move share {share:.3f}"
+                f"  {time.time() - start:.0f}s",
+                flush=True,
+            )
         if args.supervised:
             items = positions(args.games, rng)
             target = torch.zeros(len(items), 9)
@@ -116,16 +154,21 @@ def main() -> None:
             loss = -(target * F.log_softmax(logits(items), -1).masked_fill(target == 0, 0)).sum(-1).mean()
         else:
             games = play(args.games // 2, rng, False)
-            rows = [(g["mine"], g["r"][0], g["seat"]) for g in games] + [(g["other"], g["r"][1], 1 - g["seat"])
-                                                                        for g in games if g["mirror"]]
+            rows = [(g["mine"], g["r"][0], g["seat"]) for g in games] + [
+                (g["other"], g["r"][1], 1 - g["seat"]) for g in games if g["mirror"]
+            ]
             base = {s: sum(r for _, r, t in rows if t == s) / max(1, sum(t == s for _, _, t in rows)) for s in (0, 1)}
             states, actions, advantages = [], [], []
             ce = 0.0
             roots = [(g, b, m) for g in games for (b, m, _) in g["mine"]]
             if args.branch:  # K continuations of each sampled state; advantage = return - the group's mean
                 roots = rng.sample(roots, min(64, len(roots)))
-                fork = play(0, rng, False, [{**fork_of(g, b), "root": i} for i, (g, b, _) in enumerate(roots)
-                                            for _ in range(args.branch)])
+                fork = play(
+                    0,
+                    rng,
+                    False,
+                    [{**fork_of(g, b), "root": i} for i, (g, b, _) in enumerate(roots) for _ in range(args.branch)],
+                )
                 for i in range(len(roots)):
                     group = [f for f in fork if f["root"] == i]
                     for f in group:
@@ -134,9 +177,17 @@ def main() -> None:
                         advantages.append(f["r"][0] - sum(x["r"][0] for x in group) / len(group))
             if args.expand:  # roll out every move of each sampled state; cross-entropy towards the best moves
                 roots = rng.sample(roots, min(args.expand, len(roots)))
-                fork = play(0, rng, False, [{**fork_of(g, place(b, a, m)), "root": i, "a": a}
-                                            for i, (g, b, m) in enumerate(roots) for a in free_cells(b)
-                                            for _ in range(args.rollouts)])
+                fork = play(
+                    0,
+                    rng,
+                    False,
+                    [
+                        {**fork_of(g, place(b, a, m)), "root": i, "a": a}
+                        for i, (g, b, m) in enumerate(roots)
+                        for a in free_cells(b)
+                        for _ in range(args.rollouts)
+                    ],
+                )
                 target = torch.zeros(len(roots), 9)
                 for i in range(len(roots)):
                     q: dict[int, list[float]] = {}

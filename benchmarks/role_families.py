@@ -37,13 +37,28 @@ from selfplay.arena.stats import paired_difference, wilson  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = {  # family -> (role measured, {arm: (recipe stem, overrides)}); the last arm is the ablation baseline
-    "creator": ("solver", {"learned": ("creator_solver_arithmetic", []),
-                           "random": ("creator_solver_arithmetic", ["opponents.seats={creator: random}"])}),
-    "critic": ("critic", {"learned": ("sneaky_critic_structured", []),
-                          "random": ("sneaky_critic_structured", ["opponents.seats={generator: random}"])}),
-    "teacher": ("student", {"learned": ("teacher_student_structured", []),
-                            "alp-gmm": ("teacher_student_alp_gmm", ["evaluation.quiz_role=solver"]),
-                            "uniform": ("teacher_student_structured", ["opponents.seats={teacher: random}"])}),
+    "creator": (
+        "solver",
+        {
+            "learned": ("creator_solver_arithmetic", []),
+            "random": ("creator_solver_arithmetic", ["opponents.seats={creator: random}"]),
+        },
+    ),
+    "critic": (
+        "critic",
+        {
+            "learned": ("sneaky_critic_structured", []),
+            "random": ("sneaky_critic_structured", ["opponents.seats={generator: random}"]),
+        },
+    ),
+    "teacher": (
+        "student",
+        {
+            "learned": ("teacher_student_structured", []),
+            "alp-gmm": ("teacher_student_alp_gmm", ["evaluation.quiz_role=solver"]),
+            "uniform": ("teacher_student_structured", ["opponents.seats={teacher: random}"]),
+        },
+    ),
 }
 
 
@@ -51,12 +66,23 @@ def recipe(stem: str, model: str) -> Path:
     return ROOT / "configs" / (f"{stem}_tiny.yaml" if model == "tiny" else f"{stem}.yaml")
 
 
-def train_arm(stem: str, model: str, seed: int, out: Path, steps: int | None, minutes: float | None,
-              overrides: list[str]) -> float:
+def train_arm(
+    stem: str, model: str, seed: int, out: Path, steps: int | None, minutes: float | None, overrides: list[str]
+) -> float:
     """Train one arm and seed in a subprocess (its log in OUT/train.log); return the wall time."""
-    args = [sys.executable, "-m", "selfplay.train", str(recipe(stem, model)), f"run.seed={seed}", f"run.out={out}",
-            "run.resume=never", "run.progress=false", *([f"run.steps={steps}"] if steps else []),
-            *([f"run.max_minutes={minutes}"] if minutes else []), *overrides]
+    args = [
+        sys.executable,
+        "-m",
+        "selfplay.train",
+        str(recipe(stem, model)),
+        f"run.seed={seed}",
+        f"run.out={out}",
+        "run.resume=never",
+        "run.progress=false",
+        *([f"run.steps={steps}"] if steps else []),
+        *([f"run.max_minutes={minutes}"] if minutes else []),
+        *overrides,
+    ]
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with (out.parent / f"{out.name}.log").open("w") as log:
@@ -82,11 +108,16 @@ def load(run: Path) -> dict:
     sampled = last.get("samples", {})
     config = json.loads((run / "config.json").read_text())
     planned, role = config["run"]["steps"], config["evaluation"]["quiz_role"]  # the solver in the ALP-GMM arm
-    return {"before": quiz_outcomes(first), "after": quiz_outcomes(last), "steps": last["step"], "planned": planned,
-            "seconds": last.get("seconds", 0.0), "samples": sampled.get(role, 0),
-            "per_set": {k: (first["quiz"][k]["accuracy"], v["accuracy"]) for k, v in last["quiz"].items()},
-            "curve": [(h.get("samples", {}).get(role, 0),
-                       sum(quiz_outcomes(h)) / len(quiz_outcomes(h))) for h in quizzed]}
+    return {
+        "before": quiz_outcomes(first),
+        "after": quiz_outcomes(last),
+        "steps": last["step"],
+        "planned": planned,
+        "seconds": last.get("seconds", 0.0),
+        "samples": sampled.get(role, 0),
+        "per_set": {k: (first["quiz"][k]["accuracy"], v["accuracy"]) for k, v in last["quiz"].items()},
+        "curve": [(h.get("samples", {}).get(role, 0), sum(quiz_outcomes(h)) / len(quiz_outcomes(h))) for h in quizzed],
+    }
 
 
 def choices(run: Path, parts: int = 4) -> dict[str, list[float]]:
@@ -116,9 +147,13 @@ def table(family: str, model: str, results: dict[str, list[dict]]) -> list[str]:
     """The comparison as markdown lines."""
     arms = list(results)
     base = arms[-1]
-    lines = [f"role family: {family}, model: {model}, seeds: {len(results[base])}, CPU: {cpu_model()}", "",
-             "| arm | samples | steps | train min | accuracy before | accuracy after | change [95%] | per seed | "
-             f"after - {base} [95%] |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"role family: {family}, model: {model}, seeds: {len(results[base])}, CPU: {cpu_model()}",
+        "",
+        "| arm | samples | steps | train min | accuracy before | accuracy after | change [95%] | per seed | "
+        f"after - {base} [95%] |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for arm in arms:
         runs = results[arm]
         before = [x for r in runs for x in r["before"]]
@@ -132,18 +167,29 @@ def table(family: str, model: str, results: dict[str, list[dict]]) -> list[str]:
             versus = f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
         samples = sum(r["samples"] for r in runs) // len(runs)
         steps = "/".join(str(r["steps"]) for r in runs)
-        lines.append(f"| {arm} | {samples} | {steps} | {sum(r['seconds'] for r in runs) / 60 / len(runs):.1f} | "
-                     f"{fmt(sum(before) / len(before), wilson(sum(before), len(before)))} | "
-                     f"{fmt(sum(after) / len(after), wilson(sum(after), len(after)))} | "
-                     f"{change[0]:+.3f} [{change[1]:+.3f}, {change[2]:+.3f}] | {per_seed} | {versus} |")
-    short = [f"{arm} seed {i} ({r['steps']} of {r['planned']})" for arm in arms for i, r in enumerate(results[arm])
-             if r["steps"] < r["planned"]]
+        lines.append(
+            f"| {arm} | {samples} | {steps} | {sum(r['seconds'] for r in runs) / 60 / len(runs):.1f} | "
+            f"{fmt(sum(before) / len(before), wilson(sum(before), len(before)))} | "
+            f"{fmt(sum(after) / len(after), wilson(sum(after), len(after)))} | "
+            f"{change[0]:+.3f} [{change[1]:+.3f}, {change[2]:+.3f}] | {per_seed} | {versus} |"
+        )
+    short = [
+        f"{arm} seed {i} ({r['steps']} of {r['planned']})"
+        for arm in arms
+        for i, r in enumerate(results[arm])
+        if r["steps"] < r["planned"]
+    ]
     if short:
         lines += ["", f"Stopped by the time cap before their planned steps (fewer samples): {', '.join(short)}."]
     sets = sorted(results[base][0]["per_set"])
     if len(sets) > 1:
-        lines += ["", "Per quiz set, mean over seeds (before -> after):", "",
-                  "| arm | " + " | ".join(sets) + " |", "|---|" + "---:|" * len(sets)]
+        lines += [
+            "",
+            "Per quiz set, mean over seeds (before -> after):",
+            "",
+            "| arm | " + " | ".join(sets) + " |",
+            "|---|" + "---:|" * len(sets),
+        ]
         for arm in arms:
             cells = []
             for key in sets:
@@ -152,7 +198,11 @@ def table(family: str, model: str, results: dict[str, list[dict]]) -> list[str]:
                 cells.append(f"{b:.2f} -> {a:.2f}")
             lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     if family == "teacher":
-        lines += ["", "What the student was asked, share of training games by kind, per quarter of the run (seed 0):", ""]
+        lines += [
+            "",
+            "What the student was asked, share of training games by kind, per quarter of the run (seed 0):",
+            "",
+        ]
         for arm in arms:
             shares = results[arm][0].get("choices") or {}
             lines.append(f"- {arm}: " + "; ".join(f"{k} " + "/".join(f"{x:.0%}" for x in v) for k, v in shares.items()))
@@ -184,8 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("family", choices=sorted(FAMILIES))
     parser.add_argument("--model", choices=["smollm2", "tiny"], default="smollm2", help="the recipes' model")
     parser.add_argument("--seeds", type=positive, default=1)
-    parser.add_argument("--steps", type=positive, default=None, help="training steps per run (the sample budget; "
-                                                                     "default: the recipe's)")
+    parser.add_argument(
+        "--steps", type=positive, default=None, help="training steps per run (the sample budget; default: the recipe's)"
+    )
     parser.add_argument("--minutes", type=positive_float, default=None, help="cap on each run's training minutes")
     parser.add_argument("--arms", nargs="+", default=None, help="a subset of the family's arms, in order")
     parser.add_argument("--out", default="runs/role-families")
@@ -206,8 +257,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.fresh or not (run / "summary.json").is_file():
                 wall = train_arm(stem, args.model, seed, run, args.steps, args.minutes, [*overrides, *args.overrides])
                 print(f"  {arm} seed {seed}: trained in {wall / 60:.1f} min ({run})", flush=True)
-            results.setdefault(arm, []).append({**load(run), **(
-                {"choices": choices(run)} if args.family == "teacher" else {})})
+            results.setdefault(arm, []).append(
+                {**load(run), **({"choices": choices(run)} if args.family == "teacher" else {})}
+            )
     lines = table(args.family, args.model, results)
     print("\n" + "\n".join(lines))
     (out / "table.md").write_text("\n".join(lines) + "\n")

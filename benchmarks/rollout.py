@@ -41,8 +41,8 @@ from selfplay.agents.heap import settled_heap  # noqa: E402
 from selfplay.agents.llm import LLMAgent, SamplingConfig  # noqa: E402
 from selfplay.agents.prompts import render_prompt
 from selfplay.arena.play import paired_matches, play  # noqa: E402
-from selfplay.training.metrics import peak_flops  # noqa: E402
 from selfplay.games.core import InvalidAction  # noqa: E402
+from selfplay.training.metrics import peak_flops  # noqa: E402
 
 
 class ForwardClock:
@@ -78,6 +78,7 @@ class ForwardClock:
 
     def _whole(self, run, kind: str):
         """``run`` (a fixed-shape forward, a CUDA graph on a GPU) timed as a whole, the hooks silent inside it."""
+
         def timed(forward, ids, *args):
             begin, self.in_step = self._mark(), True
             try:
@@ -117,10 +118,15 @@ class ForwardClock:
                 steps, rows = steps + 1, rows + n
             else:
                 tokens += numel
-        return {"prefill_tokens": tokens, "prefill_tok_per_s": tokens / max(seconds["prefill"], 1e-9),
-                "prefill_s": seconds["prefill"], "decode_s": seconds["decode"], "decode_steps": steps,
-                "ms_per_decode_step": 1000 * seconds["decode"] / max(1, steps),
-                "rows_per_decode_step": rows / max(1, steps)}
+        return {
+            "prefill_tokens": tokens,
+            "prefill_tok_per_s": tokens / max(seconds["prefill"], 1e-9),
+            "prefill_s": seconds["prefill"],
+            "decode_s": seconds["decode"],
+            "decode_steps": steps,
+            "ms_per_decode_step": 1000 * seconds["decode"] / max(1, steps),
+            "rows_per_decode_step": rows / max(1, steps),
+        }
 
 
 def naive(model, tokenizer, games: int, new: int, seed: int, device: str) -> dict:
@@ -139,9 +145,16 @@ def naive(model, tokenizer, games: int, new: int, seed: int, device: str) -> dic
         texts = [tokenizer.decode(render_prompt(tokenizer, g.observe(r))) for g, r in zip(live, roles)]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=new, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                                 pad_token_id=tokenizer.pad_token_id)
-        tails = out[:, enc.input_ids.shape[1]:]
+            out = model.generate(
+                **enc,
+                max_new_tokens=new,
+                do_sample=True,
+                temperature=1.0,
+                top_k=0,
+                top_p=1.0,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        tails = out[:, enc.input_ids.shape[1] :]
         generated += int((tails != tokenizer.pad_token_id).sum())
         for g, r, t in zip(live, roles, tokenizer.batch_decode(tails, skip_special_tokens=True)):
             try:
@@ -152,14 +165,25 @@ def naive(model, tokenizer, games: int, new: int, seed: int, device: str) -> dic
     return {"generated_tokens": generated}
 
 
-def arena_agent(model, tokenizer, games: int, new: int, constrained: bool = False, graphs: bool = True,
-                backend: str = "native") -> LLMAgent:
+def arena_agent(
+    model, tokenizer, games: int, new: int, constrained: bool = False, graphs: bool = True, backend: str = "native"
+) -> LLMAgent:
     """The arena's agent of one kind. It is built once and kept across runs, as the trainer keeps its learner's
     agents across steps: on a GPU its decoder's CUDA graphs, captured during the warm-up, are replayed by every later
     run. Nothing else carries over: each ``play`` opens its own session, so no prompt prefix is reused between runs."""
-    return LLMAgent(model, tokenizer, SamplingConfig(temperature=1.0, max_new_tokens=new, graphs=graphs,
-                                                    constrained=constrained, batch_size=max(games, 1),
-                                                    backend=backend), name="m")
+    return LLMAgent(
+        model,
+        tokenizer,
+        SamplingConfig(
+            temperature=1.0,
+            max_new_tokens=new,
+            graphs=graphs,
+            constrained=constrained,
+            batch_size=max(games, 1),
+            backend=backend,
+        ),
+        name="m",
+    )
 
 
 def arena(agent: LLMAgent, games: int, seed: int) -> dict:
@@ -167,10 +191,13 @@ def arena(agent: LLMAgent, games: int, seed: int) -> dict:
     agent.sampling.seed, agent.calls = seed, 0  # what the trainer does at every step
     matches = paired_matches(FallbackTicTacToe.roles, ["m", "m2"], games, seed=seed)
     episodes = play(FallbackTicTacToe, matches, {"m": agent, "m2": agent}, progress=False, concurrency=games)
-    generated = sum(len(s.completion_ids or []) for ep in episodes for s in ep.steps if getattr(s, "completion_ids", None))
+    generated = sum(
+        len(s.completion_ids or []) for ep in episodes for s in ep.steps if getattr(s, "completion_ids", None)
+    )
     invalid = sum(s.failure is not None for ep in episodes for s in ep.steps)
     crashed = {s.error for ep in episodes for s in ep.steps if s.failure == "AGENT_ERROR"} | {
-        ep.error for ep in episodes if ep.status == "error"}
+        ep.error for ep in episodes if ep.status == "error"
+    }
     if crashed:  # a speed measured on an agent that raised is no measurement
         raise RuntimeError(f"the arena's agent failed: {sorted(map(str, crashed))[:3]}")
     return {"generated_tokens": generated, "invalid_rate": invalid / max(1, sum(len(ep.steps) for ep in episodes))}
@@ -239,8 +266,13 @@ def timed(fn, clock: ForwardClock, **kwargs) -> dict:
     result = fn(**kwargs)
     sync(clock.device)
     seconds = time.perf_counter() - start
-    return {**result, "seconds": seconds, "games_per_s": kwargs["games"] / seconds,
-            "tokens_per_s": result["generated_tokens"] / seconds, **clock.summary()}
+    return {
+        **result,
+        "seconds": seconds,
+        "games_per_s": kwargs["games"] / seconds,
+        "tokens_per_s": result["generated_tokens"] / seconds,
+        **clock.summary(),
+    }
 
 
 def main() -> None:
@@ -252,9 +284,13 @@ def main() -> None:
     parser.add_argument("--device", type=device, default=default_device())
     parser.add_argument("--threads", type=positive, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--constrained", action="store_true", help="also time the arena with constrained decoding")
-    parser.add_argument("--vllm", action="store_true", help="also time the arena sampling through vLLM (GPU, needs "
-                        "the vllm package; log-probs recomputed by the model, as in training: its decode runs inside vLLM, so its "
-                        "decode columns stay empty and its prefill columns are that re-scoring)")
+    parser.add_argument(
+        "--vllm",
+        action="store_true",
+        help="also time the arena sampling through vLLM (GPU, needs "
+        "the vllm package; log-probs recomputed by the model, as in training: its decode runs inside vLLM, so its "
+        "decode columns stay empty and its prefill columns are that re-scoring)",
+    )
     parser.add_argument("--profile", action="store_true", help="print where one arena run's time goes (cProfile)")
     parser.add_argument("--out", help="also write the JSON lines here")
     args = parser.parse_args()
@@ -268,10 +304,12 @@ def main() -> None:
     dtype = "bfloat16" if args.device.startswith("cuda") else "float32"
     model, tokenizer = build(args.model, args.device, dtype)
     clock = ForwardClock(model, args.device)
-    params = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n or
-                 model.config.tie_word_embeddings)
-    rates = matmul_rates(args.games, model.config.hidden_size, model.config.intermediate_size, args.device,
-                         getattr(torch, dtype))
+    params = sum(
+        p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n or model.config.tie_word_embeddings
+    )
+    rates = matmul_rates(
+        args.games, model.config.hidden_size, model.config.intermediate_size, args.device, getattr(torch, dtype)
+    )
     rate = max(rates)  # the floor uses the fastest product this machine has
     bandwidth = kv_bytes = 0.0
     if args.device.startswith("cuda"):  # a GPU decode step is bound by reading the weights and the KV cache
@@ -288,21 +326,47 @@ def main() -> None:
 
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     peak = (peak_flops(device_name) or 8e14) if bandwidth else 0.0  # GPU.md's 8e14 where the card is not listed
-    print(f"# {args.model} on {device_name} ({torch.get_num_threads()} threads), {args.games} games, "
-          f"{args.new} new tokens; matmul at the decode shape "
-          f"{' / '.join(f'{r / 1e9:.0f}' for r in rates)} GFLOP/s "
-          f"(F.linear{' / prepacked oneDNN' if len(rates) > 1 else ''}) -> decode floor {floor_ms(args.games):.1f} "
-          f"ms per step of {args.games} rows ({2 * params / 1e9:.2f} GFLOP per token)", flush=True)
-    kinds = ["naive", "arena"] + (["arena-constrained"] if args.constrained else []) + (
-        ["arena-eager"] if args.device.startswith("cuda") else []) + (["arena-vllm"] if args.vllm else [])
-    options = {"arena": {}, "arena-constrained": {"constrained": True}, "arena-eager": {"graphs": False},
-               "arena-vllm": {"backend": "vllm"}}
-    agents = {kind: arena_agent(model, tokenizer, args.games, args.new, **options[kind])
-              for kind in kinds if kind in options}
-    runs = {"naive": lambda seed: timed(naive, clock, model=model, tokenizer=tokenizer, games=args.games,
-                                        new=args.new, seed=seed, device=args.device)}
-    runs.update({kind: (lambda seed, agent=agent: timed(arena, clock, agent=agent, games=args.games, seed=seed))
-                 for kind, agent in agents.items()})
+    print(
+        f"# {args.model} on {device_name} ({torch.get_num_threads()} threads), {args.games} games, "
+        f"{args.new} new tokens; matmul at the decode shape "
+        f"{' / '.join(f'{r / 1e9:.0f}' for r in rates)} GFLOP/s "
+        f"(F.linear{' / prepacked oneDNN' if len(rates) > 1 else ''}) -> decode floor {floor_ms(args.games):.1f} "
+        f"ms per step of {args.games} rows ({2 * params / 1e9:.2f} GFLOP per token)",
+        flush=True,
+    )
+    kinds = (
+        ["naive", "arena"]
+        + (["arena-constrained"] if args.constrained else [])
+        + (["arena-eager"] if args.device.startswith("cuda") else [])
+        + (["arena-vllm"] if args.vllm else [])
+    )
+    options = {
+        "arena": {},
+        "arena-constrained": {"constrained": True},
+        "arena-eager": {"graphs": False},
+        "arena-vllm": {"backend": "vllm"},
+    }
+    agents = {
+        kind: arena_agent(model, tokenizer, args.games, args.new, **options[kind]) for kind in kinds if kind in options
+    }
+    runs = {
+        "naive": lambda seed: timed(
+            naive,
+            clock,
+            model=model,
+            tokenizer=tokenizer,
+            games=args.games,
+            new=args.new,
+            seed=seed,
+            device=args.device,
+        )
+    }
+    runs.update(
+        {
+            kind: (lambda seed, agent=agent: timed(arena, clock, agent=agent, games=args.games, seed=seed))
+            for kind, agent in agents.items()
+        }
+    )
     results: dict[str, list[dict]] = {k: [] for k in kinds}
     lines = []
     with settled_heap():  # as the trainer does: the loaded stack out of the garbage collector's full passes
@@ -311,14 +375,23 @@ def main() -> None:
         for rep in range(args.reps):
             order = kinds if rep % 2 == 0 else list(reversed(kinds))
             for kind in order:
-                row = {"kind": kind, "rep": rep, "device": device_name, "model": args.model, "games": args.games,
-                       "new": args.new, **runs[kind](rep)}
+                row = {
+                    "kind": kind,
+                    "rep": rep,
+                    "device": device_name,
+                    "model": args.model,
+                    "games": args.games,
+                    "new": args.new,
+                    **runs[kind](rep),
+                }
                 results[kind].append(row)
                 lines.append(row)
                 print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
     roof = f" {'x GPU.md floor':>14}" if bandwidth else ""  # the bandwidth floor of ../shared/GPU.md
-    print(f"\n{'':<18} {'games/s':>8} {'tok/s':>8} {'ms/decode step':>15} {'rows':>5} {'x floor':>8} "
-          f"{'x F.linear floor':>16}{roof} {'prefill tok/s':>14} {'prefill tokens':>15} {'ratio vs naive (min-max)':>26}")
+    print(
+        f"\n{'':<18} {'games/s':>8} {'tok/s':>8} {'ms/decode step':>15} {'rows':>5} {'x floor':>8} "
+        f"{'x F.linear floor':>16}{roof} {'prefill tok/s':>14} {'prefill tokens':>15} {'ratio vs naive (min-max)':>26}"
+    )
     for kind in kinds:
         rs = results[kind]
         ratios = [r["games_per_s"] / n["games_per_s"] for r, n in zip(rs, results["naive"])]
@@ -328,12 +401,13 @@ def main() -> None:
         def over(floor: float, width: int, digits: int) -> str:  # "-" where no decode step ran (--new 1)
             return f"{ms / floor:>{width}.{digits}f}" if rows else f"{'-':>{width}}"
 
-        print(f"{kind:<18} {med('games_per_s'):>8.2f} {med('tokens_per_s'):>8.0f} {ms:>15.1f} {rows:>5.1f} "
-              f"{over(floor_ms(rows), 8, 2)} {over(floor_ms(rows, rates[0]), 16, 2)}"
-              + (f" {over(roofline_ms(params, rows, kv_bytes, bandwidth, peak), 14, 1)}"
-                 if bandwidth else "") +
-              f" {med('prefill_tok_per_s'):>14.0f} "
-              f"{med('prefill_tokens'):>15.0f} {statistics.mean(ratios):>14.2f} ({min(ratios):.2f}-{max(ratios):.2f})")
+        print(
+            f"{kind:<18} {med('games_per_s'):>8.2f} {med('tokens_per_s'):>8.0f} {ms:>15.1f} {rows:>5.1f} "
+            f"{over(floor_ms(rows), 8, 2)} {over(floor_ms(rows, rates[0]), 16, 2)}"
+            + (f" {over(roofline_ms(params, rows, kv_bytes, bandwidth, peak), 14, 1)}" if bandwidth else "")
+            + f" {med('prefill_tok_per_s'):>14.0f} "
+            f"{med('prefill_tokens'):>15.0f} {statistics.mean(ratios):>14.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+        )
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()

@@ -38,16 +38,20 @@ def main() -> None:
         latencies.append(time.perf_counter() - t)
         assert (r.status, r.value) == ("OK", 2 * i), r
     latencies.sort()
-    print(f"latency of one execution: median {1000 * statistics.median(latencies):.1f} ms, "
-          f"p95 {1000 * latencies[int(0.95 * (len(latencies) - 1))]:.1f} ms ({args.serial} serial run_code calls)")
+    print(
+        f"latency of one execution: median {1000 * statistics.median(latencies):.1f} ms, "
+        f"p95 {1000 * latencies[int(0.95 * (len(latencies) - 1))]:.1f} ms ({args.serial} serial run_code calls)"
+    )
     jobs = [("def f(x):\n    return x * 2", f"f({i})") for i in range(args.jobs)]
     t = time.perf_counter()
     results = sandbox.run_many(jobs, workers=args.workers)
     seconds = time.perf_counter() - t
     bad = [i for i, r in enumerate(results) if (r.status, r.value) != ("OK", 2 * i)]
     assert not bad, f"{len(bad)} wrong results, e.g. job {bad[0]}: {results[bad[0]]}"
-    print(f"throughput: {args.jobs} trivial executions in {seconds:.2f}s = {args.jobs / seconds:.0f} per second "
-          f"({args.workers} workers, every result checked)")
+    print(
+        f"throughput: {args.jobs} trivial executions in {seconds:.2f}s = {args.jobs / seconds:.0f} per second "
+        f"({args.workers} workers, every result checked)"
+    )
 
 
 if __name__ == "__main__":

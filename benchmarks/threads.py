@@ -36,9 +36,25 @@ def run(recipe: str, steps: int, threads: str | None, out: Path) -> tuple[float,
     if threads:
         env["SELFPLAY_THREADS"] = threads
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "selfplay.train", recipe, f"run.steps={steps}", "evaluation.every=0",
-                             "evaluation.before=false", "evaluation.games=8", "evaluation.exact=false", "progress=false",
-                             f"out={out}"], cwd=ROOT, capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "selfplay.train",
+            recipe,
+            f"run.steps={steps}",
+            "evaluation.every=0",
+            "evaluation.before=false",
+            "evaluation.games=8",
+            "evaluation.exact=false",
+            "progress=false",
+            f"out={out}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     seconds = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(result.stderr[-2000:])

@@ -28,15 +28,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("policy", help="a checkpoint's policy/ folder (or any local HF model with the byte tokenizer)")
     parser.add_argument("--games", type=positive, default=300, help="games per seat against the random agent")
-    parser.add_argument("--positions", type=positive, default=400, help="random games whose must-block positions are probed")
+    parser.add_argument(
+        "--positions", type=positive, default=400, help="random games whose must-block positions are probed"
+    )
     args = parser.parse_args()
     model, tok = load_model("hf", args.policy, device="cpu", dtype="float32")
     digits = [tok.convert_tokens_to_ids(str(i)) for i in range(1, 10)]
 
     @torch.no_grad()
     def probs(board: str, mark: str) -> torch.Tensor:  # the constrained first-digit policy over the 9 cells
-        text = tok.apply_chat_template([{"role": "user", "content": compact_prompt(board, mark)}], tokenize=False,
-                                       add_generation_prompt=True) + "["
+        text = (
+            tok.apply_chat_template(
+                [{"role": "user", "content": compact_prompt(board, mark)}], tokenize=False, add_generation_prompt=True
+            )
+            + "["
+        )
         logits = model(**tok(text, return_tensors="pt", add_special_tokens=False)).logits[0, -1, digits]
         mask = torch.full((9,), float("-inf"))
         mask[free_cells(board)] = 0
@@ -60,9 +66,11 @@ def main() -> None:
                     counts["missed win"] += bool(wins) and c not in wins
                     counts["missed block"] += not wins and bool(blocks) and c not in blocks
     games = 2 * args.games
-    print(f"vs random, {games} games: win {counts['win'] / games:.3f}  draw {counts['draw'] / games:.3f}  "
-          f"loss {counts['loss'] / games:.3f}; in the lost games: {counts['missed block']} missed blocks, "
-          f"{counts['missed win']} missed wins")
+    print(
+        f"vs random, {games} games: win {counts['win'] / games:.3f}  draw {counts['draw'] / games:.3f}  "
+        f"loss {counts['loss'] / games:.3f}; in the lost games: {counts['missed block']} missed blocks, "
+        f"{counts['missed win']} missed wins"
+    )
 
     rng, blocked, mass, entropy = random.Random(1), [], [], []
     for _ in range(args.positions):
@@ -77,8 +85,10 @@ def main() -> None:
                 entropy.append(float(-(p[p > 0] * p[p > 0].log()).sum()))
             board, moves = place(board, rng.choice(free_cells(board)), mark), moves + 1
     n = len(blocked)
-    print(f"{n} must-block positions from random play: greedy blocks {sum(blocked) / n:.3f}, "
-          f"mean p(block) {sum(mass) / n:.3f}, entropy {sum(entropy) / n:.2f} nats")
+    print(
+        f"{n} must-block positions from random play: greedy blocks {sum(blocked) / n:.3f}, "
+        f"mean p(block) {sum(mass) / n:.3f}, entropy {sum(entropy) / n:.2f} nats"
+    )
 
 
 if __name__ == "__main__":

@@ -43,13 +43,19 @@ def one_pass(policy: Policy, batch: dict, tree: bool) -> tuple[float, dict]:
     policy.zero_grad(set_to_none=True)
     sync(str(batch["input_ids"].device))
     start = time.perf_counter()
-    logp = policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                  position_ids=batch["position_ids"], groups=["policy"] * len(batch["input_ids"]),
-                  prompt_width=int(batch["prompt_width"]), tree=tree)
+    logp = policy(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        position_ids=batch["position_ids"],
+        groups=["policy"] * len(batch["input_ids"]),
+        prompt_width=int(batch["prompt_width"]),
+        tree=tree,
+    )
     (-(logp * batch["completion_mask"]).sum()).backward()
     sync(str(batch["input_ids"].device))
-    return time.perf_counter() - start, {n: p.grad.detach().clone() for n, p in policy.named_parameters()
-                                         if p.grad is not None}
+    return time.perf_counter() - start, {
+        n: p.grad.detach().clone() for n, p in policy.named_parameters() if p.grad is not None
+    }
 
 
 def main() -> None:
@@ -72,13 +78,16 @@ def main() -> None:
     flops = policy.update_flops(["policy"] * args.rows, width, [args.completion] * args.rows)
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     peak = peak_flops(device_name) if args.device.startswith("cuda") else None
-    print(f"# {args.model} on {device_name}, {dtype}: {args.rows} rows x {width} tokens ({args.groups} states, "
-          f"{args.shared} shared + {args.state} state + {args.completion} completion tokens), "
-          f"{flops / 1e12:.2f} TFLOP per pass counted", flush=True)
+    print(
+        f"# {args.model} on {device_name}, {dtype}: {args.rows} rows x {width} tokens ({args.groups} states, "
+        f"{args.shared} shared + {args.state} state + {args.completion} completion tokens), "
+        f"{flops / 1e12:.2f} TFLOP per pass counted",
+        flush=True,
+    )
     times: dict[str, list[float]] = {"plain": [], "tree": []}
     grads = {}
     for rep in range(args.reps + 1):  # the first round warms up
-        for kind in (["plain", "tree"] if rep % 2 == 0 else ["tree", "plain"]):
+        for kind in ["plain", "tree"] if rep % 2 == 0 else ["tree", "plain"]:
             seconds, grads[kind] = one_pass(policy, batch, kind == "tree")
             if rep:
                 times[kind].append(seconds)
@@ -87,8 +96,10 @@ def main() -> None:
     tokens = args.rows * args.completion
     for kind, ts in times.items():
         s = statistics.median(ts)
-        line = (f"{kind:<6} {1000 * s:8.1f} ms per pass ({min(ts) * 1000:.1f}-{max(ts) * 1000:.1f})  "
-                f"{tokens / s:8.0f} completion tokens/s  {flops / s / 1e12:6.2f} TFLOP/s counted")
+        line = (
+            f"{kind:<6} {1000 * s:8.1f} ms per pass ({min(ts) * 1000:.1f}-{max(ts) * 1000:.1f})  "
+            f"{tokens / s:8.0f} completion tokens/s  {flops / s / 1e12:6.2f} TFLOP/s counted"
+        )
         print(line + (f"  MFU {flops / s / peak:.1%}" if peak else ""))
     print(f"largest gradient difference tree vs plain: {gap:.2e} (largest gradient {scale:.2e})")
 

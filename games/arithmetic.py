@@ -38,8 +38,12 @@ _NUMBER = re.compile(r"\s*(-?\d+)")
 def answer_bounds(skill: str, digits: int) -> tuple[int, int]:
     """The smallest and largest result ``make_task`` can give for ``skill`` and ``digits``."""
     low, high = 10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1
-    return {"add": (2 * low, 2 * high), "sub": (0, high - low), "mul": (2 * low, 9 * high),
-            "paren": (4 * low, 18 * high)}[skill]
+    return {
+        "add": (2 * low, 2 * high),
+        "sub": (0, high - low),
+        "mul": (2 * low, 9 * high),
+        "paren": (4 * low, 18 * high),
+    }[skill]
 
 
 def answer_values(skill: str, digits: int) -> range | None:
@@ -128,7 +132,9 @@ class Arithmetic(Game):
         if self.skill not in SKILLS:
             raise ValueError(f"arithmetic skill={self.skill!r}: expected one of {', '.join(SKILLS)}")
         if not 1 <= self.digits <= 9 or self.samples < 1:
-            raise ValueError(f"arithmetic digits={self.digits}, samples={self.samples}: expected 1-9 digits, samples >= 1")
+            raise ValueError(
+                f"arithmetic digits={self.digits}, samples={self.samples}: expected 1-9 digits, samples >= 1"
+            )
         if not 0 <= self.choices <= 6 or self.choices == 1:
             raise ValueError(f"arithmetic choices={self.choices}: expected 0 (free answer) or 2-6 candidates")
         if self.answer_format not in ANSWERS:
@@ -168,8 +174,9 @@ class Arithmetic(Game):
     def parse(self, role: str, text: str) -> int:
         match = (_NUMBER.match(text) if self.slotted else None) or _ANSWER.search(text)
         if not match:
-            raise InvalidAction(Failure.PARSE_ERROR, "expected the number" if self.slotted else
-                                f"expected {self.action_format}")
+            raise InvalidAction(
+                Failure.PARSE_ERROR, "expected the number" if self.slotted else f"expected {self.action_format}"
+            )
         return int(match.group(1))
 
     def step(self, role: str, actions: list) -> list[float]:

@@ -65,14 +65,18 @@ class Report:
     def unchecked(self) -> str | None:
         """The line that says which check did not run and what to add, or None when every check ran."""
         if self.leak_test == "not run":
-            return (f"leak test NOT RUN: {self.game} defines no resample_hidden(role, rng), so observations were not "
-                    f"checked for hidden state they reveal indirectly (only literal secrets() were). Define it to "
-                    f"re-draw what the role cannot see (others' cards, pending moves, future chance), or declare "
-                    f"hidden_information = False on the class if every role sees the whole state")
+            return (
+                f"leak test NOT RUN: {self.game} defines no resample_hidden(role, rng), so observations were not "
+                f"checked for hidden state they reveal indirectly (only literal secrets() were). Define it to "
+                f"re-draw what the role cannot see (others' cards, pending moves, future chance), or declare "
+                f"hidden_information = False on the class if every role sees the whole state"
+            )
         if self.leak_test == "vacuous":
-            return (f"leak test VACUOUS: {self.game}.resample_hidden never changed the game's state in {self.seeds} "
-                    f"playouts, so no leak could show. Make it re-draw what the role cannot see, or declare "
-                    f"hidden_information = False on the class if every role sees the whole state")
+            return (
+                f"leak test VACUOUS: {self.game}.resample_hidden never changed the game's state in {self.seeds} "
+                f"playouts, so no leak could show. Make it re-draw what the role cannot see, or declare "
+                f"hidden_information = False on the class if every role sees the whole state"
+            )
         return None
 
     def __str__(self) -> str:
@@ -80,8 +84,11 @@ class Report:
         unchecked = self.unchecked
         missing = f"\n  {unchecked}" if unchecked else ""
         if self.ok:
-            verdict = "every check passed" if unchecked is None else \
-                f"every check that ran passed; the leak test did {'not run' if self.leak_test == 'not run' else 'nothing'}"
+            verdict = (
+                "every check passed"
+                if unchecked is None
+                else f"every check that ran passed; the leak test did {'not run' if self.leak_test == 'not run' else 'nothing'}"
+            )
             return f"{self.game}: OK ({self.seeds} seeds, {verdict}){missing}{notes}"
         by_check: dict[str, list[CheckFailure]] = {}
         for failure in sorted(self.failures, key=lambda f: f.check not in FIRST_CHECKS):  # causes before effects
@@ -92,8 +99,13 @@ class Report:
             if len(found) > 3:
                 lines.append(f"  ... and {len(found) - 3} more [{check}] failure(s)")
         counts = ", ".join(f"{check} {len(found)}" for check, found in by_check.items())
-        return f"{self.game}: FAILED {len(self.failures)} check(s) over {self.seeds} seeds ({counts})\n" + \
-            "\n".join(lines[:40]) + (f"\n  ... ({len(lines) - 40} more lines)" if len(lines) > 40 else "") + missing + notes
+        return (
+            f"{self.game}: FAILED {len(self.failures)} check(s) over {self.seeds} seeds ({counts})\n"
+            + "\n".join(lines[:40])
+            + (f"\n  ... ({len(lines) - 40} more lines)" if len(lines) > 40 else "")
+            + missing
+            + notes
+        )
 
 
 FIRST_CHECKS = ("playouts", "determinism")  # a failure of these explains most others: they are listed first
@@ -124,9 +136,12 @@ def _observation(game: Game, role: str, turn_index: int, moving: bool = True) ->
         if moving:
             raise
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        raise Nonconforming("observe", f"turn {turn_index}: observe({role!r}) raised {type(exc).__name__}: {exc} (at "
-                            f"{where.filename}:{where.lineno}) while {role} does not move: every role must be "
-                            f"observable at every turn, as the leak test compares what each role is shown") from None
+        raise Nonconforming(
+            "observe",
+            f"turn {turn_index}: observe({role!r}) raised {type(exc).__name__}: {exc} (at "
+            f"{where.filename}:{where.lineno}) while {role} does not move: every role must be "
+            f"observable at every turn, as the leak test compares what each role is shown",
+        ) from None
     if error := observation_error(game, role, view):
         raise Nonconforming("observe", f"turn {turn_index}: {error}")
     return view
@@ -167,21 +182,28 @@ def _check_legal(game: Game, role: str, turn_index: int) -> None:
     if legal is None:
         return
     if not isinstance(legal, (list, tuple)) or not legal or not all(isinstance(a, str) for a in legal):
-        raise Nonconforming("legal", f"turn {turn_index}: legal_actions({role!r}) = {legal!r}: expected a non-empty "
-                                     f"list of strings, or None for free text")
+        raise Nonconforming(
+            "legal",
+            f"turn {turn_index}: legal_actions({role!r}) = {legal!r}: expected a non-empty "
+            f"list of strings, or None for free text",
+        )
     twice = sorted({a for a in legal if legal.count(a) > 1})
     if twice:
         raise Nonconforming("legal", f"turn {turn_index}: legal_actions({role!r}) lists {twice} more than once")
     # parse only reads the game (the API's contract; a deep copy of an adapter's env can break). A few per turn,
     # first and last included: parsing all of Go's 362 at every turn made check-game six times slower.
-    sample = legal if len(legal) <= LEGAL_PARSED else \
-        [legal[0], legal[-1], *random.Random(turn_index).sample(legal[1:-1], LEGAL_PARSED - 2)]
+    sample = (
+        legal
+        if len(legal) <= LEGAL_PARSED
+        else [legal[0], legal[-1], *random.Random(turn_index).sample(legal[1:-1], LEGAL_PARSED - 2)]
+    )
     for action in sample:
         try:
             game.parse(role, action)
         except InvalidAction as exc:
-            raise Nonconforming("legal", f"turn {turn_index}: legal_actions({role!r}) lists {action!r}, which parse "
-                                         f"rejects: {exc}") from None
+            raise Nonconforming(
+                "legal", f"turn {turn_index}: legal_actions({role!r}) lists {action!r}, which parse rejects: {exc}"
+            ) from None
 
 
 def _movers(turn: Turn) -> list[str]:
@@ -202,11 +224,17 @@ def _apply(game: Game, turn: Turn, texts: list[str]) -> None:
 
 def _nondeterministic(seed: int, first: _Playout, other: _Playout) -> CheckFailure:
     """The determinism failure: where two playouts from one seed part (the checks that replay it cannot run)."""
-    where = next((i for i, (a, b) in enumerate(zip(first.transcript, other.transcript)) if a != b),
-                 min(len(first.transcript), len(other.transcript)))
-    return CheckFailure("determinism", seed, f"two playouts from the same seed differ (first at turn {where}): every "
-                                             f"chance event must come from self.rng (self.seed_rng(seed) first in "
-                                             f"reset), not from the random module or the clock")
+    where = next(
+        (i for i, (a, b) in enumerate(zip(first.transcript, other.transcript)) if a != b),
+        min(len(first.transcript), len(other.transcript)),
+    )
+    return CheckFailure(
+        "determinism",
+        seed,
+        f"two playouts from the same seed differ (first at turn {where}): every "
+        f"chance event must come from self.rng (self.seed_rng(seed) first in "
+        f"reset), not from the random module or the clock",
+    )
 
 
 def _check_one(make: Callable[[], Game], seed: int, payouts: _Payouts, leaks: _LeakTally) -> list[CheckFailure]:
@@ -225,8 +253,12 @@ def _check_one(make: Callable[[], Game], seed: int, payouts: _Payouts, leaks: _L
     elif error := _sum_error(game, first.rewards):
         failures.append(fail(outcome_of(game).kind.replace("_", "-"), error))
     elif outcome_of(game).kind == "cooperative" and len(set(first.rewards.values())) > 1:
-        failures.append(fail("cooperative", f"rewards {first.rewards} differ: a cooperative game gives every role "
-                                            f"the one team reward"))
+        failures.append(
+            fail(
+                "cooperative",
+                f"rewards {first.rewards} differ: a cooperative game gives every role the one team reward",
+            )
+        )
     try:
         second = _playout(make(), seed)
     except Exception as exc:  # noqa: BLE001 - the first playout from this seed ran: the game is not deterministic
@@ -270,9 +302,12 @@ def _check_win_lose(game: Game, seed: int, rewards: dict[str, float], payouts: _
         before, where = payouts.seen.setdefault((role, result), (reward, seed))
         if abs(before - reward) > 1e-9:
             payouts.amounts = CheckFailure(
-                "outcome", seed, f"results are reported as wins, draws and losses, but a {result} pays {role} "
+                "outcome",
+                seed,
+                f"results are reported as wins, draws and losses, but a {result} pays {role} "
                 f"{reward:g} here and {before:g} at seed {where}: rewards are amounts; declare outcome = "
-                f"Outcome({outcome.kind!r}, win_lose=False) so that reports show mean rewards with intervals")
+                f"Outcome({outcome.kind!r}, win_lose=False) so that reports show mean rewards with intervals",
+            )
             return
 
 
@@ -284,10 +319,19 @@ def _check_secrets(game: Game, seed: int, playout: _Playout) -> list[CheckFailur
             for secret in secrets[owner]:
                 for role, view in zip(game.roles, views):
                     # a phrase the viewer holds as its own secret too (both hold a King) is not a leak
-                    if role != owner and secret and secret not in secrets[role] \
-                            and any(secret in m["content"] for m in view):
-                        return [CheckFailure("secrets", seed, f"turn {turn_index}: {role}'s observation contains "
-                                                            f"{owner}'s secret {secret!r}")]
+                    if (
+                        role != owner
+                        and secret
+                        and secret not in secrets[role]
+                        and any(secret in m["content"] for m in view)
+                    ):
+                        return [
+                            CheckFailure(
+                                "secrets",
+                                seed,
+                                f"turn {turn_index}: {role}'s observation contains {owner}'s secret {secret!r}",
+                            )
+                        ]
         if turn_index == len(playout.transcript) // 2:  # the turn limit can strike mid-game: end it there too
             failures = _check_endings(game, seed, midgame=True)
             if failures:
@@ -303,11 +347,15 @@ def _sum_error(game: Game, rewards: dict[str, float]) -> str | None:
         return None
     hint = ""
     if outcome.kind == "zero_sum" and game.reward_range[0] >= 0:
-        hint = (f" (reward_range {tuple(game.reward_range)} holds no negative reward: a win paying 1 and a loss 0 is "
-                f"constant-sum, outcome = Outcome('constant_sum', total={total:g}); scores are zero_sum = False)")
+        hint = (
+            f" (reward_range {tuple(game.reward_range)} holds no negative reward: a win paying 1 and a loss 0 is "
+            f"constant-sum, outcome = Outcome('constant_sum', total={total:g}); scores are zero_sum = False)"
+        )
     elif outcome.kind == "constant_sum" and game.outcome is Game.outcome:
-        hint = (" (constant-sum was inferred from reward_range (0, 1) and the default zero_sum: declare zero_sum = "
-                "False for a general-sum game, or outcome = Outcome(...))")
+        hint = (
+            " (constant-sum was inferred from reward_range (0, 1) and the default zero_sum: declare zero_sum = "
+            "False for a general-sum game, or outcome = Outcome(...))"
+        )
     return f"rewards {rewards} sum to {total:g}, not {outcome.total:g}{hint}"
 
 
@@ -322,25 +370,36 @@ def _check_endings(game: Game, seed: int, midgame: bool = False) -> list[CheckFa
         if not isinstance(info, dict):
             raise TypeError(f"a {type(info).__name__}, not a dict")
     except (TypeError, ValueError) as exc:
-        failures.append(CheckFailure("info", seed, f"info(){' mid-game' if midgame else ''} must return a dict of "
-                                                   f"JSON values: {exc}"))
+        failures.append(
+            CheckFailure(
+                "info", seed, f"info(){' mid-game' if midgame else ''} must return a dict of JSON values: {exc}"
+            )
+        )
     low, high = game.reward_range
     kind = outcome_of(game).kind
     endings = [(f"forfeit_rewards({r!r})", game.forfeit_rewards(r), r) for r in game.roles]
     for label, rewards, offender in [*endings, ("truncation_rewards()", game.truncation_rewards(), None)]:
         if set(rewards) != set(game.roles):
-            failures.append(CheckFailure("endings", seed, f"{label} has roles {sorted(rewards)}, expected {sorted(game.roles)}"))
+            failures.append(
+                CheckFailure("endings", seed, f"{label} has roles {sorted(rewards)}, expected {sorted(game.roles)}")
+            )
         elif any(not low - 1e-9 <= v <= high + 1e-9 for v in rewards.values()):
-            failures.append(CheckFailure("endings", seed, f"{label} = {rewards} outside reward_range {game.reward_range}"))
+            failures.append(
+                CheckFailure("endings", seed, f"{label} = {rewards} outside reward_range {game.reward_range}")
+            )
         elif kind == "cooperative" and len(set(rewards.values())) > 1:
-            failures.append(CheckFailure("endings", seed, f"{label} = {rewards}: a cooperative game must give the "
-                                                          f"team one reward"))
+            failures.append(
+                CheckFailure("endings", seed, f"{label} = {rewards}: a cooperative game must give the team one reward")
+            )
         elif error := _sum_error(game, rewards):
             failures.append(CheckFailure("endings", seed, f"{label}: {error}"))
         elif offender is not None and kind == "cooperative" and rewards[offender] >= high and low < high:
             failures.append(CheckFailure("endings", seed, f"{label} = {rewards} rewards the team for a forfeit"))
-        elif offender is not None and len(game.roles) > 1 and \
-                any(rewards[offender] > v for r, v in rewards.items() if r != offender):
+        elif (
+            offender is not None
+            and len(game.roles) > 1
+            and any(rewards[offender] > v for r, v in rewards.items() if r != offender)
+        ):
             failures.append(CheckFailure("endings", seed, f"{label} = {rewards}: the offender gains over another role"))
     return failures
 
@@ -399,7 +458,7 @@ def _quote(a: Any, b: Any, width: int = 40) -> str:
     a, b = (x if isinstance(x, str) else repr(x) for x in (a, b))
     at = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
     start = max(0, at - width // 2)
-    cut = lambda t: ("..." if start else "") + t[start:start + width] + ("..." if len(t) > start + width else "")  # noqa: E731
+    cut = lambda t: ("..." if start else "") + t[start : start + width] + ("..." if len(t) > start + width else "")  # noqa: E731
     return f"{cut(a)!r} became {cut(b)!r}"
 
 
@@ -427,17 +486,29 @@ def _check_hidden(game: Game, seed: int, playout: _Playout, leaks: _LeakTally) -
             moving = role in turn.roles
             for (what, seen), (_, resampled) in zip(_shown(game, role, moving), _shown(probe, role, moving)):
                 if seen != resampled:
-                    return [CheckFailure("hidden", seed, f"turn {turn_index}: what {role} is shown changes when "
-                                                         f"what it cannot see is re-sampled, so it leaks hidden state "
-                                                         f"(its {_difference(what, seen, resampled)})")]
+                    return [
+                        CheckFailure(
+                            "hidden",
+                            seed,
+                            f"turn {turn_index}: what {role} is shown changes when "
+                            f"what it cannot see is re-sampled, so it leaks hidden state "
+                            f"(its {_difference(what, seen, resampled)})",
+                        )
+                    ]
         if turn.simultaneous:
             before = {r: game.observe(r) for r in turn.roles}
             for r, t in zip(turn.roles, texts):
                 game.parse(r, t)
             changed = [r for r in turn.roles if game.observe(r) != before[r]]
             if changed:
-                return [CheckFailure("simultaneous", seed, f"turn {turn_index}: {changed[0]}'s observation changes "
-                                                           f"once the other movers' answers are parsed")]
+                return [
+                    CheckFailure(
+                        "simultaneous",
+                        seed,
+                        f"turn {turn_index}: {changed[0]}'s observation changes "
+                        f"once the other movers' answers are parsed",
+                    )
+                ]
         _apply(game, turn, texts)
     return []
 
@@ -461,8 +532,14 @@ def _check_deals(cls: type[Game], make: Callable[[], Game]) -> list[CheckFailure
         return [CheckFailure("deals", None, str(exc))]
     except Exception as exc:  # noqa: BLE001 - the game's own code failed while a deal was played out
         where = traceback.extract_tb(exc.__traceback__)[-1]
-        return [CheckFailure("deals", None, f"enumerating the deals: {type(exc).__name__}: {exc} "
-                                         f"(at {where.filename}:{where.lineno} in {where.name})")]
+        return [
+            CheckFailure(
+                "deals",
+                None,
+                f"enumerating the deals: {type(exc).__name__}: {exc} "
+                f"(at {where.filename}:{where.lineno} in {where.name})",
+            )
+        ]
     return []
 
 
@@ -479,12 +556,18 @@ def _check_garbage(game: Game, seed: int) -> list[CheckFailure]:
     except InvalidAction:
         return []
     except Exception as exc:  # noqa: BLE001
-        return [CheckFailure("parse", seed, f"parse raised {type(exc).__name__} on garbage text instead of InvalidAction")]
+        return [
+            CheckFailure("parse", seed, f"parse raised {type(exc).__name__} on garbage text instead of InvalidAction")
+        ]
     return [CheckFailure("parse", seed, f"parse accepted garbage text {GARBAGE!r} as {action!r}")]
 
 
-def check_game(game: str | type[Game], seeds: Iterable[int] | None = None, options: dict[str, Any] | None = None,
-               progress: bool = False) -> Report:
+def check_game(
+    game: str | type[Game],
+    seeds: Iterable[int] | None = None,
+    options: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> Report:
     """Run every conformance check from each seed (default: the game's ``check_seeds``); a crash in the game is
     reported as a failure too. ``progress``: a bar over the seeds (on a terminal)."""
     cls = game_class(game) if isinstance(game, str) else game
@@ -493,9 +576,15 @@ def check_game(game: str | type[Game], seeds: Iterable[int] | None = None, optio
     report = Report(cls.name, len(seeds))
     payouts, leaks = _Payouts(), _LeakTally()
     if not plays_random(cls):  # every playout would crash at its first move: say so once
-        report.failures.append(CheckFailure("playouts", None, "the checks play random playouts, but the game lists no "
-                                            "legal actions (legal_actions() gives None) and defines no random_action: "
-                                            "define random_action(role, rng) to draw a valid free-text answer"))
+        report.failures.append(
+            CheckFailure(
+                "playouts",
+                None,
+                "the checks play random playouts, but the game lists no "
+                "legal actions (legal_actions() gives None) and defines no random_action: "
+                "define random_action(role, rng) to draw a valid free-text answer",
+            )
+        )
         return report
     for seed in tqdm(seeds, desc="check-game", unit="seed", disable=None if progress else True, leave=False):
         try:
@@ -504,8 +593,11 @@ def check_game(game: str | type[Game], seeds: Iterable[int] | None = None, optio
             report.failures.append(CheckFailure(exc.check, seed, str(exc)))
         except Exception as exc:  # noqa: BLE001
             where = traceback.extract_tb(exc.__traceback__)[-1]
-            report.failures.append(CheckFailure("crash", seed, f"{type(exc).__name__}: {exc} "
-                                                f"(at {where.filename}:{where.lineno} in {where.name})"))
+            report.failures.append(
+                CheckFailure(
+                    "crash", seed, f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno} in {where.name})"
+                )
+            )
     report.failures += _check_deals(cls, make)
     report.leak_test = leaks.state(make())
     if payouts.amounts is not None:  # a declared outcome model that is wrong fails; an inferred one is a note
@@ -513,7 +605,13 @@ def check_game(game: str | type[Game], seeds: Iterable[int] | None = None, optio
         (report.notes if inferred else report.failures).append(payouts.amounts)
     outcome = outcome_of(cls)
     if outcome.kind == "constant_sum" and cls.outcome is Game.outcome:
-        report.notes.append(CheckFailure("outcome", None, f"read as constant-sum (rewards sum to {outcome.total:g}: a "
-                                         f"win pays {cls.reward_range[1]:g}, a loss {cls.reward_range[0]:g}) from "
-                                         "reward_range (0, 1); declare outcome = Outcome(...) to say otherwise"))
+        report.notes.append(
+            CheckFailure(
+                "outcome",
+                None,
+                f"read as constant-sum (rewards sum to {outcome.total:g}: a "
+                f"win pays {cls.reward_range[1]:g}, a loss {cls.reward_range[0]:g}) from "
+                "reward_range (0, 1); declare outcome = Outcome(...) to say otherwise",
+            )
+        )
     return report

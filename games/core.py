@@ -113,9 +113,13 @@ class Outcome:
     def record(self, reward_range: tuple[float, float]) -> dict[str, Any]:
         """The outcome model as stored with each episode, so records read alone still know what results mean."""
         success = reward_range[1] if self.success is None else self.success
-        return {"kind": self.kind, "win_lose": self.win_lose, **({"success": success} if self.kind == "cooperative" else {}),
-                **({"total": self.total} if self.kind == "constant_sum" else {}),
-                "range": [float(reward_range[0]), float(reward_range[1])]}
+        return {
+            "kind": self.kind,
+            "win_lose": self.win_lose,
+            **({"success": success} if self.kind == "cooperative" else {}),
+            **({"total": self.total} if self.kind == "constant_sum" else {}),
+            "range": [float(reward_range[0]), float(reward_range[1])],
+        }
 
 
 WIN_LOSE_RANGES = ((-1.0, 1.0), (0.0, 1.0))
@@ -229,8 +233,10 @@ class Game:
         May return one reward per sample (e.g. a solver's correctness); otherwise every sample gets
         the role's terminal reward. A game whose turns are all simultaneous implements ``step_together`` instead.
         """
-        raise NotImplementedError(f"{type(self).__name__} returned a one-role Turn({role!r}) but has no step(): "
-                                  f"implement step, or return Turn.together(...) for simultaneous moves")
+        raise NotImplementedError(
+            f"{type(self).__name__} returned a one-role Turn({role!r}) but has no step(): "
+            f"implement step, or return Turn.together(...) for simultaneous moves"
+        )
 
     def rewards(self) -> dict[str, float]:
         """Terminal rewards per role (called once ``turn()`` is None)."""
@@ -456,7 +462,9 @@ def validate_game_class(cls: type) -> None:
             raise TypeError(f"game class {label} has the role {role!r}: {problem}")
     low, high = cls.reward_range
     if not low <= high:
-        raise TypeError(f"game class {label} has reward_range {cls.reward_range}: expected (low, high) with low <= high")
+        raise TypeError(
+            f"game class {label} has reward_range {cls.reward_range}: expected (low, high) with low <= high"
+        )
     if cls.max_turns < 1:
         raise TypeError(f"game class {label} has max_turns={cls.max_turns}: expected >= 1")
 
@@ -466,11 +474,13 @@ def _role_problem(role: Any) -> str | None:
     a config key and ``ROLE=SPEC`` on the command line."""
     if not isinstance(role, str) or not role.strip():
         return "expected a non-empty string"
-    bad = sorted({c for c in role if c in '/\\=' or not c.isprintable()})
+    bad = sorted({c for c in role if c in "/\\=" or not c.isprintable()})
     if bad or role in (".", "..") or role != role.strip():
-        return (f"a role name may not contain {', '.join(map(repr, bad))}" if bad else
-                "a role name may not be '.' or '..' or start or end with a space") + \
-            " (it names a checkpoint folder and appears as ROLE=SPEC on the command line)"
+        return (
+            f"a role name may not contain {', '.join(map(repr, bad))}"
+            if bad
+            else "a role name may not be '.' or '..' or start or end with a space"
+        ) + " (it names a checkpoint folder and appears as ROLE=SPEC on the command line)"
     return None
 
 
@@ -480,11 +490,15 @@ def _default_roles(cls: type, label: str) -> tuple[str, ...]:
     try:
         roles = tuple(cls().roles)
     except Exception as exc:  # noqa: BLE001 - any failure means the roles cannot be known
-        raise TypeError(f"game class {label} must set the class attribute 'roles', or set self.roles from its "
-                        f"options in __init__ / __post_init__ ({label}() failed: {type(exc).__name__}: {exc})") from None
+        raise TypeError(
+            f"game class {label} must set the class attribute 'roles', or set self.roles from its "
+            f"options in __init__ / __post_init__ ({label}() failed: {type(exc).__name__}: {exc})"
+        ) from None
     if not roles or not all(isinstance(r, str) and r for r in roles):
-        raise TypeError(f"game class {label} must set the class attribute 'roles' (a tuple of role names), or set "
-                        f"self.roles from its options; got {roles!r}")
+        raise TypeError(
+            f"game class {label} must set the class attribute 'roles' (a tuple of role names), or set "
+            f"self.roles from its options; got {roles!r}"
+        )
     return roles
 
 
@@ -518,7 +532,9 @@ def with_options(cls: type[Game], options: dict[str, Any] | None) -> type[Game]:
         game = cls(**options)
     except TypeError as exc:
         hint = getattr(cls, "options_hint", "") or _dataclass_hint(cls, options)  # an adapter's own way, or @dataclass
-        raise ValueError(f"bad options {options} for game {cls.name!r}: {exc}" + (f"; {hint}" if hint else "")) from None
+        raise ValueError(
+            f"bad options {options} for game {cls.name!r}: {exc}" + (f"; {hint}" if hint else "")
+        ) from None
     roles = tuple(game.roles)
     if roles == tuple(cls.roles):
         return cls
@@ -531,17 +547,24 @@ def _dataclass_hint(cls: type[Game], options: dict[str, Any]) -> str:
     """Where a game declares its options as annotated fields but is no dataclass, what to add."""
     import dataclasses
 
-    annotated = {name for k in type.mro(cls) if k is not Game and k is not object
-                 for name in vars(k).get("__annotations__", {})}
+    annotated = {
+        name for k in type.mro(cls) if k is not Game and k is not object for name in vars(k).get("__annotations__", {})
+    }
     if dataclasses.is_dataclass(cls) or not set(options) & annotated:
         return ""
-    return (f"{cls.__name__} declares {', '.join(sorted(set(options) & annotated))} as field(s) but is not a "
-            f"dataclass: put @dataclass above 'class {cls.__name__}' (from dataclasses import dataclass) so that its "
-            f"options become constructor arguments")
+    return (
+        f"{cls.__name__} declares {', '.join(sorted(set(options) & annotated))} as field(s) but is not a "
+        f"dataclass: put @dataclass above 'class {cls.__name__}' (from dataclasses import dataclass) so that its "
+        f"options become constructor arguments"
+    )
 
 
-_FITS = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-         float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), str: lambda v: isinstance(v, str)}
+_FITS = {
+    bool: lambda v: isinstance(v, bool),
+    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    str: lambda v: isinstance(v, str),
+}
 
 
 def _typed_options(cls: type[Game], options: dict[str, Any]) -> str | None:
@@ -590,18 +613,29 @@ def bracket_word(text: str, words: Sequence[str], legal: Sequence[str], action_f
 def turn_error(game: Game, turn: Turn) -> str | None:
     """Why ``turn`` breaks the game API (it names a role the game does not have), or None."""
     strangers = [r for r in turn.roles if r not in game.roles]
-    return f"{game.name}.turn() named role(s) {strangers}: expected among {', '.join(game.roles)}" if strangers else None
+    return (
+        f"{game.name}.turn() named role(s) {strangers}: expected among {', '.join(game.roles)}" if strangers else None
+    )
 
 
 def observation_error(game: Game, role: str, view: Any) -> str | None:
     """Why ``view``, what ``observe(role)`` returned, is not a non-empty list of chat messages
     (``{"role": "system" | "user" | "assistant", "content": str}``), or None."""
-    if isinstance(view, list) and view and all(
-            isinstance(m, dict) and m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
-            for m in view):
+    if (
+        isinstance(view, list)
+        and view
+        and all(
+            isinstance(m, dict)
+            and m.get("role") in ("system", "user", "assistant")
+            and isinstance(m.get("content"), str)
+            for m in view
+        )
+    ):
         return None
-    return (f"{game.name}.observe({role!r}) returned {str(view)[:80]!r}: expected a non-empty list of chat messages, "
-            f"e.g. [system('rules'), user('state')]")
+    return (
+        f"{game.name}.observe({role!r}) returned {str(view)[:80]!r}: expected a non-empty list of chat messages, "
+        f"e.g. [system('rules'), user('state')]"
+    )
 
 
 def system(content: str) -> Message:

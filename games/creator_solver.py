@@ -62,8 +62,13 @@ def creatable(digits: int) -> tuple[str, ...]:
     """The arithmetic kind's grammar: "a + b" and "a - b" (a >= b) with ``digits``-digit operands, held-out problems
     (``arithmetic.is_heldout``) left out."""
     low, high = (10, 99) if digits == 2 else (0, 9)
-    return tuple(q for a in range(low, high + 1) for op in "+-" for b in range(low, high + 1)
-                 if (op == "+" or a >= b) and not is_heldout(q := f"{a} {op} {b}"))
+    return tuple(
+        q
+        for a in range(low, high + 1)
+        for op in "+-"
+        for b in range(low, high + 1)
+        if (op == "+" or a >= b) and not is_heldout(q := f"{a} {op} {b}")
+    )
 
 
 @functools.cache
@@ -89,7 +94,9 @@ def literal(text: str) -> Any:
     try:
         return ast.literal_eval(text.strip())
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
-        raise InvalidAction(Failure.PARSE_ERROR, f"{text.strip()[:60]!r} is not a Python literal ({type(exc).__name__})")
+        raise InvalidAction(
+            Failure.PARSE_ERROR, f"{text.strip()[:60]!r} is not a Python literal ({type(exc).__name__})"
+        ) from None
 
 
 @register
@@ -124,8 +131,10 @@ class CreatorSolver(WriterAnswerer):
         if self.samples < 1:
             raise ValueError(f"creator_solver samples={self.samples}: expected >= 1")
         if self.digits not in (1, 2):
-            raise ValueError(f"creator_solver digits={self.digits}: expected 1 or 2 (the arithmetic kind lists every "
-                             "problem as a legal action)")
+            raise ValueError(
+                f"creator_solver digits={self.digits}: expected 1 or 2 (the arithmetic kind lists every "
+                "problem as a legal action)"
+            )
         if self.arithmetic:
             self.hidden_information = False  # the solver's answer follows from the question it reads; nothing hidden
         if self.pseudo_label and self.task != "output":
@@ -136,8 +145,10 @@ class CreatorSolver(WriterAnswerer):
         if self.arithmetic:
             return f"creator: one of the listed problems, like '{self._example}'; solver: the number"
         field = "SOLUTION" if self.task == "puzzle" else "INPUT"
-        return (f"creator: a ```python block defining f(x), then a line '{field}: <python literal>'; "
-                "solver: a line 'ANSWER: <python literal>'")
+        return (
+            f"creator: a ```python block defining f(x), then a line '{field}: <python literal>'; "
+            "solver: a line 'ANSWER: <python literal>'"
+        )
 
     # -- flow ----------------------------------------------------------------------------------------------
     def reset(self, seed: int) -> None:
@@ -180,31 +191,46 @@ class CreatorSolver(WriterAnswerer):
             return slot_number(text)
         match = _PROBLEM.match(text)
         if not match or match.group(0).strip() not in creatable_set(self.digits):
-            raise InvalidAction(Failure.PARSE_ERROR, f"expected one of the listed problems, like '{self._example}', "
-                                                     f"got {text[:40]!r}")
+            raise InvalidAction(
+                Failure.PARSE_ERROR, f"expected one of the listed problems, like '{self._example}', got {text[:40]!r}"
+            )
         return match.group(0).strip()
 
     def observe(self, role: str) -> list:
         if self.arithmetic and role == "solver":
             return slot_prompt(self.question or "")
         if self.arithmetic:
-            return [system("You create arithmetic problems for a solver. Good problems are solved sometimes, not "
-                           f"always and not never. Answer with one problem: two {self.digits}-digit numbers and + or "
-                           f"-, like '{self._example}'."),
-                    user("Write a problem.")]
+            return [
+                system(
+                    "You create arithmetic problems for a solver. Good problems are solved sometimes, not "
+                    f"always and not never. Answer with one problem: two {self.digits}-digit numbers and + or "
+                    f"-, like '{self._example}'."
+                ),
+                user("Write a problem."),
+            ]
         if role == "creator":
-            goal = {"puzzle": "a puzzle: f(x) returns True for some x that is hard but possible to find. "
-                              "Give one such x as SOLUTION.",
-                    "output": "a program f(x) and an INPUT; the solver will predict f(INPUT).",
-                    "input": "a program f(x) and an INPUT; the solver will find an x with f(x) == f(INPUT)."}[self.task]
-            return [system("You create tasks for a solver. Good tasks are solved sometimes, not always and not "
-                           f"never. Answer with {self.action_format}."),
-                    user(f"Write {goal}")]
-        ask = {"puzzle": "Find x such that f(x) returns True.",
-               "output": f"What does f({self.given!r}) return?",
-               "input": f"Find x such that f(x) == {self.reference!r}."}[self.task]
-        return [system("You solve programming tasks. Answer with one line 'ANSWER: <python literal>'."),
-                user(f"```python\n{self.code or ''}\n```\n{ask}")]
+            goal = {
+                "puzzle": "a puzzle: f(x) returns True for some x that is hard but possible to find. "
+                "Give one such x as SOLUTION.",
+                "output": "a program f(x) and an INPUT; the solver will predict f(INPUT).",
+                "input": "a program f(x) and an INPUT; the solver will find an x with f(x) == f(INPUT).",
+            }[self.task]
+            return [
+                system(
+                    "You create tasks for a solver. Good tasks are solved sometimes, not always and not "
+                    f"never. Answer with {self.action_format}."
+                ),
+                user(f"Write {goal}"),
+            ]
+        ask = {
+            "puzzle": "Find x such that f(x) returns True.",
+            "output": f"What does f({self.given!r}) return?",
+            "input": f"Find x such that f(x) == {self.reference!r}.",
+        }[self.task]
+        return [
+            system("You solve programming tasks. Answer with one line 'ANSWER: <python literal>'."),
+            user(f"```python\n{self.code or ''}\n```\n{ask}"),
+        ]
 
     def parse(self, role: str, text: str) -> Any:
         if self.arithmetic:
@@ -242,10 +268,16 @@ class CreatorSolver(WriterAnswerer):
         return {"creator": max(self.reward_range[0], creator), "solver": p}
 
     def info(self) -> dict[str, Any]:
-        return {"task": self.task, "code": self.code, "given": repr(self.given), "question": self.question,
-                "malformed": self.malformed,
-                "reference": repr(self.reference), "label_source": self.label_source,
-                "solve_rate": self.success_rate() if self.outcomes else None}
+        return {
+            "task": self.task,
+            "code": self.code,
+            "given": repr(self.given),
+            "question": self.question,
+            "malformed": self.malformed,
+            "reference": repr(self.reference),
+            "label_source": self.label_source,
+            "solve_rate": self.success_rate() if self.outcomes else None,
+        }
 
     # -- scripted agents ----------------------------------------------------------------------------------
     def random_action(self, role: str, rng: random.Random) -> str:
@@ -266,10 +298,12 @@ class CreatorSolver(WriterAnswerer):
         if self.task == "output":
             return f"ANSWER: {self.reference!r}"  # it runs the program in its head, perfectly
         target = "f(x) is True" if self.task == "puzzle" else f"f(x) == {self.reference!r}"
-        search = ("cands = list(range(-100, 101)) + ['abc', 'level', 'radar', 'abcba'] + "
-                  "[[a, b, c] for a in range(1, 9) for b in range(1, 9) for c in range(1, 9)]\n"
-                  f"def ok(x):\n    try:\n        return {target}\n    except Exception:\n        return False\n"
-                  "found = next((c for c in cands if ok(c)), 0)")
+        search = (
+            "cands = list(range(-100, 101)) + ['abc', 'level', 'radar', 'abcba'] + "
+            "[[a, b, c] for a in range(1, 9) for b in range(1, 9) for c in range(1, 9)]\n"
+            f"def ok(x):\n    try:\n        return {target}\n    except Exception:\n        return False\n"
+            "found = next((c for c in cands if ok(c)), 0)"
+        )
         result = run_code(f"{self.code}\n{search}", "found", LIMITS)
         return f"ANSWER: {result.value!r}" if result.ok else "ANSWER: 0"
 
@@ -293,7 +327,7 @@ class CreatorSolver(WriterAnswerer):
     # -- verification in the sandbox ----------------------------------------------------------------------
     @property
     def _repeated(self) -> bool:
-        return self._fingerprint in list(self.recent)[-self.repeat_window - 1:-1]
+        return self._fingerprint in list(self.recent)[-self.repeat_window - 1 : -1]
 
     def _accept_task(self, code: str, given_text: str) -> None:
         try:

@@ -39,7 +39,7 @@ class Debate(Game):
 
     def reset(self, seed: int) -> None:
         self.seed_rng(seed)
-        low, high = 10 ** (self.digits - 1), 10 ** self.digits - 1
+        low, high = 10 ** (self.digits - 1), 10**self.digits - 1
         self.x, self.y = self.rng.randint(max(2, low), high), self.rng.randint(max(2, low), high)
         product = self.x * self.y
         self.threshold = max(1, round(product * self.rng.uniform(0.8, 1.2)))
@@ -65,22 +65,36 @@ class Debate(Game):
 
     def observe(self, role: str) -> list:
         if role == "judge":
-            return [system("You judge a debate. Read both arguments and name the debater whose answer is right: "
-                           "[A] or [B]."),
-                    user(f"Question: {self.question} Debater A argues {self.side('debater_a')}: "
-                         f"{self.arguments.get('debater_a', '')!r}. Debater B argues {self.side('debater_b')}: "
-                         f"{self.arguments.get('debater_b', '')!r}.")]
-        heard = f" Debater A said: {self.arguments['debater_a']!r}." \
-            if role == "debater_b" and "debater_a" in self.arguments else ""
-        return [system("You are in a debate judged by a third player. Argue your assigned answer in a sentence or "
-                       "two and end with your claim of the product as [claim: N]."),
-                user(f"Question: {self.question} You are {role} and must argue: {self.side(role)}.{heard}")]
+            return [
+                system(
+                    "You judge a debate. Read both arguments and name the debater whose answer is right: [A] or [B]."
+                ),
+                user(
+                    f"Question: {self.question} Debater A argues {self.side('debater_a')}: "
+                    f"{self.arguments.get('debater_a', '')!r}. Debater B argues {self.side('debater_b')}: "
+                    f"{self.arguments.get('debater_b', '')!r}."
+                ),
+            ]
+        heard = (
+            f" Debater A said: {self.arguments['debater_a']!r}."
+            if role == "debater_b" and "debater_a" in self.arguments
+            else ""
+        )
+        return [
+            system(
+                "You are in a debate judged by a third player. Argue your assigned answer in a sentence or "
+                "two and end with your claim of the product as [claim: N]."
+            ),
+            user(f"Question: {self.question} You are {role} and must argue: {self.side(role)}.{heard}"),
+        ]
 
     def compact_observation(self, role: str) -> str:
         if role == "judge":
             claims = [_CLAIM.search(self.arguments.get(r, "")) for r in ("debater_a", "debater_b")]
-            shown = " ".join(f"{'AB'[i]}{self.side(r)[0]}{m.group(1) if m else '?'}"
-                             for i, (r, m) in enumerate(zip(("debater_a", "debater_b"), claims)))
+            shown = " ".join(
+                f"{'AB'[i]}{self.side(r)[0]}{m.group(1) if m else '?'}"
+                for i, (r, m) in enumerate(zip(("debater_a", "debater_b"), claims))
+            )
             return f"J {self.x}x{self.y}>{self.threshold} {shown}:"
         return f"{role[-1].upper()}{self.side(role)[0]} {self.x}x{self.y}>{self.threshold}:"
 
@@ -100,8 +114,11 @@ class Debate(Game):
     def rewards(self) -> dict[str, float]:
         winner = "debater_a" if self.verdict == "a" else "debater_b"
         right = "debater_a" if self.side("debater_a") == ("yes" if self.truth else "no") else "debater_b"
-        return {"debater_a": 1.0 if winner == "debater_a" else -1.0,
-                "debater_b": 1.0 if winner == "debater_b" else -1.0, "judge": float(winner == right)}
+        return {
+            "debater_a": 1.0 if winner == "debater_a" else -1.0,
+            "debater_b": 1.0 if winner == "debater_b" else -1.0,
+            "judge": float(winner == right),
+        }
 
     def legal_actions(self, role: str) -> list[str] | None:
         """The judge's two verdicts (so it can decode them constrained); the debaters write open text."""
@@ -117,8 +134,10 @@ class Debate(Game):
         if role == "judge":
             yes = product > self.threshold
             return "[A]" if (self.side("debater_a") == "yes") == yes else "[B]"
-        return f"{self.x} x {self.y} = {product}, so the answer is {'yes' if product > self.threshold else 'no'}. " \
-               f"[claim: {product}]"
+        return (
+            f"{self.x} x {self.y} = {product}, so the answer is {'yes' if product > self.threshold else 'no'}. "
+            f"[claim: {product}]"
+        )
 
     def info(self) -> dict:
         return {"truth": "yes" if self.truth else "no", "verdict": self.verdict}

@@ -113,8 +113,9 @@ def build_tree(make_game: Callable[[], Game], max_nodes: int = 2_000_000) -> Tre
         pending = game.chance_outcomes()
         if pending:
             if abs(sum(p for p, _ in pending) - 1) > 1e-9:
-                raise ValueError(f"game {probe.name!r}: chance_outcomes() probabilities sum to "
-                                 f"{sum(p for p, _ in pending)}, not 1")
+                raise ValueError(
+                    f"game {probe.name!r}: chance_outcomes() probabilities sum to {sum(p for p, _ in pending)}, not 1"
+                )
             nodes[index].player, nodes[index].chance = CHANCE, tuple((float(p), o) for p, o in pending)
             for _, outcome in pending:
                 child = copy.deepcopy(game)
@@ -127,8 +128,10 @@ def build_tree(make_game: Callable[[], Game], max_nodes: int = 2_000_000) -> Tre
             nodes[index].returns = tuple(float(rewards[r]) for r in game.roles)
             return index
         if turn.samples > 1:
-            raise TooLarge(f"game {probe.name!r} asks {turn.role!r} for {turn.samples} samples at once: only one "
-                             f"action per decision can be enumerated")
+            raise TooLarge(
+                f"game {probe.name!r} asks {turn.role!r} for {turn.samples} samples at once: only one "
+                f"action per decision can be enumerated"
+            )
         decide(game, turn, index, {})
         return index
 
@@ -154,8 +157,9 @@ def build_tree(make_game: Callable[[], Game], max_nodes: int = 2_000_000) -> Tre
                 nodes[index].children.append(expand(child))
 
     for entry in deals:
-        if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], (int, float))
-                and 0 <= entry[0] <= 1):
+        if not (
+            isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], (int, float)) and 0 <= entry[0] <= 1
+        ):
             raise ValueError(f"game {probe.name!r}: deals() must list (probability, deal) pairs, got {entry!r}")
     roots = []
     for probability, deal in deals:
@@ -264,16 +268,22 @@ class Exploitability:
     value: tuple[float, ...]
 
     def as_dict(self, roles: Sequence[str]) -> dict[str, Any]:
-        return {"exploitability": self.exploitability, "nash_conv": self.nash_conv,
-                "best_response": dict(zip(roles, self.best_response)), "value": dict(zip(roles, self.value))}
+        return {
+            "exploitability": self.exploitability,
+            "nash_conv": self.nash_conv,
+            "best_response": dict(zip(roles, self.best_response)),
+            "value": dict(zip(roles, self.value)),
+        }
 
 
 def exploitability(tree: Tree, policy: Policy) -> Exploitability:
     """How much a player gains by best-responding alone to ``policy``, averaged over the seats (NashConv / n)."""
     missing = [k for k in tree.infostates() if k not in policy]
     if missing:
-        raise ValueError(f"the policy has no probabilities for {len(missing)} information state(s), e.g. "
-                         f"{tree.infostates()[missing[0]].chat()[-1]['content'][:80]!r}")
+        raise ValueError(
+            f"the policy has no probabilities for {len(missing)} information state(s), e.g. "
+            f"{tree.infostates()[missing[0]].chat()[-1]['content'][:80]!r}"
+        )
     values = policy_value(tree, policy)
     br = tuple(best_response_value(tree, policy, p) for p in range(len(tree.roles)))
     nash_conv = sum(b - v for b, v in zip(br, values))
@@ -435,21 +445,28 @@ def cfr(tree: Tree, iterations: int, plus: bool = True, progress: Callable[[int]
         total = sum(positive)
         return [p / total for p in positive] if total > 0 else [1 / len(positive)] * len(positive)
 
-    def walk(i: int, player: int, reach_me: float, reach_other: float, weight: float, sigmas: list,
-             delta: list) -> float:
+    def walk(
+        i: int, player: int, reach_me: float, reach_other: float, weight: float, sigmas: list, delta: list
+    ) -> float:
         node = tree.nodes[i]
         if node.player == CHANCE:
-            return sum(p * walk(c, player, reach_me, reach_other * p, weight, sigmas, delta)
-                       for (p, _), c in zip(node.chance, node.children))
+            return sum(
+                p * walk(c, player, reach_me, reach_other * p, weight, sigmas, delta)
+                for (p, _), c in zip(node.chance, node.children)
+            )
         if node.info is None:
             return node.returns[player]
         j = node_key[i]
         sigma = sigmas[j]
         if node.player != player:
-            return sum(p * walk(c, player, reach_me, reach_other * p, weight, sigmas, delta)
-                       for p, c in zip(sigma, node.children) if p > 0)
-        values = [walk(c, player, reach_me * p, reach_other, weight, sigmas, delta)
-                  for p, c in zip(sigma, node.children)]
+            return sum(
+                p * walk(c, player, reach_me, reach_other * p, weight, sigmas, delta)
+                for p, c in zip(sigma, node.children)
+                if p > 0
+            )
+        values = [
+            walk(c, player, reach_me * p, reach_other, weight, sigmas, delta) for p, c in zip(sigma, node.children)
+        ]
         v = sum(p * x for p, x in zip(sigma, values))
         row, avg = delta[j], average[j]
         for a, x in enumerate(values):

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from selfplay.games.core import Failure, Game, InvalidAction, Turn, system, user
 from selfplay.games.registry import register
 
-
 EXACT_CARDS = 4  # the most cards evaluated exactly (4: 53,496 nodes, 34,952 information states)
 
 
@@ -67,19 +66,27 @@ class Goofspiel(Game):
     def observe(self, role: str) -> list:
         seat = self.roles.index(role)
         past = "; ".join(f"prize {p}: you {b[seat]}, opponent {b[1 - seat]}" for p, *b in self.bids) or "none yet"
-        return [system(f"You are playing Goofspiel. Both players hold cards 1 to {self.cards}; each round a prize "
-                       "card is turned up and both bid a card at the same time; the higher bid wins the prize's "
-                       f"points, equal bids discard it. Most points wins. Answer with {self.action_format}."),
-                user(f"You are {role}. Prize: {self.prize}. Your cards: {self.hands[seat]}. Opponent's cards: "
-                     f"{self.hands[1 - seat]}. Points: you {self.points[seat]}, opponent {self.points[1 - seat]}. "
-                     f"Rounds so far: {past}.")]
+        return [
+            system(
+                f"You are playing Goofspiel. Both players hold cards 1 to {self.cards}; each round a prize "
+                "card is turned up and both bid a card at the same time; the higher bid wins the prize's "
+                f"points, equal bids discard it. Most points wins. Answer with {self.action_format}."
+            ),
+            user(
+                f"You are {role}. Prize: {self.prize}. Your cards: {self.hands[seat]}. Opponent's cards: "
+                f"{self.hands[1 - seat]}. Points: you {self.points[seat]}, opponent {self.points[1 - seat]}. "
+                f"Rounds so far: {past}."
+            ),
+        ]
 
     def compact_observation(self, role: str) -> str:
         """``P0 p3 h124 o134 s2-1:``: seat, prize, own cards, opponent's cards, points (own first)."""
         seat = self.roles.index(role)
         cards = lambda h: "".join(map(str, h))  # noqa: E731
-        return (f"P{seat} p{self.prize} h{cards(self.hands[seat])} o{cards(self.hands[1 - seat])} "
-                f"s{self.points[seat]}-{self.points[1 - seat]}:")
+        return (
+            f"P{seat} p{self.prize} h{cards(self.hands[seat])} o{cards(self.hands[1 - seat])} "
+            f"s{self.points[seat]}-{self.points[1 - seat]}:"
+        )
 
     def parse(self, role: str, text: str) -> int:
         found = [int(t) for t in text.replace("]", "[").split("[")[1::2] if t.strip().isdigit()]
@@ -114,9 +121,9 @@ class Goofspiel(Game):
 
     def resample_hidden(self, role: str, rng: random.Random) -> None:
         """The prizes still face down, reshuffled (bids are revealed together, so no move is pending here)."""
-        rest = self.prizes[len(self.bids) + 1:]
+        rest = self.prizes[len(self.bids) + 1 :]
         rng.shuffle(rest)
-        self.prizes[len(self.bids) + 1:] = rest
+        self.prizes[len(self.bids) + 1 :] = rest
 
     def info(self) -> dict:
         return {"points": list(self.points)}

@@ -63,12 +63,18 @@ class KuhnPoker3(Game):
     def observe(self, role: str) -> list:
         seat = self.roles.index(role)
         story = ", ".join(f"{self.roles[s]} chose {a}" for s, a in self.actions) or "no actions yet"
-        return [system("You are playing three-player Kuhn Poker. The deck is Jack < Queen < King < Ace; each of "
-                       "three players antes 1 chip and holds one card. In turn, check or bet 1 chip; once someone "
-                       "bets, each later player calls or folds. The highest card still in wins the pot. "
-                       f"Answer with {self.action_format}."),
-                user(f"You are {role}. Your card is the {CARDS[self.cards[seat]]}. History: {story}. "
-                     f"Legal actions: {', '.join(f'[{a}]' for a in self._legal())}.")]
+        return [
+            system(
+                "You are playing three-player Kuhn Poker. The deck is Jack < Queen < King < Ace; each of "
+                "three players antes 1 chip and holds one card. In turn, check or bet 1 chip; once someone "
+                "bets, each later player calls or folds. The highest card still in wins the pot. "
+                f"Answer with {self.action_format}."
+            ),
+            user(
+                f"You are {role}. Your card is the {CARDS[self.cards[seat]]}. History: {story}. "
+                f"Legal actions: {', '.join(f'[{a}]' for a in self._legal())}."
+            ),
+        ]
 
     def compact_observation(self, role: str) -> str:
         """``P1 K cb:``: the seat, the card's initial, the actions so far as initials (c check/call, b bet, f fold)."""

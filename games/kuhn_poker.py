@@ -89,11 +89,15 @@ class KuhnPoker(Game):
         seat = self.roles.index(role)
         story = ", ".join(f"{self.roles[i % 2]} chose {a}" for i, a in enumerate(self.actions)) or "no actions yet"
         return [
-            system("You are playing Kuhn Poker. The deck is Jack < Queen < King; each player antes 1 chip and "
-                   "holds one card. Check or bet 1 chip; facing a bet, call or fold. At showdown the higher "
-                   f"card wins the pot. Answer with {self.action_format}."),
-            user(f"You are {role}. {self._card_phrase(seat)}. History: {story}. "
-                 f"Legal actions: {', '.join(f'[{a}]' for a in legal(self.history))}."),
+            system(
+                "You are playing Kuhn Poker. The deck is Jack < Queen < King; each player antes 1 chip and "
+                "holds one card. Check or bet 1 chip; facing a bet, call or fold. At showdown the higher "
+                f"card wins the pot. Answer with {self.action_format}."
+            ),
+            user(
+                f"You are {role}. {self._card_phrase(seat)}. History: {story}. "
+                f"Legal actions: {', '.join(f'[{a}]' for a in legal(self.history))}."
+            ),
         ]
 
     def parse(self, role: str, text: str) -> str:
@@ -124,7 +128,10 @@ class KuhnPoker(Game):
 
     def expert_policy(self, role: str) -> dict[str, float]:
         """The equilibrium's probabilities of each legal action text for ``role``'s card and the history."""
-        return {f"[{a}]": p for a, p in nash_probabilities(self.cards[self.roles.index(role)], self.history, self.alpha).items()}
+        return {
+            f"[{a}]": p
+            for a, p in nash_probabilities(self.cards[self.roles.index(role)], self.history, self.alpha).items()
+        }
 
     def compact_observation(self, role: str) -> str:
         """``P0 K cb:``: the seat, the card's initial, the betting so far as initials (c check/call, b bet, f fold)."""

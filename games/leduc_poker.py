@@ -139,17 +139,27 @@ class LeducPoker(Game):
     # -- what players see ----------------------------------------------------------------------------------
     def observe(self, role: str) -> list:
         seat = self.roles.index(role)
-        story = "; ".join(f"round {i + 1}: " + (", ".join(acts) or "no actions yet") for i, acts in enumerate(self.rounds))
-        board = f"The public card is the {RANKS[rank(self.public)]}" if self.round == 1 else "The public card is not shown yet"
+        story = "; ".join(
+            f"round {i + 1}: " + (", ".join(acts) or "no actions yet") for i, acts in enumerate(self.rounds)
+        )
+        board = (
+            f"The public card is the {RANKS[rank(self.public)]}"
+            if self.round == 1
+            else "The public card is not shown yet"
+        )
         return [
-            system("You are playing Leduc Hold'em. Six cards: two Jacks, two Queens, two Kings. Each player antes 1 "
-                   "chip and holds one private card; a public card is shown after the first betting round. Check or "
-                   "raise (2 chips in round 1, 4 in round 2, at most two raises a round); facing a raise, call, raise "
-                   "or fold. At showdown pairing the public card wins, else the higher card; equal ranks split the "
-                   f"pot. Answer with {self.action_format}."),
-            user(f"You are {role}. {self._card_phrase(seat)}. {board}. Chips in the pot: yours {self.put[seat]}, "
-                 f"opponent's {self.put[1 - seat]}. Betting so far: {story}. "
-                 f"Legal actions: {', '.join(f'[{a}]' for a in self.legal())}."),
+            system(
+                "You are playing Leduc Hold'em. Six cards: two Jacks, two Queens, two Kings. Each player antes 1 "
+                "chip and holds one private card; a public card is shown after the first betting round. Check or "
+                "raise (2 chips in round 1, 4 in round 2, at most two raises a round); facing a raise, call, raise "
+                "or fold. At showdown pairing the public card wins, else the higher card; equal ranks split the "
+                f"pot. Answer with {self.action_format}."
+            ),
+            user(
+                f"You are {role}. {self._card_phrase(seat)}. {board}. Chips in the pot: yours {self.put[seat]}, "
+                f"opponent's {self.put[1 - seat]}. Betting so far: {story}. "
+                f"Legal actions: {', '.join(f'[{a}]' for a in self.legal())}."
+            ),
         ]
 
     def compact_observation(self, role: str) -> str:

@@ -33,8 +33,10 @@ def p_at_least(need: int, unknown_dice: int) -> float:
     """Probability that at least ``need`` of ``unknown_dice`` fair dice show one given face."""
     if need <= 0:
         return 1.0
-    return sum(comb(unknown_dice, k) * (1 / FACES) ** k * (1 - 1 / FACES) ** (unknown_dice - k)
-               for k in range(need, unknown_dice + 1))
+    return sum(
+        comb(unknown_dice, k) * (1 / FACES) ** k * (1 - 1 / FACES) ** (unknown_dice - k)
+        for k in range(need, unknown_dice + 1)
+    )
 
 
 @register
@@ -50,7 +52,6 @@ class LiarsDice(Game):
     def __post_init__(self) -> None:
         if not 1 <= self.dice <= 5:
             raise ValueError(f"liars_dice dice={self.dice}: expected 1 to 5 dice per player")
-
 
     def reset(self, seed: int) -> None:
         self.seed_rng(seed)
@@ -72,9 +73,11 @@ class LiarsDice(Game):
         seat = self.roles.index(role)
         history = "; ".join(f"{self.roles[i % 2]} bid {q} x {f}" for i, (q, f) in enumerate(self.bids)) or "no bids yet"
         return [
-            system(f"You are playing Liar's Dice against one opponent. Each of you has {self.dice} hidden "
-                   f"six-sided dice ({2 * self.dice} in all). Bids claim how many of ALL dice show a face; each "
-                   f"bid must be higher than the last. Answer with {self.action_format}."),
+            system(
+                f"You are playing Liar's Dice against one opponent. Each of you has {self.dice} hidden "
+                f"six-sided dice ({2 * self.dice} in all). Bids claim how many of ALL dice show a face; each "
+                f"bid must be higher than the last. Answer with {self.action_format}."
+            ),
             user(f"{self._dice_phrase(seat)}. Bids so far: {history}."),
         ]
 
@@ -88,7 +91,9 @@ class LiarsDice(Game):
             raise InvalidAction(Failure.PARSE_ERROR, f"expected {self.action_format}, got {text[:60]!r}")
         quantity, face = int(match.group(1)), int(match.group(2))
         if not (1 <= quantity <= 2 * self.dice and 1 <= face <= FACES):
-            raise InvalidAction(Failure.ILLEGAL, f"bid {quantity} x {face} is out of range: quantity 1-{2 * self.dice}, face 1-{FACES}")
+            raise InvalidAction(
+                Failure.ILLEGAL, f"bid {quantity} x {face} is out of range: quantity 1-{2 * self.dice}, face 1-{FACES}"
+            )
         if bid_rank(quantity, face) <= self._highest_rank():
             q, f = self.bids[-1]
             raise InvalidAction(Failure.ILLEGAL, f"bid {quantity} x {face} does not beat {q} x {f}")
@@ -109,8 +114,12 @@ class LiarsDice(Game):
         return {r: 1.0 if i == winner else -1.0 for i, r in enumerate(self.roles)}
 
     def legal_actions(self, role: str) -> list[str]:
-        higher = [f"[bid {q} {f}]" for q in range(1, 2 * self.dice + 1) for f in range(1, FACES + 1)
-                  if bid_rank(q, f) > self._highest_rank()]
+        higher = [
+            f"[bid {q} {f}]"
+            for q in range(1, 2 * self.dice + 1)
+            for f in range(1, FACES + 1)
+            if bid_rank(q, f) > self._highest_rank()
+        ]
         return higher + (["[liar]"] if self.bids else [])
 
     def expert_action(self, role: str, rng: random.Random) -> str:
@@ -118,8 +127,12 @@ class LiarsDice(Game):
         chance = lambda q, f: p_at_least(q - hand.count(f), self.dice)  # noqa: E731
         if self.bids and chance(*self.bids[-1]) < 0.5:
             return "[liar]"
-        options = [(q, f) for q in range(1, 2 * self.dice + 1) for f in range(1, FACES + 1)
-                   if bid_rank(q, f) > self._highest_rank()]
+        options = [
+            (q, f)
+            for q in range(1, 2 * self.dice + 1)
+            for f in range(1, FACES + 1)
+            if bid_rank(q, f) > self._highest_rank()
+        ]
         best = max(chance(q, f) for q, f in options)
         if self.bids and best < 0.5:
             return "[liar]"

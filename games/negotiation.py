@@ -74,13 +74,21 @@ class Negotiation(Game):
         pending = ""
         if self.pending and self.pending[0] != seat:
             _, gives, gets = self.pending
-            pending = (f" Pending offer to you: they give {self._text(gives)} for your {self._text(gets)}; "
-                       "answer [Accept] or [Deny].")
-        return [system("You are negotiating a trade of Wood and Gold. Each player values the resources privately; "
-                       "your reward is how much the value of your own inventory grows, at your values. "
-                       f"{self.rounds} turns in all. Answer with {self.action_format}."),
-                user(f"You are {role}. {self._values_phrase(seat)}. You hold {self._text(mine)}; they hold "
-                     f"{self._text(theirs)}. Messages so far: {' | '.join(self.log) or 'none'}.{pending}")]
+            pending = (
+                f" Pending offer to you: they give {self._text(gives)} for your {self._text(gets)}; "
+                "answer [Accept] or [Deny]."
+            )
+        return [
+            system(
+                "You are negotiating a trade of Wood and Gold. Each player values the resources privately; "
+                "your reward is how much the value of your own inventory grows, at your values. "
+                f"{self.rounds} turns in all. Answer with {self.action_format}."
+            ),
+            user(
+                f"You are {role}. {self._values_phrase(seat)}. You hold {self._text(mine)}; they hold "
+                f"{self._text(theirs)}. Messages so far: {' | '.join(self.log) or 'none'}.{pending}"
+            ),
+        ]
 
     def _values_phrase(self, seat: int) -> str:
         return "Your values: " + ", ".join(f"{r} {self.values[seat][r]:g}" for r in RESOURCES)
@@ -109,8 +117,9 @@ class Negotiation(Game):
             raise InvalidAction(Failure.PARSE_ERROR, "an offer reads [Offer: 2 Wood -> 1 Gold]") from None
         if not any(gives.values()) or not any(gets.values()):
             raise InvalidAction(Failure.ILLEGAL, "an offer gives something and asks for something")
-        if any(gives[r] > self.inventory[seat][r] for r in RESOURCES) or \
-                any(gets[r] > self.inventory[1 - seat][r] for r in RESOURCES):
+        if any(gives[r] > self.inventory[seat][r] for r in RESOURCES) or any(
+            gets[r] > self.inventory[1 - seat][r] for r in RESOURCES
+        ):
             raise InvalidAction(Failure.ILLEGAL, "an offer can only move resources the players hold")
         return "offer", message, gives, gets
 
@@ -126,8 +135,10 @@ class Negotiation(Game):
             self.pending = None
         if kind == "offer":
             self.pending = (seat, *rest)
-        said = f" \"{message}\"" if message else ""
-        self.log.append(f"{role}{said} [{kind}" + (f": {self._text(rest[0])} -> {self._text(rest[1])}" if rest else "") + "]")
+        said = f' "{message}"' if message else ""
+        self.log.append(
+            f"{role}{said} [{kind}" + (f": {self._text(rest[0])} -> {self._text(rest[1])}" if rest else "") + "]"
+        )
         self.turns += 1
 
     def rewards(self) -> dict[str, float]:
@@ -164,5 +175,7 @@ class Negotiation(Game):
         return [self._values_phrase(self.roles.index(role))]
 
     def info(self) -> dict:
-        return {"trades": sum("[accept" in line for line in self.log),
-                "gain": [round(self._worth(i) - self.start[i], 2) for i in range(2)]}
+        return {
+            "trades": sum("[accept" in line for line in self.log),
+            "gain": [round(self._worth(i) - self.start[i], 2) for i in range(2)],
+        }

@@ -21,11 +21,12 @@ import itertools
 import random
 import re
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from selfplay.games import exact
-from selfplay.games.core import WIN_LOSE_RANGES as WIN_LOSE, Failure, Game, InvalidAction, Outcome, Turn, system, user
+from selfplay.games.core import WIN_LOSE_RANGES as WIN_LOSE
+from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, system, user
 from selfplay.games.registry import optional_package
 
 PREFIX = "openspiel:"
@@ -60,7 +61,7 @@ def _quiet_stderr():
         os.close(null)
 
 
-@lru_cache(maxsize=None)
+@cache
 def openspiel_game(spec: str) -> type[Game]:
     """The selfplay game class of OpenSpiel's ``spec`` (``kuhn_poker``, ``goofspiel(num_cards=4)``, ...)."""
     pyspiel = _pyspiel()
@@ -81,21 +82,36 @@ def openspiel_game(spec: str) -> type[Game]:
         raise ValueError(f"OpenSpiel cannot load {spec!r}: {str(exc).splitlines()[0]}") from None
     info = game.get_type()
     if info.dynamics not in (pyspiel.GameType.Dynamics.SEQUENTIAL, pyspiel.GameType.Dynamics.SIMULTANEOUS):
-        raise ValueError(f"OpenSpiel's {spec!r} is not supported: its dynamics are {info.dynamics.name.lower()} (a "
-                         f"mean-field game models a population, not players); selfplay plays sequential and "
-                         f"simultaneous-move games")
-    kinds = {pyspiel.GameType.Utility.ZERO_SUM: "zero_sum", pyspiel.GameType.Utility.CONSTANT_SUM: "constant_sum",
-             pyspiel.GameType.Utility.IDENTICAL: "cooperative", pyspiel.GameType.Utility.GENERAL_SUM: "general_sum"}
+        raise ValueError(
+            f"OpenSpiel's {spec!r} is not supported: its dynamics are {info.dynamics.name.lower()} (a "
+            f"mean-field game models a population, not players); selfplay plays sequential and "
+            f"simultaneous-move games"
+        )
+    kinds = {
+        pyspiel.GameType.Utility.ZERO_SUM: "zero_sum",
+        pyspiel.GameType.Utility.CONSTANT_SUM: "constant_sum",
+        pyspiel.GameType.Utility.IDENTICAL: "cooperative",
+        pyspiel.GameType.Utility.GENERAL_SUM: "general_sum",
+    }
     low, high = float(game.min_utility()), float(game.max_utility())
     kind = kinds.get(info.utility, "general_sum")
     roles = tuple(f"player_{i}" for i in range(game.num_players()))
     attributes = {
-        "name": PREFIX + spec, "description": f"OpenSpiel's {info.long_name}", "roles": roles,
-        "zero_sum": kind == "zero_sum", "reward_range": (low, high),
-        "outcome_inferred": True, "outcome": Outcome(kind, win_lose=kind != "cooperative" and (low, high) in WIN_LOSE,
-                                                     total=float(game.utility_sum()) if kind == "constant_sum" else 0.0),
-        "max_turns": max(1, game.max_game_length()) + 1, "check_seeds": 100,
-        "action_format": "one legal action in square brackets, as listed", "spiel": game,
+        "name": PREFIX + spec,
+        "description": f"OpenSpiel's {info.long_name}",
+        "roles": roles,
+        "zero_sum": kind == "zero_sum",
+        "reward_range": (low, high),
+        "outcome_inferred": True,
+        "outcome": Outcome(
+            kind,
+            win_lose=kind != "cooperative" and (low, high) in WIN_LOSE,
+            total=float(game.utility_sum()) if kind == "constant_sum" else 0.0,
+        ),
+        "max_turns": max(1, game.max_game_length()) + 1,
+        "check_seeds": 100,
+        "action_format": "one legal action in square brackets, as listed",
+        "spiel": game,
         "info_state": info.provides_information_state_string,
         "options_hint": "OpenSpiel parameters go in the name, e.g. openspiel:kuhn_poker(players=3)",
     }
@@ -162,9 +178,11 @@ def _cfr_expert(cls: type) -> exact.Policy:
     tree = exact.build_tree(cls)
     iterations = max(50, min(1000, CFR_WORK // len(tree.nodes)))
     policy = exact.cfr(tree, iterations)
-    print(f"{cls.name}: expert = CFR+ average strategy after {iterations} iterations, exploitability "
-          f"{exact.exploitability(tree, policy).exploitability:.4f} ({time.perf_counter() - start:.1f} s)",
-          file=sys.stderr)
+    print(
+        f"{cls.name}: expert = CFR+ average strategy after {iterations} iterations, exploitability "
+        f"{exact.exploitability(tree, policy).exploitability:.4f} ({time.perf_counter() - start:.1f} s)",
+        file=sys.stderr,
+    )
     return policy
 
 
@@ -249,9 +267,13 @@ class OpenSpielGame(Game):
         else:
             seen = self.state.information_state_string(seat) if self.info_state else self.state.observation_string(seat)
         legal = ", ".join(f"[{a}]" for a in self._actions(role)) if not self.state.is_terminal() else "none"
-        return [system(f"You are playing {self.description} (OpenSpiel) as {role}, one of {len(self.roles)} players. "
-                       f"Answer with {self.action_format}."),
-                user(f"What you know: {seen}\nLegal actions: {legal}.")]
+        return [
+            system(
+                f"You are playing {self.description} (OpenSpiel) as {role}, one of {len(self.roles)} players. "
+                f"Answer with {self.action_format}."
+            ),
+            user(f"What you know: {seen}\nLegal actions: {legal}."),
+        ]
 
     def compact_observation(self, role: str) -> str:
         seat = self._seat(role)
@@ -264,16 +286,18 @@ class OpenSpielGame(Game):
     def parse(self, role: str, text: str) -> int:
         actions = self._actions(role)
         # the exact spelling first: chess's [Bxc4] (bishop) and [bxc4] (pawn) differ only in case
-        named = [label for label in actions if f"[{label}]" in text] or \
-            [label for label in actions if f"[{label}]".lower() in text.lower()]
+        named = [label for label in actions if f"[{label}]" in text] or [
+            label for label in actions if f"[{label}]".lower() in text.lower()
+        ]
         if len(named) > 1:  # "[Bet]" inside "[Bet 2]": prefer the longest label named
             longest = max(len(n) for n in named)
             named = [n for n in named if len(n) == longest]
         if len(named) != 1:
             inner = re.findall(r"\[([^\]]*)\]", text)
             if len(inner) == 1 and inner[0]:
-                raise InvalidAction(Failure.ILLEGAL, f"[{inner[0]}] is not legal now; legal: "
-                                                     f"{', '.join(f'[{a}]' for a in actions)}")
+                raise InvalidAction(
+                    Failure.ILLEGAL, f"[{inner[0]}] is not legal now; legal: {', '.join(f'[{a}]' for a in actions)}"
+                )
             raise InvalidAction(Failure.PARSE_ERROR, f"expected {self.action_format}, got {text[:60]!r}")
         return actions[named[0]]
 

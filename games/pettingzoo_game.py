@@ -17,7 +17,7 @@ import importlib
 import random
 import re
 import warnings
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, system, user
@@ -26,7 +26,7 @@ from selfplay.games.registry import optional_package
 PREFIX = "pettingzoo:"
 
 
-@lru_cache(maxsize=None)
+@cache
 def pettingzoo_game(spec: str) -> type[Game]:
     """The selfplay game class of ``pettingzoo.<spec>`` (an AEC environment module with ``env()``)."""
     if not re.fullmatch(r"[a-z_]+\.[a-z0-9_]+", spec):
@@ -39,8 +39,10 @@ def pettingzoo_game(spec: str) -> type[Game]:
     except ModuleNotFoundError as exc:
         if (exc.name or "").startswith("pettingzoo"):
             raise ValueError(f"PettingZoo has no environment {spec!r}") from None
-        raise ValueError(f"PettingZoo's {spec} needs the package {exc.name!r}, which selfplay's extra does not "
-                         f"install: pip install {exc.name.partition('.')[0]} (PettingZoo's own extras list it)") from None
+        raise ValueError(
+            f"PettingZoo's {spec} needs the package {exc.name!r}, which selfplay's extra does not "
+            f"install: pip install {exc.name.partition('.')[0]} (PettingZoo's own extras list it)"
+        ) from None
     except ImportError as exc:  # e.g. a family PettingZoo moved out ("MPE has been moved into its own package")
         raise ValueError(f"PettingZoo's {spec} cannot be imported: {exc}") from None
     if not callable(getattr(module, "env", None)):
@@ -51,9 +53,19 @@ def pettingzoo_game(spec: str) -> type[Game]:
     except Exception as exc:  # noqa: BLE001 - e.g. hanabi_v5 raises ImportError from its constructor
         raise ValueError(f"PettingZoo's {spec} cannot start: {type(exc).__name__}: {exc}") from None
     roles = tuple(env.possible_agents)
-    attributes = {"name": PREFIX + spec, "description": f"PettingZoo's {spec}", "roles": roles, "module": module,
-                  "zero_sum": False, "reward_range": (-1.0, 1.0), "outcome_inferred": True, "outcome": Outcome("general_sum", win_lose=True),
-                  "max_turns": 1000, "check_seeds": 30, "action_format": "one legal action number in brackets, like [3]"}
+    attributes = {
+        "name": PREFIX + spec,
+        "description": f"PettingZoo's {spec}",
+        "roles": roles,
+        "module": module,
+        "zero_sum": False,
+        "reward_range": (-1.0, 1.0),
+        "outcome_inferred": True,
+        "outcome": Outcome("general_sum", win_lose=True),
+        "max_turns": 1000,
+        "check_seeds": 30,
+        "action_format": "one legal action number in brackets, like [3]",
+    }
     return type(f"PettingZoo_{re.sub(r'[^0-9a-zA-Z]', '_', spec)}", (PettingZooGame,), attributes)
 
 
@@ -80,8 +92,9 @@ class PettingZooGame(Game):
     def _settle(self) -> None:
         """Record each agent's accumulated reward, then let finished agents leave (AEC steps them with None)."""
         self.totals.update({a: float(v) for a, v in self.env._cumulative_rewards.items()})
-        while self.env.agents and (self.env.terminations.get(self.env.agent_selection)
-                                   or self.env.truncations.get(self.env.agent_selection)):
+        while self.env.agents and (
+            self.env.terminations.get(self.env.agent_selection) or self.env.truncations.get(self.env.agent_selection)
+        ):
             self.env.step(None)
             self.totals.update({a: float(v) for a, v in self.env._cumulative_rewards.items()})
 
@@ -98,8 +111,10 @@ class PettingZooGame(Game):
         observation = self.env.observe(role)
         seen = observation["observation"] if isinstance(observation, dict) else observation
         legal = ", ".join(f"[{a}]" for a in self._legal(role)) if self.env.agents else "none"
-        return [system(f"You are {role} in {self.description} (PettingZoo). Answer with {self.action_format}."),
-                user(f"Your observation:\n{_text(seen)}\nLegal actions: {legal}.")]
+        return [
+            system(f"You are {role} in {self.description} (PettingZoo). Answer with {self.action_format}."),
+            user(f"Your observation:\n{_text(seen)}\nLegal actions: {legal}."),
+        ]
 
     def legal_actions(self, role: str) -> list[str]:
         return [f"[{a}]" for a in self._legal(role)]

@@ -19,11 +19,27 @@ def optional_package(module: str, games: str, package: str, extra: str):
     except ImportError:
         raise ValueError(f"{games} games need the optional package {package}: pip install -e .[{extra}]") from None
 
+
 ENTRY_POINT_GROUP = "selfplay.games"
 _REGISTRY: dict[str, type[Game]] = {}
-_BUILTINS = tuple(f"selfplay.games.{name}" for name in ("tictactoe", "kuhn_poker", "leduc_poker", "liars_dice", "creator_solver",
-                                                          "sneaky_critic", "arithmetic", "teacher_student", "goofspiel",
-                                                          "signalling", "kuhn3", "negotiation", "debate"))
+_BUILTINS = tuple(
+    f"selfplay.games.{name}"
+    for name in (
+        "tictactoe",
+        "kuhn_poker",
+        "leduc_poker",
+        "liars_dice",
+        "creator_solver",
+        "sneaky_critic",
+        "arithmetic",
+        "teacher_student",
+        "goofspiel",
+        "signalling",
+        "kuhn3",
+        "negotiation",
+        "debate",
+    )
+)
 _loaded = False
 
 
@@ -81,12 +97,17 @@ def _load_file(target: str):
 def _only_game_in(target: str) -> type[Game]:
     """``file.py`` without ``:Class``: the one game class the file defines."""
     module = _load_file(target)
-    found = [c for c in vars(module).values()
-             if isinstance(c, type) and issubclass(c, Game) and c is not Game and c.__module__ == module.__name__]
+    found = [
+        c
+        for c in vars(module).values()
+        if isinstance(c, type) and issubclass(c, Game) and c is not Game and c.__module__ == module.__name__
+    ]
     if len(found) != 1:
         names = ", ".join(c.__name__ for c in found)
-        raise ValueError(f"game file {target!r} defines {f'several games ({names})' if found else 'no Game subclass'}: "
-                         f"name one as '{target}:CLASS'")
+        raise ValueError(
+            f"game file {target!r} defines {f'several games ({names})' if found else 'no Game subclass'}: "
+            f"name one as '{target}:CLASS'"
+        )
     validate_game_class(found[0])
     return found[0]
 
@@ -115,22 +136,24 @@ def game_class(spec: str) -> type[Game]:
     if spec.startswith("openspiel:"):
         from selfplay.games.openspiel import openspiel_game
 
-        return openspiel_game(spec[len("openspiel:"):])
+        return openspiel_game(spec[len("openspiel:") :])
     if spec.startswith("pettingzoo:"):
         from selfplay.games.pettingzoo_game import pettingzoo_game
 
-        return pettingzoo_game(spec[len("pettingzoo:"):])
+        return pettingzoo_game(spec[len("pettingzoo:") :])
     if spec.startswith("textarena:"):
         from selfplay.games.textarena_game import textarena_game
 
-        return textarena_game(spec[len("textarena:"):])
+        return textarena_game(spec[len("textarena:") :])
     if ":" in spec:
         return _load_from_spec(spec)
     if spec.endswith(".py"):
         return _only_game_in(spec)
     games = registered_games()
     if spec not in games:
-        raise ValueError(f"unknown game {spec!r}: expected one of {', '.join(games)} or a 'module:Class' / 'file.py:Class' / 'file.py' spec")
+        raise ValueError(
+            f"unknown game {spec!r}: expected one of {', '.join(games)} or a 'module:Class' / 'file.py:Class' / 'file.py' spec"
+        )
     return games[spec]
 
 

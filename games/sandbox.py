@@ -43,7 +43,6 @@ import queue
 import select
 import shlex
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -96,7 +95,7 @@ class Execution:
 
 
 # -- launching one isolated worker ------------------------------------------------------------------------------
-_SCRIPT = r'''
+_SCRIPT = r"""
 set -eu
 R=/tmp/root
 $MOUNT -t tmpfs -o size=1m,mode=0755 selfplay-base /tmp
@@ -114,7 +113,7 @@ $MOUNT -t tmpfs -o size=$TMP_MB,mode=1777,nosuid,nodev selfplay-tmp "$R/tmp"
 $MOUNT -o remount,ro,nosuid,nodev /tmp 2>/dev/null || $MOUNT -o remount,bind,ro /tmp
 cd "$R"
 exec $ENV -i $CHROOT "$R" $SETPRIV $PRIVS -- "$PYTHON" -I -S -c "$1" "$2" isolated $DROP
-'''
+"""
 
 
 def _tool(name: str) -> str:
@@ -134,8 +133,21 @@ def _launch_argv(marker: str) -> list[str]:
         raise SandboxUnavailable(f"the sandbox needs Linux namespaces; this is {sys.platform}")
     python = os.path.realpath(sys.executable)
     prefix = os.path.realpath(sys.base_prefix)
-    views = ["/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin", "/etc/ld.so.cache",
-             "/dev/null", "/dev/zero", "/dev/random", "/dev/urandom", prefix]
+    views = [
+        "/usr",
+        "/lib",
+        "/lib64",
+        "/lib32",
+        "/libx32",
+        "/bin",
+        "/sbin",
+        "/etc/ld.so.cache",
+        "/dev/null",
+        "/dev/zero",
+        "/dev/random",
+        "/dev/urandom",
+        prefix,
+    ]
     if not python.startswith(prefix + os.sep):
         views.append(os.path.dirname(python))
     stdlib = os.path.realpath(sysconfig.get_paths(vars={"base": prefix, "platbase": prefix})["stdlib"])
@@ -143,10 +155,21 @@ def _launch_argv(marker: str) -> list[str]:
     root = os.geteuid() == 0
     # as root, the worker keeps only CAP_SETUID/CAP_SETGID to drop to NOBODY itself after exec (which also makes it
     # non-dumpable); in a user namespace it stays root there, with no capability at all
-    privs = "--inh-caps=-all --no-new-privs " + ("--bounding-set=-all,+setuid,+setgid" if root else "--bounding-set=-all")
-    env = {"MOUNT": _tool("mount"), "CHROOT": _tool("chroot"), "ENV": _tool("env"), "SETPRIV": _tool("setpriv"), "PRIVS": privs,
-           "PYTHON": python, "VIEWS": " ".join(shlex.quote(v) for v in views),
-           "HIDE": " ".join(shlex.quote(h) for h in hide), "TMP_MB": "64m", "DROP": str(NOBODY) if root else ""}
+    privs = "--inh-caps=-all --no-new-privs " + (
+        "--bounding-set=-all,+setuid,+setgid" if root else "--bounding-set=-all"
+    )
+    env = {
+        "MOUNT": _tool("mount"),
+        "CHROOT": _tool("chroot"),
+        "ENV": _tool("env"),
+        "SETPRIV": _tool("setpriv"),
+        "PRIVS": privs,
+        "PYTHON": python,
+        "VIEWS": " ".join(shlex.quote(v) for v in views),
+        "HIDE": " ".join(shlex.quote(h) for h in hide),
+        "TMP_MB": "64m",
+        "DROP": str(NOBODY) if root else "",
+    }
     script = _SCRIPT
     for key, value in env.items():
         script = script.replace(f"${key}", value if key in ("VIEWS", "HIDE", "PRIVS", "DROP") else shlex.quote(value))
@@ -163,6 +186,7 @@ def _fallback_argv(folder: str) -> list[str]:
 
 def _read_frame(fd: int, deadline: float) -> bytes | None:
     """One length-prefixed frame from ``fd`` by ``deadline``; None on end of input, timeout or an oversized frame."""
+
     def exactly(size: int) -> bytes | None:
         data = b""
         while len(data) < size:
@@ -194,8 +218,16 @@ class Worker:
         # a session of its own keeps a terminal's Ctrl-C for the trainer; the worker ends when the trainer does, as
         # its stdin closes (PR_SET_PDEATHSIG would follow the starting *thread*, which run_many's threads are)
         try:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         env={}, cwd="/", start_new_session=True, close_fds=True)
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={},
+                cwd="/",
+                start_new_session=True,
+                close_fds=True,
+            )
         except OSError as exc:
             self._cleanup()
             raise SandboxUnavailable(f"cannot start the sandbox: {exc}") from None
@@ -288,11 +320,19 @@ def _parse_verdict(raw: bytes | None) -> tuple[Execution, bool] | None:
         v = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError, UnicodeDecodeError):
         return None
-    if not isinstance(v, dict) or set(v) != _VERDICT_KEYS or v["status"] not in STATUSES or \
-            not isinstance(v["restart"], bool):
+    if (
+        not isinstance(v, dict)
+        or set(v) != _VERDICT_KEYS
+        or v["status"] not in STATUSES
+        or not isinstance(v["restart"], bool)
+    ):
         return None
-    if not isinstance(v["repr"], bool) or not isinstance(v["stdout"], str) or \
-            not isinstance(v["seconds"], (int, float)) or not (v["error"] is None or isinstance(v["error"], str)):
+    if (
+        not isinstance(v["repr"], bool)
+        or not isinstance(v["stdout"], str)
+        or not isinstance(v["seconds"], (int, float))
+        or not (v["error"] is None or isinstance(v["error"], str))
+    ):
         return None
     return Execution(v["status"], v["value"], v["repr"], v["stdout"], v["error"], float(v["seconds"])), v["restart"]
 
@@ -356,8 +396,10 @@ def _pool(size: int) -> Pool:
         if _POOL is None or _POOL.pid != os.getpid():
             insecure = os.environ.get(INSECURE_ENV, "").lower() == "insecure"
             if insecure:
-                msg = (f"{INSECURE_ENV}=insecure: untrusted code runs WITHOUT operating-system isolation (rlimits and "
-                       "an audit hook only); do not use this with models you do not trust")
+                msg = (
+                    f"{INSECURE_ENV}=insecure: untrusted code runs WITHOUT operating-system isolation (rlimits and "
+                    "an audit hook only); do not use this with models you do not trust"
+                )
                 warnings.warn(msg, RuntimeWarning, stacklevel=3)
                 print(f"selfplay: warning: {msg}", file=sys.stderr)
             _POOL = Pool(size, insecure)
@@ -372,7 +414,9 @@ def run_code(code: str, expression: str | None = None, limits: Limits = Limits()
     return _pool(1).run(code, expression, limits)
 
 
-def run_many(jobs: list[tuple[str, str | None]], limits: Limits = Limits(), workers: int | None = None) -> list[Execution]:
+def run_many(
+    jobs: list[tuple[str, str | None]], limits: Limits = Limits(), workers: int | None = None
+) -> list[Execution]:
     """Run many ``(code, expression)`` jobs on the pool's isolated workers; results in job order. One job's
     failure (even a worker it killed) is its own verdict; the others are unaffected."""
     size = max(1, min(16, workers or min(4, os.cpu_count() or 2)))
@@ -411,10 +455,11 @@ def isolation_report() -> tuple[bool, str]:
         worker = Worker()
     except SandboxUnavailable as exc:
         fallback = os.environ.get(INSECURE_ENV, "").lower() == "insecure"
-        return False, f"isolation unavailable: {exc}" + (f" ({INSECURE_ENV}=insecure is set: jobs run unisolated, "
-                                                          "with a warning)" if fallback else
-                                                          f"; untrusted code is refused (set {INSECURE_ENV}=insecure "
-                                                          "to run it without isolation)")
+        return False, f"isolation unavailable: {exc}" + (
+            f" ({INSECURE_ENV}=insecure is set: jobs run unisolated, with a warning)"
+            if fallback
+            else f"; untrusted code is refused (set {INSECURE_ENV}=insecure to run it without isolation)"
+        )
     try:
         result = worker.run("x = 20", "x + 22", Limits())
         seen = worker.hello.get("root_entries", [])
@@ -423,5 +468,7 @@ def isolation_report() -> tuple[bool, str]:
     user = "root inside a user namespace, no capabilities" if os.geteuid() != 0 else f"uid {NOBODY}, no capabilities"
     if (result.status, result.value) != ("OK", 42):
         return False, f"isolation started but a trivial job failed: {result.status} {result.error}"
-    return True, (f"isolation works: PID, network, mount, IPC and UTS namespaces via util-linux unshare; {user}, "
-                  f"no_new_privs; a read-only view of /{', /'.join(seen)} with a private /tmp")
+    return True, (
+        f"isolation works: PID, network, mount, IPC and UTS namespaces via util-linux unshare; {user}, "
+        f"no_new_privs; a read-only view of /{', /'.join(seen)} with a private /tmp"
+    )

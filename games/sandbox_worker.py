@@ -57,7 +57,7 @@ def write_frame(fd, obj):
     data = json.dumps(obj).encode()
     view = memoryview(struct.pack(">I", len(data)) + data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def depth_ok(value, limit=64):
@@ -85,7 +85,7 @@ def validate(raw, nonce):
         return None
     (size,) = struct.unpack(">I", raw[:4])
     if size == len(raw) - 4 - NONCE_BYTES:
-        body, trailer = raw[4:4 + size], raw[4 + size:]
+        body, trailer = raw[4 : 4 + size], raw[4 + size :]
     elif size == len(raw) - 4:  # a frame in the old shape, without a nonce: never the harness's
         body, trailer = raw[4:], b""
     else:  # nothing before or after the one frame
@@ -114,34 +114,132 @@ def _make_hook(tmp, forbidden, no_frame):
     ``__code__`` or ``__defaults__`` is itself an audited event it refuses, while other functions' stay settable, as
     ``collections.namedtuple(defaults=...)`` needs) and it calls no Python-level function, so code that patches
     modules, globals or builtins changes nothing it relies on."""
-    blocked = frozenset({
-        "socket.__new__", "socket.connect", "socket.bind", "socket.getaddrinfo", "socket.sendto", "subprocess.Popen",
-        "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "os.kill", "os.killpg",
-        "os.setuid", "os.setgid", "os.chroot", "resource.setrlimit", "resource.prlimit", "sys.addaudithook",
-        "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "ctypes.addressof", "ctypes.call_function",
-        "sys.remote_exec", "os.startfile", "pty.spawn", "_posixsubprocess.fork_exec", "mmap.__new__",
-        "os.mkfifo", "os.mknod", "os.setxattr", "os.removexattr", "os.symlink", "os.link", "os.chdir",
-        "sqlite3.connect", "readline.read_history_file", "readline.write_history_file",
-        "readline.append_history_file", "readline.read_init_file", "os.setpriority", "os.sched_setaffinity",
-        "os.sched_setscheduler", "os.sched_setparam", "os.pidfd_open", "signal.pthread_kill", "gc.get_objects",
-        "gc.get_referrers", "gc.get_referents", "code.__new__",
-        "sys.setprofile", "sys.settrace", "fcntl.ioctl", "os.chown", "os.lchown", "sys._current_frames",
-        "sys.monitoring.register_callback"})
+    blocked = frozenset(
+        {
+            "socket.__new__",
+            "socket.connect",
+            "socket.bind",
+            "socket.getaddrinfo",
+            "socket.sendto",
+            "subprocess.Popen",
+            "os.system",
+            "os.exec",
+            "os.posix_spawn",
+            "os.spawn",
+            "os.fork",
+            "os.forkpty",
+            "os.kill",
+            "os.killpg",
+            "os.setuid",
+            "os.setgid",
+            "os.chroot",
+            "resource.setrlimit",
+            "resource.prlimit",
+            "sys.addaudithook",
+            "ctypes.dlopen",
+            "ctypes.dlsym",
+            "ctypes.cdata",
+            "ctypes.addressof",
+            "ctypes.call_function",
+            "sys.remote_exec",
+            "os.startfile",
+            "pty.spawn",
+            "_posixsubprocess.fork_exec",
+            "mmap.__new__",
+            "os.mkfifo",
+            "os.mknod",
+            "os.setxattr",
+            "os.removexattr",
+            "os.symlink",
+            "os.link",
+            "os.chdir",
+            "sqlite3.connect",
+            "readline.read_history_file",
+            "readline.write_history_file",
+            "readline.append_history_file",
+            "readline.read_init_file",
+            "os.setpriority",
+            "os.sched_setaffinity",
+            "os.sched_setscheduler",
+            "os.sched_setparam",
+            "os.pidfd_open",
+            "signal.pthread_kill",
+            "gc.get_objects",
+            "gc.get_referrers",
+            "gc.get_referents",
+            "code.__new__",
+            "sys.setprofile",
+            "sys.settrace",
+            "fcntl.ioctl",
+            "os.chown",
+            "os.lchown",
+            "sys._current_frames",
+            "sys.monitoring.register_callback",
+        }
+    )
     # frames reach the harness's own frames (its sender, the job's expression, the nonce that marks its result):
     # sys._getframe is refused with a ValueError, which the standard library already expects from it
     frame_events = frozenset({"sys._getframe", "sys._getframemodulename"})
     frame_attrs = frozenset({"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"})
-    modules = frozenset({"ctypes", "_ctypes", "cffi", "_posixsubprocess", "_xxsubinterpreters", "_interpreters",
-                         "sqlite3", "_sqlite3", "readline", "_testcapi", "_testinternalcapi", "faulthandler"})
-    path_events = frozenset({"open", "os.remove", "os.rmdir", "os.rename", "os.mkdir", "os.chmod", "os.truncate",
-                             "os.utime", "shutil.rmtree", "os.listdir", "os.scandir", "os.listxattr", "os.getxattr"})
+    modules = frozenset(
+        {
+            "ctypes",
+            "_ctypes",
+            "cffi",
+            "_posixsubprocess",
+            "_xxsubinterpreters",
+            "_interpreters",
+            "sqlite3",
+            "_sqlite3",
+            "readline",
+            "_testcapi",
+            "_testinternalcapi",
+            "faulthandler",
+        }
+    )
+    path_events = frozenset(
+        {
+            "open",
+            "os.remove",
+            "os.rmdir",
+            "os.rename",
+            "os.mkdir",
+            "os.chmod",
+            "os.truncate",
+            "os.utime",
+            "shutil.rmtree",
+            "os.listdir",
+            "os.scandir",
+            "os.listxattr",
+            "os.getxattr",
+        }
+    )
     stdlib = tuple(p for p in sys.path if p)
 
-    def hook(event, args, _blocked=blocked, _modules=modules, _paths=path_events, _tmp=tmp, _stdlib=stdlib,
-             _forbidden=forbidden, _frames=frame_events, _frame_attrs=frame_attrs, _no_frame=no_frame,
-             _str=str, _bytes=bytes, _int=int, _isinstance=isinstance,
-             _exact=str.__getitem__, _all=slice(None), _decode=bytes.decode, _type=type,
-             _function=type(_make_hook), _guarded=("__code__", "__defaults__", "__kwdefaults__"), _self=None):
+    def hook(
+        event,
+        args,
+        _blocked=blocked,
+        _modules=modules,
+        _paths=path_events,
+        _tmp=tmp,
+        _stdlib=stdlib,
+        _forbidden=forbidden,
+        _frames=frame_events,
+        _frame_attrs=frame_attrs,
+        _no_frame=no_frame,
+        _str=str,
+        _bytes=bytes,
+        _int=int,
+        _isinstance=isinstance,
+        _exact=str.__getitem__,
+        _all=slice(None),
+        _decode=bytes.decode,
+        _type=type,
+        _function=type(_make_hook),
+        _guarded=("__code__", "__defaults__", "__kwdefaults__"),
+        _self=None,
+    ):
         if event in _blocked:
             raise _forbidden(event + " is not allowed in the sandbox")
         if event in _frames:
@@ -159,10 +257,14 @@ def _make_hook(tmp, forbidden, no_frame):
             return
         if event == "object.__setattr__":
             # type() and a real function's __code__ are read in C: no Python code of the job runs here
-            if _type(args[0]) is _function and args[0].__code__ is _self and \
-                    (_type(args[1]) is not _str or args[1] in _guarded):
-                raise _forbidden("replacing the audit hook's " + _exact(_str(args[1]), _all) + " is not allowed in "
-                                 "the sandbox")
+            if (
+                _type(args[0]) is _function
+                and args[0].__code__ is _self
+                and (_type(args[1]) is not _str or args[1] in _guarded)
+            ):
+                raise _forbidden(
+                    "replacing the audit hook's " + _exact(_str(args[1]), _all) + " is not allowed in the sandbox"
+                )
             return
         if event not in _paths or not args:
             return
@@ -180,17 +282,19 @@ def _make_hook(tmp, forbidden, no_frame):
         if not path.startswith("/") or path == _tmp or path.startswith(_tmp + "/"):
             return
         # listing a folder only reads it (the import system lists a package's folder to import its submodules)
-        writing = event not in ("open", "os.listdir", "os.scandir") or \
-            (event == "open" and ((args[1] and any(c in _str(args[1]) for c in "wax+")) or
-                                  (len(args) > 2 and args[2] & 0o3103)))  # O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND
-        reading_stdlib = not writing and \
-            any(path == p or path.startswith(p + "/") for p in _stdlib)
+        writing = event not in ("open", "os.listdir", "os.scandir") or (
+            event == "open"
+            and ((args[1] and any(c in _str(args[1]) for c in "wax+")) or (len(args) > 2 and args[2] & 0o3103))
+        )  # O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_APPEND
+        reading_stdlib = not writing and any(path == p or path.startswith(p + "/") for p in _stdlib)
         if reading_stdlib or (event == "open" and not writing and path in ("/dev/null", "/dev/urandom")):
             return
         raise _forbidden(event + " on " + repr(path) + " outside the sandbox")
 
     # the same function, holding its own code object as a default: the one function whose attributes it guards
-    return type(hook)(hook.__code__, hook.__globals__, "hook", hook.__defaults__[:-1] + (hook.__code__,), hook.__closure__)
+    return type(hook)(
+        hook.__code__, hook.__globals__, "hook", hook.__defaults__[:-1] + (hook.__code__,), hook.__closure__
+    )
 
 
 def _encoder():
@@ -254,7 +358,7 @@ def run_job(job, result_fd, nonce):
             body = to_bytes(encode({"status": "CRASH", "value": None, "repr": False, "error": "unserialisable result"}))
         frame = pack(">I", len(body)) + body + mark
         while frame:
-            frame = frame[write(result_fd, frame):]
+            frame = frame[write(result_fd, frame) :]
 
     code, expression = compile(job["code"], "<sandbox>", "exec"), job.get("expression")
     expression = compile(expression, "<expression>", "eval") if expression else None
@@ -276,7 +380,10 @@ def run_job(job, result_fd, nonce):
                 result["value"] = value
             except (TypeError, ValueError, RecursionError):
                 text = repr(value)
-                result["value"], result["repr"] = str.__getitem__(text if type(text) is str else "?", slice(0, 10000)), True
+                result["value"], result["repr"] = (
+                    str.__getitem__(text if type(text) is str else "?", slice(0, 10000)),
+                    True,
+                )
     except Forbidden as exc:
         result.update(status="FORBIDDEN", error=str.__getitem__(f"{exc}", slice(0, 2000)))
     except MemoryError:
@@ -309,11 +416,14 @@ def _child(job, result_fd, out_fd, nonce):
     os.chdir(JOB_DIR)
     sys.stdout = open(1, "w", closefd=False)
     sys.stderr = open(2, "w", closefd=False)
-    for name, value in (("RLIMIT_CPU", (limits["cpu_s"], limits["cpu_s"] + 1)),
-                        ("RLIMIT_AS", (limits["memory_mb"] * 2**20,) * 2),
-                        ("RLIMIT_FSIZE", (limits["output_bytes"],) * 2),
-                        ("RLIMIT_NOFILE", (limits["open_files"],) * 2),
-                        ("RLIMIT_CORE", (0, 0)), ("RLIMIT_NPROC", (0, 0))):
+    for name, value in (
+        ("RLIMIT_CPU", (limits["cpu_s"], limits["cpu_s"] + 1)),
+        ("RLIMIT_AS", (limits["memory_mb"] * 2**20,) * 2),
+        ("RLIMIT_FSIZE", (limits["output_bytes"],) * 2),
+        ("RLIMIT_NOFILE", (limits["open_files"],) * 2),
+        ("RLIMIT_CORE", (0, 0)),
+        ("RLIMIT_NPROC", (0, 0)),
+    ):
         resource.setrlimit(getattr(resource, name), value)
     run_job(job, result_fd, nonce)
 
@@ -409,32 +519,51 @@ def run_one(job):
 
 def _verdict(raw, status, timed_out, too_big, output, limits, nonce):
     if timed_out:
-        return {"status": "TIMEOUT", "value": None, "repr": False, "error": f"wall-clock limit of {limits['timeout_s']}s"}
+        return {
+            "status": "TIMEOUT",
+            "value": None,
+            "repr": False,
+            "error": f"wall-clock limit of {limits['timeout_s']}s",
+        }
     if too_big:
         return {"status": "CRASH", "value": None, "repr": False, "error": "the result exceeded 1,000,000 bytes"}
     signum = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
     if raw:
         result = validate(raw, nonce)
         if result is False:
-            return {"status": "FORBIDDEN", "value": None, "repr": False,
-                    "error": "the job wrote a result frame of its own: a forged verdict"}
+            return {
+                "status": "FORBIDDEN",
+                "value": None,
+                "repr": False,
+                "error": "the job wrote a result frame of its own: a forged verdict",
+            }
         if result is not None:
             return result
         return {"status": "CRASH", "value": None, "repr": False, "error": "the job sent a malformed result"}
-    kills = {signal.SIGXCPU: ("TIMEOUT", f"CPU limit of {limits['cpu_s']}s"),
-             signal.SIGKILL: ("TIMEOUT", f"CPU limit of {limits['cpu_s']}s"),
-             signal.SIGXFSZ: ("OUTPUT_LIMIT", f"output beyond {limits['output_bytes']} bytes")}
+    kills = {
+        signal.SIGXCPU: ("TIMEOUT", f"CPU limit of {limits['cpu_s']}s"),
+        signal.SIGKILL: ("TIMEOUT", f"CPU limit of {limits['cpu_s']}s"),
+        signal.SIGXFSZ: ("OUTPUT_LIMIT", f"output beyond {limits['output_bytes']} bytes"),
+    }
     if signum in kills:
         state, error = kills[signum]
         return {"status": state, "value": None, "repr": False, "error": error}
     if "MemoryError" in output:
         return {"status": "MEMORY", "value": None, "repr": False, "error": "MemoryError"}
     if len(output.encode()) >= limits["output_bytes"]:
-        return {"status": "OUTPUT_LIMIT", "value": None, "repr": False,
-                "error": f"output beyond {limits['output_bytes']} bytes"}
+        return {
+            "status": "OUTPUT_LIMIT",
+            "value": None,
+            "repr": False,
+            "error": f"output beyond {limits['output_bytes']} bytes",
+        }
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -(signum or 0)
-    return {"status": "CRASH", "value": None, "repr": False,
-            "error": f"the interpreter ended with code {code} and no result"}
+    return {
+        "status": "CRASH",
+        "value": None,
+        "repr": False,
+        "error": f"the interpreter ended with code {code} and no result",
+    }
 
 
 def _drop_privileges(uid):
@@ -456,9 +585,16 @@ def main():
     marker = sys.argv[1] if len(sys.argv) > 1 else ""
     if len(sys.argv) > 3 and sys.argv[3]:
         _drop_privileges(int(sys.argv[3]))
-    hello = {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "gid": os.getgid(),
-             "marker_visible": bool(marker) and os.path.exists(marker), "cwd": os.getcwd(),
-             "root_entries": sorted(os.listdir("/")), "groups": os.getgroups()}
+    hello = {
+        "ready": True,
+        "pid": os.getpid(),
+        "uid": os.getuid(),
+        "gid": os.getgid(),
+        "marker_visible": bool(marker) and os.path.exists(marker),
+        "cwd": os.getcwd(),
+        "root_entries": sorted(os.listdir("/")),
+        "groups": os.getgroups(),
+    }
     write_frame(1, hello)
     state = _own_state()
     while True:
@@ -469,8 +605,14 @@ def main():
             job = json.loads(body)
             verdict = run_one(job)
         except Exception as exc:  # noqa: BLE001 - a broken job frame must not end the worker
-            verdict = {"status": "CRASH", "value": None, "repr": False, "error": f"worker: {type(exc).__name__}: {exc}",
-                       "stdout": "", "seconds": 0.0}
+            verdict = {
+                "status": "CRASH",
+                "value": None,
+                "repr": False,
+                "error": f"worker: {type(exc).__name__}: {exc}",
+                "stdout": "",
+                "seconds": 0.0,
+            }
         restart = _own_state() != state  # a job reached this worker's priority, affinity or limits
         write_frame(1, {**verdict, "restart": restart})
         if restart:  # the pool starts a fresh worker in its place

@@ -23,7 +23,9 @@ WORDS = ("alpha", "beta", "gamma", "delta", "omega")
 @dataclass
 class Signalling(Game):
     name = "signalling"
-    description = "Cooperative signalling: a sender codes a hidden colour in a word, the receiver decodes it; team reward."
+    description = (
+        "Cooperative signalling: a sender codes a hidden colour in a word, the receiver decodes it; team reward."
+    )
     roles = ("sender", "receiver")
     reward_range = (0.0, 1.0)
     max_turns = 2
@@ -47,17 +49,29 @@ class Signalling(Game):
         return Turn("receiver") if self.guess is None else None
 
     def _options(self, role: str) -> list[str]:
-        return list(WORDS[:self.colours] if role == "sender" else COLOURS[:self.colours])
+        return list(WORDS[: self.colours] if role == "sender" else COLOURS[: self.colours])
 
     def observe(self, role: str) -> list:
-        rules = (f"You and a partner play a signalling game as one team. The sender sees a colour among "
-                 f"{', '.join(COLOURS[:self.colours])} and sends one word among {', '.join(WORDS[:self.colours])}; the "
-                 "receiver sees only the word and names a colour. The team scores 1 if it names the sender's colour.")
+        rules = (
+            f"You and a partner play a signalling game as one team. The sender sees a colour among "
+            f"{', '.join(COLOURS[: self.colours])} and sends one word among {', '.join(WORDS[: self.colours])}; the "
+            "receiver sees only the word and names a colour. The team scores 1 if it names the sender's colour."
+        )
         if role == "sender":
-            return [system(rules), user(f"You are the sender. The colour is {COLOURS[self.target]}. "
-                                        f"Send one of: {', '.join(f'[{w}]' for w in self._options(role))}.")]
-        return [system(rules), user(f"You are the receiver. The word is {self.word}. "
-                                    f"Name one of: {', '.join(f'[{c}]' for c in self._options(role))}.")]
+            return [
+                system(rules),
+                user(
+                    f"You are the sender. The colour is {COLOURS[self.target]}. "
+                    f"Send one of: {', '.join(f'[{w}]' for w in self._options(role))}."
+                ),
+            ]
+        return [
+            system(rules),
+            user(
+                f"You are the receiver. The word is {self.word}. "
+                f"Name one of: {', '.join(f'[{c}]' for c in self._options(role))}."
+            ),
+        ]
 
     def compact_observation(self, role: str) -> str:
         return f"S {COLOURS[self.target]}:" if role == "sender" else f"R {self.word}:"

@@ -95,18 +95,30 @@ class SneakyCritic(Game):
     def observe(self, role: str) -> list:
         if role == "generator" and self.structured:
             lines = "\n".join(f"Step {i + 1}: {render(s)}" for i, s in enumerate(self.chain))
-            return [system("You are the sneaky generator. Choose one step of this correct solution and a wrong result "
-                           "for it that a checker would miss. Answer with one of the choices, like 'STEP 2: 150'."),
-                    user(f"Solution:\n{lines}")]
+            return [
+                system(
+                    "You are the sneaky generator. Choose one step of this correct solution and a wrong result "
+                    "for it that a checker would miss. Answer with one of the choices, like 'STEP 2: 150'."
+                ),
+                user(f"Solution:\n{lines}"),
+            ]
         if role == "generator":
             lines = "\n".join(f"Step {i + 1}: {render(s)}" for i, s in enumerate(self.chain))
-            return [system("You are the sneaky generator. Rewrite one step of a correct solution so that it is "
-                           "wrong but looks right. Answer with one line 'STEP: a op b = c'."),
-                    user(f"Solution:\n{lines}\n\nRewrite step {self.target + 1}.")]
+            return [
+                system(
+                    "You are the sneaky generator. Rewrite one step of a correct solution so that it is "
+                    "wrong but looks right. Answer with one line 'STEP: a op b = c'."
+                ),
+                user(f"Solution:\n{lines}\n\nRewrite step {self.target + 1}."),
+            ]
         lines = "\n".join(f"Step {i + 1}: {render(s)}" for i, s in enumerate(self.shown or []))
-        return [system("You are the critic. Exactly one step of this solution is wrong (each step starts from "
-                       "the previous result). Answer with [step N]."),
-                user(f"Solution:\n{lines}")]
+        return [
+            system(
+                "You are the critic. Exactly one step of this solution is wrong (each step starts from "
+                "the previous result). Answer with [step N]."
+            ),
+            user(f"Solution:\n{lines}"),
+        ]
 
     def parse(self, role: str, text: str):
         if role == "generator" and self.structured:
@@ -179,8 +191,11 @@ class SneakyCritic(Game):
         return f"STEP: {a} {op} {b} = {c + rng.choice([-10, -2, -1, 1, 2, 10])}"
 
     def info(self) -> dict:
-        return {"target_step": self.target + 1, "caught": self.pick == self.target,
-                "sneaky_step_was_correct": self.sneaky_but_correct}
+        return {
+            "target_step": self.target + 1,
+            "caught": self.pick == self.target,
+            "sneaky_step_was_correct": self.sneaky_but_correct,
+        }
 
 
 @register

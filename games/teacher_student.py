@@ -27,10 +27,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from selfplay.games.arithmetic import (SKILLS, Arithmetic, answer_bounds, answer_values, make_task, slot_number,
-                                       slot_prompt)
-from selfplay.games.creator_solver import learnability
+from selfplay.games.arithmetic import (
+    SKILLS,
+    Arithmetic,
+    answer_bounds,
+    answer_values,
+    make_task,
+    slot_number,
+    slot_prompt,
+)
 from selfplay.games.core import Failure, InvalidAction, LearningProgress, WriterAnswerer, system, user
+from selfplay.games.creator_solver import learnability
 from selfplay.games.registry import register
 
 _FIELD = re.compile(r"^(SKILL|QUESTION|ANSWER):\s*(.+?)\s*$", re.MULTILINE)
@@ -42,6 +49,7 @@ _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
 
 def evaluate(expression: str) -> int:
     """The value of an integer + - * expression with parentheses; ValueError for anything else."""
+
     def value(node: ast.AST) -> int:
         if isinstance(node, ast.Constant) and type(node.value) is int and abs(node.value) < 10**9:
             return node.value
@@ -50,6 +58,7 @@ def evaluate(expression: str) -> int:
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -value(node.operand)
         raise ValueError(f"only integers, + - * and parentheses are allowed, found {type(node).__name__}")
+
     try:
         return value(ast.parse(expression, mode="eval").body)
     except SyntaxError as exc:
@@ -67,12 +76,15 @@ class TeacherStudent(WriterAnswerer):
     reward_range = (-1.0, 1.0)
     max_turns = 2
     task_fields: ClassVar[tuple[str, ...]] = ("skill", "question")  # what the teacher wrote (collapse monitor)
-    action_format: ClassVar[str] = ("teacher: lines 'SKILL: <skill>', 'QUESTION: <expression>', 'ANSWER: <integer>'; "
-                                    "student: 'ANSWER: <integer>'")
+    action_format: ClassVar[str] = (
+        "teacher: lines 'SKILL: <skill>', 'QUESTION: <expression>', 'ANSWER: <integer>'; student: 'ANSWER: <integer>'"
+    )
     samples: int = 4
     malformed_penalty: float = -1.0
     student_results: dict[str, list[float]] = field(default_factory=dict)  # skill -> [solved, tried], from the trainer
-    teacher_reward: str = "proxy"  # proxy (1 - 2|p - 1/2|) | progress (the student's held-out gain, measured by the trainer)
+    teacher_reward: str = (
+        "proxy"  # proxy (1 - 2|p - 1/2|) | progress (the student's held-out gain, measured by the trainer)
+    )
     probe_size: int = 16  # held-out problems per skill for the progress reward
     probe_digits: int = 2  # their size
     formats: str = "free"  # free: written exercises and 'ANSWER:' lines | structured: chosen categories, a slot
@@ -83,8 +95,10 @@ class TeacherStudent(WriterAnswerer):
         if self.formats not in FORMATS:
             raise ValueError(f"teacher_student formats={self.formats!r}: expected one of {', '.join(FORMATS)}")
         if self.probe_size < 1 or not 1 <= self.probe_digits <= 9:
-            raise ValueError(f"teacher_student probe_size={self.probe_size}, probe_digits={self.probe_digits}: "
-                             "expected probe_size >= 1 and 1-9 digits")
+            raise ValueError(
+                f"teacher_student probe_size={self.probe_size}, probe_digits={self.probe_digits}: "
+                "expected probe_size >= 1 and 1-9 digits"
+            )
 
     @classmethod
     def learning_progress(cls, options: dict[str, Any]) -> LearningProgress | None:
@@ -93,10 +107,19 @@ class TeacherStudent(WriterAnswerer):
         if game.teacher_reward != "progress":
             return None
         slot = {"answer_format": "slot", "split": "heldout"} if game.structured else {}
-        probes = {skill: [({"skill": skill, "digits": game.probe_digits, **slot}, 30_000_000 + i)
-                          for i in range(game.probe_size)] for skill in SKILLS}
-        return LearningProgress("teacher", "student", lambda **o: Arithmetic(samples=1, **o), probes,
-                                lambda info: info.get("skill") if info.get("malformed") is None else None)
+        probes = {
+            skill: [
+                ({"skill": skill, "digits": game.probe_digits, **slot}, 30_000_000 + i) for i in range(game.probe_size)
+            ]
+            for skill in SKILLS
+        }
+        return LearningProgress(
+            "teacher",
+            "student",
+            lambda **o: Arithmetic(samples=1, **o),
+            probes,
+            lambda info: info.get("skill") if info.get("malformed") is None else None,
+        )
 
     def reset(self, seed: int) -> None:
         self.seed_rng(seed)
@@ -127,15 +150,25 @@ class TeacherStudent(WriterAnswerer):
 
     def observe(self, role: str) -> list:
         if role == "teacher" and self.structured:
-            return [system("You are a teacher. Choose the kind of exercise that helps the student most: a weak skill, "
-                           "at a size the student solves about half the time. Answer with one of the listed choices, "
-                           "like 'SKILL: add DIGITS: 2'."),
-                    user(f"Skills: {', '.join(SKILLS)}; sizes: {', '.join(map(str, LEVELS))} digits.\n"
-                         f"The student's recent results: {self._results_text()}.")]
+            return [
+                system(
+                    "You are a teacher. Choose the kind of exercise that helps the student most: a weak skill, "
+                    "at a size the student solves about half the time. Answer with one of the listed choices, "
+                    "like 'SKILL: add DIGITS: 2'."
+                ),
+                user(
+                    f"Skills: {', '.join(SKILLS)}; sizes: {', '.join(map(str, LEVELS))} digits.\n"
+                    f"The student's recent results: {self._results_text()}."
+                ),
+            ]
         if role == "teacher":
-            return [system("You are a teacher. Write one exercise that helps the student most: aim at a weak skill "
-                           f"and at a level the student solves about half the time. Answer with {self.action_format}."),
-                    user(f"Skills: {', '.join(SKILLS)}.\nThe student's recent results: {self._results_text()}.")]
+            return [
+                system(
+                    "You are a teacher. Write one exercise that helps the student most: aim at a weak skill "
+                    f"and at a level the student solves about half the time. Answer with {self.action_format}."
+                ),
+                user(f"Skills: {', '.join(SKILLS)}.\nThe student's recent results: {self._results_text()}."),
+            ]
         if self.structured and self.exercise:
             return slot_prompt(self.exercise[1])  # word for word the held-out quiz's
         task = f"Compute {self.exercise[1]}." if self.exercise else "No exercise yet."
@@ -158,8 +191,9 @@ class TeacherStudent(WriterAnswerer):
             return slot_number(text)
         match = _CHOICE.search(text)
         if not match or f"SKILL: {match.group(1)} DIGITS: {match.group(2)}" not in self.legal_actions("teacher"):
-            raise InvalidAction(Failure.PARSE_ERROR, f"expected one of the choices, like 'SKILL: add DIGITS: 2', "
-                                                     f"got {text[:60]!r}")
+            raise InvalidAction(
+                Failure.PARSE_ERROR, f"expected one of the choices, like 'SKILL: add DIGITS: 2', got {text[:60]!r}"
+            )
         return match.group(1), int(match.group(2))
 
     def step(self, role: str, actions: list) -> list[float] | None:
@@ -185,11 +219,16 @@ class TeacherStudent(WriterAnswerer):
 
     def info(self) -> dict:
         skill, question, answer = self.exercise or (None, None, None)
-        return {"skill": skill, "question": question, "answer": answer, "malformed": self.malformed,
-                **({"digits": self.level} if self.structured else {}),
-                "solved": sum(self.outcomes) if self.outcomes else None,
-                "tried": len(self.outcomes) if self.outcomes else None,
-                "solve_rate": self.success_rate() if self.outcomes else None}
+        return {
+            "skill": skill,
+            "question": question,
+            "answer": answer,
+            "malformed": self.malformed,
+            **({"digits": self.level} if self.structured else {}),
+            "solved": sum(self.outcomes) if self.outcomes else None,
+            "tried": len(self.outcomes) if self.outcomes else None,
+            "solve_rate": self.success_rate() if self.outcomes else None,
+        }
 
     # -- scripted agents ----------------------------------------------------------------------------------
     def random_action(self, role: str, rng: random.Random) -> str:
@@ -208,7 +247,11 @@ class TeacherStudent(WriterAnswerer):
         if role == "student":
             return str(self.exercise[2]) if self.structured else f"ANSWER: {self.exercise[2]}"
         untried = [s for s in SKILLS if s not in self.student_results or not self.student_results[s][1]]
-        skill = untried[0] if untried else min(SKILLS, key=lambda s: self.student_results[s][0] / self.student_results[s][1])
+        skill = (
+            untried[0]
+            if untried
+            else min(SKILLS, key=lambda s: self.student_results[s][0] / self.student_results[s][1])
+        )
         if self.structured:
             return f"SKILL: {skill} DIGITS: 2"
         question, answer = make_task(skill, 2, rng)
@@ -228,8 +271,11 @@ class TeacherStudent(WriterAnswerer):
     @classmethod
     def context_options(cls, totals: dict[str, float]) -> dict[str, Any]:
         """Game options for the next step: ``student_results`` from summed ``context_stats``."""
-        return {"student_results": {s: [totals[f"solved|{s}"], totals[f"tried|{s}"]] for s in SKILLS
-                                    if totals.get(f"tried|{s}")}}
+        return {
+            "student_results": {
+                s: [totals[f"solved|{s}"], totals[f"tried|{s}"]] for s in SKILLS if totals.get(f"tried|{s}")
+            }
+        }
 
     # -- checks -------------------------------------------------------------------------------------------
     def _check_exercise(self, exercise: tuple[str, str, str] | None) -> None:
@@ -253,4 +299,6 @@ class TeacherStudent(WriterAnswerer):
     def _results_text(self) -> str:
         if not self.student_results:
             return "none yet"
-        return ", ".join(f"{s} {int(solved)}/{int(tried)} solved" for s, (solved, tried) in sorted(self.student_results.items()))
+        return ", ".join(
+            f"{s} {int(solved)}/{int(tried)} solved" for s, (solved, tried) in sorted(self.student_results.items())
+        )

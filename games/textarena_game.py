@@ -22,7 +22,7 @@ import importlib.util
 import random
 import re
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, user
@@ -40,33 +40,48 @@ def _textarena():
     return optional_package("textarena", "TextArena", "textarena", "textarena")
 
 
-@lru_cache(maxsize=None)
+@cache
 def textarena_game(spec: str) -> type[Game]:
     """The selfplay game class of TextArena's ``spec`` (an environment id, optionally ``(players=N)``)."""
     ta = _textarena()
     match = _SPEC.match(spec)
     if not match:
-        raise ValueError(f"TextArena game {spec!r}: expected ENV_ID or ENV_ID(players=N, max_turns=N), e.g. TicTacToe-v0")
+        raise ValueError(
+            f"TextArena game {spec!r}: expected ENV_ID or ENV_ID(players=N, max_turns=N), e.g. TicTacToe-v0"
+        )
     env_id = match.group(1)
     params: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in (match.group(2) or "").split(","))):
         key, _, value = part.partition("=")
         if key.strip() not in SPEC_KEYS or not value.strip().isdigit() or int(value) < 1:
-            raise ValueError(f"TextArena game {spec!r}: {part!r} is not a setting; expected "
-                             f"{' or '.join(f'{k}=N' for k in SPEC_KEYS)} with N >= 1")
+            raise ValueError(
+                f"TextArena game {spec!r}: {part!r} is not a setting; expected "
+                f"{' or '.join(f'{k}=N' for k in SPEC_KEYS)} with N >= 1"
+            )
         params[key.strip()] = int(value)
     from textarena.envs.registration import ENV_REGISTRY
 
     if env_id not in ENV_REGISTRY:
         close = [n for n in ENV_REGISTRY if n.lower().startswith(env_id.lower()[:5])][:5]
-        raise ValueError(f"TextArena has no environment {env_id!r}" + (f"; similar: {', '.join(close)}" if close else ""))
+        raise ValueError(
+            f"TextArena has no environment {env_id!r}" + (f"; similar: {', '.join(close)}" if close else "")
+        )
     players = params.get("players") or _players(ta, env_id)
-    attributes = {"name": PREFIX + spec, "description": f"TextArena's {env_id}", "env_id": env_id, "ta": ta,
-                  "roles": tuple(f"player_{i}" for i in range(players)), "zero_sum": False,
-                  "reward_range": (-1.0, 1.0), "outcome_inferred": True, "outcome": Outcome("general_sum", win_lose=True),
-                  "max_turns": params.get("max_turns", MAX_TURNS),
-                  "options_hint": "TextArena settings go in the name, e.g. textarena:TicTacToe-v0(max_turns=50)",
-                  "check_seeds": 20, "action_format": "your move in square brackets, as the game describes"}
+    attributes = {
+        "name": PREFIX + spec,
+        "description": f"TextArena's {env_id}",
+        "env_id": env_id,
+        "ta": ta,
+        "roles": tuple(f"player_{i}" for i in range(players)),
+        "zero_sum": False,
+        "reward_range": (-1.0, 1.0),
+        "outcome_inferred": True,
+        "outcome": Outcome("general_sum", win_lose=True),
+        "max_turns": params.get("max_turns", MAX_TURNS),
+        "options_hint": "TextArena settings go in the name, e.g. textarena:TicTacToe-v0(max_turns=50)",
+        "check_seeds": 20,
+        "action_format": "your move in square brackets, as the game describes",
+    }
     return type(f"TextArena_{re.sub(r'[^0-9a-zA-Z]', '_', spec)}", (TextArenaGame,), attributes)
 
 
@@ -87,14 +102,19 @@ def _players(ta: Any, env_id: str) -> int:
             except AssertionError as exc:  # TextArena asserts on the number of players
                 first_error = first_error or exc
             except Exception as exc:  # noqa: BLE001 - an environment that cannot start at all (its own bug, a key)
-                hint = (" (NLTK data it needs is not installed, and selfplay downloads nothing at run time: "
-                        "python -m nltk.downloader words averaged_perceptron_tagger_eng)"
-                        if isinstance(exc, LookupError) else "")
+                hint = (
+                    " (NLTK data it needs is not installed, and selfplay downloads nothing at run time: "
+                    "python -m nltk.downloader words averaged_perceptron_tagger_eng)"
+                    if isinstance(exc, LookupError)
+                    else ""
+                )
                 raise ValueError(f"TextArena's {env_id} cannot start: {_first_line(exc)}{hint}") from None
     finally:
         random.setstate(outside)
-    raise ValueError(f"TextArena's {env_id} did not start with {', '.join(map(str, PLAYER_COUNTS))} players: "
-                     f"{_first_line(first_error)}")
+    raise ValueError(
+        f"TextArena's {env_id} did not start with {', '.join(map(str, PLAYER_COUNTS))} players: "
+        f"{_first_line(first_error)}"
+    )
 
 
 @contextmanager
@@ -191,7 +211,7 @@ class TextArenaGame(Game):
     def random_action(self, role: str, rng: random.Random) -> str:
         """A move the prompt lists as available, else a bracketed token it mentions, else ``[0]``."""
         text = self.observe(role)[0]["content"]
-        tail = text[text.rfind("[GAME]"):] if "[GAME]" in text else text
+        tail = text[text.rfind("[GAME]") :] if "[GAME]" in text else text
         listed = _LISTED.findall(tail) or _LISTED.findall(text) or _TOKEN.findall(tail)
         return rng.choice(listed) if listed else "[0]"
 

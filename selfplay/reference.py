@@ -53,8 +53,10 @@ def _key_table(cls: type, prefix: str, skip: tuple[str, ...] = ()) -> list[str]:
         help_text = f.metadata.get("help", "")
         if f.metadata.get("alias"):
             help_text += f" (old name: `{f.metadata['alias']}`)"
-        rows.append(f"| `{prefix}{f.name}` | `{_cell(_type(f))}` | {_cell(_default(f))} | {_cell(_allowed(f))} | "
-                    f"{_cell(help_text)} |")
+        rows.append(
+            f"| `{prefix}{f.name}` | `{_cell(_type(f))}` | {_cell(_default(f))} | {_cell(_allowed(f))} | "
+            f"{_cell(help_text)} |"
+        )
     return rows
 
 
@@ -62,11 +64,17 @@ def config_reference() -> str:
     """Every recipe key by section, from ``training.schema``'s field metadata."""
     from selfplay.training.schema import SECTIONS, TrainConfig, section_type
 
-    lines = [HEADER + "# Config reference", "",
-             "A recipe is a YAML file with these keys; every key can be overridden on the command line as "
-             "`section.key=value` (`selfplay train configs/quickstart.yaml update.lr=1e-4`). Each value is checked "
-             "against its type, choices and range when the recipe loads, before any model does. "
-             "`selfplay train --help` prints the same list.", "", "## Top-level keys", ""]
+    lines = [
+        HEADER + "# Config reference",
+        "",
+        "A recipe is a YAML file with these keys; every key can be overridden on the command line as "
+        "`section.key=value` (`selfplay train configs/quickstart.yaml update.lr=1e-4`). Each value is checked "
+        "against its type, choices and range when the recipe loads, before any model does. "
+        "`selfplay train --help` prints the same list.",
+        "",
+        "## Top-level keys",
+        "",
+    ]
     lines += _key_table(TrainConfig, "", skip=SECTIONS)
     for section in SECTIONS:
         cls = section_type(section)
@@ -108,11 +116,20 @@ def cli_reference() -> str:
     lines = [HEADER + "# Command reference", "", "`selfplay COMMAND --help` prints the same for one command.", ""]
     for name, command in sub.choices.items():
         if name == "train":
-            lines += [f"## `selfplay train`", "", helps[name], "", "```text",
-                      "selfplay train [CONFIG.yaml | RECIPE] [key=value ...]", "```", "",
-                      "Without a config it runs the quickstart recipe. The keys are in the "
-                      "[config reference](config.md); `accelerate launch -m selfplay.train CONFIG.yaml` takes the "
-                      "same arguments.", ""]
+            lines += [
+                "## `selfplay train`",
+                "",
+                helps[name],
+                "",
+                "```text",
+                "selfplay train [CONFIG.yaml | RECIPE] [key=value ...]",
+                "```",
+                "",
+                "Without a config it runs the quickstart recipe. The keys are in the "
+                "[config reference](config.md); `accelerate launch -m selfplay.train CONFIG.yaml` takes the "
+                "same arguments.",
+                "",
+            ]
         elif name == "tournament":
             lines += _parser_section(tournament_parser(), "selfplay tournament", helps[name])
         else:
@@ -127,8 +144,11 @@ def pages() -> dict[str, str]:
 
 def stale(folder: str | Path) -> list[str]:
     """The generated pages in ``folder`` that are missing or differ from what the code generates now."""
-    return [name for name, text in pages().items()
-            if not (Path(folder) / name).is_file() or (Path(folder) / name).read_text() != text]
+    return [
+        name
+        for name, text in pages().items()
+        if not (Path(folder) / name).is_file() or (Path(folder) / name).read_text() != text
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,9 +65,8 @@ def is_loopback(host: str) -> bool:
 def resolve_model(target: str) -> str:
     """An agent spec for ``target``: a run directory (its latest checkpoint), a checkpoint, a model directory, or
     already a spec (``smollm2``, ``tiny``, ``hf:PATH``)."""
-    from selfplay.arena.rundir import list_checkpoints
-
     from selfplay.agents.checkpoints import checkpoint_policy
+    from selfplay.arena.rundir import list_checkpoints
 
     path = Path(target)
     if not path.exists():
@@ -75,16 +74,20 @@ def resolve_model(target: str) -> str:
 
         kind = parse_spec(target).kind  # a spec, or a clear error naming what was expected
         if kind not in ("smollm2", "tiny", "hf"):
-            raise ValueError(f"{target!r}: a {kind} agent answers from a game's state, not from chat messages; "
-                             f"expected a model (smollm2, tiny, hf:PATH), a checkpoint or a run")
+            raise ValueError(
+                f"{target!r}: a {kind} agent answers from a game's state, not from chat messages; "
+                f"expected a model (smollm2, tiny, hf:PATH), a checkpoint or a run"
+            )
         return target
     checkpoints = list_checkpoints(path) if path.is_dir() else []
     for candidate in (path, *checkpoints[-1:]):  # a model or checkpoint, else the run's latest checkpoint
         policy = checkpoint_policy(candidate)
         if policy is not None:
             return f"hf:{policy}"
-    raise FileNotFoundError(f"{target!r} is neither a model directory, a checkpoint with policy/, nor a run with "
-                            f"checkpoints; expected one of those or an agent spec (smollm2, tiny, hf:PATH)")
+    raise FileNotFoundError(
+        f"{target!r} is neither a model directory, a checkpoint with policy/, nor a run with "
+        f"checkpoints; expected one of those or an agent spec (smollm2, tiny, hf:PATH)"
+    )
 
 
 @dataclass
@@ -148,14 +151,17 @@ class Generator:
 
         max_tokens, temperature, top_p, stop, seed = sampling
         try:
-            agent.sampling = SamplingConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_tokens,
-                                            stop=list(stop), seed=seed)
+            agent.sampling = SamplingConfig(
+                temperature=temperature, top_p=top_p, max_new_tokens=max_tokens, stop=list(stop), seed=seed
+            )
             prompts, limit = [], self.prompt_limit(jobs[0].model, max_tokens)
             for job in list(jobs):  # a prompt over the limit is its own request's 400, before any generation
                 prompt = render_prompt(agent.tokenizer, job.messages)
                 if len(prompt) > limit:
-                    job.result = PromptTooLong(f"the prompt has {len(prompt)} tokens: over this server's limit of "
-                                               f"{limit} prompt tokens with max_tokens={max_tokens}")
+                    job.result = PromptTooLong(
+                        f"the prompt has {len(prompt)} tokens: over this server's limit of "
+                        f"{limit} prompt tokens with max_tokens={max_tokens}"
+                    )
                     job.done.set()
                     jobs.remove(job)
                 else:
@@ -166,7 +172,7 @@ class Generator:
             completions = agent.generate(rows)
             i = 0
             for prompt, job in zip(prompts, jobs):
-                job.result = (len(prompt), completions[i:i + job.n], max_tokens)
+                job.result = (len(prompt), completions[i : i + job.n], max_tokens)
                 i += job.n
         except Exception as exc:  # noqa: BLE001 - answered as a 500 for these requests only
             for job in jobs:
@@ -210,15 +216,19 @@ def _messages(body: Any) -> list[dict]:
     out = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in ROLES:
-            raise ValueError(f"messages[{i}]: expected {{role: system|developer|user|assistant, content}}, got "
-                             f"{json.dumps(m)[:80]}")
+            raise ValueError(
+                f"messages[{i}]: expected {{role: system|developer|user|assistant, content}}, got {json.dumps(m)[:80]}"
+            )
         content = m.get("content")
-        if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text"
-                                             and isinstance(p.get("text"), str) for p in content):
+        if isinstance(content, list) and all(
+            isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content
+        ):
             content = "".join(p["text"] for p in content)
         if not isinstance(content, str):
-            raise ValueError(f"messages[{i}].content: expected a string or a list of text parts "
-                             f"([{{type: text, text}}]), got {json.dumps(content)[:80]}")
+            raise ValueError(
+                f"messages[{i}].content: expected a string or a list of text parts "
+                f"([{{type: text, text}}]), got {json.dumps(content)[:80]}"
+            )
         out.append({"role": ROLES[m["role"]], "content": content})
     return out
 
@@ -229,12 +239,20 @@ def _choice(i: int, completion: Any, stop: tuple, max_tokens: int, logprobs: boo
     text, ids = completion.text, completion.completion_ids or []
     cuts = [text.find(x) for x in stop if x in text]
     finish = "stop" if cuts or len(ids) < max_tokens else "length"
-    choice = {"index": i, "message": {"role": "assistant", "content": text[:min(cuts)] if cuts else text},
-              "logprobs": None, "finish_reason": finish}
+    choice = {
+        "index": i,
+        "message": {"role": "assistant", "content": text[: min(cuts)] if cuts else text},
+        "logprobs": None,
+        "finish_reason": finish,
+    }
     if logprobs:
         pieces = [tokenizer.decode([t]) for t in ids]
-        choice["logprobs"] = {"content": [{"token": p, "logprob": float(lp), "bytes": list(p.encode()),
-                                           "top_logprobs": []} for p, lp in zip(pieces, completion.logprobs or [])]}
+        choice["logprobs"] = {
+            "content": [
+                {"token": p, "logprob": float(lp), "bytes": list(p.encode()), "top_logprobs": []}
+                for p, lp in zip(pieces, completion.logprobs or [])
+            ]
+        }
     return choice
 
 
@@ -265,8 +283,10 @@ def make_handler(generator: Generator, api_key: str | None = None):
                 self.close_connection = True
 
         def _error(self, status: int, message: str) -> None:
-            self._send(status, {"error": {"message": message, "type": "invalid_request_error" if status < 500
-                                          else "server_error"}})
+            self._send(
+                status,
+                {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error"}},
+            )
 
         def _authorised(self) -> bool:
             """True when no key is set or the request carries it (compared in constant time); else a 401 is sent."""
@@ -283,8 +303,9 @@ def make_handler(generator: Generator, api_key: str | None = None):
             if not self._authorised():
                 return
             if self.path.rstrip("/") in ("/v1/models", "/models"):
-                self._send(200, {"object": "list", "data": [{"id": i, "object": "model", "owned_by": "selfplay"}
-                                                            for i in ids]})
+                self._send(
+                    200, {"object": "list", "data": [{"id": i, "object": "model", "owned_by": "selfplay"} for i in ids]}
+                )
             else:
                 self._error(404, f"no route {self.path}: try POST /v1/chat/completions or GET /v1/models")
 
@@ -308,20 +329,26 @@ def make_handler(generator: Generator, api_key: str | None = None):
                 if not isinstance(logprobs, bool) or not isinstance(stream, bool):
                     raise ValueError("logprobs and stream: expected true or false")
                 if body.get("top_logprobs"):
-                    raise ValueError(f"top_logprobs {body['top_logprobs']!r}: not served; logprobs=true gives the "
-                                     f"sampled tokens' log-probabilities")
+                    raise ValueError(
+                        f"top_logprobs {body['top_logprobs']!r}: not served; logprobs=true gives the "
+                        f"sampled tokens' log-probabilities"
+                    )
                 model = body.get("model") if len(ids) > 1 else ids[0]
                 if model not in ids:
-                    raise ValueError(f"model {model!r}: this server holds one model per role; expected one of "
-                                     f"{', '.join(ids)}" if model is not None else
-                                     f"model: required, this server holds one model per role: {', '.join(ids)}")
+                    raise ValueError(
+                        f"model {model!r}: this server holds one model per role; expected one of {', '.join(ids)}"
+                        if model is not None
+                        else f"model: required, this server holds one model per role: {', '.join(ids)}"
+                    )
                 limit = generator.prompt_limit(model, sampling[0])
                 if limit < 1:
                     raise ValueError(f"max_tokens {sampling[0]}: leaves no room for a prompt in the model's context")
                 chars = sum(len(m["content"]) for m in messages)
                 if chars > limit * CHARS_PER_TOKEN:  # refused here, before the model's thread tokenizes it
-                    raise PromptTooLong(f"the prompt has {chars} characters: more than this server's limit of "
-                                        f"{limit} prompt tokens with max_tokens={sampling[0]} can hold")
+                    raise PromptTooLong(
+                        f"the prompt has {chars} characters: more than this server's limit of "
+                        f"{limit} prompt tokens with max_tokens={sampling[0]} can hold"
+                    )
             except (ValueError, TypeError) as exc:
                 return self._error(400, str(exc))
             try:
@@ -334,12 +361,20 @@ def make_handler(generator: Generator, api_key: str | None = None):
                 return self._error(500, f"generation failed: {type(exc).__name__}: {exc}")
             used = sum(len(c.completion_ids or []) for c in completions)
             tokenizer = generator.agents[model].tokenizer
-            answer = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
-                      "created": int(time.time()), "model": model,
-                      "choices": [_choice(i, c, sampling[3], max_tokens, logprobs, tokenizer)
-                                  for i, c in enumerate(completions)],
-                      "usage": {"prompt_tokens": prompt_tokens * n, "completion_tokens": used,
-                                "total_tokens": prompt_tokens * n + used}}
+            answer = {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    _choice(i, c, sampling[3], max_tokens, logprobs, tokenizer) for i, c in enumerate(completions)
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens * n,
+                    "completion_tokens": used,
+                    "total_tokens": prompt_tokens * n + used,
+                },
+            }
             if stream:
                 options = body.get("stream_options")
                 self._stream(answer, isinstance(options, dict) and options.get("include_usage") is True)
@@ -354,8 +389,10 @@ def make_handler(generator: Generator, api_key: str | None = None):
             events = []
             for c in answer["choices"]:
                 delta = {"index": c["index"], "delta": c["message"], "logprobs": c["logprobs"], "finish_reason": None}
-                events += [head | {"choices": [delta]},
-                           head | {"choices": [{"index": c["index"], "delta": {}, "finish_reason": c["finish_reason"]}]}]
+                events += [
+                    head | {"choices": [delta]},
+                    head | {"choices": [{"index": c["index"], "delta": {}, "finish_reason": c["finish_reason"]}]},
+                ]
             if usage:
                 events.append(head | {"choices": [], "usage": answer["usage"]})
             data = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
@@ -367,14 +404,23 @@ def make_handler(generator: Generator, api_key: str | None = None):
 def check_access(host: str, api_key: str | None) -> None:
     """Listening beyond the loopback address needs an API key: anyone who reaches the port could use the model."""
     if api_key is None and not is_loopback(host):
-        raise ValueError(f"--host {host} listens beyond this machine: set --api-key KEY (or {API_KEY_ENV}) so that "
-                         f"only clients sending 'Authorization: Bearer KEY' are answered")
+        raise ValueError(
+            f"--host {host} listens beyond this machine: set --api-key KEY (or {API_KEY_ENV}) so that "
+            f"only clients sending 'Authorization: Bearer KEY' are answered"
+        )
     if api_key is not None and len(api_key) < 8:
         raise ValueError("--api-key: expected at least 8 characters")
 
 
-def serve(target: str, host: str = "127.0.0.1", port: int = 8000, name: str | None = None,
-          ready=None, limits: Limits = Limits(), api_key: str | None = None) -> None:
+def serve(
+    target: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    name: str | None = None,
+    ready=None,
+    limits: Limits = Limits(),
+    api_key: str | None = None,
+) -> None:
     """Load the model and serve until interrupted; ``ready(url)`` is called once the socket listens."""
     from transformers.utils import logging as hf_logging
 

@@ -10,18 +10,17 @@ import os
 import sys
 from pathlib import Path
 
-
 from selfplay.recipes import PACKAGED as QUICKSTART
-from selfplay.recipes import anchor_game, resolve as resolve_recipe
+from selfplay.recipes import anchor_game
+from selfplay.recipes import resolve as resolve_recipe
 
 
 def check_config(cfg) -> None:
     """Build the game once with its options and each curriculum arm, and each agent the run will build;
     ValueError names what is wrong."""
     from selfplay.agents.specs import parse_spec
-    from selfplay.games.registry import make_game
     from selfplay.games import exact
-    from selfplay.games.registry import game_class
+    from selfplay.games.registry import game_class, make_game
     from selfplay.training.config import bind_game
     from selfplay.training.names import AVERAGE, MIRROR, OPPONENT, POOL, arm_options
 
@@ -30,9 +29,11 @@ def check_config(cfg) -> None:
     _check_resume(cfg)
     model = parse_spec(cfg.model)
     if model.kind not in ("smollm2", "tiny", "hf"):
-        raise ValueError(f"config key 'model' = {cfg.model!r}: {model.kind!r} agents have no weights to train; expected "
-                         f"smollm2, tiny or hf:PATH (a model folder or checkpoint); {model.kind} plays as an opponent "
-                         f"(evaluation.opponents, opponents.seats)")
+        raise ValueError(
+            f"config key 'model' = {cfg.model!r}: {model.kind!r} agents have no weights to train; expected "
+            f"smollm2, tiny or hf:PATH (a model folder or checkpoint); {model.kind} plays as an opponent "
+            f"(evaluation.opponents, opponents.seats)"
+        )
     if model.kind == "hf":  # the base must be one model, before any loads (a lora or clone checkpoint is not)
         from selfplay.agents.checkpoints import one_model
 
@@ -48,11 +49,14 @@ def check_config(cfg) -> None:
         specs += [str(v) for v in cur.arms if str(v) not in (MIRROR, POOL)]
     for spec in specs:
         if spec == AVERAGE:
-            if not (exact.is_two_player_zero_sum(game_class(cfg.game)) and cfg.sampling.constrained
-                    and cfg.evaluation.exact):
-                raise ValueError(f"opponent 'average' (the learner's exact average policy) needs a two-player zero-sum "
-                                 f"game that lists its deals, sampling.constrained=true and evaluation.exact=true; "
-                                 f"game {cfg.game!r} with constrained={cfg.sampling.constrained}")
+            if not (
+                exact.is_two_player_zero_sum(game_class(cfg.game)) and cfg.sampling.constrained and cfg.evaluation.exact
+            ):
+                raise ValueError(
+                    f"opponent 'average' (the learner's exact average policy) needs a two-player zero-sum "
+                    f"game that lists its deals, sampling.constrained=true and evaluation.exact=true; "
+                    f"game {cfg.game!r} with constrained={cfg.sampling.constrained}"
+                )
             continue
         parse_spec(spec)
     for value in (cur.arms if cur.option != OPPONENT else []) or [None]:
@@ -78,8 +82,10 @@ def _check_resume(cfg) -> None:
     if changed:
         was = ", ".join(f"{k}={old[k]!r}" for k in changed)
         now = ", ".join(f"{k}={new[k]!r}" for k in changed)
-        raise ValueError(f"config key 'run.out': {cfg.run.out!r} holds a run trained with {was}, which this config "
-                         f"would resume with {now}: choose another run.out for the new experiment")
+        raise ValueError(
+            f"config key 'run.out': {cfg.run.out!r} holds a run trained with {was}, which this config "
+            f"would resume with {now}: choose another run.out for the new experiment"
+        )
 
 
 def _lock(run_dir: str):
@@ -96,8 +102,10 @@ def _lock(run_dir: str):
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise ValueError(f"config key 'run.out': {run_dir!r} is in use by another training ({holder}): wait for it "
-                         f"to end, or choose another run.out") from None
+        raise ValueError(
+            f"config key 'run.out': {run_dir!r} is in use by another training ({holder}): wait for it "
+            f"to end, or choose another run.out"
+        ) from None
     handle.truncate(0)
     handle.write(f"pid {os.getpid()}")
     handle.flush()
@@ -110,8 +118,10 @@ def _check_paths(run) -> None:
 
     make_run_dir(run.out, "config key 'run.out'")
     if run.resume not in ("auto", "never") and not is_complete(run.resume):
-        raise ValueError(f"config key 'run.resume': {run.resume!r} is not a complete checkpoint directory (expected "
-                         f"auto, never, or RUN/checkpoints/step_N with its COMPLETE marker)")
+        raise ValueError(
+            f"config key 'run.resume': {run.resume!r} is not a complete checkpoint directory (expected "
+            f"auto, never, or RUN/checkpoints/step_N with its COMPLETE marker)"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,11 +130,12 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ("-h", "--help"):
-        print("usage: selfplay train [CONFIG.yaml] [key=value ...]\n\n"
-              "Without CONFIG.yaml: the quickstart recipe (SmolLM2 learns Kuhn poker by self-play in about a minute; "
-              f"{QUICKSTART}).\n"
-              "Keys go as section.key=value (update.lr=1e-4) or by their old flat name (lr=1e-4).\n\nkeys:\n"
-              + describe())
+        print(
+            "usage: selfplay train [CONFIG.yaml] [key=value ...]\n\n"
+            "Without CONFIG.yaml: the quickstart recipe (SmolLM2 learns Kuhn poker by self-play in about a minute; "
+            f"{QUICKSTART}).\n"
+            "Keys go as section.key=value (update.lr=1e-4) or by their old flat name (lr=1e-4).\n\nkeys:\n" + describe()
+        )
         return 0
     path = argv.pop(0) if argv and "=" not in argv[0] else None
     if path is None:
@@ -135,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(path, argv)
         config.game = anchor_game(config.game, path)
         check_config(config)
-        lock = _lock(config.run.out)  # held until the process ends
+        _held = _lock(config.run.out)  # held until the process ends
     except (ValueError, FileNotFoundError, TypeError) as exc:
         print(f"selfplay train: error: {exc}", file=sys.stderr)
         return 2
@@ -158,15 +169,20 @@ def main(argv: list[str] | None = None) -> int:
         from selfplay.arena.rundir import latest_checkpoint
 
         kept = latest_checkpoint(config.run.out)
-        where = f"the last checkpoint is {kept} (the same command resumes from it)" if kept else \
-            "no checkpoint was saved yet (the same command starts again)"
+        where = (
+            f"the last checkpoint is {kept} (the same command resumes from it)"
+            if kept
+            else "no checkpoint was saved yet (the same command starts again)"
+        )
         print(f"\nselfplay train: interrupted; {where}", file=sys.stderr)
         return 130
     code, done = _report_errors(config.run.out), _steps_done(config.run.out)
     if stop.requested and done < config.run.steps:
         if os.environ.get("RANK", "0") == "0":
-            print(f"selfplay train: stopped on request at step {done} of {config.run.steps}; the same command resumes",
-                  file=sys.stderr)
+            print(
+                f"selfplay train: stopped on request at step {done} of {config.run.steps}; the same command resumes",
+                file=sys.stderr,
+            )
         return code or 130
     return code
 

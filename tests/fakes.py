@@ -59,7 +59,6 @@ class GuessGame(Game):
         return [f"The secret is {self.secret}"] if role == "setter" and self.secret is not None else []
 
 
-
 class FreeGuess(GuessGame):
     """GuessGame answered in free text: no legal actions listed, no random_action."""
 
@@ -79,6 +78,7 @@ class OptionalChoices(GuessGame):
     def legal_actions(self, role: str) -> list[str] | None:
         return super().legal_actions(role) if self.choices else None
 
+
 class ScriptAgent:
     """Answers from a fixed list of texts, in order, recording every batch it was given."""
 
@@ -87,7 +87,9 @@ class ScriptAgent:
 
     def act(self, requests: list[Request]) -> list[list[Completion]]:
         self.batches.append(requests)
-        return [[Completion(self.texts.pop(0) if self.texts else "nonsense") for _ in range(r.samples)] for r in requests]
+        return [
+            [Completion(self.texts.pop(0) if self.texts else "nonsense") for _ in range(r.samples)] for r in requests
+        ]
 
 
 class CrashingAgent:

@@ -79,8 +79,16 @@ TRAIN = [  # (arguments after `train`, words the error must contain)
     ([TINY, "evaluation.temperature=-1"], "temperature"),
     ([TINY, "curriculum.policy=sec", "curriculum.option=size", "curriculum.arms=[1, 2]"], "size"),
     ([TINY, "curriculum.policy=magic"], "magic"),
-    ([TINY, "curriculum.policy=sec", "curriculum.option=opponent", "curriculum.arms=[mirror, random]",
-      "curriculum.params={bogus: 1}"], "bogus"),
+    (
+        [
+            TINY,
+            "curriculum.policy=sec",
+            "curriculum.option=opponent",
+            "curriculum.arms=[mirror, random]",
+            "curriculum.params={bogus: 1}",
+        ],
+        "bogus",
+    ),
     ([TINY, "curriculum.policy=sec", "curriculum.option=opponent", "curriculum.arms=[]"], "arms"),
     ([TINY, "curriculum.filter_low=0.9", "curriculum.filter_high=0.1"], "filter_low"),
     ([TINY, "curriculum.filter_high=1.5"], "filter_high"),
@@ -150,7 +158,9 @@ def workdir(tmp_path, monkeypatch):
     repo = Path(__file__).resolve().parent.parent
     (tmp_path / "configs").symlink_to(repo / "configs")
     (tmp_path / "tests").symlink_to(repo / "tests")
-    assert main(["play", "tictactoe", "--agents", "random", "random", "--games", "2", "--out", str(tmp_path / "run")]) == 0
+    assert (
+        main(["play", "tictactoe", "--agents", "random", "random", "--games", "2", "--out", str(tmp_path / "run")]) == 0
+    )
     (tmp_path / "notdb.sqlite").write_text("not a database")
     monkeypatch.chdir(tmp_path)
 

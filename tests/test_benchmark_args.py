@@ -40,8 +40,12 @@ def test_a_device_is_cpu_or_a_cuda_gpu_this_machine_has():
 
 
 def test_the_rollout_benchmark_names_its_bad_argument_and_exits_2():
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "rollout.py"), "--games", "0"],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "rollout.py"), "--games", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2
     assert "argument --games: expected a whole number of at least 1, got 0" in run.stderr
     assert "Traceback" not in run.stderr
@@ -59,8 +63,16 @@ def test_role_families_table_pairs_by_problem():
     from benchmarks.role_families import table
 
     def arm(after):
-        return {"before": [0, 0, 1, 1], "after": after, "steps": 5, "planned": 10, "seconds": 60.0, "samples": 320,
-                "per_set": {"add2": (0.5, sum(after) / 4)}, "curve": []}
+        return {
+            "before": [0, 0, 1, 1],
+            "after": after,
+            "steps": 5,
+            "planned": 10,
+            "seconds": 60.0,
+            "samples": 320,
+            "per_set": {"add2": (0.5, sum(after) / 4)},
+            "curve": [],
+        }
 
     lines = table("creator", "tiny", {"learned": [arm([1, 0, 1, 1])], "random": [arm([0, 0, 1, 1])]})
     learned = next(line for line in lines if line.startswith("| learned"))

@@ -12,7 +12,9 @@ USER_GAME = (ROOT / "docs/examples/my_game.py").read_text()  # written to a temp
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "selfplay.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "selfplay.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_games_lists_builtins_with_roles():
@@ -40,9 +42,16 @@ def test_user_game_in_a_file_is_checked_and_played(tmp_path):
 def test_a_game_file_imports_its_sibling_modules(tmp_path):
     """A game split over files (rules in a sibling module) loads as a script would, from any working directory."""
     (tmp_path / "nim_rules.py").write_text("START = 9\n")
-    (tmp_path / "split.py").write_text(USER_GAME.replace("from dataclasses", "from nim_rules import START\nfrom dataclasses", 1))
-    check = subprocess.run([sys.executable, "-m", "selfplay.cli", "check-game", str(tmp_path / "split.py"), "--seeds", "5"],
-                           cwd="/", capture_output=True, text=True, timeout=300)
+    (tmp_path / "split.py").write_text(
+        USER_GAME.replace("from dataclasses", "from nim_rules import START\nfrom dataclasses", 1)
+    )
+    check = subprocess.run(
+        [sys.executable, "-m", "selfplay.cli", "check-game", str(tmp_path / "split.py"), "--seeds", "5"],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert check.returncode == 0 and "OK (5 seeds" in check.stdout, check.stderr
 
 
@@ -51,26 +60,32 @@ def test_check_game_exits_nonzero_on_a_broken_game():
     assert result.returncode == 1 and "FAILED" in result.stdout and "seed=0" in result.stdout
 
 
-@pytest.mark.parametrize("args, words", [
-    (["play", "chess", "--agents", "random", "random"], "unknown game 'chess'"),
-    (["play", "tictactoe", "--agents", "random", "wizard"], "unknown agent kind 'wizard'"),
-    (["play", "tictactoe", "--agents", "random", "expert:seed"], "kind 'expert' takes no argument 'seed'"),
-    (["play", "tictactoe", "--agents", "random", "expert:seed=1,x"], "malformed option 'x'"),
-    (["play", "tictactoe", "--agents", "random"], "1 agent(s) for 2 free role(s)"),
-    (["play", "liars_dice", "--agents", "random", "random", "--option", "dice=9"], "dice=9"),
-    (["check-game", "tests.fakes:Nope"], "has no class 'Nope'"),
-    (["check-game", "tictactoe", "--seeds", "0"], "--seeds 0: expected a number of playouts >= 1"),
-    (["check-game", "kuhn_poker", "--option", "bogus=1"], "no option 'bogus'; kuhn_poker takes alpha"),
-    (["play", "tictactoe", "--agents", "random", "random", "--games", "-3"], "--games -3"),
-    (["play", "kuhn_poker_3", "--agents", "random", "random", "--seats", "dealer=expert"], "'dealer' is not a role"),
-    (["export", "nowhere"], "does not exist"),
-    (["check-game", "nowhere/game.py:G"], "does not exist"),
-    (["check-game", "nowhere/game.py"], "game file 'nowhere/game.py' does not exist"),
-    (["play", "tictactoe", "--games", "2", "random", "expert"], "unrecognized arguments: random expert (agents go"),
-    (["doctor", "--bogus"], "selfplay doctor: error: unrecognized arguments: --bogus"),
-    (["serve", "random"], "'random': a random agent answers from a game's state, not from chat messages"),
-    (["check-game", "tests/fakes.py"], "defines several games ("),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["play", "chess", "--agents", "random", "random"], "unknown game 'chess'"),
+        (["play", "tictactoe", "--agents", "random", "wizard"], "unknown agent kind 'wizard'"),
+        (["play", "tictactoe", "--agents", "random", "expert:seed"], "kind 'expert' takes no argument 'seed'"),
+        (["play", "tictactoe", "--agents", "random", "expert:seed=1,x"], "malformed option 'x'"),
+        (["play", "tictactoe", "--agents", "random"], "1 agent(s) for 2 free role(s)"),
+        (["play", "liars_dice", "--agents", "random", "random", "--option", "dice=9"], "dice=9"),
+        (["check-game", "tests.fakes:Nope"], "has no class 'Nope'"),
+        (["check-game", "tictactoe", "--seeds", "0"], "--seeds 0: expected a number of playouts >= 1"),
+        (["check-game", "kuhn_poker", "--option", "bogus=1"], "no option 'bogus'; kuhn_poker takes alpha"),
+        (["play", "tictactoe", "--agents", "random", "random", "--games", "-3"], "--games -3"),
+        (
+            ["play", "kuhn_poker_3", "--agents", "random", "random", "--seats", "dealer=expert"],
+            "'dealer' is not a role",
+        ),
+        (["export", "nowhere"], "does not exist"),
+        (["check-game", "nowhere/game.py:G"], "does not exist"),
+        (["check-game", "nowhere/game.py"], "game file 'nowhere/game.py' does not exist"),
+        (["play", "tictactoe", "--games", "2", "random", "expert"], "unrecognized arguments: random expert (agents go"),
+        (["doctor", "--bogus"], "selfplay doctor: error: unrecognized arguments: --bogus"),
+        (["serve", "random"], "'random': a random agent answers from a game's state, not from chat messages"),
+        (["check-game", "tests/fakes.py"], "defines several games ("),
+    ],
+)
 def test_bad_input_gets_a_clear_error(args, words, capsys):
     assert main(args) == 2
     assert words in capsys.readouterr().err
@@ -100,8 +115,13 @@ def test_doctor_reports_the_sandbox_isolation(capsys):
 def test_a_reader_that_leaves_early_is_no_error(tmp_path):
     """`selfplay show RUN | head -1` (more than a pipe buffer of output): the broken pipe ends it quietly, status 0."""
     assert main(["play", "tictactoe", "--agents", "random", "random", "--games", "1000", "--out", str(tmp_path)]) == 0
-    result = subprocess.run(f"{sys.executable} -m selfplay.cli show {tmp_path} --limit 1000 | head -1; "
-                            "exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True, text=True)
+    result = subprocess.run(
+        f"{sys.executable} -m selfplay.cli show {tmp_path} --limit 1000 | head -1; exit ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0 and "Traceback" not in result.stderr and result.stdout.count("\n") == 1
 
 
@@ -175,9 +195,27 @@ def test_ctrl_c_during_play_keeps_the_finished_games(tmp_path):
     import sqlite3
     import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "selfplay.cli", "play", "tictactoe", "random", "random", "--games",
-                             "200000", "--concurrency", "64", "--out", str(tmp_path)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "selfplay.cli",
+            "play",
+            "tictactoe",
+            "random",
+            "random",
+            "--games",
+            "200000",
+            "--concurrency",
+            "64",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -193,23 +231,30 @@ def test_ctrl_c_during_play_keeps_the_finished_games(tmp_path):
     assert int(shown.stdout.split()[0]) > 0
 
 
-LOADED = "import sys; from selfplay.cli import main; code = main({args!r}); " \
-         "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules); print('HEAVY', heavy); sys.exit(code)"
+LOADED = (
+    "import sys; from selfplay.cli import main; code = main({args!r}); "
+    "heavy = sorted(m for m in ('torch', 'transformers') if m in sys.modules); print('HEAVY', heavy); sys.exit(code)"
+)
 
 
-@pytest.mark.parametrize("args", [
-    ["play", "tictactoe", "random", "expert", "--games", "4"],
-    ["tournament", "kuhn_poker", "--agents", "random", "expert", "--games", "4", "--bootstrap", "5"],
-    ["check-game", "hints_file", "--seeds", "3"],
-    ["play", "tictactoe", "tiny:temperature=-1", "random"],  # a bad model option: refused before torch loads
-    ["tournament", "tictactoe", "--agents", "random", "tiny:bogus=1"],
-], ids=["play", "tournament", "check-game", "bad model option in play", "bad model option in a tournament"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["play", "tictactoe", "random", "expert", "--games", "4"],
+        ["tournament", "kuhn_poker", "--agents", "random", "expert", "--games", "4", "--bootstrap", "5"],
+        ["check-game", "hints_file", "--seeds", "3"],
+        ["play", "tictactoe", "tiny:temperature=-1", "random"],  # a bad model option: refused before torch loads
+        ["tournament", "tictactoe", "--agents", "random", "tiny:bogus=1"],
+    ],
+    ids=["play", "tournament", "check-game", "bad model option in play", "bad model option in a tournament"],
+)
 def test_scripted_commands_and_bad_model_options_never_import_torch(args, tmp_path):
     args = [str(ROOT / "docs/examples/hints.py") if a == "hints_file" else a for a in args]
     if args[0] in ("play", "tournament"):
         args += ["--out", str(tmp_path / "out")]
-    result = subprocess.run([sys.executable, "-c", LOADED.format(args=args)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", LOADED.format(args=args)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert "HEAVY []" in result.stdout, result.stdout + result.stderr
 
 
@@ -219,9 +264,24 @@ def test_recipes_are_listed_and_run_by_name(tmp_path):
     missing = run_cli("train", "kuhn_poker_tny")
     assert missing.returncode == 2 and "names no recipe" in missing.stderr and "kuhn_poker_tiny" in missing.stderr
     # by name from another folder; the recipe's game file is found next to its configs/ and stored absolute
-    ran = subprocess.run([sys.executable, "-m", "selfplay.cli", "train", "your_game_tiny", "run.steps=1",
-                          "evaluation.games=4", "evaluation.before=false", "progress=false", f"out={tmp_path / 'r'}"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    ran = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "selfplay.cli",
+            "train",
+            "your_game_tiny",
+            "run.steps=1",
+            "evaluation.games=4",
+            "evaluation.before=false",
+            "progress=false",
+            f"out={tmp_path / 'r'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ran.returncode == 0, ran.stderr[-2000:]
     import json
 
@@ -230,6 +290,14 @@ def test_recipes_are_listed_and_run_by_name(tmp_path):
 
 
 def test_a_compact_observer_the_game_cannot_serve_is_warned_once(tmp_path):
-    result = run_cli("play", "negotiation", "tiny:observer=compact,max_new_tokens=2", "random", "--games", "4",
-                     "--out", str(tmp_path / "p"))
+    result = run_cli(
+        "play",
+        "negotiation",
+        "tiny:observer=compact,max_new_tokens=2",
+        "random",
+        "--games",
+        "4",
+        "--out",
+        str(tmp_path / "p"),
+    )
     assert result.stderr.count("observer=compact, but game 'negotiation' defines no compact_observation") == 1

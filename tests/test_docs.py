@@ -20,7 +20,7 @@ def _runnable_blocks() -> list[tuple[str, str]]:
     for page in sorted(DOCS.rglob("*.md")):
         text = page.read_text()
         for m in re.finditer(r"<!-- runnable -->\n```(?:bash|sh)\n(.*?)\n```", text, re.S):
-            blocks.append((f"{page.relative_to(ROOT)}:{text[:m.start()].count(chr(10)) + 1}", m.group(1)))
+            blocks.append((f"{page.relative_to(ROOT)}:{text[: m.start()].count(chr(10)) + 1}", m.group(1)))
     return blocks
 
 
@@ -63,8 +63,9 @@ def test_a_stale_page_is_named(tmp_path):
         (tmp_path / name).write_text(text)
     (tmp_path / "cli.md").write_text("old\n")
     assert stale(tmp_path) == ["cli.md"]
-    out = subprocess.run([sys.executable, "-m", "selfplay.reference", "--check", str(tmp_path)], capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "selfplay.reference", "--check", str(tmp_path)], capture_output=True, text=True
+    )
     assert out.returncode == 1 and "cli.md is stale" in out.stderr
 
 
@@ -73,8 +74,14 @@ def test_runnable_docs_blocks_run(where, block, tmp_path):
     """Each marked block runs as a bash script in a scratch folder that sees the repository's docs and configs."""
     for name in ("docs", "configs"):
         (tmp_path / name).symlink_to(ROOT / name)
-    out = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    out = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert out.returncode == 0, f"{where}:\n{block}\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
 
 

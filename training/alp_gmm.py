@@ -50,11 +50,12 @@ def _log_densities(x: np.ndarray, means: np.ndarray, covariances: np.ndarray) ->
     chol = np.linalg.cholesky(covariances)  # (k, d, d)
     solved = np.linalg.solve(chol, (x[None] - means[:, None]).transpose(0, 2, 1))  # (k, d, n)
     log_det = np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(1)  # half the log-determinant, per component
-    return (-0.5 * (solved ** 2).sum(1) - log_det[:, None] - 0.5 * d * math.log(2 * math.pi)).T
+    return (-0.5 * (solved**2).sum(1) - log_det[:, None] - 0.5 * d * math.log(2 * math.pi)).T
 
 
-def fit_mixture(x: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 100, ridge: float = 1e-4,
-                tol: float = 1e-5) -> Mixture:
+def fit_mixture(
+    x: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 100, ridge: float = 1e-4, tol: float = 1e-5
+) -> Mixture:
     """EM for a k-component full-covariance Gaussian mixture on the rows of ``x`` (k-means++ start)."""
     n, d = x.shape
     centres = [x[rng.integers(n)]]
@@ -91,15 +92,28 @@ def fit_mixture(x: np.ndarray, k: int, rng: np.random.Generator, iterations: int
 class ALPGMM:
     """The teacher over a box of task parameters: ``sample()`` a task, ``update(task, reward)`` after its episode."""
 
-    def __init__(self, low: Sequence[float], high: Sequence[float], *, fit_rate: int = 250, random_share: float = 0.2,
-                 max_components: int = 10, integer: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        low: Sequence[float],
+        high: Sequence[float],
+        *,
+        fit_rate: int = 250,
+        random_share: float = 0.2,
+        max_components: int = 10,
+        integer: bool = False,
+        seed: int = 0,
+    ):
         self.low, self.high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
         if self.low.shape != self.high.shape or self.low.ndim != 1 or not (self.high > self.low).all():
-            raise ValueError(f"ALP-GMM bounds low={list(low)}, high={list(high)}: expected two equal-length lists with "
-                             f"low < high in every dimension")
+            raise ValueError(
+                f"ALP-GMM bounds low={list(low)}, high={list(high)}: expected two equal-length lists with "
+                f"low < high in every dimension"
+            )
         if fit_rate < 4 or not 0 <= random_share <= 1 or max_components < 2:
-            raise ValueError(f"ALP-GMM fit_rate={fit_rate}, random_share={random_share}, max_components={max_components}:"
-                             f" expected fit_rate >= 4, 0 <= random_share <= 1, max_components >= 2")
+            raise ValueError(
+                f"ALP-GMM fit_rate={fit_rate}, random_share={random_share}, max_components={max_components}:"
+                f" expected fit_rate >= 4, 0 <= random_share <= 1, max_components >= 2"
+            )
         self.fit_rate, self.random_share, self.max_components = fit_rate, random_share, max_components
         self.integer = integer
         self.rng = np.random.default_rng(seed)
@@ -142,24 +156,41 @@ class ALPGMM:
 
     def fit(self) -> None:
         """Fit 2..max_components mixtures on the last ``fit_rate`` (task, ALP) points; keep the lowest AIC."""
-        recent = np.column_stack([np.asarray(self.tasks[-self.fit_rate:]), np.asarray(self.alps[-self.fit_rate:])])
+        recent = np.column_stack([np.asarray(self.tasks[-self.fit_rate :]), np.asarray(self.alps[-self.fit_rate :])])
         top = min(self.max_components, max(2, len(recent) // 4))
         fits = [fit_mixture(recent, k, self.rng) for k in range(2, top + 1)]
         self.mixture = min(fits, key=lambda m: m.aic)
 
     def state_dict(self) -> dict:
-        mixture = None if self.mixture is None else {
-            "weights": self.mixture.weights.tolist(), "means": self.mixture.means.tolist(),
-            "covariances": self.mixture.covariances.tolist(), "log_likelihood": self.mixture.log_likelihood}
-        return {"tasks": [t.tolist() for t in self.tasks], "rewards": self.rewards, "alps": self.alps,
-                "mixture": mixture, "rng": self.rng.bit_generator.state}
+        mixture = (
+            None
+            if self.mixture is None
+            else {
+                "weights": self.mixture.weights.tolist(),
+                "means": self.mixture.means.tolist(),
+                "covariances": self.mixture.covariances.tolist(),
+                "log_likelihood": self.mixture.log_likelihood,
+            }
+        )
+        return {
+            "tasks": [t.tolist() for t in self.tasks],
+            "rewards": self.rewards,
+            "alps": self.alps,
+            "mixture": mixture,
+            "rng": self.rng.bit_generator.state,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.tasks = [np.asarray(t) for t in state["tasks"]]
         self.rewards, self.alps = list(state["rewards"]), list(state["alps"])
         m = state.get("mixture")
-        self.mixture = None if m is None else Mixture(np.asarray(m["weights"]), np.asarray(m["means"]),
-                                                      np.asarray(m["covariances"]), m["log_likelihood"])
+        self.mixture = (
+            None
+            if m is None
+            else Mixture(
+                np.asarray(m["weights"]), np.asarray(m["means"]), np.asarray(m["covariances"]), m["log_likelihood"]
+            )
+        )
         self.rng.bit_generator.state = state["rng"]
 
 
@@ -173,7 +204,7 @@ class HypercubeToy:
         self.competence = np.zeros((cubes,) * dims)
 
     def cell(self, task: Sequence[float]) -> tuple[int, ...]:
-        return tuple(min(self.cubes - 1, max(0, int(v * self.cubes))) for v in task[:self.dims])
+        return tuple(min(self.cubes - 1, max(0, int(v * self.cubes))) for v in task[: self.dims])
 
     def episode(self, task: Sequence[float]) -> float:
         cell = self.cell(task)

@@ -45,8 +45,16 @@ def install_hooks(accelerator: Accelerator) -> None:
     accelerator.register_save_state_pre_hook(trainable_only)
 
 
-def save(learner: Learner, run_dir: Path, step: int, state: TrainerState, base_spec: str, keep: int,
-         seed: int = 0, dtype: str = "float32") -> Path | None:
+def save(
+    learner: Learner,
+    run_dir: Path,
+    step: int,
+    state: TrainerState,
+    base_spec: str,
+    keep: int,
+    seed: int = 0,
+    dtype: str = "float32",
+) -> Path | None:
     """Write the checkpoint of ``step`` into a staging directory on every rank, then publish it atomically."""
     accelerator = learner.accelerator
     stage = rundir.staging_dir(run_dir, step)
@@ -64,9 +72,12 @@ def save(learner: Learner, run_dir: Path, step: int, state: TrainerState, base_s
             if folder.is_dir():  # each saved model or adapter loads on its own, tokenizer included
                 learner.tokenizer.save_pretrained(folder)
         # the base model's spec and seed rebuild it (``hf:CHECKPOINT`` loads the adapters over it); the hash checks it
-        (stage / "base.json").write_text(json.dumps({"model": base_spec, "seed": seed, "dtype": dtype,
-                                                     "weights": policy.mode, "frozen_sha256": frozen},
-                                                    indent=1))
+        (stage / "base.json").write_text(
+            json.dumps(
+                {"model": base_spec, "seed": seed, "dtype": dtype, "weights": policy.mode, "frozen_sha256": frozen},
+                indent=1,
+            )
+        )
         final = _publish(run_dir, step, state, keep)
     accelerator.wait_for_everyone()
     return final
@@ -104,8 +115,10 @@ def load(learner: Learner, checkpoint: Path) -> TrainerState:
     if base.exists():
         expected = json.loads(base.read_text())["frozen_sha256"]
         if expected != frozen_hash(learner):
-            raise ValueError(f"checkpoint {checkpoint} was trained on other frozen base weights than the model "
-                             f"loaded now (frozen_sha256 differs); resume with the same model spec")
+            raise ValueError(
+                f"checkpoint {checkpoint} was trained on other frozen base weights than the model "
+                f"loaded now (frozen_sha256 differs); resume with the same model spec"
+            )
     strict = {"load_module_strict": False} if accelerator.state.deepspeed_plugin is not None else {"strict": False}
     accelerator.load_state(str(checkpoint / "state"), **strict)
     return TrainerState.from_json(json.loads((checkpoint / "trainer.json").read_text()))

@@ -22,7 +22,7 @@ BINS = ("malformed", "too_easy", "frontier", "too_hard")
 
 def _trigrams(text: str) -> set[str]:
     folded = re.sub(r"\s+", " ", text.lower()).strip()
-    return {folded[i:i + 3] for i in range(max(1, len(folded) - 2))}
+    return {folded[i : i + 3] for i in range(max(1, len(folded) - 2))}
 
 
 def near_duplicates(tasks: list[str], threshold: float = NEAR) -> int:
@@ -30,8 +30,10 @@ def near_duplicates(tasks: list[str], threshold: float = NEAR) -> int:
     grams = [_trigrams(t) for t in tasks]
     count = 0
     for i, a in enumerate(grams):
-        if any(j != i and tasks[j] != tasks[i] and len(a & b) / max(1, len(a | b)) >= threshold
-               for j, b in enumerate(grams)):
+        if any(
+            j != i and tasks[j] != tasks[i] and len(a & b) / max(1, len(a | b)) >= threshold
+            for j, b in enumerate(grams)
+        ):
             count += 1
     return count
 
@@ -47,8 +49,11 @@ class TaskCounts:
 
     def shares(self) -> dict[str, float]:
         formed = self.tasks - self.bins["malformed"]
-        return {"distinct": self.distinct / max(1.0, formed), "near_duplicates": self.near / max(1.0, formed),
-                **{b: v / max(1.0, self.tasks) for b, v in self.bins.items()}}
+        return {
+            "distinct": self.distinct / max(1.0, formed),
+            "near_duplicates": self.near / max(1.0, formed),
+            **{b: v / max(1.0, self.tasks) for b, v in self.bins.items()},
+        }
 
 
 def written_tasks(game_cls: type, episodes: Iterable[Any]) -> list[tuple[str, str | None, float | None]]:
@@ -99,13 +104,17 @@ class CollapseMonitor:
             metrics.update({f"tasks/{role}/{k}": v for k, v in shares.items()})
             formed = c.tasks - c.bins["malformed"]
             if formed and shares["distinct"] < self.distinct_min:
-                warnings.append(f"proposer collapse? {role} wrote {int(c.distinct)} distinct tasks of {int(formed)} "
-                                f"({shares['distinct']:.0%} < curriculum.collapse_distinct={self.distinct_min:g})")
+                warnings.append(
+                    f"proposer collapse? {role} wrote {int(c.distinct)} distinct tasks of {int(formed)} "
+                    f"({shares['distinct']:.0%} < curriculum.collapse_distinct={self.distinct_min:g})"
+                )
             if c.tasks and shares["frontier"] < self.frontier_min:
-                warnings.append(f"proposer collapse? {shares['frontier']:.0%} of {role}'s tasks are at the frontier "
-                                f"(< curriculum.collapse_frontier={self.frontier_min:g}): malformed "
-                                f"{shares['malformed']:.0%}, too easy {shares['too_easy']:.0%}, too hard "
-                                f"{shares['too_hard']:.0%}")
+                warnings.append(
+                    f"proposer collapse? {shares['frontier']:.0%} of {role}'s tasks are at the frontier "
+                    f"(< curriculum.collapse_frontier={self.frontier_min:g}): malformed "
+                    f"{shares['malformed']:.0%}, too easy {shares['too_easy']:.0%}, too hard "
+                    f"{shares['too_hard']:.0%}"
+                )
         entry["warnings"] = warnings
         if counts:
             self.history.append(entry)

@@ -33,6 +33,7 @@ from selfplay.training.schema import (  # noqa: F401  (the schema's names, re-ex
     section_type,
 )
 
+
 def _shaped(data: dict, path: str) -> dict:
     """A recipe's values in the shape their keys declare: a bare value where a list is expected becomes a list of
     one; a list or value where a mapping is expected is a ValueError naming the key (OmegaConf's merge would not)."""
@@ -51,8 +52,10 @@ def _glued_colon(key: str, value: Any, path: str | None = None) -> None:
         glued = next((k for k, v in value.items() if isinstance(k, str) and ":" in k and v is None), None)
         if glued is not None:
             where = f"config file {path!r}: key" if path else "config key"
-            raise ValueError(f"{where} {key!r}: {{{glued}}} reads as the key {glued!r} with no value: YAML needs a "
-                             f"space after the colon, {{{glued.replace(':', ': ', 1)}}}")
+            raise ValueError(
+                f"{where} {key!r}: {{{glued}}} reads as the key {glued!r} with no value: YAML needs a "
+                f"space after the colon, {{{glued.replace(':', ': ', 1)}}}"
+            )
 
 
 def _shape(key: str, value: Any, path: str) -> Any:
@@ -61,9 +64,12 @@ def _shape(key: str, value: Any, path: str) -> Any:
     if kind.startswith("list[") and value is not None and not isinstance(value, list):
         return [value]
     if kind.startswith("dict[") and value is not None and not isinstance(value, dict):
-        raise ValueError(f"config file {path!r}: key {key!r} = {value!r}: expected a mapping, e.g. "
-                         f"{key.split('.')[-1]}: {{player_1: expert}}" if key.endswith("seats") else
-                         f"config file {path!r}: key {key!r} = {value!r}: expected a mapping (key: value)")
+        raise ValueError(
+            f"config file {path!r}: key {key!r} = {value!r}: expected a mapping, e.g. "
+            f"{key.split('.')[-1]}: {{player_1: expert}}"
+            if key.endswith("seats")
+            else f"config file {path!r}: key {key!r} = {value!r}: expected a mapping (key: value)"
+        )
     return value
 
 
@@ -96,7 +102,7 @@ def _override_key(key: str) -> str:
         return key
     table = aliases()
     if head in table:
-        return table[head] + key[len(head):]
+        return table[head] + key[len(head) :]
     return key
 
 
@@ -113,7 +119,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 raise FileNotFoundError(f"config file {str(path)!r} does not exist")
             data = _read_yaml(path)
             if data is None or data == {}:
-                raise ValueError(f"config file {str(path)!r} is empty: expected a mapping of keys, e.g. 'game: tictactoe'")
+                raise ValueError(
+                    f"config file {str(path)!r} is empty: expected a mapping of keys, e.g. 'game: tictactoe'"
+                )
             if not isinstance(data, dict):
                 raise ValueError(f"config file {str(path)!r}: expected a mapping of keys, got a {type(data).__name__}")
             layers.append(OmegaConf.create(_shaped(_move_flat_keys(data), str(path))))
@@ -125,8 +133,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
                 raise ValueError(f"override {item!r} is not key=value{hint}")
             if _override_key(key) in SECTIONS and not value.strip().startswith("{"):
                 example = fields(section_type(key))[0].name
-                raise ValueError(f"config key {key!r} is a section, not a value: set its keys ({key}.{example}=...) "
-                                 f"or give a mapping ({key}={{{example}: ...}})")
+                raise ValueError(
+                    f"config key {key!r} is a section, not a value: set its keys ({key}.{example}=...) "
+                    f"or give a mapping ({key}={{{example}: ...}})"
+                )
             if _is_list(_override_key(key)) and not value.strip().startswith("[") and value.strip() != "null":
                 value = f"[{value}]"  # eval_opponents=random is a list of one; a,b is a list of two
             if value.strip().startswith("{"):
@@ -162,8 +172,10 @@ def _read_yaml(path: str | Path) -> Any:
         data = OmegaConf.to_container(OmegaConf.load(path))
         plain = yaml.safe_load(Path(path).read_text())  # OmegaConf reads a bare scalar as a key
         if plain is not None and not isinstance(plain, dict):
-            raise ValueError(f"config file {str(path)!r}: expected a mapping of keys, got a {type(plain).__name__} "
-                             f"{str(plain)[:40]!r} (a config looks like 'game: tictactoe')")
+            raise ValueError(
+                f"config file {str(path)!r}: expected a mapping of keys, got a {type(plain).__name__} "
+                f"{str(plain)[:40]!r} (a config looks like 'game: tictactoe')"
+            )
         return data
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
@@ -171,8 +183,10 @@ def _read_yaml(path: str | Path) -> Any:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ValueError(f"config file {str(path)!r}{where}: invalid YAML: {problem}") from None
     except UnicodeDecodeError as exc:
-        raise ValueError(f"config file {str(path)!r}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
-                         f"{exc.start}): expected a YAML file") from None
+        raise ValueError(
+            f"config file {str(path)!r}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}): expected a YAML file"
+        ) from None
 
 
 def _one_line(exc: Exception) -> str:
@@ -195,8 +209,12 @@ def _check_fields(obj: Any, prefix: str) -> None:
         low, high, above = meta.get("low"), meta.get("high"), meta.get("above")
         if math.isinf(value):
             raise ValueError(f"config key {key!r}: {value} is not a finite number")
-        if (math.isnan(value) or (low is not None and value < low) or (high is not None and value > high)
-                or (above is not None and value <= above)):
+        if (
+            math.isnan(value)
+            or (low is not None and value < low)
+            or (high is not None and value > high)
+            or (above is not None and value <= above)
+        ):
             lower = f"[{low}" if low is not None else f"({above}" if above is not None else None
             if lower and high is not None:
                 expected = f"in {lower}, {high}]"
@@ -224,25 +242,34 @@ def validate(config: TrainConfig) -> None:
         try:  # its parameters against the policy's signature and checks
             make_curriculum(cur.policy, [arm_name(a) for a in cur.arms], **cur.params)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"config key 'curriculum.params' {dict(cur.params)} for policy {cur.policy!r}: "
-                             f"{exc}") from None
+            raise ValueError(
+                f"config key 'curriculum.params' {dict(cur.params)} for policy {cur.policy!r}: {exc}"
+            ) from None
     if cur.filter_low > cur.filter_high:
-        raise ValueError(f"config keys 'curriculum.filter_low'/'filter_high': need low <= high, got "
-                         f"{cur.filter_low}, {cur.filter_high}")
+        raise ValueError(
+            f"config keys 'curriculum.filter_low'/'filter_high': need low <= high, got "
+            f"{cur.filter_low}, {cur.filter_high}"
+        )
     for tracker in config.run.trackers:
         if tracker not in TRACKERS:
-            raise ValueError(f"config key 'run.trackers': {tracker!r} is not a tracker; expected some of "
-                             f"{', '.join(TRACKERS)}")
+            raise ValueError(
+                f"config key 'run.trackers': {tracker!r} is not a tracker; expected some of {', '.join(TRACKERS)}"
+            )
         if importlib.util.find_spec(TRACKERS[tracker]) is None:
-            raise ValueError(f"config key 'run.trackers' names {tracker!r}, which is not installed: pip install "
-                             f"{TRACKERS[tracker]}")
+            raise ValueError(
+                f"config key 'run.trackers' names {tracker!r}, which is not installed: pip install {TRACKERS[tracker]}"
+            )
     if opp.pool_prob + opp.scripted_prob > 1:
-        raise ValueError(f"config keys 'opponents.pool_prob' + 'opponents.scripted_prob' = "
-                         f"{opp.pool_prob + opp.scripted_prob} exceed 1")
+        raise ValueError(
+            f"config keys 'opponents.pool_prob' + 'opponents.scripted_prob' = "
+            f"{opp.pool_prob + opp.scripted_prob} exceed 1"
+        )
     if config.sampling.backend == "vllm":
         if config.sampling.constrained:
-            raise ValueError("config keys 'sampling.backend' = vllm and 'sampling.constrained' = true: constrained "
-                             "decoding is native-only; set one of them back")
+            raise ValueError(
+                "config keys 'sampling.backend' = vllm and 'sampling.constrained' = true: constrained "
+                "decoding is native-only; set one of them back"
+            )
         from selfplay.agents.vllm_backend import unavailable
 
         if unavailable():
@@ -251,8 +278,11 @@ def validate(config: TrainConfig) -> None:
 
 SELF_NAMES = ("self", "self-play", "selfplay")  # evaluation.opponents: other names of mirror
 # names that are not agent specs, by the config key that takes them: the learner itself, its snapshot pool, its average
-SPECIAL_AGENTS = {"evaluation.opponents": ("mirror",), "curriculum.arms": ("mirror", "pool", "average"),
-                  "opponents.scripted_opponent": ("average",)}
+SPECIAL_AGENTS = {
+    "evaluation.opponents": ("mirror",),
+    "curriculum.arms": ("mirror", "pool", "average"),
+    "opponents.scripted_opponent": ("average",),
+}
 
 
 def quiz_options(cls: type, options: dict[str, Any]) -> dict[str, Any]:
@@ -267,19 +297,25 @@ def _bind_quiz(config: TrainConfig) -> None:
     ev = config.evaluation
     if not ev.quiz_game:
         if ev.quiz_sets:
-            raise ValueError("config key 'evaluation.quiz_sets' is set but 'evaluation.quiz_game' is not: name the "
-                             "game its options are for (e.g. arithmetic)")
+            raise ValueError(
+                "config key 'evaluation.quiz_sets' is set but 'evaluation.quiz_game' is not: name the "
+                "game its options are for (e.g. arithmetic)"
+            )
         return
     if not ev.quiz_sets:
-        raise ValueError(f"config key 'evaluation.quiz_game' = {ev.quiz_game!r} needs evaluation.quiz_sets: name -> "
-                         "options, e.g. {add2: {skill: add, digits: 2}}")
+        raise ValueError(
+            f"config key 'evaluation.quiz_game' = {ev.quiz_game!r} needs evaluation.quiz_sets: name -> "
+            "options, e.g. {add2: {skill: add, digits: 2}}"
+        )
     try:
         cls = game_class(ev.quiz_game)
     except (KeyError, ValueError) as exc:
         raise ValueError(f"config key 'evaluation.quiz_game': {exc}") from None
     if len(cls.roles) != 1:
-        raise ValueError(f"config key 'evaluation.quiz_game' = {ev.quiz_game!r} has roles {list(cls.roles)}; a quiz "
-                         "is a one-role game the learner answers alone")
+        raise ValueError(
+            f"config key 'evaluation.quiz_game' = {ev.quiz_game!r} has roles {list(cls.roles)}; a quiz "
+            "is a one-role game the learner answers alone"
+        )
     for name, options in ev.quiz_sets.items():
         if not isinstance(options, dict):
             raise ValueError(f"config key 'evaluation.quiz_sets.{name}' = {options!r}: expected the game's options")
@@ -290,12 +326,16 @@ def _bind_quiz(config: TrainConfig) -> None:
     if not ev.quiz_role:  # the learner role of the quiz's name (creator_solver's solver), or the only one
         named = [r for r in config.learner_roles if r == cls.roles[0]]
         if not named and len(config.learner_roles) > 1:
-            raise ValueError(f"config key 'evaluation.quiz_role': the quiz's role {cls.roles[0]!r} is not a learner "
-                             f"role; name which of {', '.join(config.learner_roles)} answers it")
+            raise ValueError(
+                f"config key 'evaluation.quiz_role': the quiz's role {cls.roles[0]!r} is not a learner "
+                f"role; name which of {', '.join(config.learner_roles)} answers it"
+            )
         ev.quiz_role = (named or config.learner_roles)[0]
     if ev.quiz_role not in config.learner_roles:
-        raise ValueError(f"config key 'evaluation.quiz_role' = {ev.quiz_role!r}: expected a learner role "
-                         f"({', '.join(config.learner_roles)})")
+        raise ValueError(
+            f"config key 'evaluation.quiz_role' = {ev.quiz_role!r}: expected a learner role "
+            f"({', '.join(config.learner_roles)})"
+        )
 
 
 def bind_game(config: TrainConfig) -> type:
@@ -315,8 +355,10 @@ def bind_game(config: TrainConfig) -> type:
         typed = [arm[k] for k in cur.option.split(",")]  # as typed by the game's fields (1/3 for a float: the number)
         cur.arms[i] = typed if len(typed) > 1 else typed[0]
         if arm_roles != roles:
-            raise ValueError(f"config key 'curriculum.arms': {cur.option}={value} gives {cls.name} the roles "
-                             f"{arm_roles}, not {roles}: the arms of one run must keep the same roles")
+            raise ValueError(
+                f"config key 'curriculum.arms': {cur.option}={value} gives {cls.name} the roles "
+                f"{arm_roles}, not {roles}: the arms of one run must keep the same roles"
+            )
     for key, named in (("opponents.seats", list(seats)), ("learner_roles", config.learner_roles or [])):
         unknown = [r for r in named if r not in roles]
         if unknown:
@@ -325,8 +367,10 @@ def bind_game(config: TrainConfig) -> type:
         config.learner_roles = [r for r in roles if r not in seats]
     both = [r for r in config.learner_roles if r in seats]
     if both or not config.learner_roles:
-        raise ValueError(f"config key 'learner_roles': {config.learner_roles} must name at least one role and none "
-                         f"held by opponents.seats ({both or list(seats)})")
+        raise ValueError(
+            f"config key 'learner_roles': {config.learner_roles} must name at least one role and none "
+            f"held by opponents.seats ({both or list(seats)})"
+        )
     _bind_quiz(config)
     if config.sampling.observer == "compact" and cls.compact_observation is Game.compact_observation:
         from selfplay.agents.sampling import warn_no_compact
@@ -336,11 +380,17 @@ def bind_game(config: TrainConfig) -> type:
     if config.evaluation.opponents is not None:  # self and self-play read naturally for the learner with itself
         config.evaluation.opponents = ["mirror" if str(o) in SELF_NAMES else o for o in config.evaluation.opponents]
     if config.evaluation.opponents is None:  # a cooperative team is measured with itself first
-        config.evaluation.opponents = [*(["mirror"] if outcome_of(cls).kind == "cooperative" else []),
-                                       *(["random"] if has_random else []), *(["expert"] if has_expert else [])]
-    named = {"evaluation.opponents": config.evaluation.opponents, "opponents.seats": list(seats.values()),
-             "opponents.scripted_opponent": [config.opponents.scripted_opponent] if config.opponents.scripted_prob else [],
-             "curriculum.arms": [str(v) for v in config.curriculum.arms] if config.curriculum.option == "opponent" else []}
+        config.evaluation.opponents = [
+            *(["mirror"] if outcome_of(cls).kind == "cooperative" else []),
+            *(["random"] if has_random else []),
+            *(["expert"] if has_expert else []),
+        ]
+    named = {
+        "evaluation.opponents": config.evaluation.opponents,
+        "opponents.seats": list(seats.values()),
+        "opponents.scripted_opponent": [config.opponents.scripted_opponent] if config.opponents.scripted_prob else [],
+        "curriculum.arms": [str(v) for v in config.curriculum.arms] if config.curriculum.option == "opponent" else [],
+    }
     for key, specs in named.items():
         for spec in specs:
             try:
@@ -348,12 +398,16 @@ def bind_game(config: TrainConfig) -> type:
             except ValueError as exc:  # eval_opponents: 5 names the key, not only the spec
                 raise ValueError(f"config key {key!r}: {exc}") from None
             if kind == "expert" and not has_expert:
-                raise ValueError(f"config key {key!r} names 'expert', but game {cls.name!r} ships no expert agent "
-                                 f"(it defines no expert_action): use random, or give the game an expert")
+                raise ValueError(
+                    f"config key {key!r} names 'expert', but game {cls.name!r} ships no expert agent "
+                    f"(it defines no expert_action): use random, or give the game an expert"
+                )
             if kind == "random" and not has_random:
-                raise ValueError(f"config key {key!r} names 'random', but game {cls.name!r} lists no legal actions "
-                                 f"(free text) and defines no random_action: give the game a random_action, or use "
-                                 f"{'expert' if has_expert else 'another agent'}")
+                raise ValueError(
+                    f"config key {key!r} names 'random', but game {cls.name!r} lists no legal actions "
+                    f"(free text) and defines no random_action: give the game a random_action, or use "
+                    f"{'expert' if has_expert else 'another agent'}"
+                )
     return cls
 
 

@@ -131,8 +131,15 @@ class DUMP(Uniform):
 class AdaRFT(Uniform):
     """Target difficulty following the reward; plays the arm whose difficulty is closest to the target."""
 
-    def __init__(self, arms: Sequence[str], difficulty: dict[str, float], target: float | None = None,
-                 eta: float = 0.1, alpha: float = 2.0, beta: float = 0.5):
+    def __init__(
+        self,
+        arms: Sequence[str],
+        difficulty: dict[str, float],
+        target: float | None = None,
+        eta: float = 0.1,
+        alpha: float = 2.0,
+        beta: float = 0.5,
+    ):
         super().__init__(arms)
         missing = [a for a in self.arms if a not in difficulty]
         if missing:
@@ -181,8 +188,15 @@ class ALPGMMArms(Uniform):
     ``positions``: arm -> number or list of numbers): a drawn task plays the nearest arm (Euclidean, each coordinate
     scaled to [0, 1])."""
 
-    def __init__(self, arms: Sequence[str], positions: dict[str, Any] | None = None, fit_rate: int = 20,
-                 random_share: float = 0.2, max_components: int = 4, seed: int = 0):
+    def __init__(
+        self,
+        arms: Sequence[str],
+        positions: dict[str, Any] | None = None,
+        fit_rate: int = 20,
+        random_share: float = 0.2,
+        max_components: int = 4,
+        seed: int = 0,
+    ):
         super().__init__(arms)
         from selfplay.training.alp_gmm import ALPGMM
 
@@ -190,20 +204,24 @@ class ALPGMMArms(Uniform):
         missing = [a for a in self.arms if a not in positions]
         if missing:
             raise ValueError(f"ALP-GMM needs a position for every arm; missing: {missing}")
-        self.positions = {a: [float(x) for x in (p if isinstance(p, (list, tuple)) else [p])]
-                          for a, p in ((a, positions[a]) for a in self.arms)}
+        self.positions = {
+            a: [float(x) for x in (p if isinstance(p, (list, tuple)) else [p])]
+            for a, p in ((a, positions[a]) for a in self.arms)
+        }
         if len({len(p) for p in self.positions.values()}) > 1:
             raise ValueError(f"ALP-GMM positions must all have the same number of coordinates: {self.positions}")
         dims = range(len(next(iter(self.positions.values()))))
         self.low = [min(p[d] for p in self.positions.values()) for d in dims]
         self.high = [max(p[d] for p in self.positions.values()) for d in dims]
         self.high = [h if h > lo else lo + 1.0 for lo, h in zip(self.low, self.high)]
-        self.teacher = ALPGMM(self.low, self.high, fit_rate=fit_rate, random_share=random_share,
-                              max_components=max_components, seed=seed)
+        self.teacher = ALPGMM(
+            self.low, self.high, fit_rate=fit_rate, random_share=random_share, max_components=max_components, seed=seed
+        )
 
     def _nearest(self, task: Sequence[float]) -> str:
         def distance(arm: str) -> float:
             return sum(((p - t) / (h - lo)) ** 2 for p, t, lo, h in zip(self.positions[arm], task, self.low, self.high))
+
         return min(self.arms, key=lambda a: (distance(a), self.positions[a]))
 
     def probabilities(self) -> dict[str, float]:

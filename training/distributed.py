@@ -21,8 +21,14 @@ from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwar
 T = TypeVar("T")
 
 
-def make_accelerator(micro_batches: int, max_grad_norm: float, dtype: str, find_unused: bool,
-                     trackers: Sequence[str] = (), run_dir: str | Path | None = None) -> Accelerator:
+def make_accelerator(
+    micro_batches: int,
+    max_grad_norm: float,
+    dtype: str,
+    find_unused: bool,
+    trackers: Sequence[str] = (),
+    run_dir: str | Path | None = None,
+) -> Accelerator:
     """Accelerator for the launch config in use; DeepSpeed gets the batch sizes it cannot infer (no dataloader).
     ``trackers`` go to accelerate's ``log_with`` (TensorBoard writes to ``run_dir/tensorboard``)."""
     from accelerate.tracking import TensorBoardTracker
@@ -35,11 +41,19 @@ def make_accelerator(micro_batches: int, max_grad_norm: float, dtype: str, find_
         no_jit_ops()
     # several processes launched on a machine without a GPU (torchrun, as accelerate's multi-GPU launcher starts them):
     # DDP over gloo on the CPU; without cpu=True accelerate would make each process a lone single-process run
-    cpu_ranks = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1 and \
-        os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() != "true"
-    accelerator = Accelerator(gradient_accumulation_steps=micro_batches, mixed_precision=mixed, kwargs_handlers=handlers,
-                              log_with=log_with or None, project_dir=str(run_dir) if run_dir else None,
-                              cpu=cpu_ranks)
+    cpu_ranks = (
+        not torch.cuda.is_available()
+        and int(os.environ.get("WORLD_SIZE", "1")) > 1
+        and os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() != "true"
+    )
+    accelerator = Accelerator(
+        gradient_accumulation_steps=micro_batches,
+        mixed_precision=mixed,
+        kwargs_handlers=handlers,
+        log_with=log_with or None,
+        project_dir=str(run_dir) if run_dir else None,
+        cpu=cpu_ranks,
+    )
     plugin = accelerator.state.deepspeed_plugin
     if plugin is not None:
         plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = 1
@@ -47,7 +61,9 @@ def make_accelerator(micro_batches: int, max_grad_norm: float, dtype: str, find_
         plugin.deepspeed_config["gradient_accumulation_steps"] = micro_batches
         plugin.deepspeed_config["gradient_clipping"] = max_grad_norm
         if int(plugin.zero_stage) == 3:  # checkpoints export the policy as plain HF weights: gathered on save
-            plugin.deepspeed_config.setdefault("zero_optimization", {})["stage3_gather_16bit_weights_on_model_save"] = True
+            plugin.deepspeed_config.setdefault("zero_optimization", {})["stage3_gather_16bit_weights_on_model_save"] = (
+                True
+            )
     return accelerator
 
 
@@ -137,7 +153,7 @@ def unflatten(template: T, flat: dict[tuple, float], prefix: tuple = ()) -> T:
         if is_dataclass(value):
             values[f.name] = unflatten(value, flat, path)
         elif isinstance(value, dict):
-            keys = dict.fromkeys(k[len(path)] for k in flat if len(k) > len(path) and k[:len(path)] == path)
+            keys = dict.fromkeys(k[len(path)] for k in flat if len(k) > len(path) and k[: len(path)] == path)
             item = f.metadata.get("of")
             values[f.name] = {k: unflatten(item(), flat, (*path, k)) if item else flat[(*path, k)] for k in keys}
         else:

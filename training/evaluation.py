@@ -62,18 +62,29 @@ class Evaluator:
     store: RecordStore
     options: Callable[[], dict[str, Any]] = dict  # the options ``make_game`` uses now, recorded with each episode
 
-    def _play(self, matches: list[Match], agents: dict[str, Any], store: RecordStore | None,
-              make_game: Callable[..., Game] | None = None) -> list[Episode]:
+    def _play(
+        self,
+        matches: list[Match],
+        agents: dict[str, Any],
+        store: RecordStore | None,
+        make_game: Callable[..., Game] | None = None,
+    ) -> list[Episode]:
         self.learner.model.eval()
         with torch.no_grad(), full_parameters(self.learner.accelerator, self.learner.model):
-            return play(make_game or self.make_game, matches, agents, store=store,
-                        concurrency=self.cfg.rollout.concurrency, progress=False,
-                        options=None if make_game else self.options())
+            return play(
+                make_game or self.make_game,
+                matches,
+                agents,
+                store=store,
+                concurrency=self.cfg.rollout.concurrency,
+                progress=False,
+                options=None if make_game else self.options(),
+            )
 
     def _slice(self, items: list) -> list:
         acc = self.learner.accelerator
         first, count = rank_slice(len(items), acc.num_processes, acc.process_index)
-        return items[first:first + count]
+        return items[first : first + count]
 
     @property
     def outcome(self):
@@ -84,8 +95,9 @@ class Evaluator:
         t = self.cfg.evaluation.temperature
         return self.cfg.sampling.temperature if t is None else t
 
-    def entry(self, step: int, seconds: float, exact: dict[str, Any] | None = None
-              ) -> tuple[dict[str, Any], dict[str, float]]:
+    def entry(
+        self, step: int, seconds: float, exact: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, float]]:
         """One history entry (the evaluation against every baseline, the held-out one, the exact exploitability
         when the game is small enough) and its metrics. Win rates only for win/lose games; otherwise the mean
         reward over the seats."""
@@ -106,12 +118,23 @@ class Evaluator:
                 for counts in (result, *result["seats"].values()):
                     for key in ("win", "draw", "loss", "win_or_draw"):
                         counts.pop(key, None)
-        metrics = {f"winrate/vs_{k}": v["win_or_draw"] for k, v in evaluation.items()} if win_lose else \
-            {f"success/vs_{k}": v["success"] for k, v in evaluation.items()} if rates == "success" else {}
+        metrics = (
+            {f"winrate/vs_{k}": v["win_or_draw"] for k, v in evaluation.items()}
+            if win_lose
+            else {f"success/vs_{k}": v["success"] for k, v in evaluation.items()}
+            if rates == "success"
+            else {}
+        )
         if not win_lose:
             metrics.update({f"reward/vs_{k}": v["mean_reward"] for k, v in evaluation.items()})
-        entry = {"step": step, "seconds": seconds, "outcome": self.outcome.kind, "win_lose": win_lose, "rates": rates,
-                 "evaluation": evaluation}
+        entry = {
+            "step": step,
+            "seconds": seconds,
+            "outcome": self.outcome.kind,
+            "win_lose": win_lose,
+            "rates": rates,
+            "evaluation": evaluation,
+        }
         if exact is not None:
             entry["exact"] = exact
             metrics["exploitability"] = exact["exploitability"]
@@ -124,7 +147,9 @@ class Evaluator:
             metrics.update({f"quiz/{k}": v["accuracy"] for k, v in entry["quiz"].items()})
         if self.cfg.evaluation.heldout:
             entry["heldout"] = self.heldout(step)
-            metrics.update({f"heldout/{role}/{arm}": v for role, arms in entry["heldout"].items() for arm, v in arms.items()})
+            metrics.update(
+                {f"heldout/{role}/{arm}": v for role, arms in entry["heldout"].items() for arm, v in arms.items()}
+            )
         return entry, metrics
 
     @property
@@ -158,22 +183,32 @@ class Evaluator:
         half = 1.96 * math.sqrt(sum(s.reward_variance / s.decided for s in seats.values())) / max(1, len(seats))
         # no spread within any seat: the pooled games' interval (Wilson's where every game paid the same)
         low, high = t.clip(mean - half, mean + half) if half > 0 or not t.decided else t.reward_interval()
-        return {"games": max(1.0, t.decided), "win": t.rate(t.wins), "draw": t.rate(t.draws), "loss": t.rate(t.losses),
-                "win_or_draw": t.rate(t.wins + t.draws), "invalid_rate": t.invalid_rate,
-                # the learner's mean reward per seat (the same seeds and baseline tasks at every evaluation)
-                "seats": {r: {"win": s.rate(s.wins), "draw": s.rate(s.draws), "loss": s.rate(s.losses),
-                              "games": s.decided} for r, s in seats.items()},
-                "reward": {r: s.mean_reward for r, s in seats.items()},
-                "reward_ci": {r: list(s.reward_interval()) for r, s in seats.items()},
-                "mean_reward": mean, "mean_reward_ci": [low, high],
-                "mean_reward_se": half / 1.96 if half > 0 else (high - low) / (2 * 1.96)}
+        return {
+            "games": max(1.0, t.decided),
+            "win": t.rate(t.wins),
+            "draw": t.rate(t.draws),
+            "loss": t.rate(t.losses),
+            "win_or_draw": t.rate(t.wins + t.draws),
+            "invalid_rate": t.invalid_rate,
+            # the learner's mean reward per seat (the same seeds and baseline tasks at every evaluation)
+            "seats": {
+                r: {"win": s.rate(s.wins), "draw": s.rate(s.draws), "loss": s.rate(s.losses), "games": s.decided}
+                for r, s in seats.items()
+            },
+            "reward": {r: s.mean_reward for r, s in seats.items()},
+            "reward_ci": {r: list(s.reward_interval()) for r, s in seats.items()},
+            "mean_reward": mean,
+            "mean_reward_ci": [low, high],
+            "mean_reward_se": half / 1.96 if half > 0 else (high - low) / (2 * 1.96),
+        }
 
     def _baseline_matches(self, opponent: str, step: int) -> list[Match]:
         """The learner in each seat it learns, the baseline in the other free seats; each seed in every seating."""
         fixed = {r: seat_name(r) for r in self.cfg.opponents.seats}
         lineup = [LEARNER] + [BASELINE] * self.free_seats
-        matches = paired_matches(self.roles, lineup, self.cfg.evaluation.games, seeds.EVAL_GAMES,
-                                 {"step": step, "eval": opponent}, fixed)
+        matches = paired_matches(
+            self.roles, lineup, self.cfg.evaluation.games, seeds.EVAL_GAMES, {"step": step, "eval": opponent}, fixed
+        )
         for m in matches:
             seat = next(r for r, a in m.agents.items() if a == LEARNER)
             m.agents[seat] = self.learner.name(seat)
@@ -187,14 +222,18 @@ class Evaluator:
         seats = self.cfg.opponents.seats
         lineup = {r: seat_name(r) if r in seats else self.learner.name(r) for r in self.roles}
         learned = [r for r in self.roles if r not in seats and r in self.cfg.learner_roles]
-        return [Match(seeds.EVAL_GAMES + i, dict(lineup), {"step": step, "eval": MIRROR, "learners": learned})
-                for i in range(self.cfg.evaluation.games)]
+        return [
+            Match(seeds.EVAL_GAMES + i, dict(lineup), {"step": step, "eval": MIRROR, "learners": learned})
+            for i in range(self.cfg.evaluation.games)
+        ]
 
     def _seat_agents(self) -> dict[str, Any]:
         """The fixed agents of ``opponents.seats``, seeded for evaluation."""
         # scripted agents draw per game from the match seed: the same moves on any number of ranks
-        return {seat_name(r): build_agent(spec, seed=seeds.EVAL_BASELINE + 7, name=seat_name(r))
-                for r, spec in self.cfg.opponents.seats.items()}
+        return {
+            seat_name(r): build_agent(spec, seed=seeds.EVAL_BASELINE + 7, name=seat_name(r))
+            for r, spec in self.cfg.opponents.seats.items()
+        }
 
     def heldout(self, step: int) -> dict[str, dict[str, float]]:
         """Mean reward of the learner in each role on ``evaluation.games`` fixed seeds (never drawn in training) per
@@ -204,13 +243,24 @@ class Evaluator:
         arms = [(cur.option, v) for v in cur.arms if cur.option != OPPONENT] or [(None, None)]
         seats = self.cfg.opponents.seats
         everyone = {r: seat_name(r) if r in seats else self.learner.name(r) for r in self.roles}
-        matches = [Match(seeds.HELDOUT_GAMES + j, everyone,
-                         {"step": step, "eval": "heldout", "learners": list(self.cfg.learner_roles),
-                          **({"arm": arm_name(v), "game_options": arm_options(o, v)} if o else {})})
-                   for o, v in arms for j in range(self.cfg.evaluation.games)]
+        matches = [
+            Match(
+                seeds.HELDOUT_GAMES + j,
+                everyone,
+                {
+                    "step": step,
+                    "eval": "heldout",
+                    "learners": list(self.cfg.learner_roles),
+                    **({"arm": arm_name(v), "game_options": arm_options(o, v)} if o else {}),
+                },
+            )
+            for o, v in arms
+            for j in range(self.cfg.evaluation.games)
+        ]
         sums = Means()
-        for ep in self._play(self._slice(matches), {**self.learner.agents_at(self.temperature), **self._seat_agents()},
-                             self.store):
+        for ep in self._play(
+            self._slice(matches), {**self.learner.agents_at(self.temperature), **self._seat_agents()}, self.store
+        ):
             if ep.status != "error":
                 for role, reward in ep.rewards.items():
                     for arm in {ep.meta.get("arm", "all"), "all"}:
@@ -230,17 +280,28 @@ class Evaluator:
         ev = self.cfg.evaluation
         cls = game_class(ev.quiz_game)
         name = self.learner.name(ev.quiz_role)
-        matches = [Match(seeds.QUIZ_GAMES + j, {cls.roles[0]: name},
-                         {"step": step, "quiz": key, "index": j, "game_options": quiz_options(cls, options)})
-                   for key, options in ev.quiz_sets.items() for j in range(ev.quiz_games)]
-        mine = [(ep.meta["quiz"], ep.meta["index"], next(iter(ep.rewards.values()), 0.0) if ep.status != "error" else 0.0)
-                for ep in self._play(self._slice(matches), {name: self.learner.agents_at(0.0)[name]}, None, cls)]
+        matches = [
+            Match(
+                seeds.QUIZ_GAMES + j,
+                {cls.roles[0]: name},
+                {"step": step, "quiz": key, "index": j, "game_options": quiz_options(cls, options)},
+            )
+            for key, options in ev.quiz_sets.items()
+            for j in range(ev.quiz_games)
+        ]
+        mine = [
+            (ep.meta["quiz"], ep.meta["index"], next(iter(ep.rewards.values()), 0.0) if ep.status != "error" else 0.0)
+            for ep in self._play(self._slice(matches), {name: self.learner.agents_at(0.0)[name]}, None, cls)
+        ]
         results = sorted(gather(self.learner.accelerator, mine))
         out = {}
         for key in ev.quiz_sets:
             outcomes = [r for k, _, r in results if k == key]
-            out[key] = {"accuracy": sum(outcomes) / len(outcomes) if outcomes else float("nan"), "n": len(outcomes),
-                        "outcomes": outcomes}
+            out[key] = {
+                "accuracy": sum(outcomes) / len(outcomes) if outcomes else float("nan"),
+                "n": len(outcomes),
+                "outcomes": outcomes,
+            }
         return out
 
     def probe(self, progress: LearningProgress, step: int) -> dict[str, float]:
@@ -266,8 +327,10 @@ def gauntlet_elo(results: dict[str, dict[str, float]]) -> dict[str, float]:
     for opponent, r in results.items():
         n = int(round(r["games"]))
         wins, draws = int(round(r["win"] * n)), int(round(r["draw"] * n))
-        games += [Result("learner", opponent, score, (opponent, i)) for i, score in
-                  enumerate([1.0] * wins + [0.5] * draws + [0.0] * (n - wins - draws))]
+        games += [
+            Result("learner", opponent, score, (opponent, i))
+            for i, score in enumerate([1.0] * wins + [0.5] * draws + [0.0] * (n - wins - draws))
+        ]
     anchor = "random" if "random" in results else None
     fit = bradley_terry(games, anchor)
     low, high = bootstrap(games, anchor, rounds=100)["learner"]

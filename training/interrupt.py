@@ -36,6 +36,9 @@ class StopRequest:
             raise KeyboardInterrupt
         self.requested = True
         if self.announce and os.environ.get("RANK", "0") == "0":
-            print(f"\nselfplay train: {signal.Signals(signum).name}: stopping at the end of this step with a checkpoint "
-                  f"and an evaluation (Ctrl-C again stops at once, keeping the checkpoints already saved)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"\nselfplay train: {signal.Signals(signum).name}: stopping at the end of this step with a checkpoint "
+                f"and an evaluation (Ctrl-C again stops at once, keeping the checkpoints already saved)",
+                file=sys.stderr,
+                flush=True,
+            )

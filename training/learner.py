@@ -16,8 +16,8 @@ from selfplay.agents.specs import parse_spec
 from selfplay.agents.weights import frozen_copy
 from selfplay.training.config import TrainConfig
 from selfplay.training.distributed import zero_stage
-from selfplay.training.policy import Policy
 from selfplay.training.names import LEARNER, agent_name
+from selfplay.training.policy import Policy
 
 
 @dataclass
@@ -81,8 +81,9 @@ def at_temperature(agents: dict[str, LLMAgent], temperature: float) -> dict[str,
     (which holds nothing that depends on the temperature), so CUDA graphs captured for one are replayed by the other."""
     out = {}
     for name, a in agents.items():
-        out[name] = LLMAgent(a.model, a.tokenizer, replace(a.sampling, temperature=temperature), name, a.adapter,
-                             a.engine_factory)
+        out[name] = LLMAgent(
+            a.model, a.tokenizer, replace(a.sampling, temperature=temperature), name, a.adapter, a.engine_factory
+        )
         out[name].decoder = a._decoder() if a.sampling.backend == "native" else None
     return out
 
@@ -96,10 +97,17 @@ def group_agent(policy: Policy, group: str, tokenizer, kind: str, sampling: Samp
 def sampling_config(cfg: TrainConfig, seed: int | None = None) -> SamplingConfig:
     """The learner's sampling settings."""
     s = cfg.sampling
-    return SamplingConfig(temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens,
-                          constrained=s.constrained, observer=s.observer, pack=s.pack, backend=s.backend,
-                          vllm_memory=s.vllm_memory,
-                          **({"seed": seed} if seed is not None else {}))
+    return SamplingConfig(
+        temperature=s.temperature,
+        top_p=s.top_p,
+        max_new_tokens=s.max_new_tokens,
+        constrained=s.constrained,
+        observer=s.observer,
+        pack=s.pack,
+        backend=s.backend,
+        vllm_memory=s.vllm_memory,
+        **({"seed": seed} if seed is not None else {}),
+    )
 
 
 def build_learner(cfg: TrainConfig, accelerator: Accelerator, roles: tuple[str, ...]) -> Learner:
@@ -107,12 +115,15 @@ def build_learner(cfg: TrainConfig, accelerator: Accelerator, roles: tuple[str, 
     spec = parse_spec(cfg.model)
     dtype = None if cfg.dtype == "auto" else cfg.dtype
     sizes = {k: v for k, v in spec.options.items() if k != "dtype"}
-    base, tokenizer = load_model(spec.kind, spec.arg, device=str(accelerator.device), dtype=dtype or "float32",
-                                 seed=cfg.run.seed, **sizes)
+    base, tokenizer = load_model(
+        spec.kind, spec.arg, device=str(accelerator.device), dtype=dtype or "float32", seed=cfg.run.seed, **sizes
+    )
     context = getattr(base.config, "max_position_embeddings", None)
     if context and cfg.sampling.max_new_tokens >= context:  # every attempt would fail: say so before playing
-        raise RuntimeError(f"config key 'sampling.max_new_tokens' = {cfg.sampling.max_new_tokens} leaves no room for a "
-                           f"prompt in {cfg.model}'s context of {context} positions")
+        raise RuntimeError(
+            f"config key 'sampling.max_new_tokens' = {cfg.sampling.max_new_tokens} leaves no room for a "
+            f"prompt in {cfg.model}'s context of {context} positions"
+        )
     policy = Policy(base, roles, cfg.weights, cfg.lora_r, cfg.lora_alpha, seed=cfg.run.seed)
     if cfg.update.gradient_checkpointing:
         for module in {id(m): m for m in (policy.generator(g)[0] for g in policy.groups)}.values():
@@ -120,8 +131,9 @@ def build_learner(cfg: TrainConfig, accelerator: Accelerator, roles: tuple[str, 
             module.config.use_cache = False
     reference = frozen_copy(policy) if cfg.update.kl_coef else None
     u = cfg.update
-    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=u.lr,
-                                  weight_decay=u.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [p for p in policy.parameters() if p.requires_grad], lr=u.lr, weight_decay=u.weight_decay
+    )
     # the schedule runs in training steps, whatever the optimizer steps per training step (passes, micro-batches,
     # processes: accelerate steps a scheduler once per process)
     clock = {"step": 0}
@@ -132,6 +144,7 @@ def build_learner(cfg: TrainConfig, accelerator: Accelerator, roles: tuple[str, 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: schedule(clock["step"]))
     model, optimizer, scheduler = accelerator.prepare(policy, optimizer, scheduler)
     policy = accelerator.unwrap_model(model)
-    agents = {agent_name(LEARNER, g): group_agent(policy, g, tokenizer, LEARNER, sampling_config(cfg))
-              for g in policy.groups}
+    agents = {
+        agent_name(LEARNER, g): group_agent(policy, g, tokenizer, LEARNER, sampling_config(cfg)) for g in policy.groups
+    }
     return Learner(accelerator, model, policy, optimizer, scheduler, reference, tokenizer, agents, schedule, clock)

@@ -22,8 +22,9 @@ from collections.abc import Hashable, Sequence
 import torch
 
 
-def rae_advantages(rewards: Sequence[float], keys: Sequence[Hashable], baselines: dict[Hashable, float],
-                   decay: float) -> tuple[list[float], dict[Hashable, float]]:
+def rae_advantages(
+    rewards: Sequence[float], keys: Sequence[Hashable], baselines: dict[Hashable, float], decay: float
+) -> tuple[list[float], dict[Hashable, float]]:
     """Advantages against the per-key baselines from before this batch, and the updated baselines."""
     if len(rewards) != len(keys):
         raise ValueError(f"{len(rewards)} rewards for {len(keys)} keys")
@@ -36,8 +37,9 @@ def rae_advantages(rewards: Sequence[float], keys: Sequence[Hashable], baselines
     return advantages, updated
 
 
-def grpo_advantages(rewards: Sequence[float], groups: Sequence[Hashable], fallback: Sequence[float] | None = None,
-                    eps: float = 1e-6) -> list[float]:
+def grpo_advantages(
+    rewards: Sequence[float], groups: Sequence[Hashable], fallback: Sequence[float] | None = None, eps: float = 1e-6
+) -> list[float]:
     """(r - group mean) / (group std + eps); a group of one takes ``fallback`` (or 0)."""
     if len(rewards) != len(groups):
         raise ValueError(f"{len(rewards)} rewards for {len(groups)} groups")
@@ -56,13 +58,24 @@ def grpo_advantages(rewards: Sequence[float], groups: Sequence[Hashable], fallba
     return out
 
 
-def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
-                clip: float, tokens: float, ref_logp: torch.Tensor | None = None, kl_coef: float = 0.0,
-                entropy_coef: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+def policy_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    clip: float,
+    tokens: float,
+    ref_logp: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+    entropy_coef: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Clipped policy-gradient loss over (batch, tokens), normalised by ``tokens`` tokens."""
     if not logp.shape == old_logp.shape == mask.shape or advantages.shape != logp.shape[:1]:
-        raise ValueError(f"shapes differ: logp {tuple(logp.shape)}, old {tuple(old_logp.shape)}, "
-                         f"mask {tuple(mask.shape)}, advantages {tuple(advantages.shape)}")
+        raise ValueError(
+            f"shapes differ: logp {tuple(logp.shape)}, old {tuple(old_logp.shape)}, "
+            f"mask {tuple(mask.shape)}, advantages {tuple(advantages.shape)}"
+        )
     mask = mask.to(logp.dtype)
     ratio = torch.exp(logp - old_logp)
     adv = advantages.unsqueeze(-1)

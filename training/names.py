@@ -15,8 +15,10 @@ def arm_options(option: str, value: object) -> dict[str, object]:
     if len(keys) == 1:
         return {option: value}
     if not isinstance(value, (list, tuple)) or len(value) != len(keys):
-        raise ValueError(f"config key 'curriculum.arms': {value!r} does not give one value to each of the options "
-                         f"{option!r} (expected a list of {len(keys)}, like [{', '.join(keys)}])")
+        raise ValueError(
+            f"config key 'curriculum.arms': {value!r} does not give one value to each of the options "
+            f"{option!r} (expected a list of {len(keys)}, like [{', '.join(keys)}])"
+        )
     return dict(zip(keys, value))
 
 

@@ -21,8 +21,9 @@ from selfplay.agents.weights import activate_adapter, add_adapters, lora_config
 class Policy(nn.Module):
     """Every role's weights; ``forward`` scores completions with each row's own role weights."""
 
-    def __init__(self, base: nn.Module, roles: Sequence[str], mode: str, lora_r: int = 8, lora_alpha: int = 16,
-                 seed: int = 0):
+    def __init__(
+        self, base: nn.Module, roles: Sequence[str], mode: str, lora_r: int = 8, lora_alpha: int = 16, seed: int = 0
+    ):
         super().__init__()
         self.roles, self.mode = tuple(roles), mode
         if mode == "shared":
@@ -87,9 +88,18 @@ class Policy(nn.Module):
             total += forward * (3 if reference else 2) + weights
         return total
 
-    def forward(self, *, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
-                groups: list[str], prompt_width: int, temperature: float = 1.0, allowed: list | None = None,
-                tree: bool | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        *,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor,
+        groups: list[str],
+        prompt_width: int,
+        temperature: float = 1.0,
+        allowed: list | None = None,
+        tree: bool | None = None,
+    ) -> torch.Tensor:
         """Completion-token log-probs (rows, tokens); rows of each group go through that group's weights
         (``agents.scoring.scored_logprobs``; ``tree`` as there)."""
         out = torch.zeros(input_ids.shape[0], input_ids.shape[1] - prompt_width, device=input_ids.device)
@@ -99,9 +109,19 @@ class Policy(nn.Module):
             if adapter is not None:
                 activate_adapter(module, adapter)
             mine = [allowed[i] for i in rows.tolist()] if allowed is not None else None
-            out = out.index_put((rows,), scored_logprobs(module, input_ids[rows], attention_mask[rows],
-                                                         position_ids[rows], prompt_width, temperature, mine,
-                                                         tree=tree))
+            out = out.index_put(
+                (rows,),
+                scored_logprobs(
+                    module,
+                    input_ids[rows],
+                    attention_mask[rows],
+                    position_ids[rows],
+                    prompt_width,
+                    temperature,
+                    mine,
+                    tree=tree,
+                ),
+            )
         return out
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
@@ -116,7 +136,7 @@ class Policy(nn.Module):
         state_dict = state_dict if state_dict is not None else self.state_dict()
 
         def part(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
         if self.mode == "clone":
             for role, module in self.clones.items():

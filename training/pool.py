@@ -43,7 +43,7 @@ class OpponentPool:
             torch.save(state, tmp)
             os.replace(tmp, path)
         self.snapshots.append(Snapshot(step, str(path)))
-        self.snapshots = self.snapshots[-self.size:]
+        self.snapshots = self.snapshots[-self.size :]
 
     def choose(self, rng: random.Random) -> Snapshot | None:
         """A snapshot for this step, or None when the pool is empty."""

@@ -20,15 +20,26 @@ def _heldout_section(run_dir: Path, history: list[dict]) -> list[str]:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     steps = [h["step"] for h in history]
     for role, arm in series:
-        ax.plot(steps, [h["heldout"].get(role, {}).get(arm, float("nan")) for h in history], "o-" if arm == "all" else ".--",
-                label=f"{role} / {arm}")
+        ax.plot(
+            steps,
+            [h["heldout"].get(role, {}).get(arm, float("nan")) for h in history],
+            "o-" if arm == "all" else ".--",
+            label=f"{role} / {arm}",
+        )
     ax.set_xlabel("training step")
     ax.set_ylabel("held-out mean reward")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     (run_dir / "heldout.png").write_bytes(png_bytes(fig))
-    lines = ["", "## Held-out evaluation", "", "![heldout](heldout.png)", "",
-             "| step | seconds | " + " | ".join(f"{r} / {a}" for r, a in series) + " |", "|---:|---:|" + "---:|" * len(series)]
+    lines = [
+        "",
+        "## Held-out evaluation",
+        "",
+        "![heldout](heldout.png)",
+        "",
+        "| step | seconds | " + " | ".join(f"{r} / {a}" for r, a in series) + " |",
+        "|---:|---:|" + "---:|" * len(series),
+    ]
     for h in history:
         cells = [f"{h['heldout'].get(r, {}).get(a, float('nan')):.3f}" for r, a in series]
         lines.append(f"| {h['step']} | {h.get('seconds', float('nan')):.0f} | " + " | ".join(cells) + " |")
@@ -54,9 +65,18 @@ def _quiz_section(run_dir: Path, history: list[dict], role: str) -> list[str]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     (run_dir / "quiz.png").write_bytes(png_bytes(fig))
-    lines = ["", "## Held-out quiz", "", f"Accuracy on held-out problems (greedy, the same at every evaluation) against "
-             f"the {role}'s training samples; 95% Wilson intervals.", "", "![quiz](quiz.png)", "",
-             f"| step | {role} samples | " + " | ".join(keys) + " |", "|---:|---:|" + "---:|" * len(keys)]
+    lines = [
+        "",
+        "## Held-out quiz",
+        "",
+        f"Accuracy on held-out problems (greedy, the same at every evaluation) against "
+        f"the {role}'s training samples; 95% Wilson intervals.",
+        "",
+        "![quiz](quiz.png)",
+        "",
+        f"| step | {role} samples | " + " | ".join(keys) + " |",
+        "|---:|---:|" + "---:|" * len(keys),
+    ]
     for x, h in zip(xs, history):
         cells = []
         for key in keys:
@@ -67,9 +87,14 @@ def _quiz_section(run_dir: Path, history: list[dict], role: str) -> list[str]:
     return lines
 
 
-def write_training_report(run_dir: Path, history: list[dict], curriculum: list[dict] | None = None,
-                          training: list[dict] | None = None, tasks: list[dict] | None = None,
-                          quiz_role: str = "") -> None:
+def write_training_report(
+    run_dir: Path,
+    history: list[dict],
+    curriculum: list[dict] | None = None,
+    training: list[dict] | None = None,
+    tasks: list[dict] | None = None,
+    quiz_role: str = "",
+) -> None:
     """``RUN/progress.png`` and ``RUN/report.md``: the learner's evaluation at each evaluation step (win rates and
     Elo for win/lose games; mean reward with 95% intervals and exact exploitability otherwise); with a curriculum,
     ``RUN/curriculum.png``: each arm's sampling probability and mean |advantage| over steps. ``training``: the mean
@@ -79,11 +104,21 @@ def write_training_report(run_dir: Path, history: list[dict], curriculum: list[d
     lines = ["# Training report", "", "![progress](progress.png)", "", *_evaluation_table(history)]
     seats = sorted({(o, r) for h in history for o, e in h["evaluation"].items() for r in e.get("reward", {})})
     if seats:  # e.g. the solver's accuracy on the expert creator's tasks, the critic's on the sneaky generator's
-        lines += ["", "Learner's mean reward per seat (the same held-out games at every evaluation):", "",
-                  "| step | " + " | ".join(f"{r} vs {o}" for o, r in seats) + " |", "|---:|" + "---:|" * len(seats)]
+        lines += [
+            "",
+            "Learner's mean reward per seat (the same held-out games at every evaluation):",
+            "",
+            "| step | " + " | ".join(f"{r} vs {o}" for o, r in seats) + " |",
+            "|---:|" + "---:|" * len(seats),
+        ]
         for h in history:
-            lines.append(f"| {h['step']} | " + " | ".join(
-                f"{h['evaluation'].get(o, {}).get('reward', {}).get(r, float('nan')):+z.3f}" for o, r in seats) + " |")
+            lines.append(
+                f"| {h['step']} | "
+                + " | ".join(
+                    f"{h['evaluation'].get(o, {}).get('reward', {}).get(r, float('nan')):+z.3f}" for o, r in seats
+                )
+                + " |"
+            )
     quizzed = [h for h in history if h.get("quiz")]
     if quizzed:
         lines += _quiz_section(run_dir, quizzed, quiz_role or "learner")
@@ -101,19 +136,34 @@ def write_training_report(run_dir: Path, history: list[dict], curriculum: list[d
 def _tasks_section(tasks: list[dict]) -> list[str]:
     """The proposer-collapse monitor's section: what it measures, the plot, the last step's shares, the warnings."""
     last = tasks[-1]
-    lines = ["", "## Tasks written (proposer-collapse monitor)", "",
-             "Per step and task-writing role: the share of distinct tasks, of near-duplicates (character-trigram "
-             "similarity >= 0.8 to another task of the step), and how the answers fared on them: malformed, too easy "
-             "(all right), frontier (some right), too hard (none right).", "", "![tasks](tasks.png)", "",
-             "| role | tasks (last step) | distinct | near-duplicates | malformed | too easy | frontier | too hard |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "",
+        "## Tasks written (proposer-collapse monitor)",
+        "",
+        "Per step and task-writing role: the share of distinct tasks, of near-duplicates (character-trigram "
+        "similarity >= 0.8 to another task of the step), and how the answers fared on them: malformed, too easy "
+        "(all right), frontier (some right), too hard (none right).",
+        "",
+        "![tasks](tasks.png)",
+        "",
+        "| role | tasks (last step) | distinct | near-duplicates | malformed | too easy | frontier | too hard |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for role, v in last["roles"].items():
-        lines.append(f"| {role} | {int(v['tasks'])} | " + " | ".join(f"{v[k]:.0%}" for k in (
-            "distinct", "near_duplicates", "malformed", "too_easy", "frontier", "too_hard")) + " |")
+        lines.append(
+            f"| {role} | {int(v['tasks'])} | "
+            + " | ".join(
+                f"{v[k]:.0%}" for k in ("distinct", "near_duplicates", "malformed", "too_easy", "frontier", "too_hard")
+            )
+            + " |"
+        )
     warned = [(t["step"], w) for t in tasks for w in t.get("warnings", [])]
     if warned:
-        lines += ["", f"Warnings at {len({s for s, _ in warned})} of {len(tasks)} steps; the last: step {warned[-1][0]}: "
-                      f"{warned[-1][1]}"]
+        lines += [
+            "",
+            f"Warnings at {len({s for s, _ in warned})} of {len(tasks)} steps; the last: step {warned[-1][0]}: "
+            f"{warned[-1][1]}",
+        ]
     return lines
 
 
@@ -125,8 +175,12 @@ def _tasks_plot(tasks: list[dict]) -> bytes:
     for role in roles:
         values = [t["roles"].get(role) for t in tasks]
         axes[0].plot(steps, [v["distinct"] if v else float("nan") for v in values], ".-", label=f"{role}: distinct")
-        axes[0].plot(steps, [v["near_duplicates"] if v else float("nan") for v in values], "x--",
-                     label=f"{role}: near-duplicates")
+        axes[0].plot(
+            steps,
+            [v["near_duplicates"] if v else float("nan") for v in values],
+            "x--",
+            label=f"{role}: near-duplicates",
+        )
     axes[0].set_ylabel("share of well-formed tasks")
     axes[0].set_ylim(-0.02, 1.02)
     axes[0].set_title("variety")
@@ -163,9 +217,17 @@ def _progress_plot(history: list[dict], training: list[dict]) -> bytes:
             left.plot(steps, [r["win_or_draw"] if r else float("nan") for r in rows], "o-", label=f"vs {name}")
             continue
         means = [r["mean_reward"] if r else float("nan") for r in rows]
-        left.errorbar(steps, means, yerr=[[m - r["mean_reward_ci"][0] if r else 0 for m, r in zip(means, rows)],
-                                          [r["mean_reward_ci"][1] - m if r else 0 for m, r in zip(means, rows)]],
-                      fmt="o-", capsize=3, label=f"vs {name}")
+        left.errorbar(
+            steps,
+            means,
+            yerr=[
+                [m - r["mean_reward_ci"][0] if r else 0 for m, r in zip(means, rows)],
+                [r["mean_reward_ci"][1] - m if r else 0 for m, r in zip(means, rows)],
+            ],
+            fmt="o-",
+            capsize=3,
+            label=f"vs {name}",
+        )
     left.set_ylabel("win + draw rate (both seats)" if win_lose else "mean reward over seats, 95% interval")
     left.set_title("evaluation")
     if win_lose:
@@ -178,8 +240,12 @@ def _progress_plot(history: list[dict], training: list[dict]) -> bytes:
             right.set_ylabel(f"learner Elo ({elo[0]['anchor']} = 0)")
         else:
             right.plot(steps, [x["exploitability"] if x else float("nan") for x in exact], "o-", label="current policy")
-            right.plot(steps, [x.get("average", float("nan")) if x else float("nan") for x in exact], "s--",
-                       label="average policy")
+            right.plot(
+                steps,
+                [x.get("average", float("nan")) if x else float("nan") for x in exact],
+                "s--",
+                label="average policy",
+            )
             right.set_ylabel(f"exploitability (NashConv / {next(x for x in exact if x).get('players', 2)})")
             right.set_ylim(bottom=0)
         right.set_title("rating" if opponents and all(elo) else "distance to equilibrium (exact)")
@@ -187,8 +253,9 @@ def _progress_plot(history: list[dict], training: list[dict]) -> bytes:
         panel = rest.pop(0)
         roles = sorted({r for t in training for r in t["reward"]})
         for role in roles:
-            panel.plot([t["step"] for t in training], [t["reward"].get(role, float("nan")) for t in training],
-                       ".-", label=role)
+            panel.plot(
+                [t["step"] for t in training], [t["reward"].get(role, float("nan")) for t in training], ".-", label=role
+            )
         panel.set_ylabel("mean training reward (all opponents)")
         panel.set_title("training games")
     for ax in axes[0]:
@@ -204,33 +271,50 @@ def _evaluation_table(history: list[dict]) -> list[str]:
     """The markdown table of the evaluations, as the game's outcome model reads."""
     opponents = list(history[-1]["evaluation"])
     if history[-1].get("win_lose", True):
-        lines = ["| step | " + " | ".join(f"vs {o}: win / draw / loss" for o in opponents) + " | Elo [95%] |",
-                 "|---:|" + "---|" * len(opponents) + "---|"]
+        lines = [
+            "| step | " + " | ".join(f"vs {o}: win / draw / loss" for o in opponents) + " | Elo [95%] |",
+            "|---:|" + "---|" * len(opponents) + "---|",
+        ]
         for h in history:
             e = h["evaluation"][opponents[0]].get("learner_elo") if opponents else None
-            cells = [f"{h['evaluation'][o]['win']:.2f} / {h['evaluation'][o]['draw']:.2f} / "
-                     f"{h['evaluation'][o]['loss']:.2f}" if o in h["evaluation"] else "–" for o in opponents]
+            cells = [
+                f"{h['evaluation'][o]['win']:.2f} / {h['evaluation'][o]['draw']:.2f} / {h['evaluation'][o]['loss']:.2f}"
+                if o in h["evaluation"]
+                else "–"
+                for o in opponents
+            ]
             rating = f"{e['elo']:+z.0f} [{e['low']:+z.0f}, {e['high']:+z.0f}]" if e else "–"
             lines.append(f"| {h['step']} | " + " | ".join(cells) + f" | {rating} |")
         return lines
     games = int(history[-1]["evaluation"][opponents[0]]["games"]) if opponents else 0
-    lines = [f"The learner's mean reward over its seats against each baseline, with its 95% interval ({games} fixed "
-             "evaluation games each); exploitability is exact (NashConv / number of players) where the game can be "
-             "enumerated.", "",
-             "| step | " + " | ".join(f"vs {o}: mean reward [95%]" for o in opponents)
-             + " | exploitability | average policy |", "|---:|" + "---|" * len(opponents) + "---:|---:|"]
+    lines = [
+        f"The learner's mean reward over its seats against each baseline, with its 95% interval ({games} fixed "
+        "evaluation games each); exploitability is exact (NashConv / number of players) where the game can be "
+        "enumerated.",
+        "",
+        "| step | "
+        + " | ".join(f"vs {o}: mean reward [95%]" for o in opponents)
+        + " | exploitability | average policy |",
+        "|---:|" + "---|" * len(opponents) + "---:|---:|",
+    ]
     team = next((x["exact"] for x in reversed(history) if "team_value" in (x.get("exact") or {})), None)
     if team:  # cooperative: the exact team value in self-play, against the best joint policy's
         best = f" (the best joint policy's: {team['team_optimum']:.4f})" if "team_optimum" in team else ""
-        lines[0] += (f" The team value is the exact expected team reward in self-play{best}: a Nash equilibrium of a "
-                     "cooperative game can fall short of the best.")
+        lines[0] += (
+            f" The team value is the exact expected team reward in self-play{best}: a Nash equilibrium of a "
+            "cooperative game can fall short of the best."
+        )
         lines[2], lines[3] = lines[2] + " team value |", lines[3] + "---:|"
     for h in history:
         x = h.get("exact")
-        cells = [f"{h['evaluation'][o]['mean_reward']:+z.3f} [{h['evaluation'][o]['mean_reward_ci'][0]:+z.3f}, "
-                 f"{h['evaluation'][o]['mean_reward_ci'][1]:+z.3f}]"
-                 + (f", team success {h['evaluation'][o]['success']:.0%}" if "success" in h["evaluation"][o] else "")
-                 if o in h["evaluation"] else "–" for o in opponents]
+        cells = [
+            f"{h['evaluation'][o]['mean_reward']:+z.3f} [{h['evaluation'][o]['mean_reward_ci'][0]:+z.3f}, "
+            f"{h['evaluation'][o]['mean_reward_ci'][1]:+z.3f}]"
+            + (f", team success {h['evaluation'][o]['success']:.0%}" if "success" in h["evaluation"][o] else "")
+            if o in h["evaluation"]
+            else "–"
+            for o in opponents
+        ]
         ex = (f"{x['exploitability']:.4f}", f"{x['average']:.4f}" if "average" in x else "–") if x else ("–", "–")
         value = (f" {x['team_value']:.4f} |" if x and "team_value" in x else " – |") if team else ""
         lines.append(f"| {h['step']} | " + " | ".join(cells) + f" | {ex[0]} | {ex[1]} |{value}")
@@ -243,8 +327,13 @@ def _curriculum_plot(curriculum: list[dict]) -> bytes:
     xs = [c["step"] for c in curriculum]
     for arm in curriculum[-1]["p"]:
         left.plot(xs, [c["p"][arm] for c in curriculum], label=arm)
-        right.plot(xs, [c["absadv"].get(arm) if c["absadv"].get(arm) is not None else float("nan")
-                        for c in curriculum], "o", ms=3, label=arm)
+        right.plot(
+            xs,
+            [c["absadv"].get(arm) if c["absadv"].get(arm) is not None else float("nan") for c in curriculum],
+            "o",
+            ms=3,
+            label=arm,
+        )
     left.set_ylabel("sampling probability")
     right.set_ylabel("mean |advantage|")
     for ax in (left, right):

@@ -28,16 +28,38 @@ from selfplay.training.config import TrainConfig
 from selfplay.training.curriculum import difficulty_filter, make_curriculum
 from selfplay.training.distributed import full_parameters, rank_slice, sum_scalar
 from selfplay.training.learner import Learner, group_agent, sampling_config
-from selfplay.training.names import (AVERAGE, LEARNER, MIRROR, OPPONENT, POOL, SCRIPTED, agent_name, arm_name,
-                                     arm_options, scripted_name, seat_name)
+from selfplay.training.names import (
+    AVERAGE,
+    LEARNER,
+    MIRROR,
+    OPPONENT,
+    POOL,
+    SCRIPTED,
+    agent_name,
+    arm_name,
+    arm_options,
+    scripted_name,
+    seat_name,
+)
 from selfplay.training.pool import OpponentPool
 from selfplay.training.stats import StepStats
 
-def plan_matches(roles: Sequence[str], group_of, step: int, seed: int, first: int, count: int,
-                 pool_prob: float, scripted_prob: float, pool_ready: bool,
-                 arms: Mapping[int, tuple[str, Any]] | Sequence[tuple[str, Any]] | None = None,
-                 opening: int = 0, learner_roles: Sequence[str] | None = None,
-                 seats: Mapping[str, str] | None = None) -> list[Match]:
+
+def plan_matches(
+    roles: Sequence[str],
+    group_of,
+    step: int,
+    seed: int,
+    first: int,
+    count: int,
+    pool_prob: float,
+    scripted_prob: float,
+    pool_ready: bool,
+    arms: Mapping[int, tuple[str, Any]] | Sequence[tuple[str, Any]] | None = None,
+    opening: int = 0,
+    learner_roles: Sequence[str] | None = None,
+    seats: Mapping[str, str] | None = None,
+) -> list[Match]:
     """Matches ``first .. first+count-1`` of this step's global list (each rank plays its own slice).
 
     Game j is decided by its own RNG, so the global list is the same however it is split across ranks:
@@ -64,17 +86,26 @@ def plan_matches(roles: Sequence[str], group_of, step: int, seed: int, first: in
             kind = LEARNER if value == MIRROR else (POOL if pool_ready else LEARNER) if value == POOL else SCRIPTED
             scripted = scripted_name(value)
         seat = learning[j % len(learning)]
-        agents = {r: agent_name(LEARNER if kind == LEARNER or r == seat else kind, group_of(r))
-                  for r in roles if r not in seats}
+        agents = {
+            r: agent_name(LEARNER if kind == LEARNER or r == seat else kind, group_of(r))
+            for r in roles
+            if r not in seats
+        }
         if kind == SCRIPTED:
             agents = {r: a if r == seat else scripted for r, a in agents.items()}
         agents = {r: seats.get(r) or agents[r] for r in roles}
         # meta step counts from 1: the training step this rollout feeds (as checkpoints count steps done)
-        meta = {"step": step + 1, "index": j, "opponent": kind,
-                "learners": [r for r in learning if kind == LEARNER or r == seat]}
+        meta = {
+            "step": step + 1,
+            "index": j,
+            "opponent": kind,
+            "learners": [r for r in learning if kind == LEARNER or r == seat],
+        }
         if arms:  # the curriculum's category for game j: (option, value)
             option, value = arms[j]
-            meta.update(arm=arm_name(value), **({"game_options": arm_options(option, value)} if option != OPPONENT else {}))
+            meta.update(
+                arm=arm_name(value), **({"game_options": arm_options(option, value)} if option != OPPONENT else {})
+            )
         matches.append(Match(game_seed, agents, meta, rng.randint(0, opening) if opening else 0))
     return matches
 
@@ -106,9 +137,21 @@ def collect_samples(episodes: Sequence[Episode], group_of) -> list[Sample]:
         learners = ep.learner_roles()
         for index, s in enumerate(ep.steps):
             if s.role in learners and s.agent == ep.agents[s.role] and s.completion_ids and s.reward is not None:
-                samples.append(Sample(group_of(s.role), (ep.game, s.role), (ep.id, s.turn), s.prompt_ids,
-                                      s.completion_ids, s.logprobs, s.reward, s.allowed, ep.meta.get("arm"),
-                                      step_index=index, temperature=s.temperature))
+                samples.append(
+                    Sample(
+                        group_of(s.role),
+                        (ep.game, s.role),
+                        (ep.id, s.turn),
+                        s.prompt_ids,
+                        s.completion_ids,
+                        s.logprobs,
+                        s.reward,
+                        s.allowed,
+                        ep.meta.get("arm"),
+                        step_index=index,
+                        temperature=s.temperature,
+                    )
+                )
     return samples
 
 
@@ -162,7 +205,9 @@ class Rollouts:
     def __post_init__(self) -> None:
         cur, opp = self.cfg.curriculum, self.cfg.opponents
         self.arm_values = {arm_name(v): v for v in cur.arms}
-        self.curriculum = make_curriculum(cur.policy, list(self.arm_values), **cur.params) if cur.policy != "none" else None
+        self.curriculum = (
+            make_curriculum(cur.policy, list(self.arm_values), **cur.params) if cur.policy != "none" else None
+        )
         self.pool = OpponentPool(rundir.pool_dir(self.run_dir), opp.pool_size, opp.pool_sampling)
         pool_arm = cur.option == OPPONENT and POOL in self.arm_values
         self.opponent = frozen_copy(self.learner.policy) if opp.pool_prob or pool_arm else None
@@ -191,8 +236,10 @@ class Rollouts:
             if not self.filtering:
                 break
             kept |= {s.turn_group for s in filter_groups(fresh, cur.filter_low, cur.filter_high)}
-            if sum_scalar(acc, len(kept)) >= self.cfg.rollout.games_per_step * acc.num_processes \
-                    or rounds > cur.filter_refill:
+            if (
+                sum_scalar(acc, len(kept)) >= self.cfg.rollout.games_per_step * acc.num_processes
+                or rounds > cur.filter_refill
+            ):
                 break
         return Batch(episodes, samples, snapshot.step if snapshot else None, time.perf_counter() - start)
 
@@ -209,20 +256,35 @@ class Rollouts:
             agent.sampling.seed, agent.calls = seeds.learner_sampling(cfg.run.seed, step, rank, i), 0
         snapshot = self.pool.choose(seeds.rng(cfg.run.seed, step, "pool")) if self.opponent is not None else None
         if snapshot is not None:
-            self.opponent.load_state_dict(torch.load(snapshot.path, map_location=learner.accelerator.device), strict=False)
+            self.opponent.load_state_dict(
+                torch.load(snapshot.path, map_location=learner.accelerator.device), strict=False
+            )
             sampling = sampling_config(cfg, seed=seeds.pool_sampling(step))
-            agents.update({agent_name(POOL, g): group_agent(self.opponent, g, learner.tokenizer, POOL, sampling)
-                           for g in learner.policy.groups})
+            agents.update(
+                {
+                    agent_name(POOL, g): group_agent(self.opponent, g, learner.tokenizer, POOL, sampling)
+                    for g in learner.policy.groups
+                }
+            )
         if cfg.opponents.scripted_prob:
             spec = cfg.opponents.scripted_opponent
             agents[SCRIPTED] = self._scripted(spec, seeds.opponent(cfg.run.seed, step, rank, spec), SCRIPTED)
-        agents.update({seat_name(role): build_agent(spec, seed=seeds.opponent(cfg.run.seed, step, rank, role),
-                                                    name=seat_name(role))
-                       for role, spec in cfg.opponents.seats.items()})
+        agents.update(
+            {
+                seat_name(role): build_agent(
+                    spec, seed=seeds.opponent(cfg.run.seed, step, rank, role), name=seat_name(role)
+                )
+                for role, spec in cfg.opponents.seats.items()
+            }
+        )
         if cfg.curriculum.option == OPPONENT:
-            agents.update({scripted_name(v): self._scripted(v, seeds.opponent(cfg.run.seed, step, rank, v),
-                                                            scripted_name(v))
-                           for v in self.arm_values if v not in (MIRROR, POOL)})
+            agents.update(
+                {
+                    scripted_name(v): self._scripted(v, seeds.opponent(cfg.run.seed, step, rank, v), scripted_name(v))
+                    for v in self.arm_values
+                    if v not in (MIRROR, POOL)
+                }
+            )
         return agents, snapshot
 
     def _scripted(self, spec: str, seed: int, name: str) -> Any:
@@ -243,13 +305,31 @@ class Rollouts:
             chosen = self.curriculum.choose(seeds.rng(cfg.run.seed, step, "curriculum", rounds), total)
             arms = {offset + i: (cfg.curriculum.option, self.arm_values[a]) for i, a in enumerate(chosen)}
         opp = cfg.opponents
-        matches = plan_matches(self.game_cls.roles, self.learner.policy.group, step, cfg.run.seed, offset + first, count,
-                               opp.pool_prob, opp.scripted_prob, pool_ready, arms, cfg.rollout.random_opening,
-                               cfg.learner_roles, {r: seat_name(r) for r in opp.seats})
+        matches = plan_matches(
+            self.game_cls.roles,
+            self.learner.policy.group,
+            step,
+            cfg.run.seed,
+            offset + first,
+            count,
+            opp.pool_prob,
+            opp.scripted_prob,
+            pool_ready,
+            arms,
+            cfg.rollout.random_opening,
+            cfg.learner_roles,
+            {r: seat_name(r) for r in opp.seats},
+        )
         with torch.no_grad(), full_parameters(acc, self.learner.model):
-            return play(self.make_game, matches, agents, store=self.store, concurrency=cfg.rollout.concurrency,
-                        progress="rollout" if cfg.run.progress and acc.is_main_process else False,
-                        options=self.options())
+            return play(
+                self.make_game,
+                matches,
+                agents,
+                store=self.store,
+                concurrency=cfg.rollout.concurrency,
+                progress="rollout" if cfg.run.progress and acc.is_main_process else False,
+                options=self.options(),
+            )
 
     # -- after the update ----------------------------------------------------------------------------------
     def observe(self, done: int, stats: StepStats) -> dict[str, float]:
@@ -265,11 +345,17 @@ class Rollouts:
         probabilities = self.curriculum.probabilities()
         self.curriculum.update(stats.arms.mean(signal))
         absadv, reward = stats.arms.mean("absadv"), stats.arms.mean("reward")
-        entry = {"step": done, "p": probabilities, "absadv": {a: absadv.get(a) for a in self.arm_values},
-                 "reward": {a: reward.get(a) for a in self.arm_values}}
+        entry = {
+            "step": done,
+            "p": probabilities,
+            "absadv": {a: absadv.get(a) for a in self.arm_values},
+            "reward": {a: reward.get(a) for a in self.arm_values},
+        }
         self.curriculum_history.append(entry)
-        return {**{f"curriculum/p/{a}": p for a, p in probabilities.items()},
-                **{f"curriculum/{k}/{a}": v for k in ("absadv", "reward") for a, v in entry[k].items() if v is not None}}
+        return {
+            **{f"curriculum/p/{a}": p for a, p in probabilities.items()},
+            **{f"curriculum/{k}/{a}": v for k in ("absadv", "reward") for a, v in entry[k].items() if v is not None},
+        }
 
     def snapshot(self, done: int) -> None:
         """Add the learner's trainable weights to the opponent pool every ``snapshot_every`` steps."""
@@ -278,9 +364,12 @@ class Rollouts:
             self.pool.add(done, self.learner.trainable_state(), write=acc.is_main_process)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"pool": self.pool.state_dict(), "context": dict(self.context),
-                "curriculum": self.curriculum.state_dict() if self.curriculum is not None else None,
-                "curriculum_history": self.curriculum_history}
+        return {
+            "pool": self.pool.state_dict(),
+            "context": dict(self.context),
+            "curriculum": self.curriculum.state_dict() if self.curriculum is not None else None,
+            "curriculum_history": self.curriculum_history,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.pool.load_state_dict(state.get("pool") or [])

@@ -14,8 +14,18 @@ from typing import Any
 
 from selfplay.agents.base import WEIGHT_MODES
 
-def _f(default: Any, help: str, *, choices: tuple | None = None, low: float | None = None, high: float | None = None,
-       above: float | None = None, alias: str | None = None, factory: Any = None) -> Any:
+
+def _f(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    above: float | None = None,
+    alias: str | None = None,
+    factory: Any = None,
+) -> Any:
     """A config field with its help text, allowed choices, inclusive range (``above``: an exclusive lower bound) and
     old flat name in ``metadata``."""
     meta = {"help": help, "choices": choices, "low": low, "high": high, "above": above, "alias": alias}
@@ -35,13 +45,20 @@ class Sampling:
     top_p: float = _f(1.0, "nucleus sampling of the learner", above=0.0, high=1.0)
     max_new_tokens: int = _f(8, "longest completion per turn", low=1)
     constrained: bool = _f(False, "decode only legal actions (games that list them)")
-    observer: str = _f("chat", "what the learner reads: the game's chat messages, or its one-line compact "
-                               "observation (small models)", choices=("chat", "compact"))
-    pack: bool = _f(True, "on a CPU, rollouts multiply by prepacked float32 weights (oneDNN; equal to float32 "
-                          "rounding)")
-    backend: str = _f("native", "who samples: our decoder, or a vLLM engine colocated on the GPU (needs the vllm "
-                                "package; weights synchronised after every update; log-probs recomputed exactly)",
-                      choices=("native", "vllm"))
+    observer: str = _f(
+        "chat",
+        "what the learner reads: the game's chat messages, or its one-line compact observation (small models)",
+        choices=("chat", "compact"),
+    )
+    pack: bool = _f(
+        True, "on a CPU, rollouts multiply by prepacked float32 weights (oneDNN; equal to float32 rounding)"
+    )
+    backend: str = _f(
+        "native",
+        "who samples: our decoder, or a vLLM engine colocated on the GPU (needs the vllm "
+        "package; weights synchronised after every update; log-probs recomputed exactly)",
+        choices=("native", "vllm"),
+    )
     vllm_memory: float = _f(0.3, "backend=vllm: the share of GPU memory the engine may take", above=0.0, high=0.99)
 
 
@@ -51,25 +68,36 @@ class Rollout:
 
     games_per_step: int = _f(32, "games per step on each rank", low=1)
     concurrency: int = _f(256, "games live at once per rank", low=1)
-    random_opening: int = _f(0, "training games open with 0..N random moves (drawn per game); evaluation starts at "
-                                "the start", low=0)
+    random_opening: int = _f(
+        0, "training games open with 0..N random moves (drawn per game); evaluation starts at the start", low=0
+    )
 
 
 @dataclass
 class Opponents:
     """Whom the learner plays besides itself."""
 
-    pool_prob: float = _f(0.0, "share of games against a frozen snapshot from the opponent pool (else mirror)",
-                          low=0.0, high=1.0)
+    pool_prob: float = _f(
+        0.0, "share of games against a frozen snapshot from the opponent pool (else mirror)", low=0.0, high=1.0
+    )
     pool_size: int = _f(5, "most snapshots kept in the pool", low=1)
-    pool_sampling: str = _f("uniform", "how a snapshot is picked (prioritized: by the learner's loss rate)",
-                            choices=("uniform", "prioritized"))
+    pool_sampling: str = _f(
+        "uniform",
+        "how a snapshot is picked (prioritized: by the learner's loss rate)",
+        choices=("uniform", "prioritized"),
+    )
     snapshot_every: int = _f(10, "steps between snapshots into the pool", low=1)
     scripted_prob: float = _f(0.0, "share of games against a scripted opponent", low=0.0, high=1.0)
-    scripted_opponent: str = _f("random", "the scripted opponent's agent spec (random | expert), or average: the "
-                                          "learner's exact average policy (fictitious self-play; small games)")
-    seats: dict[str, str] = _f(None, "roles held by a fixed agent in every game, training and evaluation, e.g. "
-                                     "{judge: expert}; never trained", factory=dict)
+    scripted_opponent: str = _f(
+        "random",
+        "the scripted opponent's agent spec (random | expert), or average: the "
+        "learner's exact average policy (fictitious self-play; small games)",
+    )
+    seats: dict[str, str] = _f(
+        None,
+        "roles held by a fixed agent in every game, training and evaluation, e.g. {judge: expert}; never trained",
+        factory=dict,
+    )
 
 
 @dataclass
@@ -77,51 +105,88 @@ class Curriculum:
     """What category each game is drawn from, and which task groups are kept."""
 
     policy: str = _f("none", "how each game's category is chosen", choices=CURRICULA, alias="curriculum")
-    option: str = _f("", "the game option whose values are the arms (e.g. digits; several at once: skill,digits with "
-                         "arms like [add, 2]), or opponent (arms: mirror, pool, "
-                         "agent specs)", alias="curriculum_option")
+    option: str = _f(
+        "",
+        "the game option whose values are the arms (e.g. digits; several at once: skill,digits with "
+        "arms like [add, 2]), or opponent (arms: mirror, pool, "
+        "agent specs)",
+        alias="curriculum_option",
+    )
     arms: list[Any] = _f(None, "the values of that option", alias="curriculum_arms", factory=list)
-    params: dict[str, Any] = _f(None, "policy options, e.g. {alpha: 0.5, tau: 1.0}", alias="curriculum_params",
-                                factory=dict)
-    filter_low: float = _f(0.0, "online difficulty filtering: drop samples=K groups with accuracy below this",
-                           low=0.0, high=1.0)
+    params: dict[str, Any] = _f(
+        None, "policy options, e.g. {alpha: 0.5, tau: 1.0}", alias="curriculum_params", factory=dict
+    )
+    filter_low: float = _f(
+        0.0, "online difficulty filtering: drop samples=K groups with accuracy below this", low=0.0, high=1.0
+    )
     filter_high: float = _f(1.0, "... or above this (0 and 1: keep everything)", low=0.0, high=1.0)
-    filter_refill: int = _f(2, "extra rounds of games per step while filtering left fewer groups than games_per_step",
-                            low=0)
-    collapse_distinct: float = _f(0.5, "proposer-collapse warning: a task-writing role's share of distinct tasks in a "
-                                        "step below this", low=0.0, high=1.0)
-    collapse_frontier: float = _f(0.1, "proposer-collapse warning: the share of its tasks at the solver's frontier "
-                                        "(solved sometimes, not always) below this", low=0.0, high=1.0)
+    filter_refill: int = _f(
+        2, "extra rounds of games per step while filtering left fewer groups than games_per_step", low=0
+    )
+    collapse_distinct: float = _f(
+        0.5,
+        "proposer-collapse warning: a task-writing role's share of distinct tasks in a step below this",
+        low=0.0,
+        high=1.0,
+    )
+    collapse_frontier: float = _f(
+        0.1,
+        "proposer-collapse warning: the share of its tasks at the solver's frontier "
+        "(solved sometimes, not always) below this",
+        low=0.0,
+        high=1.0,
+    )
 
 
 @dataclass
 class Update:
     """How samples become a gradient step."""
 
-    advantage: str = _f("rae", "rae: per-role moving-average baseline (SPIRAL); state: one per (role, opponent arm, "
-                               "prompt), for games whose states recur (poker); grpo: normalise within samples=K groups",
-                        choices=("rae", "state", "grpo"))
+    advantage: str = _f(
+        "rae",
+        "rae: per-role moving-average baseline (SPIRAL); state: one per (role, opponent arm, "
+        "prompt), for games whose states recur (poker); grpo: normalise within samples=K groups",
+        choices=("rae", "state", "grpo"),
+    )
     baseline_decay: float = _f(0.95, "decay of the per-(game, role) baseline (rae)", low=0.0, high=1.0)
-    gae_lambda: float = _f(1.0, "state: the lambda of TD(lambda) returns over the role's later states (1: the "
-                                "Monte-Carlo return)", low=0.0, high=1.0)
+    gae_lambda: float = _f(
+        1.0,
+        "state: the lambda of TD(lambda) returns over the role's later states (1: the Monte-Carlo return)",
+        low=0.0,
+        high=1.0,
+    )
     ppo_epochs: int = _f(1, "passes over each batch; > 1 uses the clipped ratio against the sampling log-probs", low=1)
     clip: float = _f(0.2, "PPO ratio clip range", low=0.0)
     kl_coef: float = _f(0.0, "weight of the KL penalty to the reference (the magnet in MMD; 0 disables it)", low=0.0)
-    magnet_every: int = _f(0, "MMD: move the KL reference (the magnet) to the current policy every N steps "
-                              "(0: it stays the initial model)", low=0)
+    magnet_every: int = _f(
+        0,
+        "MMD: move the KL reference (the magnet) to the current policy every N steps (0: it stays the initial model)",
+        low=0,
+    )
     entropy_coef: float = _f(0.0, "entropy bonus (MMD's regulariser; 0 disables it)", low=0.0)
     lr: float = _f(1e-4, "AdamW learning rate", above=0.0)
     weight_decay: float = _f(0.0, "AdamW weight decay", low=0.0)
     max_grad_norm: float = _f(1.0, "gradient clipping", low=0.0)
     warmup_steps: int = _f(0, "training steps of linear learning-rate warm-up", low=0)
-    lr_schedule: str = _f("constant", "after warm-up: constant, or linear / cosine decay to lr_floor * lr at the "
-                                      "last step", choices=("constant", "linear", "cosine"))
+    lr_schedule: str = _f(
+        "constant",
+        "after warm-up: constant, or linear / cosine decay to lr_floor * lr at the last step",
+        choices=("constant", "linear", "cosine"),
+    )
     lr_floor: float = _f(0.1, "the decayed learning rate at the last step, as a share of lr", low=0.0, high=1.0)
-    micro_batches: int = _f(1, "gradient-accumulation micro-batches per update (the same count on every rank), cut "
-                               "where the largest padded one, the memory peak, is smallest", low=1)
-    micro_batch_tokens: int = _f(0, "size micro-batches to memory instead: the fewest per update whose padded size, "
-                                    "rows x (longest prompt + completion), stays within this many tokens (a longer "
-                                    "sample alone); 0: exactly micro_batches", low=0)
+    micro_batches: int = _f(
+        1,
+        "gradient-accumulation micro-batches per update (the same count on every rank), cut "
+        "where the largest padded one, the memory peak, is smallest",
+        low=1,
+    )
+    micro_batch_tokens: int = _f(
+        0,
+        "size micro-batches to memory instead: the fewest per update whose padded size, "
+        "rows x (longest prompt + completion), stays within this many tokens (a longer "
+        "sample alone); 0: exactly micro_batches",
+        low=0,
+    )
     gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass")
 
 
@@ -130,27 +195,47 @@ class Evaluation:
     """The fixed evaluation set: the learner against scripted baselines in every seat."""
 
     every: int = _f(10, "steps between evaluations (0: only at the end)", low=0, alias="eval_every")
-    games: int = _f(32, "games per evaluation opponent (every seat; no evaluation: opponents=[])", low=1,
-                    alias="eval_games")
-    opponents: list[str] | None = _f(None, "agents the learner is evaluated with: scripted baselines, or mirror (also self; the "
-                                           "learner in every seat: self-play, the measure of cooperative games) "
-                                           "(default: mirror for cooperative games, random, and expert when the game "
-                                           "has one)", alias="eval_opponents")
+    games: int = _f(
+        32, "games per evaluation opponent (every seat; no evaluation: opponents=[])", low=1, alias="eval_games"
+    )
+    opponents: list[str] | None = _f(
+        None,
+        "agents the learner is evaluated with: scripted baselines, or mirror (also self; the "
+        "learner in every seat: self-play, the measure of cooperative games) "
+        "(default: mirror for cooperative games, random, and expert when the game "
+        "has one)",
+        alias="eval_opponents",
+    )
     before: bool = _f(False, "also evaluate at step 0, before the first update", alias="eval_before")
-    heldout: bool = _f(False, "also play `games` held-out seeds per curriculum arm, the learner in every role",
-                       alias="eval_heldout")
-    quiz_game: str = _f("", "a held-out quiz at every evaluation: a one-role game (e.g. arithmetic) the learner answers "
-                            "alone, greedy, on fixed seeds of its own, one set of problems per quiz_sets entry")
-    quiz_sets: dict[str, Any] = _f(None, "the quiz's sets: name -> that game's options, e.g. {add2: {skill: add, "
-                                         "digits: 2, answer_format: slot, split: heldout}}", factory=dict)
+    heldout: bool = _f(
+        False, "also play `games` held-out seeds per curriculum arm, the learner in every role", alias="eval_heldout"
+    )
+    quiz_game: str = _f(
+        "",
+        "a held-out quiz at every evaluation: a one-role game (e.g. arithmetic) the learner answers "
+        "alone, greedy, on fixed seeds of its own, one set of problems per quiz_sets entry",
+    )
+    quiz_sets: dict[str, Any] = _f(
+        None,
+        "the quiz's sets: name -> that game's options, e.g. {add2: {skill: add, "
+        "digits: 2, answer_format: slot, split: heldout}}",
+        factory=dict,
+    )
     quiz_games: int = _f(100, "problems per quiz set", low=1)
-    quiz_role: str = _f("", "the learner role whose weights answer the quiz (default: the learner role of the quiz "
-                            "game's role name, or the only learner role)")
-    temperature: float | None = _f(None, "sampling temperature in evaluation (None: as in training; 0: greedy)",
-                                   low=0.0, alias="eval_temperature")
-    exact: bool = _f(True, "exact exploitability (NashConv / players) of the current and the average policy at each "
-                           "evaluation (small games that list their chance, with constrained decoding)",
-                     alias="eval_exact")
+    quiz_role: str = _f(
+        "",
+        "the learner role whose weights answer the quiz (default: the learner role of the quiz "
+        "game's role name, or the only learner role)",
+    )
+    temperature: float | None = _f(
+        None, "sampling temperature in evaluation (None: as in training; 0: greedy)", low=0.0, alias="eval_temperature"
+    )
+    exact: bool = _f(
+        True,
+        "exact exploitability (NashConv / players) of the current and the average policy at each "
+        "evaluation (small games that list their chance, with constrained decoding)",
+        alias="eval_exact",
+    )
 
 
 @dataclass
@@ -158,18 +243,27 @@ class Run:
     """Length, seed, outputs, checkpoints."""
 
     steps: int = _f(50, "training steps (rollout + update each)", low=1)
-    max_minutes: float = _f(0.0, "stop after this much training time (rollouts and updates) with a final evaluation and "
-                                 "checkpoint; 0: no limit", low=0.0)
+    max_minutes: float = _f(
+        0.0,
+        "stop after this much training time (rollouts and updates) with a final evaluation and checkpoint; 0: no limit",
+        low=0.0,
+    )
     seed: int = _f(0, "base seed (every rank and step derives its own)")
     out: str = _f("runs/train", "run directory: episodes, checkpoints, TensorBoard logs, report")
-    resume: str = _f("auto", "auto (latest complete checkpoint, if any) | never (start over: the directory's earlier "
-                             "checkpoints and episodes are removed) | path to a checkpoint")
+    resume: str = _f(
+        "auto",
+        "auto (latest complete checkpoint, if any) | never (start over: the directory's earlier "
+        "checkpoints and episodes are removed) | path to a checkpoint",
+    )
     checkpoint_every: int = _f(10, "steps between checkpoints", low=1)
     keep_checkpoints: int = _f(2, "most recent checkpoints kept", low=1)
     progress: bool = _f(True, "progress bars (on a terminal; a log file gets the per-step lines only)")
-    trackers: list[str] = _f(None, "experiment trackers, through accelerate's log_with: tensorboard (RUN/tensorboard), "
-                                   "wandb, mlflow, trackio (each when installed); [] for none",
-                             factory=lambda: ["tensorboard"])
+    trackers: list[str] = _f(
+        None,
+        "experiment trackers, through accelerate's log_with: tensorboard (RUN/tensorboard), "
+        "wandb, mlflow, trackio (each when installed); [] for none",
+        factory=lambda: ["tensorboard"],
+    )
     check_sync: bool = _f(False, "after every update, hash the weights on each rank and record them (debugging)")
 
 
@@ -180,13 +274,19 @@ class TrainConfig:
     game: str = _f("tictactoe", "registered game name, module:Class or file.py:Class")
     game_options: dict[str, Any] = _f(None, "game constructor options, e.g. {dice: 3}", factory=dict)
     model: str = _f("tiny", "agent spec of the learner's base model: tiny | smollm2 | hf:PATH")
-    weights: str = _f("shared", "shared: one model for all roles; lora: one adapter per role; clone: one copy per role",
-                      choices=WEIGHT_MODES)
+    weights: str = _f(
+        "shared",
+        "shared: one model for all roles; lora: one adapter per role; clone: one copy per role",
+        choices=WEIGHT_MODES,
+    )
     lora_r: int = _f(8, "LoRA rank (weights=lora)", low=1)
     lora_alpha: int = _f(16, "LoRA alpha (weights=lora)", low=1)
     dtype: str = _f("auto", "auto: bf16 on CUDA, fp32 on CPU", choices=("auto", "float32", "bfloat16"))
-    learner_roles: list[str] | None = _f(None, "the roles whose samples train (default: every role not in "
-                                               "opponents.seats); other roles are played but not updated")
+    learner_roles: list[str] | None = _f(
+        None,
+        "the roles whose samples train (default: every role not in "
+        "opponents.seats); other roles are played but not updated",
+    )
     sampling: Sampling = field(default_factory=Sampling)
     rollout: Rollout = field(default_factory=Rollout)
     opponents: Opponents = field(default_factory=Opponents)
@@ -196,8 +296,9 @@ class TrainConfig:
     run: Run = field(default_factory=Run)
 
 
-SECTIONS = tuple(f.name for f in fields(TrainConfig)
-                 if isinstance(f.default_factory, type) and is_dataclass(f.default_factory))
+SECTIONS = tuple(
+    f.name for f in fields(TrainConfig) if isinstance(f.default_factory, type) and is_dataclass(f.default_factory)
+)
 
 
 def aliases() -> dict[str, str]:
@@ -219,7 +320,12 @@ def section_type(name: str) -> type:
 def field_type(key: str) -> str | None:
     """The declared type of a dotted section key (``evaluation.opponents`` -> ``list[str] | None``), or None."""
     *section, name = key.split(".")
-    owner = section_type(section[0]) if len(section) == 1 and section[0] in SECTIONS else TrainConfig if not section \
+    owner = (
+        section_type(section[0])
+        if len(section) == 1 and section[0] in SECTIONS
+        else TrainConfig
+        if not section
         else None
+    )
     found = [f for f in fields(owner) if f.name == name] if owner else []
     return str(found[0].type) if found else None

@@ -23,11 +23,15 @@ def sample_temperature(samples: Sequence[Sample]) -> float:
     """The one temperature ``samples`` were drawn with; ValueError naming the values when they differ or are unknown."""
     found = sorted({s.temperature for s in samples}, key=repr)
     if None in found:
-        raise ValueError("a training sample has no sampling temperature recorded (its agent did not report one): "
-                         "the loss cannot score it at the temperature it was drawn with")
+        raise ValueError(
+            "a training sample has no sampling temperature recorded (its agent did not report one): "
+            "the loss cannot score it at the temperature it was drawn with"
+        )
     if len(found) > 1:
-        raise ValueError(f"one update batch holds samples drawn at temperatures {found}: the loss scores each batch at "
-                         f"one temperature; sample the learner's roles at one sampling.temperature")
+        raise ValueError(
+            f"one update batch holds samples drawn at temperatures {found}: the loss scores each batch at "
+            f"one temperature; sample the learner's roles at one sampling.temperature"
+        )
     return float(found[0]) if found else 1.0
 
 
@@ -50,15 +54,22 @@ class ScoreBatch:
 
 def score_batch(samples: Sequence[Sample], *, pad_id: int, device: torch.device) -> ScoreBatch:
     """Pack ``samples`` (prompt left-padded, completion right-padded) with their weight groups and temperature."""
-    packed = {k: v.to(device) for k, v in pack([s.prompt_ids for s in samples], [s.completion_ids for s in samples],
-                                               pad_id).items()}
-    inputs = dict(input_ids=packed["input_ids"], attention_mask=packed["attention_mask"],
-                  position_ids=packed["position_ids"], groups=[s.group for s in samples],
-                  prompt_width=int(packed["prompt_width"]), temperature=sample_temperature(samples),
-                  allowed=[s.allowed for s in samples] if any(s.allowed for s in samples) else None)
+    packed = {
+        k: v.to(device)
+        for k, v in pack([s.prompt_ids for s in samples], [s.completion_ids for s in samples], pad_id).items()
+    }
+    inputs = dict(
+        input_ids=packed["input_ids"],
+        attention_mask=packed["attention_mask"],
+        position_ids=packed["position_ids"],
+        groups=[s.group for s in samples],
+        prompt_width=int(packed["prompt_width"]),
+        temperature=sample_temperature(samples),
+        allowed=[s.allowed for s in samples] if any(s.allowed for s in samples) else None,
+    )
     old = torch.zeros(packed["completion_mask"].shape, dtype=torch.float32, device=device)
     for i, s in enumerate(samples):
-        old[i, :len(s.logprobs)] = torch.tensor(s.logprobs, device=device)
+        old[i, : len(s.logprobs)] = torch.tensor(s.logprobs, device=device)
     return ScoreBatch(inputs, packed["completion_mask"], old)
 
 

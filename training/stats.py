@@ -23,10 +23,16 @@ class UpdateStats:
 
     def merged(self, other: UpdateStats) -> UpdateStats:
         """Two updates of one step (learning progress): sums add, the gradient norm is the larger."""
-        return UpdateStats(self.loss_sum + other.loss_sum, self.clip_sum + other.clip_sum, self.kl_sum + other.kl_sum,
-                           self.logp_sum + other.logp_sum, self.tokens + other.tokens,
-                           max(self.grad_norm, other.grad_norm), self.flops + other.flops,
-                           max(self.micro_batches, other.micro_batches))
+        return UpdateStats(
+            self.loss_sum + other.loss_sum,
+            self.clip_sum + other.clip_sum,
+            self.kl_sum + other.kl_sum,
+            self.logp_sum + other.logp_sum,
+            self.tokens + other.tokens,
+            max(self.grad_norm, other.grad_norm),
+            self.flops + other.flops,
+            max(self.micro_batches, other.micro_batches),
+        )
 
 
 @dataclass
@@ -54,7 +60,9 @@ class StepStats:
     episodes: float = 0.0
     gen_tokens: float = 0.0
     filtered: float = 0.0
-    learner: dict[str, Tally] = field(default_factory=dict, metadata={"of": Tally})  # per role: the learner's games there
+    learner: dict[str, Tally] = field(
+        default_factory=dict, metadata={"of": Tally}
+    )  # per role: the learner's games there
     arms: ArmStats = field(default_factory=ArmStats)
     pool_games: dict[int, float] = field(default_factory=dict)  # per snapshot step
     pool_score: dict[int, float] = field(default_factory=dict)  # the learner's score against it (draws half)

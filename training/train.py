@@ -30,8 +30,8 @@ from selfplay.arena import rundir
 from selfplay.arena.records import open_store
 from selfplay.arena.stats import error_summary
 from selfplay.training import checkpoint
-from selfplay.training.config import TrainConfig, bind_game
 from selfplay.training.collapse import CollapseMonitor, step_counts, written_tasks
+from selfplay.training.config import TrainConfig, bind_game
 from selfplay.training.distributed import gather, make_accelerator, record_weight_hashes, reduce_sum, sum_scalar
 from selfplay.training.evaluation import Evaluator, infos
 from selfplay.training.exploit import ExactTracker
@@ -50,8 +50,14 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
     ends it at the end of the current step as the last step would: checkpoint, evaluation, report."""
     run, ev, up = cfg.run, cfg.evaluation, cfg.update
     game_cls = bind_game(cfg)  # game-dependent defaults and checks, before any model loads
-    accelerator = make_accelerator(up.micro_batches, up.max_grad_norm, cfg.dtype, find_unused=cfg.weights != "shared",
-                                   trackers=run.trackers, run_dir=run.out)
+    accelerator = make_accelerator(
+        up.micro_batches,
+        up.max_grad_norm,
+        cfg.dtype,
+        find_unused=cfg.weights != "shared",
+        trackers=run.trackers,
+        run_dir=run.out,
+    )
     set_seed(run.seed)
     run_dir = Path(run.out)
     roles = game_cls.roles
@@ -69,8 +75,11 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
         state = checkpoint.load(learner, resume_from)
         rollouts.load_state_dict(state.rollouts)
         accelerator.print(f"resumed from {resume_from} at step {state.step}")
-    tracker = ExactTracker.create(rollouts.make_game, learner, state.exact, accelerator.print) \
-        if ev.exact and ExactTracker.applies(game_cls, cfg.sampling.constrained) else None
+    tracker = (
+        ExactTracker.create(rollouts.make_game, learner, state.exact, accelerator.print)
+        if ev.exact and ExactTracker.applies(game_cls, cfg.sampling.constrained)
+        else None
+    )
     rollouts.average = tracker.average.policy if tracker is not None else None
     if accelerator.is_main_process:
         if resume_from is None:  # a fresh start: nothing an earlier run left in this directory stays to mix in
@@ -78,8 +87,10 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
             for old in stale:
                 shutil.rmtree(old)
             if dropped or stale:
-                accelerator.print(f"starting over in {run_dir} (run.resume={run.resume}): removed {dropped} episodes "
-                                  f"and {len(stale)} checkpoints of an earlier run")
+                accelerator.print(
+                    f"starting over in {run_dir} (run.resume={run.resume}): removed {dropped} episodes "
+                    f"and {len(stale)} checkpoints of an earlier run"
+                )
         else:
             dropped = store.delete_after_step(state.step)  # rollouts of steps the checkpoint does not include
             if dropped:
@@ -90,15 +101,24 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
     progress = game_cls.learning_progress(dict(cfg.game_options))  # a role paid by another's measured gain
     log = Log(accelerator, asdict(cfg), run.steps, state.step, run.progress)
     if ev.before and not state.history:  # the starting point of the curves: step 0, before any update
-        state.history.append({**evaluator.entry(0, state.seconds, tracker.measure() if tracker else None)[0],
-                              "samples": {}})
+        state.history.append(
+            {**evaluator.entry(0, state.seconds, tracker.measure() if tracker else None)[0], "samples": {}}
+        )
 
     noted = cfg.sampling.constrained  # the note on answers cut at max_new_tokens, said once (constrained ones finish)
     monitor = CollapseMonitor(cfg.curriculum.collapse_distinct, cfg.curriculum.collapse_frontier, state.tasks)
 
     def save(step: int) -> None:  # the base's dtype as build_learner loads it, for hf:CHECKPOINT to rebuild it
-        checkpoint.save(learner, run_dir, step, state, cfg.model, run.keep_checkpoints, run.seed,
-                        "float32" if cfg.dtype == "auto" else cfg.dtype)
+        checkpoint.save(
+            learner,
+            run_dir,
+            step,
+            state,
+            cfg.model,
+            run.keep_checkpoints,
+            run.seed,
+            "float32" if cfg.dtype == "auto" else cfg.dtype,
+        )
 
     with settled_heap():  # the loaded stack stays out of the garbage collector's full passes
         for step in range(state.step, run.steps):
@@ -111,8 +131,10 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
                     noted = True
             failed = sum_scalar(accelerator, float(sum(ep.status == "error" for ep in batch.episodes)))
             if failed and failed == sum_scalar(accelerator, float(len(batch.episodes))):
-                raise RuntimeError(f"every game of step {step + 1} ended in an error, nothing to train on: "
-                                   f"{error_summary(batch.episodes) or 'the error is on another rank'}")
+                raise RuntimeError(
+                    f"every game of step {step + 1} ended in an error, nothing to train on: "
+                    f"{error_summary(batch.episodes) or 'the error is on another rank'}"
+                )
 
             # -- advantages: baselines from before the update, measured over every rank's samples ------------------
             baselines.assign(learner, batch.samples, up.advantage, up.gae_lambda)
@@ -124,8 +146,9 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
             samples = rollouts.keep(batch.samples)
             stats.filtered = len(batch.samples) - len(samples)
             for role in cfg.learner_roles:  # the sample budget: the x-axis of the quiz and of ablations
-                state.samples[role] = state.samples.get(role, 0) + int(sum_scalar(
-                    accelerator, float(sum(s.key[1] == role for s in samples))))
+                state.samples[role] = state.samples.get(role, 0) + int(
+                    sum_scalar(accelerator, float(sum(s.key[1] == role for s in samples)))
+                )
 
             # -- update -------------------------------------------------------------------------------------------
             learner.at_step(step)
@@ -135,8 +158,13 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
                 stats.update = update(up, learner, samples, progress=run.progress)
             else:  # the rewarded role waits for the gain its tasks bought
                 stats.update, before, after = update_with_progress(
-                    up, learner, samples, progress=progress, probe=lambda: evaluator.probe(progress, step),
-                    infos=infos(batch.episodes))
+                    up,
+                    learner,
+                    samples,
+                    progress=progress,
+                    probe=lambda: evaluator.probe(progress, step),
+                    infos=infos(batch.episodes),
+                )
                 gains = {k: after[k] - before[k] for k in after}
                 state.progress.append({"step": step + 1, "before": before, "after": after})
             store.set_advantages({(s.turn_group[0], s.step_index): s.advantage for s in samples})  # for exports
@@ -162,12 +190,20 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
             metrics["lr"] = learner.optimizer.param_groups[0]["lr"]
             done = step + 1
             state.tasks = monitor.history
-            state.training.append({"step": done, "reward": {k.split("/", 1)[1]: v for k, v in metrics.items()
-                                                            if k.startswith("reward/") and k.count("/") == 1
-                                                            and not k.startswith("reward/vs_")}})
+            state.training.append(
+                {
+                    "step": done,
+                    "reward": {
+                        k.split("/", 1)[1]: v
+                        for k, v in metrics.items()
+                        if k.startswith("reward/") and k.count("/") == 1 and not k.startswith("reward/vs_")
+                    },
+                }
+            )
             # the time limit or a stop request ends every rank at the same step: any rank's stops them all
-            halt = bool(run.max_minutes) and state.seconds >= 60 * run.max_minutes or \
-                stop is not None and stop.requested
+            halt = (
+                bool(run.max_minutes) and state.seconds >= 60 * run.max_minutes or stop is not None and stop.requested
+            )
             early = done < run.steps and sum_scalar(accelerator, float(halt)) > 0
             last = done == run.steps or early
             rollouts.snapshot(done)
@@ -192,8 +228,14 @@ def train(cfg: TrainConfig, stop: StopRequest | None = None) -> dict[str, Any]:
     if accelerator.is_main_process:
         final_summary(run_dir, state.step, state.history)
         if state.history:
-            write_training_report(run_dir, state.history, rollouts.curriculum_history, state.training, state.tasks,
-                                  cfg.evaluation.quiz_role)
+            write_training_report(
+                run_dir,
+                state.history,
+                rollouts.curriculum_history,
+                state.training,
+                state.tasks,
+                cfg.evaluation.quiz_role,
+            )
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary

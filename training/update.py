@@ -43,11 +43,17 @@ class Baselines:
         keys = [baseline_key(s, kind) for s in samples]
         every = [(tuple(k), r) for k, r in gather(learner.accelerator, [(k, s.reward) for k, s in zip(keys, samples)])]
         _, moved = rae_advantages([r for _, r in every], [k for k, _ in every], self.values, self.decay)
-        returns = lambda_returns(samples, keys, self.values, lam) if kind == "state" and lam < 1 else \
-            [s.reward for s in samples]
+        returns = (
+            lambda_returns(samples, keys, self.values, lam)
+            if kind == "state" and lam < 1
+            else [s.reward for s in samples]
+        )
         rae = [g - self.values.get(k, 0.0) for k, g in zip(keys, returns)]
-        advantages = grpo_advantages([s.reward for s in samples], [s.turn_group for s in samples], rae) \
-            if kind == "grpo" else rae
+        advantages = (
+            grpo_advantages([s.reward for s in samples], [s.turn_group for s in samples], rae)
+            if kind == "grpo"
+            else rae
+        )
         for s, a in zip(samples, advantages):
             s.advantage = a
         self.values = moved
@@ -63,8 +69,9 @@ def baseline_key(sample: Sample, kind: str) -> tuple[str, ...]:
     return (*sample.key, sample.arm or "", hashlib.sha256(repr(sample.prompt_ids).encode()).hexdigest()[:16])
 
 
-def lambda_returns(samples: Sequence[Sample], keys: Sequence[Hashable], values: Mapping[Hashable, float],
-                   lam: float) -> list[float]:
+def lambda_returns(
+    samples: Sequence[Sample], keys: Sequence[Hashable], values: Mapping[Hashable, float], lam: float
+) -> list[float]:
     """TD(lambda) returns of each role's moves in an episode (Sutton 1988; GAE, Schulman et al. 2016, with gamma 1
     and reward only at the end): G_t = (1 - lam) V(s_t+1) + lam G_t+1, G_last = r, where V(s_t+1) is the state
     baseline of the role's next state; where that state has no estimate yet G_t+1 stands in for it. Episodes whose
@@ -75,8 +82,10 @@ def lambda_returns(samples: Sequence[Sample], keys: Sequence[Hashable], values: 
     out = [s.reward for s in samples]
     for members in turns.values():
         members.sort(key=lambda i: samples[i].turn_group[1])
-        if len({samples[i].turn_group[1] for i in members}) < len(members) or \
-                len({samples[i].reward for i in members}) > 1:
+        if (
+            len({samples[i].turn_group[1] for i in members}) < len(members)
+            or len({samples[i].reward for i in members}) > 1
+        ):
             continue  # samples=K turns branch (no single next state), or moves were paid their own rewards
         following = None  # (G, key) of the role's next move
         for i in reversed(members):
@@ -132,8 +141,9 @@ def balanced_runs(lengths: Sequence[tuple[int, int]], parts: int) -> list[tuple[
     ends = _greedy_ends(lengths, high, parts) or []
     while len(ends) < min(parts, n):  # fewer runs than parts: split the costliest (a split never costs more)
         starts = [0] + ends[:-1]
-        k = max((i for i in range(len(ends)) if ends[i] - starts[i] > 1),
-                key=lambda i: _padded(lengths, starts[i], ends[i]))
+        k = max(
+            (i for i in range(len(ends)) if ends[i] - starts[i] > 1), key=lambda i: _padded(lengths, starts[i], ends[i])
+        )
         ends.insert(k, (starts[k] + ends[k]) // 2)
     ends += [n] * (parts - len(ends))
     return list(zip([0] + ends[:-1], ends))
@@ -163,8 +173,14 @@ def update(cfg: Update, learner: Learner, samples: Sequence[Sample], *, progress
     chunks = [by_length[a:b] for a, b in balanced_runs(lengths, count)]
     stats = UpdateStats(tokens=tokens_local, micro_batches=len(chunks))
     passes = cfg.ppo_epochs * len(chunks)
-    bar = tqdm(total=passes, desc="update", unit="batch", leave=False, dynamic_ncols=True,
-               disable=None if progress and acc.is_main_process and passes > 1 else True)
+    bar = tqdm(
+        total=passes,
+        desc="update",
+        unit="batch",
+        leave=False,
+        dynamic_ncols=True,
+        disable=None if progress and acc.is_main_process and passes > 1 else True,
+    )
     scale = acc.num_processes * acc.gradient_accumulation_steps  # undoes their division: the loss is normalised here
     for _ in range(cfg.ppo_epochs):
         for i, chunk in enumerate(chunks):
@@ -179,7 +195,8 @@ def update(cfg: Update, learner: Learner, samples: Sequence[Sample], *, progress
                         # the same on every rank (gradients are synchronised), so every rank stops here together
                         raise RuntimeError(
                             f"the update's gradient norm is {stats.grad_norm:g} and its loss {float(loss.detach()):g}: "
-                            f"the policy diverged (update.lr={cfg.lr:g}); stopped before applying it: lower update.lr")
+                            f"the policy diverged (update.lr={cfg.lr:g}); stopped before applying it: lower update.lr"
+                        )
                     note_update()  # engines holding copies of the weights (vLLM rollouts) resynchronise
                 learner.optimizer.step()  # a no-op until the last micro-batch (accelerate reads sync_gradients)
                 learner.scheduler.step() if acc.sync_gradients else None
@@ -204,13 +221,19 @@ def accumulating(acc, model, last: bool) -> Iterator[None]:
         acc.gradient_state._set_sync_gradients(True)
 
 
-def _chunk_loss(cfg: Update, learner: Learner, chunk: list[Sample],
-                tokens_global: float) -> tuple[torch.Tensor, dict[str, float]]:
+def _chunk_loss(
+    cfg: Update, learner: Learner, chunk: list[Sample], tokens_global: float
+) -> tuple[torch.Tensor, dict[str, float]]:
     model, device, pad_id = learner.model, learner.accelerator.device, learner.tokenizer.pad_token_id
     if not chunk:  # a rank with nothing to learn still joins the collective backward, with a zero loss
         ids = torch.tensor([[pad_id, pad_id]], device=device)
-        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), position_ids=torch.zeros_like(ids),
-                    groups=[learner.policy.groups[0]], prompt_width=1)
+        out = model(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            position_ids=torch.zeros_like(ids),
+            groups=[learner.policy.groups[0]],
+            prompt_width=1,
+        )
         return out.sum() * 0.0, {}
     batch = score_batch(chunk, pad_id=pad_id, device=device)
     logp = sequence_logprobs(model, batch)
@@ -220,17 +243,39 @@ def _chunk_loss(cfg: Update, learner: Learner, chunk: list[Sample],
             ref = sequence_logprobs(learner.reference, batch)
     mask = batch.completion_mask
     adv = torch.tensor([s.advantage for s in chunk], device=logp.device, dtype=logp.dtype)
-    loss, extra = policy_loss(logp, batch.old_logprobs.detach(), adv, mask, clip=cfg.clip, tokens=tokens_global,
-                              ref_logp=ref, kl_coef=cfg.kl_coef, entropy_coef=cfg.entropy_coef)
+    loss, extra = policy_loss(
+        logp,
+        batch.old_logprobs.detach(),
+        adv,
+        mask,
+        clip=cfg.clip,
+        tokens=tokens_global,
+        ref_logp=ref,
+        kl_coef=cfg.kl_coef,
+        entropy_coef=cfg.entropy_coef,
+    )
     n = float(mask.sum())
-    flops = learner.policy.update_flops(batch.inputs["groups"], batch.inputs["input_ids"].shape[1],
-                                        batch.output_rows(), reference=ref is not None)
-    return loss, {"loss_sum": float(loss.detach()) * tokens_global, "clip_sum": extra["clip_frac"] * n,
-                  "kl_sum": extra.get("kl", 0.0) * n, "logp_sum": float((logp.detach() * mask).sum()), "flops": flops}
+    flops = learner.policy.update_flops(
+        batch.inputs["groups"], batch.inputs["input_ids"].shape[1], batch.output_rows(), reference=ref is not None
+    )
+    return loss, {
+        "loss_sum": float(loss.detach()) * tokens_global,
+        "clip_sum": extra["clip_frac"] * n,
+        "kl_sum": extra.get("kl", 0.0) * n,
+        "logp_sum": float((logp.detach() * mask).sum()),
+        "flops": flops,
+    }
 
 
-def update_with_progress(cfg: Update, learner: Learner, samples: Sequence[Sample], *, progress: LearningProgress,
-                         probe: Callable[[], dict[str, float]], infos: Mapping[str, dict]) -> tuple[UpdateStats, dict[str, float], dict[str, float]]:
+def update_with_progress(
+    cfg: Update,
+    learner: Learner,
+    samples: Sequence[Sample],
+    *,
+    progress: LearningProgress,
+    probe: Callable[[], dict[str, float]],
+    infos: Mapping[str, dict],
+) -> tuple[UpdateStats, dict[str, float], dict[str, float]]:
     """The learning-progress order: update every other role, measure ``progress.probe_role`` on the fixed probes
     before and after, pay ``progress.role``'s samples the gain of their key, then update that role (advantage =
     gain minus the mean gain over every rank's tasks). Returns the merged stats, the probes before and after."""
@@ -240,7 +285,10 @@ def update_with_progress(cfg: Update, learner: Learner, samples: Sequence[Sample
     after = probe()
     gains = {k: after[k] - before[k] for k in after}
     credit_progress(delayed, infos, gains, progress.key)
-    total, n = sum_scalar(learner.accelerator, sum(s.reward for s in delayed)), sum_scalar(learner.accelerator, len(delayed))
+    total, n = (
+        sum_scalar(learner.accelerator, sum(s.reward for s in delayed)),
+        sum_scalar(learner.accelerator, len(delayed)),
+    )
     for s in delayed:
         s.advantage = s.reward - total / max(n, 1.0)
     second = update(cfg, learner, delayed)

@@ -43,10 +43,12 @@ RANKS = (1, 2, 3)
 DECK = [(c, r) for c in COLOURS for r in (1, 1, 2, 2, 3)]
 HAND = 2
 MAX_SCORE = len(COLOURS) * max(RANKS)
-RULES = ("Hints: a cooperative card game for two. You see your partner's cards, never your own. Build one pile per "
-         "colour upwards from 1 (red and blue, ranks 1 to 3). On your turn: 'play N' plays your card N (a wrong card "
-         "costs a life), 'discard N' discards it and gives back a hint token, 'hint COLOUR' or 'hint RANK' tells your "
-         "partner which of their cards have it (costs a token). The team scores the cards on the piles.")
+RULES = (
+    "Hints: a cooperative card game for two. You see your partner's cards, never your own. Build one pile per "
+    "colour upwards from 1 (red and blue, ranks 1 to 3). On your turn: 'play N' plays your card N (a wrong card "
+    "costs a life), 'discard N' discards it and gives back a hint token, 'hint COLOUR' or 'hint RANK' tells your "
+    "partner which of their cards have it (costs a token). The team scores the cards on the piles."
+)
 
 
 @dataclass
@@ -101,8 +103,9 @@ class Hints(Game):
             raise InvalidAction(Failure.PARSE_ERROR, f"expected {self.action_format}, got {text[:60]!r}")
         action = (words[0], words[1])
         if f"{action[0]} {action[1]}" not in self.legal_actions(role):
-            raise InvalidAction(Failure.ILLEGAL, f"{text.strip()!r} is not legal now; legal: "
-                                                 f"{', '.join(self.legal_actions(role))}")
+            raise InvalidAction(
+                Failure.ILLEGAL, f"{text.strip()!r} is not legal now; legal: {', '.join(self.legal_actions(role))}"
+            )
         return action
 
     def step(self, role: str, actions: list) -> None:
@@ -147,8 +150,9 @@ class Hints(Game):
         hints = []
         if self.tokens:  # a hint must touch at least one of the partner's cards
             held = self.hands[self.partner(role)]
-            hints = [c for c in COLOURS if any(card[0] == c for card in held)] + \
-                [str(r) for r in RANKS if any(card[1] == r for card in held)]
+            hints = [c for c in COLOURS if any(card[0] == c for card in held)] + [
+                str(r) for r in RANKS if any(card[1] == r for card in held)
+            ]
         return [f"play {s}" for s in slots] + [f"discard {s}" for s in slots] + [f"hint {h}" for h in hints]
 
     def info(self) -> dict:
@@ -161,9 +165,13 @@ class Hints(Game):
         mine = "; ".join(f"card {i + 1}: {_knowledge(k)}" for i, k in enumerate(self.known[role]))
         piles = ", ".join(f"{c} {n}" for c, n in self.piles.items())
         last = self.history[-1] if self.history else "nothing yet"
-        return [system(f"{RULES} Answer with {self.action_format}."),
-                user(f"Piles: {piles}. Lives: {self.lives_left}. Hint tokens: {self.tokens}. Deck: {len(self.deck)} "
-                     f"cards. Your partner holds: {theirs}. What you know of your cards: {mine}. Last move: {last}.")]
+        return [
+            system(f"{RULES} Answer with {self.action_format}."),
+            user(
+                f"Piles: {piles}. Lives: {self.lives_left}. Hint tokens: {self.tokens}. Deck: {len(self.deck)} "
+                f"cards. Your partner holds: {theirs}. What you know of your cards: {mine}. Last move: {last}."
+            ),
+        ]
 
     def compact_observation(self, role: str) -> str:
         piles = "".join(f"{c[0].upper()}{n}" for c, n in self.piles.items())
@@ -177,7 +185,7 @@ class Hints(Game):
         unseen = self.hands[role] + self.deck
         for _ in range(200):
             rng.shuffle(unseen)
-            hand, rest = unseen[:len(self.hands[role])], unseen[len(self.hands[role]):]
+            hand, rest = unseen[: len(self.hands[role])], unseen[len(self.hands[role]) :]
             if all(c in colours and r in ranks for (c, r), (colours, ranks) in zip(hand, self.known[role])):
                 self.hands[role], self.deck = hand, rest
                 return
@@ -195,8 +203,11 @@ class Hints(Game):
                 # playable: tell what the partner does not know yet, the rank first where the rank alone suffices
                 rank_suffices = all(n == rank - 1 for n in self.piles.values())
                 return f"hint {rank}" if rank_suffices or len(colours) == 1 else f"hint {colour}"
-        useless = [i for i, (colours, ranks) in enumerate(self.known[role])
-                   if all(r <= self.piles[c] for c in colours for r in ranks)]
+        useless = [
+            i
+            for i, (colours, ranks) in enumerate(self.known[role])
+            if all(r <= self.piles[c] for c in colours for r in ranks)
+        ]
         least_known = min(range(len(self.known[role])), key=lambda i: -sum(map(len, self.known[role][i])))
         return f"discard {(useless or [least_known])[0] + 1}"
 

@@ -1,15 +1,18 @@
 """An example game outside the package: Nim, take 1 or 2 stones, whoever takes the last wins.
 
-    selfplay check-game docs/examples/my_game.py:Nim
-    selfplay play docs/examples/my_game.py:Nim --agents random random --games 100
+selfplay check-game docs/examples/my_game.py:Nim
+selfplay play docs/examples/my_game.py:Nim --agents random random --games 100
 """
+
 from dataclasses import dataclass
+
 from selfplay.games import Failure, Game, InvalidAction, Turn, system, user
 
 
 @dataclass
 class Nim(Game):
     """Take 1 or 2 stones from a pile of 7; whoever takes the last stone wins."""
+
     name = "nim_user"
     hidden_information = False  # both players see the pile
     description = "Nim from a file outside the project"

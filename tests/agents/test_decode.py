@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from selfplay.agents.decode import Decoder, length_buckets, radix_tree
-from selfplay.agents.scoring import token_logprobs
 from selfplay.agents.models import tiny_model
+from selfplay.agents.scoring import token_logprobs
 
 
 def _paths(nodes):
@@ -30,8 +30,9 @@ def test_the_radix_tree_rebuilds_every_prompt_and_computes_a_shared_prefix_once(
         nodes = radix_tree(rows, min_saving=saving)
         assert _paths(nodes) == dict(enumerate(rows))
         assert all(nodes[n.parent].level == n.level - 1 for n in nodes if n.parent >= 0)
-        assert all(n.start == (0 if n.parent < 0 else nodes[n.parent].start + len(nodes[n.parent].tokens))
-                   for n in nodes)
+        assert all(
+            n.start == (0 if n.parent < 0 else nodes[n.parent].start + len(nodes[n.parent].tokens)) for n in nodes
+        )
     nodes = radix_tree(rows, min_saving=8)
     assert sum(len(n.tokens) for n in nodes) < sum(len(r) for r in rows) // 3  # the 30-token system prompt once
     assert sum(n.tokens == system[:10] for n in nodes) == 1
@@ -69,7 +70,7 @@ def test_two_level_inverse_cdf_draws_what_one_scan_of_the_row_draws_and_never_a_
     logits[:8, 256:] = float("-inf")  # rows whose mass is all in the first block
     probs = torch.softmax(logits, -1)
     uniform = torch.rand(64 * 200, 1, generator=gen)
-    uniform[:64], uniform[64:128] = 0.0, 1 - 2 ** -24
+    uniform[:64], uniform[64:128] = 0.0, 1 - 2**-24
     rows = probs.repeat(200, 1)
     two = inverse_cdf(rows, uniform)
     cdf = rows.cumsum(-1)
@@ -90,9 +91,15 @@ def test_greedy_decoding_with_shared_prefixes_matches_transformers_generate_row_
     prompts.append(tok.encode("something else entirely", add_special_tokens=False))
     out = Decoder(model, eos, {eos}, min_saving=2).decode(prompts, max_new=7, temperature=0)
     for p, o in zip(prompts, out):
-        ref = model.generate(input_ids=torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long),
-                             do_sample=False, max_new_tokens=7, pad_token_id=tok.pad_token_id, eos_token_id=eos)
-        assert o.tokens == ref[0, len(p):].tolist()[:len(o.tokens)]
+        ref = model.generate(
+            input_ids=torch.tensor([p]),
+            attention_mask=torch.ones(1, len(p), dtype=torch.long),
+            do_sample=False,
+            max_new_tokens=7,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=eos,
+        )
+        assert o.tokens == ref[0, len(p) :].tolist()[: len(o.tokens)]
         assert len(o.tokens) == 7 or o.tokens[-1] == eos
 
 
@@ -134,9 +141,15 @@ def test_the_static_step_for_cuda_graphs_computes_what_the_model_does():
     prompts = [base + tok.encode(x, add_special_tokens=False) for x in ("one", "two three four", "", "five")]
     greedy = Decoder(model, eos, {eos}, min_saving=2, graphs="always").decode(prompts, max_new=6, temperature=0)
     for p, o in zip(prompts, greedy):
-        ref = model.generate(input_ids=torch.tensor([p]), attention_mask=torch.ones(1, len(p), dtype=torch.long),
-                             do_sample=False, max_new_tokens=6, pad_token_id=tok.pad_token_id, eos_token_id=eos)
-        assert o.tokens == ref[0, len(p):].tolist()[:len(o.tokens)]
+        ref = model.generate(
+            input_ids=torch.tensor([p]),
+            attention_mask=torch.ones(1, len(p), dtype=torch.long),
+            do_sample=False,
+            max_new_tokens=6,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=eos,
+        )
+        assert o.tokens == ref[0, len(p) :].tolist()[: len(o.tokens)]
     decoder = Decoder(model, eos, {eos}, min_saving=2, graphs="always")
     out = decoder.decode(prompts, max_new=6, temperature=0.9, seed=5)
     assert decoder._steps  # the static step was used
@@ -155,7 +168,9 @@ def test_static_steps_beyond_their_memory_budget_are_dropped_least_recently_used
     model, tok = tiny_model(seed=7, num_key_value_heads=2)
     eos = tok.eos_token_id
     c = model.config
-    assert step_bytes(model, 4, 64) == 2 * c.num_hidden_layers * 4 * 2 * 64 * (c.hidden_size // c.num_attention_heads) * 4
+    assert (
+        step_bytes(model, 4, 64) == 2 * c.num_hidden_layers * 4 * 2 * 64 * (c.hidden_size // c.num_attention_heads) * 4
+    )
     assert prefill_bytes(model, 4, 16, 64) == step_bytes(model, 4, 80)
     lru = Decoder(model, eos, {eos}, graphs="always")
     lru.graph_bytes = 100
@@ -188,14 +203,17 @@ def test_a_session_reuses_the_shared_prefix_of_earlier_calls_and_stays_exact():
     eos = tok.eos_token_id
     enc = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
     system = enc("a system prompt and the rules of the game, the same at every turn of every game")
-    turns = [[system + enc(x) for x in ("board one", "board two", "board one")],
-             [system + enc(x) for x in ("board one", "board two, a longer one")],  # a row ends at a kept prefix
-             [system + enc(x) for x in ("board three x", "board four")],
-             [system[:20] + enc("a shorter shared start"), system[:20] + enc("and another")],  # shares only 20
-             [enc("nothing shared with before"), enc("nothing shared at all")]]
+    turns = [
+        [system + enc(x) for x in ("board one", "board two", "board one")],
+        [system + enc(x) for x in ("board one", "board two, a longer one")],  # a row ends at a kept prefix
+        [system + enc(x) for x in ("board three x", "board four")],
+        [system[:20] + enc("a shorter shared start"), system[:20] + enc("and another")],  # shares only 20
+        [enc("nothing shared with before"), enc("nothing shared at all")],
+    ]
     computed = []  # prompt tokens each forward computes (input width times rows)
-    hook = model.model.register_forward_pre_hook(lambda m, a, kw: computed.append(kw["input_ids"].numel()),
-                                                 with_kwargs=True)
+    hook = model.model.register_forward_pre_hook(
+        lambda m, a, kw: computed.append(kw["input_ids"].numel()), with_kwargs=True
+    )
     decoder = Decoder(model, eos, {eos}, min_saving=2)
 
     def prefill_tokens(prompts):  # one new token: the prefill's forwards only
@@ -219,7 +237,7 @@ def test_a_session_reuses_the_shared_prefix_of_earlier_calls_and_stays_exact():
             out = decoder.decode(prompts, max_new=5, temperature=0.9, seed=t)
             ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 0.9)
             for o, r in zip(out, ref):
-                assert torch.allclose(torch.tensor(o.logprobs), r[:len(o.tokens)], atol=1e-5)
+                assert torch.allclose(torch.tensor(o.logprobs), r[: len(o.tokens)], atol=1e-5)
 
 
 @pytest.mark.parametrize("graphs", [False, "always"])
@@ -242,11 +260,11 @@ def test_sessions_over_random_calls_give_the_log_probabilities_of_a_teacher_forc
             for _ in range(rng.randrange(1, 7)):
                 stem = rng.choice(stems)
                 tail = [rng.randrange(3, 8) for _ in range(rng.randrange(0, 4))]
-                prompts.append(stem[:rng.randrange(1, len(stem) + 1)] + tail)
+                prompts.append(stem[: rng.randrange(1, len(stem) + 1)] + tail)
             out = decoder.decode(prompts, max_new=3, temperature=1.0, seed=call)
             ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 1.0)
             for o, r in zip(out, ref):
-                assert torch.allclose(torch.tensor(o.logprobs), r[:len(o.tokens)], atol=1e-5), call
+                assert torch.allclose(torch.tensor(o.logprobs), r[: len(o.tokens)], atol=1e-5), call
     assert len(decoder._kept or ()) == 0
     assert sum(reused) >= 3  # most calls read kept prefixes
     prefills = [key for key in decoder._steps if key[0] == "prefill"]
@@ -277,7 +295,7 @@ def test_decoding_without_a_wait_per_step_samples_what_the_per_step_loop_samples
         assert all(t not in stops for o in fixed for t in o.tokens[:-1])
         ref = token_logprobs(model, prompts, [o.tokens for o in fixed], tok.pad_token_id, 1.0)
         for o, e, r in zip(fixed, eager, ref):
-            assert torch.allclose(torch.tensor(o.logprobs), r[:len(o.tokens)], atol=1e-5)
+            assert torch.allclose(torch.tensor(o.logprobs), r[: len(o.tokens)], atol=1e-5)
             assert torch.allclose(torch.tensor(o.logprobs), torch.tensor(e.logprobs), atol=1e-5)
         # every row stopped by step max(lengths); the host looks every 8 steps, so at most 7 steps more ran
         assert len(steps) < 39 and len(steps) <= -(-max(lengths) // 8) * 8 - 1
@@ -296,14 +314,16 @@ def test_kept_prefixes_stay_within_their_token_budget_and_pool_rows_are_never_sh
     evicted = 0
     with decoder.session():
         for call in range(10):
-            prompts = [rng.choice(stems)[:rng.randrange(9, 30)] + [rng.randrange(3, 8) for _ in range(rng.randrange(3))]
-                       for _ in range(rng.randrange(2, 6))]
+            prompts = [
+                rng.choice(stems)[: rng.randrange(9, 30)] + [rng.randrange(3, 8) for _ in range(rng.randrange(3))]
+                for _ in range(rng.randrange(2, 6))
+            ]
             before = set(decoder._kept)
             out = decoder.decode(prompts, max_new=3, temperature=1.0, seed=call)
             evicted += len(before - set(decoder._kept))
             ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 1.0)
             for o, r in zip(out, ref):
-                assert torch.allclose(torch.tensor(o.logprobs), r[:len(o.tokens)], atol=1e-5), call
+                assert torch.allclose(torch.tensor(o.logprobs), r[: len(o.tokens)], atol=1e-5), call
             held = [r for rows in decoder._kept.values() for r in rows]
             assert sum(map(len, decoder._kept)) == len(held) <= 70
             assert all(len(rows) == len(key) for key, rows in decoder._kept.items())
@@ -324,7 +344,7 @@ def test_fixed_shape_forwards_follow_weights_changed_between_calls():
         out = decoder.decode(prompts, max_new=4, temperature=1.0, seed=seed)
         ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 1.0)
         for o, r in zip(out, ref):
-            assert torch.allclose(torch.tensor(o.logprobs), r[:len(o.tokens)], atol=1e-5)
+            assert torch.allclose(torch.tensor(o.logprobs), r[: len(o.tokens)], atol=1e-5)
         return out
 
     before = check(0)
@@ -392,7 +412,7 @@ def test_kept_prefixes_are_found_by_binary_search_as_by_a_scan_of_every_kept_pre
     rng = random.Random(4)
     for _ in range(300):
         stems = [[rng.randrange(4) for _ in range(rng.randrange(1, 12))] for _ in range(3)]
-        grow = lambda: rng.choice(stems)[:rng.randrange(0, 12)] + [rng.randrange(4) for _ in range(rng.randrange(3))]  # noqa: E731
+        grow = lambda: rng.choice(stems)[: rng.randrange(0, 12)] + [rng.randrange(4) for _ in range(rng.randrange(3))]  # noqa: E731
         prompts = [p for p in (grow() for _ in range(rng.randrange(1, 8))) if p]
         if not prompts:
             continue
@@ -406,11 +426,13 @@ def test_kept_prefixes_are_found_by_binary_search_as_by_a_scan_of_every_kept_pre
             paths.append(path)
         expected = 0
         for n, path in zip(nodes, paths):
-            best = max((next((i for i, (a, b) in enumerate(zip(path, k)) if a != b), min(len(path), len(k)))
-                        for k in kept), default=-1)
+            best = max(
+                (next((i for i, (a, b) in enumerate(zip(path, k)) if a != b), min(len(path), len(k))) for k in kept),
+                default=-1,
+            )
             covered = min(best, len(path) - 1 if n.ends else len(path))
             expected += len(n.tokens) - (covered - n.start if covered > n.start and covered >= least else 0)
         assert sum(len(n.tokens) for n in out if n.level >= 0) == expected
         for i, entry in read.items():  # a covered run is the kept prefix's own tokens at those positions
             n = out[i]
-            assert n.level == -1 and tuple(entry[n.start:n.start + len(n.tokens)]) == tuple(n.tokens)
+            assert n.level == -1 and tuple(entry[n.start : n.start + len(n.tokens)]) == tuple(n.tokens)

@@ -5,11 +5,11 @@ import torch
 
 from selfplay.agents.base import Request
 from selfplay.agents.llm import LLMAgent, SamplingConfig
+from selfplay.agents.models import tiny_model
 from selfplay.agents.prompts import render_prompt, render_prompts
 from selfplay.agents.scoring import token_logprobs
-from selfplay.agents.models import tiny_model
 from selfplay.agents.specs import build_agent
-from selfplay.agents.weights import activate_adapter, add_adapters, adapter_parameters, frozen_copy, snapshot_adapter
+from selfplay.agents.weights import activate_adapter, adapter_parameters, add_adapters, frozen_copy, snapshot_adapter
 from selfplay.arena.play import Match, play
 from selfplay.games.tictactoe import TicTacToe
 
@@ -23,7 +23,10 @@ def test_sampling_logprobs_equal_a_teacher_forced_pass_with_padding():
     model, tok = tiny_model(seed=3)
     agent = LLMAgent(model, tok, SamplingConfig(temperature=0.8, max_new_tokens=12, seed=1))
     short = [{"role": "user", "content": "hi"}]
-    long = [{"role": "system", "content": "You play a long game with many rules."}, {"role": "user", "content": "go " * 9}]
+    long = [
+        {"role": "system", "content": "You play a long game with many rules."},
+        {"role": "user", "content": "go " * 9},
+    ]
     out = agent.act(_requests([(short, 2), (long, 1)]))
     flat = [c for cs in out for c in cs]
     assert [len(cs) for cs in out] == [2, 1]
@@ -94,12 +97,14 @@ def test_sampling_options_are_checked():
         build_agent("tiny:temprature=0.5")
     with pytest.raises(ValueError, match="top_p"):
         build_agent("tiny:top_p=0")
-    for spec, expected in [("tiny:pack=maybe", "pack='maybe': expected true or false"),
-                           ("tiny:constrained=1", "constrained=1: expected true or false"),
-                           ("tiny:temperature=warm", "temperature='warm': expected float"),
-                           ("tiny:max_new_tokens=2.5", "max_new_tokens=2.5: expected int"),
-                           ("tiny:seed=true", "seed=True: expected int"),
-                           ("tiny:observer=3", "observer=3: expected str")]:
+    for spec, expected in [
+        ("tiny:pack=maybe", "pack='maybe': expected true or false"),
+        ("tiny:constrained=1", "constrained=1: expected true or false"),
+        ("tiny:temperature=warm", "temperature='warm': expected float"),
+        ("tiny:max_new_tokens=2.5", "max_new_tokens=2.5: expected int"),
+        ("tiny:seed=true", "seed=True: expected int"),
+        ("tiny:observer=3", "observer=3: expected str"),
+    ]:
         with pytest.raises(ValueError, match=re.escape(expected)):
             build_agent(spec)
     assert build_agent("tiny:pack=false:temperature=1:stop=a|b").sampling.temperature == 1
@@ -111,15 +116,23 @@ def test_constrained_decoding_plays_legal_moves_and_reports_the_constrained_poli
     game = TicTacToe()
     game.reset(0)
     game.step("player_0", [4])
-    request = Request(game, "player_1", game.observe("player_1"), samples=6, legal_actions=game.legal_actions("player_1"))
+    request = Request(
+        game, "player_1", game.observe("player_1"), samples=6, legal_actions=game.legal_actions("player_1")
+    )
     out = agent.act([request])[0]
     assert all(c.text in request.legal_actions for c in out)
     for c in out:
         digit = [len(a) for a in c.allowed]
         assert digit == [1, 8, 1, 1]  # "[" forced, one of 8 free cells, "]" and end forced
         assert c.logprobs[0] == 0.0 and c.logprobs[2] == 0.0 and c.logprobs[1] < 0  # forced tokens: probability 1
-    ref = token_logprobs(model, [c.prompt_ids for c in out], [c.completion_ids for c in out], tok.pad_token_id, 1.0,
-                         [c.allowed for c in out])
+    ref = token_logprobs(
+        model,
+        [c.prompt_ids for c in out],
+        [c.completion_ids for c in out],
+        tok.pad_token_id,
+        1.0,
+        [c.allowed for c in out],
+    )
     for c, r in zip(out, ref):
         assert torch.allclose(torch.tensor(c.logprobs), r, atol=1e-4)
 
@@ -135,7 +148,9 @@ def test_a_constrained_answer_longer_than_max_new_tokens_is_still_finished():
     legal = game.legal_actions(game.turn().role)
     assert max(len(tok.encode(a, add_special_tokens=False)) for a in legal) > 2
     agent = LLMAgent(model, tok, SamplingConfig(temperature=1.0, max_new_tokens=2, constrained=True, seed=2))
-    out = agent.act([Request(game, game.turn().role, game.observe(game.turn().role), samples=8, legal_actions=legal)])[0]
+    out = agent.act([Request(game, game.turn().role, game.observe(game.turn().role), samples=8, legal_actions=legal)])[
+        0
+    ]
     assert all(c.text in legal for c in out) and max(len(c.completion_ids) for c in out) > 2
 
 
@@ -185,17 +200,18 @@ def test_rows_with_the_same_prompt_share_one_pass_over_it_with_the_same_values_a
     model, tok = tiny_model(seed=6)
     model.train()  # dropout-free tiny model: training mode changes nothing but is where this runs
     prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [5, 6, 7, 8, 9, 10], [13, 14, 15]] * 3
-    completions = [[20 + i % 5, 30 + i % 3, 40][:1 + i % 3] for i in range(len(prompts))]
+    completions = [[20 + i % 5, 30 + i % 3, 40][: 1 + i % 3] for i in range(len(prompts))]
     b = pack(prompts, completions, tok.pad_token_id)
     args = (b["input_ids"], b["attention_mask"], b["position_ids"], int(b["prompt_width"]))
     computed = []
-    hook = model.model.register_forward_pre_hook(lambda m, a, kw: computed.append(kw["input_ids"].numel()),
-                                                 with_kwargs=True)
+    hook = model.model.register_forward_pre_hook(
+        lambda m, a, kw: computed.append(kw["input_ids"].numel()), with_kwargs=True
+    )
     shared = scored_logprobs(model, *args, 0.9, tree=True)  # the tiny model's tokens are too cheap to pay
     hook.remove()
     assert sum(computed) == 3 * args[3] + len(prompts) * (args[0].shape[1] - args[3])  # 3 distinct prompts once
     whole = model.model(input_ids=args[0], attention_mask=args[1], position_ids=args[2]).last_hidden_state
-    ref_states = whole[:, args[3] - 1:-1]
+    ref_states = whole[:, args[3] - 1 : -1]
     states = completion_states(model.model, *args, tree=True)
     mask = b["completion_mask"].bool()
     assert torch.allclose(states[mask], ref_states[mask], atol=1e-5)
@@ -204,7 +220,7 @@ def test_rows_with_the_same_prompt_share_one_pass_over_it_with_the_same_values_a
     mine = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     logits = model.lm_head(ref_states).float() / 0.9
-    ref = logits.log_softmax(-1).gather(-1, args[0][:, args[3]:, None]).squeeze(-1)
+    ref = logits.log_softmax(-1).gather(-1, args[0][:, args[3] :, None]).squeeze(-1)
     assert torch.allclose(shared[mask], ref[mask], atol=1e-5)
     (ref * b["completion_mask"]).sum().backward()
     for a, c in zip(mine, (p.grad for p in model.parameters())):
@@ -226,15 +242,23 @@ def test_a_prompt_beyond_the_models_context_is_a_failed_attempt_and_the_rest_of_
     assert all(c.completion_ids and "failure" not in c.meta for c in answers[0] + answers[2])
     for c in answers[1]:
         assert c.meta["failure"] == "AGENT_ERROR" and not c.completion_ids
-        assert "exceeds the model's context of 120 positions" in c.meta["error"] and "max_new_tokens=8" in c.meta["error"]
+        assert (
+            "exceeds the model's context of 120 positions" in c.meta["error"] and "max_new_tokens=8" in c.meta["error"]
+        )
 
 
 def test_prompts_rendered_in_one_batch_are_the_ids_rendered_one_by_one():
     _, tok = tiny_model(seed=0)
-    conversations = [[{"role": "user", "content": "x"}],
-                     [{"role": "system", "content": "rules  with  spaces\n\n"}, {"role": "user", "content": ""}],
-                     [{"role": "system", "content": "é ü 漢字 <|im_end|> {{ x }}"}, {"role": "user", "content": "b2"},
-                      {"role": "assistant", "content": "c3"}, {"role": "user", "content": "Invalid answer. Again."}]]
+    conversations = [
+        [{"role": "user", "content": "x"}],
+        [{"role": "system", "content": "rules  with  spaces\n\n"}, {"role": "user", "content": ""}],
+        [
+            {"role": "system", "content": "é ü 漢字 <|im_end|> {{ x }}"},
+            {"role": "user", "content": "b2"},
+            {"role": "assistant", "content": "c3"},
+            {"role": "user", "content": "Invalid answer. Again."},
+        ],
+    ]
     one_by_one = [render_prompt(tok, c) for c in conversations]
     assert render_prompts(tok, conversations) == one_by_one  # the fast tokenizer's ids read directly
 
@@ -317,7 +341,10 @@ def test_adapters_named_inside_lora_prefix_save_and_load_exactly_without_peft_wa
     for name in names[1:]:
         loaded.load_adapter(str(tmp_path / name), adapter_name=name)
     for name in names:
-        mine, theirs = get_peft_model_state_dict(saved, adapter_name=name), get_peft_model_state_dict(loaded, adapter_name=name)
+        mine, theirs = (
+            get_peft_model_state_dict(saved, adapter_name=name),
+            get_peft_model_state_dict(loaded, adapter_name=name),
+        )
         assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
 
 

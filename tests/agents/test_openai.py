@@ -13,18 +13,22 @@ import pytest
 
 from selfplay.agents.base import Request
 from selfplay.agents.openai_agent import OpenAIAgent
-from selfplay.serve import resolve_model
 from selfplay.agents.specs import build_agent, parse_spec
 from selfplay.arena.play import paired_matches, play
 from selfplay.arena.tournament import main as tournament
 from selfplay.games.tictactoe import TicTacToe
+from selfplay.serve import resolve_model
 
 
 @pytest.fixture(scope="module")
 def served():
     """``selfplay serve tiny --port 0`` in its own process; yields its base URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "selfplay.cli", "serve", "tiny", "--port", "0", "--name", "policy"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "selfplay.cli", "serve", "tiny", "--port", "0", "--name", "policy"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline()
     assert "serving policy" in line, line + proc.stderr.read()
     yield line.strip().rsplit(" at ", 1)[1]
@@ -33,8 +37,9 @@ def served():
 
 
 def post(url, body):
-    request = urllib.request.Request(url + "/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url + "/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as r:
             return r.status, json.loads(r.read())
@@ -45,13 +50,18 @@ def post(url, body):
 def test_the_server_speaks_the_chat_completions_api(served):
     with urllib.request.urlopen(served + "/models", timeout=10) as r:
         assert json.loads(r.read())["data"][0]["id"] == "policy"
-    status, reply = post(served, {"model": "policy", "messages": [{"role": "user", "content": "hi"}],
-                                  "max_tokens": 3, "n": 3, "temperature": 0})
+    status, reply = post(
+        served,
+        {"model": "policy", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "n": 3, "temperature": 0},
+    )
     assert status == 200 and len(reply["choices"]) == 3
     assert len({c["message"]["content"] for c in reply["choices"]}) == 1  # greedy: the same answer three times
     assert reply["usage"]["completion_tokens"] <= 9 and reply["choices"][0]["finish_reason"] in ("length", "stop")
-    for bad, words in (({"messages": []}, "messages"), ({"messages": [{"role": "user", "content": "x"}], "n": 0}, "n 0"),
-                       ({"messages": [{"role": "user", "content": "x"}], "temperature": -1}, "temperature")):
+    for bad, words in (
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "user", "content": "x"}], "n": 0}, "n 0"),
+        ({"messages": [{"role": "user", "content": "x"}], "temperature": -1}, "temperature"),
+    ):
         status, reply = post(served, bad)
         assert status == 400 and words in reply["error"]["message"]
 
@@ -66,16 +76,33 @@ def test_the_server_reads_what_openai_clients_send_and_answers_as_openai_does(se
     text, logprobs = choice["message"]["content"], choice["logprobs"]["content"]
     assert len(logprobs) == reply["usage"]["completion_tokens"] and all(-50 < x["logprob"] <= 0 for x in logprobs)
     assert len(text) >= 3, text
-    _, same = post(served, {"messages": [{"role": "system", "content": "short"}, {"role": "user", "content": "hi"}],
-                            "max_tokens": 8, "temperature": 0})
+    _, same = post(
+        served,
+        {
+            "messages": [{"role": "system", "content": "short"}, {"role": "user", "content": "hi"}],
+            "max_tokens": 8,
+            "temperature": 0,
+        },
+    )
     assert same["choices"][0]["message"]["content"] == text  # parts and developer read as plain text and system
     cut = text[2]
     _, stopped = post(served, {"messages": user, "max_tokens": 8, "temperature": 0, "stop": cut})
-    assert stopped["choices"][0]["message"]["content"] == text[:text.index(cut)]
+    assert stopped["choices"][0]["message"]["content"] == text[: text.index(cut)]
     assert stopped["choices"][0]["finish_reason"] == "stop"
-    request = urllib.request.Request(served + "/chat/completions", headers={"Content-Type": "application/json"},
-                                     data=json.dumps({"messages": user, "max_tokens": 8, "temperature": 0, "n": 2,
-                                                      "stream": True, "stream_options": {"include_usage": True}}).encode())
+    request = urllib.request.Request(
+        served + "/chat/completions",
+        headers={"Content-Type": "application/json"},
+        data=json.dumps(
+            {
+                "messages": user,
+                "max_tokens": 8,
+                "temperature": 0,
+                "n": 2,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+        ).encode(),
+    )
     with urllib.request.urlopen(request, timeout=30) as r:
         assert r.headers["Content-Type"] == "text/event-stream"
         events = [line[6:] for line in r.read().decode().splitlines() if line.startswith("data: ")]
@@ -86,11 +113,17 @@ def test_the_server_reads_what_openai_clients_send_and_answers_as_openai_does(se
         for c in chunk["choices"]:
             streamed[c["index"]] = streamed.get(c["index"], "") + c["delta"].get("content", "")
     assert streamed == {0: text, 1: text} and chunks[-1]["usage"]["completion_tokens"] == 16
-    for bad, words in (([1, 2], "request body: expected a JSON object"),
-                       ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}]},
-                        "messages[0].content: expected a string or a list of text parts"),
-                       ({"messages": [{"role": "user", "content": "x"}], "logprobs": True, "top_logprobs": 2},
-                        "top_logprobs 2: not served")):
+    for bad, words in (
+        ([1, 2], "request body: expected a JSON object"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}]},
+            "messages[0].content: expected a string or a list of text parts",
+        ),
+        (
+            {"messages": [{"role": "user", "content": "x"}], "logprobs": True, "top_logprobs": 2},
+            "top_logprobs 2: not served",
+        ),
+    ):
         status, reply = post(served, bad)
         assert status == 400 and words in reply["error"]["message"], reply
 
@@ -103,8 +136,24 @@ def test_a_served_checkpoint_plays_and_is_rated(served, tmp_path):
     assert served_steps and all(ep.status in ("done", "forfeit") for ep in episodes)
     assert all(s.failure in (None, "PARSE_ERROR", "ILLEGAL") for s in served_steps)  # answered, not errors
     out = tmp_path / "tour"
-    assert tournament(["tictactoe", "--agents", f"served={spec}", "random", "expert", "--games", "4", "--out", str(out),
-                       "--bootstrap", "10"]) == 0
+    assert (
+        tournament(
+            [
+                "tictactoe",
+                "--agents",
+                f"served={spec}",
+                "random",
+                "expert",
+                "--games",
+                "4",
+                "--out",
+                str(out),
+                "--bootstrap",
+                "10",
+            ]
+        )
+        == 0
+    )
     names = {r["agent"] for r in json.loads((out / "summary.json").read_text())["ratings"]}
     assert names == {"served", "random", "expert"}
 
@@ -166,8 +215,11 @@ def test_a_refused_request_records_what_the_server_said_and_is_not_retried(serve
     start = time.perf_counter()
     [[completion]] = agent.act([Request(game, "player_0", game.observe("player_0"))])
     assert completion.meta["failure"] == "AGENT_ERROR" and time.perf_counter() - start < 2
-    assert "HTTP 400" in completion.meta["error"] and "max_tokens 5000: expected an integer in [1, 1024]" in \
-        completion.meta["error"] and "(after 1 try)" in completion.meta["error"]
+    assert (
+        "HTTP 400" in completion.meta["error"]
+        and "max_tokens 5000: expected an integer in [1, 1024]" in completion.meta["error"]
+        and "(after 1 try)" in completion.meta["error"]
+    )
 
 
 def test_serve_resolves_runs_checkpoints_and_models(tmp_path):
@@ -201,16 +253,41 @@ def test_a_served_checkpoint_rates_the_same_as_the_checkpoint_loaded_directly(tm
     from tests.arena.test_tournament import fake_run
 
     policy = fake_run(tmp_path / "run", steps=(3,)) / "checkpoints" / "step_000003" / "policy"
-    proc = subprocess.Popen([sys.executable, "-m", "selfplay.cli", "serve", str(policy), "--port", "0", "--name", "ckpt"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "selfplay.cli", "serve", str(policy), "--port", "0", "--name", "ckpt"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = proc.stdout.readline().strip().rsplit(" at ", 1)[1]
         out = tmp_path / "tour"
-        assert tournament(["tictactoe", "--agents", f"direct=hf:{policy}:temperature=0,max_new_tokens=6",
-                           f"served=openai:ckpt@{url}:temperature=0,max_tokens=6", "random", "--games", "20",
-                           "--out", str(out), "--bootstrap", "50"]) == 0
-        views = list({tuple((m["role"], m["content"]) for m in s.messages): None for ep in open_store(out).episodes()
-                      for s in ep.steps if s.agent == "served" and s.attempt == 0})[:5]
+        assert (
+            tournament(
+                [
+                    "tictactoe",
+                    "--agents",
+                    f"direct=hf:{policy}:temperature=0,max_new_tokens=6",
+                    f"served=openai:ckpt@{url}:temperature=0,max_tokens=6",
+                    "random",
+                    "--games",
+                    "20",
+                    "--out",
+                    str(out),
+                    "--bootstrap",
+                    "50",
+                ]
+            )
+            == 0
+        )
+        views = list(
+            {
+                tuple((m["role"], m["content"]) for m in s.messages): None
+                for ep in open_store(out).episodes()
+                for s in ep.steps
+                if s.agent == "served" and s.attempt == 0
+            }
+        )[:5]
         direct = build_agent(f"hf:{policy}:temperature=0,max_new_tokens=6")
         for view in views:
             messages = [{"role": r, "content": c} for r, c in view]
@@ -223,4 +300,7 @@ def test_a_served_checkpoint_rates_the_same_as_the_checkpoint_loaded_directly(tm
     assert views
     ratings = {r["agent"]: r for r in json.loads((out / "summary.json").read_text())["ratings"]}
     direct_r, served_r = ratings["direct"], ratings["served"]
-    assert direct_r["low"] <= served_r["elo"] <= direct_r["high"] and served_r["low"] <= direct_r["elo"] <= served_r["high"]
+    assert (
+        direct_r["low"] <= served_r["elo"] <= direct_r["high"]
+        and served_r["low"] <= direct_r["elo"] <= served_r["high"]
+    )

@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from selfplay.agents.decode import Decoder
-from selfplay.agents.scoring import token_logprobs
 from selfplay.agents.models import tiny_model
 from selfplay.agents.packing import _Packed, can_pack, packed_linears
+from selfplay.agents.scoring import token_logprobs
 
 pytestmark = pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="this torch build has no oneDNN")
 
@@ -15,8 +15,9 @@ def _packed(model):
 
 def test_packed_layers_compute_what_plain_layers_do_and_are_restored_on_leaving():
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(64, 96), torch.nn.ReLU(), torch.nn.Linear(96, 80, bias=False),
-                                torch.nn.Linear(80, 8).double())
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, 96), torch.nn.ReLU(), torch.nn.Linear(96, 80, bias=False), torch.nn.Linear(80, 8).double()
+    )
     x = torch.randn(5, 7, 64)
     with torch.no_grad():
         plain = model[:3](x)
@@ -63,7 +64,7 @@ def test_a_decoder_session_packs_its_model_and_stays_exact():
     with torch.no_grad():
         ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 1.0)
     for o, r in zip(out, ref):
-        assert torch.allclose(torch.tensor(o.logprobs), r[:len(o.tokens)], atol=1e-5)
+        assert torch.allclose(torch.tensor(o.logprobs), r[: len(o.tokens)], atol=1e-5)
     unpacked = Decoder(model, eos, {eos}, pack=False)
     with unpacked.session():
         again = unpacked.decode(prompts, max_new=6, temperature=1.0, seed=2)
@@ -126,5 +127,5 @@ def test_lora_layers_multiply_by_a_packed_merged_weight_per_adapter_and_stay_exa
         activate_adapter(model, adapter)
         ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 1.0)
         for o, r in zip(out, ref):
-            assert torch.allclose(torch.tensor(o.logprobs), r[:len(o.tokens)], atol=1e-4)
+            assert torch.allclose(torch.tensor(o.logprobs), r[: len(o.tokens)], atol=1e-4)
     assert outs[0][1][0].tokens != outs[1][1][0].tokens or outs[0][1][1].tokens != outs[1][1][1].tokens

@@ -17,8 +17,12 @@ KEY = "test-key-123"
 
 
 def start(*options):
-    proc = subprocess.Popen([sys.executable, "-m", "selfplay.cli", "serve", "tiny", "--port", "0", "--name", "policy",
-                             *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "selfplay.cli", "serve", "tiny", "--port", "0", "--name", "policy", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline()
     assert "serving policy" in line, line + proc.stderr.read()
     return proc, line.strip().rsplit(" at ", 1)[1]
@@ -44,8 +48,12 @@ def call(url, body=None, key=KEY, path="/chat/completions", timeout=60):
 
 
 def ask(text, max_tokens=4):
-    return {"model": "policy", "messages": [{"role": "user", "content": text}], "max_tokens": max_tokens,
-            "temperature": 0}
+    return {
+        "model": "policy",
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
 
 
 def test_every_route_asks_for_the_key(guarded):
@@ -103,6 +111,10 @@ def test_listening_beyond_loopback_needs_a_key():
     with pytest.raises(ValueError, match="--host 0.0.0.0 listens beyond this machine: set --api-key"):
         check_access("0.0.0.0", None)
     check_access("0.0.0.0", KEY)
-    result = subprocess.run([sys.executable, "-m", "selfplay.cli", "serve", "tiny", "--host", "0.0.0.0"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "selfplay.cli", "serve", "tiny", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "set --api-key" in result.stderr

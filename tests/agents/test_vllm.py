@@ -16,12 +16,11 @@ import torch
 from selfplay.agents import vllm_backend
 from selfplay.agents.base import Request
 from selfplay.agents.llm import LLMAgent, SamplingConfig
-from selfplay.agents.scoring import token_logprobs
 from selfplay.agents.models import tiny_model
+from selfplay.agents.scoring import token_logprobs
 from selfplay.agents.specs import build_agent
-from selfplay.agents.weights import activate_adapter, add_adapters, adapter_parameters, note_update
+from selfplay.agents.weights import activate_adapter, adapter_parameters, add_adapters, note_update
 from selfplay.games.tictactoe import TicTacToe
-
 from tests.agents.vllm_stand_in import StandInLLM
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,8 +42,13 @@ def _check_exact(agent, completions, temperature=1.0):
     with torch.no_grad():
         if agent.adapter:
             activate_adapter(agent.model, agent.adapter)
-        ref = token_logprobs(agent.model, [c.prompt_ids for c in flat], [c.completion_ids for c in flat],
-                             agent.tokenizer.pad_token_id, temperature)
+        ref = token_logprobs(
+            agent.model,
+            [c.prompt_ids for c in flat],
+            [c.completion_ids for c in flat],
+            agent.tokenizer.pad_token_id,
+            temperature,
+        )
     for c, r in zip(flat, ref):
         assert len(c.logprobs) == len(c.completion_ids) > 0
         assert torch.allclose(torch.tensor(c.logprobs), r, atol=1e-5)  # what training uses: teacher-forced
@@ -150,7 +154,9 @@ def test_stop_strings_and_stop_tokens_end_completions_where_the_native_decoder_d
     ids = tok.encode("xxab yy", add_special_tokens=False)
     assert agent._until_stop(ids) == tok.encode("xxab", add_special_tokens=False)
     assert agent._until_stop([*tok.encode("zz", add_special_tokens=False), tok.eos_token_id, 50]) == [
-        *tok.encode("zz", add_special_tokens=False), tok.eos_token_id]
+        *tok.encode("zz", add_special_tokens=False),
+        tok.eos_token_id,
+    ]
     # an engine that leaves the stop token out of token_ids: the token the policy sampled is put back
     monkeypatch.setattr(StandInLLM, "drop_stop_token", True)
     plain = _agent(model, tok, max_new_tokens=40)
@@ -204,10 +210,17 @@ json.dump({{"syncs": engine.syncs, "weights": {{n: p.tolist() for n, p in llm.mo
 
 def test_training_with_the_vllm_backend_pushes_every_update_to_the_engine(tmp_path):
     result, out = tmp_path / "result.json", tmp_path / "run"
-    code = TRAIN.format(root=str(ROOT), config=str(ROOT / "configs/tictactoe_tiny.yaml"), out=str(out),
-                        result=str(result))
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    code = TRAIN.format(
+        root=str(ROOT), config=str(ROOT / "configs/tictactoe_tiny.yaml"), out=str(out), result=str(result)
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     found = json.loads(result.read_text())
     assert found["syncs"] >= 3  # before the first step's games, after each update (the evaluation plays last)
@@ -218,14 +231,16 @@ def test_training_with_the_vllm_backend_pushes_every_update_to_the_engine(tmp_pa
         assert torch.allclose(torch.tensor(values), final[name].float(), atol=1e-6), name
 
 
-needs_vllm = pytest.mark.skipif(vllm_backend.unavailable() is not None,
-                                reason=f"real vLLM test: {vllm_backend.unavailable()}")
+needs_vllm = pytest.mark.skipif(
+    vllm_backend.unavailable() is not None, reason=f"real vLLM test: {vllm_backend.unavailable()}"
+)
 
 
 @needs_vllm
 def test_real_vllm_samples_with_the_synchronised_weights():
-    model, tok = tiny_model(seed=0, hidden_size=256, intermediate_size=512, num_attention_heads=4,
-                            num_key_value_heads=2)  # head size 64: what vLLM's attention kernels take
+    model, tok = tiny_model(
+        seed=0, hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2
+    )  # head size 64: what vLLM's attention kernels take
     model = model.to("cuda", torch.bfloat16)
     agent = LLMAgent(model, tok, SamplingConfig(temperature=1.0, max_new_tokens=8, backend="vllm", vllm_memory=0.2))
     flat = [c for cs in agent.act(_requests(8, 4)) for c in cs]

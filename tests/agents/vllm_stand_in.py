@@ -35,8 +35,16 @@ class StandInLLM:
     drop_stop_token = False  # True: answer like an engine that leaves the stop token out of token_ids
     built: list[StandInLLM] = []
 
-    def __init__(self, model: str, skip_tokenizer_init: bool, load_format: str, dtype: str,
-                 gpu_memory_utilization: float, seed: int, enable_prefix_caching: bool):
+    def __init__(
+        self,
+        model: str,
+        skip_tokenizer_init: bool,
+        load_format: str,
+        dtype: str,
+        gpu_memory_utilization: float,
+        seed: int,
+        enable_prefix_caching: bool,
+    ):
         assert skip_tokenizer_init and load_format == "dummy" and 0 < gpu_memory_utilization < 1
         torch.manual_seed(12345)  # dummy weights, unlike any model under test
         self.model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model)).eval()

@@ -19,10 +19,30 @@ def run(tmp_path):
     store = open_store(tmp_path)
     agents = build_agents(["expert", "random"])
     play(TicTacToe, paired_matches(TicTacToe.roles, list(agents), 6), agents, store=store, progress=False)
-    trained = Episode("tictactoe", 99, {"player_0": "learner", "player_1": "random"}, rewards={"player_0": -1.0,
-                      "player_1": 1.0}, status="forfeit", num_turns=1, meta={"step": 3, "learners": ["player_0"]},
-                      steps=[Step(0, "player_0", 0, 0, "learner", [{"role": "user", "content": "X1.2.3."}], "zz",
-                                  failure="PARSE_ERROR", error="expected [n]", fallback="forfeit", reward=-1.0)])
+    trained = Episode(
+        "tictactoe",
+        99,
+        {"player_0": "learner", "player_1": "random"},
+        rewards={"player_0": -1.0, "player_1": 1.0},
+        status="forfeit",
+        num_turns=1,
+        meta={"step": 3, "learners": ["player_0"]},
+        steps=[
+            Step(
+                0,
+                "player_0",
+                0,
+                0,
+                "learner",
+                [{"role": "user", "content": "X1.2.3."}],
+                "zz",
+                failure="PARSE_ERROR",
+                error="expected [n]",
+                fallback="forfeit",
+                reward=-1.0,
+            )
+        ],
+    )
     store.add(trained)
     store.close()
     return tmp_path
@@ -37,8 +57,13 @@ def test_an_exported_run_loads_with_datasets(run, fmt, loader):
     data = datasets.load_dataset(loader, data_files=str(path))["train"]
     assert data.num_rows == count
     row = next(r for r in data if r["agent"] == "learner")
-    assert (row["split"], row["step"], row["learner"], row["failure"], row["action"]) == ("train", 3, True,
-                                                                                           "PARSE_ERROR", None)
+    assert (row["split"], row["step"], row["learner"], row["failure"], row["action"]) == (
+        "train",
+        3,
+        True,
+        "PARSE_ERROR",
+        None,
+    )
     assert row["prompt"] == [{"role": "user", "content": "X1.2.3."}] and row["reward"] == -1.0
     played = [r for r in data if r["split"] == "play"]
     first = episodes[0]
@@ -80,20 +105,23 @@ def test_tokens_export_the_ids_and_logprobs_the_model_sampled(tmp_path, fmt):
         pytest.importorskip("pyarrow")
     import torch
 
-    from selfplay.agents.scoring import token_logprobs
     from selfplay.agents.models import tiny_model
+    from selfplay.agents.scoring import token_logprobs
 
-    assert cli(["play", "kuhn_poker", "tiny:max_new_tokens=4", "random", "--games", "4", "--out",
-                str(tmp_path / "run")]) == 0
+    assert (
+        cli(["play", "kuhn_poker", "tiny:max_new_tokens=4", "random", "--games", "4", "--out", str(tmp_path / "run")])
+        == 0
+    )
     path, _ = export(tmp_path / "run", fmt, tokens=True)
     data = list(datasets.load_dataset("json" if fmt == "jsonl" else "parquet", data_files=str(path))["train"])
     model_rows = [r for r in data if r["agent"].startswith("tiny")]
     assert model_rows and all(r["prompt_ids"] is None and r["logprobs"] is None for r in data if r["agent"] == "random")
     model, tok = tiny_model(seed=0)
-    ref = token_logprobs(model, [r["prompt_ids"] for r in model_rows], [r["completion_ids"] for r in model_rows],
-                         tok.pad_token_id, 1.0)
+    ref = token_logprobs(
+        model, [r["prompt_ids"] for r in model_rows], [r["completion_ids"] for r in model_rows], tok.pad_token_id, 1.0
+    )
     for r, x in zip(model_rows, ref):
         assert tok.decode(r["completion_ids"], skip_special_tokens=True) == r["completion"]
-        assert torch.allclose(torch.tensor(r["logprobs"]), x[:len(r["logprobs"])].float(), atol=1e-4)
+        assert torch.allclose(torch.tensor(r["logprobs"]), x[: len(r["logprobs"])].float(), atol=1e-4)
     plain, _ = export(tmp_path / "run", "jsonl", tmp_path / "plain.jsonl")
     assert "prompt_ids" not in json.loads(plain.read_text().splitlines()[0])

@@ -13,8 +13,24 @@ from selfplay.cli import main as cli
 
 def test_three_player_tournament_rates_pairwise_with_a_per_seat_breakdown(tmp_path):
     out = tmp_path / "t3"
-    assert main(["kuhn_poker_3", "--agents", "random", "expert", "r2=random", "--games", "60", "--out", str(out),
-                 "--bootstrap", "30"]) == 0
+    assert (
+        main(
+            [
+                "kuhn_poker_3",
+                "--agents",
+                "random",
+                "expert",
+                "r2=random",
+                "--games",
+                "60",
+                "--out",
+                str(out),
+                "--bootstrap",
+                "30",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rating"] == "Elo" and summary["outcome"] == "zero_sum"
     episodes = list(open_store(out).episodes(with_steps=False))
@@ -32,8 +48,25 @@ def test_three_player_tournament_rates_pairwise_with_a_per_seat_breakdown(tmp_pa
 
 def test_fixed_seat_is_held_and_not_rated(tmp_path):
     out = tmp_path / "seat"
-    assert main(["kuhn_poker_3", "--agents", "random", "r2=random", "--seats", "player_2=expert", "--games", "8",
-                 "--out", str(out), "--bootstrap", "10"]) == 0
+    assert (
+        main(
+            [
+                "kuhn_poker_3",
+                "--agents",
+                "random",
+                "r2=random",
+                "--seats",
+                "player_2=expert",
+                "--games",
+                "8",
+                "--out",
+                str(out),
+                "--bootstrap",
+                "10",
+            ]
+        )
+        == 0
+    )
     episodes = list(open_store(out).episodes(with_steps=False))
     assert len(episodes) == 8 and all(ep.agents["player_2"] == "player_2=expert" for ep in episodes)
     summary = json.loads((out / "summary.json").read_text())
@@ -42,8 +75,24 @@ def test_fixed_seat_is_held_and_not_rated(tmp_path):
 
 def test_cooperative_tournament_ranks_by_team_reward(tmp_path):
     out = tmp_path / "coop"
-    assert main(["signalling", "--agents", "random", "expert", "e2=expert", "--games", "40", "--out", str(out),
-                 "--bootstrap", "10"]) == 0
+    assert (
+        main(
+            [
+                "signalling",
+                "--agents",
+                "random",
+                "expert",
+                "e2=expert",
+                "--games",
+                "40",
+                "--out",
+                str(out),
+                "--bootstrap",
+                "10",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rating"] == "team reward in self-play" and "self-play" in summary["ranking"]
     ratings = {r["agent"]: r for r in summary["ratings"]}
@@ -67,14 +116,31 @@ def test_records_are_reused_only_under_the_same_key(tmp_path, capsys):
 
 def test_a_participant_spec_change_plays_fresh_games(tmp_path):
     out = tmp_path / "spec"
-    assert main(["tictactoe", "--agents", "a=random", "b=expert", "--games", "4", "--out", str(out),
-                 "--bootstrap", "10"]) == 0
-    assert main(["tictactoe", "--agents", "a=random:seed=3", "b=expert", "--games", "4", "--out", str(out),
-                 "--bootstrap", "10"]) == 0
+    assert (
+        main(["tictactoe", "--agents", "a=random", "b=expert", "--games", "4", "--out", str(out), "--bootstrap", "10"])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "tictactoe",
+                "--agents",
+                "a=random:seed=3",
+                "b=expert",
+                "--games",
+                "4",
+                "--out",
+                str(out),
+                "--bootstrap",
+                "10",
+            ]
+        )
+        == 0
+    )
     assert open_store(out).count() == 8
 
 
-BROKEN = textwrap.dedent('''
+BROKEN = textwrap.dedent("""
     from selfplay.games.kuhn_poker import KuhnPoker
 
     class Broken(KuhnPoker):
@@ -82,7 +148,7 @@ BROKEN = textwrap.dedent('''
 
         def info(self):
             raise ValueError("info went wrong")
-''')
+""")
 
 
 def test_play_tournament_and_check_game_exit_non_zero_on_errors(tmp_path, capsys):
@@ -99,14 +165,45 @@ def test_play_tournament_and_check_game_exit_non_zero_on_errors(tmp_path, capsys
 
 
 def test_play_balances_seats_and_honours_fixed_seats(tmp_path, capsys):
-    assert cli(["play", "kuhn_poker_3", "--agents", "random", "expert", "random", "--games", "10",
-                "--out", str(tmp_path / "p")]) == 0
+    assert (
+        cli(
+            [
+                "play",
+                "kuhn_poker_3",
+                "--agents",
+                "random",
+                "expert",
+                "random",
+                "--games",
+                "10",
+                "--out",
+                str(tmp_path / "p"),
+            ]
+        )
+        == 0
+    )
     assert "playing 12 games, not 10" in capsys.readouterr().err
     episodes = list(open_store(tmp_path / "p").episodes(with_steps=False))
     seats = [r for ep in episodes for r, a in ep.agents.items() if a == "expert"]
     assert {r: seats.count(r) for r in set(seats)} == {"player_0": 4, "player_1": 4, "player_2": 4}
-    assert cli(["play", "kuhn_poker_3", "--agents", "random", "random", "--seats", "player_1=expert", "--games", "6",
-                "--out", str(tmp_path / "q")]) == 0
+    assert (
+        cli(
+            [
+                "play",
+                "kuhn_poker_3",
+                "--agents",
+                "random",
+                "random",
+                "--seats",
+                "player_1=expert",
+                "--games",
+                "6",
+                "--out",
+                str(tmp_path / "q"),
+            ]
+        )
+        == 0
+    )
     assert all(ep.agents["player_1"] == "expert" for ep in open_store(tmp_path / "q").episodes(with_steps=False))
     capsys.readouterr()
     assert cli(["play", "kuhn_poker_3", "--agents", "random", "--seats", "dealer=expert"]) == 2
@@ -117,8 +214,25 @@ def test_play_balances_seats_and_honours_fixed_seats(tmp_path, capsys):
 
 def test_debate_tournament_rates_debaters_under_a_fixed_judge(tmp_path):
     out = tmp_path / "debate"
-    assert main(["debate", "--agents", "random", "expert", "--seats", "judge=expert", "--games", "20", "--out",
-                 str(out), "--bootstrap", "20"]) == 0
+    assert (
+        main(
+            [
+                "debate",
+                "--agents",
+                "random",
+                "expert",
+                "--seats",
+                "judge=expert",
+                "--games",
+                "20",
+                "--out",
+                str(out),
+                "--bootstrap",
+                "20",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     ratings = {r["agent"]: r for r in summary["ratings"]}
     assert set(ratings) == {"random", "expert"} and summary["fixed_seats"] == {"judge": "judge=expert"}
@@ -139,8 +253,10 @@ def test_two_player_new_games_are_rated(tmp_path, game):
 def test_chip_games_report_mean_reward_against_each_opponent(tmp_path):
     """Kuhn chips: each pairing's mean reward with its interval, agreeing with the recorded games."""
     out = tmp_path / "kuhn"
-    assert main(["kuhn_poker", "--agents", "random", "expert", "--games", "200", "--out", str(out),
-                 "--bootstrap", "10"]) == 0
+    assert (
+        main(["kuhn_poker", "--agents", "random", "expert", "--games", "200", "--out", str(out), "--bootstrap", "10"])
+        == 0
+    )
     pairs = json.loads((out / "summary.json").read_text())["pair_rewards"]
     episodes = list(open_store(out).episodes(with_steps=False))
     chips = [ep.rewards[r] for ep in episodes for r, a in ep.agents.items() if a == "expert"]

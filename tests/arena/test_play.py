@@ -32,16 +32,18 @@ def test_each_agent_is_called_once_per_round_with_every_pending_turn():
 
 def test_concurrency_limit_refills_the_window():
     a, b = CountingRandom("a"), CountingRandom("b")
-    episodes = play(TicTacToe, paired_matches(TicTacToe.roles, ["a", "b"], 50), {"a": a, "b": b},
-                    concurrency=8, progress=False)
+    episodes = play(
+        TicTacToe, paired_matches(TicTacToe.roles, ["a", "b"], 50), {"a": a, "b": b}, concurrency=8, progress=False
+    )
     assert len(episodes) == 50 and max(a.calls) <= 8
     assert all(ep.status == "done" for ep in episodes)
 
 
 def test_retry_shows_the_error_then_forfeits():
     bad = ScriptAgent(["[12]", "hello"], name="bad")
-    episodes = play(RetryTTT, [Match(0, {"player_0": "bad", "player_1": "r"})], {"bad": bad, "r": RandomAgent()},
-                    progress=False)
+    episodes = play(
+        RetryTTT, [Match(0, {"player_0": "bad", "player_1": "r"})], {"bad": bad, "r": RandomAgent()}, progress=False
+    )
     ep = episodes[0]
     assert ep.status == "forfeit" and ep.rewards == {"player_0": -1.0, "player_1": 1.0}
     first, second = ep.steps
@@ -52,6 +54,7 @@ def test_retry_shows_the_error_then_forfeits():
 
 def test_random_and_penalty_fallbacks_keep_the_game_going():
     for fallback, expected_penalty in (("random", 0.0), ("penalty", -0.5)):
+
         class Lenient(TicTacToe):
             invalid_policy = InvalidPolicy(retries=0, fallback=fallback, penalty=-0.5)
 
@@ -70,8 +73,12 @@ def test_samples_turn_is_one_request_and_each_sample_has_its_reward():
     setter = ScriptAgent(["2"], name="setter")
     guesser = ScriptAgent(["2", "0", "2", "zzz"], name="guesser")
     # GuessGame forfeits invalid samples: the 4th sample reaches step() as None
-    ep = play(GuessGame, [Match(0, {"setter": "setter", "guesser": "guesser"})],
-              {"setter": setter, "guesser": guesser}, progress=False)[0]
+    ep = play(
+        GuessGame,
+        [Match(0, {"setter": "setter", "guesser": "guesser"})],
+        {"setter": setter, "guesser": guesser},
+        progress=False,
+    )[0]
     assert [len(b) for b in guesser.batches] == [1] and guesser.batches[0][0].samples == 4
     guesses = [s for s in ep.steps if s.role == "guesser"]
     assert [s.reward for s in guesses] == [1.0, 0.0, 1.0, -1.0]
@@ -80,7 +87,9 @@ def test_samples_turn_is_one_request_and_each_sample_has_its_reward():
 
 def test_an_exception_in_one_game_is_recorded_and_the_others_go_on():
     agents = {"a": RandomAgent(1, "a"), "b": RandomAgent(2, "b")}
-    episodes = play(ExplodingTTT, [Match(s, {"player_0": "a", "player_1": "b"}) for s in range(6)], agents, progress=False)
+    episodes = play(
+        ExplodingTTT, [Match(s, {"player_0": "a", "player_1": "b"}) for s in range(6)], agents, progress=False
+    )
     assert [ep.status for ep in episodes] == ["done"] * 3 + ["error"] + ["done"] * 2
     assert "boom in step" in episodes[3].error
 
@@ -123,6 +132,7 @@ def test_a_scripted_baseline_plays_each_game_the_same_whatever_shares_its_batch(
         return {"r": RandomAgent(seed=3, name="r"), "e": ExpertAgent(seed=4, name="e")}
 
     matches = paired_matches(TicTacToe.roles, ["r", "e"], 12, seed=100)
+
     def moves(episodes):
         return {(ep.seed, ep.agents["player_0"]): [s.action for s in ep.steps] for ep in episodes}
 
@@ -133,7 +143,7 @@ def test_a_scripted_baseline_plays_each_game_the_same_whatever_shares_its_batch(
         assert alone.items() <= together.items()
     pairs = {}
     for i in range(0, 12, 2):
-        pairs.update(moves(play(TicTacToe, matches[i:i + 2], agents(), progress=False)))
+        pairs.update(moves(play(TicTacToe, matches[i : i + 2], agents(), progress=False)))
     assert pairs == together
 
 
@@ -146,7 +156,11 @@ class _Broken(TicTacToe):
 
     def turn(self):
         turn = super().turn()
-        return type(turn)("referee") if self.fault == "stranger" and turn is not None and self.board.count(" ") < 8 else turn
+        return (
+            type(turn)("referee")
+            if self.fault == "stranger" and turn is not None and self.board.count(" ") < 8
+            else turn
+        )
 
     def observe(self, role):
         return "the board" if self.fault == "string" else super().observe(role)
@@ -158,23 +172,35 @@ class _Broken(TicTacToe):
 
     def rewards(self):
         rewards = super().rewards()
-        return {"nan": {r: float("nan") for r in rewards}, "missing": {"player_0": rewards["player_0"]},
-                "range": {r: 3 * v for r, v in rewards.items()}}.get(self.fault, rewards)
+        return {
+            "nan": {r: float("nan") for r in rewards},
+            "missing": {"player_0": rewards["player_0"]},
+            "range": {r: 3 * v for r, v in rewards.items()},
+        }.get(self.fault, rewards)
 
 
-@pytest.mark.parametrize("fault, words", [
-    ("stranger", "turn() named role(s) ['referee']"), ("string", "observe('player_0') returned 'the board'"),
-    ("legal", "legal_actions exploded"), ("nan", "gave player_0 nan"),
-    ("missing", "returned ['player_0']: expected a reward for each role"),
-    ("range", "within reward_range (-1.0, 1.0)")])
+@pytest.mark.parametrize(
+    "fault, words",
+    [
+        ("stranger", "turn() named role(s) ['referee']"),
+        ("string", "observe('player_0') returned 'the board'"),
+        ("legal", "legal_actions exploded"),
+        ("nan", "gave player_0 nan"),
+        ("missing", "returned ['player_0']: expected a reward for each role"),
+        ("range", "within reward_range (-1.0, 1.0)"),
+    ],
+)
 def test_a_broken_game_ends_its_own_episodes_in_a_named_error_and_the_others_play_on(fault, words):
     agents = {"r": RandomAgent(seed=1, name="r"), "r2": RandomAgent(seed=2, name="r2")}
     matches = paired_matches(TicTacToe.roles, ["r", "r2"], 8)
     broken = {m.seed for m in matches[:4]}
-    seeds = iter([None, *(m.seed for m in matches)])  # the arena makes a probe (to check seats), then the games in order
+    seeds = iter(
+        [None, *(m.seed for m in matches)]
+    )  # the arena makes a probe (to check seats), then the games in order
 
     def make():
         return _Broken(fault) if next(seeds) in broken else TicTacToe()
+
     episodes = play(make, matches, agents, progress=False, concurrency=8)
     errors = [ep for ep in episodes if ep.status == "error"]
     assert errors and all(words in ep.error for ep in errors), [ep.error for ep in errors][:1]

@@ -1,7 +1,14 @@
 import random
 
-from selfplay.arena.ratings import (Result, bootstrap, bradley_terry, cycles, dominance_graph, openskill_ratings,
-                           rank_upper_bounds)
+from selfplay.arena.ratings import (
+    Result,
+    bootstrap,
+    bradley_terry,
+    cycles,
+    dominance_graph,
+    openskill_ratings,
+    rank_upper_bounds,
+)
 
 TRUE = {"a": 0.0, "b": 60.0, "c": 150.0, "d": -120.0, "e": 300.0, "f": -250.0}
 
@@ -11,7 +18,7 @@ def simulate(seed: int, rounds: int = 10):
     rng = random.Random(seed)
     results, names = [], list(TRUE)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             p = 1 / (1 + 10 ** ((TRUE[b] - TRUE[a]) / 400))
             for u in range(rounds):
                 for _ in range(2):
@@ -48,7 +55,9 @@ def test_bootstrap_intervals_cover_about_95_percent():
 
 
 def test_perfect_records_stay_finite_and_ranks_follow_intervals():
-    results = [Result("expert", "random", 1.0, i) for i in range(20)] + [Result("expert", "mid", 0.5, i) for i in range(20)]
+    results = [Result("expert", "random", 1.0, i) for i in range(20)] + [
+        Result("expert", "mid", 0.5, i) for i in range(20)
+    ]
     fit = bradley_terry(results, anchor="random")
     assert 0 < fit["expert"] < 2000 and fit["random"] == 0.0
     ranks = rank_upper_bounds({"x": (100, 200), "y": (-50, 90), "z": (0, 150)})
@@ -57,8 +66,11 @@ def test_perfect_records_stay_finite_and_ranks_follow_intervals():
 
 def test_rock_paper_scissors_is_reported_as_a_cycle():
     beats = {("rock", "scissors"), ("scissors", "paper"), ("paper", "rock")}
-    results = [Result(a, b, 1.0 if (a, b) in beats else 0.0, (a, b, i))
-               for a, b in [("rock", "scissors"), ("scissors", "paper"), ("paper", "rock")] for i in range(20)]
+    results = [
+        Result(a, b, 1.0 if (a, b) in beats else 0.0, (a, b, i))
+        for a, b in [("rock", "scissors"), ("scissors", "paper"), ("paper", "rock")]
+        for i in range(20)
+    ]
     found = cycles(dominance_graph(results))
     assert len(found) == 1 and sorted(found[0]) == ["paper", "rock", "scissors"]
     transitive = [Result("a", "b", 1.0, i) for i in range(20)] + [Result("b", "c", 1.0, i) for i in range(20)]

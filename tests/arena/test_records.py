@@ -28,9 +28,27 @@ def test_episodes_round_trip_with_every_step(tmp_path):
 
 def test_sigkill_mid_run_leaves_only_whole_episodes(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "selfplay.cli", "play", "tictactoe", "--agents", "random", "random",
-                             "--games", "1000000", "--concurrency", "64", "--out", str(out)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "selfplay.cli",
+            "play",
+            "tictactoe",
+            "--agents",
+            "random",
+            "random",
+            "--games",
+            "1000000",
+            "--concurrency",
+            "64",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     db = out / "episodes.sqlite"
     deadline = time.time() + 60
     count = 0

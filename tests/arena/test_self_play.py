@@ -15,8 +15,10 @@ def test_signalling_ranks_by_self_play_with_hand_derived_values(tmp_path):
     # (self-play value 1). With a random partner, or random with itself, the receiver names the target with
     # probability 1/3 whoever is the expert: cross-play alone ties the expert with random.
     out = tmp_path / "signalling"
-    assert main(["signalling", "--agents", "random", "expert", "--games", "120", "--out", str(out),
-                 "--bootstrap", "10"]) == 0
+    assert (
+        main(["signalling", "--agents", "random", "expert", "--games", "120", "--out", str(out), "--bootstrap", "10"])
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     rows = {r["agent"]: r for r in summary["ratings"]}
     assert summary["rating"] == "team reward in self-play" and summary["ratings"][0]["agent"] == "expert"
@@ -37,8 +39,25 @@ def test_signalling_ranks_by_self_play_with_hand_derived_values(tmp_path):
 
 def test_without_self_play_the_report_says_the_ranking_is_cross_play_only(tmp_path):
     out = tmp_path / "cross"
-    assert main(["signalling", "--agents", "random", "expert", "--games", "40", "--out", str(out), "--bootstrap",
-                 "10", "--self-play", "no"]) == 0
+    assert (
+        main(
+            [
+                "signalling",
+                "--agents",
+                "random",
+                "expert",
+                "--games",
+                "40",
+                "--out",
+                str(out),
+                "--bootstrap",
+                "10",
+                "--self-play",
+                "no",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rating"] == "mean team reward" and "cross-play only" in summary["ranking"]
     assert "expert|expert" not in summary["pairs"]
@@ -46,8 +65,10 @@ def test_without_self_play_the_report_says_the_ranking_is_cross_play_only(tmp_pa
 
 def test_general_sum_games_show_self_play_beside_the_cross_play_ranking(tmp_path, capsys):
     out = tmp_path / "negotiation"
-    assert main(["negotiation", "--agents", "random", "expert", "--games", "20", "--out", str(out),
-                 "--bootstrap", "10"]) == 0
+    assert (
+        main(["negotiation", "--agents", "random", "expert", "--games", "20", "--out", str(out), "--bootstrap", "10"])
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rating"] == "Elo" and "the self-play column" in summary["ranking"]
     assert all(r["self_play"]["games"] == 20 for r in summary["ratings"])
@@ -57,18 +78,51 @@ def test_general_sum_games_show_self_play_beside_the_cross_play_ranking(tmp_path
 
 def test_zero_sum_games_skip_self_play_unless_asked(tmp_path):
     out = tmp_path / "ttt"
-    assert main(["tictactoe", "--agents", "random", "expert", "--games", "4", "--out", str(out), "--bootstrap",
-                 "10"]) == 0
+    assert (
+        main(["tictactoe", "--agents", "random", "expert", "--games", "4", "--out", str(out), "--bootstrap", "10"]) == 0
+    )
     assert "--self-play yes adds it" in json.loads((out / "summary.json").read_text())["ranking"]
-    assert main(["tictactoe", "--agents", "random", "expert", "--games", "4", "--out", str(out), "--bootstrap", "10",
-                 "--self-play", "yes"]) == 0
+    assert (
+        main(
+            [
+                "tictactoe",
+                "--agents",
+                "random",
+                "expert",
+                "--games",
+                "4",
+                "--out",
+                str(out),
+                "--bootstrap",
+                "10",
+                "--self-play",
+                "yes",
+            ]
+        )
+        == 0
+    )
     assert all(r["self_play"] for r in json.loads((out / "summary.json").read_text())["ratings"])
 
 
 def test_the_example_cooperative_game_ranks_its_expert_first(tmp_path):
     out = tmp_path / "hints"
-    assert main([str(ROOT / "docs/examples/hints.py"), "--agents", "random", "expert", "--games", "60", "--out",
-                 str(out), "--bootstrap", "10"]) == 0
+    assert (
+        main(
+            [
+                str(ROOT / "docs/examples/hints.py"),
+                "--agents",
+                "random",
+                "expert",
+                "--games",
+                "60",
+                "--out",
+                str(out),
+                "--bootstrap",
+                "10",
+            ]
+        )
+        == 0
+    )
     rows = {r["agent"]: r for r in json.loads((out / "summary.json").read_text())["ratings"]}
     assert rows["expert"]["self_play"]["ci"][0] > rows["random"]["self_play"]["ci"][1]  # clearly better with itself
     assert rows["expert"]["rank_ub"] == 1
@@ -76,8 +130,24 @@ def test_the_example_cooperative_game_ranks_its_expert_first(tmp_path):
 
 def test_games_round_up_to_the_seatings_with_a_note(tmp_path, capsys):
     out = tmp_path / "three"
-    assert main(["kuhn_poker_3", "--agents", "random", "expert", "e2=expert", "--games", "20", "--out", str(out),
-                 "--bootstrap", "5"]) == 0
+    assert (
+        main(
+            [
+                "kuhn_poker_3",
+                "--agents",
+                "random",
+                "expert",
+                "e2=expert",
+                "--games",
+                "20",
+                "--out",
+                str(out),
+                "--bootstrap",
+                "5",
+            ]
+        )
+        == 0
+    )
     assert "playing 21 games per table, not 20: a multiple of the 3 seatings" in capsys.readouterr().err
     assert open_store(out).count() == 21
 

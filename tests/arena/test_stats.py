@@ -7,14 +7,20 @@ from selfplay.arena.stats import Tally, summarize
 
 def _ep(rewards, status="done", steps=()):
     ep = Episode(game="g", seed=0, agents={"a": "x", "b": "y"}, rewards=rewards, status=status, num_turns=len(steps))
-    ep.steps = [Step(turn=i, role=r, sample=0, attempt=0, agent=agent, messages=[], text="", failure=fail)
-                for i, (r, agent, fail) in enumerate(steps)]
+    ep.steps = [
+        Step(turn=i, role=r, sample=0, attempt=0, agent=agent, messages=[], text="", failure=fail)
+        for i, (r, agent, fail) in enumerate(steps)
+    ]
     return ep
 
 
 def test_one_tally_counts_results_score_reward_and_invalid_attempts():
-    episodes = [_ep({"a": 1, "b": -1}, steps=[("a", OPENING, None), ("a", "x", "ILLEGAL"), ("a", "x", None)]),
-                _ep({"a": 0, "b": 0}), _ep({"a": -1, "b": 1}), _ep({}, status="error", steps=[("a", "x", None)])]
+    episodes = [
+        _ep({"a": 1, "b": -1}, steps=[("a", OPENING, None), ("a", "x", "ILLEGAL"), ("a", "x", None)]),
+        _ep({"a": 0, "b": 0}),
+        _ep({"a": -1, "b": 1}),
+        _ep({}, status="error", steps=[("a", "x", None)]),
+    ]
     t = Tally()
     for ep in episodes:
         t.add(ep, "a")

@@ -23,8 +23,20 @@ def fake_run(root: Path, steps=(2, 4)) -> Path:
 def test_tournament_with_checkpoints_writes_the_report_and_resumes(tmp_path, capsys):
     run = fake_run(tmp_path / "run")
     out = tmp_path / "tour"
-    args = ["tictactoe", "--agents", "random", "expert", "--run", str(run), "--games", "4", "--out", str(out),
-            "--bootstrap", "30"]
+    args = [
+        "tictactoe",
+        "--agents",
+        "random",
+        "expert",
+        "--run",
+        str(run),
+        "--games",
+        "4",
+        "--out",
+        str(out),
+        "--bootstrap",
+        "30",
+    ]
     assert main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     names = {r["agent"] for r in summary["ratings"]}
@@ -45,22 +57,31 @@ def test_tournament_with_checkpoints_writes_the_report_and_resumes(tmp_path, cap
 
 
 def test_a_crashing_agent_forfeits_and_the_tournament_completes(tmp_path):
-    summary = run_tournament("tests.fakes:ExpertCrashTTT", [Participant("expert", "expert"), Participant("random", "random")],
-                             games=10, out=tmp_path, bootstrap_rounds=20, progress=False)
+    summary = run_tournament(
+        "tests.fakes:ExpertCrashTTT",
+        [Participant("expert", "expert"), Participant("random", "random")],
+        games=10,
+        out=tmp_path,
+        bootstrap_rounds=20,
+        progress=False,
+    )
     expert = next(r for r in summary["ratings"] if r["agent"] == "expert")
     assert expert["invalid_rate"] > 0
     errors = [s for ep in open_store(tmp_path).episodes() for s in ep.steps if s.failure == "AGENT_ERROR"]
     assert errors and "expert lost its marbles" in errors[0].error
 
 
-@pytest.mark.parametrize("args, words", [
-    (["--agents", "random", "wizard"], "unknown agent kind 'wizard'"),
-    (["--agents", "random", "--run", "nowhere"], "run directory 'nowhere' does not exist"),
-    (["--agents", "random"], "at least two participants"),
-    (["--agents", "random", "expert", "--bootstrap", "0"], "--bootstrap 0"),
-    (["--agents", "random", "expert", "--anchor", "nobody"], "--anchor 'nobody' is not a participant"),
-    (["--agents", "random", "expert", "--schedule", "gauntlet", "--candidates", "ghost"], "unknown: ['ghost']"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--agents", "random", "wizard"], "unknown agent kind 'wizard'"),
+        (["--agents", "random", "--run", "nowhere"], "run directory 'nowhere' does not exist"),
+        (["--agents", "random"], "at least two participants"),
+        (["--agents", "random", "expert", "--bootstrap", "0"], "--bootstrap 0"),
+        (["--agents", "random", "expert", "--anchor", "nobody"], "--anchor 'nobody' is not a participant"),
+        (["--agents", "random", "expert", "--schedule", "gauntlet", "--candidates", "ghost"], "unknown: ['ghost']"),
+    ],
+)
 def test_bad_input_gets_a_clear_error(tmp_path, capsys, args, words):
     assert main(["tictactoe", *args, "--out", str(tmp_path)]) == 2
     assert words in capsys.readouterr().err
@@ -73,8 +94,12 @@ def test_a_run_without_checkpoints_is_named(tmp_path):
 
 
 def test_poker_tournaments_state_exact_exploitability(tmp_path):
-    participants = [Participant("random", "random"), Participant("expert", "expert"),
-                    Participant("model", "tiny:constrained=true,observer=compact"), Participant("free", "tiny")]
+    participants = [
+        Participant("random", "random"),
+        Participant("expert", "expert"),
+        Participant("model", "tiny:constrained=true,observer=compact"),
+        Participant("free", "tiny"),
+    ]
     summary = run_tournament("kuhn_poker", participants, games=4, out=tmp_path, progress=False)
     exploit = {r["agent"]: r["exploitability"] for r in summary["ratings"]}
     assert abs(exploit["random"] - 0.458333) < 1e-5 and abs(exploit["expert"]) < 1e-9
@@ -94,8 +119,13 @@ def test_the_rating_plot_draws_an_interval_that_misses_its_estimate():
     from selfplay.arena.report import _plots
 
     # a few games: the bootstrap's percentile interval need not contain the maximum-likelihood rating
-    plots = _plots(["a", "b"], {"a": 40.0, "b": -40.0}, {"a": (55.0, 90.0), "b": (-90.0, -55.0)},
-                   {("a", "b"): (3.0, 4.0), ("b", "a"): (1.0, 4.0)}, {})
+    plots = _plots(
+        ["a", "b"],
+        {"a": 40.0, "b": -40.0},
+        {"a": (55.0, 90.0), "b": (-90.0, -55.0)},
+        {("a", "b"): (3.0, 4.0), ("b", "a"): (1.0, 4.0)},
+        {},
+    )
     assert plots["ratings.png"].startswith(b"\x89PNG")
 
 
@@ -103,9 +133,20 @@ def test_checkpoints_play_as_their_run_evaluated_unless_told_otherwise(tmp_path)
     """A run trained with constrained decoding enters the tournament constrained: played free, the same weights
     would answer invalidly and be rated as a different policy."""
     policy = fake_run(tmp_path, steps=(2,)) / "checkpoints" / "step_000002" / "policy"
-    (tmp_path / "config.json").write_text(json.dumps({
-        "sampling": {"temperature": 1.0, "top_p": 0.9, "max_new_tokens": 6, "constrained": True, "observer": "compact"},
-        "evaluation": {"temperature": 0.0}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "sampling": {
+                    "temperature": 1.0,
+                    "top_p": 0.9,
+                    "max_new_tokens": 6,
+                    "constrained": True,
+                    "observer": "compact",
+                },
+                "evaluation": {"temperature": 0.0},
+            }
+        )
+    )
     [p] = checkpoint_participants(tmp_path)
     assert p.spec == f"hf:{policy}:constrained=true,observer=compact,max_new_tokens=6,top_p=0.9,temperature=0.0"
     [p] = checkpoint_participants(tmp_path, "constrained=false,temperature=1")

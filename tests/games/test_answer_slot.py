@@ -49,17 +49,38 @@ def test_a_model_continues_the_slot_and_records_it(tmp_path):
     slot_ids = agent.tokenizer.encode(probe.answer_slot("solver"), add_special_tokens=False)
     for step in episode.steps:
         assert step.failure is None and step.text.strip().isdigit()  # constrained: a number, every time
-        assert step.prompt_ids[-len(slot_ids):] == slot_ids  # the slot ends the prompt the model continued
+        assert step.prompt_ids[-len(slot_ids) :] == slot_ids  # the slot ends the prompt the model continued
         assert step.read[-1] == {"role": "assistant", "content": probe.answer_slot("solver")}
 
 
 def test_training_on_the_slot_format(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "selfplay.train", "game=arithmetic", "model=tiny", "weights=shared",
-                             "observer=chat", "constrained=true", "max_new_tokens=4", "scripted_prob=0",
-                             "game_options={digits: 2, answer_format: slot}", "steps=2", "games_per_step=8",
-                             "eval_games=4", "progress=false", "update.advantage=grpo", f"out={tmp_path / 'run'}"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "selfplay.train",
+            "game=arithmetic",
+            "model=tiny",
+            "weights=shared",
+            "observer=chat",
+            "constrained=true",
+            "max_new_tokens=4",
+            "scripted_prob=0",
+            "game_options={digits: 2, answer_format: slot}",
+            "steps=2",
+            "games_per_step=8",
+            "eval_games=4",
+            "progress=false",
+            "update.advantage=grpo",
+            f"out={tmp_path / 'run'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "invalid solver=0%" in result.stdout
 
@@ -73,8 +94,11 @@ def test_structured_teacher_and_slotted_student():
     assert len(legal) == 10 and "SKILL: sub DIGITS: 3" in legal and "SKILL: mul DIGITS: 3" not in legal
     game.step("teacher", [game.parse("teacher", "SKILL: add DIGITS: 2")])
     skill, question, answer = game.exercise
-    assert skill == "add" and game.answer_slot("student") == f"{question} = " and str(answer) in \
-        game.legal_actions("student")
+    assert (
+        skill == "add"
+        and game.answer_slot("student") == f"{question} = "
+        and str(answer) in game.legal_actions("student")
+    )
     assert game.step("student", [answer, answer + 1]) == [1.0, 0.0] and game.info()["digits"] == 2
     assert check_game(TeacherStudent, range(30), {"formats": "structured"}).ok
     progress = TeacherStudent.learning_progress({"formats": "structured", "teacher_reward": "progress"})

@@ -22,8 +22,9 @@ def test_quiz_rewards_hand_checked():
     game.reset(5)
     right = game.answer
     solver = ScriptAgent([f"ANSWER: {right}", f"ANSWER: {right + 1}", "I think 12"], "s")
-    ep = play(lambda: Arithmetic(skill="add", digits=2, samples=3), [Match(5, {"solver": "s"})], {"s": solver},
-              progress=False)[0]
+    ep = play(
+        lambda: Arithmetic(skill="add", digits=2, samples=3), [Match(5, {"solver": "s"})], {"s": solver}, progress=False
+    )[0]
     assert [s.reward for s in ep.steps] == [1.0, 0.0, -1.0]  # the unparsable answer carries the penalty
     assert ep.rewards == {"solver": pytest.approx(1 / 3)} and ep.meta["info"]["answer"] == right
 

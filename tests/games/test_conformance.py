@@ -18,13 +18,16 @@ def test_samples_game_conforms():
     assert check_game(GuessGame, range(50)).ok
 
 
-@pytest.mark.parametrize("cls, check, words", [
-    (NondeterministicTTT, "determinism", "same seed differ"),
-    (LeakyTTT, "secrets", "observation contains player_0's secret"),
-    (EndlessTTT, "termination", "max_turns=20"),
-    (GenerousTTT, "reward-range", "outside reward_range"),
-    (GullibleTTT, "parse", "accepted garbage"),
-])
+@pytest.mark.parametrize(
+    "cls, check, words",
+    [
+        (NondeterministicTTT, "determinism", "same seed differ"),
+        (LeakyTTT, "secrets", "observation contains player_0's secret"),
+        (EndlessTTT, "termination", "max_turns=20"),
+        (GenerousTTT, "reward-range", "outside reward_range"),
+        (GullibleTTT, "parse", "accepted garbage"),
+    ],
+)
 def test_broken_games_fail_with_the_reproducing_seed(cls, check, words):
     report = check_game(cls, range(30))
     assert not report.ok
@@ -87,8 +90,17 @@ def test_a_game_of_simultaneous_turns_only_needs_step_together_not_step():
         Together().step("a", [0])
 
 
-@pytest.mark.parametrize("role, words", [("bob/2", "'/'"), ("a=b", "'='"), ("tab\there", repr("\t")), ("..", "'..'"),
-                                         (" x", "start or end with a space"), ("", "non-empty")])
+@pytest.mark.parametrize(
+    "role, words",
+    [
+        ("bob/2", "'/'"),
+        ("a=b", "'='"),
+        ("tab\there", repr("\t")),
+        ("..", "'..'"),
+        (" x", "start or end with a space"),
+        ("", "non-empty"),
+    ],
+)
 def test_a_role_that_cannot_name_a_folder_or_a_seat_is_refused(role, words):
     """A role names its checkpoint folder (a "bob/2" adapter was saved as bob/2/ and never found again) and is
     written ROLE=SPEC on the command line."""
@@ -119,15 +131,20 @@ def test_an_observe_that_fails_for_a_role_not_moving_is_named_as_such():
 
     report = check_game(Blind, seeds=range(3))
     assert {f.check for f in report.failures} == {"observe"}
-    assert "observe('b') raised KeyError" in report.failures[0].message and "does not move" in report.failures[0].message
+    assert (
+        "observe('b') raised KeyError" in report.failures[0].message and "does not move" in report.failures[0].message
+    )
 
 
-@pytest.mark.parametrize("legal, words", [
-    (["[1]", "[2]", "[1]"], "lists ['[1]'] more than once"),
-    (["[1]", "[two]"], "lists '[two]', which parse rejects"),
-    ("[1] or [2]", "expected a non-empty list of strings, or None for free text"),
-    ([], "expected a non-empty list of strings"),
-])
+@pytest.mark.parametrize(
+    "legal, words",
+    [
+        (["[1]", "[2]", "[1]"], "lists ['[1]'] more than once"),
+        (["[1]", "[two]"], "lists '[two]', which parse rejects"),
+        ("[1] or [2]", "expected a non-empty list of strings, or None for free text"),
+        ([], "expected a non-empty list of strings"),
+    ],
+)
 def test_legal_actions_must_be_distinct_strings_that_parse(legal, words):
     """An agent given the list, or constrained to it, can only answer from it: each entry must be an answer."""
     from tests.games.test_generality import Race

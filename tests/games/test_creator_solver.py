@@ -12,7 +12,9 @@ def task(code: str, field: str, given: str) -> str:
 def run(texts_creator, texts_solver, **options):
     creator, solver = ScriptAgent(texts_creator, "c"), ScriptAgent(texts_solver, "s")
     game = lambda: CreatorSolver(**options)  # noqa: E731
-    return play(game, [Match(0, {"creator": "c", "solver": "s"})], {"c": creator, "s": solver}, progress=False)[0], solver
+    return play(game, [Match(0, {"creator": "c", "solver": "s"})], {"c": creator, "s": solver}, progress=False)[
+        0
+    ], solver
 
 
 def test_learnability_rewards():
@@ -31,13 +33,16 @@ def test_puzzle_rewards_hand_checked():
     assert ep.rewards["creator"] == 1.0  # R-Zero: 1 - 2|0.5 - 0.5|
 
 
-@pytest.mark.parametrize("text, reason", [
-    (task("def f(x):\n    return x > 0", "SOLUTION", "-1"), "not True"),
-    (task("def f(x):\n    return 1 / 0", "SOLUTION", "1"), "EXCEPTION"),
-    (task("def f(x):\n    while True:\n        pass", "SOLUTION", "1"), "TIMEOUT"),
-    (task("import os\ndef f(x):\n    return os.system('true') == 0", "SOLUTION", "1"), "FORBIDDEN"),
-    (task("def f(x):\n    return True", "SOLUTION", "not a literal"), "not a Python literal"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        (task("def f(x):\n    return x > 0", "SOLUTION", "-1"), "not True"),
+        (task("def f(x):\n    return 1 / 0", "SOLUTION", "1"), "EXCEPTION"),
+        (task("def f(x):\n    while True:\n        pass", "SOLUTION", "1"), "TIMEOUT"),
+        (task("import os\ndef f(x):\n    return os.system('true') == 0", "SOLUTION", "1"), "FORBIDDEN"),
+        (task("def f(x):\n    return True", "SOLUTION", "not a literal"), "not a Python literal"),
+    ],
+)
 def test_malformed_tasks_are_penalised_and_end_the_game(text, reason):
     ep, solver = run([text], [])
     assert ep.rewards == {"creator": -1.0, "solver": 0.0} and not solver.batches
@@ -50,19 +55,29 @@ def test_nondeterministic_programs_are_rejected():
 
 
 def test_output_and_input_tasks_hand_checked():
-    ep, solver = run([task("def f(x):\n    return x * 3", "INPUT", "4")], ["ANSWER: 12", "ANSWER: 13", "ANSWER: 12", "ANSWER: 12"],
-                     task="output")
+    ep, solver = run(
+        [task("def f(x):\n    return x * 3", "INPUT", "4")],
+        ["ANSWER: 12", "ANSWER: 13", "ANSWER: 12", "ANSWER: 12"],
+        task="output",
+    )
     assert "f(4)" in solver.batches[0][0].messages[-1]["content"]
     assert ep.rewards == {"creator": 0.25, "solver": 0.75}
-    ep, solver = run([task("def f(x):\n    return x % 5", "INPUT", "7")], ["ANSWER: 2", "ANSWER: 12", "ANSWER: 3", "ANSWER: 'a'"],
-                     task="input")
+    ep, solver = run(
+        [task("def f(x):\n    return x % 5", "INPUT", "7")],
+        ["ANSWER: 2", "ANSWER: 12", "ANSWER: 3", "ANSWER: 'a'"],
+        task="input",
+    )
     assert "f(x) == 2" in solver.batches[0][0].messages[-1]["content"]
     assert [s.reward for s in ep.steps if s.role == "solver"] == [1.0, 1.0, 0.0, 0.0]
 
 
 def test_majority_vote_pseudo_label_is_recorded():
-    ep, _ = run([task("def f(x):\n    return x + 1", "INPUT", "1")], ["ANSWER: 3", "ANSWER: 3", "ANSWER: 2", "ANSWER: 5"],
-                task="output", pseudo_label=True)
+    ep, _ = run(
+        [task("def f(x):\n    return x + 1", "INPUT", "1")],
+        ["ANSWER: 3", "ANSWER: 3", "ANSWER: 2", "ANSWER: 5"],
+        task="output",
+        pseudo_label=True,
+    )
     assert [s.reward for s in ep.steps if s.role == "solver"] == [1.0, 1.0, 0.0, 0.0]  # the (wrong) majority wins
     assert ep.meta["info"]["label_source"] == "majority vote"
 

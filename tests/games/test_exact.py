@@ -81,15 +81,15 @@ def test_the_reach_weighted_average_of_two_equilibria_is_an_equilibrium(kuhn):
     assert exact.exploitability(kuhn, mixed).exploitability == pytest.approx(0.0, abs=1e-12)
     # a plain per-state mean of a best response and the uniform policy is not the same as the reach-weighted one
     rushed = [_always(kuhn, ["[bet]", "[call]"]), exact.uniform_policy(kuhn)]
-    assert exact.average_policy(kuhn, rushed) != {k: {a: (rushed[0][k][a] + rushed[1][k][a]) / 2 for a in v}
-                                                  for k, v in rushed[0].items()}
+    assert exact.average_policy(kuhn, rushed) != {
+        k: {a: (rushed[0][k][a] + rushed[1][k][a]) / 2 for a in v} for k, v in rushed[0].items()
+    }
 
 
 def test_a_policy_missing_states_is_refused(kuhn):
     partial = dict(list(exact.uniform_policy(kuhn).items())[:5])
     with pytest.raises(ValueError, match="no probabilities for 7 information state"):
         exact.exploitability(kuhn, partial)
-
 
 
 # -- a game written outside the package, checked against a hand computation ----------------------------------------
@@ -163,6 +163,7 @@ def test_deals_in_the_wrong_order_are_named():
     class Flipped(HighCard):
         def deals(self):
             return [(deal, p) for p, deal in super().deals()]
+
     with pytest.raises(ValueError, match=r"deals\(\) must list \(probability, deal\) pairs"):
         exact.build_tree(Flipped)
 

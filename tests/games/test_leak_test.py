@@ -57,8 +57,10 @@ class Auction(Game):
     def observe(self, role):
         other = next(r for r in self.roles if r != role)
         hint = f" You value it more than {other} does: {self.values[role] > self.values[other]}." if self.leak else ""
-        return [system("Sealed-bid auction: bid 0-9; the highest bid wins and pays its bid."),
-                user(f"Your value: {self.values[role]}.{hint}")]
+        return [
+            system("Sealed-bid auction: bid 0-9; the highest bid wins and pays its bid."),
+            user(f"Your value: {self.values[role]}.{hint}"),
+        ]
 
     def parse(self, role, text):
         from selfplay.games import Failure, InvalidAction
@@ -180,7 +182,8 @@ def test_strict_check_game_fails_when_the_leak_test_did_not_run(tmp_path):
         "        return text.strip()\n"
         "    def step(self, role, actions):\n        self.guess = actions[0]\n"
         "    def rewards(self):\n        w = 1.0 if self.guess == self.coin else -1.0\n"
-        "        return {'guesser': w, 'hider': -w}\n")
+        "        return {'guesser': w, 'hider': -w}\n"
+    )
     base = [sys.executable, "-m", "selfplay.cli", "check-game", str(path), "--seeds", "10"]
     lenient = subprocess.run(base, capture_output=True, text=True)
     assert lenient.returncode == 0 and "leak test NOT RUN" in lenient.stdout, lenient.stdout + lenient.stderr

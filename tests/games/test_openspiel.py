@@ -18,8 +18,10 @@ from selfplay.games.kuhn_poker import KuhnPoker  # noqa: E402
 from selfplay.games.registry import game_class  # noqa: E402
 
 
-@pytest.mark.parametrize("spec", ["kuhn_poker", "leduc_poker", "tic_tac_toe", "goofspiel(num_cards=4)",
-                                  "kuhn_poker(players=3)", "liars_dice"])
+@pytest.mark.parametrize(
+    "spec",
+    ["kuhn_poker", "leduc_poker", "tic_tac_toe", "goofspiel(num_cards=4)", "kuhn_poker(players=3)", "liars_dice"],
+)
 def test_openspiel_games_pass_check_game(spec):
     report = check_game(f"openspiel:{spec}", range(40))
     assert report.ok, str(report)
@@ -50,8 +52,12 @@ def test_play_and_simultaneous_turns_through_the_adapter():
     assert sorted(s.role for s in first) == ["player_0", "player_1"]  # a simultaneous turn: both bid at turn 0
     ttt = game_class("openspiel:tic_tac_toe")
     with pytest.raises(ValueError, match="defines none"):  # OpenSpiel games ship no expert: refused before playing
-        play(ttt, [Match(0, {"player_0": "expert", "player_1": "random"})], build_agents(["expert", "random"]),
-             progress=False)
+        play(
+            ttt,
+            [Match(0, {"player_0": "expert", "player_1": "random"})],
+            build_agents(["expert", "random"]),
+            progress=False,
+        )
 
 
 def test_missing_extra_names_the_install(monkeypatch):
@@ -108,7 +114,9 @@ def test_leduc_uniform_matches_openspiel():
 
     ours = exact.exploitability(exact.build_tree(LeducPoker), exact.uniform_policy(exact.build_tree(LeducPoker)))
     game = pyspiel.load_game("leduc_poker")
-    assert ours.exploitability == pytest.approx(os_exploitability.exploitability(game, os_policy.UniformRandomPolicy(game)))
+    assert ours.exploitability == pytest.approx(
+        os_exploitability.exploitability(game, os_policy.UniformRandomPolicy(game))
+    )
 
 
 SEQUENCES = ["pp", "pbp", "pbb", "bp", "bb"]  # OpenSpiel's five Kuhn betting sequences (p pass, b bet)
@@ -132,8 +140,10 @@ def test_openspiel_kuhn_and_ours_pay_the_same_for_every_deal_and_sequence():
                 for i, move in enumerate(sequence):
                     role = ours.roles[i % 2]
                     theirs.step(role, [0 if move == "p" else 1])
-                    word = {"p": "fold" if ours.history.endswith("b") else "check",
-                            "b": "call" if ours.history.endswith("b") else "bet"}[move]
+                    word = {
+                        "p": "fold" if ours.history.endswith("b") else "check",
+                        "b": "call" if ours.history.endswith("b") else "bet",
+                    }[move]
                     ours.step(role, [word])
                 assert theirs.turn() is None and ours.turn() is None
                 assert theirs.rewards() == ours.rewards(), (a, b, sequence)
@@ -148,6 +158,7 @@ def test_the_builtin_kuhn_expert_scores_the_game_value_through_openspiel():
     def expert(card, history):
         probs = nash_probabilities(card, history)
         return probs.get("bet", probs.get("call", 0.0))
+
     game = pyspiel.load_game("kuhn_poker")
     tabular = openspiel_policy(game, expert)
     values = expected_game_score.policy_value(game.new_initial_state(), [tabular, tabular])
@@ -155,8 +166,20 @@ def test_the_builtin_kuhn_expert_scores_the_game_value_through_openspiel():
     assert os_exploitability.exploitability(game, tabular) == pytest.approx(0.0, abs=1e-12)
 
 
-TEN = ["kuhn_poker", "leduc_poker", "tic_tac_toe", "goofspiel(num_cards=4)", "kuhn_poker(players=3)", "liars_dice",
-       "connect_four", "matrix_rps", "first_sealed_auction", "blotto", "oshi_zumo", "pig(players=3,winscore=10)"]
+TEN = [
+    "kuhn_poker",
+    "leduc_poker",
+    "tic_tac_toe",
+    "goofspiel(num_cards=4)",
+    "kuhn_poker(players=3)",
+    "liars_dice",
+    "connect_four",
+    "matrix_rps",
+    "first_sealed_auction",
+    "blotto",
+    "oshi_zumo",
+    "pig(players=3,winscore=10)",
+]
 
 
 @pytest.mark.parametrize("spec", TEN[6:])
@@ -171,8 +194,23 @@ def test_an_openspiel_game_in_a_tournament(tmp_path):
     from selfplay.arena.tournament import main as tournament
 
     out = tmp_path / "tour"
-    assert tournament(["openspiel:tic_tac_toe", "--agents", "random", "r2=random", "--games", "10", "--out", str(out),
-                       "--bootstrap", "10"]) == 0
+    assert (
+        tournament(
+            [
+                "openspiel:tic_tac_toe",
+                "--agents",
+                "random",
+                "r2=random",
+                "--games",
+                "10",
+                "--out",
+                str(out),
+                "--bootstrap",
+                "10",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["game"] == "openspiel:tic_tac_toe" and {r["agent"] for r in summary["ratings"]} == {"random", "r2"}
 
@@ -201,6 +239,7 @@ def test_games_that_draw_chance_inside_them_are_seeded_per_episode():
         game = cls()
         game.reset(seed)
         return str(game.state).split("Item pool:")[1].splitlines()[0]
+
     pools = [pool(s) for s in range(6)]
     assert [pool(s) for s in range(6)] == pools and len(set(pools)) > 1  # reproducible, and the seed matters
     assert check_game(cls, range(4)).ok
@@ -301,8 +340,10 @@ def test_the_team_optimum_of_tiny_hanabi_is_the_best_of_every_joint_pure_policy(
     tree = exact.build_tree(game_class("openspiel:tiny_hanabi"))
     infos = tree.infostates()
     keys = list(infos)
-    brute = max(exact.policy_value(tree, {k: {a: 1.0} for k, a in zip(keys, choice)})[0]
-                for choice in itertools.product(*(infos[k].legal for k in keys)))
+    brute = max(
+        exact.policy_value(tree, {k: {a: 1.0} for k, a in zip(keys, choice)})[0]
+        for choice in itertools.product(*(infos[k].legal for k in keys))
+    )
     assert exact.team_optimum(tree) == pytest.approx(brute) == pytest.approx(10.0)
     assert exact.policy_value(tree, exact.uniform_policy(tree))[0] == pytest.approx(3.7222222)
     assert exact.team_optimum(tree, work=10) is None  # too large a search for its budget: no figure, not a guess
@@ -322,16 +363,25 @@ def test_simultaneous_goofspiel_enumerates_to_openspiels_nash_conv(cards, nash_c
     goofspiel (random prize order, win/loss returns), computed here, not copied."""
     from selfplay.games.goofspiel import Goofspiel
 
-    spiel = pyspiel.convert_to_turn_based(pyspiel.load_game(
-        "goofspiel", {"num_cards": cards, "points_order": "random", "returns_type": "win_loss"}))
+    spiel = pyspiel.convert_to_turn_based(
+        pyspiel.load_game("goofspiel", {"num_cards": cards, "points_order": "random", "returns_type": "win_loss"})
+    )
     theirs = os_exploitability.nash_conv(spiel, os_policy.UniformRandomPolicy(spiel))
     tree = exact.build_tree(lambda: Goofspiel(cards=cards))
     ours = exact.exploitability(tree, exact.uniform_policy(tree)).nash_conv
     assert ours == pytest.approx(theirs, abs=1e-9) and theirs == pytest.approx(nash_conv, abs=1e-9)
 
 
-@pytest.mark.parametrize("spec", ["matrix_rps", "matrix_pd", "goofspiel(num_cards=3)", "blotto(coins=4,fields=2)",
-                                  "first_sealed_auction(max_value=3)"])  # the last is sequential with hidden bids
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "matrix_rps",
+        "matrix_pd",
+        "goofspiel(num_cards=3)",
+        "blotto(coins=4,fields=2)",
+        "first_sealed_auction(max_value=3)",
+    ],
+)  # the last is sequential with hidden bids
 def test_small_simultaneous_openspiel_games_are_evaluated_exactly_as_openspiel_does(spec):
     """Simultaneous-move OpenSpiel games enumerate too (their joint moves as Turn.together plays them); uniform
     play's NashConv equals OpenSpiel's on its turn-based conversion (first_sealed_auction: 0.29938...)."""
@@ -352,6 +402,9 @@ def test_a_simultaneous_zero_sum_openspiel_game_gets_the_cfr_expert():
 def test_an_option_for_an_openspiel_game_says_where_parameters_go():
     from selfplay.games.core import with_options
 
-    with pytest.raises(ValueError, match=r"takes no arguments; OpenSpiel parameters go in the name, e.g. "
-                                         r"openspiel:kuhn_poker\(players=3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"takes no arguments; OpenSpiel parameters go in the name, e.g. "
+        r"openspiel:kuhn_poker\(players=3\)",
+    ):
         with_options(game_class("openspiel:kuhn_poker"), {"players": 3})

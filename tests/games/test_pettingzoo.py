@@ -46,6 +46,7 @@ def test_an_environment_that_fails_to_import_is_one_named_error(monkeypatch):
         if name == "pettingzoo.mpe.simple_v3":  # as PettingZoo 1.25+ does for the MPE family
             raise ImportError("MPE has been moved into its own package: MPE2")
         return real(name, *args)
+
     monkeypatch.setattr(importlib, "import_module", moved)
     with pytest.raises(ValueError, match="mpe.simple_v3 cannot be imported: MPE has been moved"):
         game_class("pettingzoo:mpe.simple_v3")

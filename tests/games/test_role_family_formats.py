@@ -28,8 +28,9 @@ def test_splits_partition_the_problems(skill, digits):
 def test_creator_grammar_is_every_two_digit_sum_and_difference_but_the_held_out_ones():
     grammar = creatable(2)
     # by hand: 90 x 90 sums and 90 x 91 / 2 differences with a >= b, less the held-out fifth
-    every = [f"{a} + {b}" for a in range(10, 100) for b in range(10, 100)] + \
-            [f"{a} - {b}" for a in range(10, 100) for b in range(10, a + 1)]
+    every = [f"{a} + {b}" for a in range(10, 100) for b in range(10, 100)] + [
+        f"{a} - {b}" for a in range(10, 100) for b in range(10, a + 1)
+    ]
     assert len(every) == 8100 + 4095
     assert set(grammar) == {q for q in every if not is_heldout(q)}
     assert 0.75 < len(grammar) / len(every) < 0.85
@@ -110,6 +111,12 @@ def test_arithmetic_kind_declares_nothing_hidden_and_passes_check_game():
 
 
 def test_the_collapse_monitor_reads_the_creators_problem():
-    info = {"task": "arithmetic", "code": None, "given": "None", "question": "12 + 34", "malformed": None,
-            "solve_rate": 0.25}
+    info = {
+        "task": "arithmetic",
+        "code": None,
+        "given": "None",
+        "question": "12 + 34",
+        "malformed": None,
+        "solve_rate": 0.25,
+    }
     assert CreatorSolver.written_task(info) == ("creator", "arithmetic | 12 + 34", 0.25)

@@ -41,8 +41,13 @@ def test_expert_critic_always_catches_and_expert_generator_beats_random_critic()
     from selfplay.agents.scripted import ExpertAgent, RandomAgent
 
     agents = {"expert": ExpertAgent(0), "random": RandomAgent(0)}
-    episodes = play(SneakyCritic, [Match(s, {"generator": "random", "critic": "expert"}) for s in range(100)] +
-                    [Match(s, {"generator": "expert", "critic": "random"}) for s in range(100)], agents, progress=False)
+    episodes = play(
+        SneakyCritic,
+        [Match(s, {"generator": "random", "critic": "expert"}) for s in range(100)]
+        + [Match(s, {"generator": "expert", "critic": "random"}) for s in range(100)],
+        agents,
+        progress=False,
+    )
     assert all(ep.rewards["critic"] == 1.0 for ep in episodes[:100])
     assert sum(ep.rewards["generator"] == 1.0 for ep in episodes[100:]) > 60  # random critic guesses 1 in 4
 

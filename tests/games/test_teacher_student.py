@@ -7,8 +7,12 @@ from tests.fakes import ScriptAgent
 
 def run(teacher_text, student_texts, **options):
     t, s = ScriptAgent([teacher_text], "t"), ScriptAgent(student_texts, "s")
-    ep = play(lambda: TeacherStudent(**options), [Match(0, {"teacher": "t", "student": "s"})], {"t": t, "s": s},
-              progress=False)[0]
+    ep = play(
+        lambda: TeacherStudent(**options),
+        [Match(0, {"teacher": "t", "student": "s"})],
+        {"t": t, "s": s},
+        progress=False,
+    )[0]
     return ep, t, s
 
 
@@ -21,8 +25,11 @@ def test_safe_evaluation():
 
 def test_rewards_hand_checked_and_the_teacher_sees_the_results():
     exercise = "SKILL: mul\nQUESTION: 12 * 7\nANSWER: 84"
-    ep, teacher, student = run(exercise, ["ANSWER: 84", "ANSWER: 74", "ANSWER: 84", "ANSWER: 94"],
-                               student_results={"mul": [1, 8], "add": [7, 8]})
+    ep, teacher, student = run(
+        exercise,
+        ["ANSWER: 84", "ANSWER: 74", "ANSWER: 84", "ANSWER: 94"],
+        student_results={"mul": [1, 8], "add": [7, 8]},
+    )
     assert "add 7/8 solved, mul 1/8 solved" in teacher.batches[0][0].messages[-1]["content"]
     assert student.batches[0][0].samples == 4 and "12 * 7" in student.batches[0][0].messages[-1]["content"]
     assert [s.reward for s in ep.steps if s.role == "student"] == [1.0, 0.0, 1.0, 0.0]
@@ -31,11 +38,14 @@ def test_rewards_hand_checked_and_the_teacher_sees_the_results():
     assert ep.rewards == {"teacher": 0.0, "student": 1.0}  # too easy teaches nothing
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("SKILL: mul\nQUESTION: 12 * 7\nANSWER: 85", "is wrong"),
-    ("SKILL: poetry\nQUESTION: 1 + 1\nANSWER: 2", "unknown skill"),
-    ("SKILL: add\nQUESTION: __import__('os')\nANSWER: 0", "only integers"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("SKILL: mul\nQUESTION: 12 * 7\nANSWER: 85", "is wrong"),
+        ("SKILL: poetry\nQUESTION: 1 + 1\nANSWER: 2", "unknown skill"),
+        ("SKILL: add\nQUESTION: __import__('os')\nANSWER: 0", "only integers"),
+    ],
+)
 def test_malformed_exercises_are_penalised(text, reason):
     ep, _, student = run(text, [])
     assert ep.rewards == {"teacher": -1.0, "student": 0.0} and not student.batches

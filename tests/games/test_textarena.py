@@ -6,15 +6,22 @@ import pytest
 
 pytest.importorskip("textarena")  # in requirements.txt, so CI runs these
 
-from selfplay.agents.specs import build_agents  # noqa: E402
 from selfplay.agents.scripted import RandomAgent  # noqa: E402
+from selfplay.agents.specs import build_agents  # noqa: E402
 from selfplay.arena.play import Match, paired_matches, play  # noqa: E402
 from selfplay.games.conformance import check_game  # noqa: E402
 from selfplay.games.registry import game_class  # noqa: E402
 from tests.training.test_train import TINY, run  # noqa: E402
 
-FIVE = ["TicTacToe-v0", "KuhnPoker-v0", "ConnectFour-v0", "IteratedPrisonersDilemma-v0", "GameOfPureStrategy-v0",
-        "LiarsDice-v0", "Nim-v0"]
+FIVE = [
+    "TicTacToe-v0",
+    "KuhnPoker-v0",
+    "ConnectFour-v0",
+    "IteratedPrisonersDilemma-v0",
+    "GameOfPureStrategy-v0",
+    "LiarsDice-v0",
+    "Nim-v0",
+]
 
 
 @pytest.mark.parametrize("env_id", FIVE)
@@ -81,13 +88,25 @@ def test_the_turn_limit_is_a_setting_of_the_spec():
 def test_one_tiny_training_step_on_a_textarena_game(tmp_path):
     base = [o for o in TINY if not o.startswith("game_options")]
     out = tmp_path / "ta"
-    run(["game=textarena:TicTacToe-v0", "steps=1", "games_per_step=4", "eval_games=4", "eval_opponents=[random]",
-         "sampling.constrained=false", "max_new_tokens=6"], out, base=base)
+    run(
+        [
+            "game=textarena:TicTacToe-v0",
+            "steps=1",
+            "games_per_step=4",
+            "eval_games=4",
+            "eval_opponents=[random]",
+            "sampling.constrained=false",
+            "max_new_tokens=6",
+        ],
+        out,
+        base=base,
+    )
     assert (out / "summary.json").exists()
 
 
-@pytest.mark.parametrize("env_id, players", [("Sudoku-v0", 1), ("ThreePlayerIPD-v0", 3), ("Taboo-v0", 4),
-                                             ("TicTacToe-v0", 2)])
+@pytest.mark.parametrize(
+    "env_id, players", [("Sudoku-v0", 1), ("ThreePlayerIPD-v0", 3), ("Taboo-v0", 4), ("TicTacToe-v0", 2)]
+)
 def test_the_default_number_of_players_is_one_the_environment_accepts(env_id, players):
     before = random.getstate()
     cls = game_class(f"textarena:{env_id}")

@@ -4,10 +4,20 @@ from selfplay.training.metrics import before_after
 
 
 def _entry(step, mean, half, win=None, exact=None):
-    evaluation = {"random": {"mean_reward": mean, "mean_reward_ci": [mean - half, mean + half], "games": 100,
-                             **({"win": win} if win is not None else {})}}
-    return {"step": step, "win_lose": win is not None, "evaluation": evaluation,
-            **({"exact": {"exploitability": exact}} if exact is not None else {})}
+    evaluation = {
+        "random": {
+            "mean_reward": mean,
+            "mean_reward_ci": [mean - half, mean + half],
+            "games": 100,
+            **({"win": win} if win is not None else {}),
+        }
+    }
+    return {
+        "step": step,
+        "win_lose": win is not None,
+        "evaluation": evaluation,
+        **({"exact": {"exploitability": exact}} if exact is not None else {}),
+    }
 
 
 def test_the_change_and_its_interval_by_hand():

@@ -15,8 +15,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_shares_and_bins_by_hand():
-    written = [("teacher", "add | 3 + 4", 1.0), ("teacher", "add | 3 + 4", 0.5), ("teacher", "mul | 6 * 7", 0.0),
-               ("teacher", None, None), ("teacher", "add | 3 + 5", 0.25)]
+    written = [
+        ("teacher", "add | 3 + 4", 1.0),
+        ("teacher", "add | 3 + 4", 0.5),
+        ("teacher", "mul | 6 * 7", 0.0),
+        ("teacher", None, None),
+        ("teacher", "add | 3 + 5", 0.25),
+    ]
     counts = step_counts(written)["teacher"]
     shares = counts.shares()
     assert counts.tasks == 5 and counts.distinct == 3 and shares["distinct"] == 3 / 4
@@ -36,20 +41,39 @@ def test_a_repeated_task_warns_and_a_varied_frontier_does_not():
 
 
 def test_the_task_writing_games_name_their_tasks():
-    assert TeacherStudent.written_task({"skill": "add", "question": "3 + 4", "malformed": None, "solve_rate": 0.5}) \
-        == ("teacher", "add | 3 + 4", 0.5)
-    assert CreatorSolver.written_task({"task": "output", "code": "def f(x): ...", "given": "3", "malformed": "bad",
-                                       "solve_rate": None}) == ("creator", None, None)
+    assert TeacherStudent.written_task({"skill": "add", "question": "3 + 4", "malformed": None, "solve_rate": 0.5}) == (
+        "teacher",
+        "add | 3 + 4",
+        0.5,
+    )
+    assert CreatorSolver.written_task(
+        {"task": "output", "code": "def f(x): ...", "given": "3", "malformed": "bad", "solve_rate": None}
+    ) == ("creator", None, None)
 
 
 def _train(out, game):
-    args = [f"game={game}", "model=tiny", "weights=shared", "observer=chat", "constrained=false", "scripted_prob=0",
-            "opponents.seats={teacher: expert}", "learner_roles=[student]",
-            "steps=2", "games_per_step=8", "eval_games=4", "evaluation.every=0", "progress=false",
-            "max_new_tokens=4", "curriculum.collapse_frontier=0", f"out={out}"]
+    args = [
+        f"game={game}",
+        "model=tiny",
+        "weights=shared",
+        "observer=chat",
+        "constrained=false",
+        "scripted_prob=0",
+        "opponents.seats={teacher: expert}",
+        "learner_roles=[student]",
+        "steps=2",
+        "games_per_step=8",
+        "eval_games=4",
+        "evaluation.every=0",
+        "progress=false",
+        "max_new_tokens=4",
+        "curriculum.collapse_frontier=0",
+        f"out={out}",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-m", "selfplay.train", *args], cwd=ROOT, capture_output=True, text=True,
-                            timeout=600, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "selfplay.train", *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return result.stdout
 

@@ -28,26 +28,35 @@ def test_every_launch_config_is_an_accelerate_config(path):
         assert data["deepspeed_config"]["zero_stage"] in (2, 3)
 
 
-@pytest.mark.parametrize("override, words", [
-    ("learning_rate=0.1", "config key 'learning_rate'"),
-    ("steps=many", "config key 'run.steps'"),
-    ("weights=full", "'full' is not one of shared, lora, clone"),
-    ("scripted_prob=1.5", "config key 'opponents.scripted_prob': 1.5 is out of range; expected a value in [0.0, 1.0]"),
-    ("opponents.pool_prob=-0.1", "config key 'opponents.pool_prob'"),
-    ("steps", "is not key=value"),
-    ("--steps", "override '--steps' is not key=value (write steps=VALUE)"),
-    ("sampling=3", "config key 'sampling' is a section, not a value: set its keys (sampling.temperature=...)"),
-    ("filter_refill=-1", "config key 'curriculum.filter_refill': -1"),
-    ("random_opening=-2", "config key 'rollout.random_opening': -2"),
-    ("update.lr=nan", "config key 'update.lr': nan"),
-    ("update.lr=inf", "config key 'update.lr': inf is not a finite number"),
-    ("run.max_minutes=inf", "config key 'run.max_minutes': inf is not a finite number"),
-    ("curriculum=sec", "'curriculum.policy': 'sec' needs curriculum.option and curriculum.arms"),
-    ("curriculum.policy=bandit", "'bandit' is not one of none, uniform, sec, dump, adarft"),
-    ("game_options={cards:20}", "'game_options': {cards:20} reads as the key 'cards:20' with no value: YAML needs a "
-                                "space after the colon, {cards: 20}"),
-    ("opponents.seats={judge:expert}", "{judge:expert} reads as the key 'judge:expert' with no value"),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("learning_rate=0.1", "config key 'learning_rate'"),
+        ("steps=many", "config key 'run.steps'"),
+        ("weights=full", "'full' is not one of shared, lora, clone"),
+        (
+            "scripted_prob=1.5",
+            "config key 'opponents.scripted_prob': 1.5 is out of range; expected a value in [0.0, 1.0]",
+        ),
+        ("opponents.pool_prob=-0.1", "config key 'opponents.pool_prob'"),
+        ("steps", "is not key=value"),
+        ("--steps", "override '--steps' is not key=value (write steps=VALUE)"),
+        ("sampling=3", "config key 'sampling' is a section, not a value: set its keys (sampling.temperature=...)"),
+        ("filter_refill=-1", "config key 'curriculum.filter_refill': -1"),
+        ("random_opening=-2", "config key 'rollout.random_opening': -2"),
+        ("update.lr=nan", "config key 'update.lr': nan"),
+        ("update.lr=inf", "config key 'update.lr': inf is not a finite number"),
+        ("run.max_minutes=inf", "config key 'run.max_minutes': inf is not a finite number"),
+        ("curriculum=sec", "'curriculum.policy': 'sec' needs curriculum.option and curriculum.arms"),
+        ("curriculum.policy=bandit", "'bandit' is not one of none, uniform, sec, dump, adarft"),
+        (
+            "game_options={cards:20}",
+            "'game_options': {cards:20} reads as the key 'cards:20' with no value: YAML needs a "
+            "space after the colon, {cards: 20}",
+        ),
+        ("opponents.seats={judge:expert}", "{judge:expert} reads as the key 'judge:expert' with no value"),
+    ],
+)
 def test_bad_keys_get_a_one_line_error_naming_them(override, words):
     with pytest.raises(ValueError) as info:
         load_config(CONFIGS / "tictactoe_quick.yaml", [override])
@@ -57,10 +66,14 @@ def test_bad_keys_get_a_one_line_error_naming_them(override, words):
 def test_list_keys_take_a_bare_value_or_commas_and_dashes_are_allowed():
     config = load_config(CONFIGS / "tictactoe_quick.yaml", ["eval_opponents=random", "--steps=3", "trackers="])
     assert config.evaluation.opponents == ["random"] and config.run.steps == 3 and config.run.trackers == []
-    config = load_config(CONFIGS / "tictactoe_quick.yaml", ["evaluation.opponents=random,expert", "eval_opponents=null"])
+    config = load_config(
+        CONFIGS / "tictactoe_quick.yaml", ["evaluation.opponents=random,expert", "eval_opponents=null"]
+    )
     assert config.evaluation.opponents is None
-    assert load_config(CONFIGS / "tictactoe_quick.yaml", ["eval_opponents=random,expert"]).evaluation.opponents == \
-        ["random", "expert"]
+    assert load_config(CONFIGS / "tictactoe_quick.yaml", ["eval_opponents=random,expert"]).evaluation.opponents == [
+        "random",
+        "expert",
+    ]
 
 
 def test_a_recipe_may_give_a_list_key_one_bare_value(tmp_path):
@@ -77,14 +90,31 @@ def test_overrides_win_over_the_file():
 
 def test_old_flat_keys_and_section_keys_are_the_same_setting(tmp_path):
     flat = tmp_path / "flat.yaml"
-    flat.write_text("game: kuhn_poker\nlr: 0.25\neval_games: 12\ncurriculum: sec\ncurriculum_option: x\n"
-                    "curriculum_arms: [1, 2]\nsteps: 3\n")
+    flat.write_text(
+        "game: kuhn_poker\nlr: 0.25\neval_games: 12\ncurriculum: sec\ncurriculum_option: x\n"
+        "curriculum_arms: [1, 2]\nsteps: 3\n"
+    )
     nested = tmp_path / "nested.yaml"
-    nested.write_text("game: kuhn_poker\nupdate: {lr: 0.25}\nevaluation: {games: 12}\n"
-                      "curriculum: {policy: sec, option: x, arms: [1, 2]}\nrun: {steps: 3}\n")
-    assert load_config(flat) == load_config(nested) == load_config(None, [
-        "game=kuhn_poker", "update.lr=0.25", "eval_games=12", "curriculum.policy=sec", "curriculum_option=x",
-        "curriculum_arms=[1,2]", "run.steps=3"])
+    nested.write_text(
+        "game: kuhn_poker\nupdate: {lr: 0.25}\nevaluation: {games: 12}\n"
+        "curriculum: {policy: sec, option: x, arms: [1, 2]}\nrun: {steps: 3}\n"
+    )
+    assert (
+        load_config(flat)
+        == load_config(nested)
+        == load_config(
+            None,
+            [
+                "game=kuhn_poker",
+                "update.lr=0.25",
+                "eval_games=12",
+                "curriculum.policy=sec",
+                "curriculum_option=x",
+                "curriculum_arms=[1,2]",
+                "run.steps=3",
+            ],
+        )
+    )
     assert load_config(flat).curriculum.arms == [1, 2] and load_config(flat).evaluation.games == 12
 
 
@@ -104,23 +134,31 @@ def test_config_loads_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from selfplay.training.config import load_config; "
-            f"load_config({str(CONFIGS / 'tictactoe_quick.yaml')!r}, ['lr=1e-3']); "
-            "assert 'torch' not in sys.modules, 'torch was imported'")
+    code = (
+        "import sys; from selfplay.training.config import load_config; "
+        f"load_config({str(CONFIGS / 'tictactoe_quick.yaml')!r}, ['lr=1e-3']); "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("text, words", [
-    ("game: [tictactoe\n", "line 2, column 1: invalid YAML: did not find expected ',' or ']'"),
-    ("game: a\ngame: b\n", "invalid YAML: found duplicate key game"),
-    ("game:\n\tsteps: 3\n", "invalid YAML: found character that cannot start any token"),
-    ("", "is empty: expected a mapping of keys"),
-    ("- a\n- b\n", "expected a mapping of keys, got a list"),
-    (b"\xff\xfe\x00", "not UTF-8 text (byte 0xff at offset 0)"),
-    ("game: kuhn_poker\nopponents:\n  seats: [player_0]\n", "key 'opponents.seats' = ['player_0']: expected a mapping"),
-    ("game: kuhn_poker\ngame_options: 3\n", "key 'game_options' = 3: expected a mapping"),
-    ("game: goofspiel\ngame_options: {cards:3}\n", "key 'game_options': {cards:3} reads as the key 'cards:3'"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("game: [tictactoe\n", "line 2, column 1: invalid YAML: did not find expected ',' or ']'"),
+        ("game: a\ngame: b\n", "invalid YAML: found duplicate key game"),
+        ("game:\n\tsteps: 3\n", "invalid YAML: found character that cannot start any token"),
+        ("", "is empty: expected a mapping of keys"),
+        ("- a\n- b\n", "expected a mapping of keys, got a list"),
+        (b"\xff\xfe\x00", "not UTF-8 text (byte 0xff at offset 0)"),
+        (
+            "game: kuhn_poker\nopponents:\n  seats: [player_0]\n",
+            "key 'opponents.seats' = ['player_0']: expected a mapping",
+        ),
+        ("game: kuhn_poker\ngame_options: 3\n", "key 'game_options' = 3: expected a mapping"),
+        ("game: goofspiel\ngame_options: {cards:3}\n", "key 'game_options': {cards:3} reads as the key 'cards:3'"),
+    ],
+)
 def test_bad_yaml_is_one_line_naming_file_and_place(tmp_path, text, words):
     path = tmp_path / "bad.yaml"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())

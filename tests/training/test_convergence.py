@@ -22,9 +22,17 @@ def expected_loss(logits, opponent, payoff, magnet, kl_coef, entropy_coef):
     pi = logp.exp().detach()
     q = payoff @ opponent  # the value of each action against the opponent's mixed strategy
     advantages = q - (pi * q).sum()
-    loss, _ = policy_loss(logp.unsqueeze(-1), logp.detach().unsqueeze(-1), advantages, pi.unsqueeze(-1), clip=10.0,
-                          tokens=1.0, ref_logp=torch.log_softmax(magnet, -1).unsqueeze(-1), kl_coef=kl_coef,
-                          entropy_coef=entropy_coef)
+    loss, _ = policy_loss(
+        logp.unsqueeze(-1),
+        logp.detach().unsqueeze(-1),
+        advantages,
+        pi.unsqueeze(-1),
+        clip=10.0,
+        tokens=1.0,
+        ref_logp=torch.log_softmax(magnet, -1).unsqueeze(-1),
+        kl_coef=kl_coef,
+        entropy_coef=entropy_coef,
+    )
     return loss
 
 
@@ -36,8 +44,9 @@ def self_play(steps=3000, lr=0.1, kl_coef=0.0, entropy_coef=0.0, magnet_every=0)
     total = [torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)]
     for t in range(steps):
         x, y = torch.softmax(rows, -1), torch.softmax(cols, -1)
-        loss = expected_loss(rows, y.detach(), PAYOFF, magnets[0], kl_coef, entropy_coef) + \
-            expected_loss(cols, x.detach(), -PAYOFF.T, magnets[1], kl_coef, entropy_coef)
+        loss = expected_loss(rows, y.detach(), PAYOFF, magnets[0], kl_coef, entropy_coef) + expected_loss(
+            cols, x.detach(), -PAYOFF.T, magnets[1], kl_coef, entropy_coef
+        )
         rows.grad = cols.grad = None
         loss.backward()
         with torch.no_grad():
@@ -60,8 +69,10 @@ def test_plain_policy_gradient_cycles_but_its_average_converges():
 def test_magnetic_mirror_descent_last_iterate_converges():
     (x, y), _ = self_play(kl_coef=0.5, entropy_coef=0.02, magnet_every=50)
     assert exploitability(x, y) < 0.01
-    start = exploitability(torch.softmax(torch.tensor([1.0, 0.0, -0.5]), -1).double(),
-                           torch.softmax(torch.tensor([0.0, 1.0, 0.3]), -1).double())
+    start = exploitability(
+        torch.softmax(torch.tensor([1.0, 0.0, -0.5]), -1).double(),
+        torch.softmax(torch.tensor([0.0, 1.0, 0.3]), -1).double(),
+    )
     assert start > 0.3
 
 
@@ -69,8 +80,17 @@ def test_entropy_and_kl_terms_match_hand_values():
     logp = torch.tensor([[-0.5, -2.0]], requires_grad=True)
     ref = torch.tensor([[-1.0, -1.0]])
     mask = torch.ones(1, 2)
-    loss, stats = policy_loss(logp, logp.detach(), torch.tensor([0.0]), mask, clip=0.2, tokens=2.0, ref_logp=ref, kl_coef=0.5,
-                              entropy_coef=0.1)
+    loss, stats = policy_loss(
+        logp,
+        logp.detach(),
+        torch.tensor([0.0]),
+        mask,
+        clip=0.2,
+        tokens=2.0,
+        ref_logp=ref,
+        kl_coef=0.5,
+        entropy_coef=0.1,
+    )
     # per token: kl3 = exp(ref - logp) - (ref - logp) - 1; entropy term 0.1 * logp^2 (value), 0.1 * logp (gradient)
     kl = [torch.exp(torch.tensor(-0.5)) + 0.5 - 1, torch.exp(torch.tensor(1.0)) - 1.0 - 1]
     expected = (0.5 * (kl[0] + kl[1]) + 0.1 * (0.25 + 4.0)) / 2.0

@@ -46,8 +46,10 @@ def test_adarft_moves_the_target_with_the_reward():
     assert ada.target == 1.0  # clipped at the easiest
 
 
-@pytest.mark.parametrize("name, options", [("uniform", {}), ("sec", {"alpha": 0.3}), ("dump", {"c": 0.5}),
-                                           ("adarft", {"difficulty": {"x": 1, "y": 2}})])
+@pytest.mark.parametrize(
+    "name, options",
+    [("uniform", {}), ("sec", {"alpha": 0.3}), ("dump", {"c": 0.5}), ("adarft", {"difficulty": {"x": 1, "y": 2}})],
+)
 def test_state_round_trips_exactly(name, options):
     first = make_curriculum(name, ["x", "y"], **options)
     rng = random.Random(0)

@@ -7,8 +7,9 @@ from selfplay.training.losses import grpo_advantages, policy_loss, rae_advantage
 
 
 def test_rae_uses_the_baseline_from_before_the_update():
-    adv, b = rae_advantages([1.0, -1.0, 1.0], [("ttt", "x"), ("ttt", "x"), ("ttt", "o")],
-                            {("ttt", "x"): 0.5}, decay=0.9)
+    adv, b = rae_advantages(
+        [1.0, -1.0, 1.0], [("ttt", "x"), ("ttt", "x"), ("ttt", "o")], {("ttt", "x"): 0.5}, decay=0.9
+    )
     assert adv == [0.5, -1.5, 1.0]  # "o" has no baseline yet: 0
     assert b[("ttt", "x")] == pytest.approx(0.9 * 0.5 + 0.1 * 0.0)
     assert b[("ttt", "o")] == 1.0  # first batch initialises the baseline to its mean
@@ -39,8 +40,16 @@ def test_policy_loss_gradient_is_reinforce_at_ratio_one_and_kl_is_k3():
     loss.backward()
     assert logp.grad.tolist() == [[-1.5, -1.5]]  # -A / tokens
     ref = torch.tensor([[-1.5, -2.0]])
-    _, stats = policy_loss(logp.detach(), logp.detach(), torch.tensor([0.0]), torch.ones(1, 2), clip=0.2, tokens=2, ref_logp=ref,
-                           kl_coef=0.1)
+    _, stats = policy_loss(
+        logp.detach(),
+        logp.detach(),
+        torch.tensor([0.0]),
+        torch.ones(1, 2),
+        clip=0.2,
+        tokens=2,
+        ref_logp=ref,
+        kl_coef=0.1,
+    )
     assert stats["kl"] == pytest.approx((math.exp(-0.5) + 0.5 - 1) / 2)
 
 
@@ -57,8 +66,12 @@ def test_lambda_returns_blend_the_next_states_value_with_the_return_by_hand():
         return Sample("policy", ("tictactoe", role), (episode, turn), prompt, [9], [0.0], reward, arm=arm)
 
     # one episode: player_0 moves at turns 0, 2, 4 (states a, b, c), wins (+1); player_1 at turn 1 (state d), loses
-    samples = [move("e", 4, [3], 1.0), move("e", 0, [1], 1.0), move("e", 2, [2], 1.0),
-               move("e", 1, [4], -1.0, role="player_1")]
+    samples = [
+        move("e", 4, [3], 1.0),
+        move("e", 0, [1], 1.0),
+        move("e", 2, [2], 1.0),
+        move("e", 1, [4], -1.0, role="player_1"),
+    ]
     keys = [baseline_key(s, "state") for s in samples]
     values = {keys[0]: 0.5, keys[2]: 0.2}  # V(c) = 0.5, V(b) = 0.2; V(a) unknown
     lam = 0.25
@@ -103,15 +116,17 @@ def test_micro_batches_are_cut_where_the_largest_padded_batch_is_smallest():
         return (b - a) * (max(p for p, _ in lengths[a:b]) + max(c for _, c in lengths[a:b])) if b > a else 0
 
     rng = random.Random(0)
-    for trial in range(60):
+    for _ in range(60):
         n, parts = rng.randrange(1, 9), rng.randrange(1, 5)
         lengths = sorted(((rng.randrange(1, 40), rng.randrange(1, 12)) for _ in range(n)), key=sum)
         runs = balanced_runs(lengths, parts)
         assert len(runs) == parts and runs[0][0] == 0 and runs[-1][1] == n
         assert all(a <= b for a, b in runs) and all(r[1] == s[0] for r, s in zip(runs, runs[1:]))
-        assert all(b > a for a, b in runs[:min(parts, n)])  # empty runs only when samples run out
-        best = min(max(cost(lengths, a, b) for a, b in zip((0,) + cuts, cuts + (n,)))
-                   for cuts in itertools.combinations(range(1, n), min(parts, n) - 1))
+        assert all(b > a for a, b in runs[: min(parts, n)])  # empty runs only when samples run out
+        best = min(
+            max(cost(lengths, a, b) for a, b in zip((0,) + cuts, cuts + (n,)))
+            for cuts in itertools.combinations(range(1, n), min(parts, n) - 1)
+        )
         assert max(cost(lengths, a, b) for a, b in runs) == best, (lengths, parts, runs)
     # by hand: four short samples and two long ones in two micro-batches: the long pair alone (2 x 48 = 96), not
     # three samples each (3 x 38 = 114 for the second half, as equal counts would cut)
@@ -128,13 +143,15 @@ def test_the_fewest_micro_batches_within_a_token_budget():
         return (b - a) * (max(p for p, _ in lengths[a:b]) + max(c for _, c in lengths[a:b]))
 
     rng = random.Random(1)
-    for trial in range(80):
+    for _ in range(80):
         n, budget = rng.randrange(1, 9), rng.randrange(10, 200)
         lengths = sorted(((rng.randrange(1, 40), rng.randrange(1, 12)) for _ in range(n)), key=sum)
         fewest = n  # brute force: the fewest cuts whose runs fit (a sample above the budget alone)
         for k in range(1, n + 1):
-            if any(all(cost(lengths, a, b) <= budget or b - a == 1 for a, b in zip((0,) + cuts, cuts + (n,)))
-                   for cuts in itertools.combinations(range(1, n), k - 1)):
+            if any(
+                all(cost(lengths, a, b) <= budget or b - a == 1 for a, b in zip((0,) + cuts, cuts + (n,)))
+                for cuts in itertools.combinations(range(1, n), k - 1)
+            ):
                 fewest = k
                 break
         assert runs_within(lengths, budget) == fewest, (lengths, budget)

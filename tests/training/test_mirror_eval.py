@@ -2,6 +2,8 @@
 model read (its compact line) beside the game's chat; evaluation rows name the opponent they faced."""
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,21 +12,36 @@ import pytest
 from selfplay.arena.export import rows
 from selfplay.arena.records import open_store
 from selfplay.training.config import bind_game, load_config
-import os
-import subprocess
 
 
 def run(args, out):
     """A training run from defaults and ``args`` alone (no recipe file)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "selfplay.train", *args, f"out={out}"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "selfplay.train", *args, f"out={out}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
+
 ROOT = Path(__file__).resolve().parents[2]
-SIGNALLING = ["game=signalling", "model=tiny", "constrained=true", "observer=compact", "eval_games=8",
-              "progress=false", "max_new_tokens=4", "games_per_step=8", "steps=1", "checkpoint_every=1"]
+SIGNALLING = [
+    "game=signalling",
+    "model=tiny",
+    "constrained=true",
+    "observer=compact",
+    "eval_games=8",
+    "progress=false",
+    "max_new_tokens=4",
+    "games_per_step=8",
+    "steps=1",
+    "checkpoint_every=1",
+]
 
 
 def test_cooperative_games_are_evaluated_in_self_play_first_by_default():
@@ -74,7 +91,9 @@ def test_mirror_evaluation_records_and_exports(tmp_path):
     assert mirror["reward"]["sender"] == mirror["reward"]["receiver"]  # one team reward
     store = open_store(out)
     evaluated = [ep for ep in store.episodes() if ep.meta.get("eval") == "mirror"]
-    assert len(evaluated) == 16 and all(set(ep.learner_roles()) == {"sender", "receiver"} for ep in evaluated)  # before, after
+    assert len(evaluated) == 16 and all(
+        set(ep.learner_roles()) == {"sender", "receiver"} for ep in evaluated
+    )  # before, after
     assert all("baseline" not in ep.agents.values() for ep in evaluated)
     # what the model read: the compact line, recorded with the step; the game's chat kept beside it
     step = next(s for ep in evaluated for s in ep.steps if s.role == "receiver")
@@ -90,10 +109,18 @@ def test_mirror_evaluation_records_and_exports(tmp_path):
 def test_show_names_the_evaluation_opponent_and_what_the_model_read(tmp_path):
     out = tmp_path / "run"
     run(SIGNALLING, out)
-    listed = subprocess.run([sys.executable, "-m", "selfplay.cli", "show", str(out), "--limit", "500"], cwd=ROOT,
-                            capture_output=True, text=True).stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "selfplay.cli", "show", str(out), "--limit", "500"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert "(evaluation vs mirror)" in listed and "(evaluation vs expert)" in listed
     episode = next(ep for ep in open_store(out).episodes() if ep.meta.get("eval") == "random")
-    shown = subprocess.run([sys.executable, "-m", "selfplay.cli", "show", str(out), "--episode", episode.id],
-                           cwd=ROOT, capture_output=True, text=True).stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "selfplay.cli", "show", str(out), "--episode", episode.id],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert "(evaluation vs random)" in shown and "  reads: " in shown

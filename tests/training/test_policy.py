@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from selfplay.agents.scoring import pack
 from selfplay.agents.models import tiny_model
+from selfplay.agents.scoring import pack
 from selfplay.training.policy import Policy
 
 ROLES = ("creator", "solver")
@@ -17,8 +17,13 @@ def test_each_role_trains_only_its_own_weights(mode):
     base, _ = tiny_model(seed=0)
     policy = Policy(base, ROLES, mode, seed=1)
     b = _batch()
-    logp = policy(input_ids=b["input_ids"], attention_mask=b["attention_mask"], position_ids=b["position_ids"],
-                  groups=["solver", "solver"], prompt_width=int(b["prompt_width"]))
+    logp = policy(
+        input_ids=b["input_ids"],
+        attention_mask=b["attention_mask"],
+        position_ids=b["position_ids"],
+        groups=["solver", "solver"],
+        prompt_width=int(b["prompt_width"]),
+    )
     (logp * b["completion_mask"]).sum().backward()
     grads = {n: p.grad for n, p in policy.named_parameters() if p.requires_grad}
     solver = [g for n, g in grads.items() if "solver" in n]
@@ -54,8 +59,13 @@ def test_update_flops_match_torch_flop_counter_on_the_matrix_products(mode):
     b = _batch()
     width, groups = b["input_ids"].shape[1], ["solver", "solver"] if mode == "lora" else ["policy", "policy"]
     with FlopCounterMode(display=False) as counter:
-        logp = policy(input_ids=b["input_ids"], attention_mask=b["attention_mask"], position_ids=b["position_ids"],
-                      groups=groups, prompt_width=int(b["prompt_width"]))
+        logp = policy(
+            input_ids=b["input_ids"],
+            attention_mask=b["attention_mask"],
+            position_ids=b["position_ids"],
+            groups=groups,
+            prompt_width=int(b["prompt_width"]),
+        )
         (logp * b["completion_mask"]).sum().backward()
     measured = counter.get_total_flops()
     ours = policy.update_flops(groups, width, b["completion_mask"].sum(1).tolist())

@@ -14,8 +14,10 @@ from selfplay.training.names import arm_name, arm_options
 from tests.training.test_train import run
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-QUIZ = "{add1: {skill: add, digits: 1, answer_format: slot, split: heldout}, sub1: {skill: sub, digits: 1, " \
-       "answer_format: slot, split: heldout}}"
+QUIZ = (
+    "{add1: {skill: add, digits: 1, answer_format: slot, split: heldout}, sub1: {skill: sub, digits: 1, "
+    "answer_format: slot, split: heldout}}"
+)
 
 
 def bound(*overrides):
@@ -32,13 +34,16 @@ def test_paired_difference_by_hand():
         paired_difference([1, 0], [1])
 
 
-@pytest.mark.parametrize("overrides,message", [
-    (["evaluation.quiz_game=tictactoe"], "one-role game"),
-    (["evaluation.quiz_game=no_such_game"], "quiz_game"),
-    (["evaluation.quiz_sets={bad: {skill: division}}"], "quiz_sets.bad"),
-    (["evaluation.quiz_role=creator", "opponents.seats={creator: random}"], "quiz_role"),
-    (["evaluation.quiz_game=''"], "quiz_sets' is set"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["evaluation.quiz_game=tictactoe"], "one-role game"),
+        (["evaluation.quiz_game=no_such_game"], "quiz_game"),
+        (["evaluation.quiz_sets={bad: {skill: division}}"], "quiz_sets.bad"),
+        (["evaluation.quiz_role=creator", "opponents.seats={creator: random}"], "quiz_role"),
+        (["evaluation.quiz_game=''"], "quiz_sets' is set"),
+    ],
+)
 def test_quiz_config_errors_name_the_key(overrides, message):
     with pytest.raises(ValueError, match=message):
         bound(*overrides)
@@ -79,11 +84,29 @@ def test_alp_gmm_places_named_arms_on_a_grid():
 
 def test_a_run_quizzes_before_and_after_and_counts_its_samples(tmp_path):
     out = tmp_path / "run"
-    result = run(["game=creator_solver", "game_options={task: arithmetic, digits: 1, samples: 3}", "weights=clone",
-                  "observer=chat", "steps=2", "games_per_step=4", "scripted_prob=0", "pool_prob=0", "eval_before=true", "eval_every=0", "eval_games=2",
-                  "eval_opponents=[expert]", "checkpoint_every=2", "evaluation.quiz_game=arithmetic",
-                  f"evaluation.quiz_sets={QUIZ}", "evaluation.quiz_games=7", "evaluation.quiz_role=solver"],
-                 out, base=["model=tiny", "constrained=true", "progress=false", "max_new_tokens=4", "lr=0.01"])
+    result = run(
+        [
+            "game=creator_solver",
+            "game_options={task: arithmetic, digits: 1, samples: 3}",
+            "weights=clone",
+            "observer=chat",
+            "steps=2",
+            "games_per_step=4",
+            "scripted_prob=0",
+            "pool_prob=0",
+            "eval_before=true",
+            "eval_every=0",
+            "eval_games=2",
+            "eval_opponents=[expert]",
+            "checkpoint_every=2",
+            "evaluation.quiz_game=arithmetic",
+            f"evaluation.quiz_sets={QUIZ}",
+            "evaluation.quiz_games=7",
+            "evaluation.quiz_role=solver",
+        ],
+        out,
+        base=["model=tiny", "constrained=true", "progress=false", "max_new_tokens=4", "lr=0.01"],
+    )
     history = json.loads((out / "summary.json").read_text())["history"]
     assert [h["step"] for h in history] == [0, 2]
     for h in history:
@@ -103,10 +126,27 @@ def test_a_run_quizzes_before_and_after_and_counts_its_samples(tmp_path):
 
 def test_a_curriculum_arm_sets_several_options(tmp_path):
     out = tmp_path / "run"
-    run(["game=arithmetic", "game_options={samples: 2, answer_format: slot, split: train}", "curriculum=uniform",
-         "curriculum_option=skill,digits", "curriculum_arms=[[add, 1], [sub, 2]]", "steps=1", "games_per_step=8",
-         "observer=chat", "eval_every=0", "eval_games=2", "eval_opponents=[expert]", "checkpoint_every=1"], out,
-        base=["model=tiny", "constrained=true", "progress=false", "max_new_tokens=4", "lr=0.01"])
-    seen = {(ep.meta["arm"], ep.meta["info"]["skill"], ep.meta["info"]["digits"])
-            for ep in open_store(out).episodes() if "eval" not in ep.meta}
+    run(
+        [
+            "game=arithmetic",
+            "game_options={samples: 2, answer_format: slot, split: train}",
+            "curriculum=uniform",
+            "curriculum_option=skill,digits",
+            "curriculum_arms=[[add, 1], [sub, 2]]",
+            "steps=1",
+            "games_per_step=8",
+            "observer=chat",
+            "eval_every=0",
+            "eval_games=2",
+            "eval_opponents=[expert]",
+            "checkpoint_every=1",
+        ],
+        out,
+        base=["model=tiny", "constrained=true", "progress=false", "max_new_tokens=4", "lr=0.01"],
+    )
+    seen = {
+        (ep.meta["arm"], ep.meta["info"]["skill"], ep.meta["info"]["digits"])
+        for ep in open_store(out).episodes()
+        if "eval" not in ep.meta
+    }
     assert seen <= {("add/1", "add", 1), ("sub/2", "sub", 2)} and len(seen) == 2

@@ -12,13 +12,19 @@ def _axes(monkeypatch, history, training):
 
 
 def entry(step, mean):
-    return {"step": step, "win_lose": False, "evaluation": {"mirror": {"mean_reward": mean,
-                                                                      "mean_reward_ci": [mean - 0.1, mean + 0.1]}}}
+    return {
+        "step": step,
+        "win_lose": False,
+        "evaluation": {"mirror": {"mean_reward": mean, "mean_reward_ci": [mean - 0.1, mean + 0.1]}},
+    }
 
 
 def test_without_ratings_the_panels_are_evaluation_and_training_reward(monkeypatch):
-    axes = _axes(monkeypatch, [entry(0, 0.2), entry(10, 0.4)],
-                 [{"step": s, "reward": {"first": 0.1 * s, "second": 0.1 * s}} for s in range(1, 11)])
+    axes = _axes(
+        monkeypatch,
+        [entry(0, 0.2), entry(10, 0.4)],
+        [{"step": s, "reward": {"first": 0.1 * s, "second": 0.1 * s}} for s in range(1, 11)],
+    )
     assert [a.get_title() for a in axes] == ["evaluation", "training games"]
     assert all(a.get_xlabel() == "training step" and a.get_ylabel() for a in axes)
     assert {t.get_text() for t in axes[1].get_legend().get_texts()} == {"first", "second"}

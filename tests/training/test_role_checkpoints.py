@@ -18,8 +18,8 @@ from selfplay.agents.llm import LLMAgent
 from selfplay.agents.models import load_model, tiny_model
 from selfplay.agents.specs import build_agent
 from selfplay.arena.tournament import Participant, checkpoint_participants
-from selfplay.games.tictactoe import TicTacToe
 from selfplay.games.core import system, user
+from selfplay.games.tictactoe import TicTacToe
 from selfplay.serve import resolve_model
 from tests.training.test_train import TINY, run
 
@@ -29,8 +29,19 @@ ROLES = ("player_0", "player_1")
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("lora") / "run"
-    run(["weights=lora", "steps=1", "games_per_step=8", "eval_every=0", "checkpoint_every=1", "seed=3",
-         "sampling.constrained=false"], out, base=TINY)
+    run(
+        [
+            "weights=lora",
+            "steps=1",
+            "games_per_step=8",
+            "eval_every=0",
+            "checkpoint_every=1",
+            "seed=3",
+            "sampling.constrained=false",
+        ],
+        out,
+        base=TINY,
+    )
     return out
 
 
@@ -58,7 +69,7 @@ def merged_by_hand(checkpoint: Path, role: str, seed: int = 3) -> torch.nn.Modul
 def teacher_forced(model: torch.nn.Module, prompt: list[int], completion: list[int]) -> torch.Tensor:
     ids = torch.tensor([prompt + completion])
     with torch.no_grad():
-        logits = model(ids).logits[0, len(prompt) - 1:-1].float()
+        logits = model(ids).logits[0, len(prompt) - 1 : -1].float()
     return torch.log_softmax(logits, -1).gather(1, torch.tensor(completion)[:, None])[:, 0]
 
 
@@ -101,8 +112,10 @@ def test_a_lora_checkpoint_refuses_another_base(lora_run, tmp_path):
 def test_lora_runs_enter_tournaments_and_serve_one_model_per_role(lora_run):
     [participant] = checkpoint_participants(lora_run, "temperature=0")
     sampling = json.loads((lora_run / "config.json").read_text())["sampling"]
-    inherited = ",".join(f"{k}={str(sampling[k]).lower() if isinstance(sampling[k], bool) else sampling[k]}"
-                         for k in ("constrained", "observer", "max_new_tokens", "top_p"))
+    inherited = ",".join(
+        f"{k}={str(sampling[k]).lower() if isinstance(sampling[k], bool) else sampling[k]}"
+        for k in ("constrained", "observer", "max_new_tokens", "top_p")
+    )
     # played as the run's evaluation sampled, a sampling option given here taking precedence
     assert participant.spec == f"hf:{lora_run / 'checkpoints' / 'step_000001' / 'policy'}:{inherited},temperature=0"
     assert resolve_model(str(lora_run)) == f"hf:{lora_run / 'checkpoints' / 'step_000001' / 'policy'}"
@@ -120,10 +133,13 @@ def test_lora_runs_enter_tournaments_and_serve_one_model_per_role(lora_run):
         assert [m["id"] for m in models["data"]] == list(ROLES)
 
         def chat(model):
-            body = json.dumps({"model": model, "messages": [{"role": "user", "content": "move"}], "max_tokens": 3,
-                               "temperature": 0}).encode()
-            return json.loads(urllib.request.urlopen(urllib.request.Request(f"{url}/chat/completions", body),
-                                                     timeout=60).read())
+            body = json.dumps(
+                {"model": model, "messages": [{"role": "user", "content": "move"}], "max_tokens": 3, "temperature": 0}
+            ).encode()
+            return json.loads(
+                urllib.request.urlopen(urllib.request.Request(f"{url}/chat/completions", body), timeout=60).read()
+            )
+
         assert chat("player_1")["model"] == "player_1"
         with pytest.raises(urllib.error.HTTPError) as refused:
             chat("judge")
@@ -134,8 +150,18 @@ def test_lora_runs_enter_tournaments_and_serve_one_model_per_role(lora_run):
 
 def test_a_clone_checkpoint_plays_each_role_with_its_own_model(tmp_path):
     out = tmp_path / "run"
-    run(["weights=clone", "steps=1", "games_per_step=8", "eval_every=0", "checkpoint_every=1",
-         "sampling.constrained=false"], out, base=TINY)
+    run(
+        [
+            "weights=clone",
+            "steps=1",
+            "games_per_step=8",
+            "eval_every=0",
+            "checkpoint_every=1",
+            "sampling.constrained=false",
+        ],
+        out,
+        base=TINY,
+    )
     checkpoint = out / "checkpoints" / "step_000001"
     agent = build_agent(f"hf:{checkpoint}:temperature=1,max_new_tokens=6")
     assert isinstance(agent, RoleAgent) and set(agent.agents) == set(ROLES)
@@ -155,8 +181,21 @@ def test_a_four_player_game_from_an_option_trains_and_its_checkpoint_plays(tmp_p
     out = tmp_path / "run"
     game = Path(__file__).resolve().parents[1] / "games" / "test_generality.py"
     base = [o for o in TINY if not o.startswith("game_options")]
-    run([f"game={game}:SealedBids", "game_options={players: 4}", "weights=lora", "steps=1", "games_per_step=8",
-         "eval_every=1", "eval_games=8", "eval_opponents=[random]", "checkpoint_every=1"], out, base=base)
+    run(
+        [
+            f"game={game}:SealedBids",
+            "game_options={players: 4}",
+            "weights=lora",
+            "steps=1",
+            "games_per_step=8",
+            "eval_every=1",
+            "eval_games=8",
+            "eval_opponents=[random]",
+            "checkpoint_every=1",
+        ],
+        out,
+        base=base,
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["history"][-1]["evaluation"]["random"]["reward"]) == {f"bidder_{i}" for i in range(4)}
     from selfplay.arena.records import open_store
@@ -164,21 +203,42 @@ def test_a_four_player_game_from_an_option_trains_and_its_checkpoint_plays(tmp_p
     recorded = list(open_store(out).episodes(with_steps=False))
     assert {"eval" in ep.meta for ep in recorded} == {True, False}  # training and evaluation games alike
     assert all(ep.options == {"players": 4} for ep in recorded)  # record the options they were played with
-    played = subprocess.run([sys.executable, "-m", "selfplay.cli", "play", f"{game}:SealedBids", "--option", "players=4",
-                             "--agents", f"hf:{out / 'checkpoints' / 'step_000001'}:constrained=true", "random",
-                             "random", "random", "--games", "8", "--out", str(tmp_path / "play")],
-                            capture_output=True, text=True, timeout=300)
+    played = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "selfplay.cli",
+            "play",
+            f"{game}:SealedBids",
+            "--option",
+            "players=4",
+            "--agents",
+            f"hf:{out / 'checkpoints' / 'step_000001'}:constrained=true",
+            "random",
+            "random",
+            "random",
+            "--games",
+            "8",
+            "--out",
+            str(tmp_path / "play"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert played.returncode == 0, played.stderr[-2000:]
     assert "bidder_3" in played.stdout and "win" not in played.stdout  # amounts: mean rewards only
     assert {ep.options["players"] for ep in open_store(tmp_path / "play").episodes(with_steps=False)} == {4}
 
 
 def test_a_role_checkpoint_is_refused_a_seat_it_has_no_weights_for(lora_run):
-    from selfplay.arena.play import paired_matches, play
     from selfplay.agents.scripted import RandomAgent
+    from selfplay.arena.play import paired_matches, play
 
     agents = {"ckpt": build_agent(f"hf:{lora_run / 'checkpoints' / 'step_000001'}"), "r": RandomAgent(name="r")}
-    agents["ckpt"].agents = {"player_0": agents["ckpt"].agents["player_0"]}  # as if trained with learner_roles=[player_0]
+    agents["ckpt"].agents = {
+        "player_0": agents["ckpt"].agents["player_0"]
+    }  # as if trained with learner_roles=[player_0]
     with pytest.raises(ValueError, match="holds weights for the roles player_0, not for 'player_1'"):
         play(TicTacToe, paired_matches(TicTacToe.roles, ["ckpt", "r"], 2), agents, progress=False)
 
@@ -200,20 +260,34 @@ def test_a_zero3_lora_run_on_two_processes_resumes_and_its_checkpoints_play(tmp_
 
     out = tmp_path / "run"
     for steps in (1, 2):  # the second launch resumes: the base's hash is taken over gathered weights, not shards
-        result = run(["weights=lora", f"steps={steps}", "games_per_step=8", "eval_every=0", "checkpoint_every=1",
-                      "sampling.constrained=false"], out, launcher=accelerate("cpu_zero3.yaml"), base=TINY)
+        result = run(
+            [
+                "weights=lora",
+                f"steps={steps}",
+                "games_per_step=8",
+                "eval_every=0",
+                "checkpoint_every=1",
+                "sampling.constrained=false",
+            ],
+            out,
+            launcher=accelerate("cpu_zero3.yaml"),
+            base=TINY,
+        )
     assert "resumed from" in result.stdout + result.stderr
     checkpoint = out / "checkpoints" / "step_000002"
     agent = build_agent(f"hf:{checkpoint}:temperature=1,max_new_tokens=6")
     by_hand = merged_by_hand(checkpoint, "player_1", seed=0)
     [[completion]] = agent.act(requests(["player_1"]))
-    assert torch.allclose(torch.tensor(completion.logprobs),
-                          teacher_forced(by_hand, completion.prompt_ids, completion.completion_ids), atol=1e-4)
+    assert torch.allclose(
+        torch.tensor(completion.logprobs),
+        teacher_forced(by_hand, completion.prompt_ids, completion.completion_ids),
+        atol=1e-4,
+    )
 
 
 def test_a_shared_checkpoint_is_a_base_model_and_a_role_checkpoint_is_refused_as_one(tmp_path, lora_run):
-    from selfplay.training.config import load_config
     from selfplay.train import check_config
+    from selfplay.training.config import load_config
 
     out = tmp_path / "shared"
     run(["steps=1", "games_per_step=8", "eval_every=0", "checkpoint_every=1"], out, base=TINY)
@@ -240,8 +314,12 @@ def test_a_checkpoint_played_by_path_samples_as_its_run_evaluated(lora_run, tmp_
     ckpt = copy / "checkpoints" / "step_000001"
     for spec in (f"hf:{ckpt}", f"hf:{ckpt / 'policy'}"):
         some = next(iter(build_agent(spec).agents.values()))
-        assert (some.sampling.constrained, some.sampling.observer, some.sampling.max_new_tokens,
-                some.sampling.temperature) == (True, "compact", 5, 0.0)
+        assert (
+            some.sampling.constrained,
+            some.sampling.observer,
+            some.sampling.max_new_tokens,
+            some.sampling.temperature,
+        ) == (True, "compact", 5, 0.0)
     free = next(iter(build_agent(f"hf:{ckpt}:constrained=false,max_new_tokens=3").agents.values()))
     assert (free.sampling.constrained, free.sampling.max_new_tokens, free.sampling.observer) == (False, 3, "compact")
     (copy / "config.json").unlink()  # no run config: the defaults
@@ -254,8 +332,20 @@ def test_a_lora_checkpoints_tournament_exploitability_is_the_one_its_run_measure
     from selfplay.arena.tournament import run_tournament
 
     out = tmp_path / "run"
-    run(["game=kuhn_poker", "weights=lora", "steps=1", "games_per_step=8", "eval_every=1", "eval_games=4",
-         "checkpoint_every=1", "sampling.observer=compact"], out, base=[o for o in TINY if not o.startswith("game")])
+    run(
+        [
+            "game=kuhn_poker",
+            "weights=lora",
+            "steps=1",
+            "games_per_step=8",
+            "eval_every=1",
+            "eval_games=4",
+            "checkpoint_every=1",
+            "sampling.observer=compact",
+        ],
+        out,
+        base=[o for o in TINY if not o.startswith("game")],
+    )
     measured = json.loads((out / "summary.json").read_text())["history"][-1]["exact"]["exploitability"]
     participants = [Participant("random", "random"), *checkpoint_participants(out)]
     summary = run_tournament("kuhn_poker", participants, games=4, out=tmp_path / "tour", progress=False)
@@ -326,8 +416,20 @@ def test_a_lora_role_named_default_keeps_its_own_adapter_folder(tmp_path):
     game = tmp_path / "guess.py"
     game.write_text(GUESS)
     out = tmp_path / "run"
-    run([f"game={game}:Guess", "weights=lora", "steps=1", "games_per_step=8", "eval_every=1", "eval_games=4",
-         "checkpoint_every=1", "eval_opponents=[random]"], out, base=[o for o in TINY if not o.startswith("game")])
+    run(
+        [
+            f"game={game}:Guess",
+            "weights=lora",
+            "steps=1",
+            "games_per_step=8",
+            "eval_every=1",
+            "eval_games=4",
+            "checkpoint_every=1",
+            "eval_opponents=[random]",
+        ],
+        out,
+        base=[o for o in TINY if not o.startswith("game")],
+    )
     policy = out / "checkpoints" / "step_000001" / "policy"
     assert (policy / "default" / "adapter_config.json").exists() and not (policy / "adapter_config.json").exists()
     measured = json.loads((out / "summary.json").read_text())["history"][-1]["exact"]["exploitability"]

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from selfplay.arena.records import open_store
-from selfplay.training.config import TrainConfig, bind_game, load_config
+from selfplay.training.config import bind_game, load_config
 from selfplay.training.rollout import plan_matches
 from tests.training.test_train import TINY, run
 
@@ -30,15 +30,24 @@ def test_defaults_follow_the_game():
     assert cfg.evaluation.opponents == []
 
 
-@pytest.mark.parametrize("keys, words", [
-    ({"game": "tests.fakes:GuessGame", "eval_opponents": "[random,expert]"}, "ships no expert agent"),
-    ({"game": "tests.fakes:GuessGame", "scripted_prob": 0.5, "scripted_opponent": "expert"}, "'opponents.scripted_opponent'"),
-    ({"game": "tests.fakes:FreeGuess", "eval_opponents": "[random]"}, "names 'random', but game 'free_guess' lists no"),
-    ({"game": "tests.fakes:FreeGuess", "scripted_prob": 0.5}, "'opponents.scripted_opponent' names 'random'"),
-    ({"game": "kuhn_poker_3", "learner_roles": "[dealer]"}, "'learner_roles': ['dealer'] not role(s)"),
-    ({"game": "kuhn_poker_3", "opponents.seats": "{judge: expert}"}, "'opponents.seats': ['judge']"),
-    ({"game": "kuhn_poker_3", "learner_roles": "[player_2]", "opponents.seats": "{player_2: expert}"}, "none held"),
-])
+@pytest.mark.parametrize(
+    "keys, words",
+    [
+        ({"game": "tests.fakes:GuessGame", "eval_opponents": "[random,expert]"}, "ships no expert agent"),
+        (
+            {"game": "tests.fakes:GuessGame", "scripted_prob": 0.5, "scripted_opponent": "expert"},
+            "'opponents.scripted_opponent'",
+        ),
+        (
+            {"game": "tests.fakes:FreeGuess", "eval_opponents": "[random]"},
+            "names 'random', but game 'free_guess' lists no",
+        ),
+        ({"game": "tests.fakes:FreeGuess", "scripted_prob": 0.5}, "'opponents.scripted_opponent' names 'random'"),
+        ({"game": "kuhn_poker_3", "learner_roles": "[dealer]"}, "'learner_roles': ['dealer'] not role(s)"),
+        ({"game": "kuhn_poker_3", "opponents.seats": "{judge: expert}"}, "'opponents.seats': ['judge']"),
+        ({"game": "kuhn_poker_3", "learner_roles": "[player_2]", "opponents.seats": "{player_2: expert}"}, "none held"),
+    ],
+)
 def test_bad_seat_keys_are_refused_before_any_model_loads(keys, words):
     with pytest.raises(ValueError) as err:
         bind_game(config(**keys))
@@ -52,8 +61,19 @@ def test_evaluation_games_zero_is_refused():
 
 def test_plan_matches_trains_only_the_learner_roles_and_keeps_fixed_seats():
     roles = ("player_0", "player_1", "player_2")
-    mirror = plan_matches(roles, lambda r: "policy", 0, 0, 0, 12, 0.0, 0.0, False,
-                          learner_roles=["player_0", "player_1"], seats={"player_2": "seat/player_2"})
+    mirror = plan_matches(
+        roles,
+        lambda r: "policy",
+        0,
+        0,
+        0,
+        12,
+        0.0,
+        0.0,
+        False,
+        learner_roles=["player_0", "player_1"],
+        seats={"player_2": "seat/player_2"},
+    )
     assert all(m.agents["player_2"] == "seat/player_2" for m in mirror)
     assert all(m.meta["learners"] == ["player_0", "player_1"] for m in mirror)
     scripted = plan_matches(roles, lambda r: "policy", 0, 0, 0, 12, 0.0, 1.0, False, learner_roles=["player_1"])
@@ -61,20 +81,33 @@ def test_plan_matches_trains_only_the_learner_roles_and_keeps_fixed_seats():
     assert all(m.agents["player_0"] == m.agents["player_2"] == "scripted" for m in scripted)
 
 
-@pytest.mark.parametrize("game, extra", [
-    ("kuhn_poker_3", ["learner_roles=[player_0,player_1]", "opponents.seats={player_2: expert}"]),
-    ("goofspiel", []),
-    ("signalling", []),
-    ("negotiation", ["sampling.constrained=false", "max_new_tokens=12"]),
-    ("debate", ["sampling.constrained=false", "max_new_tokens=12", "learner_roles=[debater_a,debater_b]",
-                "opponents.seats={judge: expert}"]),
-    ("openspiel:kuhn_poker", []),  # through the adapter, with its CFR+ expert among the default baselines
-    ("pettingzoo:classic.tictactoe_v3", ["eval_opponents=[random]"]),
-])
+@pytest.mark.parametrize(
+    "game, extra",
+    [
+        ("kuhn_poker_3", ["learner_roles=[player_0,player_1]", "opponents.seats={player_2: expert}"]),
+        ("goofspiel", []),
+        ("signalling", []),
+        ("negotiation", ["sampling.constrained=false", "max_new_tokens=12"]),
+        (
+            "debate",
+            [
+                "sampling.constrained=false",
+                "max_new_tokens=12",
+                "learner_roles=[debater_a,debater_b]",
+                "opponents.seats={judge: expert}",
+            ],
+        ),
+        ("openspiel:kuhn_poker", []),  # through the adapter, with its CFR+ expert among the default baselines
+        ("pettingzoo:classic.tictactoe_v3", ["eval_opponents=[random]"]),
+    ],
+)
 def test_one_tiny_step_on_each_new_kind_of_game(tmp_path, game, extra):
     out = tmp_path / game
-    run([f"game={game}", "steps=1", "games_per_step=6", "eval_games=6", "sampling.observer=compact", *extra], out,
-        base=BASE)
+    run(
+        [f"game={game}", "steps=1", "games_per_step=6", "eval_games=6", "sampling.observer=compact", *extra],
+        out,
+        base=BASE,
+    )
     summary = json.loads((out / "summary.json").read_text())
     entry = summary["history"][-1]
     if game.startswith(("openspiel:", "pettingzoo:")):  # chips for Kuhn; TicTacToe's results are win/lose
@@ -107,8 +140,18 @@ def test_a_cooperative_learner_that_never_answers_validly_is_reported_as_failing
     """Two tokens cannot spell '[red]': every learner answer is invalid, the team forfeits, and the evaluation says
     so (team success 0, not a 100% 'win or draw')."""
     out = tmp_path / "coop"
-    run(["game=signalling", "steps=1", "games_per_step=4", "eval_games=8", "sampling.constrained=false",
-         "max_new_tokens=2"], out, base=BASE)
+    run(
+        [
+            "game=signalling",
+            "steps=1",
+            "games_per_step=4",
+            "eval_games=8",
+            "sampling.constrained=false",
+            "max_new_tokens=2",
+        ],
+        out,
+        base=BASE,
+    )
     entry = json.loads((out / "summary.json").read_text())["history"][-1]
     for opponent in ("random", "expert"):
         result = entry["evaluation"][opponent]
@@ -121,8 +164,18 @@ def test_a_cooperative_learner_that_never_answers_validly_is_reported_as_failing
 def test_a_learner_without_an_opponent_seat_is_evaluated_once_not_per_baseline(tmp_path):
     """A one-role quiz: "vs random" and "vs expert" would be the same games twice under two names."""
     out = tmp_path / "quiz"
-    run(["game=arithmetic", "game_options={choices: 4}", "steps=1", "games_per_step=4", "eval_games=6",
-         "eval_opponents=[random,expert]"], out, base=BASE)
+    run(
+        [
+            "game=arithmetic",
+            "game_options={choices: 4}",
+            "steps=1",
+            "games_per_step=4",
+            "eval_games=6",
+            "eval_opponents=[random,expert]",
+        ],
+        out,
+        base=BASE,
+    )
     entry = json.loads((out / "summary.json").read_text())["history"][-1]
     assert list(entry["evaluation"]) == ["none"] and entry["evaluation"]["none"]["games"] == 6
     evals = [ep for ep in open_store(out).episodes(with_steps=False) if "eval" in ep.meta]
@@ -144,8 +197,12 @@ class Broken(KuhnPoker):
 def test_training_stops_loudly_when_every_game_errors(tmp_path):
     path = tmp_path / "broken.py"
     path.write_text(BROKEN)
-    result = run([f"game={path}:Broken", "steps=2", "games_per_step=4", "eval_opponents=[random]"], tmp_path / "run",
-                 base=BASE, check=False)
+    result = run(
+        [f"game={path}:Broken", "steps=2", "games_per_step=4", "eval_opponents=[random]"],
+        tmp_path / "run",
+        base=BASE,
+        check=False,
+    )
     assert result.returncode == 1
     assert "every game of step 1 ended in an error" in result.stderr and "ValueError: info went wrong" in result.stderr
 
@@ -164,8 +221,18 @@ def test_weights_and_biases_offline(tmp_path, monkeypatch):
     out = tmp_path / "wb"
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    run(["game=kuhn_poker", "steps=2", "games_per_step=4", "eval_games=4", "eval_every=1",
-         "run.trackers=[tensorboard,wandb]"], out, base=BASE)
+    run(
+        [
+            "game=kuhn_poker",
+            "steps=2",
+            "games_per_step=4",
+            "eval_games=4",
+            "eval_every=1",
+            "run.trackers=[tensorboard,wandb]",
+        ],
+        out,
+        base=BASE,
+    )
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb")) and any((out / "tensorboard").iterdir())
 
@@ -179,10 +246,16 @@ def test_the_random_baseline_is_probed_with_the_options_that_will_be_played():
 
 
 def test_curriculum_arms_are_typed_like_game_options():
-    cfg = config(game="kuhn_poker", **{"curriculum.policy": "uniform", "curriculum.option": "alpha",
-                                        "curriculum.arms": "[0, 1/6, 1/3]"})
+    cfg = config(
+        game="kuhn_poker",
+        **{"curriculum.policy": "uniform", "curriculum.option": "alpha", "curriculum.arms": "[0, 1/6, 1/3]"},
+    )
     bind_game(cfg)
     assert cfg.curriculum.arms == pytest.approx([0, 1 / 6, 1 / 3])
     with pytest.raises(ValueError, match="option alpha='x': expected a float"):
-        bind_game(config(game="kuhn_poker", **{"curriculum.policy": "uniform", "curriculum.option": "alpha",
-                                                "curriculum.arms": "[0, x]"}))
+        bind_game(
+            config(
+                game="kuhn_poker",
+                **{"curriculum.policy": "uniform", "curriculum.option": "alpha", "curriculum.arms": "[0, x]"},
+            )
+        )

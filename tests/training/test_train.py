@@ -14,23 +14,43 @@ import torch
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["model=tiny", "constrained=true", "game_options.compact=true", "eval_games=8", "progress=false",
-        "max_new_tokens=4", "lr=0.01"]
+TINY = [
+    "model=tiny",
+    "constrained=true",
+    "game_options.compact=true",
+    "eval_games=8",
+    "progress=false",
+    "max_new_tokens=4",
+    "lr=0.01",
+]
 
 
 def run(args, out, *, launcher=None, check=True, timeout=600, base=TINY, env=None):
     cmd = launcher or [sys.executable, "-m", "selfplay.train"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env or {})}
-    result = subprocess.run([*cmd, str(ROOT / "configs/tictactoe_quick.yaml"), *base, f"out={out}", *args], cwd=ROOT,
-                            capture_output=True, text=True, timeout=timeout, env=env)
+    result = subprocess.run(
+        [*cmd, str(ROOT / "configs/tictactoe_quick.yaml"), *base, f"out={out}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
 
 def accelerate(config):
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "configs/accelerate" / config),
-            "-m", "selfplay.train"]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "configs/accelerate" / config),
+        "-m",
+        "selfplay.train",
+    ]
 
 
 def weights(run_dir, step):
@@ -55,12 +75,21 @@ def test_single_process_run_trains_and_saves_plain_hf_weights(tmp_path):
 
 def test_lora_run_saves_one_adapter_per_role_and_no_frozen_base(tmp_path):
     out = tmp_path / "run"
-    lora = ["weights=lora", "games_per_step=4", "pool_prob=0.5", "scripted_prob=0.0", "snapshot_every=1",
-            "checkpoint_every=1", "keep_checkpoints=5"]
+    lora = [
+        "weights=lora",
+        "games_per_step=4",
+        "pool_prob=0.5",
+        "scripted_prob=0.0",
+        "snapshot_every=1",
+        "checkpoint_every=1",
+        "keep_checkpoints=5",
+    ]
     run(["steps=1", *lora], out)
     step1 = out / "checkpoints/step_000001"
     policy = step1 / "policy"
-    assert (policy / "player_0" / "adapter_model.safetensors").exists() or (policy / "adapter_model.safetensors").exists()
+    assert (policy / "player_0" / "adapter_model.safetensors").exists() or (
+        policy / "adapter_model.safetensors"
+    ).exists()
     assert (policy / "player_1" / "adapter_model.safetensors").exists()
     assert (out / "pool/step_000001.pt").exists()
     state = load_file(step1 / "state" / "model.safetensors")
@@ -71,8 +100,7 @@ def test_lora_run_saves_one_adapter_per_role_and_no_frozen_base(tmp_path):
     resumed = run(["steps=2", *lora], out)
     assert "resumed from" in resumed.stdout and (out / "checkpoints/step_000002/COMPLETE").exists()
     # a different base under the same adapters is refused, naming the reason
-    other = run(["steps=3", *lora, "seed=7"], out,
-                check=False)
+    other = run(["steps=3", *lora, "seed=7"], out, check=False)
     assert other.returncode != 0 and "frozen" in (other.stdout + other.stderr)
 
 
@@ -80,13 +108,25 @@ def test_lora_run_saves_one_adapter_per_role_and_no_frozen_base(tmp_path):
 def test_two_processes_keep_ranks_identical_and_match_one_process(tmp_path, launch):
     """DeepSpeed ZeRO-2 and plain DDP on two CPU processes: each rank plays other games (random openings, then
     greedy), and their update equals one process's over all the games, and so does the evaluation."""
-    common = ["steps=2", "checkpoint_every=1", "keep_checkpoints=5", "temperature=0", "scripted_prob=0",
-              "check_sync=true", "eval_every=0", "rollout.random_opening=4"]
+    common = [
+        "steps=2",
+        "checkpoint_every=1",
+        "keep_checkpoints=5",
+        "temperature=0",
+        "scripted_prob=0",
+        "check_sync=true",
+        "eval_every=0",
+        "rollout.random_opening=4",
+    ]
     two, extensions = tmp_path / "two", tmp_path / "torch_extensions"
     # the two ranks also cut their updates into micro-batches of at most 150 padded tokens (gradients synchronised
     # and the optimizer stepped once, after the last), the one process not at all
-    result = run([*common, "games_per_step=4", "update.micro_batch_tokens=150"], two, launcher=accelerate(launch),
-                 env={"TORCH_EXTENSIONS_DIR": str(extensions)})
+    result = run(
+        [*common, "games_per_step=4", "update.micro_batch_tokens=150"],
+        two,
+        launcher=accelerate(launch),
+        env={"TORCH_EXTENSIONS_DIR": str(extensions)},
+    )
     assert not extensions.exists() or not any(extensions.rglob("*.so"))  # DeepSpeed compiled nothing
     assert (result.stdout + result.stderr).count("Setting accelerator to CPU") <= 1  # the launcher's own, no rank's
     hashes = [json.loads(line) for line in (two / "weight_hashes.jsonl").read_text().splitlines()]
@@ -116,21 +156,44 @@ def test_two_processes_keep_ranks_identical_and_match_one_process(tmp_path, laun
 
 def _episode_steps(run_dir):
     db = sqlite3.connect(Path(run_dir) / "episodes.sqlite")
-    return db.execute("SELECT json_extract(meta, '$.step'), json_extract(meta, '$.index'), "
-                      "json_extract(meta, '$.eval') FROM episodes").fetchall()
+    return db.execute(
+        "SELECT json_extract(meta, '$.step'), json_extract(meta, '$.index'), json_extract(meta, '$.eval') FROM episodes"
+    ).fetchall()
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
-    args = ["steps=8", "checkpoint_every=4", "keep_checkpoints=5", "games_per_step=6", "eval_every=4",
-            "pool_prob=0.3", "snapshot_every=2", "scripted_prob=0.3",
-            "curriculum=sec", "curriculum_option=compact", "curriculum_arms=[true,false]"]
+    args = [
+        "steps=8",
+        "checkpoint_every=4",
+        "keep_checkpoints=5",
+        "games_per_step=6",
+        "eval_every=4",
+        "pool_prob=0.3",
+        "snapshot_every=2",
+        "scripted_prob=0.3",
+        "curriculum=sec",
+        "curriculum_option=compact",
+        "curriculum_arms=[true,false]",
+    ]
     straight = tmp_path / "straight"
     run(args, straight)
     killed = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "selfplay.train", str(ROOT / "configs/tictactoe_quick.yaml"), *TINY,
-                             f"out={killed}", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "selfplay.train",
+            str(ROOT / "configs/tictactoe_quick.yaml"),
+            *TINY,
+            f"out={killed}",
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if (killed / "checkpoints/step_000004/COMPLETE").exists() and any(s == 6 for s, _, _ in _episode_steps(killed)):
@@ -162,9 +225,22 @@ def test_ctrl_c_stops_at_the_end_of_the_step_with_a_checkpoint_and_the_same_comm
     of the same command resumes there."""
     out = tmp_path / "run"
     args = ["steps=200", "games_per_step=4", "eval_games=4", "eval_every=0", "checkpoint_every=1000"]
-    proc = subprocess.Popen([sys.executable, "-m", "selfplay.train", str(ROOT / "configs/tictactoe_quick.yaml"), *TINY,
-                             f"out={out}", *args], cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "selfplay.train",
+            str(ROOT / "configs/tictactoe_quick.yaml"),
+            *TINY,
+            f"out={out}",
+            *args,
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in proc.stdout:  # the first step line: the loop is running
         if line.startswith("step 1/"):
             break
@@ -186,8 +262,10 @@ def test_max_new_tokens_beyond_the_models_context_is_refused_before_any_game():
     from selfplay.training.learner import build_learner
 
     cfg = load_config(ROOT / "configs/tictactoe_quick.yaml", [*TINY, "max_new_tokens=4096"])
-    with pytest.raises(RuntimeError, match="'sampling.max_new_tokens' = 4096 leaves no room for a prompt in tiny's "
-                                           "context of 2048 positions"):
+    with pytest.raises(
+        RuntimeError,
+        match="'sampling.max_new_tokens' = 4096 leaves no room for a prompt in tiny's context of 2048 positions",
+    ):
         build_learner(cfg, make_accelerator(1, 1.0, "float32", False), ("player_0", "player_1"))
 
 
@@ -198,8 +276,10 @@ def test_the_learning_rate_follows_the_schedule_in_training_steps():
     from selfplay.training.distributed import make_accelerator
     from selfplay.training.learner import build_learner
 
-    cfg = load_config(ROOT / "configs/tictactoe_quick.yaml", [*TINY, "steps=5", "warmup_steps=1", "lr_schedule=linear",
-                                                               "lr_floor=0.2", "ppo_epochs=3"])
+    cfg = load_config(
+        ROOT / "configs/tictactoe_quick.yaml",
+        [*TINY, "steps=5", "warmup_steps=1", "lr_schedule=linear", "lr_floor=0.2", "ppo_epochs=3"],
+    )
     learner = build_learner(cfg, make_accelerator(1, 1.0, "float32", False), ("player_0", "player_1"))
     seen = []
     for step in range(5):
@@ -225,9 +305,19 @@ def test_micro_batches_sized_to_a_token_budget_give_the_same_step_as_one_batch()
     for i in range(10):
         prompt = torch.randint(3, 200, (int(torch.randint(5, 30, (1,), generator=rng)),), generator=rng).tolist()
         completion = torch.randint(3, 200, (int(torch.randint(1, 6, (1,), generator=rng)),), generator=rng).tolist()
-        samples.append(Sample("policy", ("tictactoe", "player_0"), (f"e{i}", 0), prompt, completion,
-                              [-1.0] * len(completion), float(i % 3 - 1), advantage=float(i % 3 - 1),
-                              temperature=1.0))
+        samples.append(
+            Sample(
+                "policy",
+                ("tictactoe", "player_0"),
+                (f"e{i}", 0),
+                prompt,
+                completion,
+                [-1.0] * len(completion),
+                float(i % 3 - 1),
+                advantage=float(i % 3 - 1),
+                temperature=1.0,
+            )
+        )
 
     def step(*overrides, accumulation=1):
         cfg = load_config(ROOT / "configs/tictactoe_quick.yaml", [*TINY, "advantage=rae", *overrides])
@@ -241,8 +331,10 @@ def test_micro_batches_sized_to_a_token_budget_give_the_same_step_as_one_batch()
 
     one, weights, size = step()
     assert one.micro_batches == 1 and size > 1e-3
-    for overrides, accumulation in [(["update.micro_batch_tokens=60"], 1),
-                                    (["update.micro_batches=2", "update.micro_batch_tokens=40"], 2)]:
+    for overrides, accumulation in [
+        (["update.micro_batch_tokens=60"], 1),
+        (["update.micro_batches=2", "update.micro_batch_tokens=40"], 2),
+    ]:
         cut, other, _ = step(*overrides, accumulation=accumulation)
         assert cut.micro_batches > 2
         assert cut.loss_sum == pytest.approx(one.loss_sum, rel=1e-5)
@@ -263,8 +355,20 @@ def test_a_diverged_update_stops_with_one_line_and_leaves_the_weights_unchanged(
 
     cfg = load_config(ROOT / "configs/tictactoe_quick.yaml", [*TINY, "advantage=rae"])
     learner = build_learner(cfg, make_accelerator(1, 1.0, "float32", False), ("player_0", "player_1"))
-    samples = [Sample("policy", ("tictactoe", "player_0"), (f"e{i}", 0), [5, 6, 7, 8], [9, 10], [-1.0, -1.0], 1.0,
-                      advantage=1.0, temperature=1.0) for i in range(4)]
+    samples = [
+        Sample(
+            "policy",
+            ("tictactoe", "player_0"),
+            (f"e{i}", 0),
+            [5, 6, 7, 8],
+            [9, 10],
+            [-1.0, -1.0],
+            1.0,
+            advantage=1.0,
+            temperature=1.0,
+        )
+        for i in range(4)
+    ]
     with torch.no_grad():
         next(learner.model.parameters())[0, 0] = float("inf")  # what lr=1e30 does after one step
     before = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
@@ -278,8 +382,20 @@ def test_answers_cut_at_max_new_tokens_are_named_once_most_fail_to_parse():
     from selfplay.training.metrics import cut_note
 
     def episode(texts):
-        steps = [Step(i, "player_0", 0, 0, "learner", [], t, failure=None if t.endswith("]") else "PARSE_ERROR",
-                      completion_ids=list(range(len(t)))) for i, t in enumerate(texts)]
+        steps = [
+            Step(
+                i,
+                "player_0",
+                0,
+                0,
+                "learner",
+                [],
+                t,
+                failure=None if t.endswith("]") else "PARSE_ERROR",
+                completion_ids=list(range(len(t))),
+            )
+            for i, t in enumerate(texts)
+        ]
         return Episode("tictactoe", 0, {"player_0": "learner"}, steps, meta={"learners": ["player_0"]})
 
     cut = episode(["I would play squ", "Let me think ab", "[5]"])
