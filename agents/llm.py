@@ -18,7 +18,8 @@ import torch
 
 from selfplay.agents.base import Completion, Request
 from selfplay.agents.checkpoints import RoleAgent, checkpoint_policy, load_role_models, policy_dir, run_sampling
-from selfplay.agents.decode import Decoder, next_allowed, power_of_two, through_stop
+from selfplay.agents.decode import Decoder
+from selfplay.agents.device_io import power_of_two
 from selfplay.agents.models import load_model
 from selfplay.agents.prompts import (
     PromptMemo,
@@ -31,6 +32,7 @@ from selfplay.agents.prompts import (
 from selfplay.agents.sampling import BACKENDS, OBSERVERS, SamplingConfig, warn_no_compact  # noqa: F401
 from selfplay.agents.scoring import allowed_mask, left_pad, pack, scored_logprobs, token_logprobs
 from selfplay.agents.specs import MODEL_OPTIONS
+from selfplay.agents.token_sampling import next_allowed, through_stop
 from selfplay.agents.weights import activate_adapter
 
 
@@ -133,7 +135,15 @@ class LLMAgent:
         seed = s.seed + self.calls  # reproducible, yet every call samples afresh
         self.calls += 1
         with self._adapter():
-            rows = decoder.decode(prompts, self._budget(spelled), s.temperature, s.top_p, spelled, seed, stopped)
+            rows = decoder.decode(
+                prompts,
+                self._budget(spelled),
+                temperature=s.temperature,
+                top_p=s.top_p,
+                legal=spelled,
+                seed=seed,
+                stopped=stopped,
+            )
         texts = decode_texts(tok, [r.tokens for r in rows])
         return [
             Completion(

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from selfplay.agents.decode import default_min_saving, plain_head, radix_tree
+from selfplay.agents.kv_cache import plain_head
+from selfplay.agents.radix import default_min_saving, radix_tree
 from selfplay.agents.tree_forward import forward_plan, tree_may_pay, tree_pays, tree_states
 
 

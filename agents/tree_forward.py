@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import DynamicCache
 
-from selfplay.agents.decode import Node, cache_keyword, forward_plan, radix_tree, segments
+from selfplay.agents.kv_cache import cache_keyword
+from selfplay.agents.radix import Node, forward_plan, radix_tree, segments
 
 
 def _costs(decoder: torch.nn.Module) -> tuple[float, float, float]:

@@ -3,9 +3,11 @@ import random
 import pytest
 import torch
 
-from selfplay.agents.decode import Decoder, length_buckets, radix_tree
+from selfplay.agents.decode import Decoder
 from selfplay.agents.models import tiny_model
+from selfplay.agents.radix import length_buckets, radix_tree
 from selfplay.agents.scoring import token_logprobs
+from selfplay.agents.token_sampling import sample_tokens
 
 
 def _paths(nodes):
@@ -60,7 +62,7 @@ def test_two_level_inverse_cdf_draws_what_one_scan_of_the_row_draws_and_never_a_
     """Rows longer than four blocks are searched block sums first: the same index as the full scan for the same
     uniform (up to float rounding at a boundary), the empirical frequencies of the probabilities, and never an entry
     of probability zero, also at the ends of blocks and for uniforms at 0 and just below 1."""
-    from selfplay.agents.decode import inverse_cdf
+    from selfplay.agents.token_sampling import inverse_cdf
 
     gen = torch.Generator().manual_seed(0)
     width = 1100  # four full blocks of 256 and a padded fifth
@@ -122,13 +124,15 @@ def test_sampled_logprobs_equal_a_teacher_forced_pass_within_1e_5():
 def test_the_sampler_draws_each_token_with_its_probability():
     logits = torch.tensor([[2.0, 0.0, -1.0, float("-inf"), 1.0]]).repeat(20000, 1)
     generator = torch.Generator().manual_seed(0)
-    tokens, logps = Decoder.sample(logits, 1.0, 1.0, generator)
+    tokens, logps = sample_tokens(logits, 1.0, 1.0, generator=generator)
     expected = torch.softmax(logits[0], -1)
     freq = torch.bincount(tokens, minlength=5).float() / len(tokens)
     assert freq[3] == 0
     assert torch.allclose(freq, expected, atol=0.015)
     assert torch.allclose(logps, expected.log()[tokens])
-    nucleus, _ = Decoder.sample(logits[:2000], 1.0, 0.6, generator)  # top-p 0.6 keeps only the first token (p=.64)
+    nucleus, _ = sample_tokens(
+        logits[:2000], 1.0, 0.6, generator=generator
+    )  # top-p 0.6 keeps only the first token (p=.64)
     assert set(nucleus.tolist()) == {0}
 
 
@@ -152,14 +156,14 @@ def test_the_static_step_for_cuda_graphs_computes_what_the_model_does():
         assert o.tokens == ref[0, len(p) :].tolist()[: len(o.tokens)]
     decoder = Decoder(model, eos, {eos}, min_saving=2, graphs="always")
     out = decoder.decode(prompts, max_new=6, temperature=0.9, seed=5)
-    assert decoder._steps  # the static step was used
+    assert decoder.graphs.forwards  # the static step was used
     ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 0.9)
     for o, r in zip(out, ref):
         assert torch.allclose(torch.tensor(o.logprobs), r, atol=1e-5)
 
 
 def test_static_steps_beyond_their_memory_budget_are_dropped_least_recently_used_first():
-    """Each bucketed shape's fixed-shape forward (decode step or prefill) holds its own buffers; past ``graph_bytes``
+    """Each bucketed shape's fixed-shape forward (decode step or prefill) holds its own buffers; past ``GraphCache.limit_bytes``
     the least recently used goes, and decoding is unchanged by it."""
     from types import SimpleNamespace
 
@@ -173,29 +177,29 @@ def test_static_steps_beyond_their_memory_budget_are_dropped_least_recently_used
     )
     assert prefill_bytes(model, 4, 16, 64) == step_bytes(model, 4, 80)
     lru = Decoder(model, eos, {eos}, graphs="always")
-    lru.graph_bytes = 100
+    lru.graphs.limit_bytes = 100
     made = []
 
     def get(key, size):
-        return lru._graphed(key, size, lambda: made.append(key) or SimpleNamespace(nbytes=size))
+        return lru.graphs._get(key, size, lambda: made.append(key) or SimpleNamespace(nbytes=size))
 
     get("a", 40), get("b", 40), get("a", 40), get("c", 40)  # a was used after b: b goes
-    assert list(lru._steps) == ["a", "c"] and made == ["a", "b", "c"]
+    assert list(lru.graphs.forwards) == ["a", "c"] and made == ["a", "b", "c"]
     get("d", 150)  # over the budget alone: it stays, alone
-    assert list(lru._steps) == ["d"]
+    assert list(lru.graphs.forwards) == ["d"]
     free = Decoder(model, eos, {eos}, graphs="always")
     tight = Decoder(model, eos, {eos}, graphs="always")
-    tight.graph_bytes = step_bytes(model, 4, 64) + step_bytes(model, 2, 64)
+    tight.graphs.limit_bytes = step_bytes(model, 4, 64) + step_bytes(model, 2, 64)
     short = [tok.encode(x, add_special_tokens=False) for x in ("one", "two", "three")]
     wide = [tok.encode("x" * 70, add_special_tokens=False)] * 3
     for prompts in (short, short[:2], short, wide, short[:2], wide):
         got = tight.decode(prompts, max_new=4, temperature=0.9, seed=2)
-        sizes = [s.nbytes for s in tight._steps.values()]
-        assert sum(sizes) <= max(tight.graph_bytes, sizes[-1])
+        sizes = [s.nbytes for s in tight.graphs.forwards.values()]
+        assert sum(sizes) <= max(tight.graphs.limit_bytes, sizes[-1])
         want = free.decode(prompts, max_new=4, temperature=0.9, seed=2)
         assert [g.tokens for g in got] == [w.tokens for w in want]
         assert all(torch.allclose(torch.tensor(g.logprobs), torch.tensor(w.logprobs)) for g, w in zip(got, want))
-    assert len(free._steps) > len(tight._steps)  # unbounded, every bucket stays
+    assert len(free.graphs.forwards) > len(tight.graphs.forwards)  # unbounded, every bucket stays
 
 
 def test_a_session_reuses_the_shared_prefix_of_earlier_calls_and_stays_exact():
@@ -225,7 +229,7 @@ def test_a_session_reuses_the_shared_prefix_of_earlier_calls_and_stays_exact():
     with decoder.session():
         kept = [prefill_tokens(prompts) for prompts in turns]
     hook.remove()
-    assert decoder._kept is None  # everything kept is dropped on leaving the session
+    assert not decoder.pool.kept  # everything kept is dropped on leaving the session
     assert kept[0] == alone[0] and kept[4] == alone[4]  # nothing to reuse yet / nothing shared
     # the first call kept every prompt: the second computes only the last token of "board one" (repeated; its row
     # needs logits) and what "board two, a longer one" adds to "board two" (a growing history)
@@ -247,8 +251,8 @@ def test_sessions_over_random_calls_give_the_log_probabilities_of_a_teacher_forc
     import selfplay.agents.decode as decode
 
     reused = []
-    real = decode._reuse
-    monkeypatch.setattr(decode, "_reuse", lambda *a: reused.append(len((r := real(*a))[1]) > 0) or r)
+    real = decode.reuse
+    monkeypatch.setattr(decode, "reuse", lambda *a: reused.append(len((r := real(*a))[1]) > 0) or r)
     model, tok = tiny_model(seed=8)
     eos = tok.eos_token_id
     rng = random.Random(1)
@@ -265,9 +269,9 @@ def test_sessions_over_random_calls_give_the_log_probabilities_of_a_teacher_forc
             ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 1.0)
             for o, r in zip(out, ref):
                 assert torch.allclose(torch.tensor(o.logprobs), r[: len(o.tokens)], atol=1e-5), call
-    assert len(decoder._kept or ()) == 0
+    assert len(decoder.pool.kept) == 0
     assert sum(reused) >= 3  # most calls read kept prefixes
-    prefills = [key for key in decoder._steps if key[0] == "prefill"]
+    prefills = [key for key in decoder.graphs.forwards if key[0] == "prefill"]
     assert bool(prefills) == bool(graphs) and (not graphs or any(past for *_, past in prefills))
 
 
@@ -318,18 +322,18 @@ def test_kept_prefixes_stay_within_their_token_budget_and_pool_rows_are_never_sh
                 rng.choice(stems)[: rng.randrange(9, 30)] + [rng.randrange(3, 8) for _ in range(rng.randrange(3))]
                 for _ in range(rng.randrange(2, 6))
             ]
-            before = set(decoder._kept)
+            before = set(decoder.pool.kept)
             out = decoder.decode(prompts, max_new=3, temperature=1.0, seed=call)
-            evicted += len(before - set(decoder._kept))
+            evicted += len(before - set(decoder.pool.kept))
             ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 1.0)
             for o, r in zip(out, ref):
                 assert torch.allclose(torch.tensor(o.logprobs), r[: len(o.tokens)], atol=1e-5), call
-            held = [r for rows in decoder._kept.values() for r in rows]
-            assert sum(map(len, decoder._kept)) == len(held) <= 70
-            assert all(len(rows) == len(key) for key, rows in decoder._kept.items())
-            assert len(set(held)) == len(held) and not set(held) & set(decoder._free)
-            assert sorted(held + decoder._free) == list(range(len(decoder._pool)))
-    assert evicted >= 5 and decoder._kept is None and len(decoder._free) == len(decoder._pool) <= 70
+            held = [r for rows in decoder.pool.kept.values() for r in rows]
+            assert sum(map(len, decoder.pool.kept)) == len(held) <= 70
+            assert all(len(rows) == len(key) for key, rows in decoder.pool.kept.items())
+            assert len(set(held)) == len(held) and not set(held) & set(decoder.pool.free)
+            assert sorted(held + decoder.pool.free) == list(range(len(decoder.pool.rows)))
+    assert evicted >= 5 and not decoder.pool.kept and len(decoder.pool.free) == len(decoder.pool.rows) <= 70
 
 
 def test_fixed_shape_forwards_follow_weights_changed_between_calls():
@@ -384,7 +388,7 @@ def test_a_failed_cuda_graph_capture_leaves_the_step_decoding_eagerly_with_the_s
     assert said == ["the CUDA-graph capture of the decode step", "the CUDA-graph capture of the prefill"]
     assert all("runs eagerly" in str(w.message) for w in caught)
     again = decoder.decode(prompts, max_new=5, temperature=0.8, seed=3)
-    assert len(tries) == 2 and len(decoder._steps) == 2  # one prefill, one decode step: each tried once
+    assert len(tries) == 2 and len(decoder.graphs.forwards) == 2  # one prefill, one decode step: each tried once
     for o, e, a in zip(out, expected, again):
         assert o.tokens == e.tokens == a.tokens
         assert torch.allclose(torch.tensor(o.logprobs), torch.tensor(e.logprobs), atol=1e-5)
@@ -392,7 +396,7 @@ def test_a_failed_cuda_graph_capture_leaves_the_step_decoding_eagerly_with_the_s
 
 def test_the_shared_prefix_length_of_a_group_is_that_of_every_row():
     """_lcp reads it off the least and greatest rows; checked against a walk over every row."""
-    from selfplay.agents.decode import _lcp
+    from selfplay.agents.radix import _lcp
 
     rng = random.Random(0)
     for _ in range(3000):
@@ -407,7 +411,7 @@ def test_the_shared_prefix_length_of_a_group_is_that_of_every_row():
 def test_kept_prefixes_are_found_by_binary_search_as_by_a_scan_of_every_kept_prefix():
     """_reuse takes each node's best kept prefix from the path's neighbours in sorted order; checked against a scan
     of every kept prefix: the same tokens covered per node, and every covered run really is the kept prefix's."""
-    from selfplay.agents.decode import _reuse
+    from selfplay.agents.radix import reuse as _reuse
 
     rng = random.Random(4)
     for _ in range(300):
