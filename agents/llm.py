@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
+from selfplay.agents.backends import generate_static, generate_vllm
 from selfplay.agents.base import Completion, Request
 from selfplay.agents.checkpoints import RoleAgent, checkpoint_policy, load_role_models, policy_dir, run_sampling
 from selfplay.agents.decode import Decoder
-from selfplay.agents.device_io import power_of_two
 from selfplay.agents.models import load_model
 from selfplay.agents.prompts import (
     PromptMemo,
@@ -30,7 +30,7 @@ from selfplay.agents.prompts import (
     render_prompts,
 )
 from selfplay.agents.sampling import BACKENDS, OBSERVERS, SamplingConfig, warn_no_compact  # noqa: F401
-from selfplay.agents.scoring import allowed_mask, left_pad, pack, scored_logprobs, token_logprobs
+from selfplay.agents.scoring import pack, scored_logprobs
 from selfplay.agents.specs import MODEL_OPTIONS
 from selfplay.agents.token_sampling import next_allowed, through_stop
 from selfplay.agents.weights import activate_adapter
@@ -119,9 +119,9 @@ class LLMAgent:
     def generate(self, prompts: list[list[int]], legal: list[list[str] | None] | None = None) -> list[Completion]:
         """Sample one completion per prompt in one batched call (optionally constrained to legal actions)."""
         if self.sampling.cache == "static":
-            return self._generate_hf(prompts, legal)
+            return generate_static(self, prompts, legal)
         if self.sampling.backend == "vllm":
-            return self._generate_vllm(prompts)
+            return generate_vllm(self, prompts)
         s, tok = self.sampling, self.tokenizer
         decoder = self._decoder()
         spelled = self._spell(legal)
@@ -155,32 +155,6 @@ class LLMAgent:
                 temperature=s.temperature,
             )
             for p, r, text in zip(prompts, rows, texts)
-        ]
-
-    def _generate_vllm(self, prompts: list[list[int]]) -> list[Completion]:
-        """Sample with the colocated vLLM engine (synchronised to this agent's weights first), then score the tokens
-        with this agent's own model: the log-probabilities training uses are the teacher-forced ones."""
-        from selfplay.agents.vllm_backend import engine_for
-
-        s, tok = self.sampling, self.tokenizer
-        engine = engine_for(self.model, s.vllm_memory, s.seed, self.engine_factory)
-        engine.sync(self.model, self.adapter)
-        call, self.calls = self.calls, self.calls + 1
-        seeds = [hash((s.seed, call, i)) & 0x7FFFFFFF for i in range(len(prompts))]  # reproducible, fresh per call
-        rows = engine.generate(prompts, s.max_new_tokens, s.temperature, s.top_p, seeds, self.stop_ids)
-        tokens = [self._until_stop(t) for t, _ in rows]
-        with self._adapter():
-            exact = token_logprobs(self.model, prompts, tokens, tok.pad_token_id, s.temperature or 1.0)
-        return [
-            Completion(
-                text,
-                prompt_ids=list(p),
-                completion_ids=t,
-                logprobs=x.tolist(),
-                temperature=s.temperature,
-                meta={"engine_logprobs": lp[: len(t)]},
-            )
-            for p, t, x, (_, lp), text in zip(prompts, tokens, exact, rows, decode_texts(tok, tokens))
         ]
 
     def _until_stop(self, tokens: list[int]) -> list[int]:
@@ -238,73 +212,6 @@ class LLMAgent:
         longest = max((len(t) + 1 for options in spelled or [] if options for t in options), default=0)
         return max(self.sampling.max_new_tokens, longest)
 
-    def _generate_hf(self, prompts: list[list[int]], legal: list[list[str] | None] | None = None) -> list[Completion]:
-        """Transformers' ``generate`` with a static KV cache and compiled decoding (shapes bucketed), for GPUs."""
-        s, tok = self.sampling, self.tokenizer
-        device = next(self.model.parameters()).device
-        real = len(prompts)
-        # bucket (batch, width) so compiled graphs are reused across calls
-        prompts = prompts + [prompts[0]] * (power_of_two(real) - real)
-        legal = legal + [legal[0]] * (len(prompts) - real) if legal else legal
-        ids, mask = left_pad(prompts, tok.pad_token_id, device, multiple=64)
-        spelled = self._spell(legal)
-        allowed, allowed_log = self._constraint(spelled, ids.shape[1]) if spelled else (None, {})
-        budget = self._budget(spelled)
-        torch.manual_seed(s.seed + self.calls)  # reproducible, yet every call samples afresh
-        self.calls += 1
-        with self._adapter():
-            out = self.model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                do_sample=s.temperature > 0,
-                max_new_tokens=budget,
-                temperature=s.temperature if s.temperature > 0 else None,
-                top_p=s.top_p if s.temperature > 0 else None,
-                top_k=None,
-                pad_token_id=tok.pad_token_id,
-                eos_token_id=tok.eos_token_id,
-                stop_strings=s.stop or None,
-                tokenizer=tok if s.stop else None,
-                prefix_allowed_tokens_fn=allowed,
-                output_logits=True,
-                return_dict_in_generate=True,
-                cache_implementation="static",
-            )
-        new = out.sequences[:, ids.shape[1] :]
-        temp = s.temperature if s.temperature > 0 else 1.0
-        steps = []
-        for t, logits in enumerate(out.logits):
-            logits = logits.float() / temp
-            if allowed_log:  # the constrained policy: renormalise over the tokens that were allowed
-                logits = (
-                    logits
-                    + allowed_mask(
-                        [[allowed_log.get(i, {}).get(t)] for i in range(len(prompts))],
-                        len(self.tokenizer),
-                        logits.device,
-                    )[:, 0, : logits.shape[-1]]
-                )
-            steps.append(torch.log_softmax(logits, dim=-1).gather(-1, new[:, t : t + 1]).squeeze(-1))
-        logprobs = torch.stack(steps, dim=1).cpu() if steps else torch.zeros(len(prompts), 0)
-        new = new.cpu()
-        completions = []
-        for i, prompt in enumerate(prompts[:real]):
-            tokens = new[i].tolist()
-            end = through_stop(tokens, self.stop_ids)
-            tokens = tokens[:end]
-            choices = [allowed_log[i].get(t) for t in range(end)] if allowed_log else None
-            completions.append(
-                Completion(
-                    tok.decode(tokens, skip_special_tokens=True),
-                    prompt_ids=list(prompt),
-                    completion_ids=tokens,
-                    logprobs=logprobs[i, :end].tolist(),
-                    allowed=choices,
-                    temperature=self.sampling.temperature,
-                )
-            )
-        return completions
-
     @torch.no_grad()
     def action_probabilities(self, requests: list[Request], batch_rows: int = 512) -> list[dict[str, float]]:
         """The exact probability that this agent answers each legal action of each request: the policy it samples.
@@ -360,25 +267,6 @@ class LLMAgent:
         infos = [i for i in tree.infostates().values() if roles is None or i.role in roles]
         probs = self.action_probabilities([Request(None, i.role, i.chat(), 1, list(i.legal), i.compact) for i in infos])
         return {i.key: p for i, p in zip(infos, probs)}
-
-    def _constraint(self, spelled: list[list[list[int]] | None], width: int):
-        """``prefix_allowed_tokens_fn`` that lets row b spell only one of its legal actions, then stop; and the
-        log of what was allowed (row -> step -> token ids), so that log-probabilities and training use the
-        constrained policy: a forced token has probability 1 and so no gradient.
-        """
-        vocab = list(range(len(self.tokenizer)))
-        eos = self.tokenizer.eos_token_id
-        log: dict[int, dict[int, list[int]]] = {i: {} for i, options in enumerate(spelled) if options is not None}
-
-        def allowed(batch_id: int, sent: torch.Tensor) -> list[int]:
-            options = spelled[batch_id]
-            if options is None:
-                return vocab
-            prefix = sent[width:].tolist()
-            log[batch_id][len(prefix)] = next_allowed(options, prefix, eos)
-            return log[batch_id][len(prefix)]
-
-        return allowed, log
 
     def _slot_ids(self, slot: str) -> list[int]:
         """The token ids of an answer slot, appended after the chat template's generation prompt."""

@@ -360,3 +360,27 @@ def test_agents_at_another_temperature_share_the_decoder_and_sample_at_theirs():
     ref = token_logprobs(model, [c.prompt_ids for c in flat], [c.completion_ids for c in flat], tok.pad_token_id, 0.5)
     for c, r in zip(flat, ref):
         assert torch.allclose(torch.tensor(c.logprobs), r, atol=1e-4)
+
+
+def test_the_static_cache_backend_reports_the_log_probabilities_of_a_teacher_forced_pass():
+    """``cache=static`` (transformers' generate on a static cache), free and constrained: each completion carries its
+    sampling temperature and log-probabilities equal to a teacher-forced pass (the constrained policy renormalised)."""
+    model, tok = tiny_model(seed=4)
+    messages = [{"role": "user", "content": "pick one"}]
+    for constrained in (False, True):
+        agent = LLMAgent(
+            model, tok, SamplingConfig(temperature=0.7, max_new_tokens=6, seed=2, cache="static", constrained=constrained)
+        )
+        game = TicTacToe()
+        game.reset(0)
+        legal = ["[1]", "[5]", "[9]"] if constrained else None
+        out = agent.act([Request(game, "player_0", messages, samples=3, legal_actions=legal)])[0]
+        allowed = [c.allowed for c in out] if constrained else None
+        ref = token_logprobs(
+            model, [c.prompt_ids for c in out], [c.completion_ids for c in out], tok.pad_token_id, 0.7, allowed
+        )
+        for c, r in zip(out, ref):
+            assert c.temperature == 0.7 and len(c.logprobs) == len(c.completion_ids) > 0
+            assert torch.allclose(torch.tensor(c.logprobs), r, atol=1e-4)
+            if constrained:
+                assert c.text in legal
