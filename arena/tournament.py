@@ -206,6 +206,7 @@ def _content_hash(spec: str) -> str | None:
 def run_tournament(
     game: str,
     participants: list[Participant],
+    *,
     games: int = 20,
     kind: str = "round-robin",
     candidates: list[str] | None = None,
@@ -224,68 +225,33 @@ def run_tournament(
     ``self_play`` (``wants_self_play``): also a table of each participant with itself, reported as the diagonal."""
     game_options = game_options or {}
     cls = with_options(game_class(game), game_options)  # bad options fail before any game
-    names = [p.name for p in participants]
-    if len(set(names)) != len(names):
-        raise ValueError(f"participant names must be unique: {names}")
-    for p in participants:
-        check_spec(p.spec)  # an unknown or malformed spec, or a bad sampling option, fails here before anything loads
-    fixed_specs = dict(seats or {})
-    for role, spec in fixed_specs.items():
-        if role not in cls.roles:
-            raise ValueError(f"seat {role!r} is not a role of {cls.name}: expected among {', '.join(cls.roles)}")
-        parse_spec(spec)
+    fixed_specs = _checked_seats(cls, participants, seats or {})
     fixed = {role: f"{role}={spec}" for role, spec in fixed_specs.items()}
     size = len(cls.roles) - len(fixed)
     store = open_store(out)
     other = next((ep.game for ep in store.episodes(with_steps=False) if ep.game != cls.name), None)
     if other is not None:
         raise ValueError(f"output folder {str(out)!r} holds games of {other!r}, not {cls.name!r}: use another --out")
+    names = [p.name for p in participants]
     tables = schedule(names, kind, candidates, size)
-    rounds = len(seatings(cls.roles, [f"seat{i}" for i in range(size)], fixed))
-    if games % rounds:  # as play does: every participant in every seat equally often
-        rounded = -(-games // rounds) * rounds
-        print(
-            f"playing {rounded} games per table, not {games}: a multiple of the {rounds} seatings, so every "
-            f"participant sits in every seat equally often",
-            file=sys.stderr,
-        )
-        games = rounded
     if wants_self_play(self_play, outcome_of(cls).kind) and size > 1:
         tables += self_play_tables(names, size)
+    games = _rounded_to_seatings(games, len(seatings(cls.roles, [f"seat{i}" for i in range(size)], fixed)))
     by_name = {p.name: p for p in participants}
     keys = {t: record_key(cls.name, game_options, seed, [by_name[n] for n in t], fixed_specs) for t in tables}
+    matches = [m for t in tables for m in table_matches(cls.roles, t, games, seed, keys[t], fixed)]
     done = {
         (ep.meta.get("key"), ep.meta.get("index")) for ep in store.episodes(with_steps=False) if ep.status != "error"
     }
-    matches = [m for t in tables for m in table_matches(cls.roles, t, games, seed, keys[t], fixed)]
     todo = [m for m in matches if (m.meta["key"], m.meta["index"]) not in done]
     if todo:
-        needed = {n for m in todo for n in m.agents.values()}
-        agents = {
-            p.name: build_agent(p.spec, seed=seed + i, name=p.name)
-            for i, p in enumerate(participants)
-            if p.name in needed
-        }
-        agents.update(
-            {
-                name: build_agent(fixed_specs[role], seed=seed + 7919, name=name)
-                for role, name in fixed.items()
-                if name in needed
-            }
-        )
         print(f"playing {len(todo)} games ({len(matches) - len(todo)} already recorded) over {len(tables)} tables")
-        play(
-            lambda: cls(**game_options),
-            todo,
-            agents,
-            store=store,
-            concurrency=concurrency,
-            progress="tournament" if progress else False,
-            options=game_options,
-        )
+        agents = _agents(participants, fixed_specs, fixed, {n for m in todo for n in m.agents.values()}, seed)
+        progress = "tournament" if progress else False
+        play(lambda: cls(**game_options), todo, agents, store=store, concurrency=concurrency, progress=progress,
+             options=game_options)  # fmt: skip
     wanted = {(m.meta["key"], m.meta["index"]) for m in matches}
     episodes = [ep for ep in store.episodes() if (ep.meta.get("key"), ep.meta.get("index")) in wanted]
-    steps = {p.name: p.step for p in participants if p.step is not None}
     from selfplay.arena.report import write_report  # matplotlib loads only when a report is written
 
     errors = error_summary(episodes)
@@ -293,21 +259,55 @@ def run_tournament(
         raise RuntimeError(f"nothing to rate: {errors}")
     figures, optimum = exact_figures(lambda: cls(**game_options), participants, seed) if not fixed else ({}, None)
     summary = write_report(
-        Path(out),
-        cls,
-        episodes,
-        results_of(episodes, fixed),
-        names,
-        anchor,
-        bootstrap_rounds,
-        steps,
-        seed,
-        figures,
-        fixed,
-        optimum,
-    )
+        Path(out), cls, episodes, results_of(episodes, fixed), anchor=anchor, rounds=bootstrap_rounds,
+        steps={p.name: p.step for p in participants if p.step is not None}, seed=seed, exact=figures, fixed=fixed,
+        team_optimum=optimum,
+    )  # fmt: skip
     summary["errors"] = errors
     return summary
+
+
+def _checked_seats(cls, participants: list[Participant], seats: dict[str, str]) -> dict[str, str]:
+    """The fixed seats, checked, with every participant's spec: ValueError names the bad one before anything loads."""
+    names = [p.name for p in participants]
+    if len(set(names)) != len(names):
+        raise ValueError(f"participant names must be unique: {names}")
+    for p in participants:
+        check_spec(p.spec)  # an unknown or malformed spec, or a bad sampling option, fails here before anything loads
+    for role, spec in seats.items():
+        if role not in cls.roles:
+            raise ValueError(f"seat {role!r} is not a role of {cls.name}: expected among {', '.join(cls.roles)}")
+        parse_spec(spec)
+    return dict(seats)
+
+
+def _rounded_to_seatings(games: int, rounds: int) -> int:
+    """``games`` rounded up to a multiple of the seatings, as play does: every participant in every seat equally
+    often (said on stderr when it changes)."""
+    if games % rounds == 0:
+        return games
+    rounded = -(-games // rounds) * rounds
+    print(
+        f"playing {rounded} games per table, not {games}: a multiple of the {rounds} seatings, so every "
+        f"participant sits in every seat equally often",
+        file=sys.stderr,
+    )
+    return rounded
+
+
+def _agents(participants, fixed_specs: dict[str, str], fixed: dict[str, str], needed: set[str], seed: int) -> dict:
+    """The agents the missing games need: each participant (its own seed) and each fixed seat's agent."""
+    agents = {
+        p.name: build_agent(p.spec, seed=seed + i, name=p.name) for i, p in enumerate(participants) if p.name in needed
+    }
+    agents.update(
+        {
+            name: build_agent(fixed_specs[role], seed=seed + 7919, name=name)
+            for role, name in fixed.items()
+            if name in needed
+        }
+    )
+    return agents
 
 
 def exact_figures(
@@ -434,14 +434,14 @@ def main(argv: list[str] | None = None) -> int:
             summary = run_tournament(
                 args.game,
                 participants,
-                args.games,
-                args.schedule,
-                args.candidates,
-                args.out,
-                args.seed,
-                anchor,
-                args.bootstrap,
-                args.concurrency,
+                games=args.games,
+                kind=args.schedule,
+                candidates=args.candidates,
+                out=args.out,
+                seed=args.seed,
+                anchor=anchor,
+                bootstrap_rounds=args.bootstrap,
+                concurrency=args.concurrency,
                 game_options=parse_key_values(args.option),
                 seats=seats,
                 self_play=args.self_play,

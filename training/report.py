@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from selfplay.arena.report import png_bytes  # noqa: E402
+from selfplay.arena.report_pages import png_bytes  # noqa: E402
 
 
 def _heldout_section(run_dir: Path, history: list[dict]) -> list[str]:

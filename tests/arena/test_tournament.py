@@ -116,16 +116,18 @@ def test_poker_tournaments_state_exact_exploitability(tmp_path):
 
 
 def test_the_rating_plot_draws_an_interval_that_misses_its_estimate():
-    from selfplay.arena.report import _plots
+    from selfplay.arena.report_pages import draw_plots
+    from selfplay.arena.standings import Rated
 
     # a few games: the bootstrap's percentile interval need not contain the maximum-likelihood rating
-    plots = _plots(
-        ["a", "b"],
-        {"a": 40.0, "b": -40.0},
-        {"a": (55.0, 90.0), "b": (-90.0, -55.0)},
-        {("a", "b"): (3.0, 4.0), ("b", "a"): (1.0, 4.0)},
-        {},
+    rated = Rated(
+        ratings={"a": 40.0, "b": -40.0},
+        intervals={"a": (55.0, 90.0), "b": (-90.0, -55.0)},
+        skill={},
+        scores={("a", "b"): (3.0, 4.0), ("b", "a"): (1.0, 4.0)},
+        graph=None,
     )
+    plots = draw_plots(["a", "b"], rated, {})
     assert plots["ratings.png"].startswith(b"\x89PNG")
 
 
