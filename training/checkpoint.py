@@ -50,6 +50,7 @@ def save(
     run_dir: Path,
     step: int,
     state: TrainerState,
+    *,
     base_spec: str,
     keep: int,
     seed: int = 0,
