@@ -21,7 +21,7 @@ def check_config(cfg) -> None:
     from selfplay.agents.specs import parse_spec
     from selfplay.games import exact
     from selfplay.games.registry import game_class, make_game
-    from selfplay.training.config import bind_game
+    from selfplay.training.binding import bind_game
     from selfplay.training.names import AVERAGE, MIRROR, OPPONENT, POOL, arm_options
 
     bind_game(cfg)

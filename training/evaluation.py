@@ -18,7 +18,8 @@ from selfplay.arena.records import Episode, RecordStore
 from selfplay.arena.stats import Tally
 from selfplay.games.core import Game, LearningProgress, outcome_of
 from selfplay.training import seeds
-from selfplay.training.config import TrainConfig, quiz_options
+from selfplay.training.binding import quiz_options
+from selfplay.training.config import TrainConfig
 from selfplay.training.distributed import full_parameters, gather, rank_slice, reduce_sum
 from selfplay.training.learner import Learner
 from selfplay.training.names import LEARNER, OPPONENT, arm_name, arm_options, seat_name

@@ -30,8 +30,9 @@ from selfplay.arena import rundir
 from selfplay.arena.records import open_store
 from selfplay.arena.stats import error_summary
 from selfplay.training import checkpoint
+from selfplay.training.binding import bind_game
 from selfplay.training.collapse import CollapseMonitor, step_counts, written_tasks
-from selfplay.training.config import TrainConfig, bind_game
+from selfplay.training.config import TrainConfig
 from selfplay.training.distributed import gather, make_accelerator, record_weight_hashes, reduce_sum, sum_scalar
 from selfplay.training.evaluation import Evaluator, infos
 from selfplay.training.exploit import ExactTracker

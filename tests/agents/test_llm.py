@@ -369,7 +369,9 @@ def test_the_static_cache_backend_reports_the_log_probabilities_of_a_teacher_for
     messages = [{"role": "user", "content": "pick one"}]
     for constrained in (False, True):
         agent = LLMAgent(
-            model, tok, SamplingConfig(temperature=0.7, max_new_tokens=6, seed=2, cache="static", constrained=constrained)
+            model,
+            tok,
+            SamplingConfig(temperature=0.7, max_new_tokens=6, seed=2, cache="static", constrained=constrained),
         )
         game = TicTacToe()
         game.reset(0)

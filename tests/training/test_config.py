@@ -177,7 +177,7 @@ def test_run_paths_are_checked_before_any_model_loads(tmp_path):
 
 
 def test_roles_set_by_a_game_option_reach_the_trainer_and_arms_may_not_change_them():
-    from selfplay.training.config import bind_game
+    from selfplay.training.binding import bind_game
 
     game = "tests/games/test_generality.py:SealedBids"
     config = load_config(None, [f"game={ROOT / game}", "game_options={players: 4}"])

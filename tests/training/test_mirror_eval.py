@@ -11,7 +11,8 @@ import pytest
 
 from selfplay.arena.export import rows
 from selfplay.arena.records import open_store
-from selfplay.training.config import bind_game, load_config
+from selfplay.training.binding import bind_game
+from selfplay.training.config import load_config
 
 
 def run(args, out):

@@ -8,7 +8,8 @@ import pytest
 
 from selfplay.arena.records import open_store
 from selfplay.arena.stats import paired_difference
-from selfplay.training.config import bind_game, load_config
+from selfplay.training.binding import bind_game
+from selfplay.training.config import load_config
 from selfplay.training.curriculum import ALPGMMArms, arm_positions
 from selfplay.training.names import arm_name, arm_options
 from tests.training.test_train import run

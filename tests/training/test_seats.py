@@ -6,7 +6,8 @@ import json
 import pytest
 
 from selfplay.arena.records import open_store
-from selfplay.training.config import bind_game, load_config
+from selfplay.training.binding import bind_game
+from selfplay.training.config import load_config
 from selfplay.training.rollout import plan_matches
 from tests.training.test_train import TINY, run
 
