@@ -24,7 +24,7 @@ from selfplay.arena.play import Match, play
 from selfplay.arena.records import Episode, RecordStore
 from selfplay.games.core import Game
 from selfplay.training import seeds
-from selfplay.training.config import TrainConfig
+from selfplay.training.config import Opponents, TrainConfig
 from selfplay.training.curriculum import difficulty_filter, make_curriculum
 from selfplay.training.distributed import full_parameters, rank_slice, sum_scalar
 from selfplay.training.learner import Learner, group_agent, sampling_config
@@ -47,44 +47,34 @@ from selfplay.training.stats import StepStats
 
 def plan_matches(
     roles: Sequence[str],
-    group_of,
+    group_of: Callable[[str], str],
+    *,
     step: int,
     seed: int,
-    first: int,
-    count: int,
-    pool_prob: float,
-    scripted_prob: float,
+    games: range,
+    opponents: Opponents,
     pool_ready: bool,
     arms: Mapping[int, tuple[str, Any]] | Sequence[tuple[str, Any]] | None = None,
     opening: int = 0,
     learner_roles: Sequence[str] | None = None,
-    seats: Mapping[str, str] | None = None,
 ) -> list[Match]:
-    """Matches ``first .. first+count-1`` of this step's global list (each rank plays its own slice).
+    """Matches ``games`` (indices into this step's global list: each rank plays its own slice).
 
     Game j is decided by its own RNG, so the global list is the same however it is split across ranks:
     mirror self-play (the learner's weights in every free role, the ``learner_roles`` among them trained), or the
-    learner in learning seat ``j % len(learner_roles)`` against a pool snapshot or the scripted opponent; ``seats``
-    (role -> agent name) are held by fixed agents in every game. With ``opening`` its first 0..opening turns
-    (drawn per game) are random moves. ``arms[j]`` is the curriculum's (option, value) for game j: a game option,
-    or with option ``opponent`` the opponent itself (``mirror``, ``pool`` or a scripted agent spec).
+    learner in learning seat ``j % len(learner_roles)`` against a pool snapshot (``opponents.pool_prob``) or the
+    scripted opponent (``opponents.scripted_prob``); ``opponents.seats`` are held by fixed agents in every game. With
+    ``opening`` its first 0..opening turns (drawn per game) are random moves. ``arms[j]`` is the curriculum's
+    (option, value) for game j: a game option, or with option ``opponent`` the opponent itself (``mirror``, ``pool``
+    or a scripted agent spec).
     """
-    seats = dict(seats or {})
+    seats = {r: seat_name(r) for r in opponents.seats}
     learning = [r for r in (learner_roles or roles) if r not in seats]
     matches = []
-    for j in range(first, first + count):
+    for j in games:
         rng = seeds.rng(seed, step, "game", j)
         game_seed = rng.randrange(2**31)
-        u = rng.random()
-        if u < pool_prob:
-            kind = POOL if pool_ready else LEARNER  # until the first snapshot, pool games are mirror games
-        else:
-            kind = SCRIPTED if u < pool_prob + scripted_prob else LEARNER
-        scripted = SCRIPTED
-        if arms and arms[j][0] == OPPONENT:
-            value = str(arms[j][1])
-            kind = LEARNER if value == MIRROR else (POOL if pool_ready else LEARNER) if value == POOL else SCRIPTED
-            scripted = scripted_name(value)
+        kind, scripted = _opponent_kind(rng.random(), opponents, pool_ready, arms[j] if arms else None)
         seat = learning[j % len(learning)]
         agents = {
             r: agent_name(LEARNER if kind == LEARNER or r == seat else kind, group_of(r))
@@ -108,6 +98,20 @@ def plan_matches(
             )
         matches.append(Match(game_seed, agents, meta, rng.randint(0, opening) if opening else 0))
     return matches
+
+
+def _opponent_kind(u: float, opponents: Opponents, pool_ready: bool, arm: tuple[str, Any] | None) -> tuple[str, str]:
+    """Whom game j's learner plays, from its uniform draw ``u`` (or its curriculum arm, when the arms are opponents),
+    and the scripted agent's name. Until the first snapshot, pool games are mirror games."""
+    if u < opponents.pool_prob:
+        kind = POOL if pool_ready else LEARNER
+    else:
+        kind = SCRIPTED if u < opponents.pool_prob + opponents.scripted_prob else LEARNER
+    if arm is None or arm[0] != OPPONENT:
+        return kind, SCRIPTED
+    value = str(arm[1])
+    kind = LEARNER if value == MIRROR else (POOL if pool_ready else LEARNER) if value == POOL else SCRIPTED
+    return kind, scripted_name(value)
 
 
 @dataclass
@@ -304,21 +308,17 @@ class Rollouts:
         if self.curriculum is not None:  # the same global list of categories on every rank
             chosen = self.curriculum.choose(seeds.rng(cfg.run.seed, step, "curriculum", rounds), total)
             arms = {offset + i: (cfg.curriculum.option, self.arm_values[a]) for i, a in enumerate(chosen)}
-        opp = cfg.opponents
         matches = plan_matches(
             self.game_cls.roles,
             self.learner.policy.group,
-            step,
-            cfg.run.seed,
-            offset + first,
-            count,
-            opp.pool_prob,
-            opp.scripted_prob,
-            pool_ready,
-            arms,
-            cfg.rollout.random_opening,
-            cfg.learner_roles,
-            {r: seat_name(r) for r in opp.seats},
+            step=step,
+            seed=cfg.run.seed,
+            games=range(offset + first, offset + first + count),
+            opponents=cfg.opponents,
+            pool_ready=pool_ready,
+            arms=arms,
+            opening=cfg.rollout.random_opening,
+            learner_roles=cfg.learner_roles,
         )
         with torch.no_grad(), full_parameters(acc, self.learner.model):
             return play(

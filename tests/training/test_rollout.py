@@ -1,10 +1,14 @@
+from selfplay.training.config import Opponents
 from selfplay.training.rollout import plan_matches
 
 ROLES = ("player_0", "player_1")
 
 
 def _plan(first=0, count=64, opening=0):
-    return plan_matches(ROLES, lambda role: "policy", 3, 0, first, count, 0.0, 0.5, False, opening=opening)
+    return plan_matches(
+        ROLES, lambda role: "policy", step=3, seed=0, games=range(first, first + count),
+        opponents=Opponents(scripted_prob=0.5), pool_ready=False, opening=opening,
+    )  # fmt: skip
 
 
 def test_random_openings_are_drawn_per_game_and_leave_the_rest_of_the_plan_alone():

@@ -7,7 +7,8 @@ import pytest
 
 from selfplay.arena.records import open_store
 from selfplay.training.binding import bind_game
-from selfplay.training.config import load_config
+from selfplay.training.config import Opponents, load_config
+from selfplay.training.names import seat_name
 from selfplay.training.rollout import plan_matches
 from tests.training.test_train import TINY, run
 
@@ -63,21 +64,15 @@ def test_evaluation_games_zero_is_refused():
 def test_plan_matches_trains_only_the_learner_roles_and_keeps_fixed_seats():
     roles = ("player_0", "player_1", "player_2")
     mirror = plan_matches(
-        roles,
-        lambda r: "policy",
-        0,
-        0,
-        0,
-        12,
-        0.0,
-        0.0,
-        False,
-        learner_roles=["player_0", "player_1"],
-        seats={"player_2": "seat/player_2"},
-    )
-    assert all(m.agents["player_2"] == "seat/player_2" for m in mirror)
+        roles, lambda r: "policy", step=0, seed=0, games=range(12), opponents=Opponents(seats={"player_2": "expert"}),
+        pool_ready=False, learner_roles=["player_0", "player_1"],
+    )  # fmt: skip
+    assert all(m.agents["player_2"] == seat_name("player_2") for m in mirror)
     assert all(m.meta["learners"] == ["player_0", "player_1"] for m in mirror)
-    scripted = plan_matches(roles, lambda r: "policy", 0, 0, 0, 12, 0.0, 1.0, False, learner_roles=["player_1"])
+    scripted = plan_matches(
+        roles, lambda r: "policy", step=0, seed=0, games=range(12), opponents=Opponents(scripted_prob=1.0),
+        pool_ready=False, learner_roles=["player_1"],
+    )  # fmt: skip
     assert all(m.meta["learners"] == ["player_1"] and m.agents["player_1"] == "learner" for m in scripted)
     assert all(m.agents["player_0"] == m.agents["player_2"] == "scripted" for m in scripted)
 

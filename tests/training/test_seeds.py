@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 from selfplay.training import seeds
+from selfplay.training.config import Opponents
 from selfplay.training.rollout import plan_matches
 
 ROLES = ("player_0", "player_1")
@@ -11,6 +12,7 @@ from selfplay.agents.base import Request
 from selfplay.agents.specs import build_agent
 from selfplay.games.tictactoe import TicTacToe
 from selfplay.training import seeds
+from selfplay.training.config import Opponents
 from selfplay.training.rollout import plan_matches
 game = TicTacToe()
 game.reset(0)
@@ -18,8 +20,8 @@ values = [seeds.opponent(0, 3, 1, "random"), seeds.learner_sampling(0, 3, 1, 0),
           seeds.rng(0, 3, "curriculum", 0).random()]
 moves = [build_agent("random", seed=seeds.opponent(0, s, 0, "random")).act([Request(game, "player_0", [], 3)])[0][0].text
          for s in range(8)]
-plan = [(m.seed, m.agents, m.opening) for m in plan_matches(("player_0", "player_1"), lambda r: "policy", 3, 0, 0, 16,
-                                                            0.3, 0.3, True, None, 2)]
+plan = [(m.seed, m.agents, m.opening) for m in plan_matches(("player_0", "player_1"), lambda r: "policy", step=3, seed=0,
+    games=range(16), opponents=Opponents(pool_prob=0.3, scripted_prob=0.3), pool_ready=True, opening=2)]
 print(repr((values, moves, plan)))
 """
 
@@ -41,7 +43,15 @@ def test_seeds_are_spread_and_depend_on_every_part():
 
 
 def test_plans_name_the_learner_roles_as_data():
-    for m in plan_matches(ROLES, lambda role: "policy", 0, 0, 0, 64, 0.0, 0.5, False):
+    for m in plan_matches(
+        ROLES,
+        lambda role: "policy",
+        step=0,
+        seed=0,
+        games=range(64),
+        opponents=Opponents(scripted_prob=0.5),
+        pool_ready=False,
+    ):
         learners = m.meta["learners"]
         assert learners and all(m.agents[r] == "learner" for r in learners)
         assert all(m.agents[r] != "learner" for r in set(ROLES) - set(learners))
