@@ -122,7 +122,8 @@ def test_lora_runs_enter_tournaments_and_serve_one_model_per_role(lora_run):
 
     from http.server import ThreadingHTTPServer
 
-    from selfplay.serve import Generator, make_handler
+    from selfplay.chat_api import make_handler
+    from selfplay.serve import Generator
 
     agent = build_agent(resolve_model(str(lora_run)))
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(Generator(agent.agents)))
