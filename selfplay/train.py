@@ -166,15 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush stays quiet
         return 141
     except KeyboardInterrupt:  # the second Ctrl-C: no traceback, and where the run can pick up
-        from selfplay.arena.rundir import latest_checkpoint
-
-        kept = latest_checkpoint(config.run.out)
-        where = (
-            f"the last checkpoint is {kept} (the same command resumes from it)"
-            if kept
-            else "no checkpoint was saved yet (the same command starts again)"
-        )
-        print(f"\nselfplay train: interrupted; {where}", file=sys.stderr)
+        print(f"\nselfplay train: interrupted; {_where_to_resume(config.run.out)}", file=sys.stderr)
         return 130
     code, done = _report_errors(config.run.out), _steps_done(config.run.out)
     if stop.requested and done < config.run.steps:
@@ -185,6 +177,16 @@ def main(argv: list[str] | None = None) -> int:
             )
         return code or 130
     return code
+
+
+def _where_to_resume(run_dir: str) -> str:
+    """Where the same command picks the run up: its last checkpoint, or the start."""
+    from selfplay.arena.rundir import latest_checkpoint
+
+    kept = latest_checkpoint(run_dir)
+    if kept:
+        return f"the last checkpoint is {kept} (the same command resumes from it)"
+    return "no checkpoint was saved yet (the same command starts again)"
 
 
 def _steps_done(run_dir: str) -> int:
