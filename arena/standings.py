@@ -20,11 +20,27 @@ from selfplay.arena.records import Episode
 from selfplay.arena.stats import Tally
 
 
+def results_of(episodes: list[Episode], fixed: dict[str, str] | None = None, by_seat: bool = False) -> list[Result]:
+    """Rating results from recorded tournament games: every pair of rotated seats held by different participants
+    is one comparison (1 higher reward, 0.5 equal, 0 lower), so games of three or more players rate by Bradley-Terry
+    on pairwise comparisons; errored games are left out. ``by_seat``: the entities are ``agent@role`` (per-seat
+    ratings) rather than agents."""
+    name = (lambda ep, r: f"{ep.agents[r]}@{r}") if by_seat else (lambda ep, r: ep.agents[r])  # noqa: E731
+    out = []
+    for ep in episodes:
+        if ep.status == "error" or "unit" not in ep.meta:
+            continue
+        seats = [r for r in ep.agents if r not in (fixed or {})]
+        for i, ra in enumerate(seats):
+            for rb in seats[i + 1 :]:
+                if ep.agents[ra] != ep.agents[rb]:
+                    out.append(Result(name(ep, ra), name(ep, rb), ep.pairwise(ra, rb), ep.meta["unit"]))
+    return out
+
+
 def per_role_ratings(episodes: list[Episode], fixed: dict[str, str], centre: float) -> dict[str, dict[str, float]]:
     """Ratings of each agent in each seat: BT over (agent@role) entities on the pairwise comparisons of every game,
     centred on ``centre`` (the mean of the overall ratings, so both tables share one scale)."""
-    from selfplay.arena.tournament import results_of  # the one definition of a pairwise comparison
-
     results = results_of(episodes, fixed, by_seat=True)
     fit = bradley_terry(results) if results else {}
     fit = {k: v + centre for k, v in fit.items()}

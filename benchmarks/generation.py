@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.args import default_device, device, positive  # noqa: E402
 from selfplay.agents.llm import LLMAgent, SamplingConfig  # noqa: E402
 from selfplay.agents.models import cache_dir, load_model  # noqa: E402
-from selfplay.arena.play import paired_matches, play  # noqa: E402
+from selfplay.arena.matches import paired_matches  # noqa: E402
+from selfplay.arena.play import play  # noqa: E402
 from selfplay.games.core import InvalidPolicy  # noqa: E402
 from selfplay.games.tictactoe import TicTacToe  # noqa: E402
 

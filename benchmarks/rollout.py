@@ -40,7 +40,8 @@ from selfplay.agents.graph_step import StaticPrefill, StaticStep  # noqa: E402
 from selfplay.agents.heap import settled_heap  # noqa: E402
 from selfplay.agents.llm import LLMAgent, SamplingConfig  # noqa: E402
 from selfplay.agents.prompts import render_prompt
-from selfplay.arena.play import paired_matches, play  # noqa: E402
+from selfplay.arena.matches import paired_matches  # noqa: E402
+from selfplay.arena.play import play  # noqa: E402
 from selfplay.games.core import InvalidAction  # noqa: E402
 from selfplay.training.metrics import peak_flops  # noqa: E402
 

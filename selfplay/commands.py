@@ -39,7 +39,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_play(args: argparse.Namespace) -> int:
     from selfplay.agents.heap import settled_heap
     from selfplay.agents.specs import build_agents, parse_key_values, parse_seats
-    from selfplay.arena.play import paired_matches, play, seatings
+    from selfplay.arena.matches import paired_matches, seatings
+    from selfplay.arena.play import play
     from selfplay.arena.records import open_store
     from selfplay.arena.rundir import make_run_dir
     from selfplay.arena.stats import error_summary, format_table, summarize

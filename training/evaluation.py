@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from selfplay.agents.specs import build_agent
-from selfplay.arena.play import Match, paired_matches, play
+from selfplay.arena.matches import Match, paired_matches
+from selfplay.arena.play import play
 from selfplay.arena.ratings import Result, bootstrap, bradley_terry
 from selfplay.arena.records import Episode, RecordStore
 from selfplay.arena.stats import Tally

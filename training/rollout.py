@@ -20,7 +20,8 @@ import torch
 from selfplay.agents.specs import build_agent
 from selfplay.agents.weights import frozen_copy
 from selfplay.arena import rundir
-from selfplay.arena.play import Match, play
+from selfplay.arena.matches import Match
+from selfplay.arena.play import play
 from selfplay.arena.records import Episode, RecordStore
 from selfplay.games.core import Game
 from selfplay.training import seeds

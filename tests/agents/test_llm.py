@@ -10,7 +10,8 @@ from selfplay.agents.prompts import render_prompt, render_prompts
 from selfplay.agents.scoring import token_logprobs
 from selfplay.agents.specs import build_agent
 from selfplay.agents.weights import activate_adapter, adapter_parameters, add_adapters, frozen_copy, snapshot_adapter
-from selfplay.arena.play import Match, play
+from selfplay.arena.matches import Match
+from selfplay.arena.play import play
 from selfplay.games.tictactoe import TicTacToe
 
 

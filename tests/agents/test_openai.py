@@ -14,7 +14,8 @@ import pytest
 from selfplay.agents.base import Request
 from selfplay.agents.openai_agent import OpenAIAgent
 from selfplay.agents.specs import build_agent, parse_spec
-from selfplay.arena.play import paired_matches, play
+from selfplay.arena.matches import paired_matches
+from selfplay.arena.play import play
 from selfplay.arena.tournament import main as tournament
 from selfplay.games.tictactoe import TicTacToe
 from selfplay.serve import resolve_model

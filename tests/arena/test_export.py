@@ -6,7 +6,8 @@ import pytest
 
 from selfplay.agents.specs import build_agents
 from selfplay.arena.export import export
-from selfplay.arena.play import paired_matches, play
+from selfplay.arena.matches import paired_matches
+from selfplay.arena.play import play
 from selfplay.arena.records import Episode, Step, open_store
 from selfplay.cli import main as cli
 from selfplay.games.tictactoe import TicTacToe

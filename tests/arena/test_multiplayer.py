@@ -7,7 +7,8 @@ import textwrap
 import pytest
 
 from selfplay.arena.records import open_store
-from selfplay.arena.tournament import main, results_of
+from selfplay.arena.standings import results_of
+from selfplay.arena.tournament import main
 from selfplay.cli import main as cli
 
 

@@ -1,7 +1,8 @@
 import pytest
 
 from selfplay.agents.scripted import RandomAgent
-from selfplay.arena.play import OPENING, Match, paired_matches, play
+from selfplay.arena.matches import OPENING, Match, paired_matches
+from selfplay.arena.play import play
 from selfplay.games.core import InvalidPolicy
 from selfplay.games.tictactoe import TicTacToe
 from tests.fakes import CrashingAgent, ExplodingTTT, GuessGame, RetryTTT, ScriptAgent

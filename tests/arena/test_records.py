@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from selfplay.agents.scripted import RandomAgent
-from selfplay.arena.play import paired_matches, play
+from selfplay.arena.matches import paired_matches
+from selfplay.arena.play import play
 from selfplay.arena.records import open_store
 from selfplay.games.kuhn_poker import KuhnPoker
 

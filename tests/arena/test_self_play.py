@@ -153,7 +153,7 @@ def test_games_round_up_to_the_seatings_with_a_note(tmp_path, capsys):
 
 
 def test_checkpoints_trained_on_other_options_are_noted(tmp_path):
-    from selfplay.arena.tournament import trained_elsewhere
+    from selfplay.arena.participants import trained_elsewhere
 
     run = tmp_path / "run"
     run.mkdir()

@@ -1,6 +1,6 @@
 import pytest
 
-from selfplay.arena.play import OPENING, paired_matches
+from selfplay.arena.matches import OPENING, paired_matches
 from selfplay.arena.records import Episode, Step
 from selfplay.arena.stats import Tally, summarize
 

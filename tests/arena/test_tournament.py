@@ -4,8 +4,9 @@ from pathlib import Path
 import pytest
 
 from selfplay.agents.models import tiny_model
+from selfplay.arena.participants import Participant, checkpoint_participants
 from selfplay.arena.records import open_store
-from selfplay.arena.tournament import Participant, checkpoint_participants, main, run_tournament
+from selfplay.arena.tournament import main, run_tournament
 
 
 def fake_run(root: Path, steps=(2, 4)) -> Path:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from selfplay.agents.specs import build_agent
-from selfplay.arena.play import Match, play
+from selfplay.arena.matches import Match
+from selfplay.arena.play import play
 from selfplay.games.arithmetic import Arithmetic, answer_bounds, make_task
 from selfplay.games.conformance import check_game
 

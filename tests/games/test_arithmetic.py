@@ -2,7 +2,8 @@ import random
 
 import pytest
 
-from selfplay.arena.play import Match, play
+from selfplay.arena.matches import Match
+from selfplay.arena.play import play
 from selfplay.games.arithmetic import SKILLS, Arithmetic, make_task
 from tests.fakes import ScriptAgent
 

@@ -1,6 +1,7 @@
 import pytest
 
-from selfplay.arena.play import Match, play
+from selfplay.arena.matches import Match
+from selfplay.arena.play import play
 from selfplay.games.creator_solver import CreatorSolver, learnability
 from tests.fakes import ScriptAgent
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import pytest
 
 from selfplay.agents.scripted import ExpertAgent, RandomAgent
-from selfplay.arena.play import Match, paired_matches, play, seatings
+from selfplay.arena.matches import Match, paired_matches, seatings
+from selfplay.arena.play import play
 from selfplay.arena.records import Episode
 from selfplay.arena.stats import error_summary, format_table, summarize
 from selfplay.games import exact

@@ -1,7 +1,8 @@
 from itertools import permutations
 
 from selfplay.agents.scripted import ExpertAgent
-from selfplay.arena.play import Match, play
+from selfplay.arena.matches import Match
+from selfplay.arena.play import play
 from selfplay.games.kuhn_poker import KuhnPoker, nash_probabilities
 
 

@@ -1,7 +1,8 @@
 import pytest
 
 from selfplay.agents.scripted import ExpertAgent, RandomAgent
-from selfplay.arena.play import paired_matches, play
+from selfplay.arena.matches import paired_matches
+from selfplay.arena.play import play
 from selfplay.games.core import InvalidAction
 from selfplay.games.liars_dice import LiarsDice, bid_rank, p_at_least
 

@@ -10,7 +10,8 @@ from open_spiel.python import policy as os_policy  # noqa: E402
 from open_spiel.python.algorithms import exploitability as os_exploitability  # noqa: E402
 
 from selfplay.agents.specs import build_agents  # noqa: E402
-from selfplay.arena.play import Match, paired_matches, play  # noqa: E402
+from selfplay.arena.matches import Match, paired_matches  # noqa: E402
+from selfplay.arena.play import play  # noqa: E402
 from selfplay.games import exact  # noqa: E402
 from selfplay.games.conformance import check_game  # noqa: E402
 from selfplay.games.core import outcome_of  # noqa: E402

@@ -6,7 +6,8 @@ pytest.importorskip("pettingzoo")  # in requirements.txt, so CI runs these
 pytest.importorskip("pygame")
 
 from selfplay.agents.specs import build_agents  # noqa: E402
-from selfplay.arena.play import paired_matches, play  # noqa: E402
+from selfplay.arena.matches import paired_matches  # noqa: E402
+from selfplay.arena.play import play  # noqa: E402
 from selfplay.games.conformance import check_game  # noqa: E402
 from selfplay.games.registry import game_class  # noqa: E402
 

@@ -2,7 +2,8 @@ import random
 
 import pytest
 
-from selfplay.arena.play import Match, play
+from selfplay.arena.matches import Match
+from selfplay.arena.play import play
 from selfplay.games.sneaky_critic import SneakyCritic, make_chain, step_is_correct
 from tests.fakes import ScriptAgent
 

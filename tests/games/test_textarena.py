@@ -8,7 +8,8 @@ pytest.importorskip("textarena")  # in requirements.txt, so CI runs these
 
 from selfplay.agents.scripted import RandomAgent  # noqa: E402
 from selfplay.agents.specs import build_agents  # noqa: E402
-from selfplay.arena.play import Match, paired_matches, play  # noqa: E402
+from selfplay.arena.matches import Match, paired_matches  # noqa: E402
+from selfplay.arena.play import play  # noqa: E402
 from selfplay.games.conformance import check_game  # noqa: E402
 from selfplay.games.registry import game_class  # noqa: E402
 from tests.training.test_train import TINY, run  # noqa: E402

@@ -1,5 +1,6 @@
 from selfplay.agents.scripted import ExpertAgent, RandomAgent
-from selfplay.arena.play import paired_matches, play
+from selfplay.arena.matches import paired_matches
+from selfplay.arena.play import play
 from selfplay.games.tictactoe import TicTacToe, best_cells, minimax_value, winner
 
 

@@ -17,7 +17,7 @@ from selfplay.agents.checkpoints import RoleAgent
 from selfplay.agents.llm import LLMAgent
 from selfplay.agents.models import load_model, tiny_model
 from selfplay.agents.specs import build_agent
-from selfplay.arena.tournament import Participant, checkpoint_participants
+from selfplay.arena.participants import Participant, checkpoint_participants
 from selfplay.games.core import system, user
 from selfplay.games.tictactoe import TicTacToe
 from selfplay.serve import resolve_model
@@ -234,7 +234,8 @@ def test_a_four_player_game_from_an_option_trains_and_its_checkpoint_plays(tmp_p
 
 def test_a_role_checkpoint_is_refused_a_seat_it_has_no_weights_for(lora_run):
     from selfplay.agents.scripted import RandomAgent
-    from selfplay.arena.play import paired_matches, play
+    from selfplay.arena.matches import paired_matches
+    from selfplay.arena.play import play
 
     agents = {"ckpt": build_agent(f"hf:{lora_run / 'checkpoints' / 'step_000001'}"), "r": RandomAgent(name="r")}
     agents["ckpt"].agents = {
