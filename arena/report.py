@@ -11,7 +11,8 @@ from pathlib import Path
 
 from selfplay.arena.ratings import Result
 from selfplay.arena.records import Episode
-from selfplay.arena.report_pages import ReportView, draw_plots, html_page, markdown_page, text_table
+from selfplay.arena.report_html import html_page
+from selfplay.arena.report_pages import ReportView, draw_plots, markdown_page, text_table
 from selfplay.arena.standings import (
     Rated,
     pair_reward_tallies,
