@@ -120,25 +120,27 @@ def scored_logprobs(
         z = head(hidden[fi, ft]).float() * scale
         out = out.index_put((fi, ft), z.gather(-1, targets[fi, ft, None]).squeeze(-1) - torch.logsumexp(z, -1))
     if constrained:
-        picked = targets[ci, ct].tolist()
-        union = sorted({x for _, _, ids in constrained for x in ids} | set(picked))
-        column = {x: j for j, x in enumerate(union)}
-        rows = torch.tensor(union, device=out.device)
-        z = (
-            torch.nn.functional.linear(
-                hidden[ci, ct], head.weight[rows], None if head.bias is None else head.bias[rows]
-            ).float()
-            * scale
-        )
-        keep = torch.zeros(z.shape, dtype=torch.bool)
-        keep[
-            [k for k, (_, _, ids) in enumerate(constrained) for _ in ids],
-            [column[x] for _, _, ids in constrained for x in ids],
-        ] = True
-        z = z.masked_fill(~keep.to(z.device), float("-inf"))  # a token outside its allowed set: -inf, as masked
-        chosen = torch.tensor([column[x] for x in picked], device=out.device)
-        out = out.index_put((ci, ct), z.gather(-1, chosen[:, None]).squeeze(-1) - torch.logsumexp(z, -1))
+        out = out.index_put((ci, ct), _constrained_logprobs(head, hidden[ci, ct], targets[ci, ct], constrained, scale))
     return out
+
+
+def _constrained_logprobs(head, hidden: torch.Tensor, picked: torch.Tensor, constrained: list, scale: float):
+    """Each constrained position's log-probability of its token, renormalised over its allowed ids: the output layer
+    evaluated only on the rows some position may emit (the union), -inf outside each position's own set."""
+    picked = picked.tolist()
+    union = sorted({x for _, _, ids in constrained for x in ids} | set(picked))
+    column = {x: j for j, x in enumerate(union)}
+    rows = torch.tensor(union, device=hidden.device)
+    z = torch.nn.functional.linear(hidden, head.weight[rows], None if head.bias is None else head.bias[rows]).float()
+    z = z * scale
+    keep = torch.zeros(z.shape, dtype=torch.bool)
+    keep[
+        [k for k, (_, _, ids) in enumerate(constrained) for _ in ids],
+        [column[x] for _, _, ids in constrained for x in ids],
+    ] = True
+    z = z.masked_fill(~keep.to(z.device), float("-inf"))  # a token outside its allowed set: -inf, as masked
+    chosen = torch.tensor([column[x] for x in picked], device=hidden.device)
+    return z.gather(-1, chosen[:, None]).squeeze(-1) - torch.logsumexp(z, -1)
 
 
 def completion_states(

@@ -126,9 +126,7 @@ def run_tournament(
     if wants_self_play(self_play, outcome_of(cls).kind) and size > 1:
         tables += self_play_tables(names, size)
     games = _rounded_to_seatings(games, len(seatings(cls.roles, [f"seat{i}" for i in range(size)], fixed)))
-    by_name = {p.name: p for p in participants}
-    keys = {t: record_key(cls.name, game_options, seed, [by_name[n] for n in t], fixed_specs) for t in tables}
-    matches = [m for t in tables for m in table_matches(cls.roles, t, games, seed, keys[t], fixed)]
+    matches = _matches(cls, tables, participants, games=games, seed=seed, options=game_options, fixed=fixed_specs)
     done = {
         (ep.meta.get("key"), ep.meta.get("index")) for ep in store.episodes(with_steps=False) if ep.status != "error"
     }
@@ -154,6 +152,13 @@ def run_tournament(
     )  # fmt: skip
     summary["errors"] = errors
     return summary
+
+
+def _matches(cls, tables, participants, *, games: int, seed: int, options: dict, fixed: dict[str, str]) -> list[Match]:
+    """Every table's matches, each keyed by what makes a recorded game reusable (``record_key``)."""
+    by_name, seats = {p.name: p for p in participants}, {role: f"{role}={spec}" for role, spec in fixed.items()}
+    keys = {t: record_key(cls.name, options, seed, [by_name[n] for n in t], fixed) for t in tables}
+    return [m for t in tables for m in table_matches(cls.roles, t, games, seed, keys[t], seats)]
 
 
 def _checked_seats(cls, participants: list[Participant], seats: dict[str, str]) -> dict[str, str]:

@@ -186,31 +186,7 @@ def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> di
         json.dumps({"step": step, "evaluation": summary, "history": history}, indent=1)
     )
     print(f"\nevaluation after {step} steps:")
-    w = max([10, *map(len, summary)])  # served opponents have long names
-    last = history[-1] if history else {}
-    if not summary and not last.get("heldout") and not last.get("exact") and not last.get("quiz"):
-        print("  nothing was evaluated: evaluation.opponents is empty and evaluation.heldout is false")
-    elif not summary:
-        pass
-    elif history and not history[-1].get("win_lose", True):  # amounts (chips): mean reward with its interval
-        print(f"  {'opponent':<{w}} {'games':>6} {'mean reward [95%]':>26}  per seat [95%]")
-        for name, r in summary.items():
-            lo, hi = r["mean_reward_ci"]
-            seats = "  ".join(
-                f"{s} {v:+z.3f} [{r['reward_ci'][s][0]:+z.3f}, {r['reward_ci'][s][1]:+z.3f}]"
-                for s, v in r["reward"].items()
-            )
-            success = f"  team success {r['success']:.1%}" if "success" in r else ""
-            print(
-                f"  {name:<{w}} {int(r['games']):>6} {r['mean_reward']:>+z8.3f} [{lo:+z.3f}, {hi:+z.3f}]  {seats}{success}"
-            )
-    else:
-        print(f"  {'opponent':<{w}} {'games':>6} {'win':>6} {'draw':>6} {'loss':>6} {'invalid':>8}")
-        for name, r in summary.items():
-            print(
-                f"  {name:<{w}} {int(r['games']):>6} {r['win']:>6.1%} {r['draw']:>6.1%} {r['loss']:>6.1%} "
-                f"{r['invalid_rate']:>8.1%}"
-            )
+    _print_baselines(summary, history[-1] if history else {})
     heldout = history[-1].get("heldout") if history else None
     for role, accuracy in (heldout or {}).items():
         ordered = sorted(accuracy.items(), key=lambda kv: kv[0] == "all")  # each arm as played, the overall last
@@ -244,6 +220,34 @@ def final_summary(run_dir: Path, step: int, history: list[dict[str, Any]]) -> di
     return summary
 
 
+def _print_baselines(summary: dict[str, Any], last: dict[str, Any]) -> None:
+    """The last evaluation per baseline: mean reward with its interval for amounts (chips), else win/draw/loss."""
+    w = max([10, *map(len, summary)])  # served opponents have long names
+    if not summary and not last.get("heldout") and not last.get("exact") and not last.get("quiz"):
+        print("  nothing was evaluated: evaluation.opponents is empty and evaluation.heldout is false")
+    elif not summary:
+        pass
+    elif not last.get("win_lose", True):  # amounts (chips): mean reward with its interval
+        print(f"  {'opponent':<{w}} {'games':>6} {'mean reward [95%]':>26}  per seat [95%]")
+        for name, r in summary.items():
+            lo, hi = r["mean_reward_ci"]
+            seats = "  ".join(
+                f"{s} {v:+z.3f} [{r['reward_ci'][s][0]:+z.3f}, {r['reward_ci'][s][1]:+z.3f}]"
+                for s, v in r["reward"].items()
+            )
+            success = f"  team success {r['success']:.1%}" if "success" in r else ""
+            print(
+                f"  {name:<{w}} {int(r['games']):>6} {r['mean_reward']:>+z8.3f} [{lo:+z.3f}, {hi:+z.3f}]  {seats}{success}"
+            )
+    else:
+        print(f"  {'opponent':<{w}} {'games':>6} {'win':>6} {'draw':>6} {'loss':>6} {'invalid':>8}")
+        for name, r in summary.items():
+            print(
+                f"  {name:<{w}} {int(r['games']):>6} {r['win']:>6.1%} {r['draw']:>6.1%} {r['loss']:>6.1%} "
+                f"{r['invalid_rate']:>8.1%}"
+            )
+
+
 def team_line(exact: dict[str, Any]) -> str:
     """A cooperative game's exact team value in self-play, against the best joint policy's where it was found."""
     if "team_optimum" not in exact:
@@ -262,6 +266,16 @@ def before_after(history: list[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     first, last = history[0], history[-1]
     rows, lines = {}, []
+    _baseline_changes(first, last, rows, lines)
+    _exact_changes(first, last, rows, lines)
+    _heldout_changes(first, last, rows, lines)
+    _quiz_changes(first, last, rows, lines)
+    return {"rows": rows, "lines": lines} if lines else None
+
+
+def _baseline_changes(first: dict, last: dict, rows: dict, lines: list[str]) -> None:
+    """Each baseline's mean reward at both ends and the change with its interval (normal approximation, the
+    two estimates' standard errors combined: conservative for the same seeds); win and invalid rates."""
     for name, end in last.get("evaluation", {}).items():
         start = first.get("evaluation", {}).get(name)
         if start is None:
@@ -296,6 +310,10 @@ def before_after(history: list[dict[str, Any]]) -> dict[str, Any] | None:
             f"{end['mean_reward_ci'][1]:+z.3f}]  change {change:+z.3f} [{change - half:+z.3f}, {change + half:+z.3f}] "
             f"({verdict}){wins}"
         )
+
+
+def _exact_changes(first: dict, last: dict, rows: dict, lines: list[str]) -> None:
+    """Exact exploitability (and a cooperative game's team value) at both ends."""
     if first.get("exact") and last.get("exact"):
         a, b = first["exact"]["exploitability"], last["exact"]["exploitability"]
         rows["exploitability"] = {"before": a, "after": b}
@@ -308,11 +326,19 @@ def before_after(history: list[dict[str, Any]]) -> dict[str, Any] | None:
             rows["team_value"] = {"before": a, "after": b, **({"optimum": optimum} if optimum is not None else {})}
             best = f"; the best joint policy's {optimum:.4f}" if optimum is not None else ""
             lines.append(f"team value in self-play (exact{best}) {a:.4f} -> {b:.4f}")
+
+
+def _heldout_changes(first: dict, last: dict, rows: dict, lines: list[str]) -> None:
+    """Held-out accuracy per role at both ends."""
     for role, end in (last.get("heldout") or {}).items():
         start = (first.get("heldout") or {}).get(role)
         if start and "all" in end and "all" in start:
             rows[f"heldout/{role}"] = {"before": start["all"], "after": end["all"]}
             lines.append(f"held-out accuracy ({role}) {start['all']:.1%} -> {end['all']:.1%}")
+
+
+def _quiz_changes(first: dict, last: dict, rows: dict, lines: list[str]) -> None:
+    """Each quiz set's accuracy at both ends, with the paired change and its interval."""
     for key, end in (last.get("quiz") or {}).items():
         start = (first.get("quiz") or {}).get(key)
         if start and start["n"] == end["n"] and end["n"]:
@@ -333,4 +359,3 @@ def before_after(history: list[dict[str, Any]]) -> dict[str, Any] | None:
                 f"{end['accuracy']:.3f} [{ci[1][0]:.3f}, {ci[1][1]:.3f}]  change {change:+z.3f} "
                 f"[{low:+z.3f}, {high:+z.3f}] ({verdict}; {end['n']} held-out problems, paired)"
             )
-    return {"rows": rows, "lines": lines} if lines else None

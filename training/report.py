@@ -233,22 +233,7 @@ def _progress_plot(history: list[dict], training: list[dict]) -> bytes:
     if win_lose:
         left.set_ylim(-0.02, 1.02)
     if rated:
-        right = rest.pop(0)
-        if opponents and all(elo):
-            right.plot(steps, [e["elo"] for e in elo], "o-")
-            right.fill_between(steps, [e["low"] for e in elo], [e["high"] for e in elo], alpha=0.25)
-            right.set_ylabel(f"learner Elo ({elo[0]['anchor']} = 0)")
-        else:
-            right.plot(steps, [x["exploitability"] if x else float("nan") for x in exact], "o-", label="current policy")
-            right.plot(
-                steps,
-                [x.get("average", float("nan")) if x else float("nan") for x in exact],
-                "s--",
-                label="average policy",
-            )
-            right.set_ylabel(f"exploitability (NashConv / {next(x for x in exact if x).get('players', 2)})")
-            right.set_ylim(bottom=0)
-        right.set_title("rating" if opponents and all(elo) else "distance to equilibrium (exact)")
+        _rating_panel(rest.pop(0), steps, elo if opponents and all(elo) else None, exact)
     if training:
         panel = rest.pop(0)
         roles = sorted({r for t in training for r in t["reward"]})
@@ -265,6 +250,26 @@ def _progress_plot(history: list[dict], training: list[dict]) -> bytes:
             ax.legend()
     fig.tight_layout()  # no panel's label runs into its neighbour
     return png_bytes(fig)
+
+
+def _rating_panel(right, steps: list[int], elo: list[dict] | None, exact: list[dict | None]) -> None:
+    """The learner's Elo with its interval where every evaluation rated it, else the exact exploitability of the
+    current and the average policy."""
+    if elo:
+        right.plot(steps, [e["elo"] for e in elo], "o-")
+        right.fill_between(steps, [e["low"] for e in elo], [e["high"] for e in elo], alpha=0.25)
+        right.set_ylabel(f"learner Elo ({elo[0]['anchor']} = 0)")
+    else:
+        right.plot(steps, [x["exploitability"] if x else float("nan") for x in exact], "o-", label="current policy")
+        right.plot(
+            steps,
+            [x.get("average", float("nan")) if x else float("nan") for x in exact],
+            "s--",
+            label="average policy",
+        )
+        right.set_ylabel(f"exploitability (NashConv / {next(x for x in exact if x).get('players', 2)})")
+        right.set_ylim(bottom=0)
+    right.set_title("rating" if elo else "distance to equilibrium (exact)")
 
 
 def _evaluation_table(history: list[dict]) -> list[str]:
