@@ -29,10 +29,12 @@ def generate_vllm(agent: LLMAgent, prompts: list[list[int]]) -> list[Completion]
     engine.sync(agent.model, agent.adapter)
     call, agent.calls = agent.calls, agent.calls + 1
     seeds = [hash((s.seed, call, i)) & 0x7FFFFFFF for i in range(len(prompts))]  # reproducible, fresh per call
-    rows = engine.generate(prompts, s.max_new_tokens, s.temperature, s.top_p, seeds, agent.stop_ids)
+    rows = engine.generate(
+        prompts, s.max_new_tokens, temperature=s.temperature, top_p=s.top_p, seeds=seeds, stop_ids=agent.stop_ids
+    )
     tokens = [agent._until_stop(t) for t, _ in rows]
     with agent._adapter():
-        exact = token_logprobs(agent.model, prompts, tokens, tok.pad_token_id, s.temperature or 1.0)
+        exact = token_logprobs(agent.model, prompts, tokens, tok.pad_token_id, temperature=s.temperature or 1.0)
     return [
         Completion(
             text,

@@ -109,7 +109,9 @@ class Decoder:
             store[1:start] = self.pool.read(kept, device)
         last, used = None, start
         for members, wp, ws in plan:
-            logits, store = self._prefill_forward(nodes, members, spans, (wp, ws), store, used, total)
+            logits, store = self._prefill_forward(
+                nodes, members, spans=spans, widths=(wp, ws), store=store, used=used, total=total
+            )
             if last is None:
                 last = logits.new_empty(len(nodes), logits.shape[-1])
             last[upload(members, device)] = logits
@@ -143,7 +145,7 @@ class Decoder:
             spans[i] = (spans[n.parent] if n.parent >= 0 else []) + list(range(offset[i], offset[i] + len(n.tokens)))
         return spans, start, used
 
-    def _prefill_forward(self, nodes, members, spans, widths, store, used, total):
+    def _prefill_forward(self, nodes, members, *, spans, widths, store, used, total):
         """One planned forward: ``members``' segments on their gathered past, written to store rows from ``used``;
         returns their last-token logits and the store (made on the first forward)."""
         (wp, ws), b = widths, len(members)
@@ -156,7 +158,7 @@ class Decoder:
         if static is not None:  # a fixed-shape forward, replayed as a CUDA graph on a GPU
             if store is None:
                 store = static.kv.new_zeros(total, *static.kv.shape[2:])
-            logits, kv = static.run(ids, own, pos, index if wp else None, store)
+            logits, kv = static.run(ids, own, pos, index=index if wp else None, store=store)
             store[used : used + b * ws].view(kv.shape).copy_(kv)
             return logits, store
         logits, layers = self._forward(ids, mask, pos, store[index] if wp else None)
@@ -206,8 +208,8 @@ class Decoder:
             llama_of(self.model).refresh()
         n = len(prompts)
         run = _Run(
-            prompts, max_new, temperature, top_p, legal or [None] * n, stopped,
-            torch.Generator(device=device).manual_seed(seed), self.eos,
+            prompts, max_new, temperature=temperature, top_p=top_p, legal=legal or [None] * n, stopped=stopped,
+            generator=torch.Generator(device=device).manual_seed(seed), eos=self.eos,
         )  # fmt: skip
         past, logits = self.prefill(prompts, run.width)
         lengths = torch.tensor([len(p) for p in prompts])
@@ -217,10 +219,10 @@ class Decoder:
         )
         static = self.graphs.step(n, run.width + max_new, device)
         if static is None:
-            return self._decode_eager(run, past, logits, mask, positions)
+            return self._decode_eager(run, past, logits=logits, mask=mask, positions=positions)
         static.load(past, mask[:, : run.width])  # finished rows stay in the graph, their outputs unread
         if stopped is None and all(x is None for x in run.legal):
-            return self._decode_on_device(run, static, logits, positions)
+            return self._decode_on_device(run, static, logits=logits, positions=positions)
         return self._decode_graphed(run, static, logits, positions)
 
     def _decode_graphed(self, run: _Run, static, logits: torch.Tensor, positions: torch.Tensor) -> list[Sampled]:
@@ -228,7 +230,7 @@ class Decoder:
         n, device, rows = len(run.out), logits.device, None
         live = list(range(n))
         for step in range(run.max_new):
-            keep, tokens = self._advance(run, live, logits, rows, step)
+            keep, tokens = self._advance(run, live, logits=logits, rows=rows, step=step)
             if keep is None:
                 break
             if len(keep) < len(live):
@@ -241,7 +243,7 @@ class Decoder:
             logits = logits if rows is None else logits[rows]
         return run.out
 
-    def _decode_eager(self, run: _Run, past, logits, mask, positions) -> list[Sampled]:
+    def _decode_eager(self, run: _Run, past, *, logits, mask, positions) -> list[Sampled]:
         """Each step one forward on a preallocated cache; finished rows leave the batch."""
         n, device, rows = len(run.out), logits.device, None
         buf = past.new_zeros(2, past.shape[3], n, past.shape[4], run.width + run.max_new, past.shape[5])  # one block
@@ -249,7 +251,7 @@ class Decoder:
         layers = [Preallocated(buf[0, j], buf[1, j], run.width) for j in range(buf.shape[1])]
         cache, live = make_cache(layers), list(range(n))
         for step in range(run.max_new):
-            keep, tokens = self._advance(run, live, logits, rows, step)
+            keep, tokens = self._advance(run, live, logits=logits, rows=rows, step=step)
             if keep is None:
                 break
             if len(keep) < len(live):  # finished rows leave the batch
@@ -261,11 +263,12 @@ class Decoder:
             col = run.width + step
             mask[:, col] = 1
             ids = upload([tokens[j] for j in keep], device)[:, None]
-            logits = self._step(ids, mask[:, : col + 1], positions[:, None], cache, self._restriction(live, run.nxt))
+            restrict = self._restriction(live, run.nxt)
+            logits = self._step(ids, mask[:, : col + 1], positions[:, None], cache=cache, restrict=restrict)
             positions = positions + 1
         return run.out
 
-    def _advance(self, run: _Run, live: list[int], logits, rows, step: int) -> tuple[list[int] | None, list[int]]:
+    def _advance(self, run: _Run, live: list[int], *, logits, rows, step: int) -> tuple[list[int] | None, list[int]]:
         """Sample one token for every live row and record it; returns which of ``live`` go on (None: none, or the
         last step) and the sampled tokens. A row whose only way on is end-of-text gets it at probability 1, free."""
         allowed = [run.nxt.get(r) for r in live]
@@ -294,7 +297,7 @@ class Decoder:
                 keep.append(j)
         return (None if not keep or step + 1 == run.max_new else keep), tokens
 
-    def _decode_on_device(self, run: _Run, static, logits: torch.Tensor, positions: torch.Tensor, check: int = 8):
+    def _decode_on_device(self, run: _Run, static, *, logits: torch.Tensor, positions: torch.Tensor, check: int = 8):
         """Decoding with neither constraints nor stop strings, without waiting for the GPU at every step: tokens go
         from one step's sampling straight into the next step's graph, finished rows are fed end-of-text, and the
         host reads the tokens once at the end (and whether every row has finished every ``check`` steps). The host
@@ -325,7 +328,7 @@ class Decoder:
             return None
         return torch.tensor(sorted({t for r in live for t in nxt[r]}), device=self.head.weight.device)
 
-    def _step(self, ids, mask, positions, cache, restrict: torch.Tensor | None) -> torch.Tensor:
+    def _step(self, ids, mask, positions, *, cache, restrict: torch.Tensor | None) -> torch.Tensor:
         """One eager decode forward; with ``restrict``, the output layer only on those tokens (-inf elsewhere)."""
         kwargs = {self.kw: cache}
         if restrict is None:
@@ -345,7 +348,7 @@ class Decoder:
 class _Run:
     """One decode call's settings and state: its rows' outputs and each constrained row's next allowed tokens."""
 
-    def __init__(self, prompts, max_new, temperature, top_p, legal, stopped, generator, eos):
+    def __init__(self, prompts, max_new, *, temperature, top_p, legal, stopped, generator, eos):
         self.width, self.max_new, self.temperature, self.top_p = (
             max(len(p) for p in prompts),
             max_new,

@@ -113,7 +113,7 @@ class _Llama:
         qk = torch.addcmul(qk * cos, qk.index_select(-1, self.swap), sin)  # x cos + rotate_half(x) sin
         return qk[:, : self.heads], qk[:, self.heads :], qkv[:, self.heads + self.kv_heads :]
 
-    def attend(self, i: int, x: torch.Tensor, q, keys, values, bias: torch.Tensor) -> torch.Tensor:
+    def attend(self, i: int, x: torch.Tensor, q, *, keys, values, bias: torch.Tensor) -> torch.Tensor:
         """The rest of layer ``i`` after its keys and values are in place: attention, then the MLP, each residual
         added inside its output projection's product (``addmm``)."""
         layer = self.decoder.layers[i]
@@ -246,7 +246,7 @@ class StaticStep(_Graphed):
             q, k, v = m.qkv(i, _norm(layer.input_layernorm, x), cos, sin)
             self.keys[i].index_copy_(2, self.col, k)
             self.values[i].index_copy_(2, self.col, v)
-            x = m.attend(i, x, q, self.keys[i], self.values[i], bias)
+            x = m.attend(i, x, q, keys=self.keys[i], values=self.values[i], bias=bias)
         return m.logits(x)
 
     def _state(self) -> list[torch.Tensor]:
@@ -303,7 +303,7 @@ class StaticPrefill(_Graphed):
             if self.past_width:
                 k = torch.cat((self.past[:, :, 0, j].transpose(1, 2), k), dim=2)
                 v = torch.cat((self.past[:, :, 1, j].transpose(1, 2), v), dim=2)
-            x = m.attend(j, x, q, k, v, bias)
+            x = m.attend(j, x, q, keys=k, values=v, bias=bias)
         return m.logits(x)
 
     def run(
@@ -311,6 +311,7 @@ class StaticPrefill(_Graphed):
         ids: torch.Tensor,
         own: torch.Tensor,
         positions: torch.Tensor,
+        *,
         index: torch.Tensor | None,
         store: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:

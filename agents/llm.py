@@ -30,7 +30,7 @@ from selfplay.agents.prompts import (
     render_prompts,
 )
 from selfplay.agents.sampling import BACKENDS, OBSERVERS, SamplingConfig, warn_no_compact  # noqa: F401
-from selfplay.agents.scoring import pack, scored_logprobs
+from selfplay.agents.scoring import Packed, pack, scored_logprobs
 from selfplay.agents.specs import MODEL_OPTIONS
 from selfplay.agents.token_sampling import next_allowed, through_stop
 from selfplay.agents.weights import activate_adapter
@@ -56,6 +56,7 @@ class LLMAgent:
         model: torch.nn.Module,
         tokenizer,
         sampling: SamplingConfig | None = None,
+        *,
         name: str = "llm",
         adapter: str | None = None,
         engine_factory=None,
@@ -245,13 +246,7 @@ class LLMAgent:
             }
             with self._adapter():
                 picked = scored_logprobs(
-                    self.model,
-                    batch["input_ids"],
-                    batch["attention_mask"],
-                    batch["position_ids"],
-                    int(batch["prompt_width"]),
-                    temperature or 1.0,
-                    [a for _, _, a in chunk],
+                    self.model, Packed.of(batch), temperature=temperature or 1.0, allowed=[a for _, _, a in chunk]
                 )
             logps += [picked[j, : len(c)].tolist() for j, (_, c, _) in enumerate(chunk)]
         per_request: list[dict[str, tuple[list[int], list[float]]]] = [{} for _ in requests]

@@ -129,7 +129,13 @@ def quiet_loading() -> Iterator[None]:
 
 
 def load_model(
-    kind: str, path: str | None = None, device: str | None = None, dtype: str | None = None, seed: int = 0, **sizes: int
+    kind: str,
+    path: str | None = None,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    seed: int = 0,
+    **sizes: int,
 ) -> tuple[torch.nn.Module, object]:
     """Load ``smollm2``, ``tiny`` (``sizes`` override TINY_SIZES) or ``hf`` (a local directory or an
     already-cached hub id) on a device. The first load on a CPU sets torch's threads to the idle cores

@@ -5,6 +5,8 @@ T)``, differentiable. The decoder's sampled log-probabilities equal it (tested);
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from selfplay.agents.kv_cache import plain_head
@@ -59,6 +61,7 @@ def completion_logprobs(
     logits: torch.Tensor,
     input_ids: torch.Tensor,
     prompt_width: int,
+    *,
     temperature: float = 1.0,
     allowed: list | None = None,
 ) -> torch.Tensor:
@@ -77,15 +80,30 @@ def completion_logprobs(
     return shifted.gather(-1, targets).squeeze(-1) - torch.logsumexp(shifted, dim=-1)
 
 
+class Packed(NamedTuple):
+    """A batch of prompt + completion rows as the model reads it (:func:`pack`'s first four entries)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    prompt_width: int
+
+    @classmethod
+    def of(cls, packed: dict) -> Packed:
+        """From :func:`pack`'s dictionary."""
+        return cls(packed["input_ids"], packed["attention_mask"], packed["position_ids"], int(packed["prompt_width"]))
+
+    def rows(self, index: torch.Tensor) -> Packed:
+        """The rows ``index`` of this batch."""
+        return Packed(self.input_ids[index], self.attention_mask[index], self.position_ids[index], self.prompt_width)
+
+
 def scored_logprobs(
     model: torch.nn.Module,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    position_ids: torch.Tensor,
-    prompt_width: int,
+    batch: Packed,
+    *,
     temperature: float = 1.0,
     allowed: list | None = None,
-    *,
     tree: bool | None = None,
 ) -> torch.Tensor:
     """(rows, completion tokens) teacher-forced ``log softmax(logits / T)`` of each completion token of a
@@ -96,6 +114,7 @@ def scored_logprobs(
     log-probability as masking the full vocabulary, without the (rows, tokens, vocabulary) logits. ``tree``: run
     shared prefixes once (True), never (False), or where the cost model says it pays (None; :func:`completion_states`).
     """
+    input_ids, attention_mask, position_ids, prompt_width = batch
     head = plain_head(model)
     targets, valid = input_ids[:, prompt_width:], attention_mask[:, prompt_width:].bool()
     if head is None:
@@ -105,8 +124,10 @@ def scored_logprobs(
             position_ids=position_ids,
             logits_to_keep=input_ids.shape[1] - prompt_width + 1,
         ).logits
-        return completion_logprobs(logits, input_ids, prompt_width, temperature, allowed).masked_fill(~valid, 0.0)
-    hidden = completion_states(model.get_decoder(), input_ids, attention_mask, position_ids, prompt_width, tree=tree)
+        return completion_logprobs(
+            logits, input_ids, prompt_width, temperature=temperature, allowed=allowed
+        ).masked_fill(~valid, 0.0)
+    hidden = completion_states(model.get_decoder(), batch, tree=tree)
     out = torch.zeros(targets.shape, dtype=torch.float32, device=input_ids.device)
     scale = 1.0 / (temperature or 1.0)
     constrained = constrained_positions(attention_mask[:, prompt_width:], allowed)
@@ -120,11 +141,14 @@ def scored_logprobs(
         z = head(hidden[fi, ft]).float() * scale
         out = out.index_put((fi, ft), z.gather(-1, targets[fi, ft, None]).squeeze(-1) - torch.logsumexp(z, -1))
     if constrained:
-        out = out.index_put((ci, ct), _constrained_logprobs(head, hidden[ci, ct], targets[ci, ct], constrained, scale))
+        out = out.index_put(
+            (ci, ct),
+            _constrained_logprobs(head, hidden[ci, ct], picked=targets[ci, ct], constrained=constrained, scale=scale),
+        )
     return out
 
 
-def _constrained_logprobs(head, hidden: torch.Tensor, picked: torch.Tensor, constrained: list, scale: float):
+def _constrained_logprobs(head, hidden: torch.Tensor, *, picked: torch.Tensor, constrained: list, scale: float):
     """Each constrained position's log-probability of its token, renormalised over its allowed ids: the output layer
     evaluated only on the rows some position may emit (the union), -inf outside each position's own set."""
     picked = picked.tolist()
@@ -143,15 +167,7 @@ def _constrained_logprobs(head, hidden: torch.Tensor, picked: torch.Tensor, cons
     return z.gather(-1, chosen[:, None]).squeeze(-1) - torch.logsumexp(z, -1)
 
 
-def completion_states(
-    decoder: torch.nn.Module,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    position_ids: torch.Tensor,
-    prompt_width: int,
-    *,
-    tree: bool | None = None,
-) -> torch.Tensor:
+def completion_states(decoder: torch.nn.Module, batch: Packed, *, tree: bool | None = None) -> torch.Tensor:
     """The decoder's last hidden states that predict each completion token of a :func:`pack` batch, (rows,
     completion tokens, hidden), differentiable; what stands at padding positions is unspecified.
 
@@ -160,6 +176,7 @@ def completion_states(
     shared run once (``agents/tree_forward.py``); otherwise (or under activation checkpointing, which drops caches)
     in one pass over whole rows. ``tree=True`` skips the cost model, ``tree=False`` always runs whole rows.
     """
+    input_ids, attention_mask, position_ids, prompt_width = batch
 
     def plain() -> torch.Tensor:
         return decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state[
@@ -178,7 +195,7 @@ def completion_states(
     wanted = [list(range(p - 1, p + c - 1)) for p, c in zip(*lengths)]
     if not any(wanted) or (tree is None and not tree_pays(decoder, rows * width, nodes, forward_plan(nodes, saving))):
         return plain()
-    states = tree_states(decoder, sequences, wanted, saving, nodes=nodes)
+    states = tree_states(decoder, sequences, wanted, min_saving=saving, nodes=nodes)
     return torch.nn.functional.pad(states, (0, 0, 0, width - prompt_width - states.shape[1]))
 
 
@@ -198,19 +215,12 @@ def token_logprobs(
     prompts: list[list[int]],
     completions: list[list[int]],
     pad_id: int,
+    *,
     temperature: float = 1.0,
     allowed: list | None = None,
 ) -> list[torch.Tensor]:
     """Teacher-forced ``log softmax(logits / T)`` of each completion token given its prompt (differentiable)."""
     device = next(model.parameters()).device
     batch = {k: v.to(device) for k, v in pack(prompts, completions, pad_id).items()}
-    picked = scored_logprobs(
-        model,
-        batch["input_ids"],
-        batch["attention_mask"],
-        batch["position_ids"],
-        int(batch["prompt_width"]),
-        temperature,
-        allowed,
-    )
+    picked = scored_logprobs(model, Packed.of(batch), temperature=temperature, allowed=allowed)
     return [picked[i, : len(c)] for i, c in enumerate(completions)]

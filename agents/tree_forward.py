@@ -49,6 +49,7 @@ def tree_states(
     decoder: torch.nn.Module,
     sequences: list[list[int]],
     wanted: list[list[int]],
+    *,
     min_saving: int = 64,
     max_rows: int = 256,
     nodes: list[Node] | None = None,
@@ -65,7 +66,9 @@ def tree_states(
     where: list[tuple[int, int, int]] = [(0, 0, 0)] * len(nodes)  # (output block, row, first column) of each node
     blocks: list[torch.Tensor] = []  # each forward's hidden states, (rows, segment width, hidden)
     for members in forward_plan(nodes, min_saving, max_rows):
-        hidden, layers, mask = _forward(decoder, kw, nodes, members, path_kv, path_mask, device)
+        hidden, layers, mask = _forward(
+            decoder, kw, nodes, members, path_kv=path_kv, path_mask=path_mask, device=device
+        )
         for r, i in enumerate(members):
             path_kv[i] = [(k[r], v[r]) for k, v in layers]
             path_mask[i] = mask[r]
@@ -93,7 +96,7 @@ def tree_states(
     return flat[index.to(device)]
 
 
-def _forward(decoder, kw: str, nodes: list[Node], members: list[int], path_kv, path_mask, device):
+def _forward(decoder, kw: str, nodes: list[Node], members: list[int], *, path_kv, path_mask, device):
     """One batched forward of ``members``' segments on their parents' paths; returns the hidden states, per layer
     the keys and values of each member's whole path (past + segment) and the paths' masks."""
     b = len(members)

@@ -173,6 +173,7 @@ class VLLMEngine:
         self,
         prompts: list[list[int]],
         max_new_tokens: int,
+        *,
         temperature: float,
         top_p: float,
         seeds: list[int],

@@ -51,6 +51,7 @@ def paired_matches(
     roles: Sequence[str],
     agent_names: Sequence[str],
     games: int,
+    *,
     seed: int = 0,
     meta: dict[str, Any] | None = None,
     fixed: dict[str, str] | None = None,

@@ -81,7 +81,7 @@ def distinct_names(participants: list[Participant]) -> list[Participant]:
 
 
 def record_key(
-    game: str, options: dict, seed: int, participants: list[Participant], fixed: dict[str, str] | None = None
+    game: str, options: dict, *, seed: int, participants: list[Participant], fixed: dict[str, str] | None = None
 ) -> str:
     """What determines a table's games: the game, its options, the seed and every participant's spec with the
     content hash of a model directory; recorded games are reused only under the same key."""

@@ -264,6 +264,7 @@ def play(
     make_game: Callable[[], Game],
     matches: Sequence[Match],
     agents: dict[str, Agent],
+    *,
     store: RecordStore | None = None,
     concurrency: int = 256,
     progress: bool | str = True,

@@ -34,7 +34,12 @@ class Result:
 
 
 def bradley_terry(
-    results: Sequence[Result], anchor: str | None = None, prior: float = 0.5, iterations: int = 2000, tol: float = 1e-10
+    results: Sequence[Result],
+    anchor: str | None = None,
+    *,
+    prior: float = 0.5,
+    iterations: int = 2000,
+    tol: float = 1e-10,
 ) -> dict[str, float]:
     """Maximum-likelihood Elo ratings; ``anchor`` is pinned to 0 (else the mean is 0)."""
     names = sorted({r.a for r in results} | {r.b for r in results})
@@ -71,7 +76,7 @@ def bradley_terry(
 
 
 def bootstrap(
-    results: Sequence[Result], anchor: str | None = None, rounds: int = 200, seed: int = 0, prior: float = 0.5
+    results: Sequence[Result], anchor: str | None = None, *, rounds: int = 200, seed: int = 0, prior: float = 0.5
 ) -> dict[str, tuple[float, float]]:
     """95% percentile intervals from refits on units (paired games) drawn with replacement."""
     units: dict[Hashable, list[Result]] = defaultdict(list)
@@ -83,7 +88,7 @@ def bootstrap(
     for _ in range(rounds):
         drawn = [r for _ in keys for r in units[keys[rng.randrange(len(keys))]]]
         names = {r.a for r in drawn} | {r.b for r in drawn}
-        fit = bradley_terry(drawn, anchor if anchor in names else None, prior, iterations=300, tol=1e-7)
+        fit = bradley_terry(drawn, anchor if anchor in names else None, prior=prior, iterations=300, tol=1e-7)
         for k, v in fit.items():
             samples[k].append(v)
     out = {}

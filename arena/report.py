@@ -61,7 +61,9 @@ def write_report(
     plots = draw_plots(order, rated, {n: s for n, s in steps.items() if n in played}, scale)
     for name, data in plots.items():
         (out / name).write_bytes(data)
-    rows = rating_rows(order, rated, seat_tallies(cross, fixed), own, episodes, steps=steps, exact=exact, team=team)
+    rows = rating_rows(
+        order, rated, seat_tallies(cross, fixed), own=own, episodes=episodes, steps=steps, exact=exact, team=team
+    )
     summary = _summary(game_cls.name, outcome, rated, rows, scale=scale, own=own, anchor=anchor, fixed=fixed)
     summary["bootstrap_rounds"] = rounds
     if team_optimum is not None:

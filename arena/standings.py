@@ -151,7 +151,9 @@ def rate(
     # intervals from mean-centred refits, shifted onto the anchor's scale: the anchor keeps its own uncertainty
     # (pinning it in every refit would give it a zero-width interval and distort the rank bounds)
     shift = bradley_terry(results)[anchor] if anchor else 0.0
-    intervals = {k: (low - shift, high - shift) for k, (low, high) in bootstrap(results, None, rounds, seed).items()}
+    intervals = {
+        k: (low - shift, high - shift) for k, (low, high) in bootstrap(results, None, rounds=rounds, seed=seed).items()
+    }
     graph = dominance_graph(results)
     per_role = per_role_ratings(episodes, fixed, sum(ratings.values()) / len(ratings))
     return Rated(ratings, intervals, openskill_ratings(results), pair_scores(results), graph, cycles(graph), per_role)
@@ -161,9 +163,9 @@ def rating_rows(
     order: list[str],
     rated: Rated,
     tallies: dict[str, dict[str, Tally]],
+    *,
     own: dict[str, Tally],
     episodes: list[Episode],
-    *,
     steps: dict[str, int],
     exact: dict[str, dict[str, float]] | None,
     team: bool,

@@ -74,7 +74,7 @@ def wants_self_play(choice: str, outcome_kind: str) -> bool:
 
 
 def table_matches(
-    roles, table: tuple[str, ...], games: int, seed: int, key: str, fixed: dict[str, str] | None = None
+    roles, table: tuple[str, ...], games: int, *, seed: int, key: str, fixed: dict[str, str] | None = None
 ) -> list[Match]:
     """Matches of one table: each seed played once per seating (cyclic rotations over the free seats), so game i
     uses seed ``seed + i // seatings``; ``key`` (``record_key``) marks them as this tournament's games, and a table of
@@ -86,7 +86,7 @@ def table_matches(
             f"seed is played once per seating, so every agent sits in every seat equally often)"
         )
     pairing = "|".join(table)
-    matches = paired_matches(roles, list(table), games, seed, {"pairing": pairing, "key": key}, fixed)
+    matches = paired_matches(roles, list(table), games, seed=seed, meta={"pairing": pairing, "key": key}, fixed=fixed)
     for i, m in enumerate(matches):
         m.meta.update(index=i, unit=f"{pairing}|{i // count}", **({"selfplay": True} if len(set(table)) == 1 else {}))
     return matches
@@ -133,10 +133,10 @@ def run_tournament(
     todo = [m for m in matches if (m.meta["key"], m.meta["index"]) not in done]
     if todo:
         print(f"playing {len(todo)} games ({len(matches) - len(todo)} already recorded) over {len(tables)} tables")
-        agents = _agents(participants, fixed_specs, fixed, {n for m in todo for n in m.agents.values()}, seed)
-        progress = "tournament" if progress else False
-        play(lambda: cls(**game_options), todo, agents, store=store, concurrency=concurrency, progress=progress,
-             options=game_options)  # fmt: skip
+        needed = {n for m in todo for n in m.agents.values()}
+        agents = _agents(participants, fixed_specs, fixed=fixed, needed=needed, seed=seed)
+        play(lambda: cls(**game_options), todo, agents, store=store, concurrency=concurrency,
+             progress="tournament" if progress else False, options=game_options)  # fmt: skip
     wanted = {(m.meta["key"], m.meta["index"]) for m in matches}
     episodes = [ep for ep in store.episodes() if (ep.meta.get("key"), ep.meta.get("index")) in wanted]
     from selfplay.arena.report import write_report  # matplotlib loads only when a report is written
@@ -157,8 +157,10 @@ def run_tournament(
 def _matches(cls, tables, participants, *, games: int, seed: int, options: dict, fixed: dict[str, str]) -> list[Match]:
     """Every table's matches, each keyed by what makes a recorded game reusable (``record_key``)."""
     by_name, seats = {p.name: p for p in participants}, {role: f"{role}={spec}" for role, spec in fixed.items()}
-    keys = {t: record_key(cls.name, options, seed, [by_name[n] for n in t], fixed) for t in tables}
-    return [m for t in tables for m in table_matches(cls.roles, t, games, seed, keys[t], seats)]
+    keys = {
+        t: record_key(cls.name, options, seed=seed, participants=[by_name[n] for n in t], fixed=fixed) for t in tables
+    }
+    return [m for t in tables for m in table_matches(cls.roles, t, games, seed=seed, key=keys[t], fixed=seats)]
 
 
 def _checked_seats(cls, participants: list[Participant], seats: dict[str, str]) -> dict[str, str]:
@@ -189,7 +191,7 @@ def _rounded_to_seatings(games: int, rounds: int) -> int:
     return rounded
 
 
-def _agents(participants, fixed_specs: dict[str, str], fixed: dict[str, str], needed: set[str], seed: int) -> dict:
+def _agents(participants, fixed_specs: dict[str, str], *, fixed: dict[str, str], needed: set[str], seed: int) -> dict:
     """The agents the missing games need: each participant (its own seed) and each fixed seat's agent."""
     agents = {
         p.name: build_agent(p.spec, seed=seed + i, name=p.name) for i, p in enumerate(participants) if p.name in needed

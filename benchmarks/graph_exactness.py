@@ -43,7 +43,7 @@ def worst_difference(model, tok, calls: int, rows: int, seed: int, graphs) -> tu
                 tail = [rng.randrange(3, min(vocab, 250)) for _ in range(rng.randrange(0, 6))]
                 prompts.append(stem[: rng.randrange(1, len(stem) + 1)] + tail)
             out = decoder.decode(prompts, max_new=6, temperature=1.0, seed=call)
-            ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 1.0)
+            ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, temperature=1.0)
             for o, r in zip(out, ref):
                 if o.tokens:
                     diff = (torch.tensor(o.logprobs) - r[: len(o.tokens)].float().cpu()).abs().max().item()

@@ -80,10 +80,10 @@ class ForwardClock:
     def _whole(self, run, kind: str):
         """``run`` (a fixed-shape forward, a CUDA graph on a GPU) timed as a whole, the hooks silent inside it."""
 
-        def timed(forward, ids, *args):
+        def timed(forward, ids, *args, **kwargs):
             begin, self.in_step = self._mark(), True
             try:
-                out = run(forward, ids, *args)
+                out = run(forward, ids, *args, **kwargs)
             finally:
                 self.in_step = False
             self.spans.append([kind, begin, self._mark(), ids.shape[0], ids.numel()])

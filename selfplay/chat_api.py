@@ -74,7 +74,7 @@ def _messages(body: Any) -> list[dict]:
     return out
 
 
-def _choice(i: int, completion: Any, stop: tuple, max_tokens: int, logprobs: bool, tokenizer: Any) -> dict:
+def _choice(i: int, completion: Any, stop: tuple, *, max_tokens: int, logprobs: bool, tokenizer: Any) -> dict:
     """One choice of the answer: the text cut before the first stop string (as OpenAI returns it), why it ended,
     and with ``logprobs`` each sampled token's log-probability."""
     text, ids = completion.text, completion.completion_ids or []
@@ -145,7 +145,7 @@ def read_request(body: Any, ids: list[str], generator: Generator) -> ChatRequest
     return ChatRequest(messages, sampling, n, model, logprobs, stream, usage)
 
 
-def answer(request: ChatRequest, prompt_tokens: int, completions: list, max_tokens: int, tokenizer: Any) -> dict:
+def answer(request: ChatRequest, prompt_tokens: int, *, completions: list, max_tokens: int, tokenizer: Any) -> dict:
     """The chat.completion object for ``completions`` of ``request``."""
     used = sum(len(c.completion_ids or []) for c in completions)
     stop, n = request.sampling[3], request.n
@@ -154,7 +154,10 @@ def answer(request: ChatRequest, prompt_tokens: int, completions: list, max_toke
         "object": "chat.completion",
         "created": int(time.time()),
         "model": request.model,
-        "choices": [_choice(i, c, stop, max_tokens, request.logprobs, tokenizer) for i, c in enumerate(completions)],
+        "choices": [
+            _choice(i, c, stop, max_tokens=max_tokens, logprobs=request.logprobs, tokenizer=tokenizer)
+            for i, c in enumerate(completions)
+        ],
         "usage": {
             "prompt_tokens": prompt_tokens * n,
             "completion_tokens": used,
@@ -254,7 +257,7 @@ class ChatHandler(BaseHTTPRequestHandler):
         except Exception as exc:  # noqa: BLE001
             return self._error(500, f"generation failed: {type(exc).__name__}: {exc}")
         tokenizer = self.generator.agents[request.model].tokenizer
-        reply = answer(request, prompt_tokens, completions, max_tokens, tokenizer)
+        reply = answer(request, prompt_tokens, completions=completions, max_tokens=max_tokens, tokenizer=tokenizer)
         if request.stream:
             self._write(200, "text/event-stream", stream_events(reply, request.usage_in_stream))
         else:

@@ -201,9 +201,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     resolve_model(args.model)  # a bad target fails before the model loads
     serve(
         args.model,
-        args.host,
-        args.port,
-        args.name,
+        host=args.host,
+        port=args.port,
+        name=args.name,
         limits=Limits(max_prompt_tokens=args.max_prompt_tokens, max_tokens=args.max_tokens, timeout_s=args.timeout),
         api_key=key,
     )

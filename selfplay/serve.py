@@ -187,6 +187,7 @@ def check_access(host: str, api_key: str | None) -> None:
 
 def serve(
     target: str,
+    *,
     host: str = "127.0.0.1",
     port: int = 8000,
     name: str | None = None,

@@ -54,7 +54,7 @@ def _log_densities(x: np.ndarray, means: np.ndarray, covariances: np.ndarray) ->
 
 
 def fit_mixture(
-    x: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 100, ridge: float = 1e-4, tol: float = 1e-5
+    x: np.ndarray, k: int, rng: np.random.Generator, *, iterations: int = 100, ridge: float = 1e-4, tol: float = 1e-5
 ) -> Mixture:
     """EM for a k-component full-covariance Gaussian mixture on the rows of ``x`` (k-means++ start)."""
     n, d = x.shape

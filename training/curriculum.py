@@ -134,6 +134,7 @@ class AdaRFT(Uniform):
     def __init__(
         self,
         arms: Sequence[str],
+        *,
         difficulty: dict[str, float],
         target: float | None = None,
         eta: float = 0.1,
@@ -191,6 +192,7 @@ class ALPGMMArms(Uniform):
     def __init__(
         self,
         arms: Sequence[str],
+        *,
         positions: dict[str, Any] | None = None,
         fit_rate: int = 20,
         random_share: float = 0.2,

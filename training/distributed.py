@@ -25,6 +25,7 @@ def make_accelerator(
     micro_batches: int,
     max_grad_norm: float,
     dtype: str,
+    *,
     find_unused: bool,
     trackers: Sequence[str] = (),
     run_dir: str | Path | None = None,

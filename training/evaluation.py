@@ -209,7 +209,12 @@ class Evaluator:
         fixed = {r: seat_name(r) for r in self.cfg.opponents.seats}
         lineup = [LEARNER] + [BASELINE] * self.free_seats
         matches = paired_matches(
-            self.roles, lineup, self.cfg.evaluation.games, seeds.EVAL_GAMES, {"step": step, "eval": opponent}, fixed
+            self.roles,
+            lineup,
+            self.cfg.evaluation.games,
+            seed=seeds.EVAL_GAMES,
+            meta={"step": step, "eval": opponent},
+            fixed=fixed,
         )
         for m in matches:
             seat = next(r for r, a in m.agents.items() if a == LEARNER)

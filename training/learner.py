@@ -63,7 +63,7 @@ class Learner:
         return {k: v.detach().cpu() for k, v in self.accelerator.get_state_dict(self.model).items() if k in trainable}
 
 
-def lr_multiplier(step: int, steps: int, warmup: int, schedule: str, floor: float) -> float:
+def lr_multiplier(step: int, steps: int, *, warmup: int, schedule: str, floor: float) -> float:
     """The learning rate of training step ``step`` (0-based) of ``steps`` as a share of the peak: linear warm-up over
     ``warmup`` steps, then constant or a linear / cosine (Loshchilov & Hutter 2017) decay reaching ``floor`` at the
     last step."""
@@ -82,13 +82,18 @@ def at_temperature(agents: dict[str, LLMAgent], temperature: float) -> dict[str,
     out = {}
     for name, a in agents.items():
         out[name] = LLMAgent(
-            a.model, a.tokenizer, replace(a.sampling, temperature=temperature), name, a.adapter, a.engine_factory
+            a.model,
+            a.tokenizer,
+            replace(a.sampling, temperature=temperature),
+            name=name,
+            adapter=a.adapter,
+            engine_factory=a.engine_factory,
         )
         out[name].decoder = a._decoder() if a.sampling.backend == "native" else None
     return out
 
 
-def group_agent(policy: Policy, group: str, tokenizer, kind: str, sampling: SamplingConfig) -> LLMAgent:
+def group_agent(policy: Policy, group: str, tokenizer, *, kind: str, sampling: SamplingConfig) -> LLMAgent:
     """The agent that generates with ``group``'s weights of ``policy`` (a learner or a frozen pool copy)."""
     module, adapter = policy.generator(group)
     return LLMAgent(module, tokenizer, sampling, name=agent_name(kind, group), adapter=adapter)
@@ -124,7 +129,7 @@ def build_learner(cfg: TrainConfig, accelerator: Accelerator, roles: tuple[str, 
             f"config key 'sampling.max_new_tokens' = {cfg.sampling.max_new_tokens} leaves no room for a "
             f"prompt in {cfg.model}'s context of {context} positions"
         )
-    policy = Policy(base, roles, cfg.weights, cfg.lora_r, cfg.lora_alpha, seed=cfg.run.seed)
+    policy = Policy(base, roles, cfg.weights, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, seed=cfg.run.seed)
     if cfg.update.gradient_checkpointing:
         for module in {id(m): m for m in (policy.generator(g)[0] for g in policy.groups)}.values():
             module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -139,12 +144,13 @@ def build_learner(cfg: TrainConfig, accelerator: Accelerator, roles: tuple[str, 
     clock = {"step": 0}
 
     def schedule(step: int) -> float:
-        return lr_multiplier(step, cfg.run.steps, u.warmup_steps, u.lr_schedule, u.lr_floor)
+        return lr_multiplier(step, cfg.run.steps, warmup=u.warmup_steps, schedule=u.lr_schedule, floor=u.lr_floor)
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: schedule(clock["step"]))
     model, optimizer, scheduler = accelerator.prepare(policy, optimizer, scheduler)
     policy = accelerator.unwrap_model(model)
     agents = {
-        agent_name(LEARNER, g): group_agent(policy, g, tokenizer, LEARNER, sampling_config(cfg)) for g in policy.groups
+        agent_name(LEARNER, g): group_agent(policy, g, tokenizer, kind=LEARNER, sampling=sampling_config(cfg))
+        for g in policy.groups
     }
     return Learner(accelerator, model, policy, optimizer, scheduler, reference, tokenizer, agents, schedule, clock)

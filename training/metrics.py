@@ -114,7 +114,7 @@ class Log:
     """The experiment trackers (accelerate's ``log_with``: TensorBoard by default) and the console line on the main
     process, under a progress bar over steps."""
 
-    def __init__(self, accelerator, config: dict[str, Any], steps: int, done: int, progress: bool):
+    def __init__(self, accelerator, config: dict[str, Any], steps: int, *, done: int, progress: bool):
         self.accelerator, self.steps, self.main = accelerator, steps, accelerator.is_main_process
         if accelerator.log_with:
             try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from selfplay.agents.scoring import scored_logprobs
+from selfplay.agents.scoring import Packed, scored_logprobs
 from selfplay.agents.weights import activate_adapter, add_adapters, lora_config
 
 
@@ -22,7 +22,7 @@ class Policy(nn.Module):
     """Every role's weights; ``forward`` scores completions with each row's own role weights."""
 
     def __init__(
-        self, base: nn.Module, roles: Sequence[str], mode: str, lora_r: int = 8, lora_alpha: int = 16, seed: int = 0
+        self, base: nn.Module, roles: Sequence[str], mode: str, *, lora_r: int = 8, lora_alpha: int = 16, seed: int = 0
     ):
         super().__init__()
         self.roles, self.mode = tuple(roles), mode
@@ -102,6 +102,7 @@ class Policy(nn.Module):
     ) -> torch.Tensor:
         """Completion-token log-probs (rows, tokens); rows of each group go through that group's weights
         (``agents.scoring.scored_logprobs``; ``tree`` as there)."""
+        batch = Packed(input_ids, attention_mask, position_ids, prompt_width)
         out = torch.zeros(input_ids.shape[0], input_ids.shape[1] - prompt_width, device=input_ids.device)
         for group in dict.fromkeys(groups):
             rows = torch.tensor([i for i, g in enumerate(groups) if g == group], device=input_ids.device)
@@ -111,16 +112,7 @@ class Policy(nn.Module):
             mine = [allowed[i] for i in rows.tolist()] if allowed is not None else None
             out = out.index_put(
                 (rows,),
-                scored_logprobs(
-                    module,
-                    input_ids[rows],
-                    attention_mask[rows],
-                    position_ids[rows],
-                    prompt_width,
-                    temperature,
-                    mine,
-                    tree=tree,
-                ),
+                scored_logprobs(module, batch.rows(rows), temperature=temperature, allowed=mine, tree=tree),
             )
         return out
 

@@ -90,6 +90,7 @@ def _quiz_section(run_dir: Path, history: list[dict], role: str) -> list[str]:
 def write_training_report(
     run_dir: Path,
     history: list[dict],
+    *,
     curriculum: list[dict] | None = None,
     training: list[dict] | None = None,
     tasks: list[dict] | None = None,

@@ -267,7 +267,7 @@ class Rollouts:
             sampling = sampling_config(cfg, seed=seeds.pool_sampling(step))
             agents.update(
                 {
-                    agent_name(POOL, g): group_agent(self.opponent, g, learner.tokenizer, POOL, sampling)
+                    agent_name(POOL, g): group_agent(self.opponent, g, learner.tokenizer, kind=POOL, sampling=sampling)
                     for g in learner.policy.groups
                 }
             )

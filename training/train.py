@@ -99,7 +99,7 @@ class Trainer:
         acc.wait_for_everyone()
         self.baselines = Baselines(up.baseline_decay, self.state.baselines)
         self.progress = self.game_cls.learning_progress(dict(cfg.game_options))  # a role paid by another's gain
-        self.log = Log(acc, asdict(cfg), run.steps, self.state.step, run.progress)
+        self.log = Log(acc, asdict(cfg), run.steps, done=self.state.step, progress=run.progress)
         if cfg.evaluation.before and not self.state.history:  # the starting point of the curves: before any update
             entry = self.evaluator.entry(0, self.state.seconds, self.tracker.measure() if self.tracker else None)[0]
             self.state.history.append({**entry, "samples": {}})
@@ -186,7 +186,7 @@ class Trainer:
         """Statistics over ranks, the rollout component moves on, snapshot, evaluation, checkpoint, log; returns
         whether this was the last step (the step count, the time limit or a stop request)."""
         cfg, acc, state, done = self.cfg, self.accelerator, self.state, step + 1
-        metrics = self._step_metrics(done, batch, stats, update_seconds, gains)
+        metrics = self._step_metrics(done, batch, stats=stats, update_seconds=update_seconds, gains=gains)
         # the time limit or a stop request ends every rank at the same step: any rank's stops them all
         halt = bool(cfg.run.max_minutes) and state.seconds >= 60 * cfg.run.max_minutes
         halt = halt or (self.stop is not None and self.stop.requested)
@@ -207,7 +207,7 @@ class Trainer:
         self.log.step(done, metrics)
         return last
 
-    def _step_metrics(self, done: int, batch, stats: StepStats, update_seconds: float, gains: dict) -> dict:
+    def _step_metrics(self, done: int, batch, *, stats: StepStats, update_seconds: float, gains: dict) -> dict:
         """The step's metrics summed over ranks, with the curriculum's and the collapse monitor's; the training
         curve's entry; collapse warnings said beside the step line."""
         acc, game_cls = self.accelerator, self.game_cls
@@ -248,8 +248,8 @@ class Trainer:
             final_summary(self.run_dir, state.step, state.history)
             if state.history:
                 write_training_report(
-                    self.run_dir, state.history, self.rollouts.curriculum_history, state.training, state.tasks,
-                    self.cfg.evaluation.quiz_role,
+                    self.run_dir, state.history, curriculum=self.rollouts.curriculum_history, training=state.training, tasks=state.tasks,
+                    quiz_role=self.cfg.evaluation.quiz_role,
                 )  # fmt: skip
         acc.wait_for_everyone()
         acc.end_training()

@@ -114,7 +114,9 @@ def test_sampled_logprobs_equal_a_teacher_forced_pass_within_1e_5():
     for legal in (None, [spell, None, spell, spell], [spell] * 4):  # free, mixed, and all constrained (cheap head)
         out = Decoder(model, eos, {eos}, min_saving=2).decode(prompts, max_new=6, temperature=0.7, legal=legal, seed=3)
         allowed = [o.allowed for o in out] if legal else None
-        ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 0.7, allowed)
+        ref = token_logprobs(
+            model, prompts, [o.tokens for o in out], tok.pad_token_id, temperature=0.7, allowed=allowed
+        )
         for i, (o, r) in enumerate(zip(out, ref)):
             assert torch.allclose(torch.tensor(o.logprobs), r, atol=1e-5), (legal, i)
             if legal and legal[i] is not None:
@@ -157,7 +159,7 @@ def test_the_static_step_for_cuda_graphs_computes_what_the_model_does():
     decoder = Decoder(model, eos, {eos}, min_saving=2, graphs="always")
     out = decoder.decode(prompts, max_new=6, temperature=0.9, seed=5)
     assert decoder.graphs.forwards  # the static step was used
-    ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 0.9)
+    ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, temperature=0.9)
     for o, r in zip(out, ref):
         assert torch.allclose(torch.tensor(o.logprobs), r, atol=1e-5)
 
@@ -239,7 +241,7 @@ def test_a_session_reuses_the_shared_prefix_of_earlier_calls_and_stays_exact():
     with decoder.session():  # sampled log-probabilities stay those of a teacher-forced pass
         for t, prompts in enumerate(turns):
             out = decoder.decode(prompts, max_new=5, temperature=0.9, seed=t)
-            ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 0.9)
+            ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, temperature=0.9)
             for o, r in zip(out, ref):
                 assert torch.allclose(torch.tensor(o.logprobs), r[: len(o.tokens)], atol=1e-5)
 
@@ -266,7 +268,7 @@ def test_sessions_over_random_calls_give_the_log_probabilities_of_a_teacher_forc
                 tail = [rng.randrange(3, 8) for _ in range(rng.randrange(0, 4))]
                 prompts.append(stem[: rng.randrange(1, len(stem) + 1)] + tail)
             out = decoder.decode(prompts, max_new=3, temperature=1.0, seed=call)
-            ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 1.0)
+            ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, temperature=1.0)
             for o, r in zip(out, ref):
                 assert torch.allclose(torch.tensor(o.logprobs), r[: len(o.tokens)], atol=1e-5), call
     assert len(decoder.pool.kept) == 0
@@ -297,7 +299,7 @@ def test_decoding_without_a_wait_per_step_samples_what_the_per_step_loop_samples
         assert [o.tokens for o in fixed] == [o.tokens for o in eager]
         assert len(set(lengths)) > 2 and all(o.tokens[-1] in stops for o in fixed if len(o.tokens) < 40)
         assert all(t not in stops for o in fixed for t in o.tokens[:-1])
-        ref = token_logprobs(model, prompts, [o.tokens for o in fixed], tok.pad_token_id, 1.0)
+        ref = token_logprobs(model, prompts, [o.tokens for o in fixed], tok.pad_token_id, temperature=1.0)
         for o, e, r in zip(fixed, eager, ref):
             assert torch.allclose(torch.tensor(o.logprobs), r[: len(o.tokens)], atol=1e-5)
             assert torch.allclose(torch.tensor(o.logprobs), torch.tensor(e.logprobs), atol=1e-5)
@@ -325,7 +327,7 @@ def test_kept_prefixes_stay_within_their_token_budget_and_pool_rows_are_never_sh
             before = set(decoder.pool.kept)
             out = decoder.decode(prompts, max_new=3, temperature=1.0, seed=call)
             evicted += len(before - set(decoder.pool.kept))
-            ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 1.0)
+            ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, temperature=1.0)
             for o, r in zip(out, ref):
                 assert torch.allclose(torch.tensor(o.logprobs), r[: len(o.tokens)], atol=1e-5), call
             held = [r for rows in decoder.pool.kept.values() for r in rows]
@@ -346,7 +348,7 @@ def test_fixed_shape_forwards_follow_weights_changed_between_calls():
 
     def check(seed):
         out = decoder.decode(prompts, max_new=4, temperature=1.0, seed=seed)
-        ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 1.0)
+        ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, temperature=1.0)
         for o, r in zip(out, ref):
             assert torch.allclose(torch.tensor(o.logprobs), r[: len(o.tokens)], atol=1e-5)
         return out

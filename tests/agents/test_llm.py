@@ -7,7 +7,7 @@ from selfplay.agents.base import Request
 from selfplay.agents.llm import LLMAgent, SamplingConfig
 from selfplay.agents.models import tiny_model
 from selfplay.agents.prompts import render_prompt, render_prompts
-from selfplay.agents.scoring import token_logprobs
+from selfplay.agents.scoring import Packed, token_logprobs
 from selfplay.agents.specs import build_agent
 from selfplay.agents.weights import activate_adapter, adapter_parameters, add_adapters, frozen_copy, snapshot_adapter
 from selfplay.arena.matches import Match
@@ -32,12 +32,14 @@ def test_sampling_logprobs_equal_a_teacher_forced_pass_with_padding():
     flat = [c for cs in out for c in cs]
     assert [len(cs) for cs in out] == [2, 1]
     assert len({len(c.prompt_ids) for c in flat}) == 2  # prompts of different lengths were left-padded together
-    ref = token_logprobs(model, [c.prompt_ids for c in flat], [c.completion_ids for c in flat], tok.pad_token_id, 0.8)
+    ref = token_logprobs(
+        model, [c.prompt_ids for c in flat], [c.completion_ids for c in flat], tok.pad_token_id, temperature=0.8
+    )
     for c, r in zip(flat, ref):
         assert len(c.logprobs) == len(c.completion_ids) > 0
         assert torch.allclose(torch.tensor(c.logprobs), r, atol=1e-4)
     for c in flat:  # and each row alone, without any padding
-        alone = token_logprobs(model, [c.prompt_ids], [c.completion_ids], tok.pad_token_id, 0.8)[0]
+        alone = token_logprobs(model, [c.prompt_ids], [c.completion_ids], tok.pad_token_id, temperature=0.8)[0]
         assert torch.allclose(torch.tensor(c.logprobs), alone, atol=1e-4)
 
 
@@ -131,8 +133,8 @@ def test_constrained_decoding_plays_legal_moves_and_reports_the_constrained_poli
         [c.prompt_ids for c in out],
         [c.completion_ids for c in out],
         tok.pad_token_id,
-        1.0,
-        [c.allowed for c in out],
+        temperature=1.0,
+        allowed=[c.allowed for c in out],
     )
     for c, r in zip(out, ref):
         assert torch.allclose(torch.tensor(c.logprobs), r, atol=1e-4)
@@ -180,15 +182,15 @@ def test_scoring_only_the_needed_output_rows_equals_the_full_logits_and_their_gr
         return [p.grad.clone() for p in model.parameters()]
 
     mask = b["completion_mask"].bool()
-    ours = scored_logprobs(model, *args, 0.7, allowed)
+    ours = scored_logprobs(model, Packed(*args), temperature=0.7, allowed=allowed)
     logits = model(input_ids=args[0], attention_mask=args[1], position_ids=args[2]).logits
-    full = completion_logprobs(logits, args[0], args[3], 0.7, allowed)
+    full = completion_logprobs(logits, args[0], args[3], temperature=0.7, allowed=allowed)
     assert ours.shape == full.shape and torch.equal(ours[~mask], torch.zeros_like(ours[~mask]))
     assert torch.isneginf(ours[3, 1]) and torch.isneginf(full[3, 1])
     finite = mask & torch.isfinite(full)
     assert torch.allclose(ours[finite], full[finite], atol=1e-5)
     assert finite.sum() == mask.sum() - 1
-    ours = scored_logprobs(model, *args, 0.7, allowed)  # again, for a fresh graph
+    ours = scored_logprobs(model, Packed(*args), temperature=0.7, allowed=allowed)  # again, for a fresh graph
     mine, theirs = grads(ours[finite].sum()), grads(full[finite].sum())
     for a, c in zip(mine, theirs):
         assert torch.allclose(a, c, atol=1e-5)
@@ -208,12 +210,14 @@ def test_rows_with_the_same_prompt_share_one_pass_over_it_with_the_same_values_a
     hook = model.model.register_forward_pre_hook(
         lambda m, a, kw: computed.append(kw["input_ids"].numel()), with_kwargs=True
     )
-    shared = scored_logprobs(model, *args, 0.9, tree=True)  # the tiny model's tokens are too cheap to pay
+    shared = scored_logprobs(
+        model, Packed(*args), temperature=0.9, tree=True
+    )  # the tiny model's tokens are too cheap to pay
     hook.remove()
     assert sum(computed) == 3 * args[3] + len(prompts) * (args[0].shape[1] - args[3])  # 3 distinct prompts once
     whole = model.model(input_ids=args[0], attention_mask=args[1], position_ids=args[2]).last_hidden_state
     ref_states = whole[:, args[3] - 1 : -1]
-    states = completion_states(model.model, *args, tree=True)
+    states = completion_states(model.model, Packed(*args), tree=True)
     mask = b["completion_mask"].bool()
     assert torch.allclose(states[mask], ref_states[mask], atol=1e-5)
     model.zero_grad()
@@ -358,7 +362,9 @@ def test_agents_at_another_temperature_share_the_decoder_and_sample_at_theirs():
     assert cooler.decoder is agent.decoder is not None  # CUDA graphs captured by one are replayed by the other
     assert (cooler.sampling.temperature, agent.sampling.temperature) == (0.5, 1.0)
     flat = [c for cs in cooler.act(_requests([([{"role": "user", "content": "go"}], 3)])) for c in cs]
-    ref = token_logprobs(model, [c.prompt_ids for c in flat], [c.completion_ids for c in flat], tok.pad_token_id, 0.5)
+    ref = token_logprobs(
+        model, [c.prompt_ids for c in flat], [c.completion_ids for c in flat], tok.pad_token_id, temperature=0.5
+    )
     for c, r in zip(flat, ref):
         assert torch.allclose(torch.tensor(c.logprobs), r, atol=1e-4)
 
@@ -380,7 +386,12 @@ def test_the_static_cache_backend_reports_the_log_probabilities_of_a_teacher_for
         out = agent.act([Request(game, "player_0", messages, samples=3, legal_actions=legal)])[0]
         allowed = [c.allowed for c in out] if constrained else None
         ref = token_logprobs(
-            model, [c.prompt_ids for c in out], [c.completion_ids for c in out], tok.pad_token_id, 0.7, allowed
+            model,
+            [c.prompt_ids for c in out],
+            [c.completion_ids for c in out],
+            tok.pad_token_id,
+            temperature=0.7,
+            allowed=allowed,
         )
         for c, r in zip(out, ref):
             assert c.temperature == 0.7 and len(c.logprobs) == len(c.completion_ids) > 0

@@ -62,7 +62,7 @@ def test_a_decoder_session_packs_its_model_and_stays_exact():
     assert seen and set(seen) == {linears}  # every forward inside ran on packed layers
     assert _packed(model) == []
     with torch.no_grad():
-        ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 1.0)
+        ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, temperature=1.0)
     for o, r in zip(out, ref):
         assert torch.allclose(torch.tensor(o.logprobs), r[: len(o.tokens)], atol=1e-5)
     unpacked = Decoder(model, eos, {eos}, pack=False)
@@ -125,7 +125,7 @@ def test_lora_layers_multiply_by_a_packed_merged_weight_per_adapter_and_stay_exa
     assert merged() == [] and _packed(model) == []
     for adapter, out in outs.values():
         activate_adapter(model, adapter)
-        ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, 1.0)
+        ref = token_logprobs(model, prompts, [o.tokens for o in out], tok.pad_token_id, temperature=1.0)
         for o, r in zip(out, ref):
             assert torch.allclose(torch.tensor(o.logprobs), r[: len(o.tokens)], atol=1e-4)
     assert outs[0][1][0].tokens != outs[1][1][0].tokens or outs[0][1][1].tokens != outs[1][1][1].tokens

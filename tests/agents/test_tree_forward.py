@@ -4,7 +4,7 @@ import torch
 
 from selfplay.agents.decode import radix_tree
 from selfplay.agents.models import tiny_model
-from selfplay.agents.scoring import completion_states, pack, scored_logprobs
+from selfplay.agents.scoring import Packed, completion_states, pack, scored_logprobs
 from selfplay.agents.tree_forward import tree_states
 
 
@@ -32,7 +32,9 @@ def test_tree_states_equal_a_plain_pass_and_compute_each_shared_run_once():
 
     hook = model.model.register_forward_pre_hook(count, with_kwargs=True)
     w = int(b["prompt_width"])
-    states = completion_states(model.model, b["input_ids"], b["attention_mask"], b["position_ids"], w, tree=True)
+    states = completion_states(
+        model.model, Packed(b["input_ids"], b["attention_mask"], b["position_ids"], w), tree=True
+    )
     hook.remove()
     sequences = [p + c for p, c in zip(prompts, completions)]
     distinct = len({tuple(s[: i + 1]) for s in sequences for i in range(len(s))})
@@ -63,11 +65,13 @@ def test_gradients_through_the_tree_equal_those_of_a_plain_pass():
         (logp * b["completion_mask"]).sum().backward()
         return [p.grad.clone() for p in model.parameters()]
 
-    tree = scored_logprobs(model, *args, 0.8, allowed, tree=True)  # too cheap to pay on the tiny model
+    tree = scored_logprobs(
+        model, Packed(*args), temperature=0.8, allowed=allowed, tree=True
+    )  # too cheap to pay on the tiny model
     mine = grads_of(tree)
     model.model.gradient_checkpointing = True  # the plain pass (the flag is only read, nothing is checkpointed
     try:  # outside training mode)
-        plain = scored_logprobs(model, *args, 0.8, allowed)
+        plain = scored_logprobs(model, Packed(*args), temperature=0.8, allowed=allowed)
     finally:
         model.model.gradient_checkpointing = False
     theirs = grads_of(plain)

@@ -47,7 +47,7 @@ def _check_exact(agent, completions, temperature=1.0):
             [c.prompt_ids for c in flat],
             [c.completion_ids for c in flat],
             agent.tokenizer.pad_token_id,
-            temperature,
+            temperature=temperature,
         )
     for c, r in zip(flat, ref):
         assert len(c.logprobs) == len(c.completion_ids) > 0

@@ -119,7 +119,11 @@ def test_tokens_export_the_ids_and_logprobs_the_model_sampled(tmp_path, fmt):
     assert model_rows and all(r["prompt_ids"] is None and r["logprobs"] is None for r in data if r["agent"] == "random")
     model, tok = tiny_model(seed=0)
     ref = token_logprobs(
-        model, [r["prompt_ids"] for r in model_rows], [r["completion_ids"] for r in model_rows], tok.pad_token_id, 1.0
+        model,
+        [r["prompt_ids"] for r in model_rows],
+        [r["completion_ids"] for r in model_rows],
+        tok.pad_token_id,
+        temperature=1.0,
     )
     for r, x in zip(model_rows, ref):
         assert tok.decode(r["completion_ids"], skip_special_tokens=True) == r["completion"]

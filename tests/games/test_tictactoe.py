@@ -15,7 +15,7 @@ def test_board_logic_from_move_tables():
 
 def _play(a, b, games, seed=0):
     agents = {a.name: a, b.name: b}
-    return play(TicTacToe, paired_matches(TicTacToe.roles, [a.name, b.name], games, seed), agents, progress=False)
+    return play(TicTacToe, paired_matches(TicTacToe.roles, [a.name, b.name], games, seed=seed), agents, progress=False)
 
 
 def test_random_play_matches_known_statistics():

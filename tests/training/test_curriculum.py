@@ -36,7 +36,7 @@ def test_difficulty_filter_decisions():
 
 
 def test_adarft_moves_the_target_with_the_reward():
-    ada = AdaRFT(["d1", "d2", "d3"], {"d1": 1, "d2": 2, "d3": 3}, eta=0.5, alpha=2.0, beta=0.5)
+    ada = AdaRFT(["d1", "d2", "d3"], difficulty={"d1": 1, "d2": 2, "d3": 3}, eta=0.5, alpha=2.0, beta=0.5)
     assert ada.probabilities()["d1"] == 1.0
     ada.update({"d1": 1.0})  # easy: the target rises by 0.5 * tanh(1) * (3 - 1)
     assert ada.target == pytest.approx(1 + 0.5 * math.tanh(1.0) * 2)

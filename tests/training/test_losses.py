@@ -94,16 +94,23 @@ def test_lambda_returns_blend_the_next_states_value_with_the_return_by_hand():
 def test_learning_rate_schedules_by_hand():
     from selfplay.training.learner import lr_multiplier
 
-    assert [lr_multiplier(s, 10, 0, "constant", 0.1) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
-    assert [lr_multiplier(s, 10, 4, "constant", 0.1) for s in (0, 1, 3, 4)] == [0.25, 0.5, 1.0, 1.0]
+    assert [lr_multiplier(s, 10, warmup=0, schedule="constant", floor=0.1) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    assert [lr_multiplier(s, 10, warmup=4, schedule="constant", floor=0.1) for s in (0, 1, 3, 4)] == [
+        0.25,
+        0.5,
+        1.0,
+        1.0,
+    ]
     # linear from step 2 (after 2 warm-up steps) to step 9: t = (s - 2) / 7, floor 0.3
-    assert lr_multiplier(2, 10, 2, "linear", 0.3) == 1.0
-    assert lr_multiplier(9, 10, 2, "linear", 0.3) == pytest.approx(0.3)
-    assert lr_multiplier(5, 10, 2, "linear", 0.3) == pytest.approx(0.3 + 0.7 * (1 - 3 / 7))
+    assert lr_multiplier(2, 10, warmup=2, schedule="linear", floor=0.3) == 1.0
+    assert lr_multiplier(9, 10, warmup=2, schedule="linear", floor=0.3) == pytest.approx(0.3)
+    assert lr_multiplier(5, 10, warmup=2, schedule="linear", floor=0.3) == pytest.approx(0.3 + 0.7 * (1 - 3 / 7))
     # cosine: halfway is halfway between peak and floor
-    assert lr_multiplier(5, 11, 0, "cosine", 0.0) == pytest.approx(0.5)
-    assert lr_multiplier(10, 11, 0, "cosine", 0.2) == pytest.approx(0.2)
-    assert lr_multiplier(20, 11, 0, "cosine", 0.2) == pytest.approx(0.2)  # past the end (a resumed, longer run)
+    assert lr_multiplier(5, 11, warmup=0, schedule="cosine", floor=0.0) == pytest.approx(0.5)
+    assert lr_multiplier(10, 11, warmup=0, schedule="cosine", floor=0.2) == pytest.approx(0.2)
+    assert lr_multiplier(20, 11, warmup=0, schedule="cosine", floor=0.2) == pytest.approx(
+        0.2
+    )  # past the end (a resumed, longer run)
 
 
 def test_micro_batches_are_cut_where_the_largest_padded_batch_is_smallest():

@@ -47,10 +47,18 @@ def test_the_batch_is_scored_at_the_samples_temperature():
         for tree in (True, False):  # the prefix-tree pass, forced on and off, gives the same numbers
             assert torch.allclose(sequence_logprobs(policy, batch, tree=tree), ours, atol=1e-5)
         ref = token_logprobs(
-            model, [s.prompt_ids for s in samples], [s.completion_ids for s in samples], tok.pad_token_id, 0.5
+            model,
+            [s.prompt_ids for s in samples],
+            [s.completion_ids for s in samples],
+            tok.pad_token_id,
+            temperature=0.5,
         )
         at_one = token_logprobs(
-            model, [s.prompt_ids for s in samples], [s.completion_ids for s in samples], tok.pad_token_id, 1.0
+            model,
+            [s.prompt_ids for s in samples],
+            [s.completion_ids for s in samples],
+            tok.pad_token_id,
+            temperature=1.0,
         )
     for i, s in enumerate(samples):
         assert torch.allclose(ours[i, : len(s.completion_ids)], ref[i], atol=1e-5)

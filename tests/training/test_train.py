@@ -266,7 +266,7 @@ def test_max_new_tokens_beyond_the_models_context_is_refused_before_any_game():
         RuntimeError,
         match="'sampling.max_new_tokens' = 4096 leaves no room for a prompt in tiny's context of 2048 positions",
     ):
-        build_learner(cfg, make_accelerator(1, 1.0, "float32", False), ("player_0", "player_1"))
+        build_learner(cfg, make_accelerator(1, 1.0, "float32", find_unused=False), ("player_0", "player_1"))
 
 
 def test_the_learning_rate_follows_the_schedule_in_training_steps():
@@ -280,7 +280,7 @@ def test_the_learning_rate_follows_the_schedule_in_training_steps():
         ROOT / "configs/tictactoe_quick.yaml",
         [*TINY, "steps=5", "warmup_steps=1", "lr_schedule=linear", "lr_floor=0.2", "ppo_epochs=3"],
     )
-    learner = build_learner(cfg, make_accelerator(1, 1.0, "float32", False), ("player_0", "player_1"))
+    learner = build_learner(cfg, make_accelerator(1, 1.0, "float32", find_unused=False), ("player_0", "player_1"))
     seen = []
     for step in range(5):
         learner.at_step(step)
@@ -321,7 +321,9 @@ def test_micro_batches_sized_to_a_token_budget_give_the_same_step_as_one_batch()
 
     def step(*overrides, accumulation=1):
         cfg = load_config(ROOT / "configs/tictactoe_quick.yaml", [*TINY, "advantage=rae", *overrides])
-        learner = build_learner(cfg, make_accelerator(accumulation, 1.0, "float32", False), ("player_0", "player_1"))
+        learner = build_learner(
+            cfg, make_accelerator(accumulation, 1.0, "float32", find_unused=False), ("player_0", "player_1")
+        )
         before = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
         stats = update(cfg.update, learner, samples)
         steps = {int(state["step"]) for state in learner.optimizer.state_dict()["state"].values()}
@@ -354,7 +356,7 @@ def test_a_diverged_update_stops_with_one_line_and_leaves_the_weights_unchanged(
     from selfplay.training.update import update
 
     cfg = load_config(ROOT / "configs/tictactoe_quick.yaml", [*TINY, "advantage=rae"])
-    learner = build_learner(cfg, make_accelerator(1, 1.0, "float32", False), ("player_0", "player_1"))
+    learner = build_learner(cfg, make_accelerator(1, 1.0, "float32", find_unused=False), ("player_0", "player_1"))
     samples = [
         Sample(
             "policy",
