@@ -18,7 +18,8 @@ import torch
 
 from selfplay.agents.backends import generate_static, generate_vllm
 from selfplay.agents.base import Completion, Request
-from selfplay.agents.checkpoints import RoleAgent, checkpoint_policy, load_role_models, policy_dir, run_sampling
+from selfplay.agents.checkpoint_paths import checkpoint_policy, policy_dir, run_sampling
+from selfplay.agents.checkpoints import RoleAgent, load_role_models
 from selfplay.agents.decode import Decoder
 from selfplay.agents.models import load_model
 from selfplay.agents.prompts import (
@@ -31,7 +32,7 @@ from selfplay.agents.prompts import (
 )
 from selfplay.agents.sampling import BACKENDS, OBSERVERS, SamplingConfig, warn_no_compact  # noqa: F401
 from selfplay.agents.scoring import Packed, pack, scored_logprobs
-from selfplay.agents.specs import MODEL_OPTIONS
+from selfplay.agents.spec_syntax import MODEL_OPTIONS
 from selfplay.agents.token_sampling import next_allowed, through_stop
 from selfplay.agents.weights import activate_adapter
 

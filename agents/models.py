@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from selfplay.agents.specs import TINY_SIZES
+from selfplay.agents.spec_syntax import TINY_SIZES
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PLAIN_TEMPLATE = (
@@ -150,7 +150,7 @@ def load_model(
     if kind == "tiny":
         model, tokenizer = tiny_model(seed, **sizes)
     elif kind in ("smollm2", "hf"):
-        from selfplay.agents.checkpoints import one_model
+        from selfplay.agents.checkpoint_paths import one_model
 
         source = smollm2_path() if kind == "smollm2" else one_model(path)
         try:

@@ -8,8 +8,8 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from selfplay.agents.checkpoints import checkpoint_policy, run_sampling
-from selfplay.agents.specs import parse_spec
+from selfplay.agents.checkpoint_paths import checkpoint_policy, run_sampling
+from selfplay.agents.spec_syntax import parse_spec
 from selfplay.arena.rundir import checkpoint_step, list_checkpoints
 
 

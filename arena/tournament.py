@@ -23,7 +23,8 @@ from itertools import combinations
 from pathlib import Path
 
 from selfplay.agents.heap import settled_heap
-from selfplay.agents.specs import MODEL_KINDS, build_agent, check_spec, parse_key_values, parse_seats, parse_spec
+from selfplay.agents.spec_syntax import MODEL_KINDS, parse_key_values, parse_seats, parse_spec
+from selfplay.agents.specs import build_agent, check_spec
 from selfplay.arena.matches import Match, paired_matches, seatings
 from selfplay.arena.participants import (
     Participant,

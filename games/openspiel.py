@@ -27,7 +27,7 @@ from typing import Any
 from selfplay.games import exact
 from selfplay.games.core import WIN_LOSE_RANGES as WIN_LOSE
 from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, system, user
-from selfplay.games.registry import optional_package
+from selfplay.games.optional import optional_package
 
 PREFIX = "openspiel:"
 _TAG = re.compile(r"\[P\d+\]")

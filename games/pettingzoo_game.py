@@ -21,7 +21,7 @@ from functools import cache
 from typing import Any
 
 from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, system, user
-from selfplay.games.registry import optional_package
+from selfplay.games.optional import optional_package
 
 PREFIX = "pettingzoo:"
 

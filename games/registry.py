@@ -11,15 +11,6 @@ from pathlib import Path
 
 from selfplay.games.core import Game, validate_game_class
 
-
-def optional_package(module: str, games: str, package: str, extra: str):
-    """The optional dependency an adapter's games need; ValueError naming the pip extra when it is missing."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ValueError(f"{games} games need the optional package {package}: pip install -e .[{extra}]") from None
-
-
 ENTRY_POINT_GROUP = "selfplay.games"
 _REGISTRY: dict[str, type[Game]] = {}
 _BUILTINS = tuple(

@@ -26,7 +26,7 @@ from functools import cache
 from typing import Any
 
 from selfplay.games.core import Failure, Game, InvalidAction, Outcome, Turn, user
-from selfplay.games.registry import optional_package
+from selfplay.games.optional import optional_package
 
 PREFIX = "textarena:"
 _SPEC = re.compile(r"^([A-Za-z0-9_.\-]+)(?:\((.*)\))?$")

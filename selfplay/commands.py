@@ -20,7 +20,7 @@ def cmd_games(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from selfplay.agents.specs import parse_key_values
+    from selfplay.agents.spec_syntax import parse_key_values
     from selfplay.games.conformance import check_game
     from selfplay.games.core import with_options
     from selfplay.games.registry import game_class
@@ -38,7 +38,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_play(args: argparse.Namespace) -> int:
     from selfplay.agents.heap import settled_heap
-    from selfplay.agents.specs import build_agents, parse_key_values, parse_seats
+    from selfplay.agents.spec_syntax import parse_key_values, parse_seats
+    from selfplay.agents.specs import build_agents
     from selfplay.arena.matches import paired_matches, seatings
     from selfplay.arena.play import play
     from selfplay.arena.records import open_store

@@ -58,12 +58,12 @@ def is_loopback(host: str) -> bool:
 def resolve_model(target: str) -> str:
     """An agent spec for ``target``: a run directory (its latest checkpoint), a checkpoint, a model directory, or
     already a spec (``smollm2``, ``tiny``, ``hf:PATH``)."""
-    from selfplay.agents.checkpoints import checkpoint_policy
+    from selfplay.agents.checkpoint_paths import checkpoint_policy
     from selfplay.arena.rundir import list_checkpoints
 
     path = Path(target)
     if not path.exists():
-        from selfplay.agents.specs import parse_spec
+        from selfplay.agents.spec_syntax import parse_spec
 
         kind = parse_spec(target).kind  # a spec, or a clear error naming what was expected
         if kind not in ("smollm2", "tiny", "hf"):

@@ -18,7 +18,7 @@ from selfplay.recipes import resolve as resolve_recipe
 def check_config(cfg) -> None:
     """Build the game once with its options and each curriculum arm, and each agent the run will build;
     ValueError names what is wrong."""
-    from selfplay.agents.specs import parse_spec
+    from selfplay.agents.spec_syntax import parse_spec
     from selfplay.games import exact
     from selfplay.games.registry import game_class, make_game
     from selfplay.training.binding import bind_game
@@ -35,7 +35,7 @@ def check_config(cfg) -> None:
             f"(evaluation.opponents, opponents.seats)"
         )
     if model.kind == "hf":  # the base must be one model, before any loads (a lora or clone checkpoint is not)
-        from selfplay.agents.checkpoints import one_model
+        from selfplay.agents.checkpoint_paths import one_model
 
         try:
             one_model(model.arg)

@@ -128,7 +128,7 @@ def _bind_roles(config: TrainConfig, cls: type) -> None:
 def _bind_agents(config: TrainConfig, cls: type) -> None:
     """The evaluation baselines (default: mirror for a cooperative team, random, expert where the game has them),
     and every agent spec a key names, checked against what the game can supply."""
-    from selfplay.agents.specs import parse_spec
+    from selfplay.agents.spec_syntax import parse_spec
     from selfplay.games.core import Game, outcome_of, plays_random
 
     has_expert, has_random = cls.expert_action is not Game.expert_action, plays_random(cls(**config.game_options))

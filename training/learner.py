@@ -12,7 +12,7 @@ from accelerate import Accelerator
 
 from selfplay.agents.llm import LLMAgent, SamplingConfig
 from selfplay.agents.models import load_model
-from selfplay.agents.specs import parse_spec
+from selfplay.agents.spec_syntax import parse_spec
 from selfplay.agents.weights import frozen_copy
 from selfplay.training.config import TrainConfig
 from selfplay.training.distributed import zero_stage

@@ -13,7 +13,8 @@ import pytest
 
 from selfplay.agents.base import Request
 from selfplay.agents.openai_agent import OpenAIAgent
-from selfplay.agents.specs import build_agent, parse_spec
+from selfplay.agents.spec_syntax import parse_spec
+from selfplay.agents.specs import build_agent
 from selfplay.arena.matches import paired_matches
 from selfplay.arena.play import play
 from selfplay.arena.tournament import main as tournament

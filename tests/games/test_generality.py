@@ -765,7 +765,7 @@ def test_check_game_names_a_turn_for_a_stranger_and_an_observation_that_is_not_m
 
 
 def test_option_values_nan_and_inf_stay_words():
-    from selfplay.agents.specs import parse_key_values
+    from selfplay.agents.spec_syntax import parse_key_values
 
     assert parse_key_values(["mode=nan", "x=inf", "n=3", "p=0.5", "flag=true"]) == {
         "mode": "nan",

@@ -1,4 +1,4 @@
-"""Regenerate the Leduc expert: CFR+ over the exact game tree, saved as ``games/leduc_expert.json``.
+"""Regenerate the Leduc expert: CFR+ over the exact game tree, saved as ``games/builtin/leduc_expert.json``.
 
     python -m selfplay.games.leduc_cfr --iterations 1000
 
