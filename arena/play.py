@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from selfplay.agents.base import Agent, Completion, Request
 from selfplay.arena.matches import OPENING, Match
-from selfplay.arena.records import Episode, RecordStore, Step
+from selfplay.arena.records import Attempt, Episode, RecordStore
 from selfplay.games.core import Failure, Game, InvalidAction, Message, observation_error, outcome_of, turn_error
 
 
@@ -54,7 +54,7 @@ class _LiveGame:
         self.penalties = {r: 0.0 for r in game.roles}
         self.turn = None
         self.slots: list[_Slot] = []
-        self.turn_steps: list[list[Step]] = []
+        self.turn_steps: list[list[Attempt]] = []
         self.opening = match.opening
         if match.opening:
             self.episode.meta["opening"] = match.opening
@@ -84,7 +84,7 @@ class _LiveGame:
         """Record one completion for ``slot``: parse it, and re-prompt or fall back when it is invalid."""
         role, policy = slot.role, self.game.invalid_policy
         index = self.slots.index(slot)
-        step = Step(
+        step = Attempt(
             turn=self.episode.num_turns,
             role=role,
             sample=0 if self.turn.simultaneous else index,
@@ -190,7 +190,7 @@ class _LiveGame:
         text, action = self._random_action(role)
         self.game.step(role, [action])
         self.episode.steps.append(
-            Step(
+            Attempt(
                 turn=self.episode.num_turns,
                 role=role,
                 sample=0,

@@ -23,7 +23,7 @@ SCORES = {"win": 1.0, "draw": 0.5, "loss": 0.0}  # the one score map: what a res
 
 
 @dataclass
-class Step:
+class Attempt:
     """One attempt at one sample of one turn: what the role saw, what it wrote, what came of it."""
 
     turn: int
@@ -60,7 +60,7 @@ class Episode:
     game: str
     seed: int
     agents: dict[str, str]  # role -> agent name
-    steps: list[Step] = field(default_factory=list)
+    steps: list[Attempt] = field(default_factory=list)  # every attempt of every turn, in order (the table: steps)
     rewards: dict[str, float] = field(default_factory=dict)
     status: str = "running"  # done | forfeit | truncated | error
     error: str | None = None
@@ -241,9 +241,9 @@ class RecordStore:
         """Close the connection."""
         self.db.close()
 
-    def _steps(self, episode_id: str) -> list[Step]:
+    def _steps(self, episode_id: str) -> list[Attempt]:
         rows = self.db.execute("SELECT data FROM steps WHERE episode_id = ? ORDER BY idx", (episode_id,))
-        return [Step(**json.loads(r[0])) for r in rows]
+        return [Attempt(**json.loads(r[0])) for r in rows]
 
 
 def _where(filters: dict[str, Any]) -> tuple[str, list[Any]]:

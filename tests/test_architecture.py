@@ -178,3 +178,24 @@ def test_the_circle_checker_sees_a_circle():
     graph = nx.DiGraph([("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")])
     assert _circles(graph) == [["a", "b", "c"]]
     assert "selfplay.games.tictactoe" in _module_graph()  # the built-in games are in the graph, by import name
+
+
+@pytest.mark.parametrize("folder", ["agents", "arena", "training", "selfplay"])
+def test_modules_and_functions_stay_small_and_take_keywords(folder):
+    """No module over 400 lines, no function over 60, none with five or more positional parameters (beyond
+    ``self``): a newcomer reads one concern at a time, and two swapped arguments fail loudly."""
+    long_modules, long_functions, positional = [], [], []
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        source = path.read_text()
+        if len(source.splitlines()) > 400:
+            long_modules.append(f"{path.relative_to(ROOT)} ({len(source.splitlines())})")
+        for node in ast.walk(ast.parse(source)):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            where = f"{path.relative_to(ROOT)}:{node.name}"
+            if node.end_lineno - node.lineno + 1 > 60:
+                long_functions.append(f"{where} ({node.end_lineno - node.lineno + 1})")
+            plain = [a for a in node.args.posonlyargs + node.args.args if a.arg not in ("self", "cls")]
+            if len(plain) >= 5:
+                positional.append(f"{where} ({len(plain)})")
+    assert (long_modules, long_functions, positional) == ([], [], [])

@@ -119,9 +119,9 @@ def _opponent_kind(u: float, opponents: Opponents, pool_ready: bool, arm: tuple[
 class Sample:
     """One learner completion with what training needs."""
 
-    group: str
-    key: tuple[str, str]  # (game, role): the baseline it is measured against
-    turn_group: tuple[str, int]  # (episode, turn): the GRPO group of a samples=K turn
+    weight_group: str  # the weights it trains (Policy.group: the shared model, its role's adapter or clone)
+    game_role: tuple[str, str]  # (game, role): the baseline it is measured against
+    turn: tuple[str, int]  # (episode id, turn index): GRPO normalises within the K answers of one turn
     prompt_ids: list[int]
     completion_ids: list[int]
     logprobs: list[float]
@@ -129,7 +129,7 @@ class Sample:
     allowed: list[list[int] | None] | None = None
     arm: str | None = None  # the curriculum category of its episode
     advantage: float = 0.0
-    step_index: int = -1  # its step's position in the episode record (where its advantage is written back)
+    attempt_index: int = -1  # its position among the episode's attempts (where its advantage is written back)
     temperature: float | None = None  # the sampling temperature its logprobs were taken at
 
 
@@ -153,7 +153,7 @@ def collect_samples(episodes: Sequence[Episode], group_of) -> list[Sample]:
                         s.reward,
                         s.allowed,
                         ep.meta.get("arm"),
-                        step_index=index,
+                        attempt_index=index,
                         temperature=s.temperature,
                     )
                 )
@@ -165,21 +165,21 @@ def filter_groups(samples: list[Sample], low: float, high: float) -> list[Sample
     with a positive reward) lies outside [low, high]; samples outside such groups are kept."""
     groups: dict[tuple[str, int], list[Sample]] = {}
     for s in samples:
-        groups.setdefault(s.turn_group, []).append(s)
+        groups.setdefault(s.turn, []).append(s)
     drop = set()
     for key, members in groups.items():
         if len(members) > 1:
             accuracy = sum(m.reward > 0 for m in members) / len(members)
             if not difficulty_filter([accuracy], low, high)[0]:
                 drop.add(key)
-    return [s for s in samples if s.turn_group not in drop]
+    return [s for s in samples if s.turn not in drop]
 
 
 def credit_progress(samples: Sequence[Sample], infos: Mapping[Any, dict], gains: Mapping[str, float], key) -> None:
     """Learning-progress credit: each sample's reward becomes the measured gain of its episode's key
     (``key(info)``); a sample whose key is None or unmeasured keeps its recorded reward (e.g. a malformed task)."""
     for s in samples:
-        k = key(infos[s.turn_group[0]])
+        k = key(infos[s.turn[0]])
         if k in gains:
             s.reward = gains[k]
 
@@ -240,7 +240,7 @@ class Rollouts:
             episodes, samples, rounds = episodes + new, samples + fresh, rounds + 1
             if not self.filtering:
                 break
-            kept |= {s.turn_group for s in filter_groups(fresh, cur.filter_low, cur.filter_high)}
+            kept |= {s.turn for s in filter_groups(fresh, cur.filter_low, cur.filter_high)}
             if (
                 sum_scalar(acc, len(kept)) >= self.cfg.rollout.games_per_step * acc.num_processes
                 or rounds > cur.filter_refill

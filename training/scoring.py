@@ -62,7 +62,7 @@ def score_batch(samples: Sequence[Sample], *, pad_id: int, device: torch.device)
         input_ids=packed["input_ids"],
         attention_mask=packed["attention_mask"],
         position_ids=packed["position_ids"],
-        groups=[s.group for s in samples],
+        groups=[s.weight_group for s in samples],
         prompt_width=int(packed["prompt_width"]),
         temperature=sample_temperature(samples),
         allowed=[s.allowed for s in samples] if any(s.allowed for s in samples) else None,

@@ -153,7 +153,7 @@ class Trainer:
         samples = self.rollouts.keep(batch.samples)
         stats.filtered = len(batch.samples) - len(samples)
         for role in self.cfg.learner_roles:  # the sample budget: the x-axis of the quiz and of ablations
-            mine = float(sum(s.key[1] == role for s in samples))
+            mine = float(sum(s.game_role[1] == role for s in samples))
             self.state.samples[role] = self.state.samples.get(role, 0) + int(sum_scalar(self.accelerator, mine))
         return samples, stats
 
@@ -172,7 +172,7 @@ class Trainer:
             )  # fmt: skip
             gains = {k: after[k] - before[k] for k in after}
             self.state.progress.append({"step": step + 1, "before": before, "after": after})
-        self.store.set_advantages({(s.turn_group[0], s.step_index): s.advantage for s in samples})  # for exports
+        self.store.set_advantages({(s.turn[0], s.attempt_index): s.advantage for s in samples})  # for exports
         if up.magnet_every and (step + 1) % up.magnet_every == 0:
             learner.move_magnet()  # MMD: the KL reference follows the policy every magnet_every steps
         seconds = time.perf_counter() - start

@@ -50,9 +50,7 @@ class Baselines:
         )
         rae = [g - self.values.get(k, 0.0) for k, g in zip(keys, returns)]
         advantages = (
-            grpo_advantages([s.reward for s in samples], [s.turn_group for s in samples], rae)
-            if kind == "grpo"
-            else rae
+            grpo_advantages([s.reward for s in samples], [s.turn for s in samples], rae) if kind == "grpo" else rae
         )
         for s, a in zip(samples, advantages):
             s.advantage = a
@@ -65,8 +63,8 @@ class Baselines:
 def baseline_key(sample: Sample, kind: str) -> tuple[str, ...]:
     """(game, role), or with ``state`` (game, role, the opponent arm, a digest of the prompt the sample answered)."""
     if kind != "state":
-        return sample.key
-    return (*sample.key, sample.arm or "", hashlib.sha256(repr(sample.prompt_ids).encode()).hexdigest()[:16])
+        return sample.game_role
+    return (*sample.game_role, sample.arm or "", hashlib.sha256(repr(sample.prompt_ids).encode()).hexdigest()[:16])
 
 
 def lambda_returns(
@@ -78,14 +76,11 @@ def lambda_returns(
     turns have several samples, or whose moves were paid their own rewards, keep the Monte-Carlo return."""
     turns: dict[tuple, list[int]] = {}
     for i, s in enumerate(samples):
-        turns.setdefault((s.turn_group[0], s.key), []).append(i)
+        turns.setdefault((s.turn[0], s.game_role), []).append(i)
     out = [s.reward for s in samples]
     for members in turns.values():
-        members.sort(key=lambda i: samples[i].turn_group[1])
-        if (
-            len({samples[i].turn_group[1] for i in members}) < len(members)
-            or len({samples[i].reward for i in members}) > 1
-        ):
+        members.sort(key=lambda i: samples[i].turn[1])
+        if len({samples[i].turn[1] for i in members}) < len(members) or len({samples[i].reward for i in members}) > 1:
             continue  # samples=K turns branch (no single next state), or moves were paid their own rewards
         following = None  # (G, key) of the role's next move
         for i in reversed(members):
@@ -280,8 +275,8 @@ def update_with_progress(
     before and after, pay ``progress.role``'s samples the gain of their key, then update that role (advantage =
     gain minus the mean gain over every rank's tasks). Returns the merged stats, the probes before and after."""
     before = probe()
-    delayed = [s for s in samples if s.key[1] == progress.role]
-    first = update(cfg, learner, [s for s in samples if s.key[1] != progress.role])
+    delayed = [s for s in samples if s.game_role[1] == progress.role]
+    first = update(cfg, learner, [s for s in samples if s.game_role[1] != progress.role])
     after = probe()
     gains = {k: after[k] - before[k] for k in after}
     credit_progress(delayed, infos, gains, progress.key)

@@ -8,7 +8,7 @@ from selfplay.agents.specs import build_agents
 from selfplay.arena.export import export
 from selfplay.arena.matches import paired_matches
 from selfplay.arena.play import play
-from selfplay.arena.records import Episode, Step, open_store
+from selfplay.arena.records import Attempt, Episode, open_store
 from selfplay.cli import main as cli
 from selfplay.games.tictactoe import TicTacToe
 
@@ -29,7 +29,7 @@ def run(tmp_path):
         num_turns=1,
         meta={"step": 3, "learners": ["player_0"]},
         steps=[
-            Step(
+            Attempt(
                 0,
                 "player_0",
                 0,

@@ -1,14 +1,14 @@
 import pytest
 
 from selfplay.arena.matches import OPENING, paired_matches
-from selfplay.arena.records import Episode, Step
+from selfplay.arena.records import Attempt, Episode
 from selfplay.arena.stats import Tally, summarize
 
 
 def _ep(rewards, status="done", steps=()):
     ep = Episode(game="g", seed=0, agents={"a": "x", "b": "y"}, rewards=rewards, status=status, num_turns=len(steps))
     ep.steps = [
-        Step(turn=i, role=r, sample=0, attempt=0, agent=agent, messages=[], text="", failure=fail)
+        Attempt(turn=i, role=r, sample=0, attempt=0, agent=agent, messages=[], text="", failure=fail)
         for i, (r, agent, fail) in enumerate(steps)
     ]
     return ep

@@ -380,12 +380,12 @@ def test_a_diverged_update_stops_with_one_line_and_leaves_the_weights_unchanged(
 
 
 def test_answers_cut_at_max_new_tokens_are_named_once_most_fail_to_parse():
-    from selfplay.arena.records import Episode, Step
+    from selfplay.arena.records import Attempt, Episode
     from selfplay.training.metrics import cut_note
 
     def episode(texts):
         steps = [
-            Step(
+            Attempt(
                 i,
                 "player_0",
                 0,
