@@ -185,14 +185,94 @@ class Turn:
         return bool(self.others)
 
 
-class Game:
+class ExactEvaluation:
+    """Optional members for exact evaluation (``games.exact``): the chance of a small game listed, so its tree can be
+    enumerated and its exploitability computed exactly, and an expert that states its probabilities."""
+
+    def expert_policy(self, role: str) -> dict[str, float] | None:
+        """The expert's action probabilities (legal action text -> probability) where it states them exactly, for
+        exact evaluation (``games.exact``); None otherwise."""
+        return None
+
+    def deals(self) -> list[tuple[float, Any]] | None:
+        """Every chance outcome of an episode decided up front as ``(probability, deal)`` pairs (probabilities
+        summing to 1), or None when the game cannot be enumerated. A card revealed later is part of the deal (dealt
+        now, shown later)."""
+        return None
+
+    def reset_deal(self, deal: Any) -> None:
+        """Start an episode from one of ``deals()`` instead of a seed."""
+        raise NotImplementedError(f"{type(self).__name__} lists no deals")
+
+    def chance_outcomes(self) -> list[tuple[float, Any]] | None:
+        """After ``reset_deal``: the ``(probability, outcome)`` pairs of a chance event the game waits on now (a card
+        turned mid-hand), or None when none is pending. Games whose chance is all in the deal leave it None."""
+        return None
+
+    def apply_chance(self, outcome: Any) -> None:
+        """Resolve the pending chance event with one of ``chance_outcomes()``."""
+        raise NotImplementedError(f"{type(self).__name__} has no pending chance events")
+
+
+class LeakTest:
+    """Optional members for the conformance checker's leak test: what only a role may see, and how to redraw
+    everything it cannot see. A game where every role sees the whole state declares ``hidden_information = False``."""
+
+    # Whether some role is kept from seeing part of the state (others' cards, pending moves, future chance): None,
+    # not declared (check-game asks for ``resample_hidden`` to run its leak test); False, every role sees the whole
+    # state, so there is nothing to leak and check-game says so instead of asking; True, there is hidden state.
+    hidden_information: ClassVar[bool | None] = None
+
+    def secrets(self, role: str) -> list[str]:
+        """Strings that only ``role`` may see; the conformance checker looks for them in other roles' views."""
+        return []
+
+    def resample_hidden(self, role: str, rng: random.Random) -> None:
+        """Replace, in place, everything ``role`` cannot see (other roles' private cards, pending simultaneous
+        moves, future chance outcomes) by a fresh draw consistent with what it can see. The conformance checker
+        calls it on a copy of the game and checks that ``role``'s observation is unchanged, which catches leaks
+        derived from hidden state, not only literal secrets. Optional, but without it check-game cannot run its leak
+        test and says so (a game with nothing hidden declares ``hidden_information = False`` instead)."""
+        raise NotImplementedError
+
+
+class TrainerContext:
+    """Optional class-level hooks the trainer calls: a role paid by another's learning progress, the task a role
+    wrote (for the proposer-collapse monitor), and statistics one step's games pass to the next step's."""
+
+    @classmethod
+    def learning_progress(cls, options: dict[str, Any]) -> LearningProgress | None:
+        """A role rewarded by another role's measured learning progress under these options (None: no such role)."""
+        return None
+
+    @classmethod
+    def written_task(cls, info: dict[str, Any]) -> tuple[str, str | None, float | None] | None:
+        """For the proposer-collapse monitor: (the role that wrote this episode's task, the task as text or None when it
+        was malformed, the share of the answers that solved it or None), read from the episode's ``info()``; None in
+        a game without a task-writing role (the default)."""
+        return None
+
+    @classmethod
+    def context_stats(cls, infos: list[dict[str, Any]]) -> dict[str, float]:
+        """Sums over one training step's episodes, from their ``info()`` dicts, that the next step's games see
+        through ``context_options`` (summed over ranks). Default: none."""
+        return {}
+
+    @classmethod
+    def context_options(cls, totals: dict[str, float]) -> dict[str, Any]:
+        """Game options for the next training step from the summed ``context_stats``. Default: none."""
+        return {}
+
+
+class Game(ExactEvaluation, LeakTest, TrainerContext):
     """Base class with the defaults; subclasses set the class attributes and the required methods.
 
-    Required: ``reset``, ``turn``, ``observe``, ``parse``, ``step``, ``rewards``.
-    Optional, each declared below with its default: ``legal_actions``, ``random_action``, ``expert_action``,
-    ``secrets``, ``forfeit_rewards``, ``truncation_rewards``, ``info``; and the trainer's class-level hooks
-    ``learning_progress``, ``context_stats``, ``context_options``.
-    """
+    The members fall into four concerns: the rules, here (required: ``reset``, ``turn``, ``observe``, ``parse``,
+    ``step``, ``rewards``; optional: ``legal_actions``, ``random_action``, ``expert_action``, ``forfeit_rewards``,
+    ``truncation_rewards``, ``info``, ``answer_slot``, ``compact_observation``, ``step_together``); exact
+    evaluation (:class:`ExactEvaluation`); the leak test (:class:`LeakTest`); and the trainer's class-level hooks
+    (:class:`TrainerContext`). A game overrides only the members it needs; each default is declared with its
+    docstring."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -205,10 +285,6 @@ class Game:
     invalid_policy: ClassVar[InvalidPolicy] = InvalidPolicy()  # an instance attribute may override it
     outcome: ClassVar[Outcome] = Outcome()  # what results mean: win/lose, or amounts reported as means
     outcome_inferred: ClassVar[bool] = False  # set by adapters that guess ``outcome`` from a library's metadata
-    # Whether some role is kept from seeing part of the state (others' cards, pending moves, future chance): None,
-    # not declared (check-game asks for ``resample_hidden`` to run its leak test); False, every role sees the whole
-    # state, so there is nothing to leak and check-game says so instead of asking; True, there is hidden state.
-    hidden_information: ClassVar[bool | None] = None
 
     # -- required ---------------------------------------------------------------------------------
     def reset(self, seed: int) -> None:
@@ -263,18 +339,6 @@ class Game:
         """A strong scripted move from ``role``'s information only (the game's expert agent)."""
         raise NotImplementedError(f"{type(self).__name__} ships no expert agent")
 
-    def secrets(self, role: str) -> list[str]:
-        """Strings that only ``role`` may see; the conformance checker looks for them in other roles' views."""
-        return []
-
-    def resample_hidden(self, role: str, rng: random.Random) -> None:
-        """Replace, in place, everything ``role`` cannot see (other roles' private cards, pending simultaneous
-        moves, future chance outcomes) by a fresh draw consistent with what it can see. The conformance checker
-        calls it on a copy of the game and checks that ``role``'s observation is unchanged, which catches leaks
-        derived from hidden state, not only literal secrets. Optional, but without it check-game cannot run its leak
-        test and says so (a game with nothing hidden declares ``hidden_information = False`` instead)."""
-        raise NotImplementedError
-
     def forfeit_rewards(self, offender: str) -> dict[str, float]:
         """Rewards when ``offender`` forfeits, following the outcome model: zero-sum or constant-sum, the lowest
         reward for it that leaves the others' equal shares of the rest within range (two roles -1..1: -1 and +1);
@@ -313,55 +377,6 @@ class Game:
         """What ``role`` sees as one short line, for small models (an agent chooses it with ``observer=compact``);
         the same information as ``observe``. None: the game has no compact form."""
         return None
-
-    def expert_policy(self, role: str) -> dict[str, float] | None:
-        """The expert's action probabilities (legal action text -> probability) where it states them exactly, for
-        exact evaluation (``games.exact``); None otherwise."""
-        return None
-
-    # -- exact enumeration (small games; see games/exact.py) -------------------------------------------
-    def deals(self) -> list[tuple[float, Any]] | None:
-        """Every chance outcome of an episode decided up front as ``(probability, deal)`` pairs (probabilities
-        summing to 1), or None when the game cannot be enumerated. A card revealed later is part of the deal (dealt
-        now, shown later)."""
-        return None
-
-    def reset_deal(self, deal: Any) -> None:
-        """Start an episode from one of ``deals()`` instead of a seed."""
-        raise NotImplementedError(f"{type(self).__name__} lists no deals")
-
-    def chance_outcomes(self) -> list[tuple[float, Any]] | None:
-        """After ``reset_deal``: the ``(probability, outcome)`` pairs of a chance event the game waits on now (a card
-        turned mid-hand), or None when none is pending. Games whose chance is all in the deal leave it None."""
-        return None
-
-    def apply_chance(self, outcome: Any) -> None:
-        """Resolve the pending chance event with one of ``chance_outcomes()``."""
-        raise NotImplementedError(f"{type(self).__name__} has no pending chance events")
-
-    # -- optional hooks the trainer calls on the class ------------------------------------------------
-    @classmethod
-    def learning_progress(cls, options: dict[str, Any]) -> LearningProgress | None:
-        """A role rewarded by another role's measured learning progress under these options (None: no such role)."""
-        return None
-
-    @classmethod
-    def written_task(cls, info: dict[str, Any]) -> tuple[str, str | None, float | None] | None:
-        """For the proposer-collapse monitor: (the role that wrote this episode's task, the task as text or None when it
-        was malformed, the share of the answers that solved it or None), read from the episode's ``info()``; None in
-        a game without a task-writing role (the default)."""
-        return None
-
-    @classmethod
-    def context_stats(cls, infos: list[dict[str, Any]]) -> dict[str, float]:
-        """Sums over one training step's episodes, from their ``info()`` dicts, that the next step's games see
-        through ``context_options`` (summed over ranks). Default: none."""
-        return {}
-
-    @classmethod
-    def context_options(cls, totals: dict[str, float]) -> dict[str, Any]:
-        """Game options for the next training step from the summed ``context_stats``. Default: none."""
-        return {}
 
     @property
     def rng(self) -> random.Random:
