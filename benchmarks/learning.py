@@ -34,9 +34,9 @@ SMOLLM2 = [
     "scripted_prob=0.5",
     "lr=5e-5",
     "max_new_tokens=6",
-    "eval_every=100",
-    "eval_games=32",
-    "eval_opponents=[random]",
+    "evaluation.every=100",
+    "evaluation.games=32",
+    "evaluation.opponents=[random]",
     "checkpoint_every=100",
     "progress=false",
 ]

@@ -52,7 +52,7 @@ def _key_table(cls: type, prefix: str, skip: tuple[str, ...] = ()) -> list[str]:
             continue
         help_text = f.metadata.get("help", "")
         if f.metadata.get("alias"):
-            help_text += f" (old name: `{f.metadata['alias']}`)"
+            help_text += f" (old name `{f.metadata['alias']}`, deprecated)"
         rows.append(
             f"| `{prefix}{f.name}` | `{_cell(_type(f))}` | {_cell(_default(f))} | {_cell(_allowed(f))} | "
             f"{_cell(help_text)} |"

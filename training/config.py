@@ -93,6 +93,27 @@ def _move_flat_keys(data: dict) -> dict:
 
 
 _TOP_LEVEL = tuple(f.name for f in fields(TrainConfig) if f.name not in SECTIONS)
+# the old flat names a field declares (eval_games, curriculum_arms, ...), as opposed to a field's own name used
+# without its section (lr for update.lr), which stays a short form
+DEPRECATED = {
+    f.metadata["alias"]: f"{section}.{f.name}"
+    for section in SECTIONS
+    for f in fields(section_type(section))
+    if f.metadata.get("alias")
+}
+
+
+def _warn_deprecated(keys: list[str]) -> None:
+    """One FutureWarning per old name used: it still works in 0.1, and names the key to write instead."""
+    import warnings
+
+    for key in dict.fromkeys(k.split(".")[0] for k in keys):
+        if key in DEPRECATED and not (key in SECTIONS and key not in keys):
+            warnings.warn(
+                f"config key {key!r} is an old name and will be removed after 0.1: write {DEPRECATED[key]!r}",
+                FutureWarning,
+                stacklevel=3,
+            )
 
 
 def _override_key(key: str) -> str:
@@ -158,6 +179,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         config: TrainConfig = OmegaConf.to_object(OmegaConf.merge(*layers))
     except OmegaConfBaseException as exc:
         raise ValueError(_one_line(exc)) from None
+    flat = [k for k, v in (data.items() if path is not None else ()) if not (k in SECTIONS and isinstance(v, dict))]
+    _warn_deprecated(flat + [item.removeprefix("--").partition("=")[0] for item in overrides or []])
     validate(config)
     return config
 
@@ -290,7 +313,7 @@ def describe() -> str:
             default = f.default_factory() if f.default_factory is not MISSING else f.default
             meta = f.metadata
             extra = f" (one of: {', '.join(map(str, meta['choices']))})" if meta.get("choices") else ""
-            alias = f" [also: {meta['alias']}]" if meta.get("alias") else ""
+            alias = f" [old name, deprecated: {meta['alias']}]" if meta.get("alias") else ""
             lines.append(f"  {prefix + f.name:<32} {default!s:<14} {meta.get('help', '')}{extra}{alias}")
 
     rows(TrainConfig, "")

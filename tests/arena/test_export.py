@@ -88,7 +88,7 @@ def test_a_training_run_exports_each_trained_sample_with_its_advantage(tmp_path)
     from tests.training.test_train import run as train
 
     out = tmp_path / "run"
-    train(["steps=1", "games_per_step=6", "eval_every=0", "eval_opponents=[random]"], out)
+    train(["steps=1", "games_per_step=6", "evaluation.every=0", "evaluation.opponents=[random]"], out)
     path, _ = export(out, "jsonl")
     data = datasets.load_dataset("json", data_files=str(path))["train"]
     trained = [r for r in data if r["split"] == "train" and r["advantage"] is not None]

@@ -71,7 +71,7 @@ def test_training_on_the_slot_format(tmp_path):
             "game_options={digits: 2, answer_format: slot}",
             "steps=2",
             "games_per_step=8",
-            "eval_games=4",
+            "evaluation.games=4",
             "progress=false",
             "update.advantage=grpo",
             f"out={tmp_path / 'run'}",

@@ -63,7 +63,7 @@ def _train(out, game):
         "learner_roles=[student]",
         "steps=2",
         "games_per_step=8",
-        "eval_games=4",
+        "evaluation.games=4",
         "evaluation.every=0",
         "progress=false",
         "max_new_tokens=4",

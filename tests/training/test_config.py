@@ -47,7 +47,7 @@ def test_every_launch_config_is_an_accelerate_config(path):
         ("update.lr=nan", "config key 'update.lr': nan"),
         ("update.lr=inf", "config key 'update.lr': inf is not a finite number"),
         ("run.max_minutes=inf", "config key 'run.max_minutes': inf is not a finite number"),
-        ("curriculum=sec", "'curriculum.policy': 'sec' needs curriculum.option and curriculum.arms"),
+        ("curriculum.policy=sec", "'curriculum.policy': 'sec' needs curriculum.option and curriculum.arms"),
         ("curriculum.policy=bandit", "'bandit' is not one of none, uniform, sec, dump, adarft"),
         (
             "game_options={cards:20}",
@@ -64,13 +64,15 @@ def test_bad_keys_get_a_one_line_error_naming_them(override, words):
 
 
 def test_list_keys_take_a_bare_value_or_commas_and_dashes_are_allowed():
-    config = load_config(CONFIGS / "tictactoe_quick.yaml", ["eval_opponents=random", "--steps=3", "trackers="])
+    config = load_config(CONFIGS / "tictactoe_quick.yaml", ["evaluation.opponents=random", "--steps=3", "trackers="])
     assert config.evaluation.opponents == ["random"] and config.run.steps == 3 and config.run.trackers == []
     config = load_config(
-        CONFIGS / "tictactoe_quick.yaml", ["evaluation.opponents=random,expert", "eval_opponents=null"]
+        CONFIGS / "tictactoe_quick.yaml", ["evaluation.opponents=random,expert", "evaluation.opponents=null"]
     )
     assert config.evaluation.opponents is None
-    assert load_config(CONFIGS / "tictactoe_quick.yaml", ["eval_opponents=random,expert"]).evaluation.opponents == [
+    assert load_config(
+        CONFIGS / "tictactoe_quick.yaml", ["evaluation.opponents=random,expert"]
+    ).evaluation.opponents == [
         "random",
         "expert",
     ]
@@ -99,18 +101,20 @@ def test_old_flat_keys_and_section_keys_are_the_same_setting(tmp_path):
         "game: kuhn_poker\nupdate: {lr: 0.25}\nevaluation: {games: 12}\n"
         "curriculum: {policy: sec, option: x, arms: [1, 2]}\nrun: {steps: 3}\n"
     )
+    with pytest.warns(FutureWarning, match="old name"):  # the old flat names still load, each with a warning
+        from_flat = load_config(flat)
     assert (
-        load_config(flat)
+        from_flat
         == load_config(nested)
         == load_config(
             None,
             [
                 "game=kuhn_poker",
                 "update.lr=0.25",
-                "eval_games=12",
+                "evaluation.games=12",
                 "curriculum.policy=sec",
-                "curriculum_option=x",
-                "curriculum_arms=[1,2]",
+                "curriculum.option=x",
+                "curriculum.arms=[1,2]",
                 "run.steps=3",
             ],
         )
@@ -127,7 +131,7 @@ def test_help_lists_every_section_key_with_its_help_and_choices():
     for section in SECTIONS:
         for f in fields(getattr(TrainConfig(), section)):
             assert f"{section}.{f.name}" in text and f.metadata["help"] in text
-    assert "(one of: rae, state, grpo)" in text and "[also: eval_games]" in text
+    assert "(one of: rae, state, grpo)" in text and "[old name, deprecated: eval_games]" in text
 
 
 def test_config_loads_without_torch():
@@ -215,3 +219,23 @@ def test_resuming_a_run_dir_of_another_game_or_model_is_refused_by_name(tmp_path
         check_config(load_config(CONFIGS / "kuhn_poker_tiny.yaml", [f"out={tmp_path}"]))
     with pytest.raises(ValueError, match=r"weights='shared'.* weights='lora'"):
         check_config(load_config(CONFIGS / "tictactoe_quick.yaml", [f"out={tmp_path}", "weights=lora"]))
+
+
+def test_old_names_still_work_each_with_a_warning_naming_the_key_to_write():
+    """The declared old names (eval_games, curriculum, curriculum_arms, ...) load with a FutureWarning that names the
+    sectioned key; a field's own name without its section (lr) is the short form and loads silently."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        config = load_config(
+            CONFIGS / "tictactoe_quick.yaml",
+            ["eval_games=7", "lr=1e-3", "curriculum=uniform", "curriculum.option=opponent", "curriculum_arms=[mirror]"],
+        )
+    assert (config.evaluation.games, config.update.lr, config.curriculum.policy) == (7, 1e-3, "uniform")
+    said = sorted(str(w.message) for w in caught if issubclass(w.category, FutureWarning))
+    assert said == [
+        "config key 'curriculum' is an old name and will be removed after 0.1: write 'curriculum.policy'",
+        "config key 'curriculum_arms' is an old name and will be removed after 0.1: write 'curriculum.arms'",
+        "config key 'eval_games' is an old name and will be removed after 0.1: write 'evaluation.games'",
+    ]

@@ -36,7 +36,7 @@ SIGNALLING = [
     "model=tiny",
     "constrained=true",
     "observer=compact",
-    "eval_games=8",
+    "evaluation.games=8",
     "progress=false",
     "max_new_tokens=4",
     "games_per_step=8",
@@ -52,18 +52,18 @@ def test_cooperative_games_are_evaluated_in_self_play_first_by_default():
     config = load_config(None, ["game=kuhn_poker"])
     bind_game(config)
     assert "mirror" not in config.evaluation.opponents  # available to every game, on by default for cooperative ones
-    config = load_config(None, ["game=kuhn_poker", "eval_opponents=[mirror,random]"])
+    config = load_config(None, ["game=kuhn_poker", "evaluation.opponents=[mirror,random]"])
     assert bind_game(config) and config.evaluation.opponents == ["mirror", "random"]
-    config = load_config(None, ["game=signalling", "eval_opponents=[self,expert]"])  # another name for it
+    config = load_config(None, ["game=signalling", "evaluation.opponents=[self,expert]"])  # another name for it
     assert bind_game(config) and config.evaluation.opponents == ["mirror", "expert"]
 
 
 def test_a_bad_evaluation_opponent_names_its_key():
-    config = load_config(None, ["game=kuhn_poker", "eval_opponents=5"])
+    config = load_config(None, ["game=kuhn_poker", "evaluation.opponents=5"])
     with pytest.raises(ValueError, match="config key 'evaluation.opponents': unknown agent kind '5'"):
         bind_game(config)
     with pytest.raises(ValueError, match="'evaluation.opponents': unknown agent kind 'pool'"):
-        bind_game(load_config(None, ["game=kuhn_poker", "eval_opponents=pool"]))
+        bind_game(load_config(None, ["game=kuhn_poker", "evaluation.opponents=pool"]))
 
 
 def test_compact_observer_on_a_game_without_one_is_warned_once_by_name():

@@ -34,7 +34,7 @@ def lora_run(tmp_path_factory):
             "weights=lora",
             "steps=1",
             "games_per_step=8",
-            "eval_every=0",
+            "evaluation.every=0",
             "checkpoint_every=1",
             "seed=3",
             "sampling.constrained=false",
@@ -156,7 +156,7 @@ def test_a_clone_checkpoint_plays_each_role_with_its_own_model(tmp_path):
             "weights=clone",
             "steps=1",
             "games_per_step=8",
-            "eval_every=0",
+            "evaluation.every=0",
             "checkpoint_every=1",
             "sampling.constrained=false",
         ],
@@ -189,9 +189,9 @@ def test_a_four_player_game_from_an_option_trains_and_its_checkpoint_plays(tmp_p
             "weights=lora",
             "steps=1",
             "games_per_step=8",
-            "eval_every=1",
-            "eval_games=8",
-            "eval_opponents=[random]",
+            "evaluation.every=1",
+            "evaluation.games=8",
+            "evaluation.opponents=[random]",
             "checkpoint_every=1",
         ],
         out,
@@ -267,7 +267,7 @@ def test_a_zero3_lora_run_on_two_processes_resumes_and_its_checkpoints_play(tmp_
                 "weights=lora",
                 f"steps={steps}",
                 "games_per_step=8",
-                "eval_every=0",
+                "evaluation.every=0",
                 "checkpoint_every=1",
                 "sampling.constrained=false",
             ],
@@ -292,7 +292,7 @@ def test_a_shared_checkpoint_is_a_base_model_and_a_role_checkpoint_is_refused_as
     from selfplay.training.config import load_config
 
     out = tmp_path / "shared"
-    run(["steps=1", "games_per_step=8", "eval_every=0", "checkpoint_every=1"], out, base=TINY)
+    run(["steps=1", "games_per_step=8", "evaluation.every=0", "checkpoint_every=1"], out, base=TINY)
     checkpoint = out / "checkpoints" / "step_000001"
     model, _ = load_model("hf", str(checkpoint))  # the checkpoint folder, not only its policy/
     saved = load_file(checkpoint / "policy" / "model.safetensors")
@@ -340,8 +340,8 @@ def test_a_lora_checkpoints_tournament_exploitability_is_the_one_its_run_measure
             "weights=lora",
             "steps=1",
             "games_per_step=8",
-            "eval_every=1",
-            "eval_games=4",
+            "evaluation.every=1",
+            "evaluation.games=4",
             "checkpoint_every=1",
             "sampling.observer=compact",
         ],
@@ -424,10 +424,10 @@ def test_a_lora_role_named_default_keeps_its_own_adapter_folder(tmp_path):
             "weights=lora",
             "steps=1",
             "games_per_step=8",
-            "eval_every=1",
-            "eval_games=4",
+            "evaluation.every=1",
+            "evaluation.games=4",
             "checkpoint_every=1",
-            "eval_opponents=[random]",
+            "evaluation.opponents=[random]",
         ],
         out,
         base=[o for o in TINY if not o.startswith("game")],

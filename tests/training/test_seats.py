@@ -58,7 +58,7 @@ def test_bad_seat_keys_are_refused_before_any_model_loads(keys, words):
 
 def test_evaluation_games_zero_is_refused():
     with pytest.raises(ValueError, match="evaluation.games"):
-        config(eval_games=0)
+        config(**{"evaluation.games": 0})
 
 
 def test_plan_matches_trains_only_the_learner_roles_and_keeps_fixed_seats():
@@ -94,13 +94,13 @@ def test_plan_matches_trains_only_the_learner_roles_and_keeps_fixed_seats():
             ],
         ),
         ("openspiel:kuhn_poker", []),  # through the adapter, with its CFR+ expert among the default baselines
-        ("pettingzoo:classic.tictactoe_v3", ["eval_opponents=[random]"]),
+        ("pettingzoo:classic.tictactoe_v3", ["evaluation.opponents=[random]"]),
     ],
 )
 def test_one_tiny_step_on_each_new_kind_of_game(tmp_path, game, extra):
     out = tmp_path / game
     run(
-        [f"game={game}", "steps=1", "games_per_step=6", "eval_games=6", "sampling.observer=compact", *extra],
+        [f"game={game}", "steps=1", "games_per_step=6", "evaluation.games=6", "sampling.observer=compact", *extra],
         out,
         base=BASE,
     )
@@ -141,7 +141,7 @@ def test_a_cooperative_learner_that_never_answers_validly_is_reported_as_failing
             "game=signalling",
             "steps=1",
             "games_per_step=4",
-            "eval_games=8",
+            "evaluation.games=8",
             "sampling.constrained=false",
             "max_new_tokens=2",
         ],
@@ -166,8 +166,8 @@ def test_a_learner_without_an_opponent_seat_is_evaluated_once_not_per_baseline(t
             "game_options={choices: 4}",
             "steps=1",
             "games_per_step=4",
-            "eval_games=6",
-            "eval_opponents=[random,expert]",
+            "evaluation.games=6",
+            "evaluation.opponents=[random,expert]",
         ],
         out,
         base=BASE,
@@ -194,7 +194,7 @@ def test_training_stops_loudly_when_every_game_errors(tmp_path):
     path = tmp_path / "broken.py"
     path.write_text(BROKEN)
     result = run(
-        [f"game={path}:Broken", "steps=2", "games_per_step=4", "eval_opponents=[random]"],
+        [f"game={path}:Broken", "steps=2", "games_per_step=4", "evaluation.opponents=[random]"],
         tmp_path / "run",
         base=BASE,
         check=False,
@@ -208,7 +208,7 @@ def test_trackers_are_chosen_in_the_config(tmp_path):
     with pytest.raises(ValueError, match="'comet' is not a tracker"):
         config(**{"run.trackers": "[comet]"})
     out = tmp_path / "quiet"
-    run(["game=kuhn_poker", "steps=1", "games_per_step=4", "eval_games=4", "run.trackers=[]"], out, base=BASE)
+    run(["game=kuhn_poker", "steps=1", "games_per_step=4", "evaluation.games=4", "run.trackers=[]"], out, base=BASE)
     assert (out / "summary.json").exists() and not (out / "tensorboard").exists()
 
 
@@ -222,8 +222,8 @@ def test_weights_and_biases_offline(tmp_path, monkeypatch):
             "game=kuhn_poker",
             "steps=2",
             "games_per_step=4",
-            "eval_games=4",
-            "eval_every=1",
+            "evaluation.games=4",
+            "evaluation.every=1",
             "run.trackers=[tensorboard,wandb]",
         ],
         out,
@@ -236,8 +236,10 @@ def test_weights_and_biases_offline(tmp_path, monkeypatch):
 def test_the_random_baseline_is_probed_with_the_options_that_will_be_played():
     """A game that lists legal actions only under an option: random is refused without it, accepted with it."""
     with pytest.raises(ValueError, match="names 'random'"):
-        bind_game(config(game="tests.fakes:OptionalChoices", eval_opponents="[random]"))
-    cfg = config(game="tests.fakes:OptionalChoices", eval_opponents="[random]", game_options="{choices: true}")
+        bind_game(config(game="tests.fakes:OptionalChoices", **{"evaluation.opponents": "[random]"}))
+    cfg = config(
+        game="tests.fakes:OptionalChoices", **{"evaluation.opponents": "[random]"}, game_options="{choices: true}"
+    )
     assert bind_game(cfg) and cfg.evaluation.opponents == ["random"]
 
 

@@ -18,7 +18,7 @@ TINY = [
     "model=tiny",
     "constrained=true",
     "game_options.compact=true",
-    "eval_games=8",
+    "evaluation.games=8",
     "progress=false",
     "max_new_tokens=4",
     "lr=0.01",
@@ -115,7 +115,7 @@ def test_two_processes_keep_ranks_identical_and_match_one_process(tmp_path, laun
         "temperature=0",
         "scripted_prob=0",
         "check_sync=true",
-        "eval_every=0",
+        "evaluation.every=0",
         "rollout.random_opening=4",
     ]
     two, extensions = tmp_path / "two", tmp_path / "torch_extensions"
@@ -167,13 +167,13 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
         "checkpoint_every=4",
         "keep_checkpoints=5",
         "games_per_step=6",
-        "eval_every=4",
+        "evaluation.every=4",
         "pool_prob=0.3",
         "snapshot_every=2",
         "scripted_prob=0.3",
-        "curriculum=sec",
-        "curriculum_option=compact",
-        "curriculum_arms=[true,false]",
+        "curriculum.policy=sec",
+        "curriculum.option=compact",
+        "curriculum.arms=[true,false]",
     ]
     straight = tmp_path / "straight"
     run(args, straight)
@@ -224,7 +224,7 @@ def test_ctrl_c_stops_at_the_end_of_the_step_with_a_checkpoint_and_the_same_comm
     """The first SIGINT: the step finishes, a checkpoint and an evaluation are written, status 130; the second run
     of the same command resumes there."""
     out = tmp_path / "run"
-    args = ["steps=200", "games_per_step=4", "eval_games=4", "eval_every=0", "checkpoint_every=1000"]
+    args = ["steps=200", "games_per_step=4", "evaluation.games=4", "evaluation.every=0", "checkpoint_every=1000"]
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -411,7 +411,7 @@ def test_resume_never_starts_over_with_nothing_of_the_earlier_run_left(tmp_path)
     """run.resume=never in a directory that holds a run: its checkpoints and episodes are removed (and said so), so
     a later resume cannot pick an old checkpoint and the records hold one run only."""
     out = tmp_path / "run"
-    args = ["games_per_step=4", "eval_games=4", "eval_every=0", "checkpoint_every=1", "keep_checkpoints=5"]
+    args = ["games_per_step=4", "evaluation.games=4", "evaluation.every=0", "checkpoint_every=1", "keep_checkpoints=5"]
     run([*args, "steps=3"], out)
     again = run([*args, "steps=1", "run.resume=never"], out)
     assert f"starting over in {out} (run.resume=never): removed" in again.stdout and "and 3 checkpoints" in again.stdout
