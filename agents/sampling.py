@@ -7,24 +7,45 @@ import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from selfplay.agents.fields import check_fields, documented
+
+OBSERVERS = ("chat", "compact")
+BACKENDS = ("native", "vllm")
+
 
 @dataclass
 class SamplingConfig:
-    """How an LLM agent samples; every field can be set in an agent spec (``smollm2:temperature=0.7``)."""
+    """How an LLM agent samples; every field can be set in an agent spec (``smollm2:temperature=0.7``), and those in
+    ``RECIPE_FIELDS`` in a training recipe's ``sampling`` section (the learner's)."""
 
-    temperature: float = 1.0  # 0 means greedy
-    top_p: float = 1.0
-    max_new_tokens: int = 24
-    stop: list[str] = field(default_factory=list)  # stop strings ("|" separated in a spec)
-    batch_size: int = 256  # most rows per generate call; larger batches are split
-    seed: int = 0
-    constrained: bool = False  # decode only prefixes of the game's legal actions (when it lists them)
-    cache: str = "dynamic"  # dynamic | static (static KV cache, compiled decoding; shapes are bucketed)
-    observer: str = "chat"  # chat: the game's chat messages | compact: its one-line observation, where it has one
-    graphs: bool = True  # on a GPU, decode steps and prefill forwards replayed as CUDA graphs (agents/graph_step.py)
-    pack: bool = True  # on a CPU, prepack float32 linear weights for oneDNN during a play (agents/packing.py)
-    backend: str = "native"  # native: our decoder | vllm: a colocated vLLM engine on the GPU (agents/vllm_backend.py)
-    vllm_memory: float = 0.3  # backend=vllm: the share of GPU memory the engine may take (weights and KV cache)
+    temperature: float = documented(1.0, "sampling temperature (0: greedy)", low=0.0)
+    top_p: float = documented(1.0, "nucleus sampling", above=0.0, high=1.0)
+    max_new_tokens: int = documented(24, "longest completion per turn", low=1)
+    stop: list[str] = documented(None, "stop strings (| separated in a spec)", factory=list)
+    batch_size: int = documented(256, "most rows per generate call; larger batches are split", low=1)
+    seed: int = documented(0, "sampling seed (every call samples afresh from it)")
+    constrained: bool = documented(False, "decode only legal actions (games that list them)")
+    cache: str = documented(
+        "dynamic", "static: a static KV cache and compiled decoding, shapes bucketed", choices=("dynamic", "static")
+    )
+    observer: str = documented(
+        "chat",
+        "what the model reads: the game's chat messages, or its one-line compact observation (small models)",
+        choices=OBSERVERS,
+    )
+    graphs: bool = documented(True, "on a GPU, decode steps and prefill forwards replayed as CUDA graphs")
+    pack: bool = documented(
+        True, "on a CPU, multiply by prepacked float32 weights during a play (oneDNN; equal to float32 rounding)"
+    )
+    backend: str = documented(
+        "native",
+        "who samples: our decoder, or a vLLM engine colocated on the GPU (needs the vllm package; weights "
+        "synchronised after every update; log-probs recomputed exactly)",
+        choices=BACKENDS,
+    )
+    vllm_memory: float = documented(
+        0.3, "backend=vllm: the share of GPU memory the engine may take", above=0.0, high=0.99
+    )
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> SamplingConfig:
@@ -44,29 +65,32 @@ class SamplingConfig:
                 expected = "true or false" if f.type == "bool" else f.type
                 raise ValueError(f"sampling option {f.name}={value!r}: expected {expected}")
         config = cls(**opts)
-        if config.cache not in ("dynamic", "static"):
-            raise ValueError(f"unknown cache {config.cache!r}: expected dynamic or static")
-        if config.observer not in OBSERVERS:
-            raise ValueError(f"unknown observer {config.observer!r}: expected one of {', '.join(OBSERVERS)}")
-        if config.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {config.backend!r}: expected one of {', '.join(BACKENDS)}")
+        check_fields(config, what="sampling option")  # choices and ranges, as declared with each field
         if config.backend == "vllm" and (config.constrained or config.cache == "static"):
             raise ValueError(
                 "backend=vllm samples free text only: constrained decoding and cache=static are native-only "
                 "(vLLM's structured outputs accept any tokenisation of an action, and training needs the "
                 "allowed tokens of each step); use backend=native for them"
             )
-        if not 0 < config.vllm_memory < 1:
-            raise ValueError(f"vllm_memory={config.vllm_memory!r}: expected a share of GPU memory between 0 and 1")
-        if config.temperature < 0 or not 0 < config.top_p <= 1 or config.max_new_tokens < 1:
-            raise ValueError(
-                f"bad sampling options {options}: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1"
-            )
         return config
 
 
-OBSERVERS = ("chat", "compact")
-BACKENDS = ("native", "vllm")
+# the settings a training recipe's ``sampling`` section sets for the learner (its seed is derived per step and rank)
+RECIPE_FIELDS = ("temperature", "top_p", "max_new_tokens", "constrained", "observer", "pack", "backend", "vllm_memory")
+RECIPE_DEFAULTS = {"max_new_tokens": 8}  # a move in a game is short
+
+
+def recipe_section() -> type:
+    """The recipe's ``sampling`` section: ``RECIPE_FIELDS`` of :class:`SamplingConfig`, the same types, help, choices
+    and ranges (one definition of each setting), with the recipe's defaults."""
+    from dataclasses import make_dataclass
+
+    made = []
+    for f in fields(SamplingConfig):
+        if f.name in RECIPE_FIELDS:
+            default = RECIPE_DEFAULTS.get(f.name, f.default)
+            made.append((f.name, f.type, field(default=default, metadata=f.metadata)))
+    return make_dataclass("Sampling", made, namespace={"__doc__": "How the learner samples its moves in rollouts."})
 
 
 _WARNED_COMPACT: set[str] = set()

@@ -80,6 +80,12 @@ def config_reference() -> str:
         cls = section_type(section)
         lines += ["", f"## `{section}`", "", (cls.__doc__ or "").strip(), ""]
         lines += _key_table(cls, f"{section}.")
+    from selfplay.agents.sampling import SamplingConfig
+
+    lines += ["", "## Agent spec options", "", "A model agent's sampling, set in its spec (`smollm2:temperature=0.7,"
+              "max_new_tokens=16`); the recipe's `sampling` section sets some of them for the learner, from the same "
+              "definitions.", ""]  # fmt: skip
+    lines += _key_table(SamplingConfig, "")
     return "\n".join(lines) + "\n"
 
 

@@ -11,11 +11,11 @@ This module imports no torch: ``selfplay train --help`` and config errors are an
 from __future__ import annotations
 
 import importlib.util
-import math
-from dataclasses import MISSING, fields, is_dataclass
+from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
+from selfplay.agents.fields import check_fields
 from selfplay.training.names import arm_name, arm_options
 from selfplay.training.schema import (  # noqa: F401  (the schema's names, re-exported: one import for users)
     CURRICULA,
@@ -218,42 +218,12 @@ def _one_line(exc: Exception) -> str:
     return f"config key {key!r}: {first}" if key else first
 
 
-def _check_fields(obj: Any, prefix: str) -> None:
-    """Choices and ranges declared in the fields' metadata; ValueError names the key, the value and what was expected."""
-    for f in fields(obj):
-        value, meta, key = getattr(obj, f.name), f.metadata, f"{prefix}{f.name}"
-        if is_dataclass(value):
-            _check_fields(value, f"{f.name}.")
-            continue
-        if meta.get("choices") and value not in meta["choices"]:
-            raise ValueError(f"config key {key!r}: {value!r} is not one of {', '.join(map(str, meta['choices']))}")
-        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        low, high, above = meta.get("low"), meta.get("high"), meta.get("above")
-        if math.isinf(value):
-            raise ValueError(f"config key {key!r}: {value} is not a finite number")
-        if (
-            math.isnan(value)
-            or (low is not None and value < low)
-            or (high is not None and value > high)
-            or (above is not None and value <= above)
-        ):
-            lower = f"[{low}" if low is not None else f"({above}" if above is not None else None
-            if lower and high is not None:
-                expected = f"in {lower}, {high}]"
-            elif lower:
-                expected = f">= {low}" if low is not None else f"> {above}"
-            else:
-                expected = f"<= {high}"
-            raise ValueError(f"config key {key!r}: {value} is out of range; expected a value {expected}")
-
-
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "trackio": "trackio"}  # -> module
 
 
 def validate(config: TrainConfig) -> None:
     """Every declared choice and range, then the rules that tie keys together."""
-    _check_fields(config, "")
+    check_fields(config, "")
     cur, opp = config.curriculum, config.opponents
     if cur.policy != "none" and (not cur.option or not cur.arms):
         raise ValueError(f"config key 'curriculum.policy': {cur.policy!r} needs curriculum.option and curriculum.arms")

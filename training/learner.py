@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from accelerate import Accelerator
@@ -100,19 +100,8 @@ def group_agent(policy: Policy, group: str, tokenizer, *, kind: str, sampling: S
 
 
 def sampling_config(cfg: TrainConfig, seed: int | None = None) -> SamplingConfig:
-    """The learner's sampling settings."""
-    s = cfg.sampling
-    return SamplingConfig(
-        temperature=s.temperature,
-        top_p=s.top_p,
-        max_new_tokens=s.max_new_tokens,
-        constrained=s.constrained,
-        observer=s.observer,
-        pack=s.pack,
-        backend=s.backend,
-        vllm_memory=s.vllm_memory,
-        **({"seed": seed} if seed is not None else {}),
-    )
+    """The learner's sampling settings: the recipe's ``sampling`` section (``RECIPE_FIELDS``) with ``seed``."""
+    return SamplingConfig(**asdict(cfg.sampling), **({"seed": seed} if seed is not None else {}))
 
 
 def build_learner(cfg: TrainConfig, accelerator: Accelerator, roles: tuple[str, ...]) -> Learner:

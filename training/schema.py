@@ -13,53 +13,15 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from selfplay.agents.base import WEIGHT_MODES
+from selfplay.agents.fields import documented
+from selfplay.agents.sampling import recipe_section
 
-
-def _f(
-    default: Any,
-    help: str,
-    *,
-    choices: tuple | None = None,
-    low: float | None = None,
-    high: float | None = None,
-    above: float | None = None,
-    alias: str | None = None,
-    factory: Any = None,
-) -> Any:
-    """A config field with its help text, allowed choices, inclusive range (``above``: an exclusive lower bound) and
-    old flat name in ``metadata``."""
-    meta = {"help": help, "choices": choices, "low": low, "high": high, "above": above, "alias": alias}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
-
+_f = documented  # the config fields' helper: help, choices, range and old name in metadata
 
 CURRICULA = ("none", "uniform", "sec", "dump", "adarft", "alp-gmm")
 
 
-@dataclass
-class Sampling:
-    """How the learner samples its moves in rollouts."""
-
-    temperature: float = _f(1.0, "sampling temperature of the learner (0: greedy)", low=0.0)
-    top_p: float = _f(1.0, "nucleus sampling of the learner", above=0.0, high=1.0)
-    max_new_tokens: int = _f(8, "longest completion per turn", low=1)
-    constrained: bool = _f(False, "decode only legal actions (games that list them)")
-    observer: str = _f(
-        "chat",
-        "what the learner reads: the game's chat messages, or its one-line compact observation (small models)",
-        choices=("chat", "compact"),
-    )
-    pack: bool = _f(
-        True, "on a CPU, rollouts multiply by prepacked float32 weights (oneDNN; equal to float32 rounding)"
-    )
-    backend: str = _f(
-        "native",
-        "who samples: our decoder, or a vLLM engine colocated on the GPU (needs the vllm "
-        "package; weights synchronised after every update; log-probs recomputed exactly)",
-        choices=("native", "vllm"),
-    )
-    vllm_memory: float = _f(0.3, "backend=vllm: the share of GPU memory the engine may take", above=0.0, high=0.99)
+Sampling = recipe_section()  # SamplingConfig's learner settings: each declared once, in agents/sampling.py
 
 
 @dataclass

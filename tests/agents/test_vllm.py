@@ -170,9 +170,9 @@ def test_stop_strings_and_stop_tokens_end_completions_where_the_native_decoder_d
 def test_bad_vllm_options_are_refused_by_name():
     with pytest.raises(ValueError, match="backend=vllm samples free text only"):
         build_agent("tiny:backend=vllm,constrained=true")
-    with pytest.raises(ValueError, match="unknown backend 'sglang'"):
+    with pytest.raises(ValueError, match="sampling option 'backend': 'sglang' is not one of native, vllm"):
         build_agent("tiny:backend=sglang")
-    with pytest.raises(ValueError, match="vllm_memory=1.5"):
+    with pytest.raises(ValueError, match="sampling option 'vllm_memory': 1.5 is out of range"):
         build_agent("tiny:backend=vllm,vllm_memory=1.5")
     reason = vllm_backend.unavailable()
     if reason:  # here the real engine cannot run: the agent says why instead of failing later
