@@ -36,6 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.args import MODELS, default_device, device, positive  # noqa: E402
 from benchmarks.generation import FallbackTicTacToe, build, sync  # noqa: E402
+from benchmarks.threads import cpu_model  # noqa: E402
 from selfplay.agents.graph_step import StaticPrefill, StaticStep  # noqa: E402
 from selfplay.agents.heap import settled_heap  # noqa: E402
 from selfplay.agents.llm import LLMAgent, SamplingConfig  # noqa: E402
@@ -325,7 +326,7 @@ def main() -> None:
         compute = 1000 * 2 * params * rows / rate
         return max(compute, 1000 * (2 * params + rows * 128 * kv_bytes) / bandwidth) if bandwidth else compute
 
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu ({cpu_model()})"
     peak = (peak_flops(device_name) or 8e14) if bandwidth else 0.0  # GPU.md's 8e14 where the card is not listed
     print(
         f"# {args.model} on {device_name} ({torch.get_num_threads()} threads), {args.games} games, "
