@@ -19,6 +19,7 @@ from selfplay.arena.standings import (
     ranking_basis,
     rate,
     rating_rows,
+    reward_summary,
     seat_tallies,
     self_play_tallies,
 )
@@ -71,10 +72,7 @@ def write_report(
         summary["table"] += f"\nThe best joint policy's team value: {team_optimum:.4f} (exact)."
     amounts = not (outcome.win_lose or team)  # the row's mean reward against each column, for amounts (chips)
     pairs = {**pair_reward_tallies(cross, fixed), **{(n, n): t for n, t in own.items()}} if amounts else {}
-    summary["pair_rewards"] = {
-        f"{a}|{b}": {"mean": t.mean_reward, "ci": list(t.reward_interval()), "games": int(t.games)}
-        for (a, b), t in pairs.items()
-    }
+    summary["pair_rewards"] = {f"{a}|{b}": reward_summary(t) for (a, b), t in pairs.items()}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     _write_csv(out / "matches.csv", episodes)
     view = ReportView(

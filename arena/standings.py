@@ -178,8 +178,8 @@ def rating_rows(
         all_seats, mine = tallies[n]["all"] if n in tallies else Tally(), own.get(n)
         rows.append(
             {
-                "self_play": _reward(mine, decided=True) if mine else None,
-                "cross_play": _reward(all_seats, decided=True),
+                "self_play": reward_summary(mine, decided=True) if mine else None,
+                "cross_play": reward_summary(all_seats, decided=True),
                 "agent": n,
                 "elo": rated.ratings[n],
                 "low": rated.intervals[n][0],
@@ -196,13 +196,14 @@ def rating_rows(
                 "mean_reward": all_seats.mean_reward,
                 "reward_ci": list(all_seats.reward_interval()),
                 "success": (mine or all_seats).rate((mine or all_seats).wins) if team else None,
-                "reward_per_role": {r: _reward(t) for r, t in tallies[n].items() if r != "all"},
+                "reward_per_role": {r: reward_summary(t) for r, t in tallies[n].items() if r != "all"},
             }
         )
     return rows
 
 
-def _reward(tally: Tally, decided: bool = False) -> dict:
+def reward_summary(tally: Tally, decided: bool = False) -> dict:
+    """A tally's mean reward, its 95% interval and its games (decided ones only, with ``decided``), for JSON."""
     return {
         "mean": tally.mean_reward,
         "ci": list(tally.reward_interval()),

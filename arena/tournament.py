@@ -119,7 +119,8 @@ def run_tournament(
     fixed = {role: f"{role}={spec}" for role, spec in fixed_specs.items()}
     size = len(cls.roles) - len(fixed)
     store = open_store(out)
-    other = next((ep.game for ep in store.episodes(with_steps=False) if ep.game != cls.name), None)
+    recorded = list(store.episodes(with_steps=False))  # read once: the folder's game, then what is already played
+    other = next((ep.game for ep in recorded if ep.game != cls.name), None)
     if other is not None:
         raise ValueError(f"output folder {str(out)!r} holds games of {other!r}, not {cls.name!r}: use another --out")
     names = [p.name for p in participants]
@@ -127,10 +128,9 @@ def run_tournament(
     if wants_self_play(self_play, outcome_of(cls).kind) and size > 1:
         tables += self_play_tables(names, size)
     games = _rounded_to_seatings(games, len(seatings(cls.roles, [f"seat{i}" for i in range(size)], fixed)))
-    matches = _matches(cls, tables, participants, games=games, seed=seed, options=game_options, fixed=fixed_specs)
-    done = {
-        (ep.meta.get("key"), ep.meta.get("index")) for ep in store.episodes(with_steps=False) if ep.status != "error"
-    }
+    matches = _matches(cls, tables, participants, games=games, seed=seed, options=game_options, fixed=fixed_specs,
+                       seats=fixed)  # fmt: skip
+    done = {(ep.meta.get("key"), ep.meta.get("index")) for ep in recorded if ep.status != "error"}
     todo = [m for m in matches if (m.meta["key"], m.meta["index"]) not in done]
     if todo:
         print(f"playing {len(todo)} games ({len(matches) - len(todo)} already recorded) over {len(tables)} tables")
@@ -155,9 +155,12 @@ def run_tournament(
     return summary
 
 
-def _matches(cls, tables, participants, *, games: int, seed: int, options: dict, fixed: dict[str, str]) -> list[Match]:
-    """Every table's matches, each keyed by what makes a recorded game reusable (``record_key``)."""
-    by_name, seats = {p.name: p for p in participants}, {role: f"{role}={spec}" for role, spec in fixed.items()}
+def _matches(
+    cls, tables, participants, *, games: int, seed: int, options: dict, fixed: dict[str, str], seats: dict[str, str]
+) -> list[Match]:
+    """Every table's matches, each keyed by what makes a recorded game reusable (``record_key``); ``fixed``: the
+    seats' specs, ``seats``: the names their agents play under."""
+    by_name = {p.name: p for p in participants}
     keys = {
         t: record_key(cls.name, options, seed=seed, participants=[by_name[n] for n in t], fixed=fixed) for t in tables
     }

@@ -110,8 +110,9 @@ class ChatRequest:
     usage_in_stream: bool
 
 
-def read_request(body: Any, ids: list[str], generator: Generator) -> ChatRequest:
+def read_request(body: Any, generator: Generator) -> ChatRequest:
     """The request, validated against this server's models and limits; ValueError names the bad field."""
+    ids = list(generator.agents)
     messages = _messages(body)
     n = body.get("n", 1)
     if not isinstance(n, int) or not 1 <= n <= 64:
@@ -242,8 +243,7 @@ class ChatHandler(BaseHTTPRequestHandler):
             if size > 8_000_000:
                 self.close_connection = True  # the unread body must not be taken for the next request
                 return self._error(413, "request body over 8 MB")
-            request = read_request(json.loads(self.rfile.read(size) or b"{}"), list(self.generator.agents),
-                                   self.generator)  # fmt: skip
+            request = read_request(json.loads(self.rfile.read(size) or b"{}"), self.generator)
         except (ValueError, TypeError) as exc:
             return self._error(400, str(exc))
         try:

@@ -26,7 +26,7 @@ def _cell(text: object, code: bool = False) -> str:
 
 def _default(f: Field) -> str:
     value = f.default_factory() if f.default_factory is not MISSING else f.default
-    return f"`{value!r}`" if value not in ("", None) else ("`''`" if value == "" else "`None`")
+    return f"`{value!r}`"
 
 
 def _allowed(f: Field) -> str:
