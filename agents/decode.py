@@ -30,6 +30,7 @@ from selfplay.agents.graph_cache import GraphCache
 from selfplay.agents.graph_step import llama_of
 from selfplay.agents.kv_cache import Preallocated, cache_keyword, make_cache, plain_head
 from selfplay.agents.packing import packed_linears
+from selfplay.agents.precision import compute_dtype
 from selfplay.agents.radix import Node, PrefixPool, default_min_saving, forward_plan, radix_tree, reuse, segments
 from selfplay.agents.token_sampling import Sampled, mask_disallowed, next_allowed, sample_tokens, through_stop
 
@@ -163,8 +164,9 @@ class Decoder:
             return logits, store
         logits, layers = self._forward(ids, mask, pos, store[index] if wp else None)
         k0 = layers[0][0]
-        if store is None:
-            store = k0.new_zeros(total, 2, len(layers), k0.shape[1], k0.shape[3])
+        if store is None:  # bfloat16 under bfloat16 products: attention reads it as is, not cast every step
+            dtype = torch.bfloat16 if compute_dtype(self.model) == torch.bfloat16 else k0.dtype
+            store = k0.new_zeros(total, 2, len(layers), k0.shape[1], k0.shape[3], dtype=dtype)
         rows = store[used : used + b * ws].view(b, ws, 2, len(layers), k0.shape[1], k0.shape[3])
         for j, (k, v) in enumerate(layers):  # (b, heads, wp + ws, dim) -> store rows (b, ws, heads, dim)
             rows[:, :, 0, j] = k[:, :, wp:].transpose(1, 2)

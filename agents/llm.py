@@ -22,6 +22,7 @@ from selfplay.agents.checkpoint_paths import checkpoint_policy, policy_dir, run_
 from selfplay.agents.checkpoints import RoleAgent, load_role_models
 from selfplay.agents.decode import Decoder
 from selfplay.agents.models import load_model
+from selfplay.agents.precision import computing
 from selfplay.agents.prompts import (
     PromptMemo,
     adds_default_system,
@@ -121,7 +122,8 @@ class LLMAgent:
     def generate(self, prompts: list[list[int]], legal: list[list[str] | None] | None = None) -> list[Completion]:
         """Sample one completion per prompt in one batched call (optionally constrained to legal actions)."""
         if self.sampling.cache == "static":
-            return generate_static(self, prompts, legal)
+            with computing(self.model):
+                return generate_static(self, prompts, legal)
         if self.sampling.backend == "vllm":
             return generate_vllm(self, prompts)
         s, tok = self.sampling, self.tokenizer
@@ -136,7 +138,7 @@ class LLMAgent:
 
         seed = s.seed + self.calls  # reproducible, yet every call samples afresh
         self.calls += 1
-        with self._adapter():
+        with self._adapter(), computing(self.model):
             rows = decoder.decode(
                 prompts,
                 self._budget(spelled),

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from selfplay.agents.precision import choose, set_compute_dtype
 from selfplay.agents.spec_syntax import TINY_SIZES
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -138,9 +139,12 @@ def load_model(
     **sizes: int,
 ) -> tuple[torch.nn.Module, object]:
     """Load ``smollm2``, ``tiny`` (``sizes`` override TINY_SIZES) or ``hf`` (a local directory or an
-    already-cached hub id) on a device. The first load on a CPU sets torch's threads to the idle cores
-    (``agents.threads``)."""
-    dev, torch_dtype = auto_device_dtype(device, dtype)
+    already-cached hub id) on a device. On a CPU the weights load in float32 and ``dtype`` (auto, float32, bfloat16)
+    sets the precision of the products (:func:`with_compute_dtype`). The first load on a CPU sets torch's threads to
+    the idle cores (``agents.threads``)."""
+    dev, torch_dtype = auto_device_dtype(device, None if dtype == "auto" else dtype)
+    if dev.type == "cpu" and torch_dtype == torch.bfloat16:
+        torch_dtype = torch.float32  # on a CPU, bfloat16 is the products' precision; the weights stay float32
     if dev.type == "cpu":
         from selfplay.agents import threads
 
@@ -169,4 +173,15 @@ def load_model(
     if not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = PLAIN_TEMPLATE
     tokenizer.padding_side = "left"
-    return model.to(device=dev, dtype=torch_dtype).eval(), tokenizer
+    return with_compute_dtype(model.to(device=dev, dtype=torch_dtype).eval(), dtype), tokenizer
+
+
+def with_compute_dtype(model: torch.nn.Module, dtype: str | None) -> torch.nn.Module:
+    """``model`` with the precision of its CPU products recorded (``agents/precision.py``) for a requested ``dtype``:
+    None or auto: bfloat16 where it pays, float32 / bfloat16 as named (fp32 / bf16 too); other dtypes keep their
+    weights' precision."""
+    names = {None: "auto", "auto": "auto", "float32": "float32", "fp32": "float32"}
+    requested = names.get(dtype, "bfloat16" if dtype in ("bfloat16", "bf16") else None)
+    if requested is not None:
+        set_compute_dtype(model, choose(requested, model))
+    return model

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import torch
 
 from selfplay.agents.kv_cache import plain_head
+from selfplay.agents.precision import computing
 from selfplay.agents.radix import default_min_saving, radix_tree
 from selfplay.agents.tree_forward import forward_plan, tree_may_pay, tree_pays, tree_states
 
@@ -114,6 +115,11 @@ def scored_logprobs(
     log-probability as masking the full vocabulary, without the (rows, tokens, vocabulary) logits. ``tree``: run
     shared prefixes once (True), never (False), or where the cost model says it pays (None; :func:`completion_states`).
     """
+    with computing(model):  # the products in the model's compute dtype, as its sampler ran them
+        return _scored(model, batch, temperature=temperature, allowed=allowed, tree=tree)
+
+
+def _scored(model: torch.nn.Module, batch: Packed, *, temperature: float, allowed: list | None, tree: bool | None):
     input_ids, attention_mask, position_ids, prompt_width = batch
     head = plain_head(model)
     targets, valid = input_ids[:, prompt_width:], attention_mask[:, prompt_width:].bool()

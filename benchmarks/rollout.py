@@ -22,6 +22,7 @@ and the same at plain ``F.linear``'s rate.
 from __future__ import annotations
 
 import argparse
+import copy
 import cProfile
 import json
 import pstats
@@ -29,6 +30,7 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -40,6 +42,7 @@ from benchmarks.threads import cpu_model  # noqa: E402
 from selfplay.agents.graph_step import StaticPrefill, StaticStep  # noqa: E402
 from selfplay.agents.heap import settled_heap  # noqa: E402
 from selfplay.agents.llm import LLMAgent, SamplingConfig  # noqa: E402
+from selfplay.agents.precision import cpu_bf16_feature, set_compute_dtype  # noqa: E402
 from selfplay.agents.prompts import render_prompt
 from selfplay.arena.matches import paired_matches  # noqa: E402
 from selfplay.arena.play import play  # noqa: E402
@@ -54,6 +57,9 @@ class ForwardClock:
     host wait for the GPU (a synchronisation per forward would stop the arena queueing step after step, and time
     something other than what runs unobserved); on a CPU, the wall clock."""
 
+    patched = False
+    running: ForwardClock | None = None  # the clock of the run in progress (``timed``)
+
     def __init__(self, model: torch.nn.Module, device: str):
         self.device = device
         self.reset()
@@ -67,8 +73,10 @@ class ForwardClock:
         decoder.register_forward_hook(outside_steps(self._post), with_kwargs=True)
         head = model.get_output_embeddings()
         head.register_forward_hook(outside_steps(self._head), with_kwargs=True)
-        StaticStep.run = self._whole(StaticStep.run, "decode")  # fixed-shape forwards call no decoder module
-        StaticPrefill.run = self._whole(StaticPrefill.run, "prefill")
+        if not ForwardClock.patched:  # fixed-shape forwards call no decoder module: timed by the running clock
+            ForwardClock.patched = True
+            StaticStep.run = ForwardClock._whole(StaticStep.run, "decode")
+            StaticPrefill.run = ForwardClock._whole(StaticPrefill.run, "prefill")
 
     def _mark(self):
         """A point in time: a recorded CUDA event on a GPU, the wall clock on a CPU."""
@@ -78,10 +86,13 @@ class ForwardClock:
             return event
         return time.perf_counter()
 
-    def _whole(self, run, kind: str):
-        """``run`` (a fixed-shape forward, a CUDA graph on a GPU) timed as a whole, the hooks silent inside it."""
+    @staticmethod
+    def _whole(run, kind: str):
+        """``run`` (a fixed-shape forward, a CUDA graph on a GPU) timed as a whole by the running clock, the hooks
+        silent inside it."""
 
         def timed(forward, ids, *args, **kwargs):
+            self = ForwardClock.running
             begin, self.in_step = self._mark(), True
             try:
                 out = run(forward, ids, *args, **kwargs)
@@ -212,7 +223,7 @@ def matmul_rates(batch: int, hidden: int, inner: int, device: str, dtype: torch.
     a = torch.randn(batch, hidden, device=device, dtype=dtype)
     w = torch.randn(inner, hidden, device=device, dtype=dtype)
     products = [lambda: torch.nn.functional.linear(a, w)]
-    if device == "cpu" and dtype == torch.float32 and torch.backends.mkldnn.is_available():
+    if device == "cpu" and dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available():
         packed = torch.ops.mkldnn._reorder_linear_weight(w, batch)
         products.append(lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], ""))
     rates = []
@@ -263,6 +274,7 @@ def copy_bandwidth(device: str) -> float:
 
 def timed(fn, clock: ForwardClock, **kwargs) -> dict:
     clock.reset()
+    ForwardClock.running = clock
     sync(clock.device)
     start = time.perf_counter()
     result = fn(**kwargs)
@@ -275,6 +287,148 @@ def timed(fn, clock: ForwardClock, **kwargs) -> dict:
         "tokens_per_s": result["generated_tokens"] / seconds,
         **clock.summary(),
     }
+
+
+SHORT = {"float32": "fp32", "bfloat16": "bf16"}
+
+
+def default_dtype(device: str) -> str:
+    return "bfloat16" if device.startswith("cuda") else "float32"
+
+
+@dataclass
+class Setup:
+    """One precision's side of the comparison: the arena's model (on a CPU float32 weights, products in ``dtype``,
+    agents/precision.py), the naive loop's (on a CPU in bfloat16 a bfloat16 copy: what plain transformers does in
+    that dtype), their clocks, the matmul rates and the decode floor at this precision."""
+
+    dtype: str
+    model: torch.nn.Module
+    tokenizer: object
+    naive_model: torch.nn.Module
+    clocks: dict
+    rates: list
+    params: int
+    gpu: bool = False
+    bandwidth: float = 0.0
+    kv_bytes: float = 0.0
+    weight_bytes: int = 2
+    agents: dict = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, args, dtype: str) -> Setup:
+        cpu = args.device == "cpu"
+        model, tokenizer = build(args.model, args.device, "float32" if cpu else dtype)
+        naive_model = model
+        if cpu:
+            set_compute_dtype(model, getattr(torch, dtype))
+            naive_model = copy.deepcopy(model).to(getattr(torch, dtype)) if dtype != "float32" else model
+        clocks = {"arena": ForwardClock(model, args.device)}
+        clocks["naive"] = clocks["arena"] if naive_model is model else ForwardClock(naive_model, args.device)
+        c = model.config
+        params = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n or c.tie_word_embeddings)
+        rates = matmul_rates(args.games, c.hidden_size, c.intermediate_size, args.device, getattr(torch, dtype))
+        setup = cls(dtype, model, tokenizer, naive_model, clocks, rates, params, gpu=args.device.startswith("cuda"))
+        # a decode step also reads every weight and the rows' keys and values from memory (on a CPU too: 135M
+        # parameters do not stay in its caches), in bfloat16 on a GPU and under bfloat16 products on a CPU
+        size = torch.tensor([], dtype=getattr(torch, dtype)).element_size()
+        setup.bandwidth, setup.weight_bytes = copy_bandwidth(args.device), size
+        setup.kv_bytes = (
+            2 * c.num_hidden_layers * c.num_key_value_heads * (c.hidden_size // c.num_attention_heads) * size
+        )
+        return setup
+
+    @property
+    def short(self) -> str:
+        return SHORT.get(self.dtype, self.dtype)
+
+    def floor_ms(self, rows: float, rate: float | None = None) -> float:
+        """The least a decode step of ``rows`` rows can take: its matmul FLOPs at the measured rate (the weight
+        resident in cache), or reading the weights and a TicTacToe context (~115 prompt tokens plus the new ones) of
+        keys and values at the measured copy bandwidth, whichever is longer."""
+        compute = 1000 * 2 * self.params * rows / (rate or max(self.rates))
+        if not self.bandwidth:
+            return compute
+        return max(compute, 1000 * (self.weight_bytes * self.params + rows * 128 * self.kv_bytes) / self.bandwidth)
+
+    def describe(self, games: int) -> str:
+        gpu = (
+            f"; copy bandwidth {self.bandwidth / 1e9:.0f} GB/s, KV {self.kv_bytes} B per token"
+            if self.bandwidth
+            else ""
+        )
+        return (
+            f"# {self.dtype}: matmul at the decode shape {' / '.join(f'{r / 1e9:.0f}' for r in self.rates)} GFLOP/s "
+            f"(F.linear{' / prepacked oneDNN' if len(self.rates) > 1 else ''}) -> decode floor "
+            f"{self.floor_ms(games):.1f} ms per step of {games} rows ({2 * self.params / 1e9:.2f} GFLOP per token){gpu}"
+        )
+
+    def runs(self, args) -> dict:
+        """The timed runs of this precision, by kind name (``naive bf16``, ``arena bf16``, ...)."""
+        cuda = args.device.startswith("cuda")
+        options = {"arena": {}, "arena-constrained": {"constrained": True}, "arena-eager": {"graphs": False}}
+        options["arena-vllm"] = {"backend": "vllm"}
+        chosen = (
+            ["arena"] + ["arena-constrained"] * args.constrained + ["arena-eager"] * cuda + ["arena-vllm"] * args.vllm
+        )
+        self.agents = {k: arena_agent(self.model, self.tokenizer, args.games, args.new, **options[k]) for k in chosen}
+        runs = {
+            f"naive {self.short}": lambda seed: timed(
+                naive, self.clocks["naive"], model=self.naive_model, tokenizer=self.tokenizer, games=args.games,
+                new=args.new, seed=seed, device=args.device,
+            )
+        }  # fmt: skip
+        for kind, agent in self.agents.items():
+            runs[f"{kind} {self.short}"] = lambda seed, agent=agent: timed(
+                arena, self.clocks["arena"], agent=agent, games=args.games, seed=seed
+            )
+        return runs
+
+
+def table(setups: list[Setup], results: dict[str, list[dict]]) -> None:
+    """Per kind the medians, the multiples of the decode floors, and the ratio to the naive loop of the same
+    precision per repetition (mean, min-max); then each arena against the first precision's arena."""
+    roof = f" {'x GPU.md floor':>14}" if setups[0].gpu else ""  # the bandwidth floor of ../shared/GPU.md
+    print(
+        f"\n{'':<24} {'games/s':>8} {'tok/s':>8} {'ms/decode step':>15} {'rows':>5} {'x floor':>8} "
+        f"{'x F.linear floor':>16}{roof} {'prefill tok/s':>14} {'prefill tokens':>15} {'ratio vs naive (min-max)':>26}"
+    )
+    for setup in setups:
+        naive_runs = results[f"naive {setup.short}"]
+        for kind in [k for k in results if k.endswith(" " + setup.short)]:
+            rs = results[kind]
+            ratios = [r["games_per_s"] / n["games_per_s"] for r, n in zip(rs, naive_runs)]
+            med = lambda key: statistics.median(r[key] for r in rs)  # noqa: E731
+            ms, rows = med("ms_per_decode_step"), med("rows_per_decode_step")
+
+            def over(floor: float, width: int, digits: int) -> str:  # "-" where no decode step ran (--new 1)
+                return f"{ms / floor:>{width}.{digits}f}" if rows else f"{'-':>{width}}"
+
+            print(
+                f"{kind:<24} {med('games_per_s'):>8.2f} {med('tokens_per_s'):>8.0f} {ms:>15.1f} {rows:>5.1f} "
+                f"{over(setup.floor_ms(rows), 8, 2)} {over(setup.floor_ms(rows, setup.rates[0]), 16, 2)}"
+                + (
+                    f" {over(roofline_ms(setup.params, rows, setup.kv_bytes, setup.bandwidth, peak(setup)), 14, 1)}"
+                    if setup.gpu
+                    else ""
+                )
+                + f" {med('prefill_tok_per_s'):>14.0f} "
+                f"{med('prefill_tokens'):>15.0f} {statistics.mean(ratios):>14.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+            )
+    first = setups[0]
+    for setup in setups[1:]:
+        for kind in [k.rsplit(" ", 1)[0] for k in results if k.endswith(" " + setup.short)]:
+            base = results.get(f"{kind} {first.short}")
+            if base:
+                r = [a["games_per_s"] / b["games_per_s"] for a, b in zip(results[f"{kind} {setup.short}"], base)]
+                print(
+                    f"{kind} {setup.short} / {kind} {first.short}: {statistics.mean(r):.2f}x ({min(r):.2f}-{max(r):.2f})"
+                )
+
+
+def peak(setup: Setup) -> float:
+    """The card's dense bf16 peak (GPU.md's 8e14 where the card is not listed)."""
+    return peak_flops(torch.cuda.get_device_name()) or 8e14
 
 
 def main() -> None:
@@ -295,6 +449,14 @@ def main() -> None:
     )
     parser.add_argument("--profile", action="store_true", help="print where one arena run's time goes (cProfile)")
     parser.add_argument("--out", help="also write the JSON lines here")
+    parser.add_argument(
+        "--dtype",
+        nargs="+",
+        choices=("float32", "bfloat16"),
+        help="precisions, side by side (default: float32 and bfloat16 on a CPU with AMX or AVX512-BF16, float32 on "
+        "other CPUs, bfloat16 on a GPU); on a CPU bfloat16 is the arena's bfloat16 products over float32 weights "
+        "and the naive loop on a bfloat16 copy",
+    )
     args = parser.parse_args()
     if args.vllm:
         from selfplay.agents.vllm_backend import unavailable
@@ -303,72 +465,18 @@ def main() -> None:
             parser.error(f"--vllm: {unavailable()}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    dtype = "bfloat16" if args.device.startswith("cuda") else "float32"
-    model, tokenizer = build(args.model, args.device, dtype)
-    clock = ForwardClock(model, args.device)
-    params = sum(
-        p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n or model.config.tie_word_embeddings
+    dtypes = args.dtype or (
+        ["float32", "bfloat16"] if args.device == "cpu" and cpu_bf16_feature() else [default_dtype(args.device)]
     )
-    rates = matmul_rates(
-        args.games, model.config.hidden_size, model.config.intermediate_size, args.device, getattr(torch, dtype)
-    )
-    rate = max(rates)  # the floor uses the fastest product this machine has
-    bandwidth = kv_bytes = 0.0
-    if args.device.startswith("cuda"):  # a GPU decode step is bound by reading the weights and the KV cache
-        bandwidth = copy_bandwidth(args.device)
-        c = model.config
-        kv_bytes = 2 * c.num_hidden_layers * c.num_key_value_heads * (c.hidden_size // c.num_attention_heads) * 2
-        print(f"# GPU copy bandwidth {bandwidth / 1e12:.2f} TB/s (read + write); KV {kv_bytes} bytes per token")
-
-    def floor_ms(rows: float, rate: float = rate) -> float:
-        """The least a decode step of ``rows`` rows can take: its matmul FLOPs at the measured rate, and on a GPU
-        reading the weights and a TicTacToe context (~115 prompt tokens plus the new ones) of keys and values."""
-        compute = 1000 * 2 * params * rows / rate
-        return max(compute, 1000 * (2 * params + rows * 128 * kv_bytes) / bandwidth) if bandwidth else compute
-
+    setups = [Setup.build(args, dtype) for dtype in dtypes]
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu ({cpu_model()})"
-    peak = (peak_flops(device_name) or 8e14) if bandwidth else 0.0  # GPU.md's 8e14 where the card is not listed
     print(
-        f"# {args.model} on {device_name} ({torch.get_num_threads()} threads), {args.games} games, "
-        f"{args.new} new tokens; matmul at the decode shape "
-        f"{' / '.join(f'{r / 1e9:.0f}' for r in rates)} GFLOP/s "
-        f"(F.linear{' / prepacked oneDNN' if len(rates) > 1 else ''}) -> decode floor {floor_ms(args.games):.1f} "
-        f"ms per step of {args.games} rows ({2 * params / 1e9:.2f} GFLOP per token)",
-        flush=True,
+        f"# {args.model} on {device_name} ({torch.get_num_threads()} threads), {args.games} games, {args.new} new tokens"
     )
-    kinds = (
-        ["naive", "arena"]
-        + (["arena-constrained"] if args.constrained else [])
-        + (["arena-eager"] if args.device.startswith("cuda") else [])
-        + (["arena-vllm"] if args.vllm else [])
-    )
-    options = {
-        "arena": {},
-        "arena-constrained": {"constrained": True},
-        "arena-eager": {"graphs": False},
-        "arena-vllm": {"backend": "vllm"},
-    }
-    agents = {
-        kind: arena_agent(model, tokenizer, args.games, args.new, **options[kind]) for kind in kinds if kind in options
-    }
-    runs = {
-        "naive": lambda seed: timed(
-            naive,
-            clock,
-            model=model,
-            tokenizer=tokenizer,
-            games=args.games,
-            new=args.new,
-            seed=seed,
-            device=args.device,
-        )
-    }
-    runs.update(
-        {
-            kind: (lambda seed, agent=agent: timed(arena, clock, agent=agent, games=args.games, seed=seed))
-            for kind, agent in agents.items()
-        }
-    )
+    for setup in setups:
+        print(setup.describe(args.games), flush=True)
+    runs = {kind: run for setup in setups for kind, run in setup.runs(args).items()}
+    kinds = list(runs)
     results: dict[str, list[dict]] = {k: [] for k in kinds}
     lines = []
     with settled_heap():  # as the trainer does: the loaded stack out of the garbage collector's full passes
@@ -377,43 +485,16 @@ def main() -> None:
         for rep in range(args.reps):
             order = kinds if rep % 2 == 0 else list(reversed(kinds))
             for kind in order:
-                row = {
-                    "kind": kind,
-                    "rep": rep,
-                    "device": device_name,
-                    "model": args.model,
-                    "games": args.games,
-                    "new": args.new,
-                    **runs[kind](rep),
-                }
+                row = {"kind": kind, "rep": rep, "device": device_name, "model": args.model, "games": args.games}
+                row.update({"new": args.new, **runs[kind](rep)})
                 results[kind].append(row)
                 lines.append(row)
                 print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
-    roof = f" {'x GPU.md floor':>14}" if bandwidth else ""  # the bandwidth floor of ../shared/GPU.md
-    print(
-        f"\n{'':<18} {'games/s':>8} {'tok/s':>8} {'ms/decode step':>15} {'rows':>5} {'x floor':>8} "
-        f"{'x F.linear floor':>16}{roof} {'prefill tok/s':>14} {'prefill tokens':>15} {'ratio vs naive (min-max)':>26}"
-    )
-    for kind in kinds:
-        rs = results[kind]
-        ratios = [r["games_per_s"] / n["games_per_s"] for r, n in zip(rs, results["naive"])]
-        med = lambda key: statistics.median(r[key] for r in rs)  # noqa: E731
-        ms, rows = med("ms_per_decode_step"), med("rows_per_decode_step")
-
-        def over(floor: float, width: int, digits: int) -> str:  # "-" where no decode step ran (--new 1)
-            return f"{ms / floor:>{width}.{digits}f}" if rows else f"{'-':>{width}}"
-
-        print(
-            f"{kind:<18} {med('games_per_s'):>8.2f} {med('tokens_per_s'):>8.0f} {ms:>15.1f} {rows:>5.1f} "
-            f"{over(floor_ms(rows), 8, 2)} {over(floor_ms(rows, rates[0]), 16, 2)}"
-            + (f" {over(roofline_ms(params, rows, kv_bytes, bandwidth, peak), 14, 1)}" if bandwidth else "")
-            + f" {med('prefill_tok_per_s'):>14.0f} "
-            f"{med('prefill_tokens'):>15.0f} {statistics.mean(ratios):>14.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
-        )
+    table(setups, results)
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()
-        arena(agents["arena"], args.games, seed=0)
+        arena(setups[-1].agents["arena"], args.games, seed=0)
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)

@@ -107,10 +107,11 @@ def sampling_config(cfg: TrainConfig, seed: int | None = None) -> SamplingConfig
 def build_learner(cfg: TrainConfig, accelerator: Accelerator, roles: tuple[str, ...]) -> Learner:
     """Load the base model, wrap it into the run's weight mode, and prepare it with AdamW and warm-up."""
     spec = parse_spec(cfg.model)
-    dtype = None if cfg.dtype == "auto" else cfg.dtype
+    # on a GPU the weights stay float32 under accelerate's bf16 autocast; on a CPU ``dtype`` is the products' precision
+    dtype = cfg.dtype if accelerator.device.type == "cpu" or cfg.dtype != "auto" else "float32"
     sizes = {k: v for k, v in spec.options.items() if k != "dtype"}
     base, tokenizer = load_model(
-        spec.kind, spec.arg, device=str(accelerator.device), dtype=dtype or "float32", seed=cfg.run.seed, **sizes
+        spec.kind, spec.arg, device=str(accelerator.device), dtype=dtype, seed=cfg.run.seed, **sizes
     )
     context = getattr(base.config, "max_position_embeddings", None)
     if context and cfg.sampling.max_new_tokens >= context:  # every attempt would fail: say so before playing

@@ -13,6 +13,10 @@
   With the reference moved to the current policy every few steps (the magnet) and both terms on, this is
   magnetic mirror descent's RL form (Sokota et al. 2023, "A Unified Approach to Reinforcement Learning, Quantal
   Response Equilibria, and Two-Player Zero-Sum Games"): maximise E[A] - kl_coef KL(pi || magnet) + entropy_coef H(pi).
+- ``mismatch_weights``: truncated importance sampling (Yao et al. 2025, "Your Efficient RL Framework Secretly Brings
+  You Off-Policy RL Training"; Ionides 2008): tokens drawn by a sampler q whose numbers differ from the learner's pi
+  (bf16 products, another engine) are weighted w = min(pi_old / q, C), detached, so the estimate is that of pi_old's
+  own samples wherever pi_old / q <= C (E_q[w f] = E_pi[f]), with its variance bounded by C.
 """
 
 from __future__ import annotations
@@ -69,8 +73,10 @@ def policy_loss(
     ref_logp: torch.Tensor | None = None,
     kl_coef: float = 0.0,
     entropy_coef: float = 0.0,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Clipped policy-gradient loss over (batch, tokens), normalised by ``tokens`` tokens."""
+    """Clipped policy-gradient loss over (batch, tokens), normalised by ``tokens`` tokens; ``weights`` (batch,
+    tokens), detached, multiply each token's terms (``mismatch_weights``)."""
     if not logp.shape == old_logp.shape == mask.shape or advantages.shape != logp.shape[:1]:
         raise ValueError(
             f"shapes differ: logp {tuple(logp.shape)}, old {tuple(old_logp.shape)}, "
@@ -88,5 +94,12 @@ def policy_loss(
         stats["kl"] = float((kl.detach() * mask).sum() / mask.sum().clamp(min=1))
     if entropy_coef:
         per_token = per_token + entropy_coef * logp.detach() * logp
+    if weights is not None:
+        per_token = per_token * weights.detach()
     loss = (per_token * mask).sum() / max(tokens, 1.0)
     return loss, stats
+
+
+def mismatch_weights(learner_logp: torch.Tensor, sampler_logp: torch.Tensor, cap: float) -> torch.Tensor:
+    """Truncated importance weights min(exp(learner - sampler), cap) per token, detached."""
+    return torch.exp(learner_logp.detach() - sampler_logp.detach()).clamp(max=cap)

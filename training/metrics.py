@@ -25,6 +25,9 @@ def step_metrics(stats: StepStats, world: int, rollout_seconds: float, update_se
         "kl": u.kl_sum / tokens,
         "entropy": -u.logp_sum / tokens,
         "grad_norm": u.grad_norm / world,
+        "mismatch/mean": u.mismatch_sum / tokens,  # |sampler - learner| log-prob of a sampled token
+        "mismatch/max": u.mismatch_max / world,
+        "mismatch/capped": u.capped / tokens,  # share of tokens whose importance weight hit update.tis_cap
         "tokens_per_s": stats.gen_tokens / max(rollout_seconds, 1e-9),
         "filtered_samples": stats.filtered,
         "time/rollout": rollout_seconds,

@@ -95,6 +95,7 @@ def write_training_report(
     training: list[dict] | None = None,
     tasks: list[dict] | None = None,
     quiz_role: str = "",
+    precision: str = "",
 ) -> None:
     """``RUN/progress.png`` and ``RUN/report.md``: the learner's evaluation at each evaluation step (win rates and
     Elo for win/lose games; mean reward with 95% intervals and exact exploitability otherwise); with a curriculum,
@@ -131,7 +132,36 @@ def write_training_report(
     if tasks:
         (run_dir / "tasks.png").write_bytes(_tasks_plot(tasks))
         lines += _tasks_section(tasks)
+    lines += _mismatch_section(training or [], precision)
     (run_dir / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _mismatch_section(training: list[dict], precision: str) -> list[str]:
+    """The sampler/learner mismatch at the first, median-mismatch, worst and last steps."""
+    steps = [t for t in training if t.get("mismatch")]
+    if not steps:
+        return []
+    by_mean = sorted(steps, key=lambda t: t["mismatch"]["mean"])
+    picks = {
+        "first": steps[0],
+        "median": by_mean[len(by_mean) // 2],
+        "largest": max(steps, key=lambda t: t["mismatch"]["max"]),
+        "last": steps[-1],
+    }
+    lines = [
+        "",
+        "## Sampler and learner",
+        "",
+        f"{precision}. |log-probability of a sampled token under the sampler - under the learner before its update|, "
+        f"per step, over {len(steps)} steps (every step's in metrics.jsonl, mismatch/*):",
+        "",
+        "| | step | mean | largest | tokens at the weight cap |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, t in picks.items():
+        m = t["mismatch"]
+        lines.append(f"| {name} | {t['step']} | {m['mean']:.2e} | {m['max']:.2e} | {m['capped']:.1%} |")
+    return lines
 
 
 def _tasks_section(tasks: list[dict]) -> list[str]:

@@ -117,8 +117,18 @@ class Update:
         low=0.0,
         high=1.0,
     )
-    ppo_epochs: int = _f(1, "passes over each batch; > 1 uses the clipped ratio against the sampling log-probs", low=1)
+    ppo_epochs: int = _f(
+        1, "passes over each batch; > 1 clips the ratio to the first pass (or, correction=none, the sampler)", low=1
+    )
     clip: float = _f(0.2, "PPO ratio clip range", low=0.0)
+    correction: str = _f(
+        "tis",
+        "the sampler/learner mismatch (bf16 products): tis weighs each token by min(learner / sampler probability, "
+        "tis_cap) and takes the ratio against the learner's own log-probs; recompute takes the learner's as the old "
+        "log-probs, unweighted; none takes the sampler's (all three agree in float32)",
+        choices=("tis", "recompute", "none"),
+    )
+    tis_cap: float = _f(2.0, "correction=tis: the largest importance weight (truncated IS, Yao et al. 2025)", low=1.0)
     kl_coef: float = _f(0.0, "weight of the KL penalty to the reference (the magnet in MMD; 0 disables it)", low=0.0)
     magnet_every: int = _f(
         0,
@@ -243,7 +253,12 @@ class TrainConfig:
     )
     lora_r: int = _f(8, "LoRA rank (weights=lora)", low=1)
     lora_alpha: int = _f(16, "LoRA alpha (weights=lora)", low=1)
-    dtype: str = _f("auto", "auto: bf16 on CUDA, fp32 on CPU", choices=("auto", "float32", "bfloat16"))
+    dtype: str = _f(
+        "auto",
+        "precision of the products: auto is bf16 autocast on CUDA, and on a CPU bf16 products with float32 weights where "
+        "the CPU has AMX or AVX512-BF16 (float32 elsewhere, and for models narrower than 256); float32 is exact",
+        choices=("auto", "float32", "bfloat16"),
+    )
     learner_roles: list[str] | None = _f(
         None,
         "the roles whose samples train (default: every role not in "

@@ -20,6 +20,22 @@ class UpdateStats:
     grad_norm: float = 0.0  # the last optimizer step's (summed over ranks: divide by the world size)
     flops: float = 0.0  # model FLOPs of every pass (``Policy.update_flops``)
     micro_batches: float = 0.0  # per optimizer step (the same on every rank: summed over ranks, divide by the world)
+    # sampler vs learner log-probs of the sampled tokens, before any step: sum and largest of |difference| (the
+    # largest is every rank's, so summed over ranks divide by the world), and tokens whose weight hit tis_cap
+    mismatch_sum: float = 0.0
+    mismatch_max: float = 0.0
+    capped: float = 0.0
+
+    def add(self, parts: dict[str, float], passes: int) -> None:
+        """One micro-batch's sums: the loss terms averaged over the ``passes``, the mismatch (first pass only)
+        added as is, its largest kept."""
+        for name, value in parts.items():
+            if name == "mismatch_max":
+                self.mismatch_max = max(self.mismatch_max, value)
+            elif name in ("mismatch_sum", "capped"):
+                setattr(self, name, getattr(self, name) + value)
+            else:
+                setattr(self, name, getattr(self, name) + value / passes)
 
     def merged(self, other: UpdateStats) -> UpdateStats:
         """Two updates of one step (learning progress): sums add, the gradient norm is the larger."""
@@ -32,6 +48,9 @@ class UpdateStats:
             max(self.grad_norm, other.grad_norm),
             self.flops + other.flops,
             max(self.micro_batches, other.micro_batches),
+            self.mismatch_sum + other.mismatch_sum,
+            max(self.mismatch_max, other.mismatch_max),
+            self.capped + other.capped,
         )
 
 

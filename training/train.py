@@ -26,6 +26,7 @@ from typing import Any
 from accelerate.utils import set_seed
 
 from selfplay.agents.heap import settled_heap
+from selfplay.agents.precision import compute_dtype
 from selfplay.arena import rundir
 from selfplay.arena.records import open_store
 from selfplay.arena.stats import error_summary
@@ -228,16 +229,28 @@ class Trainer:
             for k, v in metrics.items()
             if k.startswith("reward/") and k.count("/") == 1 and not k.startswith("reward/vs_")
         }
-        self.state.training.append({"step": done, "reward": rewards})
+        entry = {"step": done, "reward": rewards}
+        if stats.update.tokens:
+            entry["mismatch"] = {
+                k.split("/")[1]: metrics[k] for k in ("mismatch/mean", "mismatch/max", "mismatch/capped")
+            }
+        self.state.training.append(entry)
         return metrics
 
     def _save(self, step: int) -> None:
-        """A checkpoint; the base's dtype as build_learner loads it, for hf:CHECKPOINT to rebuild it."""
+        """A checkpoint; the base weights' dtype as build_learner loaded them, for hf:CHECKPOINT to rebuild it."""
         cfg = self.cfg
         checkpoint.save(
             self.learner, self.run_dir, step, self.state, base_spec=cfg.model, keep=cfg.run.keep_checkpoints,
-            seed=cfg.run.seed, dtype="float32" if cfg.dtype == "auto" else cfg.dtype,
+            seed=cfg.run.seed, dtype=str(next(self.learner.policy.parameters()).dtype).removeprefix("torch."),
         )  # fmt: skip
+
+    def precision(self) -> str:
+        """The products' precision and the loss's correction, in words, for the report."""
+        module = self.learner.policy.generator(self.learner.policy.groups[0])[0]
+        u = self.cfg.update
+        cap = f" (cap {u.tis_cap:g})" if u.correction == "tis" else ""
+        return f"{str(compute_dtype(module)).removeprefix('torch.')} products (dtype={self.cfg.dtype}), correction={u.correction}{cap}"
 
     def close(self) -> dict[str, Any]:
         """The end: the summary and the report; returns the last evaluation's summary."""
@@ -249,7 +262,7 @@ class Trainer:
             if state.history:
                 write_training_report(
                     self.run_dir, state.history, curriculum=self.rollouts.curriculum_history, training=state.training, tasks=state.tasks,
-                    quiz_role=self.cfg.evaluation.quiz_role,
+                    quiz_role=self.cfg.evaluation.quiz_role, precision=self.precision(),
                 )  # fmt: skip
         acc.wait_for_everyone()
         acc.end_training()

@@ -22,9 +22,9 @@ from selfplay.games.core import LearningProgress
 from selfplay.training.config import Update
 from selfplay.training.distributed import gather, max_scalar, sum_scalar
 from selfplay.training.learner import Learner
-from selfplay.training.losses import grpo_advantages, policy_loss, rae_advantages
+from selfplay.training.losses import grpo_advantages, mismatch_weights, policy_loss, rae_advantages
 from selfplay.training.rollout import Sample, credit_progress
-from selfplay.training.scoring import score_batch, sequence_logprobs
+from selfplay.training.scoring import ScoreBatch, score_batch, sequence_logprobs
 from selfplay.training.stats import UpdateStats
 
 
@@ -177,10 +177,13 @@ def update(cfg: Update, learner: Learner, samples: Sequence[Sample], *, progress
         disable=None if progress and acc.is_main_process and passes > 1 else True,
     )
     scale = acc.num_processes * acc.gradient_accumulation_steps  # undoes their division: the loss is normalised here
-    for _ in range(cfg.ppo_epochs):
+    first_pass: dict[int, torch.Tensor] = {}  # per micro-batch, the learner's log-probs before any step
+    for epoch in range(cfg.ppo_epochs):
         for i, chunk in enumerate(chunks):
             with accumulating(acc, model, last=i == len(chunks) - 1):
-                loss, parts = _chunk_loss(cfg, learner, chunk, tokens_global)
+                loss, parts, logp = _chunk_loss(cfg, learner, chunk, tokens_global, learner_old=first_pass.get(i))
+                if epoch == 0 and cfg.ppo_epochs > 1 and logp is not None:
+                    first_pass[i] = logp
                 stats.flops += parts.pop("flops", 0.0)
                 acc.backward(loss * scale)
                 if acc.sync_gradients:
@@ -196,10 +199,10 @@ def update(cfg: Update, learner: Learner, samples: Sequence[Sample], *, progress
                 learner.optimizer.step()  # a no-op until the last micro-batch (accelerate reads sync_gradients)
                 learner.scheduler.step() if acc.sync_gradients else None
                 learner.optimizer.zero_grad()
-            for name, value in parts.items():
-                setattr(stats, name, getattr(stats, name) + value / cfg.ppo_epochs)
+            stats.add(parts, cfg.ppo_epochs)
             bar.update(1)
     bar.close()
+    stats.mismatch_max = max_scalar(acc, stats.mismatch_max)  # every rank's largest (a collective: on every rank)
     return stats
 
 
@@ -217,8 +220,10 @@ def accumulating(acc, model, last: bool) -> Iterator[None]:
 
 
 def _chunk_loss(
-    cfg: Update, learner: Learner, chunk: list[Sample], tokens_global: float
-) -> tuple[torch.Tensor, dict[str, float]]:
+    cfg: Update, learner: Learner, chunk: list[Sample], tokens_global: float, *, learner_old: torch.Tensor | None
+) -> tuple[torch.Tensor, dict[str, float], torch.Tensor | None]:
+    """One micro-batch's loss, its sums, and its learner log-probs (detached). ``learner_old``: the learner's
+    log-probs of the first pass (None on the first pass, when this pass's are they)."""
     model, device, pad_id = learner.model, learner.accelerator.device, learner.tokenizer.pad_token_id
     if not chunk:  # a rank with nothing to learn still joins the collective backward, with a zero loss
         ids = torch.tensor([[pad_id, pad_id]], device=device)
@@ -229,9 +234,11 @@ def _chunk_loss(
             groups=[learner.policy.groups[0]],
             prompt_width=1,
         )
-        return out.sum() * 0.0, {}
+        return out.sum() * 0.0, {}, None
     batch = score_batch(chunk, pad_id=pad_id, device=device)
     logp = sequence_logprobs(model, batch)
+    first = learner_old is None
+    old, weights, parts = corrected_old(cfg, logp.detach() if first else learner_old, batch, first=first)
     ref = None
     if learner.reference is not None:
         with torch.no_grad():
@@ -240,7 +247,7 @@ def _chunk_loss(
     adv = torch.tensor([s.advantage for s in chunk], device=logp.device, dtype=logp.dtype)
     loss, extra = policy_loss(
         logp,
-        batch.old_logprobs.detach(),
+        old,
         adv,
         mask,
         clip=cfg.clip,
@@ -248,18 +255,40 @@ def _chunk_loss(
         ref_logp=ref,
         kl_coef=cfg.kl_coef,
         entropy_coef=cfg.entropy_coef,
+        weights=weights,
     )
     n = float(mask.sum())
     flops = learner.policy.update_flops(
         batch.inputs["groups"], batch.inputs["input_ids"].shape[1], batch.output_rows(), reference=ref is not None
     )
-    return loss, {
-        "loss_sum": float(loss.detach()) * tokens_global,
-        "clip_sum": extra["clip_frac"] * n,
-        "kl_sum": extra.get("kl", 0.0) * n,
-        "logp_sum": float((logp.detach() * mask).sum()),
-        "flops": flops,
-    }
+    parts.update(
+        loss_sum=float(loss.detach()) * tokens_global,
+        clip_sum=extra["clip_frac"] * n,
+        kl_sum=extra.get("kl", 0.0) * n,
+        logp_sum=float((logp.detach() * mask).sum()),
+        flops=flops,
+    )
+    return loss, parts, logp.detach()
+
+
+def corrected_old(
+    cfg: Update, learner_old: torch.Tensor, batch: ScoreBatch, *, first: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
+    """The old log-probs of the PPO ratio and the per-token importance weights under ``cfg.correction`` (module
+    ``training.losses``): ``none`` the sampler's, unweighted; ``recompute`` the learner's first-pass ones,
+    unweighted; ``tis`` the learner's, weighted min(pi_learner / pi_sampler, tis_cap). On the first pass, also the
+    mismatch sums: |learner - sampler| summed and at most, and the tokens whose weight reached the cap."""
+    sampler, mask = batch.old_logprobs.detach(), batch.completion_mask.bool()
+    parts: dict[str, float] = {}
+    weights = mismatch_weights(learner_old, sampler, cfg.tis_cap) if cfg.correction == "tis" else None
+    gap = (learner_old - sampler).abs()[mask]
+    if first and len(gap):
+        parts.update(mismatch_sum=float(gap.sum()), mismatch_max=float(gap.max()))
+        if weights is not None:
+            parts["capped"] = float((weights[mask] >= cfg.tis_cap).sum())
+    if cfg.correction == "none":
+        return sampler, None, parts
+    return learner_old, weights, parts
 
 
 def update_with_progress(

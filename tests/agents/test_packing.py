@@ -110,7 +110,7 @@ def test_lora_layers_multiply_by_a_packed_merged_weight_per_adapter_and_stay_exa
             activate_adapter(model, adapter)
             with torch.no_grad():  # as agents sample
                 outs[call] = adapter, decoders[adapter].decode(prompts, max_new=5, temperature=1.0, seed=call)
-        assert {tuple(f.merged) for f in (m.__dict__["forward"] for m in merged())} == {("a", "b")}
+        assert {tuple(a for a, _ in f.merged) for f in (m.__dict__["forward"] for m in merged())} == {("a", "b")}
         layer = merged()[0]
         x = torch.randn(3, layer.in_features, requires_grad=True)
         layer(x).sum().backward()  # autograd: PEFT's forward, differentiable
