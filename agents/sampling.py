@@ -35,7 +35,9 @@ class SamplingConfig:
     )
     graphs: bool = documented(True, "on a GPU, decode steps and prefill forwards replayed as CUDA graphs")
     pack: bool = documented(
-        True, "on a CPU, multiply by prepacked float32 weights during a play (oneDNN; equal to float32 rounding)"
+        True,
+        "on a CPU, multiply by prepacked weights during a play (oneDNN; float32, equal to float32 rounding, or "
+        "bfloat16 under bfloat16 products)",
     )
     backend: str = documented(
         "native",

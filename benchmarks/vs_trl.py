@@ -23,6 +23,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -138,17 +139,35 @@ def run_selfplay(args, seed: int, heldout: list[dict]) -> dict:
             f"dtype={args.dtype}", "advantage=grpo", f"lr={args.lr}", "kl_coef=0.0", "sampling.temperature=1.0",
             f"sampling.max_new_tokens={args.new}", "sampling.constrained=false", f"games_per_step={args.prompts}",
             f"steps={args.steps}", "evaluation.every=0", "evaluation.before=false", f"checkpoint_every={args.steps}",
-            f"run.seed={seed}", f"run.out={out}", "max_grad_norm=1.0",
+            f"run.seed={seed}", f"run.out={out}", "max_grad_norm=1.0", "run.progress=false",
         ],
     )  # fmt: skip
     train(cfg)
-    metrics = [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
-    metrics = [m for m in metrics if "time/rollout" in m]
-    steps = [m["time/rollout"] + m["time/update"] for m in metrics]
-    rewards = [m.get("reward/solver") for m in metrics]
     last = sorted(Path(out, "checkpoints").iterdir())[-1]
+    training = json.loads((last / "trainer.json").read_text())["training"]  # per step: seconds, reward, mismatch
+    steps = [t["seconds"]["rollout"] + t["seconds"]["update"] for t in training]
+    rewards = [t["reward"].get("solver") for t in training]
     model, tokenizer = load_model("hf", str(checkpoint_policy(last)), dtype=args.dtype)
-    return {"step_s": steps, "train_reward": rewards, "after": accuracy(model, tokenizer, heldout, args.new)}
+    mismatch = [t["mismatch"]["mean"] for t in training if "mismatch" in t]
+    return {
+        "step_s": steps, "train_reward": rewards, "after": accuracy(model, tokenizer, heldout, args.new),
+        "mismatch_mean": statistics.mean(mismatch) if mismatch else None,
+    }  # fmt: skip
+
+
+SIDES = {"trl": run_trl, "selfplay": run_selfplay}
+
+
+def run_side(name: str, rep: int, argv: list[str]) -> dict:
+    """One side's run in its own process (each trainer sets up accelerate's process-wide state its own way)."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder, "side.json")
+        done = subprocess.run(
+            [sys.executable, __file__, *argv, "--side", name, "--rep", str(rep), "--side-out", str(out)]
+        )
+        if done.returncode:
+            raise SystemExit(f"the {name} run failed (exit status {done.returncode})")
+        return json.loads(out.read_text())
 
 
 def summary(name: str, runs: list[dict], completions: int) -> dict:
@@ -177,13 +196,21 @@ def main() -> None:
     parser.add_argument("--reps", type=positive, default=1, help="repetitions, alternating the order (default 1)")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"), help="both sides")
     parser.add_argument("--out", help="also write the results here (JSON)")
+    parser.add_argument("--side", choices=tuple(SIDES), help=argparse.SUPPRESS)  # one side, in a child process
+    parser.add_argument("--rep", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--side-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.dtype == "auto":
+        args.dtype = str(compute_dtype(load_model("smollm2")[0])).removeprefix("torch.")
+    if args.side:
+        random.seed(args.rep)
+        heldout = problems(args.heldout, "heldout", seed=12345)
+        Path(args.side_out).write_text(json.dumps(SIDES[args.side](args, args.rep, heldout)))
+        return
     try:
         import trl
     except ImportError:
         parser.error("needs TRL: pip install trl (the optional extra: pip install -e .[trl])")
-    if args.dtype == "auto":
-        args.dtype = str(compute_dtype(load_model("smollm2")[0])).removeprefix("torch.")
     heldout = problems(args.heldout, "heldout", seed=12345)
     base, tokenizer = load_model("smollm2", dtype=args.dtype)
     before = accuracy(base, tokenizer, heldout, args.new)
@@ -193,12 +220,10 @@ def main() -> None:
         f"held-out accuracy before {before[0]}/{before[1]}",
         flush=True,
     )
-    sides = {"trl": run_trl, "selfplay": run_selfplay}
-    runs: dict[str, list[dict]] = {k: [] for k in sides}
+    runs: dict[str, list[dict]] = {k: [] for k in SIDES}
     for rep in range(args.reps):
-        for name in list(sides) if rep % 2 == 0 else list(reversed(sides)):
-            random.seed(rep)
-            result = sides[name](args, rep, heldout)
+        for name in list(SIDES) if rep % 2 == 0 else list(reversed(SIDES)):
+            result = run_side(name, rep, sys.argv[1:])
             runs[name].append(result)
             print(json.dumps({"side": name, "rep": rep, **result}), flush=True)
     rows = [summary(name, rs, args.prompts * args.group) for name, rs in runs.items()]

@@ -153,7 +153,7 @@ def _mismatch_section(training: list[dict], precision: str) -> list[str]:
         "## Sampler and learner",
         "",
         f"{precision}. |log-probability of a sampled token under the sampler - under the learner before its update|, "
-        f"per step, over {len(steps)} steps (every step's in metrics.jsonl, mismatch/*):",
+        f"per step, over {len(steps)} steps (every step's in TensorBoard, mismatch/*, and trainer.json):",
         "",
         "| | step | mean | largest | tokens at the weight cap |",
         "|---|---:|---:|---:|---:|",

@@ -229,7 +229,7 @@ class Trainer:
             for k, v in metrics.items()
             if k.startswith("reward/") and k.count("/") == 1 and not k.startswith("reward/vs_")
         }
-        entry = {"step": done, "reward": rewards}
+        entry = {"step": done, "reward": rewards, "seconds": {"rollout": batch.seconds, "update": update_seconds}}
         if stats.update.tokens:
             entry["mismatch"] = {
                 k.split("/")[1]: metrics[k] for k in ("mismatch/mean", "mismatch/max", "mismatch/capped")
