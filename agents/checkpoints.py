@@ -128,11 +128,9 @@ def load_role_models(
             f"{policy.parent}: the base model rebuilt from base.json ({base['model']}, seed {base['seed']}) "
             f"is not the one these adapters were trained on (frozen_sha256 differs)"
         )
-    from selfplay.agents.models import auto_device_dtype, with_compute_dtype
+    from selfplay.agents.models import weights_device_dtype, with_compute_dtype
 
     if dtype not in (None, "auto"):
-        dev, cast = auto_device_dtype(device, dtype)
-        if dev.type != "cpu" or str(cast) not in ("torch.float32", "torch.bfloat16"):
-            module.to(dtype=cast)  # on a CPU, float32 weights: ``dtype`` sets the products' precision instead
+        module.to(dtype=weights_device_dtype(device, dtype)[1])
     with_compute_dtype(module, dtype)
     return {role: (module, role) for role in roles}, tokenizer

@@ -142,9 +142,7 @@ def load_model(
     already-cached hub id) on a device. On a CPU the weights load in float32 and ``dtype`` (auto, float32, bfloat16)
     sets the precision of the products (:func:`with_compute_dtype`). The first load on a CPU sets torch's threads to
     the idle cores (``agents.threads``)."""
-    dev, torch_dtype = auto_device_dtype(device, None if dtype == "auto" else dtype)
-    if dev.type == "cpu" and torch_dtype == torch.bfloat16:
-        torch_dtype = torch.float32  # on a CPU, bfloat16 is the products' precision; the weights stay float32
+    dev, torch_dtype = weights_device_dtype(device, dtype)
     if dev.type == "cpu":
         from selfplay.agents import threads
 
@@ -174,6 +172,13 @@ def load_model(
         tokenizer.chat_template = PLAIN_TEMPLATE
     tokenizer.padding_side = "left"
     return with_compute_dtype(model.to(device=dev, dtype=torch_dtype).eval(), dtype), tokenizer
+
+
+def weights_device_dtype(device: str | None, dtype: str | None) -> tuple[torch.device, torch.dtype]:
+    """The device and the weights' dtype for a requested ``dtype`` (None or auto as :func:`auto_device_dtype`): on a
+    CPU bfloat16 is the products' precision (:func:`with_compute_dtype`), so its weights stay float32."""
+    dev, torch_dtype = auto_device_dtype(device, None if dtype == "auto" else dtype)
+    return dev, torch.float32 if dev.type == "cpu" and torch_dtype == torch.bfloat16 else torch_dtype
 
 
 def with_compute_dtype(model: torch.nn.Module, dtype: str | None) -> torch.nn.Module:

@@ -281,8 +281,8 @@ def corrected_old(
     sampler, mask = batch.old_logprobs.detach(), batch.completion_mask.bool()
     parts: dict[str, float] = {}
     weights = mismatch_weights(learner_old, sampler, cfg.tis_cap) if cfg.correction == "tis" else None
-    gap = (learner_old - sampler).abs()[mask]
-    if first and len(gap):
+    if first and mask.any():  # later passes share the first pass's learner log-probs: nothing new to measure
+        gap = (learner_old - sampler).abs()[mask]
         parts.update(mismatch_sum=float(gap.sum()), mismatch_max=float(gap.max()))
         if weights is not None:
             parts["capped"] = float((weights[mask] >= cfg.tis_cap).sum())
